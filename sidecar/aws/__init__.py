@@ -1,0 +1,1 @@
+"""AWS protocol helpers implemented without the AWS SDK."""

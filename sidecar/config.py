@@ -1,0 +1,471 @@
+"""Settings from `SYNC_*` environment variables (and mobius3's command line), validated up front.
+
+Every problem is collected and reported at once, naming the variable, showing the value (unless
+it is a secret) and the expected form, before anything touches a file or an object. The table
+`VARIABLES` is the single source of truth: the README's configuration table is checked against
+it by the test suite.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .s3.client import Endpoint
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_PART = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    directory: str
+    bucket: str
+    endpoint: str
+    region: str
+    prefix: str = ""
+    poll_interval: float = 10.0
+    exclude_local: str = "^$"
+    exclude_remote: str = "^$"
+    upload_on_create: str = "^$"
+    upload_concurrency: int = 32
+    download_concurrency: int = 16
+    log_level: str = "INFO"
+    log_format: str = "text"
+    tls_verify: bool = True
+    ca_bundle: str | None = None
+    multipart_threshold: int = 16 * 1024 * 1024
+    multipart_chunksize: int = 16 * 1024 * 1024
+    max_delete_percent: float = 50.0
+    shutdown_timeout: float = 25.0
+    open_file_timeout: float = 60.0
+    credentials_source: str = "environment"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    name: str
+    value: str | None  # None: not set (or a secret, never shown)
+    expected: str
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return f"{self.name}: {self.expected}"
+        return f"{self.name}={self.value!r}: expected {self.expected}"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    name: str
+    field: str
+    expected: str  # the form, as shown in errors
+    meaning: str
+    default: str  # as documented
+    example: str
+    parse: Callable[[str], Any]
+    required: bool = False
+
+
+def _nonempty(value: str) -> str:
+    if not value.strip():
+        raise ValueError
+    return value
+
+
+def _bucket(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}", value):
+        raise ValueError
+    return value
+
+
+def _prefix(value: str) -> str:
+    if value.startswith("/") or "//" in value:
+        raise ValueError
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError from error
+    return value
+
+
+def _number(low: float, high: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        number = float(value)
+        if not low <= number <= high:  # also refuses NaN
+            raise ValueError
+        return number
+
+    return parse
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = int(value, 10)
+        if not low <= number <= high:
+            raise ValueError
+        return number
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        normal = value.strip().lower()
+        for choice in choices:
+            if normal == choice.lower():
+                return choice
+        raise ValueError
+
+    return parse
+
+
+def _boolean(value: str) -> bool:
+    normal = value.strip().lower()
+    if normal in ("1", "true", "yes", "on"):
+        return True
+    if normal in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+_SIZE = re.compile(r"(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(value: str) -> int:
+    match = _SIZE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError
+    size = int(match.group(1)) * _UNITS[match.group(2).lower()]
+    if not MIN_PART <= size <= 5 * 1024**3:
+        raise ValueError
+    return size
+
+
+def _file(value: str) -> str:
+    if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        raise ValueError
+    return value
+
+
+def _directory(value: str) -> str:
+    if not value.strip():
+        raise ValueError
+    if os.path.exists(value) and not os.path.isdir(value):
+        raise ValueError
+    return value
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "SYNC_DIR",
+        "directory",
+        "the path of a directory (created if missing)",
+        "Local folder to keep in sync (the shared volume).",
+        "(required)",
+        "/data",
+        _directory,
+        required=True,
+    ),
+    Variable(
+        "SYNC_BUCKET",
+        "bucket",
+        "an S3 bucket name",
+        "Bucket to sync with.",
+        "(required)",
+        "my-bucket",
+        _bucket,
+        required=True,
+    ),
+    Variable(
+        "SYNC_REGION",
+        "region",
+        "an AWS region such as eu-west-2",
+        "Region of the bucket; falls back to AWS_REGION, then AWS_DEFAULT_REGION.",
+        "(required)",
+        "eu-west-2",
+        _nonempty,
+        required=True,
+    ),
+    Variable(
+        "SYNC_ENDPOINT",
+        "endpoint",
+        "an http(s) URL with {} where the bucket name goes, e.g. "
+        "https://{}.s3.eu-west-2.amazonaws.com/ or http://127.0.0.1:9000/{}/",
+        "S3 endpoint pattern, mobius3 style: virtual-hosted or path-style.",
+        "https://{}.s3.<region>.amazonaws.com/",
+        "http://minio:9000/{}/",
+        _nonempty,
+    ),
+    Variable(
+        "SYNC_PREFIX",
+        "prefix",
+        "a key prefix without a leading '/', usually ending in '/'",
+        "Key prefix in the bucket that maps to the folder.",
+        "(empty: whole bucket)",
+        "team-a/",
+        _prefix,
+    ),
+    Variable(
+        "SYNC_POLL_INTERVAL",
+        "poll_interval",
+        "seconds, a number from 0.1 to 86400",
+        "How often to list the prefix for remote changes.",
+        "10",
+        "30",
+        _number(0.1, 86400),
+    ),
+    Variable(
+        "SYNC_EXCLUDE_LOCAL",
+        "exclude_local",
+        "a Python regular expression",
+        "Local paths (matched against the full path) never uploaded, and never changed "
+        "by a remote change.",
+        "^$ (nothing)",
+        r".*\.swp$",
+        _regex,
+    ),
+    Variable(
+        "SYNC_EXCLUDE_REMOTE",
+        "exclude_remote",
+        "a Python regular expression",
+        "Keys (relative to the prefix) never downloaded.",
+        "^$ (nothing)",
+        "^tmp/",
+        _regex,
+    ),
+    Variable(
+        "SYNC_UPLOAD_ON_CREATE",
+        "upload_on_create",
+        "a Python regular expression",
+        "Local paths uploaded as soon as they are created rather than when closed "
+        "(symlinks and hard links always are).",
+        "^$ (nothing)",
+        r".*\.lock$",
+        _regex,
+    ),
+    Variable(
+        "SYNC_UPLOAD_CONCURRENCY",
+        "upload_concurrency",
+        "an integer from 1 to 512",
+        "Paths uploaded at the same time.",
+        "32",
+        "64",
+        _integer(1, 512),
+    ),
+    Variable(
+        "SYNC_DOWNLOAD_CONCURRENCY",
+        "download_concurrency",
+        "an integer from 1 to 512",
+        "Paths downloaded at the same time.",
+        "16",
+        "32",
+        _integer(1, 512),
+    ),
+    Variable(
+        "SYNC_LOG_LEVEL",
+        "log_level",
+        "one of " + ", ".join(LOG_LEVELS),
+        "Log verbosity.",
+        "INFO",
+        "DEBUG",
+        _choice(*LOG_LEVELS),
+    ),
+    Variable(
+        "SYNC_LOG_FORMAT",
+        "log_format",
+        "json or text",
+        "Log lines as JSON objects or as plain text.",
+        "text",
+        "json",
+        _choice("json", "text"),
+    ),
+    Variable(
+        "SYNC_TLS_VERIFY",
+        "tls_verify",
+        "true or false",
+        "Verify the S3 endpoint's TLS certificate (false only for test stores).",
+        "true",
+        "false",
+        _boolean,
+    ),
+    Variable(
+        "SYNC_CA_BUNDLE",
+        "ca_bundle",
+        "the path of a readable PEM file",
+        "Extra CA certificates to trust for the S3 endpoint.",
+        "(system CAs)",
+        "/etc/ssl/private-ca.pem",
+        _file,
+    ),
+    Variable(
+        "SYNC_MULTIPART_THRESHOLD",
+        "multipart_threshold",
+        "a size from 5MiB to 5GiB, e.g. 16MiB",
+        "Files this large or larger are uploaded in parallel parts.",
+        "16MiB",
+        "64MiB",
+        parse_size,
+    ),
+    Variable(
+        "SYNC_MULTIPART_CHUNKSIZE",
+        "multipart_chunksize",
+        "a size from 5MiB to 5GiB, e.g. 16MiB",
+        "Part size for multipart uploads (grown automatically to stay within 10,000 parts).",
+        "16MiB",
+        "32MiB",
+        parse_size,
+    ),
+    Variable(
+        "SYNC_MAX_DELETE_PERCENT",
+        "max_delete_percent",
+        "a number from 0 to 100",
+        "Max-delete guard: a poll that would delete more than this share of the synced "
+        "files locally (and more than 10) deletes none of them and logs an error. "
+        "100 turns the guard off.",
+        "50",
+        "100",
+        _number(0, 100),
+    ),
+    Variable(
+        "SYNC_SHUTDOWN_TIMEOUT",
+        "shutdown_timeout",
+        "seconds, a number from 0 to 3600",
+        "On SIGTERM, how long to keep uploading queued changes before exiting.",
+        "25",
+        "100",
+        _number(0, 3600),
+    ),
+    Variable(
+        "SYNC_OPEN_FILE_TIMEOUT",
+        "open_file_timeout",
+        "seconds, a number from 1 to 86400",
+        "A file modified but not closed is uploaded once it has not been written for this long.",
+        "60",
+        "300",
+        _number(1, 86400),
+    ),
+)
+
+_BY_NAME = {variable.name: variable for variable in VARIABLES}
+
+
+def default_endpoint(region: str) -> str:
+    return "https://{}.s3." + region + ".amazonaws.com/"
+
+
+def load_settings(env: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `env`, with `overrides` (command line values, by variable name) on top.
+
+    Raises ConfigError listing every problem found.
+    """
+    raw: dict[str, str] = {}
+    for variable in VARIABLES:
+        value = env.get(variable.name)
+        if value is not None and value != "":
+            raw[variable.name] = value
+    for name, value in (overrides or {}).items():
+        raw[name] = value
+    if "SYNC_REGION" not in raw:
+        for fallback in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            if env.get(fallback):
+                raw["SYNC_REGION"] = env[fallback]
+                break
+
+    problems: list[Problem] = []
+    values: dict[str, Any] = {}
+    for variable in VARIABLES:
+        value = raw.get(variable.name)
+        if value is None:
+            if variable.required:
+                problems.append(
+                    Problem(variable.name, None, f"required: set it to {variable.expected}")
+                )
+            continue
+        try:
+            values[variable.field] = variable.parse(value)
+        except (ValueError, TypeError):
+            problems.append(Problem(variable.name, value, variable.expected))
+
+    if "region" in values and "endpoint" not in values and "SYNC_ENDPOINT" not in raw:
+        values["endpoint"] = default_endpoint(values["region"])
+    if "endpoint" in values and "bucket" in values:
+        try:
+            Endpoint.parse(values["endpoint"], values["bucket"])
+        except ValueError as error:
+            problems.append(
+                Problem(
+                    "SYNC_ENDPOINT",
+                    values["endpoint"],
+                    f"an endpoint that {error}: " + _BY_NAME["SYNC_ENDPOINT"].expected,
+                )
+            )
+    if values.get("multipart_chunksize", 0) > values.get("multipart_threshold", 1 << 62):
+        problems.append(
+            Problem(
+                "SYNC_MULTIPART_CHUNKSIZE",
+                raw["SYNC_MULTIPART_CHUNKSIZE"],
+                "a size no larger than SYNC_MULTIPART_THRESHOLD",
+            )
+        )
+    if values.get("ca_bundle") and values.get("tls_verify") is False:
+        problems.append(
+            Problem(
+                "SYNC_CA_BUNDLE", raw["SYNC_CA_BUNDLE"], "to be unset when SYNC_TLS_VERIFY=false"
+            )
+        )
+
+    problems.extend(credential_problems(env))
+    if problems:
+        raise ConfigError(problems)
+    return Settings(**values)
+
+
+def credential_problems(env: Mapping[str, str]) -> list[Problem]:
+    key = env.get("AWS_ACCESS_KEY_ID", "")
+    secret = env.get("AWS_SECRET_ACCESS_KEY", "")
+    if key and not secret:
+        return [
+            Problem(
+                "AWS_SECRET_ACCESS_KEY",
+                None,
+                "required when AWS_ACCESS_KEY_ID is set (the secret is never shown)",
+            )
+        ]
+    if secret and not key:
+        return [Problem("AWS_ACCESS_KEY_ID", None, "required when AWS_SECRET_ACCESS_KEY is set")]
+    if not key:
+        return [
+            Problem(
+                "AWS_ACCESS_KEY_ID",
+                None,
+                "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(and AWS_SESSION_TOKEN for temporary credentials)",
+            )
+        ]
+    return []

@@ -1,0 +1,134 @@
+"""Mapping between S3 keys and paths relative to the synced folder, and its safety rules.
+
+Everything the sidecar learns from S3 is untrusted input: a key can name `../x`, an absolute
+path, a name longer than the filesystem allows, or bytes that are not UTF-8. Every key goes
+through `KeyMapper.rel_for_key` before it can touch the disk, and every local path goes through
+`KeyMapper.key_for_rel` before it becomes a key, so the rules live in exactly one place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+from urllib.parse import unquote_to_bytes
+
+NAME_MAX: Final = 255
+PATH_MAX: Final = 4095
+KEY_MAX: Final = 1024
+
+
+class SkipReason(StrEnum):
+    """Why a key or a path is not synced; used as a metric label, so keep the set small."""
+
+    INVALID_UTF8 = "invalid_utf8"
+    UNSAFE_KEY = "unsafe_key"
+    NAME_TOO_LONG = "name_too_long"
+    KEY_TOO_LONG = "key_too_long"
+    RESERVED = "reserved"
+    EXCLUDED = "excluded"
+    SHADOWED = "shadowed"
+    TYPE_CONFLICT = "type_conflict"
+    UNSUPPORTED_TYPE = "unsupported_type"
+    UNREADABLE = "unreadable"
+    OUTSIDE_PREFIX = "outside_prefix"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteName:
+    """A key translated to a relative path; `is_dir` is true for `dir/` marker keys."""
+
+    rel: str
+    is_dir: bool
+
+
+class UnsyncableName(ValueError):
+    """A key or path that cannot be synced, with the reason as a metric label."""
+
+    def __init__(self, reason: SkipReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+_CONTROL = re.compile(r"[\x00]")
+
+
+class KeyMapper:
+    """Translates between keys under `prefix` and relative POSIX paths under the folder."""
+
+    def __init__(self, prefix: str, root_bytes_len: int, reserved_name: str) -> None:
+        self.prefix = prefix
+        self._root_len = root_bytes_len
+        self._reserved = reserved_name
+
+    def decode_listed_key(self, raw: str, url_encoded: bool) -> str:
+        """Keys are listed with `encoding-type=url` so that any byte survives XML; decode here."""
+        if not url_encoded:
+            return raw
+        data = unquote_to_bytes(raw)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise UnsyncableName(
+                SkipReason.INVALID_UTF8, f"key is not valid UTF-8: {data!r}"
+            ) from error
+
+    def rel_for_key(self, key: str) -> RemoteName:
+        """The relative path for a key; `UnsyncableName` says why it must not touch the disk."""
+        if not key.startswith(self.prefix):
+            raise UnsyncableName(SkipReason.OUTSIDE_PREFIX, f"key outside prefix: {key!r}")
+        rel = key[len(self.prefix) :]
+        is_dir = rel.endswith("/")
+        if is_dir:
+            rel = rel[:-1]
+        self.check_rel(rel)
+        return RemoteName(rel, is_dir)
+
+    def check_rel(self, rel: str) -> None:
+        """Raise `UnsyncableName` unless `rel` is a safe, normal relative path under the folder."""
+        if not rel:
+            raise UnsyncableName(SkipReason.UNSAFE_KEY, "empty path")
+        if rel.startswith("/"):
+            raise UnsyncableName(SkipReason.UNSAFE_KEY, f"absolute path: {rel!r}")
+        if _CONTROL.search(rel):
+            raise UnsyncableName(SkipReason.UNSAFE_KEY, f"NUL in path: {rel!r}")
+        try:
+            encoded = rel.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise UnsyncableName(SkipReason.INVALID_UTF8, f"not valid UTF-8: {rel!r}") from error
+        parts = rel.split("/")
+        for part in parts:
+            if part in ("", ".", ".."):
+                raise UnsyncableName(SkipReason.UNSAFE_KEY, f"unsafe path segment in {rel!r}")
+            if len(part.encode("utf-8")) > NAME_MAX:
+                raise UnsyncableName(
+                    SkipReason.NAME_TOO_LONG, f"name over {NAME_MAX} bytes: {rel!r}"
+                )
+        if parts[0] == self._reserved:
+            raise UnsyncableName(SkipReason.RESERVED, f"reserved name: {rel!r}")
+        if self._root_len + 1 + len(encoded) > PATH_MAX:
+            raise UnsyncableName(SkipReason.NAME_TOO_LONG, f"path over {PATH_MAX} bytes: {rel!r}")
+
+    def key_for_rel(self, rel: str, is_dir: bool = False) -> str:
+        """The key for a relative path; raises `UnsyncableName` for names S3 cannot hold."""
+        try:
+            encoded = rel.encode("utf-8")
+        except UnicodeEncodeError as error:
+            # Linux names are bytes; Python keeps undecodable ones as lone surrogates.
+            raise UnsyncableName(SkipReason.INVALID_UTF8, f"name is not UTF-8: {rel!r}") from error
+        key = self.prefix + rel + ("/" if is_dir else "")
+        if len(self.prefix.encode("utf-8")) + len(encoded) + is_dir > KEY_MAX:
+            raise UnsyncableName(SkipReason.KEY_TOO_LONG, f"key over {KEY_MAX} bytes: {key!r}")
+        return key
+
+
+def parents_of(rel: str) -> list[str]:
+    """Every ancestor of `rel`, nearest last: `a/b/c` gives `['a', 'a/b']`."""
+    parts = rel.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def is_under(rel: str, top: str) -> bool:
+    """True when `rel` is `top` itself or inside it."""
+    return rel == top or rel.startswith(top + "/")

@@ -1,0 +1,175 @@
+"""Every Prometheus metric the sidecar exports, defined in one place.
+
+Each `Syncer` owns its own registry, so several syncers (or test cases) in one process never
+share or double-register counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.uploads = Counter(
+            "s3sync_uploads",
+            "Files, symlinks and directory markers uploaded, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.downloads = Counter(
+            "s3sync_downloads",
+            "Objects downloaded into the folder, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.deletes = Counter(
+            "s3sync_deletes",
+            "Deletes propagated, by side deleted (local or remote) and result.",
+            ["side", "result"],
+            registry=r,
+        )
+        self.metadata_updates = Counter(
+            "s3sync_metadata_updates",
+            "Metadata-only changes (mode, mtime) propagated, by side.",
+            ["side", "result"],
+            registry=r,
+        )
+        self.conflicts = Counter(
+            "s3sync_conflicts",
+            "Paths changed on both sides; both versions were kept.",
+            registry=r,
+        )
+        self.uploaded_bytes = Counter(
+            "s3sync_uploaded_bytes", "Bytes of file content uploaded.", registry=r
+        )
+        self.downloaded_bytes = Counter(
+            "s3sync_downloaded_bytes", "Bytes of object content downloaded.", registry=r
+        )
+        self.s3_requests = Counter(
+            "s3sync_s3_requests",
+            "S3 requests by operation and HTTP status ('error' when no response arrived).",
+            ["operation", "status"],
+            registry=r,
+        )
+        self.s3_request_duration = Histogram(
+            "s3sync_s3_request_duration_seconds",
+            "S3 request latency up to the response headers.",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.s3_retries = Counter(
+            "s3sync_s3_retries",
+            "S3 requests retried, by operation and reason.",
+            ["operation", "reason"],
+            registry=r,
+        )
+        self.skipped = Counter(
+            "s3sync_skipped_paths", "Paths or keys not synced, by reason.", ["reason"], registry=r
+        )
+        self.local_errors = Counter(
+            "s3sync_local_errors",
+            "Local filesystem operations that failed, by operation.",
+            ["operation"],
+            registry=r,
+        )
+        self.aborted_changed = Counter(
+            "s3sync_uploads_abandoned_changed",
+            "Uploads abandoned because the file changed while it was read (re-uploaded after).",
+            registry=r,
+        )
+        self.inotify_overflows = Counter(
+            "s3sync_inotify_overflows",
+            "inotify queue overflows (each triggers a full rescan).",
+            registry=r,
+        )
+        self.delete_guard_trips = Counter(
+            "s3sync_delete_guard_trips",
+            "Polls whose remote deletions were held back by the max-delete guard.",
+            registry=r,
+        )
+        self.poll_duration = Histogram(
+            "s3sync_poll_duration_seconds",
+            "Time to list the prefix.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.polls = Counter(
+            "s3sync_polls", "Polls of the prefix, by result.", ["result"], registry=r
+        )
+        self.last_poll_success = Gauge(
+            "s3sync_last_successful_poll_timestamp_seconds",
+            "Unix time the last successful poll finished.",
+            registry=r,
+        )
+        self.restore_duration = Gauge(
+            "s3sync_initial_restore_duration_seconds",
+            "Time the initial restore took.",
+            registry=r,
+        )
+        self.restore_done = Gauge(
+            "s3sync_initial_restore_done",
+            "1 once the bucket has been restored into the folder.",
+            registry=r,
+        )
+        self.credentials_expiry = Gauge(
+            "s3sync_credentials_expiry_timestamp_seconds",
+            "Unix time the current credentials expire (0 when they do not).",
+            registry=r,
+        )
+        self.credentials_refresh_failures = Counter(
+            "s3sync_credentials_refresh_failures",
+            "Failed attempts to fetch credentials.",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "s3sync_queue_depth",
+            "Paths waiting to be synced, by the side that changed.",
+            ["direction"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "s3sync_transfers_in_flight",
+            "Paths being synced right now, by direction.",
+            ["direction"],
+            registry=r,
+        )
+        self.oldest_pending = Gauge(
+            "s3sync_oldest_pending_change_age_seconds",
+            "Age of the oldest local change not yet in S3 (the sync lag).",
+            registry=r,
+        )
+        self.files_tracked = Gauge(
+            "s3sync_files_tracked", "Paths known to be in sync on both sides.", registry=r
+        )
+        self.watches = Gauge(
+            "s3sync_inotify_watches", "Directories watched with inotify.", registry=r
+        )
+
+    def bind_gauges(
+        self,
+        *,
+        queue_depth: Callable[[str], float],
+        in_flight: Callable[[str], float],
+        oldest_pending: Callable[[], float],
+        files_tracked: Callable[[], float],
+        watches: Callable[[], float],
+    ) -> None:
+        """Gauges read at scrape time, so they can never go stale."""
+        for direction in ("upload", "download"):
+            self.queue_depth.labels(direction).set_function(
+                lambda d=direction: queue_depth(d)  # type: ignore[misc]
+            )
+            self.in_flight.labels(direction).set_function(
+                lambda d=direction: in_flight(d)  # type: ignore[misc]
+            )
+        self.oldest_pending.set_function(oldest_pending)
+        self.files_tracked.set_function(files_tracked)
+        self.watches.set_function(watches)

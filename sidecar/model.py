@@ -1,0 +1,88 @@
+"""The facts the sync decision is made from: plain, immutable values with no I/O."""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+
+
+class Kind(IntEnum):
+    FILE = 1
+    DIR = 2
+    SYMLINK = 3
+    OTHER = 4  # fifo, socket, device: never synced
+
+
+def kind_of_mode(mode: int) -> Kind:
+    if stat.S_ISREG(mode):
+        return Kind.FILE
+    if stat.S_ISDIR(mode):
+        return Kind.DIR
+    if stat.S_ISLNK(mode):
+        return Kind.SYMLINK
+    return Kind.OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class LocalEntry:
+    """What `lstat` says about a path: enough to tell whether it changed since the last sync."""
+
+    kind: Kind
+    size: int
+    mtime_ns: int
+    mode: int
+    ino: int
+
+    def same_content(self, other: LocalEntry) -> bool:
+        """Same inode, size and mtime: the content cannot have changed through a normal write."""
+        return (
+            self.kind == other.kind
+            and self.size == other.size
+            and self.mtime_ns == other.mtime_ns
+            and self.ino == other.ino
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteEntry:
+    """One object as S3 describes it. `mtime_ns` and `mode` are known only after a GET or HEAD
+    (listings do not carry user metadata); `last_modified` is kept opaque, for change checks."""
+
+    etag: str
+    size: int
+    last_modified: str = ""
+    is_dir: bool = False
+    mtime_ns: int | None = None
+    mode: int | None = None
+
+    def same_object(self, other: RemoteEntry) -> bool:
+        return self.etag == other.etag and self.size == other.size and self.is_dir == other.is_dir
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """The state both sides agreed on when the path was last synced.
+
+    `remote` is None for a directory that exists remotely only through the keys below it.
+    """
+
+    local: LocalEntry
+    remote: RemoteEntry | None
+
+
+class Hint(IntFlag):
+    """What inotify told us about a path since it was last synced."""
+
+    NONE = 0
+    CONTENT = 1  # written and closed, created, or moved in
+    META = 2  # chmod, touch
+    CHILD_REMOVED = 4  # a directory lost a child through a local change
+
+
+def normalize_etag(etag: str) -> str:
+    """Some stores list ETags without quotes, some with; compare them without."""
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"')

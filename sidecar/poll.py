@@ -1,0 +1,209 @@
+"""Finding remote changes: list the prefix, compare with what we knew, hand changed paths on.
+
+Shaped like Home Assistant's DataUpdateCoordinator: one typed loop, one listing at a time, an
+explicit record of the last success and the last failure, and no exception ever escaping.
+
+A listing describes S3 at the moment it *started*: a path our own request changed after that
+moment keeps what that request told us, so a poll can never undo a fresh upload or delete.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from .keys import KeyMapper, SkipReason, UnsyncableName, parents_of
+from .metrics import Metrics
+from .model import Kind, RemoteEntry
+from .s3.client import S3Client
+from .state import SyncState
+
+log = logging.getLogger("sidecar.poll")
+
+
+@dataclass(slots=True)
+class Snapshot:
+    entries: dict[str, RemoteEntry]
+    shadowed: set[str]
+    started: float  # monotonic time the listing began
+
+
+@dataclass(slots=True)
+class Applied:
+    changed: list[str] = field(default_factory=list)
+    held_deletions: int = 0
+
+
+class Poller:
+    def __init__(
+        self,
+        *,
+        s3: S3Client,
+        keys: KeyMapper,
+        exclude_remote: re.Pattern[str],
+        metrics: Metrics,
+    ) -> None:
+        self._s3 = s3
+        self._keys = keys
+        self._exclude = exclude_remote
+        self._metrics = metrics
+        self._reported: set[str] = set()
+        self.last_success: float | None = None  # wall clock
+        self.last_success_monotonic: float | None = None
+        self.last_error: str | None = None
+
+    def _skip(self, key: str, reason: SkipReason, detail: str) -> None:
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        self._metrics.skipped.labels(reason.value).inc()
+        log.warning("not syncing key %r: %s", key, detail)
+
+    async def list(self) -> Snapshot:
+        started = time.monotonic()
+        entries: dict[str, RemoteEntry] = {}
+        prefix = self._keys.prefix
+        async for page in self._s3.list_objects(prefix):
+            for listed in page.objects:
+                try:
+                    key = self._keys.decode_listed_key(listed.key, page.encoded)
+                    if key == prefix:
+                        continue  # the prefix itself, as a marker
+                    if self._exclude.match(key[len(prefix) :]):
+                        continue
+                    name = self._keys.rel_for_key(key)
+                except UnsyncableName as error:
+                    self._skip(listed.key, error.reason, str(error))
+                    continue
+                entry = RemoteEntry(listed.etag, listed.size, listed.last_modified, name.is_dir)
+                existing = entries.get(name.rel)
+                if existing is None or (existing.is_dir and not name.is_dir):
+                    entries[name.rel] = entry  # `a` and `a/` both exist: the file wins
+        files = {rel for rel, entry in entries.items() if not entry.is_dir}
+        shadowed: set[str] = set()
+        if files:
+            for rel in entries:
+                if "/" in rel and any(parent in files for parent in parents_of(rel)):
+                    shadowed.add(rel)
+        for rel in shadowed:
+            del entries[rel]
+            self._skip(
+                prefix + rel,
+                SkipReason.SHADOWED,
+                "a key with the name of one of its parent directories exists; "
+                "that key is kept as the file and this one is ignored",
+            )
+        self._metrics.poll_duration.observe(time.monotonic() - started)
+        return Snapshot(entries, shadowed, started)
+
+    def succeeded(self) -> None:
+        self.last_success = time.time()
+        self.last_success_monotonic = time.monotonic()
+        self.last_error = None
+        self._metrics.last_poll_success.set(self.last_success)
+        self._metrics.polls.labels("ok").inc()
+
+    def failed(self, error: BaseException) -> None:
+        self.last_error = f"{type(error).__name__}: {error}"
+        self._metrics.polls.labels("error").inc()
+
+
+def apply_snapshot(
+    state: SyncState,
+    snapshot: Snapshot,
+    *,
+    busy: Callable[[str], bool],
+    max_delete_percent: float,
+    initial: bool,
+    trust_after: float = 0.0,
+) -> Applied:
+    """Fold a listing into `state`; return the paths whose remote side changed.
+
+    Paths changed by our own requests since the listing began, or being synced right now,
+    keep what we know (`trust_after` widens that window, for stores that are only eventually
+    consistent: mobius3's `local_modification_persistance`). When more synced files would be
+    deleted locally than the max-delete guard allows, those deletions are held back (and
+    reported) instead of applied.
+    """
+    applied = Applied()
+    started = snapshot.started
+    entries = snapshot.entries
+
+    def stale(rel: str) -> bool:
+        ps = state.peek(rel)
+        return ps is not None and (ps.remote_changed_at > started - trust_after or busy(rel))
+
+    touched_parents: set[str] = set()
+    before: dict[str, bool] = {}
+
+    def note_parents(rel: str) -> None:
+        for parent in parents_of(rel):
+            if parent not in before:
+                before[parent] = state.remote_children(parent) > 0
+            touched_parents.add(parent)
+
+    for rel, entry in entries.items():
+        ps = state.peek(rel)
+        old = ps.remote if ps is not None else None
+        if old is not None and old.same_object(entry):
+            if old.last_modified == entry.last_modified:
+                continue
+            if not old.last_modified:
+                # First listing after our own write: learn its Last-Modified, nothing changed.
+                adopted = replace(old, last_modified=entry.last_modified)
+                state.set_remote(rel, adopted)
+                assert ps is not None
+                if (
+                    ps.synced is not None
+                    and ps.synced.remote is not None
+                    and ps.synced.remote.same_object(entry)
+                ):
+                    state.set_synced(rel, replace(ps.synced, remote=adopted))
+                continue
+        if stale(rel):
+            continue
+        if old is None:
+            note_parents(rel)
+        elif old.same_object(entry):  # same content, new Last-Modified: keep known metadata
+            state.set_remote(rel, replace(entry, mtime_ns=old.mtime_ns, mode=old.mode))
+            applied.changed.append(rel)
+            continue
+        state.set_remote(rel, entry)
+        applied.changed.append(rel)
+
+    removed = [
+        rel
+        for rel, ps in state.paths.items()
+        if ps.remote is not None
+        and rel not in entries
+        and rel not in snapshot.shadowed
+        and not stale(rel)
+    ]
+    local_deletions = [
+        rel
+        for rel in removed
+        if (ps := state.paths[rel]).synced is not None and ps.synced.local.kind is not Kind.DIR
+    ]
+    limit = max(10.0, state.synced_count * max_delete_percent / 100.0)
+    if not initial and max_delete_percent < 100 and len(local_deletions) > limit:
+        applied.held_deletions = len(local_deletions)
+        held = set(local_deletions)
+        removed = [rel for rel in removed if rel not in held]
+    for rel in removed:
+        note_parents(rel)
+        state.set_remote(rel, None)
+        applied.changed.append(rel)
+
+    for rel in snapshot.shadowed:
+        state.get(rel).shadowed = True
+    for rel, ps in state.paths.items():
+        if ps.shadowed and rel not in snapshot.shadowed:
+            ps.shadowed = False
+
+    for parent in touched_parents:
+        if before.get(parent, False) != (state.remote_children(parent) > 0):
+            applied.changed.append(parent)
+    return applied

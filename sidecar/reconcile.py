@@ -1,0 +1,200 @@
+"""The one sync decision: what to do with a path, given what is on disk now, what is in S3 now,
+and what both sides agreed on when the path was last synced.
+
+This is pure: no I/O, no clock, no globals. Start-up, inotify events, polls, overflow rescans and
+retries all come here, so a rule is written once and tested exhaustively (tests/test_reconcile.py
+walks every row). The executor re-checks the local facts just before it acts, so a decision made
+on facts that changed a moment later is abandoned, never applied.
+
+Safety rules encoded here:
+- a file that was never seen on both sides is never deleted; one side's copy is uploaded or
+  downloaded, and when both exist and differ, both are kept (a conflict copy);
+- a local change that is not yet uploaded is never overwritten: it wins, and a concurrent remote
+  change is kept beside it as a conflict copy;
+- a remote change beats a local delete (nothing is lost: the file comes back);
+- a local file is deleted only when it is exactly the version last synced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced
+
+
+class Op(Enum):
+    NOTHING = "nothing"
+    RECORD = "record"  # both sides already agree: remember it
+    FORGET = "forget"  # gone on both sides: drop what we remembered
+    WAIT = "wait"  # the file is being written: its close will bring us back
+    SKIP = "skip"  # cannot be synced (logged and counted with `reason`)
+    UPLOAD = "upload"
+    UPLOAD_META = "upload_meta"  # chmod/touch: copy the object onto itself with new metadata
+    PUT_MARKER = "put_marker"  # a `dir/` object for a directory
+    DELETE_REMOTE = "delete_remote"
+    DOWNLOAD = "download"
+    MKDIR = "mkdir"
+    DELETE_LOCAL = "delete_local"
+    RMDIR = "rmdir"
+    APPLY_REMOTE_META = "apply_remote_meta"  # same object, new metadata (another client's chmod)
+    CONFLICT = "conflict"  # both sides changed: keep both
+
+
+class Winner(Enum):
+    LOCAL = "local"  # the local file keeps the name; the remote version becomes the copy
+    NEWER = "newer"  # at start, with no history: the newer mtime keeps the name
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    local: LocalEntry | None
+    remote: RemoteEntry | None  # the object at the path's file key, else its `dir/` marker
+    synced: Synced | None
+    remote_children: int = 0  # keys strictly below the path (it is a directory remotely)
+    hint: Hint = Hint.NONE
+    writing: bool = False  # modified and not yet closed
+    initial: bool = False  # restoring at start: the app is not running yet
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    op: Op
+    if_match: str | None = None  # the remote write must find this ETag...
+    if_none_match: bool = False  # ...or no object at all
+    winner: Winner | None = None
+    again: bool = False  # reconcile once more after this (a path that changed type)
+    reason: str = ""
+
+
+NOTHING = Decision(Op.NOTHING)
+WAIT = Decision(Op.WAIT)
+FORGET = Decision(Op.FORGET)
+
+
+def reconcile(f: Facts) -> Decision:
+    local, remote, synced = f.local, f.remote, f.synced
+    if local is not None and local.kind is Kind.OTHER:
+        return Decision(Op.SKIP, reason="unsupported_type")
+    synced_dir = synced is not None and synced.local.kind is Kind.DIR
+
+    if local is not None and local.kind is Kind.DIR:
+        if synced is not None and not synced_dir:
+            return _type_changed(f, synced)
+        if remote is not None and not remote.is_dir:
+            return Decision(Op.SKIP, reason="type_conflict")
+        return _directory(f)
+
+    if local is not None:  # a file or a symlink
+        if synced is not None and synced_dir:
+            return _type_changed(f, synced)
+        if remote is not None and remote.is_dir:
+            # S3 can hold `a` and `a/`; the local file keeps the name (the marker is shadowed).
+            remote = None
+        return _file(f, local, remote, synced)
+
+    # Gone locally (or never there).
+    if synced is not None:
+        if synced_dir:
+            return _directory(f)
+        if remote is not None and remote.is_dir:
+            return Decision(Op.FORGET, again=True)
+        return _file(f, None, remote, synced)
+    if remote is None:
+        return NOTHING
+    if remote.is_dir:
+        return Decision(Op.MKDIR)
+    return Decision(Op.DOWNLOAD)
+
+
+def _type_changed(f: Facts, synced: Synced) -> Decision:
+    """A file became a directory or the other way round: first remove the old key."""
+    old = synced.remote
+    remote = f.remote
+    if old is None or remote is None:
+        return Decision(Op.FORGET, again=True)
+    if remote.same_object(old):
+        return Decision(Op.DELETE_REMOTE, if_match=remote.etag, again=True)
+    return Decision(Op.SKIP, reason="type_conflict")
+
+
+def _file(
+    f: Facts, local: LocalEntry | None, remote: RemoteEntry | None, synced: Synced | None
+) -> Decision:
+    if synced is None:
+        if local is None:
+            return Decision(Op.DOWNLOAD) if remote is not None else NOTHING
+        if f.writing:
+            return WAIT
+        if remote is None:
+            return Decision(Op.UPLOAD, if_none_match=True)
+        winner = Winner.NEWER if f.initial else Winner.LOCAL
+        return Decision(Op.CONFLICT, if_match=remote.etag, winner=winner)
+
+    old = synced.remote
+    local_changed = local != synced.local
+    remote_changed = remote is None or old is None or not remote.same_object(old)
+    if local is not None and f.writing:
+        return WAIT
+
+    if not local_changed:
+        if remote is None:
+            return Decision(Op.DELETE_LOCAL)
+        if remote_changed:
+            return Decision(Op.DOWNLOAD)
+        if old is not None and old.last_modified and remote.last_modified != old.last_modified:
+            return Decision(Op.APPLY_REMOTE_META)
+        return NOTHING
+
+    if local is None:
+        if remote is None:
+            return FORGET
+        if remote_changed:
+            return Decision(Op.DOWNLOAD)  # a remote change beats a local delete
+        return Decision(Op.DELETE_REMOTE, if_match=remote.etag)
+
+    if remote is None:
+        return Decision(Op.UPLOAD, if_none_match=True)  # a local change beats a remote delete
+    if remote_changed:
+        return Decision(Op.CONFLICT, if_match=remote.etag, winner=Winner.LOCAL)
+    if local.kind is Kind.SYMLINK or _content_changed(local, synced.local, f.hint):
+        return Decision(Op.UPLOAD, if_match=remote.etag)
+    return Decision(Op.UPLOAD_META, if_match=remote.etag)
+
+
+def _content_changed(local: LocalEntry, old: LocalEntry, hint: Hint) -> bool:
+    if hint & Hint.CONTENT:
+        return True
+    if local.kind != old.kind or local.size != old.size or local.ino != old.ino:
+        return True
+    # Same size and inode: a touch (IN_ATTRIB only) changes mtime without a write. Without
+    # an event to say so (a rescan), a changed mtime is treated as a content change.
+    return local.mtime_ns != old.mtime_ns and not hint & Hint.META
+
+
+def _directory(f: Facts) -> Decision:
+    local, synced = f.local, f.synced
+    marker = f.remote if f.remote is not None and f.remote.is_dir else None
+    remote_present = marker is not None or f.remote_children > 0
+
+    if local is not None:
+        if synced is None:
+            if remote_present:
+                return Decision(Op.RECORD)
+            return Decision(Op.PUT_MARKER, if_none_match=True)
+        if remote_present:
+            if marker is not None and f.hint & Hint.META and local.mode != synced.local.mode:
+                return Decision(Op.PUT_MARKER)
+            if marker != synced.remote:
+                return Decision(Op.RECORD)
+            return NOTHING
+        if f.hint & Hint.CHILD_REMOVED:
+            # The last key below it went because of a local delete: keep the empty directory.
+            return Decision(Op.PUT_MARKER, if_none_match=True)
+        return Decision(Op.RMDIR)
+
+    if synced is None:
+        return Decision(Op.MKDIR) if marker is not None else NOTHING
+    if marker is not None:
+        return Decision(Op.DELETE_REMOTE, if_match=marker.etag)
+    return FORGET

@@ -1,0 +1,1 @@
+"""S3 access over aiohttp: signed requests, retries, XML."""

@@ -1,0 +1,160 @@
+"""Per-path exclusive work queues.
+
+A path is never processed by two workers at once, so PUTs and DELETEs of one key reach S3 in the
+order the changes happened (mobius3's FIFO lock per path). Changes that arrive while a path is
+being processed are coalesced into one more pass afterwards: the pass looks at the state *then*,
+so intermediate versions that no longer exist are never uploaded.
+
+Two pools of workers: paths changed locally go to the upload pool, paths changed remotely to the
+download pool, so a burst on one side never starves the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from enum import Enum
+
+log = logging.getLogger("sidecar.scheduler")
+
+
+class Direction(Enum):
+    UPLOAD = "upload"
+    DOWNLOAD = "download"
+
+
+class Scheduler:
+    def __init__(
+        self,
+        process: Callable[[str, Direction], Awaitable[None]],
+        workers: dict[Direction, int],
+    ) -> None:
+        self._process = process
+        self._workers = workers
+        self._queues: dict[Direction, asyncio.Queue[str]] = {d: asyncio.Queue() for d in Direction}
+        self._queued: dict[str, Direction] = {}
+        self._running: dict[str, Direction] = {}
+        self._again: dict[str, Direction] = {}
+        self._delayed: dict[str, tuple[asyncio.TimerHandle, Direction]] = {}
+        self._running_count = dict.fromkeys(Direction, 0)
+        self._local_since: dict[str, float] = {}  # insertion order: the first is the oldest
+        self._tasks: list[asyncio.Task[None]] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def start(self) -> None:
+        for direction, count in self._workers.items():
+            for number in range(count):
+                task = asyncio.get_running_loop().create_task(
+                    self._worker(direction), name=f"{direction.value}-worker-{number}"
+                )
+                self._tasks.append(task)
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return self._tasks
+
+    async def close(self) -> None:
+        for handle, _ in self._delayed.values():
+            handle.cancel()
+        self._delayed.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def submit(self, rel: str, direction: Direction) -> None:
+        if direction is Direction.UPLOAD and rel not in self._local_since:
+            self._local_since[rel] = time.monotonic()
+        delayed = self._delayed.pop(rel, None)
+        if delayed is not None:
+            delayed[0].cancel()
+            if delayed[1] is Direction.UPLOAD:
+                direction = Direction.UPLOAD
+        if rel in self._running:
+            previous = self._again.get(rel)
+            self._again[rel] = Direction.UPLOAD if previous is Direction.UPLOAD else direction
+            return
+        if rel in self._queued:
+            return
+        self._queued[rel] = direction
+        self._idle.clear()
+        self._queues[direction].put_nowait(rel)
+
+    def later(self, rel: str, direction: Direction, delay: float) -> None:
+        """Process `rel` again after `delay` seconds (a retry), unless a change comes first."""
+        if rel in self._delayed or rel in self._queued:
+            return
+        handle = asyncio.get_running_loop().call_later(delay, self._fire, rel)
+        self._delayed[rel] = (handle, direction)
+        self._idle.clear()
+
+    def expedite(self) -> None:
+        """Shutting down: retry now whatever was waiting for a backoff to end."""
+        for rel in list(self._delayed):
+            self._fire(rel)
+
+    def _fire(self, rel: str) -> None:
+        entry = self._delayed.pop(rel, None)
+        if entry is not None:
+            self.submit(rel, entry[1])
+
+    def done(self, rel: str) -> None:
+        """The local change at `rel` is in S3 (or there is nothing left to send)."""
+        if rel not in self._queued and rel not in self._again and rel not in self._delayed:
+            self._local_since.pop(rel, None)
+
+    def queued(self, direction: Direction) -> int:
+        return self._queues[direction].qsize()
+
+    def running(self, direction: Direction) -> int:
+        return self._running_count[direction]
+
+    def delayed(self) -> int:
+        return len(self._delayed)
+
+    def oldest_local_change(self) -> float | None:
+        for since in self._local_since.values():
+            return since
+        return None
+
+    def pending_local(self) -> list[str]:
+        """Paths whose local change is not in S3 yet."""
+        return list(self._local_since)
+
+    def is_busy(self, rel: str) -> bool:
+        return rel in self._running or rel in self._queued or rel in self._delayed
+
+    def busy(self) -> bool:
+        return bool(self._queued or self._running or self._delayed)
+
+    async def wait_idle(self) -> None:
+        """Until nothing is queued, running, or waiting for a retry."""
+        while self.busy():
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def _worker(self, direction: Direction) -> None:
+        queue = self._queues[direction]
+        while True:
+            rel = await queue.get()
+            if self._queued.pop(rel, None) is None:
+                continue
+            self._running[rel] = direction
+            self._running_count[direction] += 1
+            try:
+                await self._process(rel, direction)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("unexpected error while syncing %r", rel)
+            finally:
+                self._running_count[direction] -= 1
+                del self._running[rel]
+                again = self._again.pop(rel, None)
+                if again is not None:
+                    self.submit(rel, again)
+                if not self.busy():
+                    self._idle.set()

@@ -1,0 +1,266 @@
+"""Recursive inotify over asyncinotify, reporting changes as relative paths.
+
+Events are read in the event loop's reader callback and handled synchronously, in kernel order,
+so `barrier()` can do what mobius3 needs a flush file for: a non-blocking read of everything the
+kernel has queued. A write that returned before `barrier()` was called has its IN_MODIFY handled
+when `barrier()` returns, without creating a file or waiting a round trip.
+
+New directories are watched before they are listed, so nothing created inside them in between is
+missed; listing runs in a thread so that a tree of many files does not block the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from asyncinotify import Event, Inotify, Mask, Watch
+
+from .keys import is_under
+
+log = logging.getLogger("sidecar.watch")
+
+WATCH_MASK = (
+    Mask.MODIFY
+    | Mask.ATTRIB
+    | Mask.CLOSE_WRITE
+    | Mask.MOVED_FROM
+    | Mask.MOVED_TO
+    | Mask.CREATE
+    | Mask.DELETE
+    | Mask.DELETE_SELF
+    | Mask.ONLYDIR
+    | Mask.DONT_FOLLOW
+    | Mask.EXCL_UNLINK
+)
+
+
+class LocalChanges(Protocol):
+    """What the watcher reports. Called synchronously from the event loop, in kernel order."""
+
+    def modified(self, rel: str) -> None: ...
+    def closed(self, rel: str) -> None: ...
+    def created(self, rel: str, is_dir: bool) -> None: ...
+    def attrib(self, rel: str, is_dir: bool) -> None: ...
+    def removed(self, rel: str, is_dir: bool) -> None: ...
+    def moved_in(self, rel: str, is_dir: bool) -> None: ...
+    def found(self, rel: str, is_dir: bool) -> None: ...
+    def overflowed(self) -> None: ...
+    def root_lost(self) -> None: ...
+
+
+def _list_dirs(root: str, rel_dirs: list[str]) -> list[tuple[str, list[tuple[str, bool]]]]:
+    """Entries of each directory as (name, is_dir), not following symlinks. Runs in a thread."""
+    listed: list[tuple[str, list[tuple[str, bool]]]] = []
+    for rel_dir in rel_dirs:
+        entries: list[tuple[str, bool]] = []
+        try:
+            with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as it:
+                for entry in it:
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    entries.append((entry.name, is_dir))
+        except (FileNotFoundError, NotADirectoryError, PermissionError) as error:
+            log.debug("cannot list %r: %s", rel_dir, error)
+        listed.append((rel_dir, entries))
+    return listed
+
+
+class Watcher:
+    def __init__(
+        self,
+        root: str,
+        reserved: str,
+        sink: LocalChanges,
+        on_error: Callable[[str, BaseException], None],
+    ) -> None:
+        self._root = root
+        self._reserved = reserved
+        self._sink = sink
+        self._on_error = on_error
+        self._inotify: Inotify | None = None
+        self._rel_by_wd: dict[int, str] = {}
+        self._wd_by_rel: dict[str, int] = {}
+        self._watch_by_wd: dict[int, Watch] = {}
+        self._scans: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.alive = False
+
+    @property
+    def watch_count(self) -> int:
+        return len(self._rel_by_wd)
+
+    async def start(self) -> None:
+        """Watch the whole tree and report every entry in it through `found`."""
+        self._loop = asyncio.get_running_loop()
+        inotify = Inotify(cache_size=256)
+        inotify.sync_timeout = 0  # sync_get() polls: never blocks the loop
+        self._inotify = inotify
+        self._loop.add_reader(inotify.fd, self.barrier)
+        self.alive = True
+        await self.scan("")
+
+    async def close(self) -> None:
+        self.alive = False
+        for task in list(self._scans):
+            task.cancel()
+        await asyncio.gather(*self._scans, return_exceptions=True)
+        if self._inotify is not None and self._loop is not None:
+            self._loop.remove_reader(self._inotify.fd)
+            self._inotify.close()
+            self._inotify = None
+
+    def barrier(self) -> None:
+        """Handle every event the kernel has queued, now."""
+        inotify = self._inotify
+        if inotify is None:
+            return
+        while True:
+            try:
+                event = inotify.sync_get()
+            except BlockingIOError:
+                return
+            except OSError as error:
+                self.alive = False
+                self._on_error("inotify read", error)
+                return
+            if event is None:
+                return
+            try:
+                self._handle(event)
+            except Exception as error:
+                # One bad event must not stop the watcher; the path is reconciled on rescan.
+                self._on_error("inotify event", error)
+
+    def _handle(self, event: Event) -> None:
+        mask = event.mask
+        if mask & Mask.Q_OVERFLOW:
+            log.warning("inotify queue overflowed: rescanning the whole folder")
+            self._sink.overflowed()
+            return
+        watch = event.watch
+        if watch is None:
+            return
+        wd = watch.wd
+        rel_dir = self._rel_by_wd.get(wd)
+        if rel_dir is None:
+            return  # a watch already dropped (its directory was moved or deleted)
+        if mask & Mask.IGNORED:
+            self._forget_wd(wd)
+            return
+        if mask & Mask.DELETE_SELF:
+            if rel_dir == "":
+                self._sink.root_lost()
+            return
+        if event.name is None:
+            return
+        name = str(event.name)
+        if rel_dir == "" and name == self._reserved:
+            return
+        rel = f"{rel_dir}/{name}" if rel_dir else name
+        is_dir = bool(mask & Mask.ISDIR)
+        sink = self._sink
+        if mask & Mask.MODIFY:
+            sink.modified(rel)
+        if mask & Mask.CLOSE_WRITE:
+            sink.closed(rel)
+        if mask & Mask.ATTRIB:
+            sink.attrib(rel, is_dir)
+        if mask & Mask.CREATE:
+            sink.created(rel, is_dir)
+            if is_dir:
+                self._start_scan(rel)
+        if mask & Mask.MOVED_TO:
+            sink.moved_in(rel, is_dir)
+            if is_dir:
+                self._start_scan(rel)
+        if mask & Mask.MOVED_FROM and is_dir:
+            # The watches below keep reporting under the old name: drop them. (A deleted
+            # directory's watches go by themselves, with IN_IGNORED.)
+            self._drop_subtree(rel)
+        if mask & (Mask.DELETE | Mask.MOVED_FROM):
+            sink.removed(rel, is_dir)
+
+    # -- watches -------------------------------------------------------------------------
+
+    def _add_watch(self, rel_dir: str) -> bool:
+        inotify = self._inotify
+        if inotify is None:
+            return False
+        path = os.path.join(self._root, rel_dir) if rel_dir else self._root
+        try:
+            watch = inotify.add_watch(Path(path), WATCH_MASK)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as error:
+            # ENOSPC: fs.inotify.max_user_watches is too low for this tree.
+            self._on_error(f"watch {rel_dir or '.'}", error)
+            return False
+        old = self._rel_by_wd.get(watch.wd)
+        if old is not None and old != rel_dir:
+            self._wd_by_rel.pop(old, None)
+        self._rel_by_wd[watch.wd] = rel_dir
+        self._wd_by_rel[rel_dir] = watch.wd
+        self._watch_by_wd[watch.wd] = watch
+        return True
+
+    def _forget_wd(self, wd: int) -> None:
+        rel = self._rel_by_wd.pop(wd, None)
+        self._watch_by_wd.pop(wd, None)
+        if rel is not None and self._wd_by_rel.get(rel) == wd:
+            del self._wd_by_rel[rel]
+
+    def _drop_subtree(self, rel: str) -> None:
+        """A directory left (deleted or moved away): its watches now describe nothing we own."""
+        inotify = self._inotify
+        for sub, wd in list(self._wd_by_rel.items()):
+            if sub and is_under(sub, rel):
+                watch = self._watch_by_wd.get(wd)
+                self._forget_wd(wd)
+                if inotify is not None and watch is not None:
+                    with contextlib.suppress(OSError):  # already gone with its directory
+                        inotify.rm_watch(watch)
+
+    # -- scanning ------------------------------------------------------------------------
+
+    def _start_scan(self, rel: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.scan(rel))
+        self._scans.add(task)
+        task.add_done_callback(self._scan_done)
+
+    def _scan_done(self, task: asyncio.Task[None]) -> None:
+        self._scans.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._on_error("scan", task.exception())  # type: ignore[arg-type]
+
+    async def scan(self, top: str) -> None:
+        """Watch `top` and everything below it, then report each entry through `found`.
+
+        Each directory is watched before it is listed, so an entry created in between is seen
+        either by the listing or by the watch.
+        """
+        loop = asyncio.get_running_loop()
+        level = [top]
+        while level and self.alive:
+            watched = [rel for rel in level if self._add_watch(rel)]
+            listed = await loop.run_in_executor(None, _list_dirs, self._root, watched)
+            level = []
+            for rel_dir, entries in listed:
+                for name, is_dir in entries:
+                    if rel_dir == "" and name == self._reserved:
+                        continue
+                    rel = f"{rel_dir}/{name}" if rel_dir else name
+                    self._sink.found(rel, is_dir)
+                    if is_dir:
+                        level.append(rel)
+
+    async def rescan(self) -> None:
+        """After an overflow: re-watch and re-report the whole tree."""
+        await self.scan("")
