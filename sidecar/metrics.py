@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -16,6 +17,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         r = self.registry
         self.uploads = Counter(
             "s3sync_uploads",
@@ -152,6 +154,21 @@ class Metrics:
         self.watches = Gauge(
             "s3sync_inotify_watches", "Directories watched with inotify.", registry=r
         )
+
+    def inc(self, counter: Counter, *labels: str, amount: float = 1) -> None:
+        """`counter.labels(*labels).inc(amount)`, with the labelled child cached: `labels()`
+        takes a lock and builds tuples, too slow for a call per request."""
+        self._child(counter, labels).inc(amount)  # type: ignore[attr-defined]
+
+    def observe(self, histogram: Histogram, *labels: str, value: float) -> None:
+        self._child(histogram, labels).observe(value)  # type: ignore[attr-defined]
+
+    def _child(self, metric: MetricWrapperBase, labels: tuple[str, ...]) -> MetricWrapperBase:
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels) if labels else metric
+        return child
 
     def bind_gauges(
         self,

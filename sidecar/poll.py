@@ -59,7 +59,7 @@ class Poller:
         if key in self._reported:
             return
         self._reported.add(key)
-        self._metrics.skipped.labels(reason.value).inc()
+        self._metrics.inc(self._metrics.skipped, reason.value)
         log.warning("not syncing key %r: %s", key, detail)
 
     async def list(self) -> Snapshot:
@@ -104,11 +104,11 @@ class Poller:
         self.last_success_monotonic = time.monotonic()
         self.last_error = None
         self._metrics.last_poll_success.set(self.last_success)
-        self._metrics.polls.labels("ok").inc()
+        self._metrics.inc(self._metrics.polls, "ok")
 
     def failed(self, error: BaseException) -> None:
         self.last_error = f"{type(error).__name__}: {error}"
-        self._metrics.polls.labels("error").inc()
+        self._metrics.inc(self._metrics.polls, "error")
 
 
 def apply_snapshot(

@@ -202,10 +202,9 @@ class Syncer:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
+            cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
-            headers={"User-Agent": "s3sync-sidecar"},
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
         )
         self._s3 = S3Client(
             session=self._session,
@@ -485,7 +484,7 @@ class Syncer:
         await self._watcher.rescan()
 
     def _on_watch_error(self, what: str, error: BaseException) -> None:
-        self.metrics.local_errors.labels("watch").inc()
+        self.metrics.inc(self.metrics.local_errors, "watch")
         log.error("%s failed: %s", what, error)
 
     def _root_lost(self) -> None:
@@ -512,7 +511,7 @@ class Syncer:
         waiting = False
         try:
             if self._excluded_local(rel):
-                self.metrics.skipped.labels(SkipReason.EXCLUDED.value).inc()
+                self.metrics.inc(self.metrics.skipped, SkipReason.EXCLUDED.value)
                 return
             facts = Facts(
                 local=local_entry(transfers.path(rel)),
@@ -566,10 +565,10 @@ class Syncer:
             else:
                 scheduler.submit(rel, direction)
         except UnsyncableName as error:
-            self.metrics.skipped.labels(error.reason.value).inc()
+            self.metrics.inc(self.metrics.skipped, error.reason.value)
             log.warning("not syncing %r: %s", rel, error)
         except UnsafeParentError as error:
-            self.metrics.skipped.labels(SkipReason.UNSAFE_KEY.value).inc()
+            self.metrics.inc(self.metrics.skipped, SkipReason.UNSAFE_KEY.value)
             log.warning("not downloading %r: %s", rel, error)
         except (
             S3Error,
@@ -582,12 +581,12 @@ class Syncer:
             settled = False
             self._failed(rel, direction, error)
         except PermissionError as error:
-            self.metrics.skipped.labels(SkipReason.UNREADABLE.value).inc()
-            self.metrics.local_errors.labels("permission").inc()
+            self.metrics.inc(self.metrics.skipped, SkipReason.UNREADABLE.value)
+            self.metrics.inc(self.metrics.local_errors, "permission")
             log.warning("cannot sync %r: %s", rel, error)
         except OSError as error:
             settled = False
-            self.metrics.local_errors.labels("io").inc()
+            self.metrics.inc(self.metrics.local_errors, "io")
             self._failed(rel, direction, error)
         finally:
             if settled:
@@ -601,7 +600,7 @@ class Syncer:
             state.prune(rel)
 
     def _skip(self, rel: str, decision: Decision) -> None:
-        self.metrics.skipped.labels(decision.reason).inc()
+        self.metrics.inc(self.metrics.skipped, decision.reason)
         log.warning("not syncing %r: %s", rel, decision.reason.replace("_", " "))
 
     def _failed(self, rel: str, direction: Direction, error: BaseException) -> None:
@@ -609,9 +608,8 @@ class Syncer:
         ps = self._state.get(rel)
         ps.failures += 1
         delay = min(300.0, 0.5 * 2 ** min(ps.failures, 10))
-        result = "error"
         counter = self.metrics.uploads if direction is Direction.UPLOAD else self.metrics.downloads
-        counter.labels(result).inc()
+        self.metrics.inc(counter, "error")
         log.warning(
             "sync of %r failed (attempt %d, retrying in %.0fs): %s", rel, ps.failures, delay, error
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import math
@@ -161,16 +162,13 @@ class Transfers:
     # -- helpers -------------------------------------------------------------------------
 
     def _metadata_headers(self, rel: str, local: LocalEntry) -> dict[str, str]:
-        headers = {
+        return {
             "x-amz-meta-mtime": format_mtime(local.mtime_ns),
             "x-amz-meta-mode": format_mode(local.mode),
+            "Content-Type": _content_type(os.path.splitext(rel)[1])
+            if local.kind is Kind.FILE
+            else "application/octet-stream",
         }
-        if local.kind is Kind.FILE:
-            content_type, _ = mimetypes.guess_type(rel, strict=False)
-            headers["Content-Type"] = content_type or "application/octet-stream"
-        else:
-            headers["Content-Type"] = "application/octet-stream"
-        return headers
 
     def _synced_upload(self, rel: str, local: LocalEntry, etag: str) -> None:
         entry = RemoteEntry(
@@ -219,7 +217,7 @@ class Transfers:
                 if_none_match=decision.if_none_match,
             )
             self._synced_upload(rel, local, result.etag)
-            self._metrics.uploads.labels("ok").inc()
+            self._metrics.inc(self._metrics.uploads, "ok")
             self._metrics.uploaded_bytes.inc(len(target))
             return
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -237,13 +235,14 @@ class Transfers:
         finally:
             os.close(fd)
         self._synced_upload(rel, local, etag)
-        self._metrics.uploads.labels("ok").inc()
+        self._metrics.inc(self._metrics.uploads, "ok")
         self._metrics.uploaded_bytes.inc(local.size)
-        log.info(
-            "uploaded %s",
-            rel,
-            extra={"path": rel, "key": key, "bytes": local.size, "operation": "upload"},
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "uploaded %s",
+                rel,
+                extra={"path": rel, "key": key, "bytes": local.size, "operation": "upload"},
+            )
 
     def _still_same(self, up: _Upload) -> None:
         self._barrier()
@@ -385,7 +384,7 @@ class Transfers:
         self._state.set_remote(rel, entry)
         self._state.set_synced(rel, Synced(local, entry))
         ps.remote_changed_at = time.monotonic()
-        self._metrics.metadata_updates.labels("remote", "ok").inc()
+        self._metrics.inc(self._metrics.metadata_updates, "remote", "ok")
         log.info(
             "updated metadata of %s",
             rel,
@@ -414,7 +413,7 @@ class Transfers:
             self._state.set_synced(rel, Synced(local, self._state.get(rel).remote))
             return
         self._synced_upload(rel, local, result.etag)
-        self._metrics.uploads.labels("ok").inc()
+        self._metrics.inc(self._metrics.uploads, "ok")
 
     async def delete_remote(
         self, rel: str, facts: Facts, decision: Decision, ps: PathState
@@ -426,7 +425,7 @@ class Transfers:
         self._state.set_remote(rel, None)
         self._state.set_synced(rel, None)
         ps.remote_changed_at = time.monotonic()
-        self._metrics.deletes.labels("remote", "ok").inc()
+        self._metrics.inc(self._metrics.deletes, "remote", "ok")
         log.info(
             "deleted %s from S3", rel, extra={"path": rel, "key": key, "operation": "delete_remote"}
         )
@@ -559,7 +558,7 @@ class Transfers:
         )
         self._state.set_remote(rel, entry)
         self._state.set_synced(rel, Synced(fetched, entry))
-        self._metrics.downloads.labels("ok").inc()
+        self._metrics.inc(self._metrics.downloads, "ok")
         log.info(
             "downloaded %s", rel, extra={"path": rel, "bytes": head.size, "operation": "download"}
         )
@@ -604,7 +603,7 @@ class Transfers:
             raise LocalChanged(rel)
         os.unlink(aside)
         self._state.set_synced(rel, None)
-        self._metrics.deletes.labels("local", "ok").inc()
+        self._metrics.inc(self._metrics.deletes, "local", "ok")
         log.info(
             "deleted %s locally (deleted in S3)",
             rel,
@@ -632,7 +631,7 @@ class Transfers:
                 return  # something local is still in it: keep it, the next poll retries
             raise
         self._state.set_synced(rel, None)
-        self._metrics.deletes.labels("local", "ok").inc()
+        self._metrics.inc(self._metrics.deletes, "local", "ok")
 
     async def apply_remote_meta(self, rel: str, facts: Facts, ps: PathState) -> None:
         local = facts.local
@@ -658,7 +657,7 @@ class Transfers:
         entry = replace(remote, mtime_ns=head.mtime_ns, mode=head.mode)
         self._state.set_remote(rel, entry)
         self._state.set_synced(rel, Synced(updated, entry))
-        self._metrics.metadata_updates.labels("local", "ok").inc()
+        self._metrics.inc(self._metrics.metadata_updates, "local", "ok")
 
     # -- conflicts -----------------------------------------------------------------------
 
@@ -755,6 +754,13 @@ class Transfers:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+
+
+@functools.lru_cache(maxsize=512)
+def _content_type(suffix: str) -> str:
+    """By extension, so objects open sensibly when served straight from S3."""
+    content_type, _ = mimetypes.guess_type("name" + suffix.lower(), strict=False)
+    return content_type or "application/octet-stream"
 
 
 def _write_all(fd: int, data: bytes, update: Callable[[bytes], object]) -> None:

@@ -168,8 +168,8 @@ def bucket(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Bucket:
 async def eventually(
     check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = ""
 ) -> Any:
-    """Poll `check` (sync or async; a truthy result or no AssertionError ends it) until a
-    deadline. The last failure is re-raised, so a timeout says what was wrong."""
+    """Poll `check` (sync or async; a truthy result, or None without an exception, ends it)
+    until a deadline. The last failure is re-raised, so a timeout says what was wrong."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -179,7 +179,7 @@ async def eventually(
             if result is None or result:
                 return result
             failure: BaseException = AssertionError(f"not yet: {what or check}")
-        except AssertionError as error:
+        except Exception as error:
             failure = error
         if time.monotonic() > deadline:
             raise failure

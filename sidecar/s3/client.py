@@ -37,6 +37,8 @@ from . import xml
 
 log = logging.getLogger("sidecar.s3")
 
+USER_AGENT = "s3sync-sidecar"
+
 BodyFactory = Callable[[], AsyncIterator[bytes]]
 Body = bytes | BodyFactory | None
 
@@ -54,6 +56,12 @@ _RETRYABLE_CODES = frozenset(
 _CREDENTIAL_CODES = frozenset(
     {"ExpiredToken", "InvalidAccessKeyId", "InvalidToken", "TokenRefreshRequired"}
 )
+
+
+# A request with a small body and a small answer gets one deadline (one timer); a streamed
+# body or answer gets a per-read deadline instead, however long the transfer takes.
+_SHORT_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
+_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
 
 
 class S3Error(Exception):
@@ -236,7 +244,7 @@ class S3Client:
             except CredentialsError as error:
                 if attempt >= self._max_attempts:
                     raise S3Unavailable(f"{operation}: no credentials: {error}") from error
-                self._metrics.s3_retries.labels(operation, "credentials").inc()
+                self._metrics.inc(self._metrics.s3_retries, operation, "credentials")
                 await asyncio.sleep(self._backoff(attempt))
                 continue
             signed = sign_request(
@@ -252,14 +260,24 @@ class S3Client:
                 region=self._region,
                 now=datetime.now(UTC) + self._clock_offset,
             )
-            send_headers = {"Host": self.endpoint.host, **headers, **signed}
+            send_headers = {
+                "Host": self.endpoint.host,
+                "User-Agent": USER_AGENT,
+                **headers,
+                **signed,
+            }
             watch = _BodyWatch()
             data: bytes | AsyncIterator[bytes] | None
             data = watch.wrap(body) if callable(body) else body
             started = time.monotonic()
             try:
                 response = await self._session.request(
-                    method, url, headers=send_headers, data=data, allow_redirects=False
+                    method,
+                    url,
+                    headers=send_headers,
+                    data=data,
+                    allow_redirects=False,
+                    timeout=_STREAM_TIMEOUT if stream or callable(body) else _SHORT_TIMEOUT,
                 )
             except asyncio.CancelledError:
                 raise
@@ -270,16 +288,18 @@ class S3Client:
                     raise
                 if not isinstance(error, aiohttp.ClientError | TimeoutError | OSError):
                     raise
-                self._metrics.s3_requests.labels(operation, "error").inc()
+                self._metrics.inc(self._metrics.s3_requests, operation, "error")
                 self._reachable(False)
                 if attempt >= self._max_attempts:
                     raise S3Unavailable(f"{operation} {key!r}: {_describe(error)}") from error
-                self._metrics.s3_retries.labels(operation, "connection").inc()
+                self._metrics.inc(self._metrics.s3_retries, operation, "connection")
                 log.debug("retrying %s after %s", operation, _describe(error))
                 await asyncio.sleep(self._backoff(attempt))
                 continue
-            self._metrics.s3_request_duration.labels(operation).observe(time.monotonic() - started)
-            self._metrics.s3_requests.labels(operation, str(response.status)).inc()
+            self._metrics.observe(
+                self._metrics.s3_request_duration, operation, value=time.monotonic() - started
+            )
+            self._metrics.inc(self._metrics.s3_requests, operation, str(response.status))
             self._reachable(True)
             if response.status in ok:
                 if stream:
@@ -290,7 +310,7 @@ class S3Client:
                     response.release()
                     if attempt >= self._max_attempts:
                         raise S3Unavailable(f"{operation}: {_describe(error)}") from error
-                    self._metrics.s3_retries.labels(operation, "connection").inc()
+                    self._metrics.inc(self._metrics.s3_retries, operation, "connection")
                     await asyncio.sleep(self._backoff(attempt))
                     continue
                 return _Response(response.status, response.headers, content)
@@ -306,13 +326,13 @@ class S3Client:
             if code in _CREDENTIAL_CODES and not refreshed:
                 refreshed = True
                 self._credentials.invalidate()
-                self._metrics.s3_retries.labels(operation, "credentials").inc()
+                self._metrics.inc(self._metrics.s3_retries, operation, "credentials")
                 continue
             if code == "RequestTimeTooSkewed":
                 self._correct_clock(response.headers.get("Date"))
             retryable = response.status in _RETRYABLE_STATUS or code in _RETRYABLE_CODES
             if retryable and attempt < self._max_attempts:
-                self._metrics.s3_retries.labels(operation, code or str(response.status)).inc()
+                self._metrics.inc(self._metrics.s3_retries, operation, code or str(response.status))
                 await asyncio.sleep(self._backoff(attempt))
                 continue
             raise _error_for(operation, response.status, code, message, key or "")

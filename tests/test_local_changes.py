@@ -1,0 +1,318 @@
+"""Local changes reach S3: real inotify on a temp folder, a real moto server checking SigV4."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from conftest import Bucket, eventually, in_thread
+
+from sidecar.localfs import parse_mode, parse_mtime
+
+
+def content_of(bucket: Bucket, key: str, expected: bytes) -> None:
+    assert bucket.exists(key), f"{key} not in S3"
+    assert bucket.get(key) == expected
+
+
+async def test_written_file_is_uploaded_with_metadata(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    path = syncer.folder / "report.csv"
+    path.write_bytes(b"a,b\n1,2\n")
+    os.chmod(path, 0o640)
+    os.utime(path, ns=(1_700_000_000_123_456_789, 1_700_000_000_123_456_789))
+
+    def uploaded() -> None:
+        content_of(bucket, "report.csv", b"a,b\n1,2\n")
+        head = bucket.head("report.csv")
+        assert parse_mtime(head["Metadata"]["mtime"]) == 1_700_000_000_123_456_789
+        assert parse_mode(head["Metadata"]["mode"]) == stat.S_IFREG | 0o640
+
+    await eventually(lambda: in_thread(uploaded), what="content, mtime and mode in S3")
+    head = await in_thread(bucket.head, "report.csv")
+    assert head["ContentType"] == "text/csv"
+    assert head["Metadata"]["mtime"] == "1700000000.123456789"
+
+
+async def test_names_with_special_characters(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    names = [
+        "with space.txt", "plus+sign.txt", "per%cent%20.txt", "tilde~.txt", "ünïcødé.txt",
+        "emoji 😀🚀.txt", "q?uery#frag&amp=1.txt", "dir with space/x=y&z.txt", "(parens)[b].txt",
+    ]
+    for name in names:
+        path = syncer.folder / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(name.encode())
+
+    def all_uploaded() -> None:
+        for name in names:
+            content_of(bucket, name, name.encode())
+
+    await eventually(lambda: in_thread(all_uploaded), what="every special name in S3")
+
+
+async def test_empty_file(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    (syncer.folder / "empty").touch()
+    await eventually(lambda: in_thread(content_of, bucket, "empty", b""), what="empty object")
+    assert (await in_thread(bucket.head, "empty"))["ContentLength"] == 0
+
+
+async def test_ten_megabytes_written_in_two_halves(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory(multipart_threshold=6 * 1024 * 1024,
+                                  multipart_chunksize=5 * 1024 * 1024)
+    first = os.urandom(5 * 1024 * 1024)
+    second = os.urandom(5 * 1024 * 1024)
+    path = syncer.folder / "big.bin"
+    with open(path, "wb") as file:
+        file.write(first)
+    with open(path, "ab") as file:
+        file.write(second)
+
+    def whole() -> None:
+        assert bucket.exists("big.bin")
+        assert bucket.get("big.bin") == first + second
+
+    await eventually(lambda: in_thread(whole), timeout=60, what="both halves in S3")
+    head = await in_thread(bucket.head, "big.bin")
+    assert head["ETag"].strip('"').endswith("-2"), "uploaded in two parts"
+    listing = await in_thread(
+        lambda: bucket.client.list_multipart_uploads(Bucket=bucket.name)
+    )
+    assert not listing.get("Uploads"), "no multipart upload left behind"
+
+
+async def test_medium_file_streamed(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    (syncer.folder / "medium.bin").write_bytes(data)
+    await eventually(lambda: in_thread(content_of, bucket, "medium.bin", data), timeout=30)
+
+
+async def test_nested_tree_created_at_once(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    deep = syncer.folder / "a" / "b" / "c" / "d"
+    deep.mkdir(parents=True)
+    (deep / "leaf.txt").write_bytes(b"leaf")
+    (syncer.folder / "a" / "b" / "mid.txt").write_bytes(b"mid")
+
+    def tree() -> None:
+        content_of(bucket, "a/b/c/d/leaf.txt", b"leaf")
+        content_of(bucket, "a/b/mid.txt", b"mid")
+        keys = bucket.keys()
+        for marker in ("a/", "a/b/", "a/b/c/", "a/b/c/d/"):
+            assert marker in keys
+
+    await eventually(lambda: in_thread(tree), what="nested tree")
+
+
+async def test_directory_renamed_immediately(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    (syncer.folder / "tmp" / "inner").mkdir(parents=True)
+    (syncer.folder / "tmp" / "inner" / "f.txt").write_bytes(b"f")
+    (syncer.folder / "tmp" / "g.txt").write_bytes(b"g")
+    os.rename(syncer.folder / "tmp", syncer.folder / "final")
+
+    def renamed() -> None:
+        content_of(bucket, "final/inner/f.txt", b"f")
+        content_of(bucket, "final/g.txt", b"g")
+        assert not [k for k in bucket.keys() if k.startswith("tmp")]
+
+    await eventually(lambda: in_thread(renamed), what="only the new names in S3")
+
+
+async def test_directory_renamed_after_sync(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    (syncer.folder / "old" / "sub").mkdir(parents=True)
+    (syncer.folder / "old" / "sub" / "f.txt").write_bytes(b"f")
+    (syncer.folder / "old" / "g.txt").write_bytes(b"g")
+    await eventually(lambda: in_thread(content_of, bucket, "old/sub/f.txt", b"f"))
+    await eventually(lambda: in_thread(content_of, bucket, "old/g.txt", b"g"))
+
+    os.rename(syncer.folder / "old", syncer.folder / "new")
+    # Changes inside the moved tree are still seen under the new name.
+    (syncer.folder / "new" / "sub" / "after.txt").write_bytes(b"after")
+
+    def renamed() -> None:
+        keys = bucket.keys()
+        assert keys == ["new/", "new/g.txt", "new/sub/", "new/sub/after.txt", "new/sub/f.txt"]
+        assert bucket.get("new/sub/f.txt") == b"f"
+        assert bucket.get("new/sub/after.txt") == b"after"
+
+    await eventually(lambda: in_thread(renamed), what="tree moved in S3")
+
+
+async def test_file_renamed(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    (syncer.folder / "draft.txt").write_bytes(b"text")
+    await eventually(lambda: in_thread(content_of, bucket, "draft.txt", b"text"))
+    os.rename(syncer.folder / "draft.txt", syncer.folder / "final.txt")
+
+    def renamed() -> None:
+        assert bucket.keys() == ["final.txt"]
+        assert bucket.get("final.txt") == b"text"
+
+    await eventually(lambda: in_thread(renamed))
+
+
+async def test_deletes_of_files_and_trees(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    (syncer.folder / "keep.txt").write_bytes(b"keep")
+    (syncer.folder / "gone.txt").write_bytes(b"gone")
+    tree = syncer.folder / "tree" / "deeper"
+    tree.mkdir(parents=True)
+    for index in range(5):
+        (tree / f"{index}.txt").write_bytes(b"x")
+    await eventually(lambda: in_thread(lambda: len(bucket.keys()) == 9), what="all uploaded")
+
+    (syncer.folder / "gone.txt").unlink()
+    import shutil
+
+    shutil.rmtree(syncer.folder / "tree")
+    await eventually(lambda: in_thread(lambda: bucket.keys() == ["keep.txt"]),
+                     what="only keep.txt left")
+
+
+async def test_last_file_deleted_keeps_its_directory(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    await in_thread(bucket.put, "docs/only.txt", b"x")  # no marker: an implicit directory
+    await eventually(lambda: (syncer.folder / "docs" / "only.txt").exists())
+    await syncer.poll_once()
+    (syncer.folder / "docs" / "only.txt").unlink()
+    await eventually(lambda: in_thread(lambda: bucket.keys() == ["docs/"]),
+                     what="the emptied directory kept as a marker")
+    await syncer.poll_once()
+    assert (syncer.folder / "docs").is_dir()
+
+
+async def test_empty_directory_is_a_marker(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    (syncer.folder / "empty-dir").mkdir()
+    await eventually(lambda: in_thread(lambda: bucket.keys() == ["empty-dir/"]))
+    (syncer.folder / "empty-dir").rmdir()
+    await eventually(lambda: in_thread(lambda: bucket.keys() == []))
+
+
+async def test_chmod_and_touch_update_metadata_only(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    path = syncer.folder / "script.sh"
+    path.write_bytes(b"#!/bin/sh\n")
+    os.chmod(path, 0o644)
+    await eventually(lambda: in_thread(content_of, bucket, "script.sh", b"#!/bin/sh\n"))
+    etag = (await in_thread(bucket.head, "script.sh"))["ETag"]
+    puts_before = _count(syncer, "PutObject")
+
+    os.chmod(path, 0o755)
+
+    def mode_updated() -> None:
+        meta = bucket.head("script.sh")["Metadata"]
+        assert parse_mode(meta["mode"]) == stat.S_IFREG | 0o755
+
+    await eventually(lambda: in_thread(mode_updated), what="mode in S3")
+    os.utime(path, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+
+    def mtime_updated() -> None:
+        meta = bucket.head("script.sh")["Metadata"]
+        assert parse_mtime(meta["mtime"]) == 1_600_000_000_000_000_000
+
+    await eventually(lambda: in_thread(mtime_updated), what="mtime in S3")
+    head = await in_thread(bucket.head, "script.sh")
+    assert head["ETag"] == etag, "content unchanged"
+    assert _count(syncer, "PutObject") == puts_before, "no content re-upload"
+    assert _count(syncer, "CopyObject") == 2
+
+
+async def test_symlinks(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    (syncer.folder / "target.txt").write_bytes(b"t")
+    os.symlink("target.txt", syncer.folder / "link")
+    os.symlink("/etc/passwd", syncer.folder / "outside")
+    (syncer.folder / "realdir").mkdir()
+    os.symlink("realdir", syncer.folder / "dirlink")
+
+    def links() -> None:
+        assert bucket.get("link") == b"target.txt"
+        assert bucket.get("outside") == b"/etc/passwd"
+        assert bucket.get("dirlink") == b"realdir"
+        assert stat.S_ISLNK(parse_mode(bucket.head("link")["Metadata"]["mode"]) or 0)
+
+    await eventually(lambda: in_thread(links), what="symlinks as objects")
+    assert "dirlink/" not in await in_thread(bucket.keys), "symlinked directory not followed"
+
+
+async def test_hard_link_uploaded_on_create(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    (syncer.folder / "original").write_bytes(b"shared")
+    await eventually(lambda: in_thread(content_of, bucket, "original", b"shared"))
+    os.link(syncer.folder / "original", syncer.folder / "hardlink")
+    await eventually(lambda: in_thread(content_of, bucket, "hardlink", b"shared"))
+
+
+async def test_upload_on_create_pattern(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory(upload_on_create=r".*\.lock$")
+    fd = os.open(syncer.folder / "job.lock", os.O_CREAT | os.O_WRONLY)
+    try:
+        # Still open, never written: uploaded because of the pattern.
+        await eventually(lambda: in_thread(content_of, bucket, "job.lock", b""))
+    finally:
+        os.close(fd)
+
+
+async def test_file_kept_open_is_uploaded_when_quiet(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory(open_file_timeout=1)
+    with open(syncer.folder / "held.log", "wb") as file:
+        file.write(b"line 1\n")
+        file.flush()
+        await eventually(lambda: in_thread(content_of, bucket, "held.log", b"line 1\n"),
+                         timeout=15, what="upload of an open, idle file")
+
+
+async def test_burst_of_a_thousand_files(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    folder = syncer.folder / "burst"
+    folder.mkdir()
+    for index in range(1000):
+        (folder / f"file-{index:04d}.txt").write_bytes(f"content {index}".encode())
+
+    await eventually(lambda: in_thread(lambda: len(bucket.keys("burst/")) == 1001),
+                     timeout=120, interval=0.5, what="1000 files and a marker in S3")
+
+    def contents() -> None:
+        for index in range(1000):
+            assert bucket.get(f"burst/file-{index:04d}.txt") == f"content {index}".encode()
+
+    await in_thread(contents)
+    assert _count(syncer, "PutObject") == 1001, "one PUT per file, no more"
+
+
+async def test_excluded_local_paths_are_not_uploaded(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory(exclude_local=r".*\.tmp$")
+    (syncer.folder / "scratch.tmp").write_bytes(b"no")
+    (syncer.folder / "real.txt").write_bytes(b"yes")
+    await eventually(lambda: in_thread(content_of, bucket, "real.txt", b"yes"))
+    await syncer.poll_once()
+    assert await in_thread(bucket.keys) == ["real.txt"]
+
+
+async def test_unreadable_file_is_skipped_not_fatal(syncer_factory, bucket: Bucket) -> None:
+    if os.geteuid() == 0:
+        import pytest
+
+        pytest.skip("root can read any file")
+    syncer = await syncer_factory()
+    path = syncer.folder / "secret"
+    path.write_bytes(b"s")
+    os.chmod(path, 0)
+    (syncer.folder / "fine").write_bytes(b"f")
+    await eventually(lambda: in_thread(content_of, bucket, "fine", b"f"))
+
+
+def _count(syncer, operation: str) -> int:
+    total = 0.0
+    for metric in syncer.metrics.registry.collect():
+        if metric.name == "s3sync_s3_requests":
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.labels["operation"] == operation:
+                    total += sample.value
+    return int(total)
