@@ -244,17 +244,20 @@ class Transfers:
                 extra={"path": rel, "key": key, "bytes": local.size, "operation": "upload"},
             )
 
+    def _abandon(self, up: _Upload) -> BodyChanged:
+        self._metrics.aborted_changed.inc()
+        return BodyChanged(up.rel)
+
     def _still_same(self, up: _Upload) -> None:
+        """Drain inotify: any write that returned before now has bumped `mod_gen`."""
         self._barrier()
         if up.ps.mod_gen != up.gen or _fingerprint(os.fstat(up.fd)) != up.fingerprint:
-            self._metrics.aborted_changed.inc()
-            raise BodyChanged(up.rel)
+            raise self._abandon(up)
 
     async def _upload_small(self, up: _Upload) -> str:
         data = os.pread(up.fd, up.local.size + 1, 0)
         if len(data) != up.local.size:
-            self._metrics.aborted_changed.inc()
-            raise LocalChanged(up.rel)
+            raise self._abandon(up)
         self._still_same(up)
         digest = hashlib.md5(data).digest()  # noqa: S324 - Content-MD5 is what S3 checks
         result = await self._s3.put_object(
@@ -284,15 +287,13 @@ class Transfers:
                 size = min(_READ_CHUNK, remaining)
                 chunk = await loop.run_in_executor(None, os.pread, up.fd, size, position)
                 if len(chunk) != size or up.ps.mod_gen != up.gen:
-                    self._metrics.aborted_changed.inc()
-                    raise BodyChanged(up.rel)
+                    raise self._abandon(up)
                 await loop.run_in_executor(None, md5.update, chunk)
                 position += size
                 remaining -= size
                 if remaining == 0:
                     if is_end and os.pread(up.fd, 1, position):
-                        self._metrics.aborted_changed.inc()
-                        raise BodyChanged(up.rel)
+                        raise self._abandon(up)
                     self._still_same(up)
                     digests.append(md5.hexdigest())
                 yield chunk
@@ -332,7 +333,7 @@ class Transfers:
             length = min(part_size, size - offset)
             async with limit:
                 if up.ps.mod_gen != up.gen:
-                    raise BodyChanged(up.rel)
+                    raise self._abandon(up)
                 digests: list[str] = []
                 body = self._file_body(up, offset, length, digests)
                 etag = await self._s3.upload_part(up.key, upload_id, number, body, length)
@@ -685,18 +686,21 @@ class Transfers:
         assert local is not None and remote is not None
         path = self.path(rel)
         gen = ps.mod_gen
-        if decision.winner is Winner.NEWER and local.size == remote.size:
-            head = await self._s3.head_object(self._keys.key_for_rel(rel))
-            if head is not None and head.etag == remote.etag and head.mtime_ns == local.mtime_ns:
-                entry = replace(remote, mtime_ns=head.mtime_ns, mode=head.mode)
-                self._state.set_remote(rel, entry)
-                self._state.set_synced(rel, Synced(local, entry))
-                return
+        # Often both sides are the same file (a restart on a volume that survived): prove it
+        # cheaply before transferring anything: by MD5 against a single-part ETag, locally...
         if local.kind is Kind.FILE and local.size == remote.size and _is_plain_md5(remote.etag):
             digest = await self._loop.run_in_executor(None, _md5_of, path)
             if digest == remote.etag:
                 self._check_unchanged(rel, local, ps, gen)
                 self._state.set_synced(rel, Synced(local, remote))
+                return
+        # ...or, for a multipart object, by size and mtime as rclone does by default.
+        elif decision.winner is Winner.NEWER and local.size == remote.size:
+            head = await self._s3.head_object(self._keys.key_for_rel(rel))
+            if head is not None and head.etag == remote.etag and head.mtime_ns == local.mtime_ns:
+                entry = replace(remote, mtime_ns=head.mtime_ns, mode=head.mode)
+                self._state.set_remote(rel, entry)
+                self._state.set_synced(rel, Synced(local, entry))
                 return
         try:
             temp, head = await self._fetch(rel, remote)

@@ -201,14 +201,15 @@ async def syncer_factory(
     started: list[Any] = []
 
     async def start(
-        directory: Path | None = None, prefix: str = "", **kwargs: Any
+        directory: Path | None = None, prefix: str = "", endpoint: str | None = None,
+        **kwargs: Any,
     ) -> Any:
         folder = directory if directory is not None else tmp_path / "folder"
         folder.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("download_interval", 0.3)
         syncer = Syncer(
-            str(folder), bucket.name, bucket.server.endpoint_pattern, REGION, prefix=prefix,
-            **kwargs,
+            str(folder), bucket.name, endpoint or bucket.server.endpoint_pattern, REGION,
+            prefix=prefix, **kwargs,
         )
         started.append(syncer)
         await syncer.start()
@@ -218,3 +219,14 @@ async def syncer_factory(
     yield start
     for syncer in started:
         await syncer.stop(timeout=30)
+
+
+@pytest.fixture
+async def proxy(moto_server: MotoServer) -> AsyncIterator[Any]:
+    """A fault-injecting HTTP proxy in front of moto (see faultproxy.py)."""
+    from faultproxy import FaultProxy
+
+    server = FaultProxy(moto_server.url)
+    await server.start()
+    yield server
+    await server.close()

@@ -1,0 +1,266 @@
+"""Remote changes reach the folder: objects created, changed and deleted in S3 by another
+client are found by the poll; a local change that is not yet in S3 is never overwritten."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+from conftest import Bucket, eventually, in_thread
+
+from sidecar.localfs import format_mode, format_mtime
+
+
+def read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+async def test_remote_create_change_delete(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    folder: Path = syncer.folder
+    await in_thread(bucket.put, "notes/a.txt", b"one")
+    await eventually(lambda: read(folder / "notes" / "a.txt") == b"one", what="created")
+
+    await in_thread(bucket.put, "notes/a.txt", b"two, longer")
+    await eventually(lambda: read(folder / "notes" / "a.txt") == b"two, longer", what="changed")
+
+    await in_thread(bucket.delete, "notes/a.txt")
+    await eventually(lambda: not (folder / "notes" / "a.txt").exists(), what="deleted")
+    assert not await in_thread(bucket.exists, "notes/a.txt")
+    # Nothing was written back to S3 by the sidecar along the way.
+    assert _count(syncer, "PutObject") == 0
+    assert _count(syncer, "DeleteObject") == 0
+
+
+async def test_remote_metadata_is_applied(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    mtime = 1_500_000_000_250_000_000
+    await in_thread(
+        bucket.put, "run.sh", b"#!/bin/sh\n",
+        {"mtime": format_mtime(mtime), "mode": format_mode(stat.S_IFREG | 0o750)},
+    )
+    path = syncer.folder / "run.sh"
+    await eventually(lambda: read(path) == b"#!/bin/sh\n")
+    st = os.lstat(path)
+    assert st.st_mtime_ns == mtime
+    assert stat.S_IMODE(st.st_mode) == 0o750
+
+
+async def test_remote_metadata_only_change(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    await in_thread(bucket.put, "tool", b"x", {"mode": format_mode(stat.S_IFREG | 0o644)})
+    path = syncer.folder / "tool"
+    await eventually(lambda: read(path) == b"x")
+    # Listings give Last-Modified to the second: a metadata change is visible only once the
+    # second has turned (the same holds for AWS).
+    written = int((await in_thread(bucket.head, "tool"))["LastModified"].timestamp())
+    await eventually(lambda: time.time() >= written + 1, what="the next second")
+    # Another client chmods it: same content (same ETag), new metadata.
+    await in_thread(lambda: bucket.client.copy_object(
+        Bucket=bucket.name, Key="tool", CopySource={"Bucket": bucket.name, "Key": "tool"},
+        MetadataDirective="REPLACE",
+        Metadata={"mode": format_mode(stat.S_IFREG | 0o755), "mtime": "1400000000.5"},
+    ))
+    await eventually(lambda: stat.S_IMODE(os.lstat(path).st_mode) == 0o755, what="mode")
+    assert os.lstat(path).st_mtime_ns == 1_400_000_000_500_000_000
+
+
+async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    await in_thread(bucket.put, "target.txt", b"t")
+    await in_thread(bucket.put, "link", b"target.txt",
+                    {"mode": format_mode(stat.S_IFLNK | 0o777)})
+    await in_thread(bucket.put, "empty-dir/", b"")
+    folder: Path = syncer.folder
+    await eventually(lambda: (folder / "link").is_symlink(), what="symlink recreated")
+    assert os.readlink(folder / "link") == "target.txt"
+    assert (folder / "link").read_bytes() == b"t"
+    await eventually(lambda: (folder / "empty-dir").is_dir(), what="marker made a directory")
+    await in_thread(bucket.delete, "empty-dir/")
+    await eventually(lambda: not (folder / "empty-dir").exists(), what="marker delete")
+
+
+async def test_local_unsynced_change_survives_remote_change(syncer_factory, bucket: Bucket
+                                                            ) -> None:
+    syncer = await syncer_factory(download_interval=1000)
+    folder: Path = syncer.folder
+    await in_thread(bucket.put, "shared.txt", b"original")
+    await syncer.poll_once()
+    await eventually(lambda: read(folder / "shared.txt") == b"original")
+
+    # Another client changes it in S3 while this side writes a new version that is not in S3
+    # yet (held open: "writing" until it is closed).
+    await in_thread(bucket.put, "shared.txt", b"remote edit")
+    with open(folder / "shared.txt", "r+b") as file:
+        file.write(b"LOCAL EDIT")
+        file.flush()
+        await syncer.poll_once()
+        syncer._watcher.barrier()
+        assert read(folder / "shared.txt") == b"LOCAL EDIT", "local change overwritten"
+    # Closed: the local version keeps the name and goes to S3; the remote one is kept too.
+
+    def both_kept() -> None:
+        assert bucket.get("shared.txt") == b"LOCAL EDIT"
+        copies = [k for k in bucket.keys() if k.startswith("shared.sync-conflict-")]
+        assert len(copies) == 1, bucket.keys()
+        assert copies[0].endswith(".txt")
+        assert bucket.get(copies[0]) == b"remote edit"
+
+    await eventually(lambda: in_thread(both_kept), what="both versions kept in S3")
+    assert read(folder / "shared.txt") == b"LOCAL EDIT"
+    local_copies = list(folder.glob("shared.sync-conflict-*.txt"))
+    assert len(local_copies) == 1 and local_copies[0].read_bytes() == b"remote edit"
+    assert _metric(syncer, "s3sync_conflicts_total") == 1
+
+
+async def test_conflict_detected_by_conditional_write(syncer_factory, bucket: Bucket) -> None:
+    """The remote change is not seen by a poll first: the If-Match on the upload catches it."""
+    syncer = await syncer_factory(download_interval=1000)
+    folder: Path = syncer.folder
+    (folder / "doc.txt").write_bytes(b"v1")
+    await eventually(lambda: in_thread(lambda: bucket.exists("doc.txt")))
+    await in_thread(bucket.put, "doc.txt", b"v2 from elsewhere")
+    (folder / "doc.txt").write_bytes(b"v2 from here")
+
+    def both_kept() -> None:
+        assert bucket.get("doc.txt") == b"v2 from here"
+        copies = [k for k in bucket.keys() if k.startswith("doc.sync-conflict-")]
+        assert len(copies) == 1
+        assert bucket.get(copies[0]) == b"v2 from elsewhere"
+
+    await eventually(lambda: in_thread(both_kept))
+
+
+async def test_remote_delete_keeps_a_locally_modified_file(syncer_factory, bucket: Bucket
+                                                           ) -> None:
+    syncer = await syncer_factory(download_interval=1000)
+    folder: Path = syncer.folder
+    await in_thread(bucket.put, "keep-me.txt", b"v1")
+    await syncer.poll_once()
+    await eventually(lambda: read(folder / "keep-me.txt") == b"v1")
+    await in_thread(bucket.delete, "keep-me.txt")
+    (folder / "keep-me.txt").write_bytes(b"v2 local")
+    await syncer.poll_once()
+    await eventually(lambda: in_thread(lambda: bucket.get("keep-me.txt") == b"v2 local"),
+                     what="local change re-uploaded, not deleted")
+    assert read(folder / "keep-me.txt") == b"v2 local"
+
+
+async def test_remote_change_beats_local_delete(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory(download_interval=1000)
+    folder: Path = syncer.folder
+    (folder / "x.txt").write_bytes(b"v1")
+    await eventually(lambda: in_thread(lambda: bucket.exists("x.txt")))
+    await syncer.poll_once()
+    await in_thread(bucket.put, "x.txt", b"v2 remote")
+    await syncer.poll_once()  # learn of the new version before the local delete is handled
+    (folder / "x.txt").unlink()
+    await eventually(lambda: read(folder / "x.txt") == b"v2 remote", what="came back")
+    assert await in_thread(bucket.get, "x.txt") == b"v2 remote"
+
+
+async def test_key_and_directory_with_the_same_name(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    await in_thread(bucket.put, "a", b"the file")
+    await in_thread(bucket.put, "a/b", b"shadowed")
+    await in_thread(bucket.put, "c/d", b"fine")
+    folder: Path = syncer.folder
+    await eventually(lambda: read(folder / "c" / "d") == b"fine")
+    await syncer.poll_once()
+    assert read(folder / "a") == b"the file"
+    assert not (folder / "a").is_dir()
+    assert await in_thread(bucket.exists, "a/b"), "the shadowed key is left alone in S3"
+    assert _metric(syncer, "s3sync_skipped_paths_total", reason="shadowed") == 1
+
+
+async def test_hostile_keys_are_skipped(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
+    hostile = ["../escape.txt", "a/../../escape2.txt", "/abs.txt", "x//y.txt", "./dot.txt",
+               "n" * 256 + ".txt", ".s3sync-sidecar/evil", "ok/" + "z" * 300]
+    for key in hostile:
+        await in_thread(bucket.put, key, b"evil")
+    await in_thread(bucket.put, "fine.txt", b"fine")
+    syncer = await syncer_factory(directory=tmp_path / "inner" / "folder")
+    assert read(syncer.folder / "fine.txt") == b"fine"
+    assert not (tmp_path / "inner" / "escape.txt").exists()
+    assert not (tmp_path / "escape2.txt").exists()
+    assert not list((syncer.folder / ".s3sync-sidecar").glob("evil"))
+    assert _metric(syncer, "s3sync_skipped_paths_total", reason="unsafe_key") >= 4
+    assert _metric(syncer, "s3sync_skipped_paths_total", reason="name_too_long") >= 2
+    assert _metric(syncer, "s3sync_skipped_paths_total", reason="reserved") == 1
+    for key in hostile:  # nothing was deleted in S3 either
+        assert await in_thread(bucket.exists, key)
+
+
+async def test_symlinked_parent_is_never_written_through(syncer_factory, bucket: Bucket,
+                                                         tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    syncer = await syncer_factory()
+    os.symlink(outside, syncer.folder / "escape")
+    await eventually(lambda: in_thread(lambda: bucket.exists("escape")))
+    await in_thread(bucket.put, "escape/planted.txt", b"evil")
+    await syncer.poll_once()
+    await syncer.poll_once()
+    assert not (outside / "planted.txt").exists()
+
+
+async def test_exclude_remote(syncer_factory, bucket: Bucket) -> None:
+    await in_thread(bucket.put, "cache/big.bin", b"skip me")
+    await in_thread(bucket.put, "data.txt", b"keep")
+    syncer = await syncer_factory(exclude_remote=r"^cache/")
+    assert read(syncer.folder / "data.txt") == b"keep"
+    assert not (syncer.folder / "cache").exists()
+
+
+async def test_prefix_is_respected(syncer_factory, bucket: Bucket) -> None:
+    await in_thread(bucket.put, "team-a/in.txt", b"in")
+    await in_thread(bucket.put, "team-b/out.txt", b"out")
+    await in_thread(bucket.put, "team-a", b"the prefix without a slash is another key")
+    syncer = await syncer_factory(prefix="team-a/")
+    assert read(syncer.folder / "in.txt") == b"in"
+    assert sorted(p.name for p in syncer.folder.iterdir()) == [".s3sync-sidecar", "in.txt"]
+    (syncer.folder / "new.txt").write_bytes(b"new")
+    await eventually(lambda: in_thread(lambda: bucket.exists("team-a/new.txt")))
+
+
+async def test_etags_without_quotes_do_not_redownload(syncer_factory, bucket: Bucket) -> None:
+    """Some stores list ETags unquoted; the comparison must not see a change every poll."""
+    syncer = await syncer_factory()
+    await in_thread(bucket.put, "stable.txt", b"s")
+    await eventually(lambda: read(syncer.folder / "stable.txt") == b"s")
+    for _ in range(3):
+        await syncer.poll_once()
+    assert _count(syncer, "GetObject") == 1
+
+
+async def test_max_delete_guard(syncer_factory, bucket: Bucket) -> None:
+    for index in range(30):
+        await in_thread(bucket.put, f"many/{index}.txt", b"x")
+    syncer = await syncer_factory(download_interval=1000, max_delete_percent=50)
+    assert len(list((syncer.folder / "many").iterdir())) == 30
+    for index in range(20):
+        await in_thread(bucket.delete, f"many/{index}.txt")
+    await syncer.poll_once()
+    await syncer.poll_once()
+    assert len(list((syncer.folder / "many").iterdir())) == 30, "mass delete held back"
+    assert _metric(syncer, "s3sync_delete_guard_trips_total") == 2
+    for index in range(20):  # and nothing was re-uploaded either
+        assert not await in_thread(bucket.exists, f"many/{index}.txt")
+
+
+def _metric(syncer, name: str, **labels: str) -> float:
+    total = 0.0
+    for metric in syncer.metrics.registry.collect():
+        for sample in metric.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def _count(syncer, operation: str) -> int:
+    return int(_metric(syncer, "s3sync_s3_requests_total", operation=operation))
