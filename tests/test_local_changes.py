@@ -37,8 +37,15 @@ async def test_written_file_is_uploaded_with_metadata(syncer_factory, bucket: Bu
 async def test_names_with_special_characters(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     names = [
-        "with space.txt", "plus+sign.txt", "per%cent%20.txt", "tilde~.txt", "ünïcødé.txt",
-        "emoji 😀🚀.txt", "q?uery#frag&amp=1.txt", "dir with space/x=y&z.txt", "(parens)[b].txt",
+        "with space.txt",
+        "plus+sign.txt",
+        "per%cent%20.txt",
+        "tilde~.txt",
+        "ünïcødé.txt",
+        "emoji 😀🚀.txt",
+        "q?uery#frag&amp=1.txt",
+        "dir with space/x=y&z.txt",
+        "(parens)[b].txt",
     ]
     for name in names:
         path = syncer.folder / name
@@ -60,8 +67,9 @@ async def test_empty_file(syncer_factory, bucket: Bucket) -> None:
 
 
 async def test_ten_megabytes_written_in_two_halves(syncer_factory, bucket: Bucket) -> None:
-    syncer = await syncer_factory(multipart_threshold=6 * 1024 * 1024,
-                                  multipart_chunksize=5 * 1024 * 1024)
+    syncer = await syncer_factory(
+        multipart_threshold=6 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024
+    )
     first = os.urandom(5 * 1024 * 1024)
     second = os.urandom(5 * 1024 * 1024)
     path = syncer.folder / "big.bin"
@@ -77,9 +85,7 @@ async def test_ten_megabytes_written_in_two_halves(syncer_factory, bucket: Bucke
     await eventually(lambda: in_thread(whole), timeout=60, what="both halves in S3")
     head = await in_thread(bucket.head, "big.bin")
     assert head["ETag"].strip('"').endswith("-2"), "uploaded in two parts"
-    listing = await in_thread(
-        lambda: bucket.client.list_multipart_uploads(Bucket=bucket.name)
-    )
+    listing = await in_thread(lambda: bucket.client.list_multipart_uploads(Bucket=bucket.name))
     assert not listing.get("Uploads"), "no multipart upload left behind"
 
 
@@ -100,7 +106,7 @@ async def test_nested_tree_created_at_once(syncer_factory, bucket: Bucket) -> No
     def tree() -> None:
         content_of(bucket, "a/b/c/d/leaf.txt", b"leaf")
         content_of(bucket, "a/b/mid.txt", b"mid")
-        keys = bucket.keys()
+        keys = bucket.list_keys()
         for marker in ("a/", "a/b/", "a/b/c/", "a/b/c/d/"):
             assert marker in keys
 
@@ -117,7 +123,7 @@ async def test_directory_renamed_immediately(syncer_factory, bucket: Bucket) -> 
     def renamed() -> None:
         content_of(bucket, "final/inner/f.txt", b"f")
         content_of(bucket, "final/g.txt", b"g")
-        assert not [k for k in bucket.keys() if k.startswith("tmp")]
+        assert not [k for k in bucket.list_keys() if k.startswith("tmp")]
 
     await eventually(lambda: in_thread(renamed), what="only the new names in S3")
 
@@ -135,7 +141,7 @@ async def test_directory_renamed_after_sync(syncer_factory, bucket: Bucket) -> N
     (syncer.folder / "new" / "sub" / "after.txt").write_bytes(b"after")
 
     def renamed() -> None:
-        keys = bucket.keys()
+        keys = bucket.list_keys()
         assert keys == ["new/", "new/g.txt", "new/sub/", "new/sub/after.txt", "new/sub/f.txt"]
         assert bucket.get("new/sub/f.txt") == b"f"
         assert bucket.get("new/sub/after.txt") == b"after"
@@ -150,7 +156,7 @@ async def test_file_renamed(syncer_factory, bucket: Bucket) -> None:
     os.rename(syncer.folder / "draft.txt", syncer.folder / "final.txt")
 
     def renamed() -> None:
-        assert bucket.keys() == ["final.txt"]
+        assert bucket.list_keys() == ["final.txt"]
         assert bucket.get("final.txt") == b"text"
 
     await eventually(lambda: in_thread(renamed))
@@ -164,14 +170,15 @@ async def test_deletes_of_files_and_trees(syncer_factory, bucket: Bucket) -> Non
     tree.mkdir(parents=True)
     for index in range(5):
         (tree / f"{index}.txt").write_bytes(b"x")
-    await eventually(lambda: in_thread(lambda: len(bucket.keys()) == 9), what="all uploaded")
+    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == 9), what="all uploaded")
 
     (syncer.folder / "gone.txt").unlink()
     import shutil
 
     shutil.rmtree(syncer.folder / "tree")
-    await eventually(lambda: in_thread(lambda: bucket.keys() == ["keep.txt"]),
-                     what="only keep.txt left")
+    await eventually(
+        lambda: in_thread(lambda: bucket.list_keys() == ["keep.txt"]), what="only keep.txt left"
+    )
 
 
 async def test_last_file_deleted_keeps_its_directory(syncer_factory, bucket: Bucket) -> None:
@@ -180,8 +187,10 @@ async def test_last_file_deleted_keeps_its_directory(syncer_factory, bucket: Buc
     await eventually(lambda: (syncer.folder / "docs" / "only.txt").exists())
     await syncer.poll_once()
     (syncer.folder / "docs" / "only.txt").unlink()
-    await eventually(lambda: in_thread(lambda: bucket.keys() == ["docs/"]),
-                     what="the emptied directory kept as a marker")
+    await eventually(
+        lambda: in_thread(lambda: bucket.list_keys() == ["docs/"]),
+        what="the emptied directory kept as a marker",
+    )
     await syncer.poll_once()
     assert (syncer.folder / "docs").is_dir()
 
@@ -189,9 +198,9 @@ async def test_last_file_deleted_keeps_its_directory(syncer_factory, bucket: Buc
 async def test_empty_directory_is_a_marker(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     (syncer.folder / "empty-dir").mkdir()
-    await eventually(lambda: in_thread(lambda: bucket.keys() == ["empty-dir/"]))
+    await eventually(lambda: in_thread(lambda: bucket.list_keys() == ["empty-dir/"]))
     (syncer.folder / "empty-dir").rmdir()
-    await eventually(lambda: in_thread(lambda: bucket.keys() == []))
+    await eventually(lambda: in_thread(lambda: bucket.list_keys() == []))
 
 
 async def test_chmod_and_touch_update_metadata_only(syncer_factory, bucket: Bucket) -> None:
@@ -238,7 +247,7 @@ async def test_symlinks(syncer_factory, bucket: Bucket) -> None:
         assert stat.S_ISLNK(parse_mode(bucket.head("link")["Metadata"]["mode"]) or 0)
 
     await eventually(lambda: in_thread(links), what="symlinks as objects")
-    assert "dirlink/" not in await in_thread(bucket.keys), "symlinked directory not followed"
+    assert "dirlink/" not in await in_thread(bucket.list_keys), "symlinked directory not followed"
 
 
 async def test_hard_link_uploaded_on_create(syncer_factory, bucket: Bucket) -> None:
@@ -264,8 +273,11 @@ async def test_file_kept_open_is_uploaded_when_quiet(syncer_factory, bucket: Buc
     with open(syncer.folder / "held.log", "wb") as file:
         file.write(b"line 1\n")
         file.flush()
-        await eventually(lambda: in_thread(content_of, bucket, "held.log", b"line 1\n"),
-                         timeout=15, what="upload of an open, idle file")
+        await eventually(
+            lambda: in_thread(content_of, bucket, "held.log", b"line 1\n"),
+            timeout=15,
+            what="upload of an open, idle file",
+        )
 
 
 async def test_burst_of_a_thousand_files(syncer_factory, bucket: Bucket) -> None:
@@ -275,8 +287,12 @@ async def test_burst_of_a_thousand_files(syncer_factory, bucket: Bucket) -> None
     for index in range(1000):
         (folder / f"file-{index:04d}.txt").write_bytes(f"content {index}".encode())
 
-    await eventually(lambda: in_thread(lambda: len(bucket.keys("burst/")) == 1001),
-                     timeout=120, interval=0.5, what="1000 files and a marker in S3")
+    await eventually(
+        lambda: in_thread(lambda: len(bucket.list_keys("burst/")) == 1001),
+        timeout=120,
+        interval=0.5,
+        what="1000 files and a marker in S3",
+    )
 
     def contents() -> None:
         for index in range(1000):
@@ -292,7 +308,7 @@ async def test_excluded_local_paths_are_not_uploaded(syncer_factory, bucket: Buc
     (syncer.folder / "real.txt").write_bytes(b"yes")
     await eventually(lambda: in_thread(content_of, bucket, "real.txt", b"yes"))
     await syncer.poll_once()
-    assert await in_thread(bucket.keys) == ["real.txt"]
+    assert await in_thread(bucket.list_keys) == ["real.txt"]
 
 
 async def test_unreadable_file_is_skipped_not_fatal(syncer_factory, bucket: Bucket) -> None:

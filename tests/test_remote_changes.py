@@ -41,7 +41,9 @@ async def test_remote_metadata_is_applied(syncer_factory, bucket: Bucket) -> Non
     syncer = await syncer_factory()
     mtime = 1_500_000_000_250_000_000
     await in_thread(
-        bucket.put, "run.sh", b"#!/bin/sh\n",
+        bucket.put,
+        "run.sh",
+        b"#!/bin/sh\n",
         {"mtime": format_mtime(mtime), "mode": format_mode(stat.S_IFREG | 0o750)},
     )
     path = syncer.folder / "run.sh"
@@ -61,11 +63,15 @@ async def test_remote_metadata_only_change(syncer_factory, bucket: Bucket) -> No
     written = int((await in_thread(bucket.head, "tool"))["LastModified"].timestamp())
     await eventually(lambda: time.time() >= written + 1, what="the next second")
     # Another client chmods it: same content (same ETag), new metadata.
-    await in_thread(lambda: bucket.client.copy_object(
-        Bucket=bucket.name, Key="tool", CopySource={"Bucket": bucket.name, "Key": "tool"},
-        MetadataDirective="REPLACE",
-        Metadata={"mode": format_mode(stat.S_IFREG | 0o755), "mtime": "1400000000.5"},
-    ))
+    await in_thread(
+        lambda: bucket.client.copy_object(
+            Bucket=bucket.name,
+            Key="tool",
+            CopySource={"Bucket": bucket.name, "Key": "tool"},
+            MetadataDirective="REPLACE",
+            Metadata={"mode": format_mode(stat.S_IFREG | 0o755), "mtime": "1400000000.5"},
+        )
+    )
     await eventually(lambda: stat.S_IMODE(os.lstat(path).st_mode) == 0o755, what="mode")
     assert os.lstat(path).st_mtime_ns == 1_400_000_000_500_000_000
 
@@ -73,8 +79,7 @@ async def test_remote_metadata_only_change(syncer_factory, bucket: Bucket) -> No
 async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     await in_thread(bucket.put, "target.txt", b"t")
-    await in_thread(bucket.put, "link", b"target.txt",
-                    {"mode": format_mode(stat.S_IFLNK | 0o777)})
+    await in_thread(bucket.put, "link", b"target.txt", {"mode": format_mode(stat.S_IFLNK | 0o777)})
     await in_thread(bucket.put, "empty-dir/", b"")
     folder: Path = syncer.folder
     await eventually(lambda: (folder / "link").is_symlink(), what="symlink recreated")
@@ -85,8 +90,7 @@ async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) ->
     await eventually(lambda: not (folder / "empty-dir").exists(), what="marker delete")
 
 
-async def test_local_unsynced_change_survives_remote_change(syncer_factory, bucket: Bucket
-                                                            ) -> None:
+async def test_local_unsynced_change_survives_remote_change(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory(download_interval=1000)
     folder: Path = syncer.folder
     await in_thread(bucket.put, "shared.txt", b"original")
@@ -106,8 +110,8 @@ async def test_local_unsynced_change_survives_remote_change(syncer_factory, buck
 
     def both_kept() -> None:
         assert bucket.get("shared.txt") == b"LOCAL EDIT"
-        copies = [k for k in bucket.keys() if k.startswith("shared.sync-conflict-")]
-        assert len(copies) == 1, bucket.keys()
+        copies = [k for k in bucket.list_keys() if k.startswith("shared.sync-conflict-")]
+        assert len(copies) == 1, bucket.list_keys()
         assert copies[0].endswith(".txt")
         assert bucket.get(copies[0]) == b"remote edit"
 
@@ -129,15 +133,14 @@ async def test_conflict_detected_by_conditional_write(syncer_factory, bucket: Bu
 
     def both_kept() -> None:
         assert bucket.get("doc.txt") == b"v2 from here"
-        copies = [k for k in bucket.keys() if k.startswith("doc.sync-conflict-")]
+        copies = [k for k in bucket.list_keys() if k.startswith("doc.sync-conflict-")]
         assert len(copies) == 1
         assert bucket.get(copies[0]) == b"v2 from elsewhere"
 
     await eventually(lambda: in_thread(both_kept))
 
 
-async def test_remote_delete_keeps_a_locally_modified_file(syncer_factory, bucket: Bucket
-                                                           ) -> None:
+async def test_remote_delete_keeps_a_locally_modified_file(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory(download_interval=1000)
     folder: Path = syncer.folder
     await in_thread(bucket.put, "keep-me.txt", b"v1")
@@ -146,8 +149,10 @@ async def test_remote_delete_keeps_a_locally_modified_file(syncer_factory, bucke
     await in_thread(bucket.delete, "keep-me.txt")
     (folder / "keep-me.txt").write_bytes(b"v2 local")
     await syncer.poll_once()
-    await eventually(lambda: in_thread(lambda: bucket.get("keep-me.txt") == b"v2 local"),
-                     what="local change re-uploaded, not deleted")
+    await eventually(
+        lambda: in_thread(lambda: bucket.get("keep-me.txt") == b"v2 local"),
+        what="local change re-uploaded, not deleted",
+    )
     assert read(folder / "keep-me.txt") == b"v2 local"
 
 
@@ -179,8 +184,16 @@ async def test_key_and_directory_with_the_same_name(syncer_factory, bucket: Buck
 
 
 async def test_hostile_keys_are_skipped(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
-    hostile = ["../escape.txt", "a/../../escape2.txt", "/abs.txt", "x//y.txt", "./dot.txt",
-               "n" * 256 + ".txt", ".s3sync-sidecar/evil", "ok/" + "z" * 300]
+    hostile = [
+        "../escape.txt",
+        "a/../../escape2.txt",
+        "/abs.txt",
+        "x//y.txt",
+        "./dot.txt",
+        "n" * 256 + ".txt",
+        ".s3sync-sidecar/evil",
+        "ok/" + "z" * 300,
+    ]
     for key in hostile:
         await in_thread(bucket.put, key, b"evil")
     await in_thread(bucket.put, "fine.txt", b"fine")
@@ -196,8 +209,9 @@ async def test_hostile_keys_are_skipped(syncer_factory, bucket: Bucket, tmp_path
         assert await in_thread(bucket.exists, key)
 
 
-async def test_symlinked_parent_is_never_written_through(syncer_factory, bucket: Bucket,
-                                                         tmp_path: Path) -> None:
+async def test_symlinked_parent_is_never_written_through(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     syncer = await syncer_factory()

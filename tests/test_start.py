@@ -17,12 +17,17 @@ from sidecar.s3.client import S3Error
 
 async def test_restore_before_start_returns(syncer_factory, bucket: Bucket) -> None:
     mtime = 1_650_000_000_123_456_789
-    await in_thread(bucket.put, "deep/er/file.txt", b"deep",
-                    {"mtime": format_mtime(mtime), "mode": format_mode(stat.S_IFREG | 0o600)})
+    await in_thread(
+        bucket.put,
+        "deep/er/file.txt",
+        b"deep",
+        {"mtime": format_mtime(mtime), "mode": format_mode(stat.S_IFREG | 0o600)},
+    )
     await in_thread(bucket.put, "no-metadata.bin", b"\x00\x01")
     await in_thread(bucket.put, "empty/", b"")
-    await in_thread(bucket.put, "link", b"deep/er/file.txt",
-                    {"mode": format_mode(stat.S_IFLNK | 0o777)})
+    await in_thread(
+        bucket.put, "link", b"deep/er/file.txt", {"mode": format_mode(stat.S_IFLNK | 0o777)}
+    )
     for index in range(40):
         await in_thread(bucket.put, f"many/{index:02d}", str(index).encode())
 
@@ -42,7 +47,7 @@ async def test_restore_before_start_returns(syncer_factory, bucket: Bucket) -> N
     assert syncer.metrics.restore_done._value.get() == 1
     # The restore wrote nothing back to S3 (no markers for implicit directories either).
     assert _count(syncer, "PutObject") == 0
-    assert sorted(await in_thread(bucket.keys)) == sorted(
+    assert sorted(await in_thread(bucket.list_keys)) == sorted(
         ["deep/er/file.txt", "no-metadata.bin", "empty/", "link"]
         + [f"many/{i:02d}" for i in range(40)]
     )
@@ -59,10 +64,12 @@ async def test_both_sides_kept_at_start(syncer_factory, bucket: Bucket, tmp_path
     os.utime(folder / "differs-remote-newer.txt", (1_000_000_000, 1_000_000_000))
     await in_thread(bucket.put, "remote-only.txt", b"remote")
     await in_thread(bucket.put, "same.txt", b"same content")
-    await in_thread(bucket.put, "differs-local-newer.txt", b"remote and older",
-                    {"mtime": "1500000000"})
-    await in_thread(bucket.put, "differs-remote-newer.txt", b"remote and newer",
-                    {"mtime": "1500000000"})
+    await in_thread(
+        bucket.put, "differs-local-newer.txt", b"remote and older", {"mtime": "1500000000"}
+    )
+    await in_thread(
+        bucket.put, "differs-remote-newer.txt", b"remote and newer", {"mtime": "1500000000"}
+    )
 
     syncer = await syncer_factory(directory=folder)
     assert (folder / "remote-only.txt").read_bytes() == b"remote"
@@ -73,7 +80,7 @@ async def test_both_sides_kept_at_start(syncer_factory, bucket: Bucket, tmp_path
     assert sorted(copies.values()) == [b"local and older", b"remote and older"]
 
     def s3_has_everything() -> None:
-        keys = bucket.keys()
+        keys = bucket.list_keys()
         assert bucket.get("local-only.txt") == b"local"
         assert bucket.get("differs-local-newer.txt") == b"local and newer"
         assert bucket.get("differs-remote-newer.txt") == b"remote and newer"
@@ -85,14 +92,15 @@ async def test_both_sides_kept_at_start(syncer_factory, bucket: Bucket, tmp_path
     assert _count(syncer, "GetObject") == 3, "same.txt proven equal without a download"
 
 
-async def test_restart_on_the_same_folder_transfers_nothing(syncer_factory, bucket: Bucket,
-                                                            tmp_path: Path) -> None:
+async def test_restart_on_the_same_folder_transfers_nothing(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
     folder = tmp_path / "folder"
     first = await syncer_factory(directory=folder)
     for index in range(20):
         (folder / f"f{index}.txt").write_bytes(os.urandom(100))
     (folder / "sub").mkdir()
-    await eventually(lambda: in_thread(lambda: len(bucket.keys()) == 21))
+    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == 21))
     assert await first.stop(timeout=10) == []
 
     second = await syncer_factory(directory=folder)
@@ -101,20 +109,22 @@ async def test_restart_on_the_same_folder_transfers_nothing(syncer_factory, buck
         assert _count(second, operation) == 0, operation
 
 
-async def test_leftover_temporary_files_are_cleaned(syncer_factory, bucket: Bucket,
-                                                    tmp_path: Path) -> None:
+async def test_leftover_temporary_files_are_cleaned(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
     work = tmp_path / "folder" / ".s3sync-sidecar"
     work.mkdir(parents=True)
     (work / ("ab" * 16)).write_bytes(b"half a download from a crash")
     (work / "user-note.txt").write_bytes(b"not ours: kept")
     await syncer_factory(directory=tmp_path / "folder")
     assert sorted(p.name for p in work.iterdir()) == ["user-note.txt"]
-    assert await in_thread(bucket.keys) == [], "the working folder is never uploaded"
+    assert await in_thread(bucket.list_keys) == [], "the working folder is never uploaded"
 
 
 async def test_missing_bucket_fails_start_clearly(bucket: Bucket, tmp_path: Path) -> None:
-    syncer = Syncer(str(tmp_path / "f"), "no-such-bucket-here", bucket.server.endpoint_pattern,
-                    REGION)
+    syncer = Syncer(
+        str(tmp_path / "f"), "no-such-bucket-here", bucket.server.endpoint_pattern, REGION
+    )
     with pytest.raises(S3Error) as info:
         await syncer.start()
     assert info.value.status == 404
@@ -123,11 +133,21 @@ async def test_missing_bucket_fails_start_clearly(bucket: Bucket, tmp_path: Path
 
 async def test_mobius3_style_unpacking(bucket: Bucket, tmp_path: Path) -> None:
     await in_thread(bucket.put, "x.txt", b"x")
-    start, stop = Syncer(str(tmp_path / "f"), bucket.name, bucket.server.endpoint_pattern,
-                         REGION, prefix="", concurrent_uploads=2, concurrent_downloads=2,
-                         download_interval=1, exclude_remote="^$", exclude_local="^$",
-                         upload_on_create="^$", local_modification_persistance=120,
-                         get_logger_adapter=None)
+    start, stop = Syncer(
+        str(tmp_path / "f"),
+        bucket.name,
+        bucket.server.endpoint_pattern,
+        REGION,
+        prefix="",
+        concurrent_uploads=2,
+        concurrent_downloads=2,
+        download_interval=1,
+        exclude_remote="^$",
+        exclude_local="^$",
+        upload_on_create="^$",
+        local_modification_persistance=120,
+        get_logger_adapter=None,
+    )
     await start()
     try:
         assert (tmp_path / "f" / "x.txt").read_bytes() == b"x"
@@ -139,7 +159,9 @@ def _count(syncer, operation: str) -> int:
     total = 0.0
     for metric in syncer.metrics.registry.collect():
         for sample in metric.samples:
-            if sample.name == "s3sync_s3_requests_total" and \
-                    sample.labels.get("operation") == operation:
+            if (
+                sample.name == "s3sync_s3_requests_total"
+                and sample.labels.get("operation") == operation
+            ):
                 total += sample.value
     return int(total)

@@ -36,11 +36,19 @@ def all_versions(bucket: Bucket, key: str) -> list[bytes]:
 
 
 @pytest.mark.parametrize("multipart", [False, True], ids=["single-put", "multipart"])
-async def test_rewrite_during_upload(syncer_factory, bucket: Bucket, proxy, multipart: bool
-                                     ) -> None:
+async def test_rewrite_during_upload(
+    syncer_factory, bucket: Bucket, proxy, multipart: bool
+) -> None:
     await in_thread(enable_versioning, bucket)
-    options = {"multipart_threshold": 5 * 1024 * 1024, "multipart_chunksize": 5 * 1024 * 1024,
-               "multipart_concurrency": 1} if multipart else {}
+    options = (
+        {
+            "multipart_threshold": 5 * 1024 * 1024,
+            "multipart_chunksize": 5 * 1024 * 1024,
+            "multipart_concurrency": 1,
+        }
+        if multipart
+        else {}
+    )
     syncer = await syncer_factory(endpoint=proxy.endpoint_pattern, **options)
     path = syncer.folder / "data.bin"
     proxy.faults.bytes_per_second = 4 * 1024 * 1024  # ~2 s for the whole file
@@ -56,8 +64,11 @@ async def test_rewrite_during_upload(syncer_factory, bucket: Bucket, proxy, mult
         file.write(b"b" * (SIZE // 2))
     proxy.faults.bytes_per_second = None
 
-    await eventually(lambda: in_thread(lambda: bucket.get("data.bin") == b"b" * SIZE),
-                     timeout=60, what="final content in S3")
+    await eventually(
+        lambda: in_thread(lambda: bucket.get("data.bin") == b"b" * SIZE),
+        timeout=60,
+        what="final content in S3",
+    )
     versions = await in_thread(all_versions, bucket, "data.bin")
     assert versions, "at least one version"
     for body in versions:
@@ -65,13 +76,13 @@ async def test_rewrite_during_upload(syncer_factory, bucket: Bucket, proxy, mult
     assert b"a" * SIZE not in versions, "the upload of the overwritten version was abandoned"
     assert syncer.metrics.aborted_changed._value.get() >= 1
     if multipart:
-        uploads = await in_thread(lambda: bucket.client.list_multipart_uploads(
-            Bucket=bucket.name))
+        uploads = await in_thread(lambda: bucket.client.list_multipart_uploads(Bucket=bucket.name))
         assert not uploads.get("Uploads"), "the abandoned multipart upload was aborted"
 
 
-async def test_appends_while_uploading_end_with_the_whole_file(syncer_factory, bucket: Bucket,
-                                                               proxy) -> None:
+async def test_appends_while_uploading_end_with_the_whole_file(
+    syncer_factory, bucket: Bucket, proxy
+) -> None:
     await in_thread(enable_versioning, bucket)
     syncer = await syncer_factory(endpoint=proxy.endpoint_pattern)
     path = syncer.folder / "log.txt"
@@ -86,8 +97,9 @@ async def test_appends_while_uploading_end_with_the_whole_file(syncer_factory, b
         closed_lengths.append(len(expected))
         await asyncio.sleep(0.2)  # pacing the writer, not synchronising with the sidecar
     proxy.faults.bytes_per_second = None
-    await eventually(lambda: in_thread(lambda: bucket.get("log.txt") == expected),
-                     timeout=60, what="whole file")
+    await eventually(
+        lambda: in_thread(lambda: bucket.get("log.txt") == expected), timeout=60, what="whole file"
+    )
     for body in await in_thread(all_versions, bucket, "log.txt"):
         assert len(body) in closed_lengths and expected.startswith(body), (
             "every stored version is a version the file had when it was closed"
