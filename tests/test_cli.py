@@ -1,0 +1,236 @@
+"""The real console script, run as a subprocess against the moto server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REGION, Bucket, MotoServer, eventually, in_thread
+
+SCRIPT = shutil.which("s3sync-sidecar", path=str(Path(sys.executable).parent))
+
+
+class Sidecar:
+    """A running `s3sync-sidecar` process with its output in a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._output = open(log, "wb")  # noqa: SIM115 - closed in wait()
+        assert SCRIPT is not None, "the console script is installed"
+        self.process = subprocess.Popen(
+            [SCRIPT, *args], env=env, stdout=self._output, stderr=subprocess.STDOUT
+        )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def ready(self) -> None:
+        await eventually(
+            lambda: "syncing" in self.text() or self.process.poll() is not None,
+            timeout=30,
+            what="the initial restore",
+        )
+        assert self.process.poll() is None, self.text()
+
+    async def wait(self, timeout: float = 60) -> int:
+        code = await in_thread(self.process.wait, timeout)
+        self._output.close()
+        return int(code)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._output.close()
+
+
+@pytest.fixture
+def run_sidecar(tmp_path: Path) -> Iterator:
+    running: list[Sidecar] = []
+
+    def start(args: list[str], env: dict[str, str]) -> Sidecar:
+        full_env = {"PATH": os.environ["PATH"], "SYNC_LOG_FORMAT": "text", **env}
+        sidecar = Sidecar(args, full_env, tmp_path / f"sidecar-{len(running)}.log")
+        running.append(sidecar)
+        return sidecar
+
+    yield start
+    for sidecar in running:
+        sidecar.kill()
+
+
+def creds(server: MotoServer) -> dict[str, str]:
+    return server.env()
+
+
+async def test_mobius3_command_line_and_sigterm_after_a_write(
+    run_sidecar, bucket: Bucket, tmp_path: Path
+) -> None:
+    await in_thread(bucket.put, "team/existing.txt", b"restored")
+    folder = tmp_path / "data"
+    sidecar = run_sidecar(
+        [
+            str(folder),
+            bucket.name,
+            bucket.server.endpoint_pattern,
+            REGION,
+            "--prefix",
+            "team/",
+            "--exclude-local",
+            r".*\.swp$",
+            "--log-level",
+            "INFO",
+        ],
+        creds(bucket.server),
+    )
+    await sidecar.ready()
+    assert (folder / "existing.txt").read_bytes() == b"restored"
+    (folder / "ignored.swp").write_bytes(b"editor swap")
+    (folder / "last-words.txt").write_bytes(b"written just before SIGTERM")
+    sidecar.process.send_signal(signal.SIGTERM)
+    assert await sidecar.wait() == 0, sidecar.text()
+    assert await in_thread(bucket.get, "team/last-words.txt") == b"written just before SIGTERM"
+    assert not await in_thread(bucket.exists, "team/ignored.swp")
+    assert "every local change is in S3" in sidecar.text()
+
+
+async def test_environment_configuration_and_sigint(
+    run_sidecar, bucket: Bucket, tmp_path: Path
+) -> None:
+    folder = tmp_path / "env-data"
+    sidecar = run_sidecar(
+        [],
+        {
+            **creds(bucket.server),
+            "SYNC_DIR": str(folder),
+            "SYNC_BUCKET": bucket.name,
+            "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
+            "AWS_REGION": REGION,
+            "SYNC_POLL_INTERVAL": "0.5",
+            "SYNC_LOG_FORMAT": "json",
+        },
+    )
+    await eventually(lambda: folder.is_dir())
+    await eventually(lambda: '"message": "restored' in sidecar.text(), timeout=30)
+    (folder / "from-env.txt").write_bytes(b"env mode")
+    await eventually(lambda: in_thread(lambda: bucket.get("from-env.txt") == b"env mode"))
+    await in_thread(bucket.put, "from-s3.txt", b"polled")
+    await eventually(lambda: (folder / "from-s3.txt").exists(), what="poll download")
+    sidecar.process.send_signal(signal.SIGINT)
+    assert await sidecar.wait() == 0, sidecar.text()
+
+
+async def test_bad_settings_touch_nothing(run_sidecar, bucket: Bucket, tmp_path: Path) -> None:
+    folder = tmp_path / "must-not-exist"
+    sidecar = run_sidecar(
+        [],
+        {
+            **creds(bucket.server),
+            "SYNC_DIR": str(folder),
+            "SYNC_BUCKET": bucket.name,
+            "SYNC_ENDPOINT": "http://127.0.0.1:1/no-placeholder/",
+            "SYNC_REGION": REGION,
+            "SYNC_POLL_INTERVAL": "soon",
+            "SYNC_UPLOAD_CONCURRENCY": "0",
+            "SYNC_EXCLUDE_LOCAL": "([unclosed",
+        },
+    )
+    assert await sidecar.wait() == 2
+    text = sidecar.text()
+    assert "SYNC_POLL_INTERVAL='soon': expected seconds, a number from 0.1 to 86400" in text
+    assert "SYNC_UPLOAD_CONCURRENCY='0': expected an integer from 1 to 512" in text
+    assert "SYNC_EXCLUDE_LOCAL='([unclosed': expected a Python regular expression" in text
+    assert "SYNC_ENDPOINT" in text and "{}" in text
+    assert not folder.exists(), "nothing touched"
+    assert await in_thread(bucket.list_keys) == []
+    assert creds(bucket.server)["AWS_SECRET_ACCESS_KEY"] not in text
+
+
+async def test_missing_settings_and_credentials(run_sidecar, tmp_path: Path) -> None:
+    sidecar = run_sidecar([], {"SYNC_DIR": str(tmp_path / "x")})
+    assert await sidecar.wait() == 2
+    text = sidecar.text()
+    for name in ("SYNC_BUCKET", "SYNC_REGION", "AWS_ACCESS_KEY_ID"):
+        assert name in text
+    assert not (tmp_path / "x").exists()
+
+
+async def test_secret_without_key_is_reported_without_the_secret(
+    run_sidecar, tmp_path: Path
+) -> None:
+    sidecar = run_sidecar(
+        [str(tmp_path / "d"), "b", "http://127.0.0.1:9/{}/", REGION],
+        {"AWS_SECRET_ACCESS_KEY": "s3cr3t-value"},
+    )
+    assert await sidecar.wait() == 2
+    assert "AWS_ACCESS_KEY_ID" in sidecar.text()
+    assert "s3cr3t-value" not in sidecar.text()
+
+
+async def test_partial_positional_arguments(run_sidecar, tmp_path: Path) -> None:
+    sidecar = run_sidecar([str(tmp_path / "d"), "bucket-only"], {})
+    assert await sidecar.wait() == 2
+    assert "DIRECTORY BUCKET ENDPOINT REGION" in sidecar.text()
+
+
+async def test_start_failure_exits_non_zero(run_sidecar, bucket: Bucket, tmp_path: Path) -> None:
+    sidecar = run_sidecar(
+        [str(tmp_path / "d"), "no-such-bucket", bucket.server.endpoint_pattern, REGION],
+        creds(bucket.server),
+    )
+    assert await sidecar.wait() == 1
+    assert "cannot start" in sidecar.text() and "NoSuchBucket" in sidecar.text()
+
+
+async def test_sigterm_with_s3_unreachable_names_what_is_left(
+    run_sidecar, bucket: Bucket, proxy, tmp_path: Path
+) -> None:
+    folder = tmp_path / "data"
+    sidecar = run_sidecar(
+        [str(folder), bucket.name, proxy.endpoint_pattern, REGION],
+        {**creds(bucket.server), "SYNC_SHUTDOWN_TIMEOUT": "2"},
+    )
+    await sidecar.ready()
+    proxy.faults.down = True
+    (folder / "unsent.txt").write_bytes(b"no way out")
+    started = asyncio.get_running_loop().time()
+    sidecar.process.send_signal(signal.SIGTERM)
+    assert await sidecar.wait() == 1
+    assert asyncio.get_running_loop().time() - started < 15
+    assert "unsent.txt" in sidecar.text()
+
+
+async def test_second_signal_exits_at_once(
+    run_sidecar, bucket: Bucket, proxy, tmp_path: Path
+) -> None:
+    folder = tmp_path / "data"
+    sidecar = run_sidecar(
+        [str(folder), bucket.name, proxy.endpoint_pattern, REGION],
+        {**creds(bucket.server), "SYNC_SHUTDOWN_TIMEOUT": "600"},
+    )
+    await sidecar.ready()
+    proxy.faults.down = True
+    (folder / "stuck.txt").write_bytes(b"stuck")
+    sidecar.process.send_signal(signal.SIGTERM)
+    await eventually(lambda: "SIGTERM received" in sidecar.text())
+    sidecar.process.send_signal(signal.SIGTERM)
+    assert await sidecar.wait(timeout=10) == 128 + signal.SIGTERM
+
+
+def test_python_dash_m_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "--prefix" in result.stdout and "SYNC_" in result.stdout
