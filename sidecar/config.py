@@ -42,6 +42,7 @@ class Settings:
     max_delete_percent: float = 50.0
     shutdown_timeout: float = 25.0
     open_file_timeout: float = 60.0
+    http_port: int = 9464
     credentials_source: str = "environment"
 
 
@@ -360,6 +361,15 @@ VARIABLES: tuple[Variable, ...] = (
         "25",
         "100",
         _number(0, 3600),
+    ),
+    Variable(
+        "SYNC_HTTP_PORT",
+        "http_port",
+        "a TCP port number from 1 to 65535",
+        "Port of the HTTP server for /metrics, /healthz and /readyz (all interfaces).",
+        "9464",
+        "9464",
+        _integer(1, 65535),
     ),
     Variable(
         "SYNC_OPEN_FILE_TIMEOUT",

@@ -15,14 +15,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from enum import Enum
+from typing import Final, Literal
 
 log = logging.getLogger("sidecar.scheduler")
 
 
-class Direction(Enum):
-    UPLOAD = "upload"
-    DOWNLOAD = "download"
+# Plain strings, not an Enum: they key dicts on the hot path, and Enum hashing is Python code.
+Direction = Literal["upload", "download"]
+UPLOAD: Final = "upload"
+DOWNLOAD: Final = "download"
+DIRECTIONS: Final[tuple[Direction, ...]] = (UPLOAD, DOWNLOAD)
 
 
 class Scheduler:
@@ -33,12 +35,12 @@ class Scheduler:
     ) -> None:
         self._process = process
         self._workers = workers
-        self._queues: dict[Direction, asyncio.Queue[str]] = {d: asyncio.Queue() for d in Direction}
+        self._queues: dict[Direction, asyncio.Queue[str]] = {d: asyncio.Queue() for d in DIRECTIONS}
         self._queued: dict[str, Direction] = {}
         self._running: dict[str, Direction] = {}
         self._again: dict[str, Direction] = {}
         self._delayed: dict[str, tuple[asyncio.TimerHandle, Direction]] = {}
-        self._running_count = dict.fromkeys(Direction, 0)
+        self._running_count = dict.fromkeys(DIRECTIONS, 0)
         self._local_since: dict[str, float] = {}  # insertion order: the first is the oldest
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
@@ -48,7 +50,7 @@ class Scheduler:
         for direction, count in self._workers.items():
             for number in range(count):
                 task = asyncio.get_running_loop().create_task(
-                    self._worker(direction), name=f"{direction.value}-worker-{number}"
+                    self._worker(direction), name=f"{direction}-worker-{number}"
                 )
                 self._tasks.append(task)
 
@@ -66,16 +68,16 @@ class Scheduler:
         self._tasks.clear()
 
     def submit(self, rel: str, direction: Direction) -> None:
-        if direction is Direction.UPLOAD and rel not in self._local_since:
+        if direction == UPLOAD and rel not in self._local_since:
             self._local_since[rel] = time.monotonic()
         delayed = self._delayed.pop(rel, None)
         if delayed is not None:
             delayed[0].cancel()
-            if delayed[1] is Direction.UPLOAD:
-                direction = Direction.UPLOAD
+            if delayed[1] == UPLOAD:
+                direction = UPLOAD
         if rel in self._running:
             previous = self._again.get(rel)
-            self._again[rel] = Direction.UPLOAD if previous is Direction.UPLOAD else direction
+            self._again[rel] = UPLOAD if previous == UPLOAD else direction
             return
         if rel in self._queued:
             return

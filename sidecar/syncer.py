@@ -18,7 +18,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 
@@ -42,7 +42,7 @@ from .s3.client import (
     S3Error,
     S3Unavailable,
 )
-from .scheduler import Direction, Scheduler
+from .scheduler import DOWNLOAD, UPLOAD, Direction, Scheduler
 from .state import SyncState
 from .transfer import IntegrityError, LocalChanged, Transfers, TransferSettings
 from .watch import Watcher
@@ -52,10 +52,12 @@ log = logging.getLogger("sidecar")
 DEFAULT_WORK_DIR = ".s3sync-sidecar"
 
 # Decisions that act on the local folder because of what S3 says: never taken for a path whose
-# remote side is unknown (shadowed) or once shutdown has begun.
+# remote side is unknown (shadowed).
 _REMOTE_DRIVEN = frozenset(
     {Op.DOWNLOAD, Op.DELETE_LOCAL, Op.RMDIR, Op.MKDIR, Op.APPLY_REMOTE_META, Op.CONFLICT}
 )
+# Of those, what shutdown skips: a conflict still carries a local change to upload.
+_SKIPPED_AT_STOP = _REMOTE_DRIVEN - {Op.CONFLICT}
 _IGNORED_MOBIUS3_ARGUMENTS = frozenset(
     {
         "get_credentials",
@@ -219,7 +221,7 @@ class Syncer:
             s3=self._s3, keys=self._keys, exclude_remote=self._exclude_remote, metrics=self.metrics
         )
         self._scheduler = Scheduler(
-            self._process, {Direction.UPLOAD: self._uploads, Direction.DOWNLOAD: self._downloads}
+            self._process, {UPLOAD: self._uploads, DOWNLOAD: self._downloads}
         )
         self._watcher = Watcher(root, self._work_name, _Events(self), self._on_watch_error)
         threshold, chunksize, concurrency = self._multipart
@@ -237,15 +239,12 @@ class Syncer:
             metrics=self.metrics,
             barrier=self._watcher.barrier,
             submit_local=lambda rel: self._submit_local(rel, Hint.CONTENT),
-            submit_parent=lambda rel: self._scheduler_submit(rel, Direction.UPLOAD),
+            submit_parent=lambda rel: self._scheduler_submit(rel, UPLOAD),
         )
+        scheduler = self._scheduler
         self.metrics.bind_gauges(
-            queue_depth=lambda d: (
-                float(self._scheduler.queued(Direction(d))) if self._scheduler else 0.0
-            ),
-            in_flight=lambda d: (
-                float(self._scheduler.running(Direction(d))) if self._scheduler else 0.0
-            ),
+            queue_depth=lambda d: float(scheduler.queued(cast(Direction, d))),
+            in_flight=lambda d: float(scheduler.running(cast(Direction, d))),
             oldest_pending=self._oldest_pending_age,
             files_tracked=lambda: float(self._state.synced_count),
             watches=lambda: float(self._watcher.watch_count) if self._watcher else 0.0,
@@ -264,7 +263,7 @@ class Syncer:
         self._scheduler.start()
         await self._watcher.start()
         for rel in applied.changed:
-            self._scheduler.submit(rel, Direction.DOWNLOAD)
+            self._scheduler.submit(rel, DOWNLOAD)
         if not self._restore_pending:
             self._restore_done.set()
         await self._restore_done.wait()
@@ -394,7 +393,7 @@ class Syncer:
                 self._max_delete,
             )
         for rel in applied.changed:
-            scheduler.submit(rel, Direction.DOWNLOAD)
+            scheduler.submit(rel, DOWNLOAD)
 
     async def _sweep_loop(self) -> None:
         """A file modified and never closed (truncate(2), a long-lived writer that went idle)
@@ -426,7 +425,7 @@ class Syncer:
             return
         if hint:
             self._state.get(rel).hint |= hint
-        self._scheduler_submit(rel, Direction.UPLOAD)
+        self._scheduler_submit(rel, UPLOAD)
 
     def _modified(self, rel: str) -> None:
         ps = self._state.get(rel)
@@ -459,14 +458,18 @@ class Syncer:
         ):
             self._submit_local(rel, Hint.CONTENT)
 
-    def _removed(self, rel: str, is_dir: bool) -> None:
+    def _removed(self, rel: str) -> None:
         ps = self._state.get(rel)
         ps.writing = False
         self._writing.discard(rel)
         self._submit_local(rel, Hint.NONE)
+
+    def _moved_out(self, rel: str, is_dir: bool) -> None:
+        self._removed(rel)
         if is_dir:
+            # Nothing below a moved directory reports its own departure.
             for sub in self._state.under(rel):
-                self._submit_local(sub, Hint.NONE)
+                self._removed(sub)
 
     def _overflowed(self) -> None:
         self.metrics.inotify_overflows.inc()
@@ -524,7 +527,9 @@ class Syncer:
             )
             decision = reconcile(facts)
             op = decision.op
-            if op in _REMOTE_DRIVEN and (ps.shadowed or self._stopping):
+            if (op in _REMOTE_DRIVEN and ps.shadowed) or (
+                op in _SKIPPED_AT_STOP and self._stopping
+            ):
                 return
             if op is Op.WAIT:
                 settled = False
@@ -608,7 +613,7 @@ class Syncer:
         ps = self._state.get(rel)
         ps.failures += 1
         delay = min(300.0, 0.5 * 2 ** min(ps.failures, 10))
-        counter = self.metrics.uploads if direction is Direction.UPLOAD else self.metrics.downloads
+        counter = self.metrics.uploads if direction == UPLOAD else self.metrics.downloads
         self.metrics.inc(counter, "error")
         log.warning(
             "sync of %r failed (attempt %d, retrying in %.0fs): %s", rel, ps.failures, delay, error
@@ -637,7 +642,10 @@ class _Events:
         self._syncer._submit_local(rel, Hint.META)
 
     def removed(self, rel: str, is_dir: bool) -> None:
-        self._syncer._removed(rel, is_dir)
+        self._syncer._removed(rel)
+
+    def moved_out(self, rel: str, is_dir: bool) -> None:
+        self._syncer._moved_out(rel, is_dir)
 
     def moved_in(self, rel: str, is_dir: bool) -> None:
         self._syncer._submit_local(rel, Hint.CONTENT)
