@@ -1,25 +1,27 @@
 """The `s3sync-sidecar` command: mobius3's command line, or `SYNC_*` variables when no
-positional arguments are given. SIGTERM and SIGINT stop it gracefully; a second one exits at
-once."""
+positional arguments are given; `s3sync-sidecar healthcheck` for container health checks.
+
+Heavy imports happen inside `main`, after the health-check shortcut.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
-import signal
-import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from .config import ConfigError, Problem, Settings, load_settings
-from .log import setup_logging
-from .syncer import Syncer
-
-log = logging.getLogger("sidecar.cli")
+if TYPE_CHECKING:
+    from .config import Problem, Settings
 
 EXIT_CONFIG = 2
+CREDENTIAL_SOURCES = {
+    "environment-variables": "environment",
+    "envrionment-variables": "environment",  # mobius3's own default, spelling included
+    "ecs-container-endpoint": "ecs",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Keep a folder and an S3 bucket prefix continuously in sync, both ways.",
         epilog="With no positional arguments, every setting comes from SYNC_* environment "
-        "variables (see the README).",
+        "variables (see the README). `s3sync-sidecar healthcheck` exits 0 when the running "
+        "sidecar is ready, else 1.",
     )
     parser.add_argument("directory", nargs="?", help="local folder to sync, e.g. /data")
     parser.add_argument("bucket", nargs="?", help="bucket name")
@@ -79,8 +82,9 @@ def _parser() -> argparse.ArgumentParser:
         "--credentials-source",
         nargs="?",
         default=None,
-        choices=["environment-variables", "envrionment-variables", "ecs-container-endpoint"],
-        help="where AWS credentials come from (mobius3 compatible)",
+        choices=sorted(CREDENTIAL_SOURCES),
+        help="where AWS credentials come from (default: the environment's "
+        "keys, else the ECS container credentials endpoint)",
     )
     parser.add_argument(
         "--force-ipv4",
@@ -98,13 +102,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from(argv: Sequence[str], env: dict[str, str]) -> Settings:
+def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
+    from .config import ConfigError, load_settings
+
     args = _parser().parse_args(list(argv))
     positional = [args.directory, args.bucket, args.endpoint, args.region]
     given = [value for value in positional if value is not None]
-    overrides: dict[str, str] = {}
     if given and len(given) != 4:
         raise ConfigError([_usage_problem()])
+    overrides: dict[str, str] = {}
     if given:
         overrides.update(
             SYNC_DIR=args.directory,
@@ -123,10 +129,13 @@ def settings_from(argv: Sequence[str], env: dict[str, str]) -> Settings:
             overrides[name] = value
     if args.disable_ssl_verification:
         overrides["SYNC_TLS_VERIFY"] = "false"
-    return load_settings(env, overrides)
+    source = CREDENTIAL_SOURCES.get(args.credentials_source or "", "auto")
+    return load_settings(env, overrides, credentials_source=source)
 
 
 def _usage_problem() -> Problem:
+    from .config import Problem
+
     return Problem(
         "command line",
         None,
@@ -135,101 +144,33 @@ def _usage_problem() -> Problem:
     )
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext | bool:
-    if not settings.tls_verify:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if settings.ca_bundle:
-        context = ssl.create_default_context()
-        context.load_verify_locations(cafile=settings.ca_bundle)
-        return context
-    return True
-
-
-def build_syncer(settings: Settings) -> Syncer:
-    return Syncer(
-        settings.directory,
-        settings.bucket,
-        settings.endpoint,
-        settings.region,
-        prefix=settings.prefix,
-        concurrent_uploads=settings.upload_concurrency,
-        concurrent_downloads=settings.download_concurrency,
-        download_interval=settings.poll_interval,
-        exclude_remote=settings.exclude_remote,
-        exclude_local=settings.exclude_local,
-        upload_on_create=settings.upload_on_create,
-        ssl_context=ssl_context(settings),
-        multipart_threshold=settings.multipart_threshold,
-        multipart_chunksize=settings.multipart_chunksize,
-        max_delete_percent=settings.max_delete_percent,
-        open_file_timeout=settings.open_file_timeout,
-    )
-
-
-async def run(settings: Settings) -> int:
-    syncer = build_syncer(settings)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        if len(received) > 1:
-            log.error("second %s: exiting now", signal.Signals(signum).name)
-            logging.shutdown()
-            os._exit(128 + signum)
-        log.info(
-            "%s received: finishing queued uploads (up to %gs)",
-            signal.Signals(signum).name,
-            settings.shutdown_timeout,
-        )
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-
-    starting = asyncio.create_task(syncer.start(), name="start")
-    stopping = asyncio.create_task(stop.wait(), name="wait-for-signal")
-    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if not starting.done():
-        starting.cancel()
-        await asyncio.gather(starting, return_exceptions=True)
-        log.error("stopped before the initial restore finished")
-        return 1
-    error = starting.exception()
-    if error is not None:
-        stopping.cancel()
-        log.error("cannot start: %s", error)
-        return 1
-
-    while not stop.is_set():
-        with_timeout = asyncio.wait_for(asyncio.shield(stopping), timeout=1.0)
-        try:
-            await with_timeout
-        except TimeoutError:
-            fatal = syncer.status().fatal
-            if fatal:
-                log.error("exiting: %s", fatal)
-                await syncer.stop(timeout=settings.shutdown_timeout)
-                return 1
-    left = await syncer.stop(timeout=settings.shutdown_timeout)
-    return 1 if left else 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["healthcheck"]:
+        from .healthcheck import main as healthcheck
+
+        return healthcheck(argv[1:])
+
+    from .config import ConfigError
+
+    env = dict(os.environ)
     try:
-        settings = settings_from(argv, dict(os.environ))
+        settings = settings_from(argv, env)
     except ConfigError as error:
         print("s3sync-sidecar: invalid configuration, nothing was changed:", file=sys.stderr)
         for problem in error.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
+
+    from .log import setup_logging
+    from .service import Service
+
     setup_logging(settings.log_level, settings.log_format)
+
+    async def serve() -> int:
+        return await Service(settings, env).run()
+
     try:
-        return asyncio.run(run(settings))
+        return asyncio.run(serve())
     except KeyboardInterrupt:
         return 130

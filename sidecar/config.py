@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .aws.credentials import credential_problems
 from .s3.client import Endpoint
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -43,7 +44,8 @@ class Settings:
     shutdown_timeout: float = 25.0
     open_file_timeout: float = 60.0
     http_port: int = 9464
-    credentials_source: str = "environment"
+    stall_timeout: float = 300.0
+    credentials_source: str = "auto"  # "auto" (the chain), "environment" or "ecs"
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +374,16 @@ VARIABLES: tuple[Variable, ...] = (
         _integer(1, 65535),
     ),
     Variable(
+        "SYNC_STALL_TIMEOUT",
+        "stall_timeout",
+        "seconds, a number from 10 to 86400",
+        "If changes wait to be uploaded but none has made progress for this long while S3 "
+        "answers, the process exits 1 so that it is restarted.",
+        "300",
+        "600",
+        _number(10, 86400),
+    ),
+    Variable(
         "SYNC_OPEN_FILE_TIMEOUT",
         "open_file_timeout",
         "seconds, a number from 1 to 86400",
@@ -389,7 +401,11 @@ def default_endpoint(region: str) -> str:
     return "https://{}.s3." + region + ".amazonaws.com/"
 
 
-def load_settings(env: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    env: Mapping[str, str],
+    overrides: Mapping[str, str] | None = None,
+    credentials_source: str = "auto",
+) -> Settings:
     """Settings from `env`, with `overrides` (command line values, by variable name) on top.
 
     Raises ConfigError listing every problem found.
@@ -424,9 +440,10 @@ def load_settings(env: Mapping[str, str], overrides: Mapping[str, str] | None = 
 
     if "region" in values and "endpoint" not in values and "SYNC_ENDPOINT" not in raw:
         values["endpoint"] = default_endpoint(values["region"])
-    if "endpoint" in values and "bucket" in values:
+    if "endpoint" in values:
         try:
-            Endpoint.parse(values["endpoint"], values["bucket"])
+            # Checked even when the bucket is missing or bad, so all problems show at once.
+            Endpoint.parse(values["endpoint"], values.get("bucket", "bucket"))
         except ValueError as error:
             problems.append(
                 Problem(
@@ -435,14 +452,6 @@ def load_settings(env: Mapping[str, str], overrides: Mapping[str, str] | None = 
                     f"an endpoint that {error}: " + _BY_NAME["SYNC_ENDPOINT"].expected,
                 )
             )
-    if values.get("multipart_chunksize", 0) > values.get("multipart_threshold", 1 << 62):
-        problems.append(
-            Problem(
-                "SYNC_MULTIPART_CHUNKSIZE",
-                raw["SYNC_MULTIPART_CHUNKSIZE"],
-                "a size no larger than SYNC_MULTIPART_THRESHOLD",
-            )
-        )
     if values.get("ca_bundle") and values.get("tls_verify") is False:
         problems.append(
             Problem(
@@ -450,32 +459,10 @@ def load_settings(env: Mapping[str, str], overrides: Mapping[str, str] | None = 
             )
         )
 
-    problems.extend(credential_problems(env))
+    problems.extend(
+        Problem(name, None, message)
+        for name, message in credential_problems(env, credentials_source)
+    )
     if problems:
         raise ConfigError(problems)
-    return Settings(**values)
-
-
-def credential_problems(env: Mapping[str, str]) -> list[Problem]:
-    key = env.get("AWS_ACCESS_KEY_ID", "")
-    secret = env.get("AWS_SECRET_ACCESS_KEY", "")
-    if key and not secret:
-        return [
-            Problem(
-                "AWS_SECRET_ACCESS_KEY",
-                None,
-                "required when AWS_ACCESS_KEY_ID is set (the secret is never shown)",
-            )
-        ]
-    if secret and not key:
-        return [Problem("AWS_ACCESS_KEY_ID", None, "required when AWS_SECRET_ACCESS_KEY is set")]
-    if not key:
-        return [
-            Problem(
-                "AWS_ACCESS_KEY_ID",
-                None,
-                "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                "(and AWS_SESSION_TOKEN for temporary credentials)",
-            )
-        ]
-    return []
+    return Settings(**values, credentials_source=credentials_source)

@@ -66,7 +66,8 @@ class KeyMapper:
         """Keys are listed with `encoding-type=url` so that any byte survives XML; decode here."""
         if not url_encoded:
             return raw
-        data = unquote_to_bytes(raw)
+        # Form encoding, as S3 and botocore use it: `+` is a space, a real `+` is `%2B`.
+        data = unquote_to_bytes(raw.replace("+", " "))
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as error:

@@ -68,8 +68,9 @@ def ensure_parents(root: str, rel: str) -> list[str]:
 
 def format_mtime(mtime_ns: int) -> str:
     """Seconds since the epoch as a decimal string: a float for rclone and mobius3, exact for us."""
-    seconds, nanos = divmod(mtime_ns, 1_000_000_000)
-    return f"{seconds}.{nanos:09d}"
+    sign = "-" if mtime_ns < 0 else ""
+    seconds, nanos = divmod(abs(mtime_ns), 1_000_000_000)
+    return f"{sign}{seconds}.{nanos:09d}"
 
 
 def parse_mtime(value: str | None) -> int | None:
@@ -97,7 +98,7 @@ def parse_http_date(value: str | None) -> int | None:
         return None
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -114,13 +115,16 @@ def parse_mode(value: str | None) -> int | None:
     if not value:
         return None
     value = value.strip()
+    if len(value) > 12:
+        return None
     try:
         if value.lower().startswith("0o"):
-            return int(value[2:], 8)
+            octal = int(value[2:], 8)
+            return octal if _plausible(octal) else None
+        if len(value) <= 4 and set(value) <= set("01234567"):
+            return int(value, 8)  # `644`, `0755`: how people write permissions by hand
         decimal = int(value, 10)
     except ValueError:
-        return None
-    if decimal < 0:
         return None
     if _plausible(decimal):
         return decimal
@@ -132,10 +136,12 @@ def parse_mode(value: str | None) -> int | None:
 
 
 def _plausible(mode: int) -> bool:
-    kind = stat.S_IFMT(mode)
-    if kind == 0:
+    """A permission-only value, or a regular file, directory or symlink mode."""
+    if not 0 <= mode <= 0o177777:
+        return False
+    if stat.S_IFMT(mode) == 0:
         return mode <= 0o7777
-    return kind_of_mode(mode) is not Kind.OTHER and mode <= 0o177777
+    return kind_of_mode(mode) is not Kind.OTHER
 
 
 def conflict_name(rel: str, moment: datetime, attempt: int) -> str:

@@ -54,6 +54,7 @@ class Poller:
         self.last_success: float | None = None  # wall clock
         self.last_success_monotonic: float | None = None
         self.last_error: str | None = None
+        self.last_duration = 0.0
 
     def _skip(self, key: str, reason: SkipReason, detail: str) -> None:
         if key in self._reported:
@@ -96,7 +97,8 @@ class Poller:
                 "a key with the name of one of its parent directories exists; "
                 "that key is kept as the file and this one is ignored",
             )
-        self._metrics.poll_duration.observe(time.monotonic() - started)
+        self.last_duration = time.monotonic() - started
+        self._metrics.poll_duration.observe(self.last_duration)
         return Snapshot(entries, shadowed, started)
 
     def succeeded(self) -> None:

@@ -197,4 +197,6 @@ def _directory(f: Facts) -> Decision:
         return Decision(Op.MKDIR) if marker is not None else NOTHING
     if marker is not None:
         return Decision(Op.DELETE_REMOTE, if_match=marker.etag)
+    if f.remote is not None:  # S3 now holds a file at this name: decide again, as a file
+        return Decision(Op.FORGET, again=True)
     return FORGET

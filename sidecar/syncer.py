@@ -18,16 +18,12 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import aiohttp
 
-from .aws.credentials import (
-    CredentialsError,
-    CredentialsProvider,
-    StaticCredentials,
-    environment_credentials,
-)
+from .aws.credentials import CredentialsError, CredentialsProvider, provider_from_environment
 from .keys import KeyMapper, SkipReason, UnsyncableName, parents_of
 from .localfs import UnsafeParentError, local_entry
 from .metrics import Metrics
@@ -114,6 +110,7 @@ class Syncer:
         multipart_concurrency: int = 4,
         max_delete_percent: float = 50,
         open_file_timeout: float = 60,
+        stall_timeout: float = 300,
         metrics: Metrics | None = None,
         **mobius3_arguments: Any,
     ) -> None:
@@ -136,10 +133,12 @@ class Syncer:
         self._trust_after = float(local_modification_persistance)
         self._work_name = download_directory
         self._credentials = credentials
+        self._owns_credentials = False  # a provider passed in belongs to the caller
         self._ssl = ssl_context
         self._multipart = (multipart_threshold, multipart_chunksize, multipart_concurrency)
         self._max_delete = float(max_delete_percent)
         self._open_file_timeout = float(open_file_timeout)
+        self._stall_timeout = float(stall_timeout)
         self.metrics = metrics if metrics is not None else Metrics()
 
         self._keys = KeyMapper(prefix, len(os.fsencode(self._root)), download_directory)
@@ -153,6 +152,10 @@ class Syncer:
         self._changed_streak: dict[str, int] = {}
         self._fatal: str | None = None
         self._s3_reachable = True
+        self._last_s3_answer = 0.0  # monotonic time of the last answer from S3, any status
+        self._last_progress = time.monotonic()  # a pass finished or a chunk left
+        self._loop_lag = 0.0
+        self._watching = False
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._scheduler: Scheduler | None = None
@@ -188,13 +191,9 @@ class Syncer:
 
         credentials = self._credentials
         if credentials is None:
-            found = environment_credentials(os.environ)
-            if found is None:
-                raise CredentialsError(
-                    "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                )
-            credentials = StaticCredentials(found)
-            self._credentials = credentials
+            # The chain the AWS SDKs use in containers: keys, then the ECS endpoint.
+            credentials = self._credentials = provider_from_environment(os.environ)
+            self._owns_credentials = True
         connections = self._uploads + self._downloads + self._multipart[2]
         connector = aiohttp.TCPConnector(
             limit=connections,
@@ -240,6 +239,7 @@ class Syncer:
             barrier=self._watcher.barrier,
             submit_local=lambda rel: self._submit_local(rel, Hint.CONTENT),
             submit_parent=lambda rel: self._scheduler_submit(rel, UPLOAD),
+            progress=self._progressed,
         )
         scheduler = self._scheduler
         self.metrics.bind_gauges(
@@ -262,6 +262,7 @@ class Syncer:
         self._restore_pending = set(applied.changed)
         self._scheduler.start()
         await self._watcher.start()
+        self._watching = True
         for rel in applied.changed:
             self._scheduler.submit(rel, DOWNLOAD)
         if not self._restore_pending:
@@ -273,6 +274,7 @@ class Syncer:
         log.info("restored %d objects in %.2fs; syncing", len(applied.changed), duration)
         self._tasks.append(asyncio.create_task(self._poll_loop(), name="poller"))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="open-file-sweeper"))
+        self._tasks.append(asyncio.create_task(self._lag_loop(), name="loop-lag-monitor"))
 
     async def stop(self, timeout: float | None = None) -> list[str]:  # noqa: ASYNC109
         """Finish queued uploads (for at most `timeout` seconds), then stop watching and close.
@@ -327,7 +329,7 @@ class Syncer:
             await self._watcher.close()
         if self._session is not None:
             await self._session.close()
-        if self._credentials is not None:
+        if self._credentials is not None and self._owns_credentials:
             await self._credentials.close()
 
     def status(self) -> SyncStatus:
@@ -353,6 +355,57 @@ class Syncer:
     @property
     def poll_interval(self) -> float:
         return self._interval
+
+    def health_problems(self) -> list[str]:
+        """Why the sidecar is not syncing (empty when it is): the process should exit so that
+        it gets restarted, rather than stop syncing silently."""
+        problems: list[str] = []
+        if self._fatal:
+            problems.append(self._fatal)
+        if not self._started or self._stopping:
+            return problems
+        for task in self.internal_tasks:
+            if task.done():
+                error = None if task.cancelled() else task.exception()
+                problems.append(
+                    f"internal task {task.get_name()} stopped: {error!r}"
+                    if error
+                    else f"internal task {task.get_name()} stopped"
+                )
+        if self._watcher is not None and self._watching and not self._watcher.alive:
+            problems.append("the inotify watcher stopped")
+        scheduler = self._scheduler
+        now = time.monotonic()
+        if scheduler is not None and (scheduler.queued(UPLOAD) or scheduler.running(UPLOAD)):
+            idle = now - self._last_progress
+            if idle > self._stall_timeout and now - self._last_s3_answer < 60:
+                problems.append(
+                    f"the upload queue made no progress for {idle:.0f}s while S3 answers"
+                )
+        if self._loop_lag > 10:
+            problems.append(f"the event loop was blocked for {self._loop_lag:.1f}s")
+        return problems
+
+    def readiness(self) -> dict[str, dict[str, Any]]:
+        """The checks `/readyz` reports: restored, polling, credentials."""
+        poller = self._poller
+        now = time.monotonic()
+        last = poller.last_success_monotonic if poller is not None else None
+        allowed = 3 * self._interval + 2 * (poller.last_duration if poller else 0.0)
+        poll_age = None if last is None else now - last
+        credentials = self._credentials
+        return {
+            "restore": {"ok": self._restore_done.is_set(), "pending": len(self._restore_pending)},
+            "poll": {
+                "ok": poll_age is not None and poll_age <= allowed,
+                "seconds_since_success": None if poll_age is None else round(poll_age, 3),
+                "error": poller.last_error if poller is not None else None,
+            },
+            "credentials": {
+                "ok": credentials is not None and credentials.valid(),
+                "expires": _isoformat(credentials.expiration) if credentials is not None else None,
+            },
+        }
 
     # -- background loops ----------------------------------------------------------------
 
@@ -410,6 +463,15 @@ class Syncer:
                     ps.writing = False
                     self._writing.discard(rel)
                     self._submit_local(rel, Hint.CONTENT)
+
+    async def _lag_loop(self) -> None:
+        """How late the loop wakes us: a blocked loop means nothing else runs either."""
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(1.0)
+            self._loop_lag = max(0.0, time.monotonic() - before - 1.0)
+            if self._loop_lag > 1.0:
+                log.warning("the event loop was blocked for %.1fs", self._loop_lag)
 
     # -- local events --------------------------------------------------------------------
 
@@ -496,6 +558,11 @@ class Syncer:
 
     def _set_reachable(self, reachable: bool) -> None:
         self._s3_reachable = reachable
+        if reachable:
+            self._last_s3_answer = time.monotonic()
+
+    def _progressed(self) -> None:
+        self._last_progress = time.monotonic()
 
     def _oldest_pending_age(self) -> float:
         if self._scheduler is None:
@@ -594,6 +661,7 @@ class Syncer:
             self.metrics.inc(self.metrics.local_errors, "io")
             self._failed(rel, direction, error)
         finally:
+            self._last_progress = time.monotonic()
             if settled:
                 scheduler.done(rel)
             if rel in self._restore_pending and (settled or waiting or ps.failures >= 3):
@@ -658,6 +726,10 @@ class _Events:
 
     def root_lost(self) -> None:
         self._syncer._root_lost()
+
+
+def _isoformat(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _clean_work_dir(work_dir: str) -> None:

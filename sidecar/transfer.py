@@ -117,6 +117,7 @@ class Transfers:
         barrier: Callable[[], None],
         submit_local: Callable[[str], None],
         submit_parent: Callable[[str], None],
+        progress: Callable[[], None] = lambda: None,
     ) -> None:
         self._s = settings
         self._keys = keys
@@ -126,6 +127,7 @@ class Transfers:
         self._barrier = barrier
         self._submit_local = submit_local
         self._submit_parent = submit_parent
+        self._progress = progress  # called as bytes move: a long transfer is not a stall
         self._loop = asyncio.get_running_loop()
 
     def path(self, rel: str) -> str:
@@ -291,6 +293,7 @@ class Transfers:
                 await loop.run_in_executor(None, md5.update, chunk)
                 position += size
                 remaining -= size
+                self._progress()
                 if remaining == 0:
                     if is_end and os.pread(up.fd, 1, position):
                         raise self._abandon(up)
@@ -494,6 +497,7 @@ class Transfers:
                     buffer.clear()
                     buffered = 0
                     await loop.run_in_executor(None, _write_all, fd, block, md5.update)
+                    self._progress()
             if buffer:
                 _write_all(fd, b"".join(buffer), md5.update)
         finally:

@@ -39,6 +39,8 @@ class Faults:
     drop_next: int = 0  # close the connection without an answer, N times
     methods: set[str] = field(default_factory=set)  # fail/drop only these methods (all if empty)
     down: bool = False  # refuse every request by closing the connection
+    delay: float = 0.0  # hold each answer this long (only `methods`, if given)
+    hang: bool = False  # never answer (only `methods`, if given)
 
 
 class FaultProxy:
@@ -51,6 +53,7 @@ class FaultProxy:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port = 0
+        self._hung: set[asyncio.Event] = set()
 
     @property
     def endpoint_pattern(self) -> str:
@@ -69,6 +72,8 @@ class FaultProxy:
         self._session = aiohttp.ClientSession(auto_decompress=False)
 
     async def close(self) -> None:
+        for release in self._hung:
+            release.set()
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:
@@ -102,6 +107,15 @@ class FaultProxy:
             self.faults.fail_next -= 1
             await request.read()
             return web.Response(status=500, body=_ERROR_500, content_type="application/xml")
+        if self.faults.hang and self._applies(method):
+            release = asyncio.Event()  # until the client gives up or the proxy closes
+            self._hung.add(release)
+            await release.wait()
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=503)
+        if self.faults.delay and self._applies(method):
+            await asyncio.sleep(self.faults.delay)
         if method == "PUT" and request.content_length:
             self.body_bytes_in_flight = 0
             self.put_started.set()

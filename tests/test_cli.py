@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REGION, Bucket, MotoServer, eventually, in_thread
+from conftest import REGION, Bucket, MotoServer, eventually, free_port, in_thread
 
 SCRIPT = shutil.which("s3sync-sidecar", path=str(Path(sys.executable).parent))
 
@@ -56,7 +56,12 @@ def run_sidecar(tmp_path: Path) -> Iterator:
     running: list[Sidecar] = []
 
     def start(args: list[str], env: dict[str, str]) -> Sidecar:
-        full_env = {"PATH": os.environ["PATH"], "SYNC_LOG_FORMAT": "text", **env}
+        full_env = {
+            "PATH": os.environ["PATH"],
+            "SYNC_LOG_FORMAT": "text",
+            "SYNC_HTTP_PORT": str(free_port()),
+            **env,
+        }
         sidecar = Sidecar(args, full_env, tmp_path / f"sidecar-{len(running)}.log")
         running.append(sidecar)
         return sidecar
@@ -234,3 +239,75 @@ def test_python_dash_m_help() -> None:
     )
     assert result.returncode == 0
     assert "--prefix" in result.stdout and "SYNC_" in result.stdout
+
+
+async def test_full_uri_on_a_disallowed_host_is_refused(run_sidecar, tmp_path: Path) -> None:
+    sidecar = run_sidecar(
+        [str(tmp_path / "d"), "bucket", "http://127.0.0.1:9/{}/", REGION],
+        {
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.169.254/latest/creds",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN": "tok3n-value",
+        },
+    )
+    assert await sidecar.wait() == 2
+    text = sidecar.text()
+    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in text
+    assert "169.254.170.2" in text, "the message says which hosts are allowed"
+    assert "tok3n-value" not in text
+    assert not (tmp_path / "d").exists()
+
+
+async def test_ecs_credentials_source_on_the_command_line(
+    run_sidecar, bucket: Bucket, tmp_path: Path
+) -> None:
+    """mobius3's `--credentials-source ecs-container-endpoint`, against a credentials endpoint
+    on 127.0.0.1 (standing in for 169.254.170.2) that hands out the moto user's keys."""
+    from datetime import UTC, datetime, timedelta
+
+    from aiohttp import web
+
+    served = []
+
+    async def credentials(request: web.Request) -> web.Response:
+        served.append(request.path)
+        expiration = datetime.now(UTC) + timedelta(hours=1)
+        return web.json_response(
+            {
+                "AccessKeyId": bucket.server.access_key_id,
+                "SecretAccessKey": bucket.server.secret_access_key,
+                "Token": "",
+                "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/v2/credentials/{id}", credentials)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    folder = tmp_path / "data"
+    try:
+        sidecar = run_sidecar(
+            [
+                str(folder),
+                bucket.name,
+                bucket.server.endpoint_pattern,
+                REGION,
+                "--credentials-source",
+                "ecs-container-endpoint",
+            ],
+            {
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/task-1",
+                "SYNC_INTERNAL_CONTAINER_CREDENTIALS_HOST": f"{host}:{port}",
+            },
+        )
+        await sidecar.ready()
+        (folder / "via-task-role.txt").write_bytes(b"role")
+        await eventually(lambda: in_thread(lambda: bucket.get("via-task-role.txt") == b"role"))
+        sidecar.process.send_signal(signal.SIGTERM)
+        assert await sidecar.wait() == 0, sidecar.text()
+        assert served and served[0] == "/v2/credentials/task-1"
+    finally:
+        await runner.cleanup()

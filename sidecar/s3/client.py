@@ -323,7 +323,10 @@ class S3Client:
             error_doc = xml.parse_error(content)
             code = error_doc.code if error_doc else ""
             message = error_doc.message if error_doc else ""
-            if code in _CREDENTIAL_CODES and not refreshed:
+            # A HEAD error has no body to name its code: a 400/403 there may be an expired
+            # credential too, worth one refresh.
+            bodyless_denial = method == "HEAD" and not code and response.status in (400, 403)
+            if (code in _CREDENTIAL_CODES or bodyless_denial) and not refreshed:
                 refreshed = True
                 self._credentials.invalidate()
                 self._metrics.inc(self._metrics.s3_retries, operation, "credentials")

@@ -52,6 +52,10 @@ def _parse(body: bytes) -> ET.Element:
 
 def parse_list_objects_v2(body: bytes) -> ListPage:
     root = _parse(body)
+    if _local(root.tag) != "ListBucketResult":
+        # A 200 with another document (an error, a proxy's page) is not an empty listing:
+        # read as one, it would look like every object had been deleted.
+        raise MalformedResponse(f"not a ListBucketResult: <{_local(root.tag)}>")
     objects: list[ListedObject] = []
     next_token: str | None = None
     truncated = False

@@ -1,0 +1,69 @@
+"""`/metrics`, `/healthz` and `/readyz` on aiohttp's server.
+
+- `/metrics`: Prometheus text from the syncer's own registry (prometheus-client's handler).
+- `/healthz`: liveness. 200 while the event loop answers and every internal task is alive;
+  503 with the reasons otherwise (a stalled queue, a dead task, a deleted folder).
+- `/readyz`: readiness, what ECS's health check asks (`s3sync-sidecar healthcheck`). 200 only
+  once the bucket is restored into the folder, the last poll succeeded within three poll
+  intervals, and credentials are valid; otherwise 503 with a JSON body naming the failing check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+if TYPE_CHECKING:
+    from .syncer import Syncer
+
+log = logging.getLogger("sidecar.http")
+
+
+def _json(status: int, body: dict[str, Any]) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+class HealthServer:
+    def __init__(self, syncer: Syncer, host: str, port: int) -> None:
+        self._syncer = syncer
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+
+    def application(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", make_aiohttp_handler(self._syncer.metrics.registry))
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.application(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        log.info("serving /metrics, /healthz and /readyz on port %d", self._port)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        problems = self._syncer.health_problems()
+        return _json(
+            503 if problems else 200,
+            {"status": "unhealthy" if problems else "ok", "problems": problems},
+        )
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        checks = self._syncer.readiness()
+        failing = [name for name, check in checks.items() if not check["ok"]]
+        return _json(
+            503 if failing else 200,
+            {"status": "not ready" if failing else "ready", "failing": failing, "checks": checks},
+        )

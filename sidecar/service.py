@@ -1,0 +1,167 @@
+"""The sidecar as a long-running service: the syncer, its HTTP endpoints, signals, and a
+supervisor that turns "stopped syncing" into an exit ECS can see and restart.
+
+mobius3 users report that it "stops syncing but does not exit". Here a dead internal task, a
+stalled upload queue (while S3 answers), a blocked event loop or a deleted folder is logged
+with its reason and ends the process with exit code 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+from collections.abc import Mapping
+
+from .aws.credentials import CredentialsProvider, provider_from_environment
+from .config import Settings
+from .http import HealthServer
+from .metrics import Metrics
+from .syncer import Syncer
+
+log = logging.getLogger("sidecar.service")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+SUPERVISE_EVERY = 1.0
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | bool:
+    if not settings.tls_verify:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if settings.ca_bundle:
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=settings.ca_bundle)
+        return context
+    return True
+
+
+def credentials_provider(
+    settings: Settings, env: Mapping[str, str], metrics: Metrics
+) -> CredentialsProvider:
+    def refreshed(credentials: object) -> None:
+        expiration = getattr(credentials, "expiration", None)
+        metrics.credentials_expiry.set(expiration.timestamp() if expiration else 0)
+
+    def failed(error: BaseException) -> None:
+        metrics.credentials_refresh_failures.inc()
+        log.warning("fetching credentials failed: %s", error)
+
+    return provider_from_environment(
+        env, settings.credentials_source, on_refresh=refreshed, on_failure=failed
+    )
+
+
+def build_syncer(settings: Settings, metrics: Metrics, credentials: CredentialsProvider) -> Syncer:
+    return Syncer(
+        settings.directory,
+        settings.bucket,
+        settings.endpoint,
+        settings.region,
+        prefix=settings.prefix,
+        concurrent_uploads=settings.upload_concurrency,
+        concurrent_downloads=settings.download_concurrency,
+        download_interval=settings.poll_interval,
+        exclude_remote=settings.exclude_remote,
+        exclude_local=settings.exclude_local,
+        upload_on_create=settings.upload_on_create,
+        credentials=credentials,
+        ssl_context=ssl_context(settings),
+        multipart_threshold=settings.multipart_threshold,
+        multipart_chunksize=settings.multipart_chunksize,
+        max_delete_percent=settings.max_delete_percent,
+        open_file_timeout=settings.open_file_timeout,
+        stall_timeout=settings.stall_timeout,
+        metrics=metrics,
+    )
+
+
+class Service:
+    def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
+        self.settings = settings
+        metrics = Metrics()
+        self.credentials = credentials_provider(settings, env, metrics)
+        self.syncer = build_syncer(settings, metrics, self.credentials)
+        self.http = HealthServer(self.syncer, "0.0.0.0", settings.http_port)  # noqa: S104
+        self._stop = asyncio.Event()
+        self._signals: list[int] = []
+
+    def request_stop(self, signum: int) -> None:
+        """First signal: graceful stop. Second: exit at once (the operator insists)."""
+        self._signals.append(signum)
+        name = signal.Signals(signum).name
+        if len(self._signals) > 1:
+            log.error("second %s: exiting now, without waiting for uploads", name)
+            logging.shutdown()
+            os._exit(128 + signum)
+        log.info(
+            "%s received: finishing queued uploads (up to %gs)",
+            name,
+            self.settings.shutdown_timeout,
+        )
+        self._stop.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop, signum)
+        try:
+            try:
+                await self.http.start()
+            except OSError as error:
+                log.error("cannot serve HTTP on port %d: %s", self.settings.http_port, error)
+                return EXIT_FAILED
+            return await self._run()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            await self.http.close()
+            await self.credentials.close()
+
+    async def _run(self) -> int:
+        starting = asyncio.create_task(self.syncer.start(), name="start")
+        stopping = asyncio.create_task(self._stop.wait(), name="wait-for-signal")
+        try:
+            while not starting.done():
+                await asyncio.wait(
+                    {starting, stopping},
+                    timeout=SUPERVISE_EVERY,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if stopping.done() and not starting.done():
+                    starting.cancel()
+                    await asyncio.gather(starting, return_exceptions=True)
+                    log.error("stopped before the initial restore finished")
+                    return EXIT_FAILED
+                if not starting.done() and (problems := self.syncer.health_problems()):
+                    return await self._give_up(problems, starting)
+            error = starting.exception()
+            if error is not None:
+                log.error("cannot start: %s", error)
+                return EXIT_FAILED
+            while not stopping.done():
+                await asyncio.wait({stopping}, timeout=SUPERVISE_EVERY)
+                if problems := self.syncer.health_problems():
+                    return await self._give_up(problems)
+            left = await self.syncer.stop(timeout=self.settings.shutdown_timeout)
+            return EXIT_FAILED if left else EXIT_OK
+        finally:
+            stopping.cancel()
+
+    async def _give_up(
+        self, problems: list[str], starting: asyncio.Task[None] | None = None
+    ) -> int:
+        log.error("stopped syncing, exiting so that it is restarted: %s", "; ".join(problems))
+        if starting is not None:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        else:
+            # Whatever stalled is unlikely to move now: a short last try, then out.
+            await self.syncer.stop(timeout=min(5.0, self.settings.shutdown_timeout))
+        return EXIT_FAILED

@@ -1,0 +1,314 @@
+"""The S3 XML documents: listings, errors, copy and multipart results."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from sidecar.s3.xml import (
+    ErrorDocument,
+    ListedObject,
+    ListPage,
+    MalformedResponse,
+    build_complete_multipart,
+    parse_complete_multipart,
+    parse_copy_result,
+    parse_error,
+    parse_initiate_multipart,
+    parse_list_objects_v2,
+)
+
+NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+LIST_PAGE = f"""<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="{NS}">
+  <Name>my-bucket</Name>
+  <Prefix>team%2F</Prefix>
+  <KeyCount>4</KeyCount>
+  <MaxKeys>1000</MaxKeys>
+  <EncodingType>url</EncodingType>
+  <IsTruncated>true</IsTruncated>
+  <ContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</ContinuationToken>
+  <NextContinuationToken>1w41l63U0xa8q7smH50vCxyTQqdxo69O3EmK28Bi5PcROI4wI/EyIJg==</NextContinuationToken>
+  <Contents>
+    <Key>team/a+b.txt</Key>
+    <LastModified>2024-01-02T03:04:05.000Z</LastModified>
+    <ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag>
+    <ChecksumAlgorithm>CRC64NVME</ChecksumAlgorithm>
+    <Size>1234</Size>
+    <Owner><ID>75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a</ID></Owner>
+    <StorageClass>STANDARD</StorageClass>
+  </Contents>
+  <Contents>
+    <Key>team/%ED%95%9C%EA%B8%80/</Key>
+    <LastModified>2024-01-02T03:04:06.000Z</LastModified>
+    <ETag>d41d8cd98f00b204e9800998ecf8427e</ETag>
+    <Size>0</Size>
+    <StorageClass>STANDARD</StorageClass>
+  </Contents>
+  <Contents>
+    <Key>team/big.bin</Key>
+    <LastModified>2024-01-02T03:04:07.000Z</LastModified>
+    <ETag>"3858f62230ac3c915f300c664312c11f-9"</ETag>
+    <Size>75000000</Size>
+  </Contents>
+  <Contents>
+    <Key>team/%26%3C%3E.txt</Key>
+    <LastModified>2024-01-02T03:04:08.000Z</LastModified>
+    <ETag>W/"weak"</ETag>
+    <Size>3</Size>
+  </Contents>
+</ListBucketResult>
+""".encode()
+
+
+def test_parse_list_objects_v2_page() -> None:
+    page = parse_list_objects_v2(LIST_PAGE)
+    assert page == ListPage(
+        objects=[
+            ListedObject(
+                "team/a+b.txt", "9b2cf535f27731c974343645a3985328", 1234, "2024-01-02T03:04:05.000Z"
+            ),
+            ListedObject(
+                "team/%ED%95%9C%EA%B8%80/",
+                "d41d8cd98f00b204e9800998ecf8427e",
+                0,
+                "2024-01-02T03:04:06.000Z",
+            ),
+            ListedObject(
+                "team/big.bin",
+                "3858f62230ac3c915f300c664312c11f-9",
+                75_000_000,
+                "2024-01-02T03:04:07.000Z",
+            ),
+            ListedObject("team/%26%3C%3E.txt", "weak", 3, "2024-01-02T03:04:08.000Z"),
+        ],
+        next_token="1w41l63U0xa8q7smH50vCxyTQqdxo69O3EmK28Bi5PcROI4wI/EyIJg==",
+        encoded=True,
+    )
+
+
+def _page(body: str, root: str = f'<ListBucketResult xmlns="{NS}">') -> bytes:
+    return f"{root}{body}</ListBucketResult>".encode()
+
+
+def test_last_page_has_no_token() -> None:
+    body = (
+        "<IsTruncated>false</IsTruncated>"
+        '<Contents><Key>k</Key><ETag>"e"</ETag><Size>1</Size></Contents>'
+    )
+    page = parse_list_objects_v2(_page(body))
+    assert page == ListPage([ListedObject("k", "e", 1, "")], None, False)
+
+
+def test_token_is_ignored_when_not_truncated() -> None:
+    body = "<IsTruncated>false</IsTruncated><NextContinuationToken>tok</NextContinuationToken>"
+    assert parse_list_objects_v2(_page(body)) == ListPage([], None, False)
+
+
+def test_truncated_flag_is_case_and_space_insensitive() -> None:
+    body = "<IsTruncated> True </IsTruncated><NextContinuationToken>tok</NextContinuationToken>"
+    assert parse_list_objects_v2(_page(body)).next_token == "tok"
+
+
+def test_listing_without_namespace() -> None:
+    body = "<EncodingType>URL</EncodingType><Contents><Key>a%20b</Key><Size>2</Size></Contents>"
+    page = parse_list_objects_v2(_page(body, root="<ListBucketResult>"))
+    assert page == ListPage([ListedObject("a%20b", "", 2, "")], None, True)
+
+
+def test_empty_listing() -> None:
+    body = "<Name>b</Name><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated>"
+    assert parse_list_objects_v2(_page(body)) == ListPage([], None, False)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<IsTruncated>true</IsTruncated>",
+        "<IsTruncated>true</IsTruncated><NextContinuationToken></NextContinuationToken>",
+        "<IsTruncated>true</IsTruncated><NextContinuationToken/>",
+    ],
+)
+def test_truncated_page_without_token_is_malformed(body: str) -> None:
+    with pytest.raises(MalformedResponse, match="continuation token"):
+        parse_list_objects_v2(_page(body))
+
+
+@pytest.mark.parametrize("size", ["many", "1.5", "-"])
+def test_bad_size_is_malformed(size: str) -> None:
+    with pytest.raises(MalformedResponse, match="Size"):
+        parse_list_objects_v2(_page(f"<Contents><Key>k</Key><Size>{size}</Size></Contents>"))
+
+
+@pytest.mark.parametrize("body", [b"", b"not xml", b"<html><body>502 Bad Gateway</body>", b"\xff"])
+def test_unreadable_listing_is_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedResponse):
+        parse_list_objects_v2(body)
+
+
+ERROR = b"""<?xml version="1.0" encoding="UTF-8"?>
+<Error>
+  <Code>SlowDown</Code>
+  <Message>Please reduce your request rate.</Message>
+  <RequestId>4442587FB7D0A2F9</RequestId>
+  <HostId>ZX3l6JpiCnjYoHYdJjtE8S9L2hRAsbJcQ9Ngd/Z5GfEsA2oMvyC==</HostId>
+</Error>"""
+
+
+@pytest.mark.parametrize(
+    "body",
+    [ERROR, b"<ListAllMyBucketsResult><Buckets/></ListAllMyBucketsResult>", b"<html></html>"],
+)
+def test_listing_that_is_not_a_listing_is_malformed(body: bytes) -> None:
+    try:
+        page = parse_list_objects_v2(body)
+    except MalformedResponse:
+        return
+    raise AssertionError(f"read as a listing: {page}")
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_parse_error() -> None:
+    assert parse_error(ERROR) == ErrorDocument(
+        "SlowDown", "Please reduce your request rate.", "4442587FB7D0A2F9"
+    )
+
+
+def test_parse_error_with_namespace_and_missing_fields() -> None:
+    body = f'<Error xmlns="{NS}"><Code>NoSuchKey</Code></Error>'.encode()
+    assert parse_error(body) == ErrorDocument("NoSuchKey", "", "")
+
+
+def test_parse_error_leading_whitespace() -> None:
+    # (before an XML declaration, whitespace makes the document invalid: expat refuses it)
+    body = b"\n  <Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+    assert parse_error(body) == ErrorDocument("AccessDenied", "Access Denied", "")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"   ",
+        b"Service Unavailable",
+        b'{"error": "json"}',
+        b"<html><body>502 Bad Gateway</body></html>",
+        b"<Error><Code>Unclosed",
+        b"<ListBucketResult/>",
+        b"\x00\x01",
+    ],
+)
+def test_parse_error_of_something_else_is_none(body: bytes) -> None:
+    assert parse_error(body) is None
+
+
+# -- copy ----------------------------------------------------------------------------------------
+
+
+def test_parse_copy_result() -> None:
+    body = f"""<?xml version="1.0" encoding="UTF-8"?>
+<CopyObjectResult xmlns="{NS}">
+  <LastModified>2024-01-02T03:04:05.000Z</LastModified>
+  <ETag>"9b2cf535f27731c974343645a3985328"</ETag>
+</CopyObjectResult>""".encode()
+    assert parse_copy_result(body) == (
+        "9b2cf535f27731c974343645a3985328",
+        "2024-01-02T03:04:05.000Z",
+    )
+
+
+def test_copy_answered_200_with_an_error_is_malformed() -> None:
+    body = b"""<?xml version="1.0" encoding="UTF-8"?>
+
+<Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>"""
+    with pytest.raises(MalformedResponse, match="InternalError"):
+        parse_copy_result(body)
+
+
+def test_copy_with_unreadable_body_is_malformed() -> None:
+    with pytest.raises(MalformedResponse):
+        parse_copy_result(b"<CopyObjectResult><ETag>")
+
+
+# -- multipart ---------------------------------------------------------------------------------
+
+
+def test_parse_initiate_multipart() -> None:
+    body = f"""<?xml version="1.0" encoding="UTF-8"?>
+<InitiateMultipartUploadResult xmlns="{NS}">
+  <Bucket>my-bucket</Bucket>
+  <Key>team/big.bin</Key>
+  <UploadId>VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA</UploadId>
+</InitiateMultipartUploadResult>""".encode()
+    assert (
+        parse_initiate_multipart(body)
+        == "VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<InitiateMultipartUploadResult><Bucket>b</Bucket></InitiateMultipartUploadResult>",
+        b"<InitiateMultipartUploadResult><UploadId></UploadId></InitiateMultipartUploadResult>",
+        b"garbage",
+    ],
+)
+def test_initiate_multipart_without_upload_id_is_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedResponse):
+        parse_initiate_multipart(body)
+
+
+def test_parse_complete_multipart() -> None:
+    body = f"""<?xml version="1.0" encoding="UTF-8"?>
+<CompleteMultipartUploadResult xmlns="{NS}">
+  <Location>https://my-bucket.s3.eu-west-2.amazonaws.com/team/big.bin</Location>
+  <Bucket>my-bucket</Bucket>
+  <Key>team/big.bin</Key>
+  <ETag>"3858f62230ac3c915f300c664312c11f-9"</ETag>
+</CompleteMultipartUploadResult>""".encode()
+    assert parse_complete_multipart(body) == "3858f62230ac3c915f300c664312c11f-9"
+
+
+def test_complete_multipart_answered_200_with_an_error_is_malformed() -> None:
+    body = b"<Error><Code>InvalidPart</Code><Message>One or more parts...</Message></Error>"
+    with pytest.raises(MalformedResponse, match="InvalidPart"):
+        parse_complete_multipart(body)
+
+
+def test_build_complete_multipart_numbers_and_quotes_parts() -> None:
+    etags = ["aaa", "bbb", "ccc"]
+    root = ET.fromstring(build_complete_multipart(etags))
+    assert root.tag == f"{{{NS}}}CompleteMultipartUpload"
+    parts = root.findall(f"{{{NS}}}Part")
+    assert [(p.findtext(f"{{{NS}}}PartNumber"), p.findtext(f"{{{NS}}}ETag")) for p in parts] == [
+        ("1", '"aaa"'),
+        ("2", '"bbb"'),
+        ("3", '"ccc"'),
+    ]
+    assert [child.tag for child in parts[0]] == [f"{{{NS}}}PartNumber", f"{{{NS}}}ETag"]
+
+
+def test_build_complete_multipart_escapes() -> None:
+    etags = ["a&b", "<c>", "d]]>e", "plain"]
+    root = ET.fromstring(build_complete_multipart(etags))
+    texts = [p.findtext(f"{{{NS}}}ETag") for p in root.findall(f"{{{NS}}}Part")]
+    assert texts == ['"a&b"', '"<c>"', '"d]]>e"', '"plain"']
+
+
+def test_build_complete_multipart_many_parts() -> None:
+    etags = [f"{n:032x}" for n in range(1, 10_001)]
+    root = ET.fromstring(build_complete_multipart(etags))
+    numbers = [int(p.findtext(f"{{{NS}}}PartNumber") or 0) for p in root]
+    assert numbers == list(range(1, 10_001))
+
+
+def test_build_complete_multipart_is_one_bytes_document() -> None:
+    body = build_complete_multipart(["x"])
+    assert body.startswith(b"<CompleteMultipartUpload ")
+    assert body.endswith(b"</CompleteMultipartUpload>")
+    assert isinstance(body, bytes)

@@ -1,0 +1,341 @@
+"""The sidecar as a service: /metrics, /healthz, /readyz, the healthcheck subcommand, the
+supervisor that exits when syncing stops, graceful shutdown and configuration errors. Real
+processes, real endpoints on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from conftest import REGION, Bucket, eventually, free_port, in_thread
+from prometheus_client.parser import text_string_to_metric_families
+
+from sidecar.config import VARIABLES, load_settings
+from sidecar.http import HealthServer
+from sidecar.service import Service
+
+SCRIPT = shutil.which("s3sync-sidecar", path=str(Path(sys.executable).parent))
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"http://127.0.0.1:{port}{path}", timeout=aiohttp.ClientTimeout(total=5)
+        ) as response,
+    ):
+        return response.status, await response.text()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+class Process:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._output = open(log, "wb")  # noqa: SIM115 - closed in wait()
+        assert SCRIPT is not None
+        self.process = subprocess.Popen(
+            [SCRIPT], env=env, stdout=self._output, stderr=subprocess.STDOUT
+        )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def wait(self, timeout: float = 60) -> int:
+        code = await in_thread(self.process.wait, timeout)
+        self._output.close()
+        return int(code)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._output.close()
+
+
+@pytest.fixture
+def sidecar_env(bucket: Bucket, tmp_path: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"],
+        **bucket.server.env(),
+        "SYNC_DIR": str(tmp_path / "data"),
+        "SYNC_BUCKET": bucket.name,
+        "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
+        "SYNC_REGION": REGION,
+        "SYNC_POLL_INTERVAL": "0.5",
+        "SYNC_HTTP_PORT": str(free_port()),
+        "SYNC_LOG_FORMAT": "json",
+    }
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    started: list[Process] = []
+
+    def start(env: dict[str, str]) -> Process:
+        process = Process(env, tmp_path / f"sidecar-{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+async def ready(port: int, process: Process) -> None:
+    async def check() -> bool:
+        assert process.process.poll() is None, process.text()
+        try:
+            status, _ = await get(port, "/readyz")
+        except aiohttp.ClientError:
+            return False
+        return status == 200
+
+    await eventually(check, timeout=30, interval=0.1, what="/readyz 200")
+
+
+def healthcheck(port: int) -> int:
+    assert SCRIPT is not None
+    return subprocess.run(
+        [SCRIPT, "healthcheck"],
+        env={**os.environ, "SYNC_HTTP_PORT": str(port)},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    ).returncode
+
+
+async def test_metrics_move_by_the_right_amounts(run, sidecar_env, bucket: Bucket) -> None:
+    port = int(sidecar_env["SYNC_HTTP_PORT"])
+    process = run(sidecar_env)
+    await ready(port, process)
+    status, before_text = await get(port, "/metrics")
+    assert status == 200
+    before = samples(before_text)
+    assert value(before, "s3sync_initial_restore_done") == 1
+    assert value(before, "s3sync_uploads_total", result="ok") == 0
+
+    folder = Path(sidecar_env["SYNC_DIR"])
+    sizes = [10, 2000, 30000]
+    for index, size in enumerate(sizes):
+        (folder / f"m{index}.bin").write_bytes(b"z" * size)
+    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == 3))
+    (folder / "m0.bin").unlink()
+    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == 2))
+    await in_thread(bucket.put, "remote.txt", b"12345")
+    await eventually(lambda: (folder / "remote.txt").exists())
+
+    async def counted() -> None:
+        after = samples((await get(port, "/metrics"))[1])
+        assert value(after, "s3sync_uploads_total", result="ok") == 3
+        assert value(after, "s3sync_uploaded_bytes_total") == sum(sizes)
+        assert value(after, "s3sync_s3_requests_total", operation="PutObject", status="200") == 3
+        assert value(after, "s3sync_s3_request_duration_seconds_count", operation="PutObject") == 3
+        assert value(after, "s3sync_deletes_total", side="remote", result="ok") == 1
+        assert value(after, "s3sync_downloads_total", result="ok") == 1
+        assert value(after, "s3sync_downloaded_bytes_total") == 5
+        assert value(after, "s3sync_files_tracked") == 3  # m1, m2, remote.txt
+        assert value(after, "s3sync_queue_depth", direction="upload") == 0
+        assert value(after, "s3sync_oldest_pending_change_age_seconds") == 0
+        assert value(after, "s3sync_inotify_watches") == 1
+        assert value(after, "s3sync_last_successful_poll_timestamp_seconds") > 1.7e9
+        assert value(after, "s3sync_poll_duration_seconds_count") >= 2
+
+    await eventually(counted, what="metrics after known operations")
+    families = list(text_string_to_metric_families((await get(port, "/metrics"))[1]))
+    for family in families:
+        assert family.name.startswith("s3sync_"), family.name
+        if family.type == "counter":
+            assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
+    status, body = await get(port, "/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    process.process.send_signal(signal.SIGTERM)
+    assert await process.wait() == 0
+
+
+async def test_readiness_follows_restore_and_s3(run, sidecar_env, bucket: Bucket, proxy) -> None:
+    for index in range(30):
+        await in_thread(bucket.put, f"restore/{index:02d}.txt", b"r")
+    proxy.faults.methods = {"GET"}
+    proxy.faults.delay = 0.3  # a slow restore, so that it can be watched
+    port = int(sidecar_env["SYNC_HTTP_PORT"])
+    process = run(
+        {**sidecar_env, "SYNC_ENDPOINT": proxy.endpoint_pattern, "SYNC_DOWNLOAD_CONCURRENCY": "2"}
+    )
+
+    async def restoring() -> None:
+        status, body = await get(port, "/readyz")
+        assert status == 503
+        assert json.loads(body)["failing"] == ["restore"]
+        assert healthcheck(port) == 1
+
+    await eventually(restoring, timeout=30, what="/readyz 503 during the restore")
+    proxy.faults.delay = 0
+    await ready(port, process)
+    assert len(list((Path(sidecar_env["SYNC_DIR"]) / "restore").iterdir())) == 30
+    assert await in_thread(healthcheck, port) == 0
+
+    proxy.faults.down = True
+
+    async def unreachable() -> None:
+        status, body = await get(port, "/readyz")
+        assert status == 503
+        assert "poll" in json.loads(body)["failing"]
+
+    await eventually(unreachable, timeout=30, what="/readyz 503 with S3 unreachable")
+    assert await in_thread(healthcheck, port) == 1
+    proxy.faults.down = False
+    await ready(port, process)
+    assert await in_thread(healthcheck, port) == 0
+    process.process.send_signal(signal.SIGTERM)
+    assert await process.wait() == 0
+
+
+def test_healthcheck_without_a_sidecar() -> None:
+    assert healthcheck(free_port()) == 1
+
+
+async def test_sigterm_with_a_burst_in_flight(run, sidecar_env, bucket: Bucket) -> None:
+    port = int(sidecar_env["SYNC_HTTP_PORT"])
+    process = run(sidecar_env)
+    await ready(port, process)
+    folder = Path(sidecar_env["SYNC_DIR"])
+    for index in range(200):
+        (folder / f"late-{index:03d}").write_bytes(str(index).encode())
+    process.process.send_signal(signal.SIGTERM)
+    assert await process.wait() == 0, process.text()
+    keys = await in_thread(bucket.list_keys)
+    assert keys == [f"late-{index:03d}" for index in range(200)]
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("SYNC_DIR", ""),
+        ("SYNC_BUCKET", "no/slashes"),
+        ("SYNC_REGION", " "),
+        ("SYNC_ENDPOINT", "ftp://{}.example/"),
+        ("SYNC_PREFIX", "/absolute/"),
+        ("SYNC_POLL_INTERVAL", "0"),
+        ("SYNC_EXCLUDE_LOCAL", "(["),
+        ("SYNC_EXCLUDE_REMOTE", "*bad"),
+        ("SYNC_UPLOAD_ON_CREATE", "[z-a]"),
+        ("SYNC_UPLOAD_CONCURRENCY", "many"),
+        ("SYNC_DOWNLOAD_CONCURRENCY", "1000"),
+        ("SYNC_LOG_LEVEL", "LOUD"),
+        ("SYNC_LOG_FORMAT", "xml"),
+        ("SYNC_TLS_VERIFY", "maybe"),
+        ("SYNC_CA_BUNDLE", "/no/such/ca.pem"),
+        ("SYNC_MULTIPART_THRESHOLD", "1MiB"),
+        ("SYNC_MULTIPART_CHUNKSIZE", "6TB"),
+        ("SYNC_MAX_DELETE_PERCENT", "150"),
+        ("SYNC_SHUTDOWN_TIMEOUT", "-1"),
+        ("SYNC_HTTP_PORT", "70000"),
+        ("SYNC_STALL_TIMEOUT", "1"),
+        ("SYNC_OPEN_FILE_TIMEOUT", "never"),
+    ],
+)
+async def test_every_bad_setting_exits_2(run, sidecar_env, name: str, bad: str) -> None:
+    process = run({**sidecar_env, name: bad})
+    assert await process.wait() == 2
+    text = process.text()
+    assert name in text
+    expected = next(v.expected for v in VARIABLES if v.name == name)
+    if name not in ("SYNC_DIR", "SYNC_REGION"):  # empty values read as unset: "required"
+        assert expected in text, text
+    assert not Path(sidecar_env["SYNC_DIR"]).exists(), "nothing touched"
+
+
+def test_every_setting_is_in_the_bad_setting_table() -> None:
+    tested = {name for name, _ in test_every_bad_setting_exits_2.pytestmark[0].args[1]}
+    assert tested == {v.name for v in VARIABLES}
+
+
+async def service_ready(service: Service, port: int) -> asyncio.Task[int]:
+    task = asyncio.create_task(service.run())
+    await eventually(lambda: service.syncer.status().restore_done, timeout=30)
+    status, _ = await get(port, "/readyz")
+    assert status == 200
+    return task
+
+
+def in_process_settings(bucket: Bucket, tmp_path: Path, **env: str) -> Any:
+    base = {
+        **bucket.server.env(),
+        "SYNC_DIR": str(tmp_path / "data"),
+        "SYNC_BUCKET": bucket.name,
+        "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
+        "SYNC_REGION": REGION,
+        "SYNC_POLL_INTERVAL": "0.5",
+        "SYNC_HTTP_PORT": str(free_port()),
+        **env,
+    }
+    return load_settings(base), base
+
+
+async def test_a_dead_internal_task_ends_the_process(
+    bucket: Bucket, tmp_path: Path, caplog
+) -> None:
+    settings, env = in_process_settings(bucket, tmp_path)
+    service = Service(settings, env)
+    task = await service_ready(service, settings.http_port)
+    poller = next(t for t in service.syncer.internal_tasks if t.get_name() == "poller")
+    poller.cancel()
+    assert await asyncio.wait_for(task, 10) == 1
+    assert "internal task poller stopped" in caplog.text
+
+
+async def test_healthz_names_a_dead_task(syncer_factory, bucket: Bucket) -> None:
+    syncer = await syncer_factory()
+    port = free_port()
+    server = HealthServer(syncer, "127.0.0.1", port)
+    await server.start()
+    try:
+        status, body = await get(port, "/healthz")
+        assert status == 200 and json.loads(body) == {"status": "ok", "problems": []}
+        next(t for t in syncer.internal_tasks if t.get_name() == "poller").cancel()
+
+        async def unhealthy() -> None:
+            status, body = await get(port, "/healthz")
+            assert status == 503
+            assert json.loads(body)["problems"] == ["internal task poller stopped"]
+
+        await eventually(unhealthy)
+    finally:
+        await server.close()
+
+
+async def test_a_stalled_upload_queue_ends_the_process(
+    bucket: Bucket, tmp_path: Path, proxy, caplog
+) -> None:
+    settings, env = in_process_settings(
+        bucket, tmp_path, SYNC_STALL_TIMEOUT="10", SYNC_ENDPOINT=proxy.endpoint_pattern
+    )
+    service = Service(settings, env)
+    task = await service_ready(service, settings.http_port)
+    proxy.faults.methods = {"PUT"}
+    proxy.faults.hang = True  # uploads never answered, while listings still are
+    (Path(settings.directory) / "never.txt").write_bytes(b"x")
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(task, 60) == 1
+    assert asyncio.get_running_loop().time() - started >= 10
+    assert "upload queue made no progress" in caplog.text
