@@ -1,0 +1,126 @@
+"""Ordering: one path is never synced by two workers at once, changes that arrive meanwhile
+are coalesced into one more pass, and different paths proceed concurrently. Then the same
+promise end to end: a churn of writes and deletes on one key reaches S3 in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from conftest import Bucket, eventually, in_thread
+
+from sidecar.scheduler import DOWNLOAD, UPLOAD, Scheduler
+
+
+async def test_one_path_is_never_processed_twice_at_once() -> None:
+    running: Counter[str] = Counter()
+    most: Counter[str] = Counter()
+    passes: Counter[str] = Counter()
+    release = asyncio.Event()
+
+    async def process(rel: str, direction: str) -> None:
+        running[rel] += 1
+        most[rel] = max(most[rel], running[rel])
+        passes[rel] += 1
+        await release.wait()
+        running[rel] -= 1
+
+    scheduler = Scheduler(process, {UPLOAD: 4, DOWNLOAD: 2})
+    scheduler.start()
+    try:
+        scheduler.submit("a", UPLOAD)
+        await eventually(lambda: passes["a"] == 1)
+        for _ in range(10):  # changes while "a" is being synced: one more pass, not ten
+            scheduler.submit("a", UPLOAD)
+            scheduler.submit("a", DOWNLOAD)
+        for rel in ("b", "c", "d"):
+            scheduler.submit(rel, UPLOAD)
+        await eventually(lambda: sum(running.values()) == 4, what="four paths at once")
+        assert scheduler.running(UPLOAD) == 4
+        release.set()
+        await asyncio.wait_for(scheduler.wait_idle(), 5)
+    finally:
+        await scheduler.close()
+    assert passes == {"a": 2, "b": 1, "c": 1, "d": 1}
+    assert max(most.values()) == 1
+    assert scheduler.pending_local() == ["a", "b", "c", "d"]  # nobody called done()
+
+
+async def test_a_change_cancels_a_waiting_retry() -> None:
+    passes: list[str] = []
+
+    async def process(rel: str, direction: str) -> None:
+        passes.append(direction)
+
+    scheduler = Scheduler(process, {UPLOAD: 1, DOWNLOAD: 1})
+    scheduler.start()
+    try:
+        scheduler.later("x", DOWNLOAD, 3600)
+        assert scheduler.busy() and scheduler.delayed() == 1
+        scheduler.submit("x", DOWNLOAD)  # something changed: no need to wait for the backoff
+        await asyncio.wait_for(scheduler.wait_idle(), 5)
+        assert passes == [DOWNLOAD]
+        scheduler.later("y", UPLOAD, 3600)
+        scheduler.expedite()  # shutting down: retry now
+        await asyncio.wait_for(scheduler.wait_idle(), 5)
+        assert passes == [DOWNLOAD, UPLOAD]
+    finally:
+        await scheduler.close()
+
+
+async def test_oldest_local_change_is_kept_until_done() -> None:
+    async def process(rel: str, direction: str) -> None:
+        return None
+
+    scheduler = Scheduler(process, {UPLOAD: 1, DOWNLOAD: 1})
+    scheduler.start()
+    try:
+        assert scheduler.oldest_local_change() is None
+        scheduler.submit("first", UPLOAD)
+        first = scheduler.oldest_local_change()
+        scheduler.submit("second", UPLOAD)
+        scheduler.submit("remote-only", DOWNLOAD)
+        await asyncio.wait_for(scheduler.wait_idle(), 5)
+        assert scheduler.oldest_local_change() == first
+        scheduler.done("first")
+        assert scheduler.pending_local() == ["second"]
+        scheduler.done("second")
+        assert scheduler.oldest_local_change() is None
+    finally:
+        await scheduler.close()
+
+
+async def test_writes_and_deletes_of_one_key_reach_s3_in_order(
+    syncer_factory, bucket: Bucket
+) -> None:
+    await in_thread(
+        lambda: bucket.client.put_bucket_versioning(
+            Bucket=bucket.name, VersioningConfiguration={"Status": "Enabled"}
+        )
+    )
+    syncer = await syncer_factory()
+    path = syncer.folder / "churn.txt"
+    for index in range(40):
+        path.write_bytes(f"version {index:02d}".encode())
+        if index % 4 == 3:
+            path.unlink()
+        if index % 10 == 9:
+            await asyncio.sleep(0.05)  # pacing the writer, not waiting for the sidecar
+    path.write_bytes(b"version 99")
+
+    await eventually(lambda: in_thread(lambda: bucket.get("churn.txt") == b"version 99"))
+    await asyncio.wait_for(syncer._scheduler.wait_idle(), 30)
+    listing = await in_thread(
+        lambda: bucket.client.list_object_versions(Bucket=bucket.name, Prefix="churn.txt")
+    )
+    numbers = []
+    for version in reversed(listing.get("Versions", [])):  # S3 lists the newest first
+        body = await in_thread(
+            lambda v=version["VersionId"]: bucket.client.get_object(
+                Bucket=bucket.name, Key="churn.txt", VersionId=v
+            )["Body"].read()
+        )
+        numbers.append(int(body.split()[1]))
+    assert numbers == sorted(numbers), f"an older version overtook a newer one: {numbers}"
+    assert numbers[-1] == 99
+    assert len(numbers) < 41, "coalesced: not every intermediate version was uploaded"
