@@ -84,14 +84,21 @@ def _nonempty(value: str) -> str:
     return value
 
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
 def _bucket(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}", value):
+    """Today's S3 naming rules (a placeholder such as REPLACE_WITH_BUCKET fails here, at
+    start-up, rather than later against S3)."""
+    if not _BUCKET.fullmatch(value) or ".." in value or re.fullmatch(r"[\d.]+", value):
         raise ValueError
     return value
 
 
 def _prefix(value: str) -> str:
-    if value.startswith("/") or "//" in value:
+    """`team-a` would also take in `team-ab/...` and name files `b/...`: a folder's prefix
+    ends with `/` (mobius3 took any string; with a bare word it went wrong the same way)."""
+    if value.startswith("/") or "//" in value or (value and not value.endswith("/")):
         raise ValueError
     return value
 
@@ -198,7 +205,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "SYNC_BUCKET",
         "bucket",
-        "an S3 bucket name",
+        "an S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens, starting and "
+        "ending with a letter or digit",
         "Bucket to sync with.",
         "(required)",
         "my-bucket",
@@ -228,7 +236,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "SYNC_PREFIX",
         "prefix",
-        "a key prefix without a leading '/', usually ending in '/'",
+        "a key prefix ending in '/' (and not starting with one), e.g. team-a/",
         "Key prefix in the bucket that maps to the folder.",
         "(empty: whole bucket)",
         "team-a/",

@@ -119,6 +119,13 @@ class Syncer:
             raise TypeError(f"Syncer() got unexpected arguments: {', '.join(sorted(unknown))}")
         for name in sorted(mobius3_arguments):
             log.warning("ignoring mobius3 argument %s: not needed by s3sync-sidecar", name)
+        if prefix and not prefix.endswith("/"):
+            log.warning(
+                "prefix %r does not end with '/': keys are the prefix followed by the path, so "
+                "it also takes in keys such as %r",
+                prefix,
+                prefix + "x/...",
+            )
         self._root = os.path.abspath(os.fspath(directory))
         self._bucket = bucket
         self._endpoint = Endpoint.parse(endpoint, bucket)

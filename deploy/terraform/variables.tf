@@ -1,0 +1,320 @@
+variable "name" {
+  description = "Name of the task definition family, and prefix of the IAM roles and log group this module creates."
+  type        = string
+  default     = "s3sync-sidecar"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,54}$", var.name))
+    error_message = "name must be 1 to 54 letters, digits, hyphens or underscores (it is a task definition family and the prefix of IAM role names)."
+  }
+}
+
+variable "app_container_definitions" {
+  description = <<-EOT
+    The app container(s) that use the synced folder: a list of ECS container definition objects,
+    written with the ECS API's camelCase keys exactly as in a task definition's
+    containerDefinitions (name, image, portMappings, environment, ...). The module adds the
+    sidecar and, into each of these, the shared volume's mount point (at mount_path, unless the
+    container already mounts the volume), a dependsOn on the sidecar with condition HEALTHY, and
+    defaults for user (the same as the sidecar's), essential (true) and an awslogs
+    logConfiguration (the module's log group) where the container sets none.
+    Typed `any` because container definitions are objects of varying shape.
+  EOT
+  type        = any
+
+  validation {
+    condition = (
+      can(length(var.app_container_definitions)) &&
+      can([for c in var.app_container_definitions : c.name]) &&
+      length(var.app_container_definitions) >= 1
+    )
+    error_message = "app_container_definitions must be a non-empty list of container definition objects."
+  }
+
+  validation {
+    condition = try(alltrue([
+      for c in var.app_container_definitions :
+      can(regex("^[A-Za-z0-9_-]{1,255}$", c.name)) && length(trimspace(try(c.image, ""))) > 0
+    ]), false)
+    error_message = "Every app container definition needs a name (letters, digits, hyphens, underscores) and an image."
+  }
+
+  validation {
+    condition = try(alltrue([
+      for c in var.app_container_definitions : c.name != "s3sync-sidecar"
+    ]) && length(distinct([for c in var.app_container_definitions : c.name])) == length(var.app_container_definitions), false)
+    error_message = "App container names must be unique and must not be \"s3sync-sidecar\" (the sidecar's name)."
+  }
+}
+
+variable "sidecar_image" {
+  description = "Image of the s3sync-sidecar container (its ENTRYPOINT is the s3sync-sidecar command), e.g. an ECR URI with a tag or digest."
+  type        = string
+
+  validation {
+    condition     = length(trimspace(var.sidecar_image)) > 0
+    error_message = "sidecar_image must not be empty."
+  }
+}
+
+variable "bucket_name" {
+  description = "Name of the S3 bucket to sync with (created by the module when create_bucket is true)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name)) && !strcontains(var.bucket_name, "..")
+    error_message = "bucket_name must be a valid S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit."
+  }
+}
+
+variable "bucket_region" {
+  description = "Region of the bucket (SYNC_REGION). Null: the provider's region."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.bucket_region == null || can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+$", var.bucket_region))
+    error_message = "bucket_region must be an AWS region name such as eu-west-2, or null."
+  }
+}
+
+variable "prefix" {
+  description = "Key prefix in the bucket that maps to the folder (SYNC_PREFIX): empty for the whole bucket, else no leading '/' and ending with '/', e.g. \"team-a/\". The IAM policy is scoped to it."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.prefix == "" || (!startswith(var.prefix, "/") && endswith(var.prefix, "/") && !strcontains(var.prefix, "//"))
+    error_message = "prefix must be empty, or not start with '/', end with '/' and contain no '//' (e.g. \"team-a/\")."
+  }
+}
+
+variable "create_bucket" {
+  description = "Create the bucket: versioning on, default encryption (SSE-KMS with kms_key_arn if given, else SSE-S3 AES256), all public access blocked, bucket owner enforced, TLS-only bucket policy, and a lifecycle rule for old versions and abandoned multipart uploads."
+  type        = bool
+  default     = false
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "When create_bucket is true: days after which versions that are no longer current are deleted (every overwrite and delete the sidecar syncs leaves one)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.noncurrent_version_expiration_days >= 1 && floor(var.noncurrent_version_expiration_days) == var.noncurrent_version_expiration_days
+    error_message = "noncurrent_version_expiration_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "ARN of the KMS key that encrypts the bucket's objects, if any: the task role gets kms:Decrypt and kms:GenerateDataKey on it (and a created bucket uses it by default). Null: SSE-S3, no KMS permissions."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or null."
+  }
+}
+
+variable "sync_settings" {
+  description = "Extra SYNC_* environment variables for the sidecar (e.g. { SYNC_POLL_INTERVAL = \"30\" }); see the sidecar's configuration table. The ones the module sets from its own inputs (SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT, SYNC_SHUTDOWN_TIMEOUT) are refused here: set the input instead."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.sync_settings) : can(regex("^SYNC_[A-Z0-9_]+$", k))])
+    error_message = "sync_settings may only contain variables whose names start with SYNC_ (uppercase letters, digits, underscores)."
+  }
+
+  validation {
+    condition = length(setintersection(keys(var.sync_settings), [
+      "SYNC_DIR", "SYNC_BUCKET", "SYNC_PREFIX", "SYNC_REGION", "SYNC_LOG_FORMAT", "SYNC_HTTP_PORT", "SYNC_SHUTDOWN_TIMEOUT",
+    ])) == 0
+    error_message = "sync_settings must not set SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT or SYNC_SHUTDOWN_TIMEOUT: use the inputs mount_path, bucket_name, prefix, bucket_region, http_port and shutdown_timeout."
+  }
+}
+
+variable "http_port" {
+  description = "Port of the sidecar's HTTP server (/metrics, /healthz, /readyz): SYNC_HTTP_PORT, the container port and the Prometheus discovery label."
+  type        = number
+  default     = 9464
+
+  validation {
+    condition     = var.http_port >= 1 && var.http_port <= 65535 && floor(var.http_port) == var.http_port
+    error_message = "http_port must be a whole number from 1 to 65535."
+  }
+}
+
+variable "volume_name" {
+  description = "Name of the task volume shared by the app container(s) and the sidecar."
+  type        = string
+  default     = "shared-data"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.volume_name))
+    error_message = "volume_name must be 1 to 255 letters, digits, hyphens or underscores."
+  }
+}
+
+variable "mount_path" {
+  description = "Where the shared volume is mounted in the sidecar (SYNC_DIR) and, by default, in the app container(s)."
+  type        = string
+  default     = "/data"
+
+  validation {
+    condition     = startswith(var.mount_path, "/") && var.mount_path != "/"
+    error_message = "mount_path must be an absolute path other than /."
+  }
+}
+
+variable "task_cpu" {
+  description = "Task CPU units (Fargate: 256, 512, 1024, 2048, 4096, 8192 or 16384)."
+  type        = number
+  default     = 512
+
+  validation {
+    condition     = contains([256, 512, 1024, 2048, 4096, 8192, 16384], var.task_cpu)
+    error_message = "task_cpu must be a Fargate CPU value: 256, 512, 1024, 2048, 4096, 8192 or 16384."
+  }
+}
+
+variable "task_memory" {
+  description = "Task memory in MiB; must form a valid Fargate pair with task_cpu (e.g. 512 CPU: 1024 to 4096 in steps of 1024)."
+  type        = number
+  default     = 1024
+
+  validation {
+    condition     = var.task_memory >= 512 && var.task_memory <= 122880 && var.task_memory % 512 == 0
+    error_message = "task_memory must be a Fargate memory size in MiB (512 to 122880); the pair with task_cpu is checked too."
+  }
+}
+
+variable "cpu_architecture" {
+  description = "CPU architecture of the task (runtimePlatform.cpuArchitecture): X86_64 or ARM64; the images must support it."
+  type        = string
+  default     = "X86_64"
+
+  validation {
+    condition     = contains(["X86_64", "ARM64"], var.cpu_architecture)
+    error_message = "cpu_architecture must be X86_64 or ARM64."
+  }
+}
+
+variable "ephemeral_storage_gib" {
+  description = "Task ephemeral storage in GiB (21 to 200), which holds the shared volume: size it for the synced data. Null: Fargate's default 20 GiB."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.ephemeral_storage_gib == null || try(var.ephemeral_storage_gib >= 21 && var.ephemeral_storage_gib <= 200 && floor(var.ephemeral_storage_gib) == var.ephemeral_storage_gib, false)
+    error_message = "ephemeral_storage_gib must be a whole number from 21 to 200, or null."
+  }
+}
+
+variable "user" {
+  description = "UID:GID the sidecar runs as, and the default for the app container(s): they must share it to read and write the same files. Never root."
+  type        = string
+  default     = "1000:1000"
+
+  validation {
+    condition     = try(can(regex("^[0-9]+(:[0-9]+)?$", var.user)) && tonumber(split(":", var.user)[0]) != 0, false)
+    error_message = "user must be a non-root numeric UID or UID:GID, e.g. \"1000:1000\"."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the CloudWatch log group, in days (one of the values CloudWatch Logs accepts). A year by default, as most security baselines ask."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653."
+  }
+}
+
+variable "log_kms_key_arn" {
+  description = "ARN of a KMS key to encrypt the log group with (its key policy must allow CloudWatch Logs). Null: CloudWatch Logs' default encryption."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.log_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.log_kms_key_arn))
+    error_message = "log_kms_key_arn must be a KMS key ARN or null."
+  }
+}
+
+variable "shutdown_timeout" {
+  description = "Seconds the sidecar keeps uploading queued changes after SIGTERM (SYNC_SHUTDOWN_TIMEOUT); must be less than stop_timeout."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.shutdown_timeout >= 0 && var.shutdown_timeout <= 3600
+    error_message = "shutdown_timeout must be from 0 to 3600 seconds."
+  }
+}
+
+variable "stop_timeout" {
+  description = "Seconds ECS waits after SIGTERM before it kills the sidecar (stopTimeout; Fargate's maximum is 120)."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.stop_timeout >= 2 && var.stop_timeout <= 120 && floor(var.stop_timeout) == var.stop_timeout
+    error_message = "stop_timeout must be a whole number of seconds from 2 to 120 (Fargate's maximum)."
+  }
+}
+
+variable "create_service" {
+  description = "Create an ECS service (Fargate launch type) running the task definition."
+  type        = bool
+  default     = false
+}
+
+variable "cluster_arn" {
+  description = "ARN of the ECS cluster for the service (required when create_service is true)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.cluster_arn == null || can(regex("^arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:cluster/.+$", var.cluster_arn))
+    error_message = "cluster_arn must be an ECS cluster ARN or null."
+  }
+}
+
+variable "subnet_ids" {
+  description = "Subnets of the service's tasks (required when create_service is true)."
+  type        = list(string)
+  default     = []
+}
+
+variable "security_group_ids" {
+  description = "Security groups of the service's tasks. They need outbound HTTPS to S3 (and to ECR and CloudWatch Logs); inbound on http_port only for the Prometheus scraper."
+  type        = list(string)
+  default     = []
+}
+
+variable "desired_count" {
+  description = "Number of tasks of the service. Each task syncs the same prefix with its own copy of the folder."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.desired_count >= 0 && floor(var.desired_count) == var.desired_count
+    error_message = "desired_count must be a whole number, at least 0."
+  }
+}
+
+variable "assign_public_ip" {
+  description = "Give the service's tasks a public IP (only for public subnets without a NAT gateway or VPC endpoints)."
+  type        = bool
+  default     = false
+}
+
+variable "tags" {
+  description = "Tags for every resource the module creates."
+  type        = map(string)
+  default     = {}
+}
