@@ -33,6 +33,7 @@ from .reconcile import Decision, Facts, Op, reconcile
 from .s3.client import (
     BodyChanged,
     Endpoint,
+    NotFound,
     PreconditionFailed,
     S3Client,
     S3Error,
@@ -635,14 +636,20 @@ class Syncer:
             log.debug("%s changed while it was uploaded; waiting for its close", rel)
             if not ps.writing:
                 scheduler.submit(rel, direction)
-        except PreconditionFailed:
+        except (PreconditionFailed, NotFound):
+            # S3 no longer holds what the decision saw (changed, or deleted since the listing):
+            # learn what it holds now, and decide again.
             settled = False
+            seen = ps.remote
             try:
                 await transfers.refresh_remote(rel)
             except Exception as error:
                 self._failed(rel, direction, error)
             else:
-                scheduler.submit(rel, direction)
+                if ps.remote == seen:  # S3 contradicts itself: do not spin on it
+                    self._failed(rel, direction, S3Unavailable(f"{rel!r}: S3 answers disagree"))
+                else:
+                    scheduler.submit(rel, direction)
         except UnsyncableName as error:
             self.metrics.inc(self.metrics.skipped, error.reason.value)
             log.warning("not syncing %r: %s", rel, error)

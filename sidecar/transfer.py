@@ -43,7 +43,6 @@ from .localfs import (
     format_mode,
     format_mtime,
     local_entry,
-    parse_http_date,
 )
 from .metrics import Metrics
 from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced
@@ -465,7 +464,7 @@ class Transfers:
         response.release()
         mtime_ns = head.mtime_ns
         if mtime_ns is None:
-            mtime_ns = parse_http_date(head.last_modified)
+            mtime_ns = head.modified_ns
         try:
             if mode is not None and not is_symlink:
                 os.chmod(temp, stat.S_IMODE(mode) & PERMISSION_BITS)

@@ -67,22 +67,20 @@ def test_parse_list_objects_v2_page() -> None:
     page = parse_list_objects_v2(LIST_PAGE)
     assert page == ListPage(
         objects=[
-            ListedObject(
-                "team/a+b.txt", "9b2cf535f27731c974343645a3985328", 1234, "2024-01-02T03:04:05.000Z"
-            ),
+            ListedObject("team/a+b.txt", "9b2cf535f27731c974343645a3985328", 1234, "1704164645"),
             ListedObject(
                 "team/%ED%95%9C%EA%B8%80/",
                 "d41d8cd98f00b204e9800998ecf8427e",
                 0,
-                "2024-01-02T03:04:06.000Z",
+                "1704164646",
             ),
             ListedObject(
                 "team/big.bin",
                 "3858f62230ac3c915f300c664312c11f-9",
                 75_000_000,
-                "2024-01-02T03:04:07.000Z",
+                "1704164647",
             ),
-            ListedObject("team/%26%3C%3E.txt", "weak", 3, "2024-01-02T03:04:08.000Z"),
+            ListedObject("team/%26%3C%3E.txt", "weak", 3, "1704164648"),
         ],
         next_token="1w41l63U0xa8q7smH50vCxyTQqdxo69O3EmK28Bi5PcROI4wI/EyIJg==",
         encoded=True,
@@ -217,7 +215,7 @@ def test_parse_copy_result() -> None:
 </CopyObjectResult>""".encode()
     assert parse_copy_result(body) == (
         "9b2cf535f27731c974343645a3985328",
-        "2024-01-02T03:04:05.000Z",
+        "1704164645",
     )
 
 
@@ -312,3 +310,14 @@ def test_build_complete_multipart_is_one_bytes_document() -> None:
     assert body.startswith(b"<CompleteMultipartUpload ")
     assert body.endswith(b"</CompleteMultipartUpload>")
     assert isinstance(body, bytes)
+
+
+def test_listing_and_head_dates_compare_equal() -> None:
+    """A listing's LastModified and a HEAD's Last-Modified name the same instant alike."""
+    from sidecar.model import normalize_last_modified
+
+    assert normalize_last_modified("2024-01-02T03:04:05.000Z") == "1704164645"
+    assert normalize_last_modified("Tue, 02 Jan 2024 03:04:05 GMT") == "1704164645"
+    assert normalize_last_modified("2024-01-02T03:04:05+00:00") == "1704164645"
+    assert normalize_last_modified("") == ""
+    assert normalize_last_modified("not a date") == "not a date"

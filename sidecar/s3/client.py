@@ -30,9 +30,9 @@ from ..aws.sigv4 import (
     quote_path,
     sign_request,
 )
-from ..localfs import parse_mode, parse_mtime
+from ..localfs import parse_http_date, parse_mode, parse_mtime
 from ..metrics import Metrics
-from ..model import normalize_etag
+from ..model import normalize_etag, normalize_last_modified
 from . import xml
 
 log = logging.getLogger("sidecar.s3")
@@ -137,7 +137,8 @@ class Endpoint:
 class ObjectHead:
     etag: str
     size: int
-    last_modified: str
+    last_modified: str  # normalised (see model.normalize_last_modified)
+    modified_ns: int | None  # Last-Modified as a time
     mtime_ns: int | None
     mode: int | None
     content_type: str
@@ -148,7 +149,8 @@ class ObjectHead:
         return cls(
             etag=normalize_etag(headers.get("ETag", "")),
             size=int(headers.get("Content-Length", "0") or 0),
-            last_modified=headers.get("Last-Modified", ""),
+            last_modified=normalize_last_modified(headers.get("Last-Modified", "")),
+            modified_ns=parse_http_date(headers.get("Last-Modified")),
             mtime_ns=parse_mtime(headers.get("x-amz-meta-mtime")),
             mode=parse_mode(headers.get("x-amz-meta-mode")),
             content_type=headers.get("Content-Type", ""),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
-from ..model import normalize_etag
+from ..model import normalize_etag, normalize_last_modified
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ def parse_list_objects_v2(body: bytes) -> ListPage:
                     key=fields.get("Key", ""),
                     etag=normalize_etag(fields.get("ETag", "")),
                     size=size,
-                    last_modified=fields.get("LastModified", ""),
+                    last_modified=normalize_last_modified(fields.get("LastModified", "")),
                 )
             )
         elif tag == "NextContinuationToken":
@@ -110,7 +110,10 @@ def parse_copy_result(body: bytes) -> tuple[str, str]:
         fields = _children(root)
         raise MalformedResponse(f"copy failed: {fields.get('Code', '')}")
     fields = _children(root)
-    return normalize_etag(fields.get("ETag", "")), fields.get("LastModified", "")
+    return (
+        normalize_etag(fields.get("ETag", "")),
+        normalize_last_modified(fields.get("LastModified", "")),
+    )
 
 
 def parse_initiate_multipart(body: bytes) -> str:
