@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -53,18 +54,21 @@ class FaultProxy:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port = 0
+        self.scheme = "http"
         self._hung: set[asyncio.Event] = set()
 
     @property
     def endpoint_pattern(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{{}}/"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{{}}/"
 
-    async def start(self) -> None:
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        """With `ssl_context`, the proxy speaks HTTPS (to test CA bundles and verification)."""
         app = web.Application(client_max_size=1024**3)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self.scheme = "https" if ssl_context is not None else "http"
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         server = site._server
         assert server is not None
