@@ -279,7 +279,7 @@ class Syncer:
         duration = time.monotonic() - self._restore_started
         self.metrics.restore_duration.set(duration)
         self.metrics.restore_done.set(1)
-        log.info("restored %d objects in %.2fs; syncing", len(applied.changed), duration)
+        log.info("restored %d objects in %.2fs; syncing", len(snapshot.entries), duration)
         self._tasks.append(asyncio.create_task(self._poll_loop(), name="poller"))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="open-file-sweeper"))
         self._tasks.append(asyncio.create_task(self._lag_loop(), name="loop-lag-monitor"))

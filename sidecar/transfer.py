@@ -483,7 +483,8 @@ class Transfers:
         md5 = hashlib.md5()  # noqa: S324
         loop = self._loop
         received = 0
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        # 0o666 less the umask, like any new file, when the object carries no mode.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
             buffer: list[bytes] = []
             buffered = 0

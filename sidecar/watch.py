@@ -16,11 +16,14 @@ is missed; listing runs in a thread so that a tree of many files does not block 
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import struct
+import termios
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final, Protocol
@@ -109,6 +112,7 @@ class Watcher:
         self._on_error = on_error
         self._inotify: Inotify | None = None
         self._fd = -1
+        self._queued = array.array("i", [0])
         self._rel_by_wd: dict[int, str] = {}
         self._wd_by_rel: dict[str, int] = {}
         self._watch_by_wd: dict[int, Watch] = {}
@@ -145,8 +149,14 @@ class Watcher:
     def barrier(self) -> None:
         """Handle every event the kernel has queued, now."""
         fd = self._fd
+        queued = self._queued
         while fd >= 0:
             try:
+                # Ask how much is queued first: every upload calls this, and most of the time
+                # nothing is, where a read would raise (and build) BlockingIOError.
+                fcntl.ioctl(fd, termios.FIONREAD, queued, True)
+                if not queued[0]:
+                    return
                 data = os.read(fd, _READ_SIZE)
             except BlockingIOError:
                 return

@@ -97,6 +97,7 @@ async def test_mobius3_command_line_and_sigterm_after_a_write(
     )
     await sidecar.ready()
     assert (folder / "existing.txt").read_bytes() == b"restored"
+    assert "restored 1 objects" in sidecar.text()
     (folder / "ignored.swp").write_bytes(b"editor swap")
     (folder / "last-words.txt").write_bytes(b"written just before SIGTERM")
     sidecar.process.send_signal(signal.SIGTERM)

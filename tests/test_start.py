@@ -40,6 +40,9 @@ async def test_restore_before_start_returns(syncer_factory, bucket: Bucket) -> N
     assert stat.S_IMODE(st.st_mode) == 0o600
     head = await in_thread(bucket.head, "no-metadata.bin")
     assert os.lstat(folder / "no-metadata.bin").st_mtime == head["LastModified"].timestamp()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.lstat(folder / "no-metadata.bin").st_mode) == 0o666 & ~umask
     assert (folder / "empty").is_dir()
     assert os.readlink(folder / "link") == "deep/er/file.txt"
     assert sorted(p.name for p in (folder / "many").iterdir()) == [f"{i:02d}" for i in range(40)]

@@ -1,0 +1,79 @@
+# s3sync-sidecar: keeps a shared volume (SYNC_DIR, /data) in sync with an S3 prefix.
+#
+#   docker build -t s3sync-sidecar .
+#   docker build --build-arg UID=1001 --build-arg GID=1001 -t s3sync-sidecar .
+#
+# UID/GID must match the user of the app container that shares the volume (see README).
+# Configured only by SYNC_* environment variables; runs with a read-only root filesystem.
+# BASE_IMAGE can be any Debian-like image with python3 (3.11+) and its venv module at the same
+# path in both stages: tests build it on a locally made bookworm image (deploy/image/).
+
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# ---------------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+WORKDIR /src
+# Only what the wheel is built from (.dockerignore keeps the rest out of the context).
+COPY pyproject.toml README.md ./
+COPY sidecar ./sidecar
+
+# The project's own wheel, then that wheel and its dependencies, with the `fast` extra
+# (uvloop), in a venv (binary wheels only: no compiler needed); pip and setuptools are then
+# removed from the venv.
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+    && /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: "$(ls /wheels/*.whl)[fast]" \
+    && /opt/venv/bin/pip uninstall --yes pip setuptools \
+    && /opt/venv/bin/s3sync-sidecar --help > /dev/null
+
+# ---------------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE}
+
+ARG UID=1000
+ARG GID=1000
+ARG VERSION=0.1.0
+ARG SOURCE_URL=""
+ARG REVISION=""
+
+LABEL org.opencontainers.image.title="s3sync-sidecar" \
+      org.opencontainers.image.description="Sidecar that keeps a shared folder continuously in sync with an S3 bucket prefix, both ways (inotify + polling), for containers that cannot use FUSE." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.revision="${REVISION}"
+
+# An unprivileged user with the build's UID:GID (reusing a group or user that already has
+# those ids), and the default synced folder, owned by it so that a fresh volume is too.
+RUN set -eu; \
+    getent group "${GID}" > /dev/null || groupadd --gid "${GID}" s3sync; \
+    getent passwd "${UID}" > /dev/null \
+      || useradd --no-log-init --uid "${UID}" --gid "${GID}" --no-create-home \
+           --home-dir /nonexistent --shell /usr/sbin/nologin s3sync; \
+    mkdir -p /data; \
+    chown "${UID}:${GID}" /data; \
+    chmod 0775 /data
+
+COPY --from=builder /opt/venv /opt/venv
+
+# Nothing is written outside SYNC_DIR: no bytecode (the venv is precompiled), no HOME, no tmp.
+ENV PATH="/opt/venv/bin:${PATH}" \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SYNC_DIR=/data \
+    SYNC_LOG_FORMAT=json
+
+USER ${UID}:${GID}
+VOLUME ["/data"]
+EXPOSE 9464
+
+# /readyz on SYNC_HTTP_PORT: healthy once the bucket is restored into the folder and polls
+# succeed. The start period covers the restore of a large bucket.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=300s --retries=3 \
+    CMD ["s3sync-sidecar", "healthcheck"]
+
+# Exec form: the program is PID 1 and gets SIGTERM itself (it finishes queued uploads).
+ENTRYPOINT ["s3sync-sidecar"]
