@@ -21,12 +21,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sidecar ./sidecar
 
-# The project's own wheel, then that wheel and its dependencies, with the `fast` extra
-# (uvloop), in a venv (binary wheels only: no compiler needed); pip and setuptools are then
-# removed from the venv.
+# The project's own wheel, then that wheel and its dependencies in a venv (binary wheels
+# only: no compiler needed); pip and setuptools are then removed from the venv.
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: "$(ls /wheels/*.whl)[fast]" \
+    && /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: /wheels/*.whl \
     && /opt/venv/bin/pip uninstall --yes pip setuptools \
     && /opt/venv/bin/s3sync-sidecar --help > /dev/null
 

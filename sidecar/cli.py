@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -171,16 +171,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return await Service(settings, env).run()
 
     try:
-        return _run(serve)
+        return asyncio.run(serve())
     except KeyboardInterrupt:
         return 130
-
-
-def _run(serve: Callable[[], Coroutine[object, object, int]]) -> int:
-    """uvloop when it is installed (`pip install s3sync-sidecar[fast]`, as in the image): it
-    takes about 12% less CPU per uploaded file, measured with bench/burst.py."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(serve())
-    return uvloop.run(serve())
