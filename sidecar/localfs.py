@@ -92,17 +92,36 @@ def parse_mtime(value: str | None) -> int | None:
     return round(seconds * 1_000_000_000)
 
 
-def parse_http_date(value: str | None) -> int | None:
-    """Nanoseconds from an HTTP date (`Last-Modified`)."""
-    if not value:
-        return None
+def _http_date(text: str) -> datetime | None:
+    """An HTTP date (`Wed, 25 Nov 2026 12:00:00 GMT`), aware; without a zone it is UTC."""
     try:
-        moment = parsedate_to_datetime(value)
+        moment = parsedate_to_datetime(text)
     except (TypeError, ValueError, OverflowError):
         return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def parse_http_date(value: str | None) -> int | None:
+    """Nanoseconds from an HTTP date (`Last-Modified`)."""
+    moment = _http_date(value) if value else None
+    return None if moment is None else int(moment.timestamp()) * 1_000_000_000
+
+
+def normalize_last_modified(text: str) -> str:
+    """Whole seconds since the epoch, as text: listings say `2026-11-25T12:00:00.000Z`, HEAD
+    says `Wed, 25 Nov 2026 12:00:00 GMT`; the same instant must compare equal."""
+    text = text.strip()
+    if not text:
+        return ""
+    try:
+        moment: datetime | None = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        moment = _http_date(text)
+    if moment is None:
+        return text
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000_000
+    return str(int(moment.timestamp()))
 
 
 def format_mode(mode: int) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import stat
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from enum import IntEnum, IntFlag
 
 
@@ -80,24 +78,6 @@ class Hint(IntFlag):
     CONTENT = 1  # written and closed, created, or moved in
     META = 2  # chmod, touch
     CHILD_REMOVED = 4  # a directory lost a child through a local change
-
-
-def normalize_last_modified(text: str) -> str:
-    """Whole seconds since the epoch, as text: listings say `2026-11-25T12:00:00.000Z`, HEAD
-    says `Wed, 25 Nov 2026 12:00:00 GMT`; the same instant must compare equal."""
-    text = text.strip()
-    if not text:
-        return ""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            moment = parsedate_to_datetime(text)
-        except (TypeError, ValueError, OverflowError):
-            return text
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return str(int(moment.timestamp()))
 
 
 def normalize_etag(etag: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -186,6 +187,21 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+def metric(syncer: Any, name: str, **labels: str) -> float:
+    """The sum of the samples called `name` (e.g. `s3sync_uploads_total`) with these labels."""
+    total = 0.0
+    for family in syncer.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def requests(syncer: Any, operation: str) -> int:
+    """How many S3 requests of this operation (PutObject, GetObject...) the syncer made."""
+    return int(metric(syncer, "s3sync_s3_requests_total", operation=operation))
+
+
 async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
     """Run blocking test I/O (botocore calls) without freezing the syncer in the same loop."""
     return await asyncio.get_running_loop().run_in_executor(None, function, *args)
@@ -236,3 +252,63 @@ async def proxy(moto_server: MotoServer) -> AsyncIterator[Any]:
     await server.start()
     yield server
     await server.close()
+
+
+SCRIPT = shutil.which("s3sync-sidecar", path=str(Path(sys.executable).parent))
+
+
+class SidecarProcess:
+    """A running `s3sync-sidecar` command with its output in a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._output = open(log, "wb")  # noqa: SIM115 - closed in wait() or kill()
+        assert SCRIPT is not None, "the console script is installed"
+        self.process = subprocess.Popen(
+            [SCRIPT, *args], env=env, stdout=self._output, stderr=subprocess.STDOUT
+        )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def ready(self) -> None:
+        """Until the initial restore is done (its log line), failing if the process exits."""
+        await eventually(
+            lambda: "syncing" in self.text() or self.process.poll() is not None,
+            timeout=30,
+            what="the initial restore",
+        )
+        assert self.process.poll() is None, self.text()
+
+    async def wait(self, timeout: float = 60) -> int:
+        code = await in_thread(self.process.wait, timeout)
+        self._output.close()
+        return int(code)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._output.close()
+
+
+@pytest.fixture
+def run_sidecar(tmp_path: Path) -> Iterator[Callable[..., SidecarProcess]]:
+    """Start `s3sync-sidecar` commands (args, env); each is killed at the end if still running.
+    The environment starts from PATH, text logs and a free HTTP port; `env` overrides."""
+    running: list[SidecarProcess] = []
+
+    def start(args: list[str], env: dict[str, str]) -> SidecarProcess:
+        full_env = {
+            "PATH": os.environ["PATH"],
+            "SYNC_LOG_FORMAT": "text",
+            "SYNC_HTTP_PORT": str(free_port()),
+            **env,
+        }
+        sidecar = SidecarProcess(args, full_env, tmp_path / f"sidecar-{len(running)}.log")
+        running.append(sidecar)
+        return sidecar
+
+    yield start
+    for sidecar in running:
+        sidecar.kill()

@@ -3,72 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from conftest import REGION, Bucket, MotoServer, eventually, free_port, in_thread
-
-SCRIPT = shutil.which("s3sync-sidecar", path=str(Path(sys.executable).parent))
-
-
-class Sidecar:
-    """A running `s3sync-sidecar` process with its output in a file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._output = open(log, "wb")  # noqa: SIM115 - closed in wait()
-        assert SCRIPT is not None, "the console script is installed"
-        self.process = subprocess.Popen(
-            [SCRIPT, *args], env=env, stdout=self._output, stderr=subprocess.STDOUT
-        )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    async def ready(self) -> None:
-        await eventually(
-            lambda: "syncing" in self.text() or self.process.poll() is not None,
-            timeout=30,
-            what="the initial restore",
-        )
-        assert self.process.poll() is None, self.text()
-
-    async def wait(self, timeout: float = 60) -> int:
-        code = await in_thread(self.process.wait, timeout)
-        self._output.close()
-        return int(code)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._output.close()
-
-
-@pytest.fixture
-def run_sidecar(tmp_path: Path) -> Iterator:
-    running: list[Sidecar] = []
-
-    def start(args: list[str], env: dict[str, str]) -> Sidecar:
-        full_env = {
-            "PATH": os.environ["PATH"],
-            "SYNC_LOG_FORMAT": "text",
-            "SYNC_HTTP_PORT": str(free_port()),
-            **env,
-        }
-        sidecar = Sidecar(args, full_env, tmp_path / f"sidecar-{len(running)}.log")
-        running.append(sidecar)
-        return sidecar
-
-    yield start
-    for sidecar in running:
-        sidecar.kill()
+from conftest import REGION, Bucket, MotoServer, eventually, in_thread
 
 
 def creds(server: MotoServer) -> dict[str, str]:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
-from conftest import Bucket, MotoServer, eventually, in_thread
+from conftest import Bucket, MotoServer, eventually, in_thread, metric
 
 from sidecar.aws.credentials import (
     ContainerCredentials,
@@ -674,17 +674,6 @@ async def test_provider_from_environment(endpoint: FakeEndpoint, tmp_path: Path)
 # -- a Syncer on rotating credentials minted by moto's STS -------------------------------------
 
 
-def _retries_for_credentials(syncer: Any) -> float:
-    total = 0.0
-    for metric in syncer.metrics.registry.collect():
-        for sample in metric.samples:
-            if sample.name == "s3sync_s3_retries_total" and sample.labels["reason"] == (
-                "credentials"
-            ):
-                total += sample.value
-    return total
-
-
 async def test_syncer_on_rotating_container_credentials(
     moto_server: MotoServer,
     bucket: Bucket,
@@ -781,9 +770,9 @@ async def test_syncer_on_rotating_container_credentials(
         endpoint.failing = True
         await eventually(lambda: not provider.valid(), timeout=15, what="cached ones expired")
         assert len(endpoint.served) == 1 and endpoint.failures >= 3
-        before = _retries_for_credentials(syncer)
+        before = metric(syncer, "s3sync_s3_retries_total", reason="credentials")
         await eventually(
-            lambda: _retries_for_credentials(syncer) > before,
+            lambda: metric(syncer, "s3sync_s3_retries_total", reason="credentials") > before,
             timeout=10,
             what="S3 requests waiting for credentials",
         )

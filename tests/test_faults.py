@@ -7,16 +7,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from conftest import Bucket, eventually, in_thread
-
-
-def metric(syncer, name: str, **labels: str) -> float:
-    total = 0.0
-    for family in syncer.metrics.registry.collect():
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+from conftest import Bucket, eventually, in_thread, metric
 
 
 async def test_server_errors_are_retried(syncer_factory, bucket: Bucket, proxy) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from conftest import Bucket, eventually, in_thread
+from conftest import Bucket, eventually, in_thread, requests
 
 from sidecar.localfs import parse_mode, parse_mtime
 
@@ -210,7 +210,7 @@ async def test_chmod_and_touch_update_metadata_only(syncer_factory, bucket: Buck
     os.chmod(path, 0o644)
     await eventually(lambda: in_thread(content_of, bucket, "script.sh", b"#!/bin/sh\n"))
     etag = (await in_thread(bucket.head, "script.sh"))["ETag"]
-    puts_before = _count(syncer, "PutObject")
+    puts_before = requests(syncer, "PutObject")
 
     os.chmod(path, 0o755)
 
@@ -228,8 +228,8 @@ async def test_chmod_and_touch_update_metadata_only(syncer_factory, bucket: Buck
     await eventually(lambda: in_thread(mtime_updated), what="mtime in S3")
     head = await in_thread(bucket.head, "script.sh")
     assert head["ETag"] == etag, "content unchanged"
-    assert _count(syncer, "PutObject") == puts_before, "no content re-upload"
-    assert _count(syncer, "CopyObject") == 2
+    assert requests(syncer, "PutObject") == puts_before, "no content re-upload"
+    assert requests(syncer, "CopyObject") == 2
 
 
 async def test_symlinks(syncer_factory, bucket: Bucket) -> None:
@@ -299,7 +299,7 @@ async def test_burst_of_a_thousand_files(syncer_factory, bucket: Bucket) -> None
             assert bucket.get(f"burst/file-{index:04d}.txt") == f"content {index}".encode()
 
     await in_thread(contents)
-    assert _count(syncer, "PutObject") == 1001, "one PUT per file, no more"
+    assert requests(syncer, "PutObject") == 1001, "one PUT per file, no more"
 
 
 async def test_excluded_local_paths_are_not_uploaded(syncer_factory, bucket: Bucket) -> None:
@@ -322,13 +322,3 @@ async def test_unreadable_file_is_skipped_not_fatal(syncer_factory, bucket: Buck
     os.chmod(path, 0)
     (syncer.folder / "fine").write_bytes(b"f")
     await eventually(lambda: in_thread(content_of, bucket, "fine", b"f"))
-
-
-def _count(syncer, operation: str) -> int:
-    total = 0.0
-    for metric in syncer.metrics.registry.collect():
-        if metric.name == "s3sync_s3_requests":
-            for sample in metric.samples:
-                if sample.name.endswith("_total") and sample.labels["operation"] == operation:
-                    total += sample.value
-    return int(total)

@@ -8,7 +8,7 @@ import stat
 import time
 from pathlib import Path
 
-from conftest import Bucket, eventually, in_thread
+from conftest import Bucket, eventually, in_thread, metric, requests
 
 from sidecar.localfs import format_mode, format_mtime
 
@@ -33,8 +33,8 @@ async def test_remote_create_change_delete(syncer_factory, bucket: Bucket) -> No
     await eventually(lambda: not (folder / "notes" / "a.txt").exists(), what="deleted")
     assert not await in_thread(bucket.exists, "notes/a.txt")
     # Nothing was written back to S3 by the sidecar along the way.
-    assert _count(syncer, "PutObject") == 0
-    assert _count(syncer, "DeleteObject") == 0
+    assert requests(syncer, "PutObject") == 0
+    assert requests(syncer, "DeleteObject") == 0
 
 
 async def test_remote_metadata_is_applied(syncer_factory, bucket: Bucket) -> None:
@@ -119,7 +119,7 @@ async def test_local_unsynced_change_survives_remote_change(syncer_factory, buck
     assert read(folder / "shared.txt") == b"LOCAL EDIT"
     local_copies = list(folder.glob("shared.sync-conflict-*.txt"))
     assert len(local_copies) == 1 and local_copies[0].read_bytes() == b"remote edit"
-    assert _metric(syncer, "s3sync_conflicts_total") == 1
+    assert metric(syncer, "s3sync_conflicts_total") == 1
 
 
 async def test_conflict_detected_by_conditional_write(syncer_factory, bucket: Bucket) -> None:
@@ -180,7 +180,7 @@ async def test_key_and_directory_with_the_same_name(syncer_factory, bucket: Buck
     assert read(folder / "a") == b"the file"
     assert not (folder / "a").is_dir()
     assert await in_thread(bucket.exists, "a/b"), "the shadowed key is left alone in S3"
-    assert _metric(syncer, "s3sync_skipped_paths_total", reason="shadowed") == 1
+    assert metric(syncer, "s3sync_skipped_paths_total", reason="shadowed") == 1
 
 
 async def test_hostile_keys_are_skipped(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
@@ -202,9 +202,9 @@ async def test_hostile_keys_are_skipped(syncer_factory, bucket: Bucket, tmp_path
     assert not (tmp_path / "inner" / "escape.txt").exists()
     assert not (tmp_path / "escape2.txt").exists()
     assert not list((syncer.folder / ".s3sync-sidecar").glob("evil"))
-    assert _metric(syncer, "s3sync_skipped_paths_total", reason="unsafe_key") >= 4
-    assert _metric(syncer, "s3sync_skipped_paths_total", reason="name_too_long") >= 2
-    assert _metric(syncer, "s3sync_skipped_paths_total", reason="reserved") == 1
+    assert metric(syncer, "s3sync_skipped_paths_total", reason="unsafe_key") >= 4
+    assert metric(syncer, "s3sync_skipped_paths_total", reason="name_too_long") >= 2
+    assert metric(syncer, "s3sync_skipped_paths_total", reason="reserved") == 1
     for key in hostile:  # nothing was deleted in S3 either
         assert await in_thread(bucket.exists, key)
 
@@ -249,7 +249,7 @@ async def test_etags_without_quotes_do_not_redownload(syncer_factory, bucket: Bu
     await eventually(lambda: read(syncer.folder / "stable.txt") == b"s")
     for _ in range(3):
         await syncer.poll_once()
-    assert _count(syncer, "GetObject") == 1
+    assert requests(syncer, "GetObject") == 1
 
 
 async def test_max_delete_guard(syncer_factory, bucket: Bucket) -> None:
@@ -262,19 +262,6 @@ async def test_max_delete_guard(syncer_factory, bucket: Bucket) -> None:
     await syncer.poll_once()
     await syncer.poll_once()
     assert len(list((syncer.folder / "many").iterdir())) == 30, "mass delete held back"
-    assert _metric(syncer, "s3sync_delete_guard_trips_total") == 2
+    assert metric(syncer, "s3sync_delete_guard_trips_total") == 2
     for index in range(20):  # and nothing was re-uploaded either
         assert not await in_thread(bucket.exists, f"many/{index}.txt")
-
-
-def _metric(syncer, name: str, **labels: str) -> float:
-    total = 0.0
-    for metric in syncer.metrics.registry.collect():
-        for sample in metric.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
-def _count(syncer, operation: str) -> int:
-    return int(_metric(syncer, "s3sync_s3_requests_total", operation=operation))

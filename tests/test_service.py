@@ -7,23 +7,27 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from conftest import REGION, Bucket, eventually, free_port, in_thread
+from conftest import (
+    REGION,
+    SCRIPT,
+    Bucket,
+    SidecarProcess,
+    eventually,
+    free_port,
+    in_thread,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.config import VARIABLES, load_settings
 from sidecar.http import HealthServer
 from sidecar.service import Service
-
-SCRIPT = shutil.which("s3sync-sidecar", path=str(Path(sys.executable).parent))
 
 
 async def get(port: int, path: str) -> tuple[int, str]:
@@ -48,30 +52,6 @@ def value(found: dict, name: str, **labels: str) -> float:
     return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-class Process:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._output = open(log, "wb")  # noqa: SIM115 - closed in wait()
-        assert SCRIPT is not None
-        self.process = subprocess.Popen(
-            [SCRIPT], env=env, stdout=self._output, stderr=subprocess.STDOUT
-        )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    async def wait(self, timeout: float = 60) -> int:
-        code = await in_thread(self.process.wait, timeout)
-        self._output.close()
-        return int(code)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._output.close()
-
-
 @pytest.fixture
 def sidecar_env(bucket: Bucket, tmp_path: Path) -> dict[str, str]:
     return {
@@ -87,21 +67,7 @@ def sidecar_env(bucket: Bucket, tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def run(tmp_path: Path):
-    started: list[Process] = []
-
-    def start(env: dict[str, str]) -> Process:
-        process = Process(env, tmp_path / f"sidecar-{len(started)}.log")
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
-
-
-async def ready(port: int, process: Process) -> None:
+async def ready(port: int, process: SidecarProcess) -> None:
     async def check() -> bool:
         assert process.process.poll() is None, process.text()
         try:
@@ -124,9 +90,9 @@ def healthcheck(port: int) -> int:
     ).returncode
 
 
-async def test_metrics_move_by_the_right_amounts(run, sidecar_env, bucket: Bucket) -> None:
+async def test_metrics_move_by_the_right_amounts(run_sidecar, sidecar_env, bucket: Bucket) -> None:
     port = int(sidecar_env["SYNC_HTTP_PORT"])
-    process = run(sidecar_env)
+    process = run_sidecar([], sidecar_env)
     await ready(port, process)
     status, before_text = await get(port, "/metrics")
     assert status == 200
@@ -172,14 +138,17 @@ async def test_metrics_move_by_the_right_amounts(run, sidecar_env, bucket: Bucke
     assert await process.wait() == 0
 
 
-async def test_readiness_follows_restore_and_s3(run, sidecar_env, bucket: Bucket, proxy) -> None:
+async def test_readiness_follows_restore_and_s3(
+    run_sidecar, sidecar_env, bucket: Bucket, proxy
+) -> None:
     for index in range(30):
         await in_thread(bucket.put, f"restore/{index:02d}.txt", b"r")
     proxy.faults.methods = {"GET"}
     proxy.faults.delay = 0.3  # a slow restore, so that it can be watched
     port = int(sidecar_env["SYNC_HTTP_PORT"])
-    process = run(
-        {**sidecar_env, "SYNC_ENDPOINT": proxy.endpoint_pattern, "SYNC_DOWNLOAD_CONCURRENCY": "2"}
+    process = run_sidecar(
+        [],
+        {**sidecar_env, "SYNC_ENDPOINT": proxy.endpoint_pattern, "SYNC_DOWNLOAD_CONCURRENCY": "2"},
     )
 
     async def restoring() -> None:
@@ -214,9 +183,9 @@ def test_healthcheck_without_a_sidecar() -> None:
     assert healthcheck(free_port()) == 1
 
 
-async def test_sigterm_with_a_burst_in_flight(run, sidecar_env, bucket: Bucket) -> None:
+async def test_sigterm_with_a_burst_in_flight(run_sidecar, sidecar_env, bucket: Bucket) -> None:
     port = int(sidecar_env["SYNC_HTTP_PORT"])
-    process = run(sidecar_env)
+    process = run_sidecar([], sidecar_env)
     await ready(port, process)
     folder = Path(sidecar_env["SYNC_DIR"])
     for index in range(200):
@@ -254,8 +223,8 @@ async def test_sigterm_with_a_burst_in_flight(run, sidecar_env, bucket: Bucket) 
         ("SYNC_OPEN_FILE_TIMEOUT", "never"),
     ],
 )
-async def test_every_bad_setting_exits_2(run, sidecar_env, name: str, bad: str) -> None:
-    process = run({**sidecar_env, name: bad})
+async def test_every_bad_setting_exits_2(run_sidecar, sidecar_env, name: str, bad: str) -> None:
+    process = run_sidecar([], {**sidecar_env, name: bad})
     assert await process.wait() == 2
     text = process.text()
     assert name in text

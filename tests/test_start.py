@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import REGION, Bucket, eventually, in_thread
+from conftest import REGION, Bucket, eventually, in_thread, requests
 
 from sidecar import Syncer
 from sidecar.localfs import format_mode, format_mtime
@@ -49,7 +49,7 @@ async def test_restore_before_start_returns(syncer_factory, bucket: Bucket) -> N
     assert list((folder / ".s3sync-sidecar").iterdir()) == [], "no temporary file left"
     assert syncer.metrics.restore_done._value.get() == 1
     # The restore wrote nothing back to S3 (no markers for implicit directories either).
-    assert _count(syncer, "PutObject") == 0
+    assert requests(syncer, "PutObject") == 0
     assert sorted(await in_thread(bucket.list_keys)) == sorted(
         ["deep/er/file.txt", "no-metadata.bin", "empty/", "link"]
         + [f"many/{i:02d}" for i in range(40)]
@@ -92,7 +92,7 @@ async def test_both_sides_kept_at_start(syncer_factory, bucket: Bucket, tmp_path
             assert bucket.get(name) == content
 
     await eventually(lambda: in_thread(s3_has_everything), what="every version in S3")
-    assert _count(syncer, "GetObject") == 3, "same.txt proven equal without a download"
+    assert requests(syncer, "GetObject") == 3, "same.txt proven equal without a download"
 
 
 async def test_restart_on_the_same_folder_transfers_nothing(
@@ -109,7 +109,7 @@ async def test_restart_on_the_same_folder_transfers_nothing(
     second = await syncer_factory(directory=folder)
     await second.poll_once()
     for operation in ("PutObject", "GetObject", "DeleteObject", "CopyObject"):
-        assert _count(second, operation) == 0, operation
+        assert requests(second, operation) == 0, operation
 
 
 async def test_leftover_temporary_files_are_cleaned(
@@ -156,15 +156,3 @@ async def test_mobius3_style_unpacking(bucket: Bucket, tmp_path: Path) -> None:
         assert (tmp_path / "f" / "x.txt").read_bytes() == b"x"
     finally:
         assert await stop() == []
-
-
-def _count(syncer, operation: str) -> int:
-    total = 0.0
-    for metric in syncer.metrics.registry.collect():
-        for sample in metric.samples:
-            if (
-                sample.name == "s3sync_s3_requests_total"
-                and sample.labels.get("operation") == operation
-            ):
-                total += sample.value
-    return int(total)

@@ -5,26 +5,20 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
-import shutil
 import signal
 import ssl
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REGION, Bucket, MotoServer, eventually, free_port, in_thread
+from conftest import REGION, Bucket, MotoServer, eventually, in_thread
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from sidecar.s3.client import Endpoint
-
-SCRIPT = shutil.which("s3sync-sidecar", path=str(Path(sys.executable).parent))
 
 
 @pytest.mark.parametrize(
@@ -145,61 +139,54 @@ async def https_proxy(moto_server: MotoServer, tmp_path: Path) -> AsyncIterator[
     await server.close()
 
 
-async def run_until_synced(env: dict[str, str], bucket: Bucket, folder: Path) -> tuple[int, str]:
-    log = folder.parent / f"{folder.name}.log"
-    with open(log, "wb") as output:
-        assert SCRIPT is not None
-        process = subprocess.Popen([SCRIPT], env=env, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            await eventually(
-                lambda: "syncing" in log.read_text() or process.poll() is not None, timeout=30
-            )
-            if process.poll() is None:
-                (folder / "over-tls.txt").write_bytes(b"tls")
-                await eventually(lambda: in_thread(lambda: bucket.get("over-tls.txt") == b"tls"))
-                process.send_signal(signal.SIGTERM)
-            code = await in_thread(process.wait, 30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    return code, log.read_text()
+async def run_until_synced(
+    run_sidecar: Any, env: dict[str, str], bucket: Bucket, folder: Path
+) -> tuple[int, str]:
+    """Start the command; if it gets as far as syncing, write a file, see it in S3, stop it."""
+    sidecar = run_sidecar([], env)
+    await eventually(
+        lambda: "syncing" in sidecar.text() or sidecar.process.poll() is not None, timeout=30
+    )
+    if sidecar.process.poll() is None:
+        (folder / "over-tls.txt").write_bytes(b"tls")
+        await eventually(lambda: in_thread(lambda: bucket.get("over-tls.txt") == b"tls"))
+        sidecar.process.send_signal(signal.SIGTERM)
+    return await sidecar.wait(30), sidecar.text()
 
 
 def tls_env(bucket: Bucket, https_proxy: Any, folder: Path, **extra: str) -> dict[str, str]:
     return {
-        "PATH": os.environ["PATH"],
         **bucket.server.env(),
         "SYNC_DIR": str(folder),
         "SYNC_BUCKET": bucket.name,
         "SYNC_ENDPOINT": https_proxy.endpoint_pattern,
         "SYNC_REGION": REGION,
-        "SYNC_HTTP_PORT": str(free_port()),
-        "SYNC_LOG_FORMAT": "text",
         **extra,
     }
 
 
 async def test_private_ca_is_refused_by_default(
-    bucket: Bucket, https_proxy, tmp_path: Path
+    run_sidecar, bucket: Bucket, https_proxy, tmp_path: Path
 ) -> None:
     code, log = await run_until_synced(
-        tls_env(bucket, https_proxy, tmp_path / "a"), bucket, tmp_path / "a"
+        run_sidecar, tls_env(bucket, https_proxy, tmp_path / "a"), bucket, tmp_path / "a"
     )
     assert code == 1
     assert "cannot start" in log and "certificate verify failed" in log.lower()
 
 
 async def test_private_ca_trusted_through_a_bundle(
-    bucket: Bucket, https_proxy, tmp_path: Path
+    run_sidecar, bucket: Bucket, https_proxy, tmp_path: Path
 ) -> None:
     env = tls_env(bucket, https_proxy, tmp_path / "b", SYNC_CA_BUNDLE=str(https_proxy.ca_file))
-    code, log = await run_until_synced(env, bucket, tmp_path / "b")
+    code, log = await run_until_synced(run_sidecar, env, bucket, tmp_path / "b")
     assert code == 0, log
     assert https_proxy.seen["PUT"] >= 1
 
 
-async def test_verification_turned_off(bucket: Bucket, https_proxy, tmp_path: Path) -> None:
+async def test_verification_turned_off(
+    run_sidecar, bucket: Bucket, https_proxy, tmp_path: Path
+) -> None:
     env = tls_env(bucket, https_proxy, tmp_path / "c", SYNC_TLS_VERIFY="false")
-    code, log = await run_until_synced(env, bucket, tmp_path / "c")
+    code, log = await run_until_synced(run_sidecar, env, bucket, tmp_path / "c")
     assert code == 0, log

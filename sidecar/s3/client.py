@@ -30,9 +30,9 @@ from ..aws.sigv4 import (
     quote_path,
     sign_request,
 )
-from ..localfs import parse_http_date, parse_mode, parse_mtime
+from ..localfs import normalize_last_modified, parse_http_date, parse_mode, parse_mtime
 from ..metrics import Metrics
-from ..model import normalize_etag, normalize_last_modified
+from ..model import normalize_etag
 from . import xml
 
 log = logging.getLogger("sidecar.s3")

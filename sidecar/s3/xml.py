@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
-from ..model import normalize_etag, normalize_last_modified
+from ..localfs import normalize_last_modified
+from ..model import normalize_etag
 
 
 @dataclass(frozen=True, slots=True)
