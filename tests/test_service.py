@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -247,26 +246,15 @@ async def service_ready(service: Service, port: int) -> asyncio.Task[int]:
     return task
 
 
-def in_process_settings(bucket: Bucket, tmp_path: Path, **env: str) -> Any:
-    base = {
-        **bucket.server.env(),
-        "SYNC_DIR": str(tmp_path / "data"),
-        "SYNC_BUCKET": bucket.name,
-        "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
-        "SYNC_REGION": REGION,
-        "SYNC_POLL_INTERVAL": "0.5",
-        "SYNC_HTTP_PORT": str(free_port()),
-        **env,
-    }
-    return load_settings(base), base
+def in_process_service(sidecar_env: dict[str, str], **overrides: str) -> Service:
+    """The service the command would run with this environment, in this process."""
+    env = {**sidecar_env, **overrides}
+    return Service(load_settings(env), env)
 
 
-async def test_a_dead_internal_task_ends_the_process(
-    bucket: Bucket, tmp_path: Path, caplog
-) -> None:
-    settings, env = in_process_settings(bucket, tmp_path)
-    service = Service(settings, env)
-    task = await service_ready(service, settings.http_port)
+async def test_a_dead_internal_task_ends_the_process(sidecar_env, caplog) -> None:
+    service = in_process_service(sidecar_env)
+    task = await service_ready(service, service.settings.http_port)
     poller = next(t for t in service.syncer.internal_tasks if t.get_name() == "poller")
     poller.cancel()
     assert await asyncio.wait_for(task, 10) == 1
@@ -293,17 +281,14 @@ async def test_healthz_names_a_dead_task(syncer_factory, bucket: Bucket) -> None
         await server.close()
 
 
-async def test_a_stalled_upload_queue_ends_the_process(
-    bucket: Bucket, tmp_path: Path, proxy, caplog
-) -> None:
-    settings, env = in_process_settings(
-        bucket, tmp_path, SYNC_STALL_TIMEOUT="10", SYNC_ENDPOINT=proxy.endpoint_pattern
+async def test_a_stalled_upload_queue_ends_the_process(sidecar_env, proxy, caplog) -> None:
+    service = in_process_service(
+        sidecar_env, SYNC_STALL_TIMEOUT="10", SYNC_ENDPOINT=proxy.endpoint_pattern
     )
-    service = Service(settings, env)
-    task = await service_ready(service, settings.http_port)
+    task = await service_ready(service, service.settings.http_port)
     proxy.faults.methods = {"PUT"}
     proxy.faults.hang = True  # uploads never answered, while listings still are
-    (Path(settings.directory) / "never.txt").write_bytes(b"x")
+    (Path(service.settings.directory) / "never.txt").write_bytes(b"x")
     started = asyncio.get_running_loop().time()
     assert await asyncio.wait_for(task, 60) == 1
     assert asyncio.get_running_loop().time() - started >= 10
