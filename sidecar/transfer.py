@@ -616,12 +616,11 @@ class Transfers:
         )
 
     def _put_back(self, aside: str, rel: str) -> None:
+        """Undo a move aside; if the name was taken meanwhile, keep the file as a copy."""
         try:
             os.link(aside, self.path(rel), follow_symlinks=False)
         except FileExistsError:
-            name = self._free_conflict_name(rel)
-            os.link(aside, self.path(name), follow_symlinks=False)
-            self._submit_local(name)
+            self._submit_local(self._link_as_conflict(aside, rel))
         os.unlink(aside)
 
     def rmdir(self, rel: str, facts: Facts) -> None:
@@ -666,15 +665,8 @@ class Transfers:
 
     # -- conflicts -----------------------------------------------------------------------
 
-    def _free_conflict_name(self, rel: str) -> str:
-        moment = datetime.now(UTC)
-        for attempt in range(1000):
-            name = conflict_name(rel, moment, attempt)
-            if not os.path.lexists(self.path(name)):
-                return name
-        raise FileExistsError(rel)
-
     def _link_as_conflict(self, source: str, rel: str) -> str:
+        """Give `source` a free conflict-copy name beside `rel` (link: never overwrites)."""
         moment = datetime.now(UTC)
         for attempt in range(1000):
             name = conflict_name(rel, moment, attempt)
