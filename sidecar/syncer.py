@@ -24,7 +24,7 @@ from typing import Any, cast
 import aiohttp
 
 from .aws.credentials import CredentialsError, CredentialsProvider, provider_from_environment
-from .keys import KeyMapper, SkipReason, UnsyncableName, parents_of
+from .keys import KeyMapper, SkipReason, UnsyncableName
 from .localfs import UnsafeParentError, local_entry
 from .metrics import Metrics
 from .model import Hint
@@ -359,10 +359,6 @@ class Syncer:
         if self._scheduler is not None:
             tasks.extend(self._scheduler.tasks)
         return tasks
-
-    @property
-    def poll_interval(self) -> float:
-        return self._interval
 
     def health_problems(self) -> list[str]:
         """Why the sidecar is not syncing (empty when it is): the process should exit so that
@@ -754,4 +750,4 @@ def _clean_work_dir(work_dir: str) -> None:
                 os.unlink(os.path.join(work_dir, name))
 
 
-__all__ = ["DEFAULT_WORK_DIR", "SyncStatus", "Syncer", "parents_of"]
+__all__ = ["DEFAULT_WORK_DIR", "SyncStatus", "Syncer"]
