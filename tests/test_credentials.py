@@ -810,3 +810,40 @@ async def test_syncer_on_rotating_container_credentials(
     assert all("HTTP 500" in str(error) for error in failures)
     assert written_during_outage  # files written while no credentials could be had
     assert written_during_outage <= set(await in_thread(bucket.list_keys))
+
+
+async def test_a_rejected_key_forces_one_refresh_and_one_retry(
+    bucket: Bucket, syncer_factory, endpoint: FakeEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 answers InvalidAccessKeyId (as it would ExpiredToken): the provider is told, the
+    next credentials are fetched, and the same request is sent again with them."""
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    good = bucket.server.env()
+    handed: list[str] = []
+
+    async def issue() -> dict[str, str]:
+        # The first answer carries a key S3 does not know; every later one the real key.
+        key = "AKIAREVOKEDREVOKED00" if not handed else good["AWS_ACCESS_KEY_ID"]
+        handed.append(key)
+        return {"AccessKeyId": key, "SecretAccessKey": good["AWS_SECRET_ACCESS_KEY"], "Token": ""}
+
+    endpoint.issue = issue
+    provider = ContainerCredentials(url=endpoint.url)
+    try:
+        syncer = await syncer_factory(credentials=provider)  # the first listing recovers
+        assert handed == ["AKIAREVOKEDREVOKED00", good["AWS_ACCESS_KEY_ID"]]
+        assert (
+            metric(syncer, "s3sync_s3_requests_total", operation="ListObjectsV2", status="403") == 1
+        )
+        assert (
+            metric(
+                syncer, "s3sync_s3_retries_total", operation="ListObjectsV2", reason="credentials"
+            )
+            == 1
+        )
+        (syncer.folder / "after.txt").write_bytes(b"ok")
+        await eventually(lambda: in_thread(lambda: bucket.get("after.txt") == b"ok"))
+        assert len(handed) == 2, "no further refresh was needed"
+    finally:
+        await provider.close()

@@ -281,7 +281,7 @@ async def test_file_kept_open_is_uploaded_when_quiet(syncer_factory, bucket: Buc
 
 
 async def test_burst_of_a_thousand_files(syncer_factory, bucket: Bucket) -> None:
-    syncer = await syncer_factory()
+    syncer = await syncer_factory(download_interval=1000)  # polls only when told to
     folder = syncer.folder / "burst"
     folder.mkdir()
     for index in range(1000):
@@ -300,6 +300,13 @@ async def test_burst_of_a_thousand_files(syncer_factory, bucket: Bucket) -> None
 
     await in_thread(contents)
     assert requests(syncer, "PutObject") == 1001, "one PUT per file, no more"
+    # 1,001 keys list in two pages: a continuation read wrong would make the second page look
+    # deleted in S3, and the files deleted here.
+    before = requests(syncer, "ListObjectsV2")
+    await syncer.poll_once()
+    assert requests(syncer, "ListObjectsV2") == before + 2
+    assert len(list(folder.iterdir())) == 1000
+    assert requests(syncer, "GetObject") == 0 and requests(syncer, "DeleteObject") == 0
 
 
 async def test_excluded_local_paths_are_not_uploaded(syncer_factory, bucket: Bucket) -> None:
