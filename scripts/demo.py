@@ -191,9 +191,10 @@ Try, in another terminal:
   # deleting an object, or a file, deletes the other side too
   {script} rm from-s3.txt
 
-  # metrics and health, once they exist
+  # metrics, liveness and readiness (what the container health check asks)
   curl http://127.0.0.1:{http_port}/metrics
   curl http://127.0.0.1:{http_port}/healthz
+  curl http://127.0.0.1:{http_port}/readyz
 
 Ctrl-C stops both the sidecar (it finishes pending uploads first, up to ~25 s) and the server.
 Sidecar output follows.
