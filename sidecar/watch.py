@@ -238,7 +238,10 @@ class Watcher:
             return False
         path = os.path.join(self._root, rel_dir) if rel_dir else self._root
         try:
-            watch = inotify.add_watch(Path(path), WATCH_MASK)
+            # The synced folder itself may be a symlink (a mounted volume's usual shape):
+            # follow it there, and nowhere below.
+            mask = WATCH_MASK if rel_dir else WATCH_MASK & ~Mask.DONT_FOLLOW
+            watch = inotify.add_watch(Path(path), mask)
         except (FileNotFoundError, NotADirectoryError):
             return False
         except OSError as error:

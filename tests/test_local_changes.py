@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from conftest import Bucket, eventually, in_thread, requests
+from conftest import Bucket, eventually, in_thread, metric, requests
 
 from sidecar.localfs import parse_mode, parse_mtime
 
@@ -329,3 +329,17 @@ async def test_unreadable_file_is_skipped_not_fatal(syncer_factory, bucket: Buck
     os.chmod(path, 0)
     (syncer.folder / "fine").write_bytes(b"f")
     await eventually(lambda: in_thread(content_of, bucket, "fine", b"f"))
+
+
+async def test_synced_folder_reached_through_a_symlink(
+    syncer_factory, bucket: Bucket, tmp_path
+) -> None:
+    real = tmp_path / "volume"
+    real.mkdir()
+    os.symlink(real, tmp_path / "data")
+    await in_thread(bucket.put, "from-s3.txt", b"down")
+    syncer = await syncer_factory(directory=tmp_path / "data")
+    assert (real / "from-s3.txt").read_bytes() == b"down"
+    (tmp_path / "data" / "up.txt").write_bytes(b"up")
+    await eventually(lambda: in_thread(content_of, bucket, "up.txt", b"up"))
+    assert metric(syncer, "s3sync_inotify_watches") == 1
