@@ -1,7 +1,10 @@
 """What the sidecar knows about each path: the last synced state, the latest remote state, and
-what inotify said since. In memory; one `PathState` per path that exists on either side."""
+what inotify said since. One `PathState` per path that exists on either side; the synced
+records are also kept on disk (store.py), for restarts."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from .keys import parents_of
 from .model import Hint, RemoteEntry, Synced
@@ -49,6 +52,8 @@ class SyncState:
         self.paths: dict[str, PathState] = {}
         self.children: dict[str, int] = {}  # remote keys strictly below each directory
         self.synced_count = 0
+        # Told of every change of a synced record (the on-disk store listens here).
+        self.on_synced: Callable[[str, Synced | None], None] | None = None
 
     def get(self, rel: str) -> PathState:
         state = self.paths.get(rel)
@@ -80,6 +85,8 @@ class SyncState:
         state = self.get(rel)
         if (state.synced is None) != (synced is None):
             self.synced_count += 1 if synced is not None else -1
+        if self.on_synced is not None and synced != state.synced:
+            self.on_synced(rel, synced)
         state.synced = synced
 
     def remote_children(self, rel: str) -> int:

@@ -27,7 +27,7 @@ from .aws.credentials import CredentialsError, CredentialsProvider, provider_fro
 from .keys import KeyMapper, SkipReason, UnsyncableName
 from .localfs import UnsafeParentError, local_entry
 from .metrics import Metrics
-from .model import Hint
+from .model import Hint, Kind, RemoteEntry, Synced
 from .poll import Poller, apply_snapshot
 from .reconcile import Decision, Facts, Op, reconcile
 from .s3.client import (
@@ -41,6 +41,7 @@ from .s3.client import (
 )
 from .scheduler import DOWNLOAD, UPLOAD, Direction, Scheduler
 from .state import SyncState
+from .store import SyncedStore
 from .transfer import IntegrityError, LocalChanged, Transfers, TransferSettings
 from .watch import Watcher
 
@@ -150,6 +151,10 @@ class Syncer:
         self.metrics = metrics if metrics is not None else Metrics()
 
         self._keys = KeyMapper(prefix, len(os.fsencode(self._root)), download_directory)
+        # What a saved sync state must have been saved for, to be trusted at start.
+        self._identity = "|".join(
+            (endpoint.format(bucket), bucket, prefix, os.path.realpath(self._root))
+        )
         self._state = SyncState()
         self._started = False
         self._stopping = False
@@ -172,6 +177,8 @@ class Syncer:
         self._s3: S3Client | None = None
         self._poller: Poller | None = None
         self._rescanning: asyncio.Task[None] | None = None
+        self._store: SyncedStore | None = None
+        self._shut = False  # closed: a second stop() has nothing to do
 
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         yield self.start
@@ -260,18 +267,29 @@ class Syncer:
 
         log.info("starting: %s <-> s3://%s/%s", root, self._bucket, self._prefix)
         self._restore_started = time.monotonic()
+        self._store = SyncedStore(os.path.join(work_dir, "state.sqlite3"), self._identity)
+        loaded = await self._store.load()
+        for rel, synced in loaded.items():
+            self._state.set_synced(rel, synced)
         snapshot = await self._poller.list()
         self._poller.succeeded()
         applied = apply_snapshot(
             self._state, snapshot, busy=lambda rel: False, max_delete_percent=100, initial=True
         )
+        if loaded:
+            await self._check_saved_state(loaded, snapshot.entries, snapshot.shadowed)
+        self._state.on_synced = self._store.note
         for rel in applied.changed:
             self._state.get(rel).initial = True
-        self._restore_pending = set(applied.changed)
+        # Every path synced before the restart is looked at too: what changed or went while
+        # the sidecar was down, on either side, is handled as if it had never stopped.
+        self._restore_pending = set(applied.changed) | {
+            rel for rel in loaded if self._state.get(rel).synced is not None
+        }
         self._scheduler.start()
         await self._watcher.start()
         self._watching = True
-        for rel in applied.changed:
+        for rel in self._restore_pending:
             self._scheduler.submit(rel, DOWNLOAD)
         if not self._restore_pending:
             self._restore_done.set()
@@ -280,16 +298,60 @@ class Syncer:
         self.metrics.restore_duration.set(duration)
         self.metrics.restore_done.set(1)
         log.info("restored %d objects in %.2fs; syncing", len(snapshot.entries), duration)
+        self._tasks.append(asyncio.create_task(self._persist_loop(), name="state-store"))
         self._tasks.append(asyncio.create_task(self._poll_loop(), name="poller"))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="open-file-sweeper"))
         self._tasks.append(asyncio.create_task(self._lag_loop(), name="loop-lag-monitor"))
+
+    async def _check_saved_state(
+        self, loaded: dict[str, Synced], listed: dict[str, RemoteEntry], shadowed: set[str]
+    ) -> None:
+        """The max-delete guard, for what happened while the sidecar was down: if too many
+        synced files are gone from the folder (a volume wiped or swapped), or from S3 (a prefix
+        emptied, a listing gone wrong), their records are dropped instead of their deletions
+        propagated, so those files are restored instead of deleted."""
+        files = [rel for rel, synced in loaded.items() if synced.local.kind is not Kind.DIR]
+        if self._max_delete >= 100 or not files:
+            return
+        limit = max(10.0, len(files) * self._max_delete / 100)
+        missing_here = await asyncio.get_running_loop().run_in_executor(
+            None, _count_missing, self._root, files
+        )
+        if missing_here > limit:
+            self.metrics.delete_guard_trips.inc()
+            log.error(
+                "%d of %d synced files are gone from the folder since the last run, more "
+                "than the max-delete guard allows: not deleting them in S3 (they are "
+                "restored from it)",
+                missing_here,
+                len(files),
+            )
+            for rel in loaded:
+                self._state.set_synced(rel, None)
+            assert self._store is not None
+            await self._store.forget_all()
+            return
+        missing_there = [rel for rel in files if rel not in listed and rel not in shadowed]
+        if len(missing_there) > limit:
+            self.metrics.delete_guard_trips.inc()
+            log.error(
+                "%d of %d synced files are gone from S3 since the last run, more than the "
+                "max-delete guard allows: not deleting them here (they are uploaded "
+                "again)",
+                len(missing_there),
+                len(files),
+            )
+            assert self._store is not None
+            for rel in missing_there:
+                self._state.set_synced(rel, None)
+                self._store.note(rel, None)
 
     async def stop(self, timeout: float | None = None) -> list[str]:  # noqa: ASYNC109
         """Finish queued uploads (for at most `timeout` seconds), then stop watching and close.
 
         Returns the paths whose local changes could not be uploaded in time.
         """
-        if not self._started:
+        if not self._started or self._shut:
             return []
         self._stopping = True
         for task in self._tasks:
@@ -324,6 +386,7 @@ class Syncer:
         return left
 
     async def _close(self) -> None:
+        self._shut = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -339,6 +402,8 @@ class Syncer:
             await self._session.close()
         if self._credentials is not None and self._owns_credentials:
             await self._credentials.close()
+        if self._store is not None:
+            await self._store.close()
 
     def status(self) -> SyncStatus:
         poller = self._poller
@@ -467,6 +532,13 @@ class Syncer:
                     ps.writing = False
                     self._writing.discard(rel)
                     self._submit_local(rel, Hint.CONTENT)
+
+    async def _persist_loop(self) -> None:
+        """Write what changed in the synced records, about once a second."""
+        assert self._store is not None
+        while True:
+            await asyncio.sleep(1.0)
+            await self._store.flush()
 
     async def _lag_loop(self) -> None:
         """How late the loop wakes us: a blocked loop means nothing else runs either."""
@@ -736,6 +808,11 @@ class _Events:
 
     def root_lost(self) -> None:
         self._syncer._root_lost()
+
+
+def _count_missing(root: str, rels: list[str]) -> int:
+    """How many of `rels` are gone from the folder (in a thread: one lstat each)."""
+    return sum(not os.path.lexists(f"{root}/{rel}") for rel in rels)
 
 
 def _isoformat(moment: datetime | None) -> str | None:

@@ -1,0 +1,197 @@
+"""What was last synced, kept on disk in the working folder, so that a restart on a volume that
+survived (EFS, a host path) still knows it.
+
+Without it, a restarted sidecar cannot tell "changed in S3 while I was down" from "changed
+here", nor "deleted here" from "never synced": every difference becomes a conflict copy, and
+files deleted in S3 come back from the folder. With it, the same decisions are made as if the
+sidecar had never stopped.
+
+SQLite from the standard library, one row per synced path, in the hidden working folder (a
+fresh volume starts without one). Changes are noted in memory as they happen and written in
+batches from one background thread; a crash loses at most the last batch, which only makes
+those paths look never-synced: the safe direction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+
+from .model import Kind, LocalEntry, RemoteEntry, Synced
+
+log = logging.getLogger("sidecar.store")
+
+_FORMAT = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS synced (
+    rel TEXT PRIMARY KEY,
+    kind INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    mode INTEGER NOT NULL, ino INTEGER NOT NULL,
+    etag TEXT, rsize INTEGER, last_modified TEXT, is_dir INTEGER,
+    rmtime_ns INTEGER, rmode INTEGER
+);
+"""
+_Row = tuple[
+    str,
+    int,
+    int,
+    int,
+    int,
+    int,
+    str | None,
+    int | None,
+    str | None,
+    int | None,
+    int | None,
+    int | None,
+]
+
+
+def _row(rel: str, synced: Synced) -> _Row:
+    local, remote = synced.local, synced.remote
+    return (
+        rel,
+        int(local.kind),
+        local.size,
+        local.mtime_ns,
+        local.mode,
+        local.ino,
+        remote.etag if remote else None,
+        remote.size if remote else None,
+        remote.last_modified if remote else None,
+        int(remote.is_dir) if remote else None,
+        remote.mtime_ns if remote else None,
+        remote.mode if remote else None,
+    )
+
+
+def _synced(row: _Row) -> Synced:
+    _, kind, size, mtime_ns, mode, ino, etag, rsize, last_modified, is_dir, rmtime, rmode = row
+    remote = None
+    if etag is not None:
+        remote = RemoteEntry(etag, rsize or 0, last_modified or "", bool(is_dir), rmtime, rmode)
+    return Synced(LocalEntry(Kind(kind), size, mtime_ns, mode, ino), remote)
+
+
+class SyncedStore:
+    def __init__(self, path: str, identity: str) -> None:
+        self._path = path
+        self._identity = identity  # endpoint, bucket, prefix, folder: a state for another is void
+        self._pending: dict[str, Synced | None] = {}
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-store")
+        self._connection: sqlite3.Connection | None = None
+        self._failing = False
+
+    # -- in the store's thread -----------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.executescript(_SCHEMA)
+            self._connection = connection
+        return self._connection
+
+    def _load(self) -> dict[str, Synced]:
+        try:
+            connection = self._connect()
+            meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("format") != _FORMAT or meta.get("identity") != self._identity:
+                if meta:
+                    log.warning(
+                        "the saved sync state is for another bucket, prefix or folder "
+                        "(or an older format): starting without it"
+                    )
+                self._reset(connection)
+                return {}
+            rows = connection.execute("SELECT * FROM synced").fetchall()
+            return {row[0]: _synced(row) for row in rows}
+        except (sqlite3.Error, ValueError, TypeError) as error:
+            log.warning("the saved sync state cannot be read (%s): starting without it", error)
+            self._reset_file()
+            return {}
+
+    def _reset(self, connection: sqlite3.Connection) -> None:
+        connection.execute("BEGIN")
+        connection.execute("DELETE FROM synced")
+        connection.execute("DELETE FROM meta")
+        connection.executemany(
+            "INSERT INTO meta VALUES (?, ?)", [("format", _FORMAT), ("identity", self._identity)]
+        )
+        connection.execute("COMMIT")
+
+    def _reset_file(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.close()
+            self._connection = None
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path + suffix)
+        self._reset(self._connect())
+
+    def _write(self, batch: dict[str, Synced | None]) -> None:
+        connection = self._connect()
+        upserts = [_row(rel, synced) for rel, synced in batch.items() if synced is not None]
+        deletes = [(rel,) for rel, synced in batch.items() if synced is None]
+        connection.execute("BEGIN")
+        try:
+            connection.executemany(
+                "INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", upserts
+            )
+            connection.executemany("DELETE FROM synced WHERE rel = ?", deletes)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # -- from the event loop -------------------------------------------------------------
+
+    async def load(self) -> dict[str, Synced]:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
+
+    async def forget_all(self) -> None:
+        """The saved state does not describe this folder any more: drop it."""
+        self._pending.clear()
+        await asyncio.get_running_loop().run_in_executor(
+            self._thread, lambda: self._reset(self._connect())
+        )
+
+    def note(self, rel: str, synced: Synced | None) -> None:
+        self._pending[rel] = synced
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._write, batch)
+        except (sqlite3.Error, OSError) as error:
+            # Keep the batch for the next try (a full disk may clear). Meanwhile the file only
+            # lags behind, which makes paths look never-synced after a restart: the safe side.
+            self._pending = {**batch, **self._pending}
+            if not self._failing:
+                log.error("cannot save the sync state (%s); retrying", error)
+            self._failing = True
+        else:
+            self._failing = False
+
+    async def close(self) -> None:
+        await self.flush()
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=True)

@@ -1,0 +1,153 @@
+"""Restarts on a folder that survived (EFS, a host path): the synced state saved in the working
+folder makes the sidecar decide as if it had never stopped. Changes made on either side while
+it was down are synced without conflict copies, deletions are propagated, and the max-delete
+guard stands between a wiped folder (or an emptied prefix) and mass deletion."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from conftest import Bucket, eventually, in_thread, metric, requests
+
+
+async def synced_folder(syncer_factory, bucket: Bucket, tmp_path: Path, count: int = 3) -> Path:
+    """A folder with `count` files synced, then the sidecar stopped (the state saved)."""
+    folder = tmp_path / "folder"
+    syncer = await syncer_factory(directory=folder)
+    for index in range(count):
+        (folder / f"f{index:02d}.txt").write_bytes(f"v1 {index}".encode())
+    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == count))
+    assert await syncer.stop(timeout=30) == []
+    return folder
+
+
+def conflict_copies(folder: Path, keys: list[str]) -> list[str]:
+    return [p.name for p in folder.rglob("*sync-conflict*")] + [
+        k for k in keys if "sync-conflict" in k
+    ]
+
+
+async def test_changed_in_s3_while_down(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    await in_thread(bucket.put, "f00.txt", b"v2 from another client")
+    syncer = await syncer_factory(directory=folder)
+    assert (folder / "f00.txt").read_bytes() == b"v2 from another client"
+    assert conflict_copies(folder, await in_thread(bucket.list_keys)) == []
+    assert requests(syncer, "PutObject") == 0
+
+
+async def test_changed_here_while_down(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    (folder / "f01.txt").write_bytes(b"v2 written while the sidecar was down")
+    syncer = await syncer_factory(directory=folder)
+    await eventually(
+        lambda: in_thread(lambda: bucket.get("f01.txt") == b"v2 written while the sidecar was down")
+    )
+    assert conflict_copies(folder, await in_thread(bucket.list_keys)) == []
+    assert requests(syncer, "GetObject") == 0
+
+
+async def test_deleted_in_s3_while_down(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    await in_thread(bucket.delete, "f02.txt")
+    await syncer_factory(directory=folder)
+    assert not (folder / "f02.txt").exists(), "deleted here too, not resurrected"
+    assert not await in_thread(bucket.exists, "f02.txt")
+    assert (folder / "f00.txt").exists()
+
+
+async def test_deleted_here_while_down(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    (folder / "f00.txt").unlink()
+    await syncer_factory(directory=folder)
+    await eventually(lambda: in_thread(lambda: not bucket.exists("f00.txt")))
+    assert not (folder / "f00.txt").exists(), "not restored from S3"
+
+
+async def test_changed_on_both_sides_while_down(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    (folder / "f00.txt").write_bytes(b"here")
+    await in_thread(bucket.put, "f00.txt", b"there")
+    await syncer_factory(directory=folder)
+
+    def both_kept() -> None:
+        keys = bucket.list_keys()
+        assert bucket.get("f00.txt") == b"here"
+        copies = [k for k in keys if k.startswith("f00.sync-conflict-")]
+        assert len(copies) == 1 and bucket.get(copies[0]) == b"there"
+
+    await eventually(lambda: in_thread(both_kept))
+
+
+async def test_a_wiped_folder_does_not_empty_the_bucket(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    folder = await synced_folder(syncer_factory, bucket, tmp_path, count=30)
+    for index in range(25):  # most of the folder gone, the state file still there
+        (folder / f"f{index:02d}.txt").unlink()
+    syncer = await syncer_factory(directory=folder)
+    assert len(list(folder.glob("f*.txt"))) == 30, "restored from S3"
+    assert len(await in_thread(bucket.list_keys)) == 30, "nothing deleted in S3"
+    assert metric(syncer, "s3sync_delete_guard_trips_total") == 1
+
+
+async def test_an_emptied_prefix_does_not_empty_the_folder(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    folder = await synced_folder(syncer_factory, bucket, tmp_path, count=30)
+    for index in range(25):
+        await in_thread(bucket.delete, f"f{index:02d}.txt")
+    syncer = await syncer_factory(directory=folder)
+    assert len(list(folder.glob("f*.txt"))) == 30, "nothing deleted here"
+    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == 30), what="re-upload")
+    assert metric(syncer, "s3sync_delete_guard_trips_total") == 1
+
+
+async def test_state_saved_for_another_prefix_is_not_used(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    # Same folder, another prefix: the records describe keys of the first one.
+    syncer = await syncer_factory(directory=folder, prefix="other/")
+    await eventually(lambda: in_thread(lambda: len(bucket.list_keys("other/")) == 3))
+    assert sorted(p.name for p in folder.glob("f*.txt")) == ["f00.txt", "f01.txt", "f02.txt"]
+    assert len(await in_thread(bucket.list_keys)) == 6
+    assert requests(syncer, "DeleteObject") == 0
+
+
+async def test_a_broken_state_file_is_set_aside(
+    syncer_factory, bucket: Bucket, tmp_path: Path, caplog
+) -> None:
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    state = folder / ".s3sync-sidecar" / "state.sqlite3"
+    for suffix in ("-wal", "-shm"):
+        Path(str(state) + suffix).unlink(missing_ok=True)
+    state.write_bytes(b"this is not a database" * 100)
+    syncer = await syncer_factory(directory=folder)
+    assert "cannot be read" in caplog.text
+    assert sorted(p.name for p in folder.glob("f*.txt")) == ["f00.txt", "f01.txt", "f02.txt"]
+    assert requests(syncer, "DeleteObject") == 0
+    (folder / "after.txt").write_bytes(b"still syncing")
+    await eventually(lambda: in_thread(lambda: bucket.get("after.txt") == b"still syncing"))
+
+
+async def test_the_state_is_written_as_paths_sync(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    folder = tmp_path / "folder"
+    await syncer_factory(directory=folder)
+    (folder / "noted.txt").write_bytes(b"n")
+    await eventually(lambda: in_thread(lambda: bucket.exists("noted.txt")))
+    state = folder / ".s3sync-sidecar" / "state.sqlite3"
+
+    def saved() -> set[str]:
+        with sqlite3.connect(state) as connection:
+            return {row[0] for row in connection.execute("SELECT rel FROM synced")}
+
+    await eventually(lambda: "noted.txt" in saved(), what="the record saved within seconds")
+    os.unlink(folder / "noted.txt")
+    await eventually(lambda: "noted.txt" not in saved(), what="the record dropped")
