@@ -92,13 +92,25 @@ def parse_mtime(value: str | None) -> int | None:
     return round(seconds * 1_000_000_000)
 
 
+def _aware(moment: datetime) -> datetime:
+    """A date without a zone is UTC (as S3 and HTTP mean it)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _http_date(text: str) -> datetime | None:
-    """An HTTP date (`Wed, 25 Nov 2026 12:00:00 GMT`), aware; without a zone it is UTC."""
+    """An HTTP date (`Wed, 25 Nov 2026 12:00:00 GMT`), as headers give it."""
     try:
-        moment = parsedate_to_datetime(text)
+        return _aware(parsedate_to_datetime(text))
     except (TypeError, ValueError, OverflowError):
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _iso_date(text: str) -> datetime | None:
+    """An ISO 8601 date (`2026-11-25T12:00:00.000Z`), as listings give it."""
+    try:
+        return _aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        return None
 
 
 def parse_http_date(value: str | None) -> int | None:
@@ -111,17 +123,8 @@ def normalize_last_modified(text: str) -> str:
     """Whole seconds since the epoch, as text: listings say `2026-11-25T12:00:00.000Z`, HEAD
     says `Wed, 25 Nov 2026 12:00:00 GMT`; the same instant must compare equal."""
     text = text.strip()
-    if not text:
-        return ""
-    try:
-        moment: datetime | None = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        moment = _http_date(text)
-    if moment is None:
-        return text
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return str(int(moment.timestamp()))
+    moment = (_iso_date(text) or _http_date(text)) if text else None
+    return text if moment is None else str(int(moment.timestamp()))
 
 
 def format_mode(mode: int) -> str:

@@ -15,7 +15,7 @@ import signal
 import ssl
 from collections.abc import Mapping
 
-from .aws.credentials import CredentialsProvider, provider_from_environment
+from .aws.credentials import Credentials, CredentialsProvider, provider_from_environment
 from .config import Settings
 from .http import HealthServer
 from .metrics import Metrics
@@ -45,8 +45,8 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | bool:
 def credentials_provider(
     settings: Settings, env: Mapping[str, str], metrics: Metrics
 ) -> CredentialsProvider:
-    def refreshed(credentials: object) -> None:
-        expiration = getattr(credentials, "expiration", None)
+    def refreshed(credentials: Credentials) -> None:
+        expiration = credentials.expiration
         metrics.credentials_expiry.set(expiration.timestamp() if expiration else 0)
 
     def failed(error: BaseException) -> None:
