@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum, IntFlag
 
 
@@ -34,15 +34,6 @@ class LocalEntry:
     mode: int
     ino: int
 
-    def same_content(self, other: LocalEntry) -> bool:
-        """Same inode, size and mtime: the content cannot have changed through a normal write."""
-        return (
-            self.kind == other.kind
-            and self.size == other.size
-            and self.mtime_ns == other.mtime_ns
-            and self.ino == other.ino
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class RemoteEntry:
@@ -56,8 +47,17 @@ class RemoteEntry:
     mtime_ns: int | None = None
     mode: int | None = None
 
+    @classmethod
+    def written(cls, local: LocalEntry, etag: str) -> RemoteEntry:
+        """What S3 holds after we uploaded `local` and it answered `etag`."""
+        is_dir = local.kind is Kind.DIR
+        return cls(etag, 0 if is_dir else local.size, "", is_dir, local.mtime_ns, local.mode)
+
     def same_object(self, other: RemoteEntry) -> bool:
         return self.etag == other.etag and self.size == other.size and self.is_dir == other.is_dir
+
+    def with_metadata(self, mtime_ns: int | None, mode: int | None) -> RemoteEntry:
+        return replace(self, mtime_ns=mtime_ns, mode=mode)
 
 
 @dataclass(frozen=True, slots=True)

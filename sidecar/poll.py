@@ -1,7 +1,9 @@
-"""Finding remote changes: list the prefix, compare with what we knew, hand changed paths on.
+"""Finding remote changes: list the prefix every interval, fold the listing into the state
+(`apply_snapshot`), and hand the paths whose remote side changed to the download pool.
 
-Shaped like Home Assistant's DataUpdateCoordinator: one typed loop, one listing at a time, an
-explicit record of the last success and the last failure, and no exception ever escaping.
+Shaped like Home Assistant's DataUpdateCoordinator: one typed loop (`run`), one listing at a
+time, an explicit record of the last success and the last failure, logs on transitions only, and
+no exception ever escaping (`poll`).
 
 A listing describes S3 at the moment it *started*: a path our own request changed after that
 moment keeps what that request told us, so a poll can never undo a fresh upload or delete.
@@ -9,6 +11,7 @@ moment keeps what that request told us, so a poll can never undo a fresh upload 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -18,7 +21,9 @@ from dataclasses import dataclass, field, replace
 from .keys import KeyMapper, SkipReason, UnsyncableName, parents_of
 from .metrics import Metrics
 from .model import Kind, RemoteEntry
+from .reconcile import too_many_deletions
 from .s3.client import S3Client
+from .scheduler import DOWNLOAD, Scheduler
 from .state import SyncState
 
 log = logging.getLogger("sidecar.poll")
@@ -37,6 +42,13 @@ class Applied:
     held_deletions: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class PollSettings:
+    interval: float  # seconds between listings
+    max_delete_percent: float
+    trust_after: float  # mobius3's local_modification_persistance
+
+
 class Poller:
     def __init__(
         self,
@@ -45,11 +57,17 @@ class Poller:
         keys: KeyMapper,
         exclude_remote: re.Pattern[str],
         metrics: Metrics,
+        state: SyncState,
+        scheduler: Scheduler,
+        settings: PollSettings,
     ) -> None:
         self._s3 = s3
         self._keys = keys
         self._exclude = exclude_remote
         self._metrics = metrics
+        self._state = state
+        self._scheduler = scheduler
+        self.settings = settings
         self._reported: set[str] = set()
         self.last_success: float | None = None  # wall clock
         self.last_success_monotonic: float | None = None
@@ -109,8 +127,49 @@ class Poller:
         self._metrics.inc(self._metrics.polls, "ok")
 
     def failed(self, error: BaseException) -> None:
+        if self.last_error is None:
+            log.warning("poll failed: %s", error)
         self.last_error = f"{type(error).__name__}: {error}"
         self._metrics.inc(self._metrics.polls, "error")
+
+    async def run(self) -> None:
+        """Poll every interval, forever."""
+        while True:
+            await asyncio.sleep(self.settings.interval)
+            await self.poll()
+
+    async def poll(self) -> None:
+        """List the prefix and sync whatever changed in S3. Never raises."""
+        try:
+            snapshot = await self.list()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self.failed(error)
+            return
+        settings = self.settings
+        applied = apply_snapshot(
+            self._state,
+            snapshot,
+            busy=self._scheduler.is_busy,
+            max_delete_percent=settings.max_delete_percent,
+            initial=False,
+            trust_after=settings.trust_after,
+        )
+        if self.last_error is not None:
+            log.info("poll succeeded again")
+        self.succeeded()
+        if applied.held_deletions:
+            self._metrics.delete_guard_trips.inc()
+            log.error(
+                "S3 lists %d fewer synced files than before, more than the max-delete guard "
+                "(%g%%) allows: not deleting them locally. If this is intended, raise "
+                "SYNC_MAX_DELETE_PERCENT and restart.",
+                applied.held_deletions,
+                settings.max_delete_percent,
+            )
+        for rel in applied.changed:
+            self._scheduler.submit(rel, DOWNLOAD)
 
 
 def apply_snapshot(
@@ -189,8 +248,9 @@ def apply_snapshot(
         for rel in removed
         if (ps := state.paths[rel]).synced is not None and ps.synced.local.kind is not Kind.DIR
     ]
-    limit = max(10.0, state.synced_count * max_delete_percent / 100.0)
-    if not initial and max_delete_percent < 100 and len(local_deletions) > limit:
+    if not initial and too_many_deletions(
+        len(local_deletions), state.synced_files, max_delete_percent
+    ):
         applied.held_deletions = len(local_deletions)
         held = set(local_deletions)
         removed = [rel for rel in removed if rel not in held]
@@ -199,11 +259,7 @@ def apply_snapshot(
         state.set_remote(rel, None)
         applied.changed.append(rel)
 
-    for rel in snapshot.shadowed:
-        state.get(rel).shadowed = True
-    for rel, ps in state.paths.items():
-        if ps.shadowed and rel not in snapshot.shadowed:
-            ps.shadowed = False
+    state.set_shadowed(snapshot.shadowed)
 
     for parent in touched_parents:
         if before.get(parent, False) != (state.remote_children(parent) > 0):

@@ -12,7 +12,11 @@ Safety rules encoded here:
 - a local change that is not yet uploaded is never overwritten: it wins, and a concurrent remote
   change is kept beside it as a conflict copy;
 - a remote change beats a local delete (nothing is lost: the file comes back);
-- a local file is deleted only when it is exactly the version last synced.
+- a local file is deleted only when it is exactly the version last synced;
+- an excluded path is never touched; nothing is done to the folder because of S3 for a path
+  whose remote side is unknown (shadowed by a file key above it), nor while stopping (except a
+  conflict, which still carries a local change to upload);
+- more deletions at once than the max-delete guard allows are held back (`too_many_deletions`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Op(Enum):
     RMDIR = "rmdir"
     APPLY_REMOTE_META = "apply_remote_meta"  # same object, new metadata (another client's chmod)
     CONFLICT = "conflict"  # both sides changed: keep both
+    DEFER = "defer"  # not now (shadowed remote side, or stopping): leave the path as it is
 
 
 class Winner(Enum):
@@ -55,6 +60,9 @@ class Facts:
     hint: Hint = Hint.NONE
     writing: bool = False  # modified and not yet closed
     initial: bool = False  # restoring at start: the app is not running yet
+    excluded: bool = False  # matched by the local exclude pattern: never synced
+    shadowed: bool = False  # a file key above it hides its remote side
+    stopping: bool = False  # shutting down: only local changes still go to S3
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +80,36 @@ WAIT = Decision(Op.WAIT)
 FORGET = Decision(Op.FORGET)
 
 
+# Decisions that act on the local folder because of what S3 says.
+_REMOTE_DRIVEN = frozenset(
+    {Op.DOWNLOAD, Op.DELETE_LOCAL, Op.RMDIR, Op.MKDIR, Op.APPLY_REMOTE_META, Op.CONFLICT}
+)
+# Of those, what waits while stopping: a conflict still carries a local change to upload.
+_DEFERRED_AT_STOP = _REMOTE_DRIVEN - {Op.CONFLICT}
+EXCLUDED = Decision(Op.SKIP, reason="excluded")
+DEFER = Decision(Op.DEFER)
+
+
 def reconcile(f: Facts) -> Decision:
+    if f.excluded:
+        return EXCLUDED
+    decision = _decide(f)
+    if (f.shadowed and decision.op in _REMOTE_DRIVEN) or (
+        f.stopping and decision.op in _DEFERRED_AT_STOP
+    ):
+        return DEFER
+    return decision
+
+
+def too_many_deletions(deletions: int, files: int, max_delete_percent: float) -> bool:
+    """The max-delete guard (rclone bisync's): more than `max_delete_percent` of the synced
+    files, and more than 10, would be deleted at once. `100` turns it off."""
+    if max_delete_percent >= 100:
+        return False
+    return deletions > max(10.0, files * max_delete_percent / 100.0)
+
+
+def _decide(f: Facts) -> Decision:
     local, remote, synced = f.local, f.remote, f.synced
     if local is not None and local.kind is Kind.OTHER:
         return Decision(Op.SKIP, reason="unsupported_type")

@@ -129,12 +129,13 @@ class Scheduler:
     def is_busy(self, rel: str) -> bool:
         return rel in self._running or rel in self._queued or rel in self._delayed
 
-    def busy(self) -> bool:
+    def has_work(self) -> bool:
+        """Anything queued, running, or waiting for a retry."""
         return bool(self._queued or self._running or self._delayed)
 
     async def wait_idle(self) -> None:
         """Until nothing is queued, running, or waiting for a retry."""
-        while self.busy():
+        while self.has_work():
             self._idle.clear()
             await self._idle.wait()
 
@@ -158,5 +159,5 @@ class Scheduler:
                 again = self._again.pop(rel, None)
                 if again is not None:
                     self.submit(rel, again)
-                if not self.busy():
+                if not self.has_work():
                     self._idle.set()

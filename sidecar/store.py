@@ -171,10 +171,6 @@ class SyncedStore:
     def note(self, rel: str, synced: Synced | None) -> None:
         self._pending[rel] = synced
 
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
     async def flush(self) -> None:
         if not self._pending:
             return

@@ -99,16 +99,16 @@ def _list_dirs(root: str, rel_dirs: list[str]) -> list[tuple[str, list[tuple[str
 
 
 class Watcher:
+    _sink: LocalChanges  # set by start()
+
     def __init__(
         self,
         root: str,
         reserved: str,
-        sink: LocalChanges,
         on_error: Callable[[str, BaseException], None],
     ) -> None:
         self._root = root
         self._reserved = reserved
-        self._sink = sink
         self._on_error = on_error
         self._inotify: Inotify | None = None
         self._fd = -1
@@ -124,8 +124,12 @@ class Watcher:
     def watch_count(self) -> int:
         return len(self._rel_by_wd)
 
-    async def start(self) -> None:
-        """Watch the whole tree and report every entry in it through `found`."""
+    async def start(self, sink: LocalChanges) -> None:
+        """Watch the whole tree, report every entry in it through `sink.found`, then every
+        change. `barrier()` may be called before: it has nothing to drain then."""
+        if self._inotify is not None:
+            raise RuntimeError("Watcher already started")
+        self._sink = sink
         self._loop = asyncio.get_running_loop()
         inotify = Inotify()
         self._inotify = inotify

@@ -7,7 +7,7 @@ import stat
 
 from conftest import Bucket, eventually, in_thread, metric, requests
 
-from sidecar.localfs import parse_mode, parse_mtime
+from sidecar.s3.metadata import parse_mode, parse_mtime
 
 
 def content_of(bucket: Bucket, key: str, expected: bytes) -> None:

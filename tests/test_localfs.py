@@ -16,14 +16,16 @@ from sidecar.localfs import (
     conflict_name,
     ensure_parents,
     entry_from_stat,
+    local_entry,
+)
+from sidecar.model import Kind
+from sidecar.s3.metadata import (
     format_mode,
     format_mtime,
-    local_entry,
     parse_http_date,
     parse_mode,
     parse_mtime,
 )
-from sidecar.model import Kind
 
 NS = 1_000_000_000
 

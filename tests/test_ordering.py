@@ -56,7 +56,7 @@ async def test_a_change_cancels_a_waiting_retry() -> None:
     scheduler.start()
     try:
         scheduler.later("x", DOWNLOAD, 3600)
-        assert scheduler.busy() and scheduler.delayed() == 1
+        assert scheduler.has_work() and scheduler.delayed() == 1
         scheduler.submit("x", DOWNLOAD)  # something changed: no need to wait for the backoff
         await asyncio.wait_for(scheduler.wait_idle(), 5)
         assert passes == [DOWNLOAD]
@@ -109,7 +109,7 @@ async def test_writes_and_deletes_of_one_key_reach_s3_in_order(
     path.write_bytes(b"version 99")
 
     await eventually(lambda: in_thread(lambda: bucket.get("churn.txt") == b"version 99"))
-    await asyncio.wait_for(syncer._scheduler.wait_idle(), 30)
+    await asyncio.wait_for(syncer._running().scheduler.wait_idle(), 30)
     listing = await in_thread(
         lambda: bucket.client.list_object_versions(Bucket=bucket.name, Prefix="churn.txt")
     )

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
-from sidecar.reconcile import Decision, Facts, Op, Winner, reconcile
+from sidecar.reconcile import Decision, Facts, Op, Winner, reconcile, too_many_deletions
 
 # -- fixtures as values ------------------------------------------------------------------------
 
@@ -332,6 +332,42 @@ ROWS: list[tuple[str, Facts, Decision]] = [
         D(Op.FORGET),
     ),
     ("dir_deleted_both", Facts(None, None, SYNCED_DIR), D(Op.FORGET)),
+    # -- excluded, shadowed, stopping -----------------------------------------------------
+    ("excluded_local_only", Facts(None, None, None, excluded=True), D(Op.SKIP, reason="excluded")),
+    (
+        "excluded_remote_changed",
+        Facts(None, OBJ_CHANGED, SYNCED_FILE, excluded=True),
+        D(Op.SKIP, reason="excluded"),
+    ),
+    ("shadowed_remote_only", Facts(None, OBJ, None, shadowed=True), D(Op.DEFER)),
+    ("shadowed_remote_gone", Facts(FILE, None, SYNCED_FILE, shadowed=True), D(Op.DEFER)),
+    ("shadowed_marker", Facts(None, MARKER, None, shadowed=True), D(Op.DEFER)),
+    (
+        "shadowed_conflict",
+        Facts(GROWN, OBJ_CHANGED, SYNCED_FILE, shadowed=True),
+        D(Op.DEFER),
+    ),
+    # a shadowed path's local changes still go to S3
+    ("shadowed_local_only", Facts(FILE, None, None, shadowed=True), UPLOAD_NEW),
+    ("stopping_remote_only", Facts(None, OBJ, None, stopping=True), D(Op.DEFER)),
+    ("stopping_remote_gone", Facts(FILE, None, SYNCED_FILE, stopping=True), D(Op.DEFER)),
+    ("stopping_remote_dir_gone", Facts(DIR, None, SYNCED_DIR, stopping=True), D(Op.DEFER)),
+    (
+        "stopping_remote_meta",
+        Facts(FILE, OBJ_NEW_LM, SYNCED_FILE, stopping=True),
+        D(Op.DEFER),
+    ),
+    # a conflict still carries a local change: it goes on while stopping
+    (
+        "stopping_conflict",
+        Facts(GROWN, OBJ_CHANGED, SYNCED_FILE, stopping=True),
+        D(Op.CONFLICT, if_match="e1", winner=Winner.LOCAL),
+    ),
+    (
+        "stopping_local_change",
+        Facts(GROWN, OBJ, SYNCED_FILE, stopping=True, hint=Hint.CONTENT),
+        D(Op.UPLOAD, if_match="e0"),
+    ),
 ]
 
 
@@ -666,3 +702,18 @@ def test_invariant_holds_over_the_sweep(
             invariant(f, d)
         except AssertionError as error:
             raise AssertionError(f"{f} -> {d}") from error
+
+
+@pytest.mark.parametrize(
+    ("deletions", "files", "percent", "trips"),
+    [
+        (10, 10, 50, False),  # never for 10 files or fewer
+        (11, 12, 50, True),
+        (50, 100, 50, False),  # exactly the limit is allowed
+        (51, 100, 50, True),
+        (1000, 1000, 100, False),  # 100 turns it off
+        (11, 0, 0, True),
+    ],
+)
+def test_delete_guard(deletions: int, files: int, percent: float, trips: bool) -> None:
+    assert too_many_deletions(deletions, files, percent) is trips

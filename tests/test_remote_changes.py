@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import Bucket, eventually, in_thread, metric, requests
 
-from sidecar.localfs import format_mode, format_mtime
+from sidecar.s3.metadata import format_mode, format_mtime
 
 
 def read(path: Path) -> bytes | None:
@@ -104,7 +104,7 @@ async def test_local_unsynced_change_survives_remote_change(syncer_factory, buck
         file.write(b"LOCAL EDIT")
         file.flush()
         await syncer.poll_once()
-        syncer._watcher.barrier()
+        syncer._running().watcher.barrier()
         assert read(folder / "shared.txt") == b"LOCAL EDIT", "local change overwritten"
     # Closed: the local version keeps the name and goes to S3; the remote one is kept too.
 

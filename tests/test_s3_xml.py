@@ -314,7 +314,7 @@ def test_build_complete_multipart_is_one_bytes_document() -> None:
 
 def test_listing_and_head_dates_compare_equal() -> None:
     """A listing's LastModified and a HEAD's Last-Modified name the same instant alike."""
-    from sidecar.localfs import normalize_last_modified
+    from sidecar.s3.metadata import normalize_last_modified
 
     assert normalize_last_modified("2024-01-02T03:04:05.000Z") == "1704164645"
     assert normalize_last_modified("Tue, 02 Jan 2024 03:04:05 GMT") == "1704164645"

@@ -11,8 +11,8 @@ import pytest
 from conftest import REGION, Bucket, eventually, in_thread, requests
 
 from sidecar import Syncer
-from sidecar.localfs import format_mode, format_mtime
 from sidecar.s3.client import S3Error
+from sidecar.s3.metadata import format_mode, format_mtime
 
 
 async def test_restore_before_start_returns(syncer_factory, bucket: Bucket) -> None:

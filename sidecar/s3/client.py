@@ -30,10 +30,10 @@ from ..aws.sigv4 import (
     quote_path,
     sign_request,
 )
-from ..localfs import normalize_last_modified, parse_http_date, parse_mode, parse_mtime
 from ..metrics import Metrics
 from ..model import normalize_etag
 from . import xml
+from .metadata import normalize_last_modified, parse_http_date, parse_mode, parse_mtime
 
 log = logging.getLogger("sidecar.s3")
 
@@ -137,7 +137,7 @@ class Endpoint:
 class ObjectHead:
     etag: str
     size: int
-    last_modified: str  # normalised (see model.normalize_last_modified)
+    last_modified: str  # normalised (see metadata.normalize_last_modified)
     modified_ns: int | None  # Last-Modified as a time
     mtime_ns: int | None
     mode: int | None

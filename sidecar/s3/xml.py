@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
-from ..localfs import normalize_last_modified
 from ..model import normalize_etag
+from .metadata import normalize_last_modified
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,133 @@
+"""Both sides changed: keep both. The version that keeps the name is the local one (a local
+change not yet uploaded is never overwritten), or at start, with no history, the newer mtime;
+the other is kept beside it as `name.sync-conflict-YYYYMMDD-HHMMSS.ext` (`conflict_name`, in
+localfs.py) and uploaded too.
+
+Often both sides are the same file (a restart on a volume that survived): that is proven before
+anything is transferred, by MD5 against a single-part ETag, or for a multipart object by size and
+mtime; failing that, the object is fetched and compared byte for byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from datetime import UTC, datetime
+
+from .download import Downloads
+from .localfs import conflict_name, entry_from_stat
+from .model import Hint, Kind
+from .operation import Followup, Job, Workspace, fetched
+from .reconcile import Decision, Op, Winner
+from .upload import READ_CHUNK, Uploads, is_plain_md5
+
+log = logging.getLogger("sidecar.conflict")
+
+
+def link_as_conflict(ws: Workspace, source: str, rel: str) -> str:
+    """Give `source` a free conflict-copy name beside `rel` (link: never overwrites)."""
+    moment = datetime.now(UTC)
+    for attempt in range(1000):
+        name = conflict_name(rel, moment, attempt)
+        try:
+            os.link(source, ws.path(name), follow_symlinks=False)
+        except FileExistsError:
+            continue
+        return name
+    raise FileExistsError(rel)
+
+
+class Conflicts:
+    def __init__(self, workspace: Workspace, uploads: Uploads, downloads: Downloads) -> None:
+        self._ws = workspace
+        self._uploads = uploads
+        self._downloads = downloads
+
+    async def resolve(self, job: Job) -> None:
+        local, remote = job.facts.local, job.facts.remote
+        assert local is not None and remote is not None  # reconcile: both sides exist
+        ws = self._ws
+        rel = job.rel
+        path = ws.path(rel)
+        # Prove sameness cheaply first: by MD5 against a single-part ETag, locally...
+        if local.kind is Kind.FILE and local.size == remote.size and is_plain_md5(remote.etag):
+            digest = await ws.loop.run_in_executor(None, _md5_of, path)
+            if digest == remote.etag:
+                ws.recheck(job, local)
+                ws.state.record(rel, local, remote)
+                return
+        # ...or, for a multipart object, by size and mtime as rclone does by default.
+        elif job.decision.winner is Winner.NEWER and local.size == remote.size:
+            head = await ws.s3.head_object(ws.keys.key_for_rel(rel))
+            if head is not None and head.etag == remote.etag and head.mtime_ns == local.mtime_ns:
+                ws.state.agree(rel, local, remote.with_metadata(head.mtime_ns, head.mode))
+                return
+        temp, head = await self._downloads.fetch(rel, remote)
+        try:
+            on_disk = entry_from_stat(os.lstat(temp))
+            remote_entry = fetched(remote, head)
+            if (
+                local.kind is on_disk.kind
+                and local.size == on_disk.size
+                and await ws.loop.run_in_executor(None, _same_content, path, temp)
+            ):
+                ws.recheck(job, local)
+                ws.state.agree(rel, local, remote_entry)
+                return
+            local_wins = job.decision.winner is Winner.LOCAL or local.mtime_ns >= on_disk.mtime_ns
+            ws.recheck(job, local)
+            if local_wins:
+                copy = link_as_conflict(ws, temp, rel)
+                job.followups.append(Followup(copy, Hint.CONTENT))
+                ws.state.set_remote(rel, remote_entry)
+                self._log(rel, copy, "the local version keeps the name, the S3 version")
+                upload = Decision(Op.UPLOAD, if_match=remote_entry.etag)
+                await self._uploads.upload(
+                    Job(rel, job.facts, upload, job.ps, job.gen, job.followups)
+                )
+            else:
+                copy = link_as_conflict(ws, path, rel)
+                job.followups.append(Followup(copy, Hint.CONTENT))
+                os.replace(temp, path)
+                ws.state.agree(rel, on_disk, remote_entry)
+                self._log(rel, copy, "the newer S3 version keeps the name, the local version")
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+
+    def _log(self, rel: str, copy: str, which: str) -> None:
+        self._ws.metrics.conflicts.inc()
+        log.warning(
+            "conflict on %s: both sides changed; %s is kept as %s",
+            rel,
+            which,
+            copy,
+            extra={"path": rel, "operation": "conflict"},
+        )
+
+
+def _md5_of(path: str) -> str:
+    md5 = hashlib.md5()  # noqa: S324
+    with open(path, "rb") as file:
+        while chunk := file.read(READ_CHUNK):
+            md5.update(chunk)
+    return md5.hexdigest()
+
+
+def _same_content(first: str, second: str) -> bool:
+    """Byte-for-byte equality; for symlinks, the targets (never followed)."""
+    if os.path.islink(first) or os.path.islink(second):
+        try:
+            return os.readlink(first) == os.readlink(second)
+        except OSError:
+            return False
+    with open(first, "rb") as a, open(second, "rb") as b:
+        while True:
+            chunk_a = a.read(READ_CHUNK)
+            chunk_b = b.read(READ_CHUNK)
+            if chunk_a != chunk_b:
+                return False
+            if not chunk_a:
+                return True

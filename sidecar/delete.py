@@ -1,0 +1,92 @@
+"""Deletes, on either side: a key whose file was deleted here (`delete_remote`), a file whose key
+was deleted in S3 (`delete_local`), and a directory left empty by S3 (`rmdir`).
+
+A local file is deleted only when it is exactly the version last synced: it is first moved aside
+into the working folder and compared there, and put back if it changed in the instant between
+the check and the move (if the name was taken meanwhile, it becomes a conflict copy: nothing is
+lost). A remote delete is conditional on the ETag last seen (`If-Match`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+
+from .conflict import link_as_conflict
+from .keys import parents_of
+from .localfs import local_entry
+from .model import Hint, Kind
+from .operation import Followup, Job, LocalChanged, Workspace
+
+log = logging.getLogger("sidecar.delete")
+
+
+class Deletes:
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+
+    async def delete_remote(self, job: Job) -> None:
+        ws = self._ws
+        rel = job.rel
+        remote = job.facts.remote
+        is_dir = remote.is_dir if remote is not None else False
+        key = ws.keys.key_for_rel(rel, is_dir=is_dir)
+        await ws.s3.delete_object(key, if_match=job.decision.if_match)
+        ws.state.wrote_remote(rel, None, None)
+        ws.metrics.inc(ws.metrics.deletes, "remote", "ok")
+        log.info(
+            "deleted %s from S3", rel, extra={"path": rel, "key": key, "operation": "delete_remote"}
+        )
+        parents = parents_of(rel)
+        if parents:
+            # The parent may have lost its last key: it decides whether to keep a marker.
+            job.followups.append(Followup(parents[-1], Hint.CHILD_REMOVED))
+
+    async def delete_local(self, job: Job) -> None:
+        expected = job.facts.local
+        assert expected is not None  # reconcile deletes only what exists here
+        ws = self._ws
+        rel = job.rel
+        ws.recheck(job, expected)
+        aside = ws.temp_path()
+        os.rename(ws.path(rel), aside)
+        if local_entry(aside) != expected:
+            # Changed in the instant between the check and the move: put it back.
+            self._put_back(job, aside)
+            raise LocalChanged(rel)
+        os.unlink(aside)
+        ws.state.forget(rel)
+        ws.metrics.inc(ws.metrics.deletes, "local", "ok")
+        log.info(
+            "deleted %s locally (deleted in S3)",
+            rel,
+            extra={"path": rel, "operation": "delete_local"},
+        )
+
+    def _put_back(self, job: Job, aside: str) -> None:
+        """Undo a move aside; if the name was taken meanwhile, keep the file as a copy."""
+        ws = self._ws
+        try:
+            os.link(aside, ws.path(job.rel), follow_symlinks=False)
+        except FileExistsError:
+            copy = link_as_conflict(ws, aside, job.rel)
+            job.followups.append(Followup(copy, Hint.CONTENT))
+        os.unlink(aside)
+
+    async def rmdir(self, job: Job) -> None:
+        ws = self._ws
+        rel = job.rel
+        ws.barrier()
+        path = ws.path(rel)
+        entry = local_entry(path)
+        if entry is None or entry.kind is not Kind.DIR:
+            raise LocalChanged(rel)
+        try:
+            os.rmdir(path)
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return  # something local is still in it: keep it, the next poll retries
+            raise
+        ws.state.forget(rel)
+        ws.metrics.inc(ws.metrics.deletes, "local", "ok")

@@ -1,0 +1,197 @@
+"""S3 to local: objects (`download`), directories (`mkdir`), another client's chmod/touch
+(`apply_remote_meta`), and the fetch into the working folder that conflicts use too.
+
+A download never shows a partial file: the object lands in the hidden working folder, is checked
+(length, and MD5 when the ETag is a plain MD5 and not SSE-KMS), gets its mode and mtime, and is
+then moved into place only if the local path is still exactly what the decision saw. Into an
+empty name it is linked (`link()` fails if a file appeared meanwhile, which is never clobbered);
+over a file, it is renamed. A parent that is a symlink or a file is refused (UnsafeParentError):
+a key never writes outside the folder. Only permission bits are applied from S3, never
+setuid, setgid or sticky.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import stat
+from collections.abc import Callable
+
+import aiohttp
+
+from .localfs import PERMISSION_BITS, ensure_parents, entry_from_stat, local_entry
+from .model import Kind, LocalEntry, RemoteEntry
+from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace, fetched
+from .s3.client import ObjectHead
+from .upload import READ_CHUNK, is_plain_md5, verifiable
+
+log = logging.getLogger("sidecar.download")
+
+SYMLINK_MAX = 4096
+
+
+class Downloads:
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+
+    async def fetch(self, rel: str, remote: RemoteEntry) -> tuple[str, ObjectHead]:
+        """GET the object into a temporary file in the working folder, metadata applied."""
+        ws = self._ws
+        key = ws.keys.key_for_rel(rel)
+        response = await ws.s3.get_object(key, if_match=remote.etag)
+        temp = ws.temp_path()
+        try:
+            head = ObjectHead.from_headers(response.headers)
+            mode = head.mode
+            is_symlink = mode is not None and stat.S_ISLNK(mode)
+            if is_symlink:
+                if head.size > SYMLINK_MAX:
+                    raise IntegrityError(f"symlink object {key!r} is too large")
+                target = await response.read()
+                os.symlink(target, temp)
+            else:
+                await self._write_body(response, temp, head, key)
+        except BaseException:
+            response.release()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        response.release()
+        mtime_ns = head.mtime_ns
+        if mtime_ns is None:
+            mtime_ns = head.modified_ns
+        try:
+            if mode is not None and not is_symlink:
+                os.chmod(temp, stat.S_IMODE(mode) & PERMISSION_BITS)
+            if mtime_ns is not None:
+                os.utime(temp, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+        except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        ws.metrics.downloaded_bytes.inc(head.size)
+        return temp, head
+
+    async def _write_body(
+        self, response: aiohttp.ClientResponse, temp: str, head: ObjectHead, key: str
+    ) -> None:
+        md5 = hashlib.md5()  # noqa: S324
+        loop = self._ws.loop
+        received = 0
+        # 0o666 less the umask, like any new file, when the object carries no mode.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            buffer: list[bytes] = []
+            buffered = 0
+            async for chunk in response.content.iter_chunked(256 * 1024):
+                buffer.append(chunk)
+                buffered += len(chunk)
+                received += len(chunk)
+                if buffered >= READ_CHUNK:
+                    block = b"".join(buffer)
+                    buffer.clear()
+                    buffered = 0
+                    await loop.run_in_executor(None, _write_all, fd, block, md5.update)
+                    self._ws.progress()
+            if buffer:
+                _write_all(fd, b"".join(buffer), md5.update)
+        finally:
+            os.close(fd)
+        if received != head.size:
+            raise IntegrityError(f"{key!r}: received {received} bytes of {head.size}")
+        if is_plain_md5(head.etag) and verifiable(head.encryption) and md5.hexdigest() != head.etag:
+            raise IntegrityError(f"{key!r}: content does not match its ETag")
+
+    def _ensure_parents(self, rel: str) -> None:
+        """Create the directories above `rel`, and record them (they exist because of S3)."""
+        ws = self._ws
+        for parent in ensure_parents(ws.settings.root, rel):
+            entry = local_entry(ws.path(parent))
+            if entry is not None:
+                ws.state.record(parent, entry, None)
+
+    def _install(self, temp: str, rel: str, expected: LocalEntry | None) -> None:
+        """Put `temp` at `rel`: never over a file that appeared since the decision."""
+        target = self._ws.path(rel)
+        if expected is None:
+            try:
+                os.link(temp, target, follow_symlinks=False)
+            except FileExistsError as error:
+                raise LocalChanged(rel) from error
+            except OSError as error:
+                if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                os.rename(temp, target)  # no hard links here: the check just made must do
+                return
+            os.unlink(temp)
+        else:
+            os.replace(temp, target)
+
+    async def download(self, job: Job) -> None:
+        remote = job.facts.remote
+        assert remote is not None  # reconcile downloads only what S3 holds
+        ws = self._ws
+        rel = job.rel
+        temp, head = await self.fetch(rel, remote)
+        try:
+            on_disk = entry_from_stat(os.lstat(temp))
+            self._ensure_parents(rel)
+            ws.recheck(job, job.facts.local)
+            self._install(temp, rel, job.facts.local)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        ws.state.agree(rel, on_disk, fetched(remote, head))
+        ws.metrics.inc(ws.metrics.downloads, "ok")
+        log.info(
+            "downloaded %s", rel, extra={"path": rel, "bytes": head.size, "operation": "download"}
+        )
+
+    async def mkdir(self, job: Job) -> None:
+        ws = self._ws
+        rel = job.rel
+        self._ensure_parents(rel)
+        path = ws.path(rel)
+        with contextlib.suppress(FileExistsError):  # made since the decision: fine if a dir
+            os.mkdir(path)
+        entry = local_entry(path)
+        if entry is None or entry.kind is not Kind.DIR:
+            raise LocalChanged(rel)
+        ws.state.record(rel, entry, job.facts.remote)
+
+    async def apply_remote_meta(self, job: Job) -> None:
+        """Same object, new metadata (another client's chmod or touch): apply it here."""
+        local, remote = job.facts.local, job.facts.remote
+        assert local is not None and remote is not None  # reconcile: both sides exist
+        ws = self._ws
+        rel = job.rel
+        head = await ws.s3.head_object(ws.keys.key_for_rel(rel))
+        if head is None or head.etag != remote.etag:
+            raise RemoteChanged(rel)
+        ws.recheck(job, local)
+        path = ws.path(rel)
+        if (
+            local.kind is Kind.FILE
+            and head.mode is not None
+            and stat.S_IMODE(head.mode) & PERMISSION_BITS != stat.S_IMODE(local.mode)
+        ):
+            os.chmod(path, stat.S_IMODE(head.mode) & PERMISSION_BITS)
+        if head.mtime_ns is not None and head.mtime_ns != local.mtime_ns:
+            os.utime(path, ns=(head.mtime_ns, head.mtime_ns), follow_symlinks=False)
+        updated = local_entry(path)
+        if updated is None:
+            raise LocalChanged(rel)
+        ws.state.agree(rel, updated, remote.with_metadata(head.mtime_ns, head.mode))
+        ws.metrics.inc(ws.metrics.metadata_updates, "local", "ok")
+
+
+def _write_all(fd: int, data: bytes, update: Callable[[bytes], object]) -> None:
+    update(data)
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

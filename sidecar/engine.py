@@ -1,0 +1,266 @@
+"""The running parts of a started `Syncer`, built together and closed together.
+
+Data flows one way: inotify events (`LocalEvents`) and listings (`Poller`) mark paths dirty in
+the `Scheduler`; its workers run one `Pipeline` pass per path (facts, `reconcile`, `Executor`).
+`Restore` runs once before the background loops start; `Health` turns the parts' signals into
+liveness and readiness. Every part is built in `__init__` (inside the running loop), so none is
+ever missing; `start`, `drain` and `close` are called once each, in that order, by `Syncer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from typing import Any, cast
+
+import aiohttp
+
+from .aws.credentials import CredentialsProvider
+from .executor import Executor
+from .health import Health
+from .keys import KeyMapper
+from .local_events import LocalEvents
+from .metrics import Metrics
+from .operation import ExecutorSettings, Workspace
+from .options import SyncOptions
+from .pipeline import Pipeline
+from .poll import Poller, PollSettings
+from .restore import Restore
+from .s3.client import S3Client
+from .scheduler import DOWNLOAD, UPLOAD, Direction, Scheduler
+from .state import SyncState
+from .store import SyncedStore
+from .watch import Watcher
+
+log = logging.getLogger("sidecar")
+
+
+class Engine:
+    def __init__(
+        self,
+        options: SyncOptions,
+        metrics: Metrics,
+        credentials: CredentialsProvider,
+        *,
+        owns_credentials: bool,
+    ) -> None:
+        self.options = options
+        self.metrics = metrics
+        self.credentials = credentials
+        self._owns_credentials = owns_credentials
+        self.stopping = False
+        self._watching = False
+        self._closed = False
+        self._tasks: list[asyncio.Task[None]] = []
+        root, work_dir = options.root, options.work_dir
+        self.health = Health(
+            stall_timeout=options.stall_timeout, poll_interval=options.poll_interval
+        )
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=options.connections,
+                limit_per_host=options.connections,
+                ttl_dns_cache=300,
+                ssl=options.ssl if options.ssl is not None else True,
+            ),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+        )
+        self.s3 = S3Client(
+            session=self.session,
+            endpoint=options.endpoint,
+            bucket=options.bucket,
+            region=options.region,
+            credentials=credentials,
+            metrics=metrics,
+            on_reachable=self.health.set_reachable,
+        )
+        keys = KeyMapper(options.prefix, len(os.fsencode(root)), options.work_name)
+        self.state = SyncState()
+        self.scheduler = Scheduler(
+            lambda rel, direction: self.pipeline.process(rel, direction),  # noqa: PLW0108 - built below
+            {UPLOAD: options.upload_workers, DOWNLOAD: options.download_workers},
+        )
+        self.watcher = Watcher(root, options.work_name, self._watch_failed)
+        self.events = LocalEvents(
+            root=root,
+            state=self.state,
+            scheduler=self.scheduler,
+            watcher=self.watcher,
+            metrics=metrics,
+            exclude_local=options.exclude_local,
+            upload_on_create=options.upload_on_create,
+            open_file_timeout=options.open_file_timeout,
+        )
+        self.poller = Poller(
+            s3=self.s3,
+            keys=keys,
+            exclude_remote=options.exclude_remote,
+            metrics=metrics,
+            state=self.state,
+            scheduler=self.scheduler,
+            settings=PollSettings(
+                options.poll_interval, options.max_delete_percent, options.trust_after
+            ),
+        )
+        self.store = SyncedStore(os.path.join(work_dir, "state.sqlite3"), options.identity)
+        self.restore = Restore(
+            root=root,
+            state=self.state,
+            store=self.store,
+            poller=self.poller,
+            metrics=metrics,
+            max_delete_percent=options.max_delete_percent,
+        )
+        workspace = Workspace(
+            settings=ExecutorSettings(
+                root=root,
+                work_dir=work_dir,
+                multipart_threshold=options.multipart_threshold,
+                multipart_chunksize=options.multipart_chunksize,
+                multipart_concurrency=options.multipart_concurrency,
+            ),
+            keys=keys,
+            s3=self.s3,
+            state=self.state,
+            metrics=metrics,
+            barrier=self.watcher.barrier,
+            progress=self.health.progressed,
+        )
+        self.pipeline = Pipeline(
+            state=self.state,
+            executor=Executor(workspace),
+            scheduler=self.scheduler,
+            metrics=metrics,
+            excluded=self.events.excluded,
+            stopping=lambda: self.stopping,
+            submit=self.events.submit,
+            passed=self.restore.passed,
+        )
+        scheduler = self.scheduler
+        metrics.bind_gauges(
+            queue_depth=lambda d: float(scheduler.queued(cast(Direction, d))),
+            in_flight=lambda d: float(scheduler.running(cast(Direction, d))),
+            oldest_pending=self._oldest_pending_age,
+            files_tracked=lambda: float(self.state.synced_count),
+            watches=lambda: float(self.watcher.watch_count),
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Restore the bucket into the folder, then start the background loops."""
+        options = self.options
+        log.info("starting: %s <-> s3://%s/%s", options.root, options.bucket, options.prefix)
+        os.makedirs(options.work_dir, exist_ok=True)
+        _clean_work_dir(options.work_dir)
+        await self.restore.prepare()
+        self.scheduler.start()
+        await self.watcher.start(self.events)
+        self._watching = True
+        await self.restore.run(self.scheduler)
+        for loop, name in (
+            (self._persist_loop(), "state-store"),
+            (self.poller.run(), "poller"),
+            (self.events.sweep_loop(), "open-file-sweeper"),
+            (self.health.lag_loop(), "loop-lag-monitor"),
+        ):
+            self._tasks.append(asyncio.create_task(loop, name=name))
+
+    async def drain(self, timeout: float | None) -> list[str]:  # noqa: ASYNC109
+        """Stop the loops and finish queued uploads (for at most `timeout` seconds).
+
+        Returns the paths whose local changes could not be uploaded in time."""
+        self.stopping = True
+        await self._cancel_tasks()
+        scheduler, watcher = self.scheduler, self.watcher
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            watcher.barrier()
+            scheduler.expedite()
+            if not scheduler.has_work():
+                break
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    scheduler.wait_idle(), None if remaining is None else min(remaining, 1.0)
+                )
+        return sorted(set(scheduler.pending_local()) | self.state.writing)
+
+    async def close(self) -> None:
+        """Release everything; a second call has nothing to do."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stopping = True
+        await self._cancel_tasks()
+        await self.events.close()
+        await self.scheduler.close()
+        await self.watcher.close()
+        await self.session.close()
+        if self._owns_credentials:
+            await self.credentials.close()
+        await self.store.close()
+
+    async def _cancel_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _persist_loop(self) -> None:
+        """Write what changed in the synced records, about once a second."""
+        while True:
+            await asyncio.sleep(1.0)
+            await self.store.flush()
+
+    # -- signals -------------------------------------------------------------------------
+
+    def _watch_failed(self, what: str, error: BaseException) -> None:
+        self.metrics.inc(self.metrics.local_errors, "watch")
+        log.error("%s failed: %s", what, error)
+
+    def _oldest_pending_age(self) -> float:
+        since = self.scheduler.oldest_local_change()
+        return 0.0 if since is None else time.monotonic() - since
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """Every long-lived task; a dead one means the sidecar stopped syncing."""
+        return [*self._tasks, *self.scheduler.tasks]
+
+    def problems(self) -> list[str]:
+        problems = [self.events.fatal] if self.events.fatal else []
+        if self.stopping:
+            return problems
+        scheduler = self.scheduler
+        return problems + self.health.problems(
+            tasks=self.tasks,
+            watcher_alive=self.watcher.alive or not self._watching,
+            uploads_waiting=bool(scheduler.queued(UPLOAD) or scheduler.running(UPLOAD)),
+        )
+
+    def readiness(self) -> dict[str, dict[str, Any]]:
+        poller = self.poller
+        return self.health.readiness(
+            restore_done=self.restore.done.is_set(),
+            restore_pending=len(self.restore.pending),
+            last_poll=poller.last_success_monotonic,
+            last_poll_duration=poller.last_duration,
+            poll_error=poller.last_error,
+            credentials=self.credentials,
+        )
+
+
+def _clean_work_dir(work_dir: str) -> None:
+    """Temporary files left by a crash: ours are named by 32 hex digits."""
+    for name in os.listdir(work_dir):
+        if len(name) == 32 and all(c in "0123456789abcdef" for c in name):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(work_dir, name))

@@ -1,0 +1,58 @@
+"""Carries out one decision for one path: a dispatch table from each `Op` to the one operation
+that does it. The operations live by concern in `upload.py` (local to S3), `download.py` (S3 to
+local), `delete.py` (deletes on either side) and `conflict.py` (both sides changed); they are
+the only code that writes to S3 or to the folder, and they share one signature,
+`async (Job) -> None`, and one `Workspace` (operation.py).
+
+An operation never calls back into scheduling: what must be looked at again (a conflict copy to
+upload, a parent directory whose last child went) it adds to `job.followups`, which the pipeline
+submits even when the operation fails halfway.
+"""
+
+from __future__ import annotations
+
+from .conflict import Conflicts
+from .delete import Deletes
+from .download import Downloads
+from .operation import Job, Operation, Workspace
+from .reconcile import Op
+from .upload import Uploads
+
+
+class Executor:
+    """The dispatch table: each `Op` to the one operation that carries it out."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        uploads = Uploads(workspace)
+        downloads = Downloads(workspace)
+        conflicts = Conflicts(workspace, uploads, downloads)
+        deletes = Deletes(workspace)
+        self._operations: dict[Op, Operation] = {
+            Op.UPLOAD: uploads.upload,
+            Op.UPLOAD_META: uploads.upload_meta,
+            Op.PUT_MARKER: uploads.put_marker,
+            Op.DOWNLOAD: downloads.download,
+            Op.MKDIR: downloads.mkdir,
+            Op.APPLY_REMOTE_META: downloads.apply_remote_meta,
+            Op.DELETE_REMOTE: deletes.delete_remote,
+            Op.DELETE_LOCAL: deletes.delete_local,
+            Op.RMDIR: deletes.rmdir,
+            Op.CONFLICT: conflicts.resolve,
+            Op.RECORD: self._record,
+            Op.FORGET: self._forget,
+        }
+
+    async def run(self, job: Job) -> None:
+        await self._operations[job.decision.op](job)
+
+    async def _record(self, job: Job) -> None:
+        local = job.facts.local
+        assert local is not None  # reconcile records only what exists here
+        self.workspace.state.record(job.rel, local, job.facts.remote)
+
+    async def _forget(self, job: Job) -> None:
+        self.workspace.state.forget(job.rel)
+
+
+__all__ = ["Executor"]

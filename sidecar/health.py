@@ -1,0 +1,117 @@
+"""Health and readiness: the signals that tell whether the sidecar is syncing, and the two
+verdicts built from them.
+
+- Liveness (`problems`, served as `/healthz`): empty while syncing. A dead internal task, a dead
+  watcher, a deleted folder, an upload queue that made no progress for `stall_timeout` while S3
+  answers, or an event loop blocked for over 10 s is a problem: the service exits so that it is
+  restarted, rather than stop syncing silently (mobius3's most reported failure).
+- Readiness (`readiness`, served as `/readyz`): restored, a poll succeeded within three poll
+  intervals (plus twice the last listing's duration), credentials valid.
+
+The signals are fed from outside: `set_reachable` by the S3 client after every answer or
+failure, `progressed` by the pipeline after every pass and by transfers as bytes move, and the
+loop lag by `lag_loop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from .aws.credentials import CredentialsProvider
+
+log = logging.getLogger("sidecar")
+
+# How recently S3 must have answered for a stalled queue to be our fault, not S3's.
+_S3_ANSWERED_WITHIN = 60.0
+_LOOP_BLOCKED = 10.0
+
+
+class Health:
+    def __init__(self, *, stall_timeout: float, poll_interval: float) -> None:
+        self._stall_timeout = stall_timeout
+        self._poll_interval = poll_interval
+        self.s3_reachable = True
+        self._last_s3_answer = 0.0  # monotonic time of the last answer from S3, any status
+        self._last_progress = time.monotonic()  # a pass finished or a chunk moved
+        self._loop_lag = 0.0
+
+    def set_reachable(self, reachable: bool) -> None:
+        self.s3_reachable = reachable
+        if reachable:
+            self._last_s3_answer = time.monotonic()
+
+    def progressed(self) -> None:
+        self._last_progress = time.monotonic()
+
+    async def lag_loop(self) -> None:
+        """How late the loop wakes us: a blocked loop means nothing else runs either."""
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(1.0)
+            self._loop_lag = max(0.0, time.monotonic() - before - 1.0)
+            if self._loop_lag > 1.0:
+                log.warning("the event loop was blocked for %.1fs", self._loop_lag)
+
+    def problems(
+        self,
+        *,
+        tasks: Sequence[asyncio.Task[None]],
+        watcher_alive: bool,
+        uploads_waiting: bool,
+    ) -> list[str]:
+        problems: list[str] = []
+        for task in tasks:
+            if task.done():
+                error = None if task.cancelled() else task.exception()
+                problems.append(
+                    f"internal task {task.get_name()} stopped: {error!r}"
+                    if error
+                    else f"internal task {task.get_name()} stopped"
+                )
+        if not watcher_alive:
+            problems.append("the inotify watcher stopped")
+        now = time.monotonic()
+        if uploads_waiting:
+            idle = now - self._last_progress
+            if idle > self._stall_timeout and now - self._last_s3_answer < _S3_ANSWERED_WITHIN:
+                problems.append(
+                    f"the upload queue made no progress for {idle:.0f}s while S3 answers"
+                )
+        if self._loop_lag > _LOOP_BLOCKED:
+            problems.append(f"the event loop was blocked for {self._loop_lag:.1f}s")
+        return problems
+
+    def readiness(
+        self,
+        *,
+        restore_done: bool,
+        restore_pending: int,
+        last_poll: float | None,
+        last_poll_duration: float,
+        poll_error: str | None,
+        credentials: CredentialsProvider | None,
+    ) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        allowed = 3 * self._poll_interval + 2 * last_poll_duration
+        poll_age = None if last_poll is None else now - last_poll
+        return {
+            "restore": {"ok": restore_done, "pending": restore_pending},
+            "poll": {
+                "ok": poll_age is not None and poll_age <= allowed,
+                "seconds_since_success": None if poll_age is None else round(poll_age, 3),
+                "error": poll_error,
+            },
+            "credentials": {
+                "ok": credentials is not None and credentials.valid(),
+                "expires": _isoformat(credentials.expiration) if credentials is not None else None,
+            },
+        }
+
+
+def _isoformat(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()

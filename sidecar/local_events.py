@@ -1,0 +1,138 @@
+"""What inotify says, turned into state transitions and upload-pool submissions: the watcher's
+`LocalChanges` protocol, implemented directly.
+
+A regular file is submitted when it is closed after writing; what is complete the moment it
+appears (a symlink, a hard link, a path matching `upload_on_create`) when it is created; a file
+modified and never closed (truncate(2), a writer that went idle) once it has been quiet for
+`open_file_timeout` (`sweep_loop`). After an inotify overflow every known path and the whole
+tree are reconsidered (`rescan`). Nothing here decides anything about a path: it only marks it
+dirty, with a hint of what changed, for the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import stat
+import time
+
+from .metrics import Metrics
+from .model import Hint
+from .scheduler import UPLOAD, Scheduler
+from .state import SyncState
+from .watch import Watcher
+
+log = logging.getLogger("sidecar")
+
+
+class LocalEvents:
+    def __init__(
+        self,
+        *,
+        root: str,
+        state: SyncState,
+        scheduler: Scheduler,
+        watcher: Watcher,
+        metrics: Metrics,
+        exclude_local: re.Pattern[str],
+        upload_on_create: re.Pattern[str],
+        open_file_timeout: float,
+    ) -> None:
+        self._root = root
+        self._state = state
+        self._scheduler = scheduler
+        self._watcher = watcher
+        self._metrics = metrics
+        self._exclude = exclude_local
+        self._upload_on_create = upload_on_create
+        self._open_file_timeout = open_file_timeout
+        self._rescanning: asyncio.Task[None] | None = None
+        self.fatal: str | None = None  # why nothing more can be synced (the folder went)
+
+    def excluded(self, rel: str) -> bool:
+        return self._exclude.match(self._root + "/" + rel) is not None
+
+    def submit(self, rel: str, hint: Hint) -> None:
+        """Mark `rel` dirty with `hint` for the upload pool."""
+        if self.excluded(rel):
+            return
+        if hint:
+            self._state.hinted(rel, hint)
+        self._scheduler.submit(rel, UPLOAD)
+
+    # -- the watcher's protocol ----------------------------------------------------------
+
+    def modified(self, rel: str) -> None:
+        self._state.modified(rel, time.monotonic())
+
+    def closed(self, rel: str) -> None:
+        self._state.closed(rel)
+        self.submit(rel, Hint.CONTENT)
+
+    def created(self, rel: str, is_dir: bool) -> None:
+        if is_dir:
+            self.submit(rel, Hint.CONTENT)
+            return
+        path = self._root + "/" + rel
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return
+        if (
+            stat.S_ISLNK(st.st_mode)
+            or (stat.S_ISREG(st.st_mode) and st.st_nlink > 1)
+            or self._upload_on_create.match(path)
+        ):
+            self.submit(rel, Hint.CONTENT)
+
+    def attrib(self, rel: str, is_dir: bool) -> None:
+        self.submit(rel, Hint.META)
+
+    def removed(self, rel: str, is_dir: bool) -> None:
+        self._state.removed(rel)
+        self.submit(rel, Hint.NONE)
+
+    def moved_out(self, rel: str, is_dir: bool) -> None:
+        self.removed(rel, is_dir)
+        if is_dir:
+            # Nothing below a moved directory reports its own departure.
+            for sub in self._state.under(rel):
+                self.removed(sub, False)
+
+    def moved_in(self, rel: str, is_dir: bool) -> None:
+        self.submit(rel, Hint.CONTENT)
+
+    def found(self, rel: str, is_dir: bool) -> None:
+        self.submit(rel, Hint.NONE)
+
+    def overflowed(self) -> None:
+        self._metrics.inotify_overflows.inc()
+        if self._rescanning is not None and not self._rescanning.done():
+            return
+        self._rescanning = asyncio.get_running_loop().create_task(self._rescan())
+
+    def root_lost(self) -> None:
+        self.fatal = f"the synced folder {self._root} was deleted"
+        log.error("%s: nothing more can be synced", self.fatal)
+
+    # -- recovery ------------------------------------------------------------------------
+
+    async def _rescan(self) -> None:
+        """Events were lost: reconsider every known path, then everything on disk."""
+        for rel in self._state.lost_events():
+            self.submit(rel, Hint.NONE)
+        await self._watcher.rescan()
+
+    async def sweep_loop(self) -> None:
+        """Upload files modified and never closed, once they have been quiet for a while."""
+        while True:
+            await asyncio.sleep(min(5.0, self._open_file_timeout))
+            for rel in self._state.quiet_writers(time.monotonic(), self._open_file_timeout):
+                self.submit(rel, Hint.CONTENT)
+
+    async def close(self) -> None:
+        if self._rescanning is not None:
+            self._rescanning.cancel()
+            await asyncio.gather(self._rescanning, return_exceptions=True)

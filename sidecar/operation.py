@@ -1,0 +1,150 @@
+"""What every operation shares: the job it carries out (`Job`), what it may ask to be looked at
+again (`Followup`), the ways it can find the world changed (`LocalChanged`, `RemoteChanged`,
+`IntegrityError`), and the `Workspace`: where files are, S3, the state, metrics, and inotify's
+barrier.
+
+Every operation re-checks, right before it commits, that the facts it was decided on still hold
+(`Workspace.recheck`), and raises `LocalChanged` when they do not: a decision made on facts
+that changed a moment later is abandoned, never applied. Remote writes are conditional
+(`If-Match` / `If-None-Match`), so a concurrent change by another client surfaces as
+`PreconditionFailed` (or `RemoteChanged`) instead of being overwritten; the pipeline then
+learns what S3 holds (`Workspace.learn_remote`) and decides again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from .keys import KeyMapper
+from .localfs import local_entry
+from .metrics import Metrics
+from .model import Hint, LocalEntry, RemoteEntry
+from .reconcile import Decision, Facts
+from .s3.client import ObjectHead, S3Client
+from .state import PathState, SyncState
+
+
+class LocalChanged(Exception):
+    """The local path is no longer what the decision saw: decide again."""
+
+
+class RemoteChanged(Exception):
+    """S3 no longer holds what the decision saw: learn what it holds, and decide again."""
+
+
+class IntegrityError(Exception):
+    """S3 stored something other than what we sent (or sent something other than it claims)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Followup:
+    """A path to look at again because of what an operation did (`hint`: what changed)."""
+
+    rel: str
+    hint: Hint
+
+
+@dataclass(slots=True)
+class Job:
+    """One decision to carry out, with what it was decided on."""
+
+    rel: str
+    facts: Facts
+    decision: Decision
+    ps: PathState
+    gen: int  # the path's IN_MODIFY count when the decision was made
+    followups: list[Followup] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    root: str
+    work_dir: str  # the hidden folder inside root, for temporary files
+    inline_read_max: int = 256 * 1024  # read in one go on the loop up to this size
+    multipart_threshold: int = 16 * 1024 * 1024
+    multipart_chunksize: int = 16 * 1024 * 1024
+    multipart_concurrency: int = 4
+
+
+class Workspace:
+    """What every operation shares: where files are, S3, the state, metrics, inotify's barrier."""
+
+    def __init__(
+        self,
+        *,
+        settings: ExecutorSettings,
+        keys: KeyMapper,
+        s3: S3Client,
+        state: SyncState,
+        metrics: Metrics,
+        barrier: Callable[[], None],
+        progress: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.s3 = s3
+        self.state = state
+        self.metrics = metrics
+        self.barrier = barrier  # handle every inotify event the kernel has queued, now
+        self.progress = progress  # called as bytes move: a long transfer is not a stall
+        self.loop = asyncio.get_running_loop()
+
+    def path(self, rel: str) -> str:
+        return self.settings.root + "/" + rel
+
+    def temp_path(self) -> str:
+        return os.path.join(self.settings.work_dir, uuid.uuid4().hex)
+
+    def recheck(self, job: Job, expected: LocalEntry | None) -> None:
+        """Drain inotify, then make sure the path is still `expected`, and not being written."""
+        self.barrier()
+        ps = job.ps
+        if ps.mod_gen != job.gen or (expected is not None and ps.writing):
+            raise LocalChanged(job.rel)
+        if local_entry(self.path(job.rel)) != expected:
+            raise LocalChanged(job.rel)
+
+    async def learn_remote(self, rel: str) -> None:
+        """A conditional request failed, or S3 answered otherwise: learn what it holds now."""
+        ps = self.state.get(rel)
+        is_dir = ps.remote.is_dir if ps.remote is not None else False
+        head = await self.s3.head_object(self.keys.key_for_rel(rel, is_dir=is_dir))
+        self.state.set_remote(rel, None if head is None else entry_of(head, is_dir=is_dir))
+
+
+def entry_of(head: ObjectHead, *, is_dir: bool = False) -> RemoteEntry:
+    """The remote entry a HEAD describes."""
+    return RemoteEntry(head.etag, head.size, head.last_modified, is_dir, head.mtime_ns, head.mode)
+
+
+def fetched(listed: RemoteEntry, head: ObjectHead) -> RemoteEntry:
+    """A listed entry, completed by the headers of the GET that fetched it."""
+    return RemoteEntry(
+        head.etag or listed.etag,
+        head.size,
+        listed.last_modified,
+        listed.is_dir,
+        head.mtime_ns,
+        head.mode,
+    )
+
+
+Operation = Callable[[Job], Awaitable[None]]
+
+
+__all__ = [
+    "ExecutorSettings",
+    "Followup",
+    "IntegrityError",
+    "Job",
+    "LocalChanged",
+    "Operation",
+    "RemoteChanged",
+    "Workspace",
+    "entry_of",
+    "fetched",
+]

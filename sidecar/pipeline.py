@@ -1,0 +1,190 @@
+"""One pass over one path: gather the facts (lstat now, remote now, last synced, hints), ask
+`reconcile` what to do, have the executor do it, and turn whatever happened into an `Outcome`
+for the scheduler. This is the scheduler's worker callback; nothing else runs a decision.
+
+Every way a pass can end is one `except` clause here, mapped to one outcome, so "what happens
+when X fails" has one answer:
+- the path changed under the pass (`LocalChanged`): decide again at once, then with back-off;
+- S3 changed under it (`PreconditionFailed`, `NotFound`, `RemoteChanged`): learn what S3 holds
+  (one HEAD), then decide again; if S3 contradicts itself, back off as a failure;
+- an error (S3, network, credentials, I/O): back off (state.py holds the one retry policy);
+- a name or a file that cannot be synced: counted, logged, and left until it changes.
+Followups an operation recorded are submitted however the pass ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import aiohttp
+
+from .aws.credentials import CredentialsError
+from .executor import Executor
+from .keys import SkipReason, UnsyncableName
+from .localfs import UnsafeParentError, local_entry
+from .metrics import Metrics
+from .model import Hint
+from .operation import IntegrityError, Job, LocalChanged, RemoteChanged
+from .reconcile import Decision, Facts, Op, reconcile
+from .s3.client import BodyChanged, NotFound, PreconditionFailed, S3Error, S3Unavailable
+from .scheduler import UPLOAD, Direction, Scheduler
+from .state import SyncState
+
+log = logging.getLogger("sidecar")
+
+
+class Verdict(Enum):
+    SETTLED = "settled"  # nothing left to do until something changes
+    AGAIN = "again"  # decide once more, now (a path that changed type)
+    WAITING = "waiting"  # being written: its close brings it back
+    RETRY = "retry"  # decide again after `delay` seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: Verdict
+    delay: float = 0.0
+
+
+SETTLED = Outcome(Verdict.SETTLED)
+AGAIN = Outcome(Verdict.AGAIN)
+WAITING = Outcome(Verdict.WAITING)
+NOW = Outcome(Verdict.RETRY)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        state: SyncState,
+        executor: Executor,
+        scheduler: Scheduler,
+        metrics: Metrics,
+        excluded: Callable[[str], bool],
+        stopping: Callable[[], bool],
+        submit: Callable[[str, Hint], None],
+        passed: Callable[[str, Outcome], None],
+    ) -> None:
+        self._state = state
+        self._executor = executor
+        self._workspace = executor.workspace
+        self._scheduler = scheduler
+        self._metrics = metrics
+        self._excluded = excluded
+        self._stopping = stopping
+        self._submit = submit  # a followup: what an operation asks to be looked at again
+        self._passed = passed  # told of every pass's outcome (the start-up restore listens)
+
+    async def process(self, rel: str, direction: Direction) -> None:
+        outcome = await self.run(rel, direction)
+        scheduler = self._scheduler
+        verdict = outcome.verdict
+        if verdict is Verdict.SETTLED:
+            scheduler.done(rel)
+        elif verdict is Verdict.AGAIN or (verdict is Verdict.RETRY and outcome.delay <= 0):
+            scheduler.submit(rel, direction)
+        elif verdict is Verdict.RETRY:
+            scheduler.later(rel, direction, outcome.delay)
+        self._passed(rel, outcome)
+        self._workspace.progress()
+        self._state.prune(rel)
+
+    async def run(self, rel: str, direction: Direction) -> Outcome:
+        state = self._state
+        ps, seen = state.begin(rel)
+        job: Job | None = None
+        try:
+            excluded = self._excluded(rel)
+            facts = Facts(
+                local=None if excluded else local_entry(self._workspace.path(rel)),
+                remote=ps.remote,
+                synced=ps.synced,
+                remote_children=state.remote_children(rel),
+                hint=seen.hint,
+                writing=ps.writing,
+                initial=ps.initial,
+                excluded=excluded,
+                shadowed=ps.shadowed,
+                stopping=self._stopping(),
+            )
+            decision = reconcile(facts)
+            op = decision.op
+            if op is Op.DEFER:
+                return SETTLED
+            if op is Op.WAIT:
+                return WAITING
+            if op is Op.SKIP:
+                self._skip(rel, decision)
+                return SETTLED
+            if op is not Op.NOTHING:
+                log.debug("%s: %s", rel, op.value)
+                job = Job(rel, facts, decision, ps, seen.mod_gen)
+                await self._executor.run(job)
+            state.settled(rel, seen)
+            return AGAIN if decision.again else SETTLED
+        except LocalChanged:
+            return Outcome(Verdict.RETRY, state.raced(rel))
+        except BodyChanged:
+            log.debug("%s changed while it was uploaded; waiting for its close", rel)
+            return WAITING if ps.writing else NOW
+        except (PreconditionFailed, NotFound, RemoteChanged):
+            return await self._remote_changed(rel, direction)
+        except UnsyncableName as error:
+            self._metrics.inc(self._metrics.skipped, error.reason.value)
+            log.warning("not syncing %r: %s", rel, error)
+            return SETTLED
+        except UnsafeParentError as error:
+            self._metrics.inc(self._metrics.skipped, SkipReason.UNSAFE_KEY.value)
+            log.warning("not downloading %r: %s", rel, error)
+            return SETTLED
+        except (
+            S3Error,
+            S3Unavailable,
+            IntegrityError,
+            aiohttp.ClientError,
+            TimeoutError,
+            CredentialsError,
+        ) as error:
+            return self._failed(rel, direction, error)
+        except PermissionError as error:
+            self._metrics.inc(self._metrics.skipped, SkipReason.UNREADABLE.value)
+            self._metrics.inc(self._metrics.local_errors, "permission")
+            log.warning("cannot sync %r: %s", rel, error)
+            return SETTLED
+        except OSError as error:
+            self._metrics.inc(self._metrics.local_errors, "io")
+            return self._failed(rel, direction, error)
+        finally:
+            if job is not None:
+                for followup in job.followups:
+                    self._submit(followup.rel, followup.hint)
+
+    async def _remote_changed(self, rel: str, direction: Direction) -> Outcome:
+        """S3 no longer holds what the decision saw: learn what it holds now, decide again."""
+        ps = self._state.get(rel)
+        seen = ps.remote
+        try:
+            await self._workspace.learn_remote(rel)
+        except Exception as error:
+            return self._failed(rel, direction, error)
+        if ps.remote == seen:  # S3 contradicts itself: do not spin on it
+            return self._failed(rel, direction, S3Unavailable(f"{rel!r}: S3 answers disagree"))
+        return NOW
+
+    def _skip(self, rel: str, decision: Decision) -> None:
+        self._metrics.inc(self._metrics.skipped, decision.reason)
+        if decision.reason != SkipReason.EXCLUDED.value:
+            log.warning("not syncing %r: %s", rel, decision.reason.replace("_", " "))
+
+    def _failed(self, rel: str, direction: Direction, error: BaseException) -> Outcome:
+        delay = self._state.failed(rel)
+        attempts = self._state.get(rel).failures
+        metrics = self._metrics
+        metrics.inc(metrics.uploads if direction == UPLOAD else metrics.downloads, "error")
+        log.warning(
+            "sync of %r failed (attempt %d, retrying in %.0fs): %s", rel, attempts, delay, error
+        )
+        return Outcome(Verdict.RETRY, delay)

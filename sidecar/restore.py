@@ -1,0 +1,141 @@
+"""The start-up restore: bring the folder up to date with the bucket before the app runs
+(readiness, ECS `dependsOn … HEALTHY`, waits for `done`), and its max-delete guard.
+
+What was synced before a restart is loaded from the store (store.py), so changes and deletions
+made on either side while the sidecar was down are synced as if it had never stopped: every path
+the listing changed and every path synced before is looked at once. If too many synced files are
+gone from the folder (a volume wiped or swapped) or from S3 (a prefix emptied), their records are
+dropped instead of their deletions propagated: those files are restored or uploaded again.
+
+A path counts as restored once a pass settles it, finds it being written, or has failed three
+times (then it is logged and still retried in the background: readiness must not wait forever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from .metrics import Metrics
+from .model import Kind, RemoteEntry, Synced
+from .pipeline import Outcome, Verdict
+from .poll import Poller, apply_snapshot
+from .reconcile import too_many_deletions
+from .scheduler import DOWNLOAD, Scheduler
+from .state import SyncState
+from .store import SyncedStore
+
+log = logging.getLogger("sidecar")
+
+
+class Restore:
+    def __init__(
+        self,
+        *,
+        root: str,
+        state: SyncState,
+        store: SyncedStore,
+        poller: Poller,
+        metrics: Metrics,
+        max_delete_percent: float,
+    ) -> None:
+        self._root = root
+        self._state = state
+        self._store = store
+        self._poller = poller
+        self._metrics = metrics
+        self._max_delete = max_delete_percent
+        self.done = asyncio.Event()
+        self.pending: set[str] = set()
+        self._started = time.monotonic()
+        self._listed = 0
+
+    async def prepare(self) -> None:
+        """Load what was synced, list the bucket, and find every path to look at."""
+        state = self._state
+        loaded = await self._store.load()
+        for rel, synced in loaded.items():
+            state.set_synced(rel, synced)
+        snapshot = await self._poller.list()
+        self._poller.succeeded()
+        self._listed = len(snapshot.entries)
+        applied = apply_snapshot(
+            state, snapshot, busy=lambda rel: False, max_delete_percent=100, initial=True
+        )
+        if loaded:
+            await self._guard(loaded, snapshot.entries, snapshot.shadowed)
+        state.on_synced = self._store.note
+        for rel in applied.changed:
+            state.mark_initial(rel)
+        self.pending = set(applied.changed) | {
+            rel for rel in loaded if state.get(rel).synced is not None
+        }
+
+    async def run(self, scheduler: Scheduler) -> None:
+        """Submit every path found by `prepare`, and wait until each is restored."""
+        for rel in self.pending:
+            scheduler.submit(rel, DOWNLOAD)
+        if not self.pending:
+            self.done.set()
+        await self.done.wait()
+        duration = time.monotonic() - self._started
+        self._metrics.restore_duration.set(duration)
+        self._metrics.restore_done.set(1)
+        log.info("restored %d objects in %.2fs; syncing", self._listed, duration)
+
+    def passed(self, rel: str, outcome: Outcome) -> None:
+        """A pass over `rel` ended (the pipeline tells every one)."""
+        if rel not in self.pending:
+            return
+        finished = outcome.verdict in (Verdict.SETTLED, Verdict.WAITING)
+        if not finished and self._state.get(rel).failures < 3:
+            return
+        if not finished:
+            log.error("could not restore %r at start; still retrying", rel)
+        self.pending.discard(rel)
+        if not self.pending:
+            self.done.set()
+
+    async def _guard(
+        self, loaded: dict[str, Synced], listed: dict[str, RemoteEntry], shadowed: set[str]
+    ) -> None:
+        """The max-delete guard, for what happened while the sidecar was down."""
+        files = [rel for rel, synced in loaded.items() if synced.local.kind is not Kind.DIR]
+        if not files or self._max_delete >= 100:
+            return
+        missing_here = await asyncio.get_running_loop().run_in_executor(
+            None, _count_missing, self._root, files
+        )
+        if too_many_deletions(missing_here, len(files), self._max_delete):
+            self._metrics.delete_guard_trips.inc()
+            log.error(
+                "%d of %d synced files are gone from the folder since the last run, more "
+                "than the max-delete guard allows: not deleting them in S3 (they are "
+                "restored from it)",
+                missing_here,
+                len(files),
+            )
+            for rel in loaded:
+                self._state.forget(rel)
+            await self._store.forget_all()
+            return
+        missing_there = [rel for rel in files if rel not in listed and rel not in shadowed]
+        if too_many_deletions(len(missing_there), len(files), self._max_delete):
+            self._metrics.delete_guard_trips.inc()
+            log.error(
+                "%d of %d synced files are gone from S3 since the last run, more than the "
+                "max-delete guard allows: not deleting them here (they are uploaded "
+                "again)",
+                len(missing_there),
+                len(files),
+            )
+            for rel in missing_there:
+                self._state.forget(rel)
+                self._store.note(rel, None)
+
+
+def _count_missing(root: str, rels: list[str]) -> int:
+    """How many of `rels` are gone from the folder (in a thread: one lstat each)."""
+    return sum(not os.path.lexists(f"{root}/{rel}") for rel in rels)

@@ -1,0 +1,114 @@
+"""S3's wire formats for what the sidecar stores or reads beside an object: `x-amz-meta-mtime`,
+`x-amz-meta-mode` (mobius3's and rclone's forms), and `Last-Modified` in its two date forms.
+
+Pure functions; every parser returns None (never raises) for a value it cannot use, since these
+headers come from other tools and other clients.
+"""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from ..model import Kind, kind_of_mode
+
+
+def format_mtime(mtime_ns: int) -> str:
+    """Seconds since the epoch as a decimal string: a float for rclone and mobius3, exact for us."""
+    sign = "-" if mtime_ns < 0 else ""
+    seconds, nanos = divmod(abs(mtime_ns), 1_000_000_000)
+    return f"{sign}{seconds}.{nanos:09d}"
+
+
+def parse_mtime(value: str | None) -> int | None:
+    """Nanoseconds from `x-amz-meta-mtime` (a float string in seconds); None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    whole, dot, fraction = value.partition(".")
+    try:
+        if dot and whole.lstrip("-").isdigit() and fraction.isdigit():
+            nanos = int((fraction + "000000000")[:9])
+            sign = -1 if whole.startswith("-") else 1
+            return int(whole) * 1_000_000_000 + sign * nanos
+        seconds = float(value)
+    except ValueError:
+        return None
+    if not abs(seconds) <= 1e11:  # NaN or absurd
+        return None
+    return round(seconds * 1_000_000_000)
+
+
+def _aware(moment: datetime) -> datetime:
+    """A date without a zone is UTC (as S3 and HTTP mean it)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _http_date(text: str) -> datetime | None:
+    """An HTTP date (`Wed, 25 Nov 2026 12:00:00 GMT`), as headers give it."""
+    try:
+        return _aware(parsedate_to_datetime(text))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _iso_date(text: str) -> datetime | None:
+    """An ISO 8601 date (`2026-11-25T12:00:00.000Z`), as listings give it."""
+    try:
+        return _aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def parse_http_date(value: str | None) -> int | None:
+    """Nanoseconds from an HTTP date (`Last-Modified`)."""
+    moment = _http_date(value) if value else None
+    return None if moment is None else int(moment.timestamp()) * 1_000_000_000
+
+
+def normalize_last_modified(text: str) -> str:
+    """Whole seconds since the epoch, as text: listings say `2026-11-25T12:00:00.000Z`, HEAD
+    says `Wed, 25 Nov 2026 12:00:00 GMT`; the same instant must compare equal."""
+    text = text.strip()
+    moment = (_iso_date(text) or _http_date(text)) if text else None
+    return text if moment is None else str(int(moment.timestamp()))
+
+
+def format_mode(mode: int) -> str:
+    """The full `st_mode` in decimal, as mobius3 writes it (33188 is a 0644 regular file)."""
+    return str(mode)
+
+
+def parse_mode(value: str | None) -> int | None:
+    """`x-amz-meta-mode` in mobius3's decimal form, or rclone's octal form (`100644`)."""
+    if not value:
+        return None
+    value = value.strip()
+    if len(value) > 12:
+        return None
+    try:
+        if value.lower().startswith("0o"):
+            octal = int(value[2:], 8)
+            return octal if _plausible(octal) else None
+        if len(value) <= 4 and set(value) <= set("01234567"):
+            return int(value, 8)  # `644`, `0755`: how people write permissions by hand
+        decimal = int(value, 10)
+    except ValueError:
+        return None
+    if _plausible(decimal):
+        return decimal
+    try:
+        octal = int(value, 8)
+    except ValueError:
+        return None
+    return octal if _plausible(octal) else None
+
+
+def _plausible(mode: int) -> bool:
+    """A permission-only value, or a regular file, directory or symlink mode."""
+    if not 0 <= mode <= 0o177777:
+        return False
+    if stat.S_IFMT(mode) == 0:
+        return mode <= 0o7777
+    return kind_of_mode(mode) is not Kind.OTHER
