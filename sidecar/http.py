@@ -46,7 +46,14 @@ class HealthServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        log.info("serving /metrics, /healthz and /readyz on port %d", self._port)
+        log.info("serving /metrics, /healthz and /readyz on %s port %d", self._host, self._port)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """(address, port) of every listening socket, once started."""
+        if self._runner is None:
+            return []
+        return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
 
     async def close(self) -> None:
         if self._runner is not None:

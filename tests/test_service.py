@@ -25,6 +25,7 @@ from conftest import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.config import VARIABLES, load_settings
+from sidecar.healthcheck import target_host, url_for
 from sidecar.http import HealthServer
 from sidecar.service import Service
 
@@ -78,11 +79,11 @@ async def ready(port: int, process: SidecarProcess) -> None:
     await eventually(check, timeout=30, interval=0.1, what="/readyz 200")
 
 
-def healthcheck(port: int) -> int:
+def healthcheck(port: int, **env: str) -> int:
     assert SCRIPT is not None
     return subprocess.run(
         [SCRIPT, "healthcheck"],
-        env={**os.environ, "SYNC_HTTP_PORT": str(port)},
+        env={**os.environ, "SYNC_HTTP_PORT": str(port), **env},
         capture_output=True,
         timeout=30,
         check=False,
@@ -218,6 +219,7 @@ async def test_sigterm_with_a_burst_in_flight(run_sidecar, sidecar_env, bucket: 
         ("SYNC_MAX_DELETE_PERCENT", "150"),
         ("SYNC_SHUTDOWN_TIMEOUT", "-1"),
         ("SYNC_HTTP_PORT", "70000"),
+        ("SYNC_HTTP_HOST", "not a host"),
         ("SYNC_STALL_TIMEOUT", "1"),
         ("SYNC_OPEN_FILE_TIMEOUT", "never"),
     ],
@@ -293,3 +295,45 @@ async def test_a_stalled_upload_queue_ends_the_process(sidecar_env, proxy, caplo
     assert await asyncio.wait_for(task, 60) == 1
     assert asyncio.get_running_loop().time() - started >= 10
     assert "upload queue made no progress" in caplog.text
+
+
+async def test_http_host_binds_the_endpoints_to_loopback_only(sidecar_env) -> None:
+    service = in_process_service(sidecar_env, SYNC_HTTP_HOST="127.0.0.1")
+    port = service.settings.http_port
+    task = await service_ready(service, port)
+    try:
+        assert service.http.addresses == [("127.0.0.1", port)]
+        env = {"SYNC_HTTP_HOST": "127.0.0.1"}
+        assert await in_thread(lambda: healthcheck(port, **env)) == 0
+    finally:
+        service.request_stop(signal.SIGTERM)
+        assert await asyncio.wait_for(task, 30) == 0
+
+
+async def test_http_host_defaults_to_every_interface(sidecar_env) -> None:
+    service = in_process_service(sidecar_env)
+    port = service.settings.http_port
+    task = await service_ready(service, port)
+    try:
+        assert service.http.addresses == [("0.0.0.0", port)]
+        assert await in_thread(healthcheck, port) == 0
+    finally:
+        service.request_stop(signal.SIGTERM)
+        assert await asyncio.wait_for(task, 30) == 0
+
+
+@pytest.mark.parametrize(
+    ("bound", "asked"),
+    [
+        ("", "http://127.0.0.1:9464/p"),
+        ("0.0.0.0", "http://127.0.0.1:9464/p"),
+        ("127.0.0.1", "http://127.0.0.1:9464/p"),
+        ("::", "http://[::1]:9464/p"),
+        ("::1", "http://[::1]:9464/p"),
+        ("10.0.3.7", "http://10.0.3.7:9464/p"),
+        ("fd00::7", "http://[fd00::7]:9464/p"),
+        ("localhost", "http://localhost:9464/p"),
+    ],
+)
+def test_healthcheck_asks_where_the_sidecar_listens(bound: str, asked: str) -> None:
+    assert url_for(target_host(bound), 9464, "/p") == asked
