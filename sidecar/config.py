@@ -398,7 +398,7 @@ VARIABLES: tuple[Variable, ...] = (
         "SYNC_HTTP_PORT",
         "http_port",
         "a TCP port number from 1 to 65535",
-        "Port of the HTTP server for /metrics, /healthz and /readyz.",
+        "Port of the HTTP server for /metrics, /healthz, /readyz and /startupz.",
         "9464",
         "9464",
         _integer(1, 65535),
@@ -407,8 +407,8 @@ VARIABLES: tuple[Variable, ...] = (
         "SYNC_HTTP_HOST",
         "http_host",
         "an IP address (IPv6 without brackets) or a host name, e.g. 127.0.0.1",
-        "Address the HTTP server for /metrics, /healthz and /readyz listens on; 127.0.0.1 "
-        "keeps them to the task (loopback only).",
+        "Address the HTTP server for /metrics, /healthz, /readyz and /startupz listens on; "
+        "127.0.0.1 keeps them to the task (loopback only).",
         "0.0.0.0 (all interfaces)",
         "127.0.0.1",
         _host,

@@ -1,8 +1,11 @@
-"""`s3sync-sidecar healthcheck`: asks the local `/readyz` and exits 0 (ready) or 1.
+"""`s3sync-sidecar healthcheck`: asks the local `/startupz` and exits 0 (healthy) or 1.
 
 For the container's health check (ECS `healthCheck`, Docker `HEALTHCHECK`), so the image needs
-no curl. Standard library only, and imported without the rest of the package: ECS runs it
-every few seconds.
+no curl. "Ready once, then alive": it fails until the initial restore has finished (an app that
+`dependsOn … HEALTHY` waits for a complete folder), then only if the process stopped syncing,
+never because S3 or the credentials endpoint is away; `--ready` asks `/readyz` instead, which
+does fail during such an outage. Standard library only, and imported without the rest of the
+package: ECS runs it every few seconds.
 """
 
 from __future__ import annotations
@@ -39,7 +42,13 @@ def url_for(host: str, port: int, path: str) -> str:
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="s3sync-sidecar healthcheck",
-        description="Exit 0 if the local sidecar is ready (its /readyz answers 200), else 1.",
+        description="Exit 0 if the local sidecar has restored the bucket and is alive (its "
+        "/startupz answers 200), else 1.",
+    )
+    parser.add_argument(
+        "--ready",
+        action="store_true",
+        help="ask /readyz instead: also fail while S3 or the credentials cannot be reached",
     )
     parser.add_argument(
         "--port",
@@ -64,7 +73,7 @@ def main(argv: Sequence[str]) -> int:
             print(f"unhealthy: SYNC_HTTP_PORT={raw!r} is not a port number", file=sys.stderr)
             return 1
     bound = args.host if args.host is not None else os.environ.get("SYNC_HTTP_HOST", "")
-    url = url_for(target_host(bound), port, "/readyz")
+    url = url_for(target_host(bound), port, "/readyz" if args.ready else "/startupz")
     try:
         # Straight to the sidecar: never through an HTTP(S)_PROXY from the environment.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -1,4 +1,4 @@
-"""The sidecar as a service: /metrics, /healthz, /readyz, the healthcheck subcommand, the
+"""The sidecar as a service: /metrics, /healthz, /readyz, /startupz, the healthcheck subcommand, the
 supervisor that exits when syncing stops, graceful shutdown and configuration errors. Real
 processes, real endpoints on 127.0.0.1."""
 
@@ -79,10 +79,10 @@ async def ready(port: int, process: SidecarProcess) -> None:
     await eventually(check, timeout=30, interval=0.1, what="/readyz 200")
 
 
-def healthcheck(port: int, **env: str) -> int:
+def healthcheck(port: int, *args: str, **env: str) -> int:
     assert SCRIPT is not None
     return subprocess.run(
-        [SCRIPT, "healthcheck"],
+        [SCRIPT, "healthcheck", *args],
         env={**os.environ, "SYNC_HTTP_PORT": str(port), **env},
         capture_output=True,
         timeout=30,
@@ -157,6 +157,8 @@ async def test_readiness_follows_restore_and_s3(
         assert json.loads(body)["failing"] == ["restore"]
         assert healthcheck(port) == 1
 
+        assert healthcheck(port, "--ready") == 1
+
     await eventually(restoring, timeout=30, what="/readyz 503 during the restore")
     proxy.faults.delay = 0
     await ready(port, process)
@@ -171,7 +173,8 @@ async def test_readiness_follows_restore_and_s3(
         assert "poll" in json.loads(body)["failing"]
 
     await eventually(unreachable, timeout=30, what="/readyz 503 with S3 unreachable")
-    assert await in_thread(healthcheck, port) == 1
+    assert await in_thread(healthcheck, port) == 0, "an outage must not get the task replaced"
+    assert await in_thread(healthcheck, port, "--ready") == 1
     proxy.faults.down = False
     await ready(port, process)
     assert await in_thread(healthcheck, port) == 0
@@ -337,3 +340,81 @@ async def test_http_host_defaults_to_every_interface(sidecar_env) -> None:
 )
 def test_healthcheck_asks_where_the_sidecar_listens(bound: str, asked: str) -> None:
     assert url_for(target_host(bound), 9464, "/p") == asked
+
+
+async def test_ready_once_then_alive_through_an_s3_outage(
+    sidecar_env, bucket: Bucket, proxy
+) -> None:
+    """The container health check (`/startupz`, `s3sync-sidecar healthcheck`) holds the app back
+    until the restore is done, then does not fail for an outage: ECS would replace the task,
+    and the changes written meanwhile on its volume would be lost."""
+    for index in range(10):
+        await in_thread(bucket.put, f"r/{index}.txt", b"r")
+    proxy.faults.methods = {"GET"}
+    proxy.faults.delay = 0.3  # a slow restore, so that it can be watched
+    service = in_process_service(
+        sidecar_env, SYNC_ENDPOINT=proxy.endpoint_pattern, SYNC_DOWNLOAD_CONCURRENCY="1"
+    )
+    port = service.settings.http_port
+    task = asyncio.create_task(service.run())
+    try:
+
+        async def restoring() -> None:
+            assert not service.syncer.status().restore_done
+            status, body = await get(port, "/startupz")
+            assert (status, json.loads(body)["status"]) == (503, "starting")
+            assert await in_thread(healthcheck, port) == 1
+            assert not service.syncer.status().restore_done, "still restoring afterwards"
+
+        await eventually(restoring, timeout=30, what="/startupz 503 during the restore")
+        proxy.faults.delay = 0
+        await eventually(lambda: service.syncer.status().restore_done, timeout=30)
+        assert (await get(port, "/startupz"))[0] == 200
+        assert await in_thread(healthcheck, port) == 0
+
+        proxy.faults.methods = set()
+        proxy.faults.down = True  # S3 unreachable: listings and uploads fail from now on
+        (Path(service.settings.directory) / "written-during-the-outage.txt").write_bytes(b"x")
+
+        async def outage() -> None:
+            status, body = await get(port, "/readyz")
+            assert status == 503 and "poll" in json.loads(body)["failing"]
+
+        await eventually(outage, timeout=30, what="/readyz 503 with S3 unreachable")
+        status, body = await get(port, "/startupz")
+        assert status == 200, body
+        assert json.loads(body) == {"status": "ok", "restored": True, "problems": []}
+        assert await in_thread(healthcheck, port) == 0
+        assert await in_thread(healthcheck, port, "--ready") == 1
+        assert not task.done(), "the outage does not end the process either"
+
+        proxy.faults.down = False
+        await eventually(
+            lambda: in_thread(bucket.exists, "written-during-the-outage.txt"), timeout=60
+        )
+    finally:
+        service.request_stop(signal.SIGTERM)
+        assert await asyncio.wait_for(task, 30) == 0
+
+
+async def test_startupz_fails_when_the_sidecar_stops_syncing(syncer_factory) -> None:
+    syncer = await syncer_factory()
+    port = free_port()
+    server = HealthServer(syncer, "127.0.0.1", port)
+    await server.start()
+    try:
+        assert (await get(port, "/startupz"))[0] == 200
+        next(t for t in syncer.internal_tasks if t.get_name() == "poller").cancel()
+
+        async def unhealthy() -> None:
+            status, body = await get(port, "/startupz")
+            assert status == 503
+            assert json.loads(body) == {
+                "status": "unhealthy",
+                "restored": True,
+                "problems": ["internal task poller stopped"],
+            }
+
+        await eventually(unhealthy)
+    finally:
+        await server.close()
