@@ -69,8 +69,10 @@ USER ${UID}:${GID}
 VOLUME ["/data"]
 EXPOSE 9464
 
-# /readyz on SYNC_HTTP_PORT: healthy once the bucket is restored into the folder and polls
-# succeed. The start period covers the restore of a large bucket.
+# /startupz on SYNC_HTTP_PORT, "ready once, then alive": healthy once the bucket is restored
+# into the folder, and from then on while the process syncs, even with S3 unreachable (an
+# outage must not get the container replaced with unsynced changes). The start period covers
+# the restore of a large bucket.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=300s --retries=3 \
     CMD ["s3sync-sidecar", "healthcheck"]
 

@@ -30,8 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Keep a folder and an S3 bucket prefix continuously in sync, both ways.",
         epilog="With no positional arguments, every setting comes from SYNC_* environment "
-        "variables (see the README). `s3sync-sidecar healthcheck` exits 0 when the running "
-        "sidecar is ready, else 1.",
+        "variables (see the README). `s3sync-sidecar healthcheck` exits 0 once the running "
+        "sidecar has restored the bucket and while it is alive, else 1.",
     )
     parser.add_argument("directory", nargs="?", help="local folder to sync, e.g. /data")
     parser.add_argument("bucket", nargs="?", help="bucket name")

@@ -8,6 +8,7 @@ it by the test suite.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ class Settings:
     shutdown_timeout: float = 25.0
     open_file_timeout: float = 60.0
     http_port: int = 9464
+    http_host: str = "0.0.0.0"  # noqa: S104 - all interfaces, as documented
     stall_timeout: float = 300.0
     credentials_source: str = "auto"  # "auto" (the chain), "environment" or "ecs"
 
@@ -179,6 +181,26 @@ def parse_size(value: str) -> int:
 
 def _file(value: str) -> str:
     if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        raise ValueError
+    return value
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _host(value: str) -> str:
+    """An IP address (v4, or v6 without brackets) or a DNS host name: what to bind to."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    labels = name.split(".")
+    if (
+        len(name) > 253
+        or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()  # 300.1.2.3 or 10.0.0: a mistyped address, not a name
+    ):
         raise ValueError
     return value
 
@@ -376,10 +398,20 @@ VARIABLES: tuple[Variable, ...] = (
         "SYNC_HTTP_PORT",
         "http_port",
         "a TCP port number from 1 to 65535",
-        "Port of the HTTP server for /metrics, /healthz and /readyz (all interfaces).",
+        "Port of the HTTP server for /metrics, /healthz, /readyz and /startupz.",
         "9464",
         "9464",
         _integer(1, 65535),
+    ),
+    Variable(
+        "SYNC_HTTP_HOST",
+        "http_host",
+        "an IP address (IPv6 without brackets) or a host name, e.g. 127.0.0.1",
+        "Address the HTTP server for /metrics, /healthz, /readyz and /startupz listens on; "
+        "127.0.0.1 keeps them to the task (loopback only).",
+        "0.0.0.0 (all interfaces)",
+        "127.0.0.1",
+        _host,
     ),
     Variable(
         "SYNC_STALL_TIMEOUT",

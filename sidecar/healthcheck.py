@@ -1,13 +1,17 @@
-"""`s3sync-sidecar healthcheck`: asks the local `/readyz` and exits 0 (ready) or 1.
+"""`s3sync-sidecar healthcheck`: asks the local `/startupz` and exits 0 (healthy) or 1.
 
 For the container's health check (ECS `healthCheck`, Docker `HEALTHCHECK`), so the image needs
-no curl. Standard library only, and imported without the rest of the package: ECS runs it
-every few seconds.
+no curl. "Ready once, then alive": it fails until the initial restore has finished (an app that
+`dependsOn … HEALTHY` waits for a complete folder), then only if the process stopped syncing,
+never because S3 or the credentials endpoint is away; `--ready` asks `/readyz` instead, which
+does fail during such an outage. Standard library only, and imported without the rest of the
+package: ECS runs it every few seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 import urllib.error
@@ -15,16 +19,48 @@ import urllib.request
 from collections.abc import Sequence
 
 
+def target_host(bound: str) -> str:
+    """Where to reach a server bound to `bound` (SYNC_HTTP_HOST) from inside its container:
+    loopback when it listens on every interface (IPv6's `::` does not take IPv4 here: asyncio
+    binds it v6-only) or on loopback, else the address or name it is bound to."""
+    bound = bound.strip()
+    if not bound:
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(bound)
+    except ValueError:
+        return bound  # a host name: it resolves to what was bound
+    if address.is_unspecified:
+        return "::1" if address.version == 6 else "127.0.0.1"
+    return str(address)
+
+
+def url_for(host: str, port: int, path: str) -> str:
+    return f"http://[{host}]:{port}{path}" if ":" in host else f"http://{host}:{port}{path}"
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="s3sync-sidecar healthcheck",
-        description="Exit 0 if the local sidecar is ready (its /readyz answers 200), else 1.",
+        description="Exit 0 if the local sidecar has restored the bucket and is alive (its "
+        "/startupz answers 200), else 1.",
+    )
+    parser.add_argument(
+        "--ready",
+        action="store_true",
+        help="ask /readyz instead: also fail while S3 or the credentials cannot be reached",
     )
     parser.add_argument(
         "--port",
         type=int,
         default=None,
         help="HTTP port of the sidecar (default: SYNC_HTTP_PORT, else 9464)",
+    )
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="address the sidecar listens on (default: SYNC_HTTP_HOST; all interfaces and "
+        "unset mean 127.0.0.1)",
     )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     args = parser.parse_args(list(argv))
@@ -36,9 +72,12 @@ def main(argv: Sequence[str]) -> int:
         except ValueError:
             print(f"unhealthy: SYNC_HTTP_PORT={raw!r} is not a port number", file=sys.stderr)
             return 1
-    url = f"http://127.0.0.1:{port}/readyz"
+    bound = args.host if args.host is not None else os.environ.get("SYNC_HTTP_HOST", "")
+    url = url_for(target_host(bound), port, "/readyz" if args.ready else "/startupz")
     try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+        # Straight to the sidecar: never through an HTTP(S)_PROXY from the environment.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=args.timeout) as response:
             status, body = response.status, response.read()
     except urllib.error.HTTPError as error:
         status, body = error.code, error.read()

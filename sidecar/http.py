@@ -1,11 +1,17 @@
-"""`/metrics`, `/healthz` and `/readyz` on aiohttp's server.
+"""`/metrics`, `/healthz`, `/readyz` and `/startupz` on aiohttp's server.
 
 - `/metrics`: Prometheus text from the syncer's own registry (prometheus-client's handler).
 - `/healthz`: liveness. 200 while the event loop answers and every internal task is alive;
   503 with the reasons otherwise (a stalled queue, a dead task, a deleted folder).
-- `/readyz`: readiness, what ECS's health check asks (`s3sync-sidecar healthcheck`). 200 only
-  once the bucket is restored into the folder, the last poll succeeded within three poll
-  intervals, and credentials are valid; otherwise 503 with a JSON body naming the failing check.
+- `/readyz`: current readiness. 200 only while the bucket is restored into the folder, the last
+  poll succeeded within three poll intervals, and credentials are valid; otherwise 503 with a
+  JSON body naming the failing check. An S3 or credentials outage makes it fail: it is for
+  dashboards and alerts, never for a check that gets the container killed.
+- `/startupz`: what the container health check asks (`s3sync-sidecar healthcheck`): "ready
+  once, then alive". 503 until the initial restore has finished; from then on 200 for as long
+  as `/healthz` is, whatever S3 and the credentials do. It still holds an app that
+  `dependsOn … HEALTHY` until the folder is complete, and an outage can never get the task
+  replaced and its unsynced changes lost with it.
 """
 
 from __future__ import annotations
@@ -33,12 +39,14 @@ class HealthServer:
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
+        self._restored_once = False
 
     def application(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/metrics", make_aiohttp_handler(self._syncer.metrics.registry))
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/startupz", self._startupz)
         return app
 
     async def start(self) -> None:
@@ -46,7 +54,18 @@ class HealthServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        log.info("serving /metrics, /healthz and /readyz on port %d", self._port)
+        log.info(
+            "serving /metrics, /healthz, /readyz and /startupz on %s port %d",
+            self._host,
+            self._port,
+        )
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """(address, port) of every listening socket, once started."""
+        if self._runner is None:
+            return []
+        return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -66,4 +85,15 @@ class HealthServer:
         return _json(
             503 if failing else 200,
             {"status": "not ready" if failing else "ready", "failing": failing, "checks": checks},
+        )
+
+    async def _startupz(self, request: web.Request) -> web.Response:
+        if not self._restored_once:
+            self._restored_once = bool(self._syncer.readiness()["restore"]["ok"])
+        problems = self._syncer.health_problems()
+        if not self._restored_once:
+            return _json(503, {"status": "starting", "restored": False, "problems": problems})
+        return _json(
+            503 if problems else 200,
+            {"status": "unhealthy" if problems else "ok", "restored": True, "problems": problems},
         )

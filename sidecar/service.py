@@ -88,7 +88,7 @@ class Service:
         metrics = Metrics()
         self.credentials = credentials_provider(settings, env, metrics)
         self.syncer = build_syncer(settings, metrics, self.credentials)
-        self.http = HealthServer(self.syncer, "0.0.0.0", settings.http_port)  # noqa: S104
+        self.http = HealthServer(self.syncer, settings.http_host, settings.http_port)
         self._stop = asyncio.Event()
         self._signals: list[int] = []
 
@@ -115,7 +115,12 @@ class Service:
             try:
                 await self.http.start()
             except OSError as error:
-                log.error("cannot serve HTTP on port %d: %s", self.settings.http_port, error)
+                log.error(
+                    "cannot serve HTTP on %s port %d: %s",
+                    self.settings.http_host,
+                    self.settings.http_port,
+                    error,
+                )
                 return EXIT_FAILED
             return await self._run()
         finally:

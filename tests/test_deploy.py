@@ -1,7 +1,8 @@
 """The deployment artefacts: deploy/ecs-taskdef.json and the Terraform module deploy/terraform.
 
 The task definition is checked against botocore's own ECS model, registered in moto, and held to
-what the sidecar needs (health check, port, environment, stop timeout, shared volume, user).
+what the sidecar needs (health check, restart policy, port, environment, stop timeout, shared
+volume, user).
 The same semantic checks run on the task definition the Terraform module renders in the plan of
 deploy/terraform/examples/fargate, so the hand-written JSON and the module cannot drift apart.
 
@@ -48,6 +49,9 @@ HEALTH_CHECK = {
     "retries": 10,
     "startPeriod": 300,
 }
+# Exit 1 (stopped syncing) restarts the container in place, keeping the task and its volume;
+# 0 (a clean stop) does not. 60 s is the shortest attempt period ECS allows.
+RESTART_POLICY = {"enabled": True, "ignoredExitCodes": [0], "restartAttemptPeriod": 60}
 FARGATE_MAX_STOP_TIMEOUT = 120
 KNOWN_VARIABLES = {variable.name for variable in VARIABLES}
 
@@ -177,6 +181,7 @@ def test_taskdef_registers_in_moto() -> None:
     sidecar = sidecar_of(taskdef)
     assert round_trip["healthCheck"] == sidecar["healthCheck"] == HEALTH_CHECK
     assert round_trip["stopTimeout"] == sidecar["stopTimeout"]
+    assert round_trip["restartPolicy"] == sidecar["restartPolicy"] == RESTART_POLICY
     assert environment(round_trip) == environment(sidecar)
     assert {v["name"] for v in described["taskDefinition"]["volumes"]} == {"shared-data"}
 
@@ -227,6 +232,15 @@ def test_at_least_one_container_is_essential(taskdef: dict[str, Any]) -> None:
 
 def test_sidecar_health_check(taskdef: dict[str, Any]) -> None:
     assert sidecar_of(taskdef)["healthCheck"] == HEALTH_CHECK
+
+
+def test_sidecar_is_restarted_in_place_when_it_stops_syncing(taskdef: dict[str, Any]) -> None:
+    """An essential container that exits stops the whole task, and a volume on the task's
+    ephemeral storage goes with it: the sidecar's exit 1 must restart it in place instead."""
+    policy = sidecar_of(taskdef)["restartPolicy"]
+    assert policy == RESTART_POLICY
+    assert 1 not in policy["ignoredExitCodes"]
+    assert 60 <= policy["restartAttemptPeriod"] <= 1800  # ECS's bounds
 
 
 def test_sidecar_port_env_and_prometheus_labels_agree(taskdef: dict[str, Any]) -> None:
@@ -596,6 +610,7 @@ def test_module_sidecar_matches_the_json_task_definition(example_plan: dict[str,
     expected = sidecar_of(load_taskdef())
     for key in (
         "healthCheck",
+        "restartPolicy",
         "portMappings",
         "stopTimeout",
         "dockerLabels",

@@ -1,4 +1,4 @@
-"""The sidecar as a service: /metrics, /healthz, /readyz, the healthcheck subcommand, the
+"""The sidecar as a service: /metrics, /healthz, /readyz, /startupz, the healthcheck subcommand, the
 supervisor that exits when syncing stops, graceful shutdown and configuration errors. Real
 processes, real endpoints on 127.0.0.1."""
 
@@ -25,6 +25,7 @@ from conftest import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.config import VARIABLES, load_settings
+from sidecar.healthcheck import target_host, url_for
 from sidecar.http import HealthServer
 from sidecar.service import Service
 
@@ -78,11 +79,11 @@ async def ready(port: int, process: SidecarProcess) -> None:
     await eventually(check, timeout=30, interval=0.1, what="/readyz 200")
 
 
-def healthcheck(port: int) -> int:
+def healthcheck(port: int, *args: str, **env: str) -> int:
     assert SCRIPT is not None
     return subprocess.run(
-        [SCRIPT, "healthcheck"],
-        env={**os.environ, "SYNC_HTTP_PORT": str(port)},
+        [SCRIPT, "healthcheck", *args],
+        env={**os.environ, "SYNC_HTTP_PORT": str(port), **env},
         capture_output=True,
         timeout=30,
         check=False,
@@ -156,6 +157,8 @@ async def test_readiness_follows_restore_and_s3(
         assert json.loads(body)["failing"] == ["restore"]
         assert healthcheck(port) == 1
 
+        assert healthcheck(port, "--ready") == 1
+
     await eventually(restoring, timeout=30, what="/readyz 503 during the restore")
     proxy.faults.delay = 0
     await ready(port, process)
@@ -170,7 +173,8 @@ async def test_readiness_follows_restore_and_s3(
         assert "poll" in json.loads(body)["failing"]
 
     await eventually(unreachable, timeout=30, what="/readyz 503 with S3 unreachable")
-    assert await in_thread(healthcheck, port) == 1
+    assert await in_thread(healthcheck, port) == 0, "an outage must not get the task replaced"
+    assert await in_thread(healthcheck, port, "--ready") == 1
     proxy.faults.down = False
     await ready(port, process)
     assert await in_thread(healthcheck, port) == 0
@@ -218,6 +222,7 @@ async def test_sigterm_with_a_burst_in_flight(run_sidecar, sidecar_env, bucket: 
         ("SYNC_MAX_DELETE_PERCENT", "150"),
         ("SYNC_SHUTDOWN_TIMEOUT", "-1"),
         ("SYNC_HTTP_PORT", "70000"),
+        ("SYNC_HTTP_HOST", "not a host"),
         ("SYNC_STALL_TIMEOUT", "1"),
         ("SYNC_OPEN_FILE_TIMEOUT", "never"),
     ],
@@ -293,3 +298,123 @@ async def test_a_stalled_upload_queue_ends_the_process(sidecar_env, proxy, caplo
     assert await asyncio.wait_for(task, 60) == 1
     assert asyncio.get_running_loop().time() - started >= 10
     assert "upload queue made no progress" in caplog.text
+
+
+async def test_http_host_binds_the_endpoints_to_loopback_only(sidecar_env) -> None:
+    service = in_process_service(sidecar_env, SYNC_HTTP_HOST="127.0.0.1")
+    port = service.settings.http_port
+    task = await service_ready(service, port)
+    try:
+        assert service.http.addresses == [("127.0.0.1", port)]
+        env = {"SYNC_HTTP_HOST": "127.0.0.1"}
+        assert await in_thread(lambda: healthcheck(port, **env)) == 0
+    finally:
+        service.request_stop(signal.SIGTERM)
+        assert await asyncio.wait_for(task, 30) == 0
+
+
+async def test_http_host_defaults_to_every_interface(sidecar_env) -> None:
+    service = in_process_service(sidecar_env)
+    port = service.settings.http_port
+    task = await service_ready(service, port)
+    try:
+        assert service.http.addresses == [("0.0.0.0", port)]
+        assert await in_thread(healthcheck, port) == 0
+    finally:
+        service.request_stop(signal.SIGTERM)
+        assert await asyncio.wait_for(task, 30) == 0
+
+
+@pytest.mark.parametrize(
+    ("bound", "asked"),
+    [
+        ("", "http://127.0.0.1:9464/p"),
+        ("0.0.0.0", "http://127.0.0.1:9464/p"),
+        ("127.0.0.1", "http://127.0.0.1:9464/p"),
+        ("::", "http://[::1]:9464/p"),
+        ("::1", "http://[::1]:9464/p"),
+        ("10.0.3.7", "http://10.0.3.7:9464/p"),
+        ("fd00::7", "http://[fd00::7]:9464/p"),
+        ("localhost", "http://localhost:9464/p"),
+    ],
+)
+def test_healthcheck_asks_where_the_sidecar_listens(bound: str, asked: str) -> None:
+    assert url_for(target_host(bound), 9464, "/p") == asked
+
+
+async def test_ready_once_then_alive_through_an_s3_outage(
+    sidecar_env, bucket: Bucket, proxy
+) -> None:
+    """The container health check (`/startupz`, `s3sync-sidecar healthcheck`) holds the app back
+    until the restore is done, then does not fail for an outage: ECS would replace the task,
+    and the changes written meanwhile on its volume would be lost."""
+    for index in range(10):
+        await in_thread(bucket.put, f"r/{index}.txt", b"r")
+    proxy.faults.methods = {"GET"}
+    proxy.faults.delay = 0.3  # a slow restore, so that it can be watched
+    service = in_process_service(
+        sidecar_env, SYNC_ENDPOINT=proxy.endpoint_pattern, SYNC_DOWNLOAD_CONCURRENCY="1"
+    )
+    port = service.settings.http_port
+    task = asyncio.create_task(service.run())
+    try:
+
+        async def restoring() -> None:
+            assert not service.syncer.status().restore_done
+            status, body = await get(port, "/startupz")
+            assert (status, json.loads(body)["status"]) == (503, "starting")
+            assert await in_thread(healthcheck, port) == 1
+            assert not service.syncer.status().restore_done, "still restoring afterwards"
+
+        await eventually(restoring, timeout=30, what="/startupz 503 during the restore")
+        proxy.faults.delay = 0
+        await eventually(lambda: service.syncer.status().restore_done, timeout=30)
+        assert (await get(port, "/startupz"))[0] == 200
+        assert await in_thread(healthcheck, port) == 0
+
+        proxy.faults.methods = set()
+        proxy.faults.down = True  # S3 unreachable: listings and uploads fail from now on
+        (Path(service.settings.directory) / "written-during-the-outage.txt").write_bytes(b"x")
+
+        async def outage() -> None:
+            status, body = await get(port, "/readyz")
+            assert status == 503 and "poll" in json.loads(body)["failing"]
+
+        await eventually(outage, timeout=30, what="/readyz 503 with S3 unreachable")
+        status, body = await get(port, "/startupz")
+        assert status == 200, body
+        assert json.loads(body) == {"status": "ok", "restored": True, "problems": []}
+        assert await in_thread(healthcheck, port) == 0
+        assert await in_thread(healthcheck, port, "--ready") == 1
+        assert not task.done(), "the outage does not end the process either"
+
+        proxy.faults.down = False
+        await eventually(
+            lambda: in_thread(bucket.exists, "written-during-the-outage.txt"), timeout=60
+        )
+    finally:
+        service.request_stop(signal.SIGTERM)
+        assert await asyncio.wait_for(task, 30) == 0
+
+
+async def test_startupz_fails_when_the_sidecar_stops_syncing(syncer_factory) -> None:
+    syncer = await syncer_factory()
+    port = free_port()
+    server = HealthServer(syncer, "127.0.0.1", port)
+    await server.start()
+    try:
+        assert (await get(port, "/startupz"))[0] == 200
+        next(t for t in syncer.internal_tasks if t.get_name() == "poller").cancel()
+
+        async def unhealthy() -> None:
+            status, body = await get(port, "/startupz")
+            assert status == 503
+            assert json.loads(body) == {
+                "status": "unhealthy",
+                "restored": True,
+                "problems": ["internal task poller stopped"],
+            }
+
+        await eventually(unhealthy)
+    finally:
+        await server.close()

@@ -62,6 +62,14 @@ locals {
       startPeriod = 300
     }
     stopTimeout = var.stop_timeout
+    # A sidecar that exits 1 (it stopped syncing) is restarted in place: same task, same
+    # volume, its saved state kept. Without this ECS stops the whole task (the sidecar is
+    # essential) and a folder on the task's ephemeral storage is lost with it. 0 is a clean stop.
+    restartPolicy = {
+      enabled              = true
+      ignoredExitCodes     = [0]
+      restartAttemptPeriod = 60
+    }
     logConfiguration = {
       logDriver = "awslogs"
       options = {

@@ -136,7 +136,7 @@ variable "sync_settings" {
 }
 
 variable "http_port" {
-  description = "Port of the sidecar's HTTP server (/metrics, /healthz, /readyz): SYNC_HTTP_PORT, the container port and the Prometheus discovery label."
+  description = "Port of the sidecar's HTTP server (/metrics, /healthz, /readyz, /startupz): SYNC_HTTP_PORT, the container port and the Prometheus discovery label."
   type        = number
   default     = 9464
 

@@ -5,6 +5,14 @@ retried with capped, jittered exponential backoff; a rejected or expired credent
 refresh; a clock skew reported by S3 is corrected from its `Date` header. Anything else becomes a
 typed `S3Error` the caller can act on (`PreconditionFailed` is how conditional writes report a
 concurrent change).
+
+No answer is read without a bound: a broken or hostile endpoint cannot exhaust memory. An error
+document is read up to `ERROR_DOCUMENT_LIMIT` (64 KiB) and past that is not parsed, only its
+status counts; any other answer read whole (listings, XML results) is read up to
+`RESULT_LIMIT` (8 MiB, twice a worst-case page of 1,000 URL-encoded 1,024-byte keys) and past
+that fails with `ResponseTooLarge`. A body whose Content-Length announces more than its limit
+is not read at all, and a cut response is closed, never returned to the pool. Streamed bodies
+(GetObject) are the caller's: `read_capped` bounds them the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -63,6 +71,10 @@ _CREDENTIAL_CODES = frozenset(
 _SHORT_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
 _STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
 
+ERROR_DOCUMENT_LIMIT = 64 * 1024
+RESULT_LIMIT = 8 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
+
 
 class S3Error(Exception):
     """S3 answered, and the answer was not a success."""
@@ -85,6 +97,43 @@ class NotFound(S3Error):
 
 class S3Unavailable(Exception):
     """No answer from S3 after every retry (network down, endpoint wrong, credentials absent)."""
+
+
+class ResponseTooLarge(S3Unavailable):
+    """An answer longer than it may be, announced or sent: a broken or hostile endpoint. The
+    response was closed, not read on; no more than `limit` bytes of it were kept."""
+
+    def __init__(self, what: str, limit: int, announced: int | None = None) -> None:
+        size = f"announces {announced} bytes" if announced is not None else "sends more"
+        super().__init__(f"{what}: the answer {size}, over the limit of {limit} bytes")
+        self.limit = limit
+        self.announced = announced
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body of `response`, read in chunks and never more than `limit` bytes of it.
+
+    Raises `ResponseTooLarge`, after closing the response (its connection is not reused), when
+    its Content-Length announces more than `limit`, or as soon as more than `limit` bytes
+    arrive. A body that ends at or under `limit` is returned whole and the connection goes back
+    to the pool, as after `response.read()`.
+    """
+    what = f"{response.method} {response.url.path}"
+    announced = None if response.method == "HEAD" else response.content_length
+    if announced is not None and announced > limit:
+        response.close()
+        raise ResponseTooLarge(what, limit, announced)
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = await response.content.read(min(_READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            response.close()
+            raise ResponseTooLarge(what, limit)
+        chunks.append(chunk)
 
 
 class BodyChanged(Exception):
@@ -307,7 +356,13 @@ class S3Client:
                 if stream:
                     return response
                 try:
-                    content = await response.read()
+                    content = await read_capped(response, RESULT_LIMIT)
+                except ResponseTooLarge as error:
+                    # Not retried here: the same endpoint would most likely answer the same.
+                    # The caller's own retry (the next poll, the path's next attempt) will.
+                    raise ResponseTooLarge(
+                        f"{operation} {key!r}", error.limit, error.announced
+                    ) from None
                 except (aiohttp.ClientError, TimeoutError) as error:
                     response.release()
                     if attempt >= self._max_attempts:
@@ -316,8 +371,11 @@ class S3Client:
                     await asyncio.sleep(self._backoff(attempt))
                     continue
                 return _Response(response.status, response.headers, content)
+            oversized = False
             try:
-                content = await response.read()
+                content = await read_capped(response, ERROR_DOCUMENT_LIMIT)
+            except ResponseTooLarge:
+                content, oversized = b"", True
             except (aiohttp.ClientError, TimeoutError):
                 content = b""
             finally:
@@ -325,6 +383,8 @@ class S3Client:
             error_doc = xml.parse_error(content)
             code = error_doc.code if error_doc else ""
             message = error_doc.message if error_doc else ""
+            if oversized:  # only the status is known; 5xx and 429 are retried as usual
+                message = f"(an error document over {ERROR_DOCUMENT_LIMIT} bytes, not read)"
             # A HEAD error has no body to name its code: a 400/403 there may be an expired
             # credential too, worth one refresh.
             bodyless_denial = method == "HEAD" and not code and response.status in (400, 403)
@@ -542,11 +602,3 @@ def _error_for(operation: str, status: int, code: str, message: str, key: str) -
 def _describe(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return f"{type(error).__name__}: {text}" if text != type(error).__name__ else text
-
-
-async def drain(awaitable: Awaitable[object]) -> None:
-    """Await and discard, for fire-and-forget cleanup that must not raise."""
-    try:
-        await awaitable
-    except Exception as error:
-        log.debug("cleanup failed: %s", _describe(error))

@@ -1,6 +1,7 @@
-# The task definition is wired like deploy/ecs-taskdef.json: the sidecar's health check, port,
-# environment, stop timeout, labels, read-only root filesystem and user, and the app containers
-# completed with the shared volume and a dependsOn HEALTHY on the sidecar. Offline (mocked AWS).
+# The task definition is wired like deploy/ecs-taskdef.json: the sidecar's health check, restart
+# policy, port, environment, stop timeout, labels, read-only root filesystem and user, and the app
+# containers completed with the shared volume and a dependsOn HEALTHY on the sidecar. Offline
+# (mocked AWS).
 
 mock_provider "aws" {
   mock_data "aws_region" {
@@ -42,6 +43,15 @@ run "sidecar_container" {
       startPeriod = 300
     }
     error_message = "The sidecar's health check must be s3sync-sidecar healthcheck, every 10 s, timeout 5, 10 retries, start period 300."
+  }
+
+  assert {
+    condition = output.sidecar_container_definition.restartPolicy == {
+      enabled              = true
+      ignoredExitCodes     = [0]
+      restartAttemptPeriod = 60
+    }
+    error_message = "The sidecar is restarted in place when it exits non-zero (not on exit 0), at most once a minute."
   }
 
   assert {
