@@ -1,5 +1,7 @@
 """Deletes, on either side: a key whose file was deleted here (`delete_remote`), a file whose key
-was deleted in S3 (`delete_local`), and a directory left empty by S3 (`rmdir`).
+was deleted in S3 (`delete_local`), and a directory left empty by S3 (`rmdir`); after a local
+delete the parent is looked at again, so directories that existed only for keys now gone go
+too.
 
 A local file is deleted only when it is exactly the version last synced: it is first moved aside
 into the working folder and compared there, and put back if it changed in the instant between
@@ -63,6 +65,7 @@ class Deletes:
             rel,
             extra={"path": rel, "operation": "delete_local"},
         )
+        _parent_again(job)
 
     def _put_back(self, job: Job, aside: str) -> None:
         """Undo a move aside; if the name was taken meanwhile, keep the file as a copy."""
@@ -90,3 +93,12 @@ class Deletes:
             raise
         ws.state.forget(rel)
         ws.metrics.inc(ws.metrics.deletes, "local", "ok")
+        _parent_again(job)
+
+
+def _parent_again(job: Job) -> None:
+    """A local delete because of S3 may leave the parent existing only for keys now gone:
+    look at it again (it is removed unless it holds local content or has a marker)."""
+    parents = parents_of(job.rel)
+    if parents:
+        job.followups.append(Followup(parents[-1], remote=True))

@@ -183,7 +183,14 @@ class Downloads:
         if head.mtime_ns is not None and head.mtime_ns != local.mtime_ns:
             os.utime(path, ns=(head.mtime_ns, head.mtime_ns), follow_symlinks=False)
         updated = local_entry(path)
-        if updated is None:
+        # A write that landed since the check must not be absorbed into the synced record as if
+        # it were our chmod/utime: it is uploaded by the next pass instead.
+        ws.recheck(job, updated)
+        if (
+            updated is None
+            or (updated.size, updated.ino, updated.kind) != (local.size, local.ino, local.kind)
+            or (head.mtime_ns is not None and updated.mtime_ns != head.mtime_ns)
+        ):
             raise LocalChanged(rel)
         ws.state.agree(rel, updated, remote.with_metadata(head.mtime_ns, head.mode))
         ws.metrics.inc(ws.metrics.metadata_updates, "local", "ok")

@@ -137,6 +137,7 @@ class Engine:
             scheduler=self.scheduler,
             metrics=metrics,
             excluded=self.events.excluded,
+            remote_excluded=self.poller.excluded,
             stopping=lambda: self.stopping,
             submit=self.events.submit,
             passed=self.restore.passed,
@@ -180,17 +181,20 @@ class Engine:
         scheduler, watcher = self.scheduler, self.watcher
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            watcher.barrier()
+            watcher.barrier()  # may report an overflow: the rescan then starts now
             scheduler.expedite()
-            if not scheduler.has_work():
+            rescan = self.events.rescanning
+            if rescan is None and not scheduler.has_work():
                 break
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
+            wait = min(remaining, 1.0) if remaining is not None else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    scheduler.wait_idle(), None if remaining is None else min(remaining, 1.0)
-                )
+                if rescan is not None:  # what it finds is submitted as it goes
+                    await asyncio.wait_for(asyncio.shield(rescan), wait)
+                else:
+                    await asyncio.wait_for(scheduler.wait_idle(), wait)
         return sorted(set(scheduler.pending_local()) | self.state.writing)
 
     async def close(self) -> None:

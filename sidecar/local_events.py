@@ -49,6 +49,7 @@ class LocalEvents:
         self._upload_on_create = upload_on_create
         self._open_file_timeout = open_file_timeout
         self._rescanning: asyncio.Task[None] | None = None
+        self._rescan_again = False  # an overflow during a rescan: it must start over
         self.fatal: str | None = None  # why nothing more can be synced (the folder went)
 
     def excluded(self, rel: str) -> bool:
@@ -109,9 +110,9 @@ class LocalEvents:
 
     def overflowed(self) -> None:
         self._metrics.inotify_overflows.inc()
-        if self._rescanning is not None and not self._rescanning.done():
-            return
-        self._rescanning = asyncio.get_running_loop().create_task(self._rescan())
+        self._rescan_again = True
+        if self.rescanning is None:
+            self._rescanning = asyncio.get_running_loop().create_task(self._rescan())
 
     def root_lost(self) -> None:
         self.fatal = f"the synced folder {self._root} was deleted"
@@ -119,11 +120,24 @@ class LocalEvents:
 
     # -- recovery ------------------------------------------------------------------------
 
+    @property
+    def rescanning(self) -> asyncio.Task[None] | None:
+        """The rescan under way, if any: stopping waits for it (what it finds is uploaded)."""
+        task = self._rescanning
+        return task if task is not None and not task.done() else None
+
     async def _rescan(self) -> None:
-        """Events were lost: reconsider every known path, then everything on disk."""
-        for rel in self._state.lost_events():
-            self.submit(rel, Hint.NONE)
-        await self._watcher.rescan()
+        """Events were lost: reconsider every known path, then everything on disk; again from
+        the start if more were lost meanwhile."""
+        try:
+            while self._rescan_again:
+                self._rescan_again = False
+                for rel in self._state.lost_events():
+                    self.submit(rel, Hint.NONE)
+                await self._watcher.rescan()
+        except Exception as error:  # the next overflow, or a restart, rescans again
+            self._metrics.inc(self._metrics.local_errors, "watch")
+            log.error("rescan failed: %s", error)
 
     async def sweep_loop(self) -> None:
         """Upload files modified and never closed, once they have been quiet for a while."""

@@ -42,10 +42,12 @@ class IntegrityError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Followup:
-    """A path to look at again because of what an operation did (`hint`: what changed)."""
+    """A path to look at again because of what an operation did: a local change (`hint`: what
+    changed) for the upload pool, or with `remote`, a consequence of S3's for the download pool."""
 
     rel: str
-    hint: Hint
+    hint: Hint = Hint.NONE
+    remote: bool = False
 
 
 @dataclass(slots=True)

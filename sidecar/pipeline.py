@@ -26,11 +26,11 @@ from .executor import Executor
 from .keys import SkipReason, UnsyncableName
 from .localfs import UnsafeParentError, local_entry
 from .metrics import Metrics
-from .model import Hint
+from .model import Hint, Kind
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged
 from .reconcile import Decision, Facts, Op, reconcile
 from .s3.client import BodyChanged, NotFound, PreconditionFailed, S3Error, S3Unavailable
-from .scheduler import UPLOAD, Direction, Scheduler
+from .scheduler import DOWNLOAD, UPLOAD, Direction, Scheduler
 from .state import SyncState
 
 log = logging.getLogger("sidecar")
@@ -64,6 +64,7 @@ class Pipeline:
         scheduler: Scheduler,
         metrics: Metrics,
         excluded: Callable[[str], bool],
+        remote_excluded: Callable[[str, bool], bool],
         stopping: Callable[[], bool],
         submit: Callable[[str, Hint], None],
         passed: Callable[[str, Outcome], None],
@@ -74,6 +75,7 @@ class Pipeline:
         self._scheduler = scheduler
         self._metrics = metrics
         self._excluded = excluded
+        self._remote_excluded = remote_excluded  # (rel, is_dir): listings leave it out
         self._stopping = stopping
         self._submit = submit  # a followup: what an operation asks to be looked at again
         self._passed = passed  # told of every pass's outcome (the start-up restore listens)
@@ -98,8 +100,12 @@ class Pipeline:
         job: Job | None = None
         try:
             excluded = self._excluded(rel)
+            local = None if excluded else local_entry(self._workspace.path(rel))
+            is_dir = (local is not None and local.kind is Kind.DIR) or (
+                ps.remote is not None and ps.remote.is_dir
+            )
             facts = Facts(
-                local=None if excluded else local_entry(self._workspace.path(rel)),
+                local=local,
                 remote=ps.remote,
                 synced=ps.synced,
                 remote_children=state.remote_children(rel),
@@ -107,6 +113,7 @@ class Pipeline:
                 writing=ps.writing,
                 initial=ps.initial,
                 excluded=excluded,
+                remote_excluded=self._remote_excluded(rel, is_dir),
                 shadowed=ps.shadowed,
                 stopping=self._stopping(),
             )
@@ -148,7 +155,7 @@ class Pipeline:
             TimeoutError,
             CredentialsError,
         ) as error:
-            return self._failed(rel, direction, error)
+            return self._failed(rel, direction, error, job.decision.op if job else None)
         except PermissionError as error:
             self._metrics.inc(self._metrics.skipped, SkipReason.UNREADABLE.value)
             self._metrics.inc(self._metrics.local_errors, "permission")
@@ -156,11 +163,14 @@ class Pipeline:
             return SETTLED
         except OSError as error:
             self._metrics.inc(self._metrics.local_errors, "io")
-            return self._failed(rel, direction, error)
+            return self._failed(rel, direction, error, job.decision.op if job else None)
         finally:
             if job is not None:
                 for followup in job.followups:
-                    self._submit(followup.rel, followup.hint)
+                    if followup.remote:
+                        self._scheduler.submit(followup.rel, DOWNLOAD)
+                    else:
+                        self._submit(followup.rel, followup.hint)
 
     async def _remote_changed(self, rel: str, direction: Direction) -> Outcome:
         """S3 no longer holds what the decision saw: learn what it holds now, decide again."""
@@ -179,12 +189,26 @@ class Pipeline:
         if decision.reason != SkipReason.EXCLUDED.value:
             log.warning("not syncing %r: %s", rel, decision.reason.replace("_", " "))
 
-    def _failed(self, rel: str, direction: Direction, error: BaseException) -> Outcome:
+    def _failed(
+        self, rel: str, direction: Direction, error: BaseException, op: Op | None = None
+    ) -> Outcome:
         delay = self._state.failed(rel)
         attempts = self._state.get(rel).failures
-        metrics = self._metrics
-        metrics.inc(metrics.uploads if direction == UPLOAD else metrics.downloads, "error")
+        self._count_error(op, direction)
         log.warning(
             "sync of %r failed (attempt %d, retrying in %.0fs): %s", rel, attempts, delay, error
         )
         return Outcome(Verdict.RETRY, delay)
+
+    def _count_error(self, op: Op | None, direction: Direction) -> None:
+        """`result="error"` on the counter of what failed (by direction if nothing was tried)."""
+        metrics = self._metrics
+        if op in (Op.DELETE_REMOTE, Op.DELETE_LOCAL, Op.RMDIR):
+            metrics.inc(metrics.deletes, "remote" if op is Op.DELETE_REMOTE else "local", "error")
+        elif op in (Op.UPLOAD_META, Op.APPLY_REMOTE_META):
+            side = "remote" if op is Op.UPLOAD_META else "local"
+            metrics.inc(metrics.metadata_updates, side, "error")
+        elif op in (Op.DOWNLOAD, Op.MKDIR) or (op is None and direction != UPLOAD):
+            metrics.inc(metrics.downloads, "error")
+        else:
+            metrics.inc(metrics.uploads, "error")

@@ -74,6 +74,10 @@ class Poller:
         self.last_error: str | None = None
         self.last_duration = 0.0
 
+    def excluded(self, rel: str, is_dir: bool) -> bool:
+        """Whether listings leave `rel` out (the remote exclude pattern): S3's side unseen."""
+        return self._exclude.match(rel + "/" if is_dir else rel) is not None
+
     def _skip(self, key: str, reason: SkipReason, detail: str) -> None:
         if key in self._reported:
             return
@@ -155,6 +159,7 @@ class Poller:
             max_delete_percent=settings.max_delete_percent,
             initial=False,
             trust_after=settings.trust_after,
+            unlisted=self.excluded,
         )
         if self.last_error is not None:
             log.info("poll succeeded again")
@@ -180,6 +185,7 @@ def apply_snapshot(
     max_delete_percent: float,
     initial: bool,
     trust_after: float = 0.0,
+    unlisted: Callable[[str, bool], bool] = lambda rel, is_dir: False,
 ) -> Applied:
     """Fold a listing into `state`; return the paths whose remote side changed.
 
@@ -187,7 +193,8 @@ def apply_snapshot(
     keep what we know (`trust_after` widens that window, for stores that are only eventually
     consistent: mobius3's `local_modification_persistance`). When more synced files would be
     deleted locally than the max-delete guard allows, those deletions are held back (and
-    reported) instead of applied.
+    reported) instead of applied. Keys that listings leave out (`unlisted`: the remote exclude
+    pattern) are never taken as deleted.
     """
     applied = Applied()
     started = snapshot.started
@@ -241,6 +248,7 @@ def apply_snapshot(
         if ps.remote is not None
         and rel not in entries
         and rel not in snapshot.shadowed
+        and not unlisted(rel, ps.remote.is_dir)
         and not stale(rel)
     ]
     local_deletions = [

@@ -14,8 +14,9 @@ Safety rules encoded here:
 - a remote change beats a local delete (nothing is lost: the file comes back);
 - a local file is deleted only when it is exactly the version last synced;
 - an excluded path is never touched; nothing is done to the folder because of S3 for a path
-  whose remote side is unknown (shadowed by a file key above it), nor while stopping (except a
-  conflict, which still carries a local change to upload);
+  whose remote side is unknown (shadowed by a file key above it, or left out of listings by
+  the remote exclude pattern), nor while stopping (a conflict still goes on, except when
+  shadowed: it carries a local change to upload and keeps both versions);
 - more deletions at once than the max-delete guard allows are held back (`too_many_deletions`).
 """
 
@@ -61,6 +62,7 @@ class Facts:
     writing: bool = False  # modified and not yet closed
     initial: bool = False  # restoring at start: the app is not running yet
     excluded: bool = False  # matched by the local exclude pattern: never synced
+    remote_excluded: bool = False  # matched by the remote exclude pattern: S3's side unseen
     shadowed: bool = False  # a file key above it hides its remote side
     stopping: bool = False  # shutting down: only local changes still go to S3
 
@@ -84,8 +86,9 @@ FORGET = Decision(Op.FORGET)
 _REMOTE_DRIVEN = frozenset(
     {Op.DOWNLOAD, Op.DELETE_LOCAL, Op.RMDIR, Op.MKDIR, Op.APPLY_REMOTE_META, Op.CONFLICT}
 )
-# Of those, what waits while stopping: a conflict still carries a local change to upload.
-_DEFERRED_AT_STOP = _REMOTE_DRIVEN - {Op.CONFLICT}
+# Of those, what waits while stopping, or never happens for a key the listing leaves out: a
+# conflict still carries a local change to upload (and keeps both versions).
+_CHANGES_LOCAL_ONLY = _REMOTE_DRIVEN - {Op.CONFLICT}
 EXCLUDED = Decision(Op.SKIP, reason="excluded")
 DEFER = Decision(Op.DEFER)
 
@@ -95,7 +98,7 @@ def reconcile(f: Facts) -> Decision:
         return EXCLUDED
     decision = _decide(f)
     if (f.shadowed and decision.op in _REMOTE_DRIVEN) or (
-        f.stopping and decision.op in _DEFERRED_AT_STOP
+        (f.stopping or f.remote_excluded) and decision.op in _CHANGES_LOCAL_ONLY
     ):
         return DEFER
     return decision

@@ -62,7 +62,12 @@ class Restore:
         self._poller.succeeded()
         self._listed = len(snapshot.entries)
         applied = apply_snapshot(
-            state, snapshot, busy=lambda rel: False, max_delete_percent=100, initial=True
+            state,
+            snapshot,
+            busy=lambda rel: False,
+            max_delete_percent=100,
+            initial=True,
+            unlisted=self._poller.excluded,
         )
         if loaded:
             await self._guard(loaded, snapshot.entries, snapshot.shadowed)
@@ -121,7 +126,12 @@ class Restore:
                 self._state.forget(rel)
             await self._store.forget_all()
             return
-        missing_there = [rel for rel in files if rel not in listed and rel not in shadowed]
+        unlisted = self._poller.excluded
+        missing_there = [
+            rel
+            for rel in files
+            if rel not in listed and rel not in shadowed and not unlisted(rel, False)
+        ]
         if too_many_deletions(len(missing_there), len(files), self._max_delete):
             self._metrics.delete_guard_trips.inc()
             log.error(

@@ -211,7 +211,8 @@ class Watcher:
             rel = name
         is_dir = bool(mask & IN_ISDIR)
         sink = self._sink
-        if mask & IN_MODIFY:
+        if mask & IN_MODIFY and not is_dir:
+            # (`tar -x` makes directories report IN_MODIFY; only a file is ever "being written")
             sink.modified(rel)
         if mask & IN_CLOSE_WRITE:
             sink.closed(rel)

@@ -349,6 +349,25 @@ ROWS: list[tuple[str, Facts, Decision]] = [
     ),
     # a shadowed path's local changes still go to S3
     ("shadowed_local_only", Facts(FILE, None, None, shadowed=True), UPLOAD_NEW),
+    # a key the listing leaves out (remote exclude) never changes the folder
+    ("remote_excluded_gone", Facts(FILE, None, SYNCED_FILE, remote_excluded=True), D(Op.DEFER)),
+    (
+        "remote_excluded_changed",
+        Facts(FILE, OBJ_CHANGED, SYNCED_FILE, remote_excluded=True),
+        D(Op.DEFER),
+    ),
+    ("remote_excluded_new", Facts(None, OBJ, None, remote_excluded=True), D(Op.DEFER)),
+    ("remote_excluded_dir_gone", Facts(DIR, None, SYNCED_DIR, remote_excluded=True), D(Op.DEFER)),
+    (
+        "remote_excluded_local_change",
+        Facts(GROWN, OBJ, SYNCED_FILE, remote_excluded=True, hint=Hint.CONTENT),
+        D(Op.UPLOAD, if_match="e0"),
+    ),
+    (
+        "remote_excluded_conflict",
+        Facts(GROWN, OBJ_CHANGED, SYNCED_FILE, remote_excluded=True),
+        D(Op.CONFLICT, if_match="e1", winner=Winner.LOCAL),
+    ),
     ("stopping_remote_only", Facts(None, OBJ, None, stopping=True), D(Op.DEFER)),
     ("stopping_remote_gone", Facts(FILE, None, SYNCED_FILE, stopping=True), D(Op.DEFER)),
     ("stopping_remote_dir_gone", Facts(DIR, None, SYNCED_DIR, stopping=True), D(Op.DEFER)),
