@@ -11,9 +11,11 @@ mtime; failing that, the object is fetched and compared byte for byte.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
+import stat
 from datetime import UTC, datetime
 
 from .download import Downloads
@@ -27,16 +29,50 @@ log = logging.getLogger("sidecar.conflict")
 
 
 def link_as_conflict(ws: Workspace, source: str, rel: str) -> str:
-    """Give `source` a free conflict-copy name beside `rel` (link: never overwrites)."""
+    """Give `source` a free conflict-copy name beside `rel`: a hard link, or a copy where the
+    filesystem or the directory refuses links. Never overwrites anything."""
     moment = datetime.now(UTC)
     for attempt in range(1000):
         name = conflict_name(rel, moment, attempt)
+        target = ws.path(name)
         try:
-            os.link(source, ws.path(name), follow_symlinks=False)
+            try:
+                os.link(source, target, follow_symlinks=False)
+            except OSError as error:
+                if error.errno not in _NO_LINKS:
+                    raise
+                _copy_new(source, target)
         except FileExistsError:
             continue
         return name
     raise FileExistsError(rel)
+
+
+# link() fails with these where copying may still work: no hard links on this filesystem,
+# another filesystem, too many links, or a protected_hardlinks refusal on a file not ours.
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.EACCES})
+
+
+def _copy_new(source: str, target: str) -> None:
+    """Copy `source` to a new `target` (O_EXCL: FileExistsError if taken), mode and mtime too."""
+    st = os.lstat(source)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(source), target)
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(target, flags, stat.S_IMODE(st.st_mode))
+    try:
+        with open(source, "rb") as reader:
+            while chunk := reader.read(READ_CHUNK):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except BaseException:
+        os.close(fd)
+        os.unlink(target)
+        raise
+    os.close(fd)
 
 
 class Conflicts:

@@ -8,7 +8,9 @@ when X fails" has one answer:
 - S3 changed under it (`PreconditionFailed`, `NotFound`, `RemoteChanged`): learn what S3 holds
   (one HEAD), then decide again; if S3 contradicts itself, back off as a failure;
 - an error (S3, network, credentials, I/O): back off (state.py holds the one retry policy);
-- a name or a file that cannot be synced: counted, logged, and left until it changes.
+- a name that cannot be synced: counted, logged, and left until it changes;
+- a file or directory we may not read or write: counted, and retried like an error (never
+  settled: the change is still pending, and a stop reports it).
 Followups an operation recorded are submitted however the pass ended.
 """
 
@@ -157,10 +159,11 @@ class Pipeline:
         ) as error:
             return self._failed(rel, direction, error, job.decision.op if job else None)
         except PermissionError as error:
+            # Not settled: a change that was not synced stays pending (and a stop says so);
+            # it is retried with back-off, and at once when the path changes.
             self._metrics.inc(self._metrics.skipped, SkipReason.UNREADABLE.value)
             self._metrics.inc(self._metrics.local_errors, "permission")
-            log.warning("cannot sync %r: %s", rel, error)
-            return SETTLED
+            return self._failed(rel, direction, error, job.decision.op if job else None)
         except OSError as error:
             self._metrics.inc(self._metrics.local_errors, "io")
             return self._failed(rel, direction, error, job.decision.op if job else None)

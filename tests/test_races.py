@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import Bucket, eventually, in_thread
 
 
@@ -49,3 +51,33 @@ async def test_hints_that_arrive_during_a_pass_survive_it(
     await syncer.poll_once()
     assert await in_thread(bucket.get, "data.bin") == b"C" * 64
     assert path.read_bytes() == b"C" * 64
+
+
+def test_conflict_copy_falls_back_to_a_copy_where_links_fail(tmp_path: Path) -> None:
+    """link() across filesystems fails with EXDEV (as it fails with EPERM or EACCES where hard
+    links are refused): the conflict copy is then a real copy, with mode and mtime."""
+    from sidecar.conflict import link_as_conflict
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the temporary folder")
+    source = shm / f"s3sync-test-{os.getpid()}"
+    source.write_bytes(b"the S3 version")
+    os.chmod(source, 0o640)
+    os.utime(source, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+
+    class Folder:
+        def path(self, rel: str) -> str:
+            return f"{tmp_path}/{rel}"
+
+    try:
+        first = link_as_conflict(Folder(), str(source), "report.txt")  # type: ignore[arg-type]
+        second = link_as_conflict(Folder(), str(source), "report.txt")  # type: ignore[arg-type]
+    finally:
+        source.unlink()
+    assert first != second and first.startswith("report.sync-conflict-")
+    for name in (first, second):
+        copy = tmp_path / name
+        assert copy.read_bytes() == b"the S3 version"
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o640
+        assert copy.stat().st_mtime_ns == 1_600_000_000_000_000_000
