@@ -4,8 +4,9 @@ the other is kept beside it as `name.sync-conflict-YYYYMMDD-HHMMSS.ext` (`confli
 localfs.py) and uploaded too.
 
 Often both sides are the same file (a restart on a volume that survived): that is proven before
-anything is transferred, by MD5 against a single-part ETag, or for a multipart object by size and
-mtime; failing that, the object is fetched and compared byte for byte.
+anything is transferred, by MD5 against a single-part ETag, or for a multipart object by its
+multipart ETag computed from the file (size and mtime are never taken as proof); failing that,
+the object is fetched and compared byte for byte.
 """
 
 from __future__ import annotations
@@ -94,11 +95,16 @@ class Conflicts:
                 ws.recheck(job, local)
                 ws.state.record(rel, local, remote)
                 return
-        # ...or, for a multipart object, by size and mtime as rclone does by default.
-        elif job.decision.winner is Winner.NEWER and local.size == remote.size:
-            head = await ws.s3.head_object(ws.keys.key_for_rel(rel))
-            if head is not None and head.etag == remote.etag and head.mtime_ns == local.mtime_ns:
-                ws.state.agree(rel, local, remote.with_metadata(head.mtime_ns, head.mode))
+        # ...or, for a multipart object, by computing its multipart ETag from the file (size and
+        # mtime are never proof: reproducible builds and archives normalise mtimes).
+        elif local.kind is Kind.FILE and local.size == remote.size and "-" in remote.etag:
+            sizes = part_sizes(local.size, remote.etag, ws.settings.multipart_chunksize)
+            same: bool = await ws.loop.run_in_executor(
+                None, _multipart_etag_matches, path, remote.etag, sizes
+            )
+            if same:
+                ws.recheck(job, local)
+                ws.state.record(rel, local, remote)
                 return
         temp, head = await self._downloads.fetch(rel, remote)
         try:
@@ -142,6 +148,38 @@ class Conflicts:
             copy,
             extra={"path": rel, "operation": "conflict"},
         )
+
+
+_MiB = 1024 * 1024
+
+
+def part_sizes(size: int, etag: str, chunksize: int) -> list[int]:
+    """The part sizes a multipart upload of `size` bytes with this ETag (`<md5>-<parts>`) may
+    have used: ours, the common defaults (8 MiB for the AWS CLI, 5 to 64 MiB), and the even
+    split rounded to a MiB; only those that give exactly that many parts."""
+    count_text = etag.rpartition("-")[2]
+    if not count_text.isdigit() or int(count_text) < 1:
+        return []
+    count = int(count_text)
+    even = -(-size // count)
+    candidates = [chunksize, max(chunksize, -(-size // 10_000)), -(-even // _MiB) * _MiB, even]
+    candidates += [n * _MiB for n in (5, 8, 16, 32, 64, 100, 128)]
+    fits = [p for p in dict.fromkeys(candidates) if p > 0 and -(-size // p) == count]
+    return fits[:4]
+
+
+def _multipart_etag_matches(path: str, etag: str, sizes: list[int]) -> bool:
+    """Whether `path` uploaded in parts of one of `sizes` has this multipart ETag."""
+    for part_size in sizes:
+        digests = hashlib.md5()  # noqa: S324 - how S3 builds a multipart ETag
+        count = 0
+        with open(path, "rb") as file:
+            while part := file.read(part_size):
+                digests.update(hashlib.md5(part).digest())  # noqa: S324
+                count += 1
+        if f"{digests.hexdigest()}-{count}" == etag:
+            return True
+    return False
 
 
 def _md5_of(path: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REGION, Bucket, eventually, in_thread, metric
+from conftest import REGION, Bucket, eventually, in_thread, metric, requests
 
 MAX_QUEUED_EVENTS = Path("/proc/sys/fs/inotify/max_queued_events")
 
@@ -206,3 +206,58 @@ async def test_failed_deletes_and_metadata_updates_count_as_errors(
     assert metric(syncer, "s3sync_uploads_total", result="error") == 0
     proxy.faults.fail_next = 0
     await eventually(lambda: not bucket.exists("doomed.txt"), timeout=30)
+
+
+# -- 6: at start, equality rests on content, never on size and mtime ------------------------
+
+
+def _put_multipart(bucket: Bucket, key: str, body: bytes, part: int, mtime: str) -> str:
+    client = bucket.client
+    upload = client.create_multipart_upload(
+        Bucket=bucket.name, Key=key, Metadata={"mtime": mtime, "mode": "33188"}
+    )
+    parts = []
+    for number, offset in enumerate(range(0, len(body), part), start=1):
+        answer = client.upload_part(
+            Bucket=bucket.name,
+            Key=key,
+            UploadId=upload["UploadId"],
+            PartNumber=number,
+            Body=body[offset : offset + part],
+        )
+        parts.append({"ETag": answer["ETag"], "PartNumber": number})
+    done = client.complete_multipart_upload(
+        Bucket=bucket.name,
+        Key=key,
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": parts},
+    )
+    return str(done["ETag"]).strip('"')
+
+
+@pytest.mark.parametrize("same_content", [False, True])
+async def test_multipart_object_with_same_size_and_mtime_is_compared_by_content(
+    syncer_factory: Any, bucket: Bucket, tmp_path: Path, same_content: bool
+) -> None:
+    part = 5 * 1024 * 1024
+    remote = bytes(range(256)) * (2 * part // 256) + b"tail"
+    local = remote if same_content else remote[:-4] + b"TAIL"
+    mtime_ns = 1_700_000_000_000_000_000
+    etag = await in_thread(_put_multipart, bucket, "build.tar", remote, part, "1700000000.0")
+    assert etag.endswith("-3")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "build.tar").write_bytes(local)
+    os.utime(folder / "build.tar", ns=(mtime_ns, mtime_ns))
+
+    syncer = await syncer_factory(directory=folder)
+    await syncer._running().scheduler.wait_idle()
+    copies = [p for p in folder.iterdir() if "sync-conflict" in p.name]
+    assert (folder / "build.tar").read_bytes() == local
+    if same_content:
+        assert copies == []
+        assert metric(syncer, "s3sync_conflicts_total") == 0
+        assert requests(syncer, "GetObject") == 0  # proven from the file, not downloaded
+    else:
+        assert [p.read_bytes() == remote for p in copies] == [True]
+        await eventually(lambda: bucket.get("build.tar") == local, timeout=30)
