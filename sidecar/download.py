@@ -7,7 +7,9 @@ then moved into place only if the local path is still exactly what the decision 
 empty name it is linked (`link()` fails if a file appeared meanwhile, which is never clobbered);
 over a file, it is renamed. A parent that is a symlink or a file is refused (UnsafeParentError):
 a key never writes outside the folder. Only permission bits are applied from S3, never
-setuid, setgid or sticky.
+setuid, setgid or sticky. Nothing is written past the size S3 announced (Content-Length, which
+aiohttp also enforces), and a symlink's target is read up to 4 KiB: a broken or hostile
+endpoint cannot fill the disk or the memory.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import aiohttp
 from .localfs import PERMISSION_BITS, ensure_parents, entry_from_stat, local_entry
 from .model import Kind, LocalEntry, RemoteEntry
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace, fetched
-from .s3.client import ObjectHead
+from .s3.client import ObjectHead, read_capped
 from .upload import READ_CHUNK, is_plain_md5, verifiable
 
 log = logging.getLogger("sidecar.download")
@@ -50,7 +52,9 @@ class Downloads:
             if is_symlink:
                 if head.size > SYMLINK_MAX:
                     raise IntegrityError(f"symlink object {key!r} is too large")
-                target = await response.read()
+                target = await read_capped(response, SYMLINK_MAX)
+                if len(target) != head.size:
+                    raise IntegrityError(f"{key!r}: received {len(target)} of {head.size} bytes")
                 os.symlink(target, temp)
             else:
                 await self._write_body(response, temp, head, key)
@@ -87,9 +91,12 @@ class Downloads:
             buffer: list[bytes] = []
             buffered = 0
             async for chunk in response.content.iter_chunked(256 * 1024):
+                received += len(chunk)
+                if received > head.size:  # more than announced: never written past it
+                    response.close()
+                    raise IntegrityError(f"{key!r}: more than the {head.size} bytes announced")
                 buffer.append(chunk)
                 buffered += len(chunk)
-                received += len(chunk)
                 if buffered >= READ_CHUNK:
                     block = b"".join(buffer)
                     buffer.clear()

@@ -5,6 +5,7 @@ documents, endless or falsely announced listings) and counts what it managed to 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -208,3 +209,80 @@ async def test_read_capped_stops_a_chunked_body_in_the_middle(hostile: Hostile) 
         assert "GET /x" in str(caught.value)
     await finished(hostile, 1)
     assert hostile.cut == [True] and hostile.sent[0] < 100_000 + SLACK
+
+
+# -- downloads from a hostile endpoint --------------------------------------------------------
+
+LISTING_OF = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    "<Name>b</Name><Prefix></Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>"
+    "<IsTruncated>false</IsTruncated><Contents><Key>{key}</Key>"
+    "<LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>&quot;e&quot;</ETag>"
+    "<Size>{size}</Size><StorageClass>STANDARD</StorageClass></Contents></ListBucketResult>"
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "mode"),
+    [
+        ("link", str(0o120777)),  # a symlink object with an endless, unannounced body
+        ("file.bin", "33188"),  # a file with an endless, unannounced body
+    ],
+)
+async def test_a_download_never_reads_or_writes_past_what_is_announced(
+    tmp_path, key: str, mode: str
+) -> None:
+    from sidecar import Syncer
+
+    sent: list[int] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if "list-type" in request.query:
+            body = LISTING_OF.format(key=key, size=10).encode()
+            return web.Response(body=body, content_type="application/xml")
+        response = web.StreamResponse(
+            headers={
+                "ETag": '"e"',
+                "x-amz-meta-mode": mode,
+                "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT",
+            }
+        )
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        total = 0
+        try:
+            while total < ENDLESS:
+                await response.write(b"B" * CHUNK)
+                total += CHUNK
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            sent.append(total)
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    folder = tmp_path / "folder"
+    syncer = Syncer(
+        str(folder),
+        "b",
+        f"http://127.0.0.1:{port}/{{}}/",
+        "us-east-1",
+        credentials=StaticCredentials(Credentials("AKIDEXAMPLE", "secret")),
+        download_interval=60,
+    )
+    try:
+        await asyncio.wait_for(syncer.start(), 60)  # restore gives up on the path, then goes on
+        assert not os.path.lexists(folder / key)
+        work = os.listdir(folder / ".s3sync-sidecar")
+        assert [name for name in work if len(name) == 32] == []  # no temporary file left
+        assert sent and max(sent) < SLACK, sent
+    finally:
+        await syncer.stop(timeout=1)
+        await runner.cleanup()
