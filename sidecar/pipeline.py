@@ -24,12 +24,12 @@ import aiohttp
 from .aws.credentials import CredentialsError
 from .executor import Executor
 from .keys import SkipReason, UnsyncableName
-from .localfs import UnsafeParentError, local_entry
 from .metrics import Metrics
 from .model import Hint
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged
 from .reconcile import Decision, Facts, Op, reconcile
 from .s3.client import BodyChanged, NotFound, PreconditionFailed, S3Error, S3Unavailable
+from .safefs import UnsafeParentError
 from .scheduler import UPLOAD, Direction, Scheduler
 from .state import SyncState
 
@@ -99,7 +99,7 @@ class Pipeline:
         try:
             excluded = self._excluded(rel)
             facts = Facts(
-                local=None if excluded else local_entry(self._workspace.path(rel)),
+                local=None if excluded else self._workspace.local_entry(rel),
                 remote=ps.remote,
                 synced=ps.synced,
                 remote_children=state.remote_children(rel),
@@ -138,7 +138,7 @@ class Pipeline:
             return SETTLED
         except UnsafeParentError as error:
             self._metrics.inc(self._metrics.skipped, SkipReason.UNSAFE_KEY.value)
-            log.warning("not downloading %r: %s", rel, error)
+            log.warning("not syncing %r: reached through a symlink or a file (%s)", rel, error)
             return SETTLED
         except (
             S3Error,

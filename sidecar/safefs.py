@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _UNSAFE_ERRNOS = (errno.ELOOP, errno.ENOTDIR)
+_NOT_NAMES = frozenset(("", ".", ".."))
 
 
 class UnsafeParentError(OSError):
@@ -116,7 +117,7 @@ class Tree:
         self.close()
         self.root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            self.work_fd = self._open_dir(self.work_name.strip("/").split("/"), None)
+            self.work_fd = self._open_dir(self.work_name.strip("/"), None)
         except BaseException:
             self.close()
             raise
@@ -133,15 +134,19 @@ class Tree:
 
     # -- resolving -----------------------------------------------------------------------
 
-    def _open_dir(self, parts: list[str], created: list[str] | None) -> int:
-        """The descriptor of root/parts..., never following a symlink; missing directories
-        are made (and their relative paths appended) when `created` is given."""
+    def _open_dir(self, head: str, created: list[str] | None) -> int:
+        """The descriptor of root/head, never following a symlink; missing directories are
+        made (and their relative paths appended) when `created` is given. Hot: kept lean."""
         root_fd = self.root_fd
         fd = root_fd
+        part = ""
+        parts = head.split("/")
         try:
             for index, part in enumerate(parts):
+                if part in _NOT_NAMES:
+                    raise UnsafeParentError(errno.EINVAL, "not a name in the folder", part)
                 try:
-                    child = _step(fd, part)
+                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
                     if created is None:
                         raise
@@ -151,13 +156,15 @@ class Tree:
                         pass
                     else:
                         created.append("/".join(parts[: index + 1]))
-                    child = _step(fd, part)
+                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
                 if fd != root_fd:
                     os.close(fd)
                 fd = child
-        except BaseException:
+        except OSError as error:
             if fd != root_fd:
                 os.close(fd)
+            if error.errno in _UNSAFE_ERRNOS and not isinstance(error, UnsafeParentError):
+                raise UnsafeParentError(error.errno, "a symlink or not a directory", part) from None
             raise
         return fd
 
@@ -169,7 +176,7 @@ class Tree:
         if not head:
             yield At(self.root_fd, name)
             return
-        fd = self._open_dir(head.split("/"), created)
+        fd = self._open_dir(head, created)
         try:
             yield At(fd, name)
         finally:
@@ -182,7 +189,7 @@ class Tree:
         _check(name)
         if not head:
             return os.stat(name, dir_fd=self.root_fd, follow_symlinks=False)
-        fd = self._open_dir(head.split("/"), None)
+        fd = self._open_dir(head, None)
         try:
             return os.stat(name, dir_fd=fd, follow_symlinks=False)
         finally:
@@ -202,7 +209,7 @@ class Tree:
         flags |= os.O_NOFOLLOW | os.O_CLOEXEC
         if not head:
             return os.open(name, flags, mode, dir_fd=self.root_fd)
-        fd = self._open_dir(head.split("/"), None)
+        fd = self._open_dir(head, None)
         try:
             return os.open(name, flags, mode, dir_fd=fd)
         finally:
@@ -221,19 +228,8 @@ class Tree:
 
 
 def _check(name: str) -> None:
-    if name in ("", ".", ".."):
+    if name in _NOT_NAMES:
         raise UnsafeParentError(errno.EINVAL, "not a name in the folder", name)
-
-
-def _step(fd: int, part: str) -> int:
-    """Open the directory `part` in `fd`, refusing a symlink or a non-directory."""
-    _check(part)
-    try:
-        return os.open(part, DIR_FLAGS, dir_fd=fd)
-    except OSError as error:
-        if error.errno in _UNSAFE_ERRNOS:
-            raise UnsafeParentError(error.errno, "a symlink or not a directory", part) from None
-        raise
 
 
 __all__ = ["DIR_FLAGS", "At", "Tree", "UnsafeParentError"]
