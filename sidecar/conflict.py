@@ -7,6 +7,9 @@ Often both sides are the same file (a restart on a volume that survived): that i
 anything is transferred, by MD5 against a single-part ETag, or for a multipart object by its
 multipart ETag computed from the file (size and mtime are never taken as proof); failing that,
 the object is fetched and compared byte for byte.
+
+The local file is read, copied and replaced only through `Tree` (safefs.py): a conflict copy is
+never made, and nothing is replaced, beyond a symlinked directory.
 """
 
 from __future__ import annotations
@@ -24,21 +27,23 @@ from .localfs import conflict_name, entry_from_stat
 from .model import Hint, Kind
 from .operation import Followup, Job, Workspace, fetched
 from .reconcile import Decision, Op, Winner
+from .safefs import At, Tree
 from .upload import READ_CHUNK, Uploads, is_plain_md5
 
 log = logging.getLogger("sidecar.conflict")
 
 
-def link_as_conflict(ws: Workspace, source: str, rel: str) -> str:
-    """Give `source` a free conflict-copy name beside `rel`: a hard link, or a copy where the
-    filesystem or the directory refuses links. Never overwrites anything."""
+def link_as_conflict(source: At, beside: At, rel: str) -> str:
+    """Give `source` a free conflict-copy name beside `rel` (whose name in its parent is
+    `beside`): a hard link, or a copy where the filesystem or the directory refuses links.
+    Never overwrites, never follows. Returns the copy's relative path."""
     moment = datetime.now(UTC)
     for attempt in range(1000):
         name = conflict_name(rel, moment, attempt)
-        target = ws.path(name)
+        target = At(beside.dir_fd, name.rpartition("/")[2])
         try:
             try:
-                os.link(source, target, follow_symlinks=False)
+                source.link_to(target)
             except OSError as error:
                 if error.errno not in _NO_LINKS:
                     raise
@@ -54,26 +59,28 @@ def link_as_conflict(ws: Workspace, source: str, rel: str) -> str:
 _NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.EACCES})
 
 
-def _copy_new(source: str, target: str) -> None:
+def _copy_new(source: At, target: At) -> None:
     """Copy `source` to a new `target` (O_EXCL: FileExistsError if taken), mode and mtime too."""
-    st = os.lstat(source)
+    st = source.lstat()
     if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(source), target)
+        os.symlink(source.readlink(), target.name, dir_fd=target.dir_fd)
         return
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(target, flags, stat.S_IMODE(st.st_mode))
+    reader = source.open(os.O_RDONLY | os.O_NONBLOCK)
     try:
-        with open(source, "rb") as reader:
-            while chunk := reader.read(READ_CHUNK):
+        fd = target.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
+        try:
+            while chunk := os.read(reader, READ_CHUNK):
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]
-        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
-    except BaseException:
+            os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        except BaseException:
+            os.close(fd)
+            target.unlink()
+            raise
         os.close(fd)
-        os.unlink(target)
-        raise
-    os.close(fd)
+    finally:
+        os.close(reader)
 
 
 class Conflicts:
@@ -87,10 +94,10 @@ class Conflicts:
         assert local is not None and remote is not None  # reconcile: both sides exist
         ws = self._ws
         rel = job.rel
-        path = ws.path(rel)
+        tree = ws.tree
         # Prove sameness cheaply first: by MD5 against a single-part ETag, locally...
         if local.kind is Kind.FILE and local.size == remote.size and is_plain_md5(remote.etag):
-            digest = await ws.loop.run_in_executor(None, _md5_of, path)
+            digest = await ws.loop.run_in_executor(None, _md5_of, tree, rel)
             if digest == remote.etag:
                 ws.recheck(job, local)
                 ws.state.record(rel, local, remote)
@@ -100,29 +107,35 @@ class Conflicts:
         elif local.kind is Kind.FILE and local.size == remote.size and "-" in remote.etag:
             sizes = part_sizes(local.size, remote.etag, ws.settings.multipart_chunksize)
             same: bool = await ws.loop.run_in_executor(
-                None, _multipart_etag_matches, path, remote.etag, sizes
+                None, _multipart_etag_matches, tree, rel, remote.etag, sizes
             )
             if same:
                 ws.recheck(job, local)
                 ws.state.record(rel, local, remote)
                 return
-        temp, head = await self._downloads.fetch(rel, remote)
+        name, head = await self._downloads.fetch(rel, remote)
+        temp = tree.temp(name)
         try:
-            on_disk = entry_from_stat(os.lstat(temp))
+            on_disk = entry_from_stat(temp.lstat())
             remote_entry = fetched(remote, head)
             if (
                 local.kind is on_disk.kind
                 and local.size == on_disk.size
-                and await ws.loop.run_in_executor(None, _same_content, path, temp)
+                and await ws.loop.run_in_executor(None, _same_content, tree, rel, temp)
             ):
                 ws.recheck(job, local)
                 ws.state.agree(rel, local, remote_entry)
                 return
             local_wins = job.decision.winner is Winner.LOCAL or local.mtime_ns >= on_disk.mtime_ns
-            ws.recheck(job, local)
+            with tree.parent(rel) as at:
+                ws.recheck(job, local, at)
+                if local_wins:
+                    copy = link_as_conflict(temp, at, rel)
+                else:
+                    copy = link_as_conflict(at, at, rel)
+                    temp.replace(at)
+            job.followups.append(Followup(copy, Hint.CONTENT))
             if local_wins:
-                copy = link_as_conflict(ws, temp, rel)
-                job.followups.append(Followup(copy, Hint.CONTENT))
                 ws.state.set_remote(rel, remote_entry)
                 self._log(rel, copy, "the local version keeps the name, the S3 version")
                 upload = Decision(Op.UPLOAD, if_match=remote_entry.etag)
@@ -130,14 +143,11 @@ class Conflicts:
                     Job(rel, job.facts, upload, job.ps, job.gen, job.followups)
                 )
             else:
-                copy = link_as_conflict(ws, path, rel)
-                job.followups.append(Followup(copy, Hint.CONTENT))
-                os.replace(temp, path)
                 ws.state.agree(rel, on_disk, remote_entry)
                 self._log(rel, copy, "the newer S3 version keeps the name, the local version")
         finally:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+                temp.unlink()
 
     def _log(self, rel: str, copy: str, which: str) -> None:
         self._ws.metrics.conflicts.inc()
@@ -168,12 +178,12 @@ def part_sizes(size: int, etag: str, chunksize: int) -> list[int]:
     return fits[:4]
 
 
-def _multipart_etag_matches(path: str, etag: str, sizes: list[int]) -> bool:
-    """Whether `path` uploaded in parts of one of `sizes` has this multipart ETag."""
+def _multipart_etag_matches(tree: Tree, rel: str, etag: str, sizes: list[int]) -> bool:
+    """Whether `rel` uploaded in parts of one of `sizes` has this multipart ETag."""
     for part_size in sizes:
         digests = hashlib.md5()  # noqa: S324 - how S3 builds a multipart ETag
         count = 0
-        with open(path, "rb") as file:
+        with open(tree.open(rel, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
             while part := file.read(part_size):
                 digests.update(hashlib.md5(part).digest())  # noqa: S324
                 count += 1
@@ -182,26 +192,30 @@ def _multipart_etag_matches(path: str, etag: str, sizes: list[int]) -> bool:
     return False
 
 
-def _md5_of(path: str) -> str:
+def _md5_of(tree: Tree, rel: str) -> str:
     md5 = hashlib.md5()  # noqa: S324
-    with open(path, "rb") as file:
+    with open(tree.open(rel, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
         while chunk := file.read(READ_CHUNK):
             md5.update(chunk)
     return md5.hexdigest()
 
 
-def _same_content(first: str, second: str) -> bool:
+def _same_content(tree: Tree, rel: str, temp: At) -> bool:
     """Byte-for-byte equality; for symlinks, the targets (never followed)."""
-    if os.path.islink(first) or os.path.islink(second):
-        try:
-            return os.readlink(first) == os.readlink(second)
-        except OSError:
-            return False
-    with open(first, "rb") as a, open(second, "rb") as b:
-        while True:
-            chunk_a = a.read(READ_CHUNK)
-            chunk_b = b.read(READ_CHUNK)
-            if chunk_a != chunk_b:
+    with tree.parent(rel) as at:
+        if stat.S_ISLNK(at.lstat().st_mode) or stat.S_ISLNK(temp.lstat().st_mode):
+            try:
+                return at.readlink() == temp.readlink()
+            except OSError:
                 return False
-            if not chunk_a:
-                return True
+        with (
+            open(at.open(os.O_RDONLY | os.O_NONBLOCK), "rb") as a,
+            open(temp.open(os.O_RDONLY), "rb") as b,
+        ):
+            while True:
+                chunk_a = a.read(READ_CHUNK)
+                chunk_b = b.read(READ_CHUNK)
+                if chunk_a != chunk_b:
+                    return False
+                if not chunk_a:
+                    return True

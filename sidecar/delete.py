@@ -6,20 +6,22 @@ too.
 A local file is deleted only when it is exactly the version last synced: it is first moved aside
 into the working folder and compared there, and put back if it changed in the instant between
 the check and the move (if the name was taken meanwhile, it becomes a conflict copy: nothing is
-lost). A remote delete is conditional on the ETag last seen (`If-Match`).
+lost). Every local name is reached through `Tree` (safefs.py): nothing is moved, compared or
+removed through a symlinked directory. A remote delete is conditional on the ETag last seen
+(`If-Match`).
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import os
 
 from .conflict import link_as_conflict
 from .keys import parents_of
-from .localfs import local_entry
-from .model import Hint, Kind
+from .localfs import entry_from_stat
+from .model import Hint, Kind, kind_of_mode
 from .operation import Followup, Job, LocalChanged, Workspace
+from .safefs import At
 
 log = logging.getLogger("sidecar.delete")
 
@@ -50,14 +52,15 @@ class Deletes:
         assert expected is not None  # reconcile deletes only what exists here
         ws = self._ws
         rel = job.rel
-        ws.recheck(job, expected)
-        aside = ws.temp_path()
-        os.rename(ws.path(rel), aside)
-        if local_entry(aside) != expected:
-            # Changed in the instant between the check and the move: put it back.
-            self._put_back(job, aside)
-            raise LocalChanged(rel)
-        os.unlink(aside)
+        aside = ws.tree.temp(ws.temp_name())
+        with ws.tree.parent(rel) as at:
+            ws.recheck(job, expected, at)
+            at.rename_to(aside)
+            if entry_from_stat(aside.lstat()) != expected:
+                # Changed in the instant between the check and the move: put it back.
+                self._put_back(job, aside, at)
+                raise LocalChanged(rel)
+        aside.unlink()
         ws.state.forget(rel)
         ws.metrics.inc(ws.metrics.deletes, "local", "ok")
         log.info(
@@ -67,30 +70,32 @@ class Deletes:
         )
         _parent_again(job)
 
-    def _put_back(self, job: Job, aside: str) -> None:
+    def _put_back(self, job: Job, aside: At, at: At) -> None:
         """Undo a move aside; if the name was taken meanwhile, keep the file as a copy."""
-        ws = self._ws
         try:
-            os.link(aside, ws.path(job.rel), follow_symlinks=False)
+            aside.link_to(at)
         except FileExistsError:
-            copy = link_as_conflict(ws, aside, job.rel)
+            copy = link_as_conflict(aside, at, job.rel)
             job.followups.append(Followup(copy, Hint.CONTENT))
-        os.unlink(aside)
+        aside.unlink()
 
     async def rmdir(self, job: Job) -> None:
         ws = self._ws
         rel = job.rel
         ws.barrier()
-        path = ws.path(rel)
-        entry = local_entry(path)
-        if entry is None or entry.kind is not Kind.DIR:
-            raise LocalChanged(rel)
-        try:
-            os.rmdir(path)
-        except OSError as error:
-            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                return  # something local is still in it: keep it, the next poll retries
-            raise
+        with ws.tree.parent(rel) as at:
+            try:
+                kind = kind_of_mode(at.lstat().st_mode)
+            except FileNotFoundError as error:
+                raise LocalChanged(rel) from error
+            if kind is not Kind.DIR:
+                raise LocalChanged(rel)
+            try:
+                at.rmdir()
+            except OSError as error:
+                if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    return  # something local is still in it: keep it, the next poll retries
+                raise
         ws.state.forget(rel)
         ws.metrics.inc(ws.metrics.deletes, "local", "ok")
         _parent_again(job)

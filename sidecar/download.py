@@ -5,10 +5,11 @@ A download never shows a partial file: the object lands in the hidden working fo
 (length, and MD5 when the ETag is a plain MD5 and not SSE-KMS), gets its mode and mtime, and is
 then moved into place only if the local path is still exactly what the decision saw. Into an
 empty name it is linked (`link()` fails if a file appeared meanwhile, which is never clobbered);
-over a file, it is renamed. A parent that is a symlink or a file is refused (UnsafeParentError):
-a key never writes outside the folder. Only permission bits are applied from S3, never
-setuid, setgid or sticky. Nothing is written past the size S3 announced (Content-Length, which
-aiohttp also enforces), and a symlink's target is read up to 4 KiB: a broken or hostile
+over a file, it is renamed. Every local name is reached through `Tree` (safefs.py): a parent that
+is a symlink or a file is refused (UnsafeParentError), even one swapped in while the object was
+on its way, and no chmod or utime follows a symlink: a key never writes outside the folder.
+Only permission bits are applied from S3, never setuid, setgid or sticky. Nothing is written
+past the size S3 announced, and a symlink's target is read up to 4 KiB: a broken or hostile
 endpoint cannot fill the disk or the memory.
 """
 
@@ -24,10 +25,11 @@ from collections.abc import Callable
 
 import aiohttp
 
-from .localfs import PERMISSION_BITS, ensure_parents, entry_from_stat, local_entry
+from .localfs import PERMISSION_BITS, entry_from_stat
 from .model import Kind, LocalEntry, RemoteEntry
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace, fetched
 from .s3.client import ObjectHead, read_capped
+from .safefs import At
 from .upload import READ_CHUNK, is_plain_md5, verifiable
 
 log = logging.getLogger("sidecar.download")
@@ -40,11 +42,12 @@ class Downloads:
         self._ws = workspace
 
     async def fetch(self, rel: str, remote: RemoteEntry) -> tuple[str, ObjectHead]:
-        """GET the object into a temporary file in the working folder, metadata applied."""
+        """GET the object into a temporary file in the working folder, metadata applied.
+        Returns its name there (`tree.temp(name)`)."""
         ws = self._ws
         key = ws.keys.key_for_rel(rel)
         response = await ws.s3.get_object(key, if_match=remote.etag)
-        temp = ws.temp_path()
+        temp = ws.tree.temp(ws.temp_name())
         try:
             head = ObjectHead.from_headers(response.headers)
             mode = head.mode
@@ -55,13 +58,13 @@ class Downloads:
                 target = await read_capped(response, SYMLINK_MAX)
                 if len(target) != head.size:
                     raise IntegrityError(f"{key!r}: received {len(target)} of {head.size} bytes")
-                os.symlink(target, temp)
+                os.symlink(target, temp.name, dir_fd=temp.dir_fd)
             else:
                 await self._write_body(response, temp, head, key)
         except BaseException:
             response.release()
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+                temp.unlink()
             raise
         response.release()
         mtime_ns = head.mtime_ns
@@ -69,24 +72,24 @@ class Downloads:
             mtime_ns = head.modified_ns
         try:
             if mode is not None and not is_symlink:
-                os.chmod(temp, stat.S_IMODE(mode) & PERMISSION_BITS)
+                temp.chmod_file(stat.S_IMODE(mode) & PERMISSION_BITS)
             if mtime_ns is not None:
-                os.utime(temp, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+                temp.utime(mtime_ns)
         except OSError:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+                temp.unlink()
             raise
         ws.metrics.downloaded_bytes.inc(head.size)
-        return temp, head
+        return temp.name, head
 
     async def _write_body(
-        self, response: aiohttp.ClientResponse, temp: str, head: ObjectHead, key: str
+        self, response: aiohttp.ClientResponse, temp: At, head: ObjectHead, key: str
     ) -> None:
         md5 = hashlib.md5()  # noqa: S324
         loop = self._ws.loop
         received = 0
         # 0o666 less the umask, like any new file, when the object carries no mode.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        fd = temp.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             buffer: list[bytes] = []
             buffered = 0
@@ -112,45 +115,47 @@ class Downloads:
         if is_plain_md5(head.etag) and verifiable(head.encryption) and md5.hexdigest() != head.etag:
             raise IntegrityError(f"{key!r}: content does not match its ETag")
 
-    def _ensure_parents(self, rel: str) -> None:
-        """Create the directories above `rel`, and record them (they exist because of S3)."""
+    def _record_created(self, created: list[str]) -> None:
+        """Directories made above a path exist because of S3: record them."""
         ws = self._ws
-        for parent in ensure_parents(ws.settings.root, rel):
-            entry = local_entry(ws.path(parent))
+        for parent in created:
+            entry = ws.local_entry(parent)
             if entry is not None:
                 ws.state.record(parent, entry, None)
 
-    def _install(self, temp: str, rel: str, expected: LocalEntry | None) -> None:
-        """Put `temp` at `rel`: never over a file that appeared since the decision."""
-        target = self._ws.path(rel)
+    def _install(self, temp: At, at: At, rel: str, expected: LocalEntry | None) -> None:
+        """Put `temp` at `at` (`rel`): never over a file that appeared since the decision."""
         if expected is None:
             try:
-                os.link(temp, target, follow_symlinks=False)
+                temp.link_to(at)
             except FileExistsError as error:
                 raise LocalChanged(rel) from error
             except OSError as error:
                 if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
                     raise
-                os.rename(temp, target)  # no hard links here: the check just made must do
+                temp.rename_to(at)  # no hard links here: the check just made must do
                 return
-            os.unlink(temp)
+            temp.unlink()
         else:
-            os.replace(temp, target)
+            temp.replace(at)
 
     async def download(self, job: Job) -> None:
         remote = job.facts.remote
         assert remote is not None  # reconcile downloads only what S3 holds
         ws = self._ws
         rel = job.rel
-        temp, head = await self.fetch(rel, remote)
+        name, head = await self.fetch(rel, remote)
+        temp = ws.tree.temp(name)
         try:
-            on_disk = entry_from_stat(os.lstat(temp))
-            self._ensure_parents(rel)
-            ws.recheck(job, job.facts.local)
-            self._install(temp, rel, job.facts.local)
+            on_disk = entry_from_stat(temp.lstat())
+            created: list[str] = []
+            with ws.tree.parent(rel, created) as at:
+                self._record_created(created)
+                ws.recheck(job, job.facts.local, at)
+                self._install(temp, at, rel, job.facts.local)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+                temp.unlink()
             raise
         ws.state.agree(rel, on_disk, fetched(remote, head))
         ws.metrics.inc(ws.metrics.downloads, "ok")
@@ -161,11 +166,15 @@ class Downloads:
     async def mkdir(self, job: Job) -> None:
         ws = self._ws
         rel = job.rel
-        self._ensure_parents(rel)
-        path = ws.path(rel)
-        with contextlib.suppress(FileExistsError):  # made since the decision: fine if a dir
-            os.mkdir(path)
-        entry = local_entry(path)
+        created: list[str] = []
+        with ws.tree.parent(rel, created) as at:
+            self._record_created(created)
+            with contextlib.suppress(FileExistsError):  # made since the decision: fine if a dir
+                at.mkdir()
+            try:
+                entry: LocalEntry | None = entry_from_stat(at.lstat())
+            except FileNotFoundError:
+                entry = None
         if entry is None or entry.kind is not Kind.DIR:
             raise LocalChanged(rel)
         ws.state.record(rel, entry, job.facts.remote)
@@ -179,24 +188,25 @@ class Downloads:
         head = await ws.s3.head_object(ws.keys.key_for_rel(rel))
         if head is None or head.etag != remote.etag:
             raise RemoteChanged(rel)
-        ws.recheck(job, local)
-        path = ws.path(rel)
-        if (
-            local.kind is Kind.FILE
-            and head.mode is not None
-            and stat.S_IMODE(head.mode) & PERMISSION_BITS != stat.S_IMODE(local.mode)
-        ):
-            os.chmod(path, stat.S_IMODE(head.mode) & PERMISSION_BITS)
-        if head.mtime_ns is not None and head.mtime_ns != local.mtime_ns:
-            os.utime(path, ns=(head.mtime_ns, head.mtime_ns), follow_symlinks=False)
-        updated = local_entry(path)
-        # A write that landed since the check must not be absorbed into the synced record as if
-        # it were our chmod/utime: it is uploaded by the next pass instead.
-        ws.recheck(job, updated)
-        if (
-            updated is None
-            or (updated.size, updated.ino, updated.kind) != (local.size, local.ino, local.kind)
-            or (head.mtime_ns is not None and updated.mtime_ns != head.mtime_ns)
+        with ws.tree.parent(rel) as at:
+            ws.recheck(job, local, at)
+            if (
+                local.kind is Kind.FILE
+                and head.mode is not None
+                and stat.S_IMODE(head.mode) & PERMISSION_BITS != stat.S_IMODE(local.mode)
+            ):
+                at.chmod_file(stat.S_IMODE(head.mode) & PERMISSION_BITS)
+            if head.mtime_ns is not None and head.mtime_ns != local.mtime_ns:
+                at.utime(head.mtime_ns)
+            try:
+                updated = entry_from_stat(at.lstat())
+            except FileNotFoundError as error:
+                raise LocalChanged(rel) from error
+            # A write that landed since the check must not be absorbed into the synced record
+            # as if it were our chmod/utime: it is uploaded by the next pass instead.
+            ws.recheck(job, updated, at)
+        if (updated.size, updated.ino, updated.kind) != (local.size, local.ino, local.kind) or (
+            head.mtime_ns is not None and updated.mtime_ns != head.mtime_ns
         ):
             raise LocalChanged(rel)
         ws.state.agree(rel, updated, remote.with_metadata(head.mtime_ns, head.mode))

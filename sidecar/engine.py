@@ -5,6 +5,8 @@ the `Scheduler`; its workers run one `Pipeline` pass per path (facts, `reconcile
 `Restore` runs once before the background loops start; `Health` turns the parts' signals into
 liveness and readiness. Every part is built in `__init__` (inside the running loop), so none is
 ever missing; `start`, `drain` and `close` are called once each, in that order, by `Syncer`.
+The folder is held open (`Tree`, safefs.py) from `start` to `close`: operations reach local
+paths only through it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .pipeline import Pipeline
 from .poll import Poller, PollSettings
 from .restore import Restore
 from .s3.client import S3Client
+from .safefs import Tree
 from .scheduler import DOWNLOAD, UPLOAD, Direction, Scheduler
 from .state import SyncState
 from .store import SyncedStore
@@ -116,15 +119,15 @@ class Engine:
             metrics=metrics,
             max_delete_percent=options.max_delete_percent,
         )
+        self.tree = Tree(root, options.work_name)
         workspace = Workspace(
             settings=ExecutorSettings(
-                root=root,
-                work_dir=work_dir,
                 multipart_threshold=options.multipart_threshold,
                 multipart_chunksize=options.multipart_chunksize,
                 multipart_concurrency=options.multipart_concurrency,
             ),
             keys=keys,
+            tree=self.tree,
             s3=self.s3,
             state=self.state,
             metrics=metrics,
@@ -159,6 +162,7 @@ class Engine:
         log.info("starting: %s <-> s3://%s/%s", options.root, options.bucket, options.prefix)
         os.makedirs(options.work_dir, exist_ok=True)
         _clean_work_dir(options.work_dir)
+        self.tree.start()
         await self.restore.prepare()
         self.scheduler.start()
         await self.watcher.start(self.events)
@@ -211,6 +215,7 @@ class Engine:
         if self._owns_credentials:
             await self.credentials.close()
         await self.store.close()
+        self.tree.close()
 
     async def _cancel_tasks(self) -> None:
         for task in self._tasks:

@@ -1,23 +1,20 @@
-"""Small filesystem helpers: fingerprints, safe directory creation, conflict-copy names.
+"""Small filesystem helpers: fingerprints and conflict-copy names.
 
-Nothing here follows a symlink that came from S3: a key `link/x` where `link` is a symlink
-must not write through it, so parents are created and checked with `lstat`.
+Nothing here follows a symlink below the synced folder: a path is looked at only through
+`safefs.Tree`, so a file reached through a symlinked parent (`link/x` where `link` is a
+symlink) is reported absent, never read.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 from .model import LocalEntry, kind_of_mode
+from .safefs import Tree
 
 PERMISSION_BITS = 0o777  # setuid/setgid/sticky from S3 are never applied
-
-
-class UnsafeParentError(OSError):
-    """A parent of a download target is a symlink or a file: writing there would escape."""
 
 
 def entry_from_stat(st: os.stat_result) -> LocalEntry:
@@ -30,39 +27,11 @@ def entry_from_stat(st: os.stat_result) -> LocalEntry:
     )
 
 
-def local_entry(path: str) -> LocalEntry | None:
-    """The fingerprint of `path` (not following symlinks), or None when nothing is there."""
-    try:
-        return entry_from_stat(os.lstat(path))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def ensure_parents(root: str, rel: str) -> list[str]:
-    """Create the missing directories above `rel`; return the relative paths created.
-
-    Refuses (UnsafeParentError) when a parent exists as anything but a real directory.
-    """
-    created: list[str] = []
-    parts = rel.split("/")[:-1]
-    current = root
-    current_rel = ""
-    for part in parts:
-        current = current + "/" + part
-        current_rel = part if not current_rel else current_rel + "/" + part
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            try:
-                os.mkdir(current)
-            except FileExistsError:
-                st = os.lstat(current)
-            else:
-                created.append(current_rel)
-                continue
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafeParentError(f"parent is not a directory: {current_rel!r}")
-    return created
+def local_entry(tree: Tree, rel: str) -> LocalEntry | None:
+    """The fingerprint of `rel` (following no symlink at any component), or None when nothing
+    is there, or it is reachable only through a symlinked or non-directory parent."""
+    st = tree.lstat_or_none(rel)
+    return None if st is None else entry_from_stat(st)
 
 
 def conflict_name(rel: str, moment: datetime, attempt: int) -> str:

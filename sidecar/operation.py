@@ -3,6 +3,11 @@ again (`Followup`), the ways it can find the world changed (`LocalChanged`, `Rem
 `IntegrityError`), and the `Workspace`: where files are, S3, the state, metrics, and inotify's
 barrier.
 
+Every local path is reached through the workspace's `Tree` (safefs.py), from the root's
+descriptor with no symlink followed below it; there is no path-string access to the folder
+here or in any operation. Temporary files are names in the working folder (`temp_name`,
+`Tree.temp`).
+
 Every operation re-checks, right before it commits, that the facts it was decided on still hold
 (`Workspace.recheck`), and raises `LocalChanged` when they do not: a decision made on facts
 that changed a moment later is abandoned, never applied. Remote writes are conditional
@@ -14,17 +19,17 @@ learns what S3 holds (`Workspace.learn_remote`) and decides again.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .keys import KeyMapper
-from .localfs import local_entry
+from .localfs import entry_from_stat, local_entry
 from .metrics import Metrics
 from .model import Hint, LocalEntry, RemoteEntry
 from .reconcile import Decision, Facts
 from .s3.client import ObjectHead, S3Client
+from .safefs import At, Tree
 from .state import PathState, SyncState
 
 
@@ -64,8 +69,6 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class ExecutorSettings:
-    root: str
-    work_dir: str  # the hidden folder inside root, for temporary files
     inline_read_max: int = 256 * 1024  # read in one go on the loop up to this size
     multipart_threshold: int = 16 * 1024 * 1024
     multipart_chunksize: int = 16 * 1024 * 1024
@@ -80,6 +83,7 @@ class Workspace:
         *,
         settings: ExecutorSettings,
         keys: KeyMapper,
+        tree: Tree,
         s3: S3Client,
         state: SyncState,
         metrics: Metrics,
@@ -88,6 +92,7 @@ class Workspace:
     ) -> None:
         self.settings = settings
         self.keys = keys
+        self.tree = tree  # the folder, held open: every local path is reached through it
         self.s3 = s3
         self.state = state
         self.metrics = metrics
@@ -95,19 +100,30 @@ class Workspace:
         self.progress = progress  # called as bytes move: a long transfer is not a stall
         self.loop = asyncio.get_running_loop()
 
-    def path(self, rel: str) -> str:
-        return self.settings.root + "/" + rel
+    def local_entry(self, rel: str) -> LocalEntry | None:
+        """What is at `rel` now (absent if reached only through a symlink)."""
+        return local_entry(self.tree, rel)
 
-    def temp_path(self) -> str:
-        return os.path.join(self.settings.work_dir, uuid.uuid4().hex)
+    @staticmethod
+    def temp_name() -> str:
+        """A fresh name for a temporary file in the working folder (`tree.temp(name)`)."""
+        return uuid.uuid4().hex
 
-    def recheck(self, job: Job, expected: LocalEntry | None) -> None:
-        """Drain inotify, then make sure the path is still `expected`, and not being written."""
+    def recheck(self, job: Job, expected: LocalEntry | None, at: At | None = None) -> None:
+        """Drain inotify, then make sure the path is still `expected`, and not being written.
+        `at`: the path's name in its parent, when the caller already holds that open."""
         self.barrier()
         ps = job.ps
         if ps.mod_gen != job.gen or (expected is not None and ps.writing):
             raise LocalChanged(job.rel)
-        if local_entry(self.path(job.rel)) != expected:
+        if at is None:
+            now = local_entry(self.tree, job.rel)
+        else:
+            try:
+                now = entry_from_stat(at.lstat())
+            except FileNotFoundError:
+                now = None
+        if now != expected:
             raise LocalChanged(job.rel)
 
     async def learn_remote(self, rel: str) -> None:

@@ -26,12 +26,12 @@ import aiohttp
 from .aws.credentials import CredentialsError
 from .executor import Executor
 from .keys import SkipReason, UnsyncableName
-from .localfs import UnsafeParentError, local_entry
 from .metrics import Metrics
 from .model import Hint, Kind
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged
 from .reconcile import Decision, Facts, Op, reconcile
 from .s3.client import BodyChanged, NotFound, PreconditionFailed, S3Error, S3Unavailable
+from .safefs import UnsafeParentError
 from .scheduler import DOWNLOAD, UPLOAD, Direction, Scheduler
 from .state import SyncState
 
@@ -102,7 +102,7 @@ class Pipeline:
         job: Job | None = None
         try:
             excluded = self._excluded(rel)
-            local = None if excluded else local_entry(self._workspace.path(rel))
+            local = None if excluded else self._workspace.local_entry(rel)
             is_dir = (local is not None and local.kind is Kind.DIR) or (
                 ps.remote is not None and ps.remote.is_dir
             )
@@ -147,7 +147,7 @@ class Pipeline:
             return SETTLED
         except UnsafeParentError as error:
             self._metrics.inc(self._metrics.skipped, SkipReason.UNSAFE_KEY.value)
-            log.warning("not downloading %r: %s", rel, error)
+            log.warning("not syncing %r: reached through a symlink or a file (%s)", rel, error)
             return SETTLED
         except (
             S3Error,

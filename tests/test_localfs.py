@@ -11,13 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.localfs import (
-    UnsafeParentError,
-    conflict_name,
-    ensure_parents,
-    entry_from_stat,
-    local_entry,
-)
+from sidecar.localfs import conflict_name, entry_from_stat, local_entry
 from sidecar.model import Kind
 from sidecar.s3.metadata import (
     format_mode,
@@ -26,6 +20,24 @@ from sidecar.s3.metadata import (
     parse_mode,
     parse_mtime,
 )
+from sidecar.safefs import Tree, UnsafeParentError
+
+
+def tree_at(root: Path) -> Tree:
+    """The folder `root`, held open as the engine holds it (its working folder made)."""
+    (root / ".work").mkdir(exist_ok=True)
+    tree = Tree(str(root), ".work")
+    tree.start()
+    return tree
+
+
+def ensure_parents(root: str, rel: str) -> list[str]:
+    tree = tree_at(Path(root))
+    try:
+        return tree.ensure_parents(rel)
+    finally:
+        tree.close()
+
 
 NS = 1_000_000_000
 
@@ -296,10 +308,11 @@ def test_conflict_names_differ_by_attempt() -> None:
 
 
 def test_local_entry(tmp_path: Path) -> None:
+    tree = tree_at(tmp_path)
     path = tmp_path / "f"
     path.write_bytes(b"hello")
     os.chmod(path, 0o640)
-    entry = local_entry(str(path))
+    entry = local_entry(tree, "f")
     st_ = os.lstat(path)
     assert entry is not None
     assert entry == entry_from_stat(st_)
@@ -312,13 +325,18 @@ def test_local_entry(tmp_path: Path) -> None:
     assert stat.S_IMODE(entry.mode) == 0o640
     assert entry.mtime_ns == st_.st_mtime_ns
     (tmp_path / "link").symlink_to(path)
-    link = local_entry(str(tmp_path / "link"))
+    link = local_entry(tree, "link")
     assert link is not None and link.kind is Kind.SYMLINK
     (tmp_path / "d").mkdir()
-    d = local_entry(str(tmp_path / "d"))
+    d = local_entry(tree, "d")
     assert d is not None and d.kind is Kind.DIR
-    assert local_entry(str(tmp_path / "missing")) is None
-    assert local_entry(str(path / "under-a-file")) is None  # ENOTDIR
+    (tmp_path / "d" / "inner").write_bytes(b"inner")
+    assert local_entry(tree, "missing") is None
+    assert local_entry(tree, "f/under-a-file") is None  # ENOTDIR
+    (tmp_path / "dirlink").symlink_to(tmp_path / "d")
+    assert local_entry(tree, "d/inner") is not None
+    assert local_entry(tree, "dirlink/inner") is None, "never reached through a symlink"
+    tree.close()
 
 
 # -- ensure_parents ----------------------------------------------------------------------------
@@ -331,7 +349,7 @@ def test_ensure_parents_creates_missing_directories(tmp_path: Path) -> None:
     assert ensure_parents(str(tmp_path), "a/b/c/file.txt") == []
     assert ensure_parents(str(tmp_path), "a/x/file.txt") == ["a/x"]
     assert ensure_parents(str(tmp_path), "top.txt") == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".work", "a"]
 
 
 def test_ensure_parents_refuses_a_symlink_to_a_directory(tmp_path: Path) -> None:

@@ -66,15 +66,18 @@ def test_conflict_copy_falls_back_to_a_copy_where_links_fail(tmp_path: Path) -> 
     os.chmod(source, 0o640)
     os.utime(source, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
 
-    class Folder:
-        def path(self, rel: str) -> str:
-            return f"{tmp_path}/{rel}"
+    from sidecar.safefs import At
 
+    shm_fd = os.open(shm, os.O_RDONLY | os.O_DIRECTORY)
+    folder_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        first = link_as_conflict(Folder(), str(source), "report.txt")  # type: ignore[arg-type]
-        second = link_as_conflict(Folder(), str(source), "report.txt")  # type: ignore[arg-type]
+        beside = At(folder_fd, "report.txt")
+        first = link_as_conflict(At(shm_fd, source.name), beside, "report.txt")
+        second = link_as_conflict(At(shm_fd, source.name), beside, "report.txt")
     finally:
         source.unlink()
+        os.close(shm_fd)
+        os.close(folder_fd)
     assert first != second and first.startswith("report.sync-conflict-")
     for name in (first, second):
         copy = tmp_path / name
