@@ -1,185 +1,36 @@
-"""Typed S3 operations over one aiohttp session, every request signed with our SigV4 signer.
-
-Retries live here and only here: connection failures, 5xx, throttling and request timeouts are
-retried with capped, jittered exponential backoff; a rejected or expired credential forces one
-refresh; a clock skew reported by S3 is corrected from its `Date` header. Anything else becomes a
-typed `S3Error` the caller can act on (`PreconditionFailed` is how conditional writes report a
-concurrent change).
-
-No answer is read without a bound: a broken or hostile endpoint cannot exhaust memory. An error
-document is read up to `ERROR_DOCUMENT_LIMIT` (64 KiB) and past that is not parsed, only its
-status counts; any other answer read whole (listings, XML results) is read up to
-`RESULT_LIMIT` (8 MiB, twice a worst-case page of 1,000 URL-encoded 1,024-byte keys) and past
-that fails with `ResponseTooLarge`. A body whose Content-Length announces more than its limit
-is not read at all, and a cut response is closed, never returned to the pool. Streamed bodies
-(GetObject) are the caller's: `read_capped` bounds them the same way.
-"""
+"""Typed S3 operations: what the sidecar asks of S3, one method each, over a `Transport`
+(transport.py: signing, retries, bounds). Conditional writes report a concurrent change as
+`PreconditionFailed`; a key that is gone is `None` (HEAD) or nothing to do (DELETE)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import random
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
 
 import aiohttp
-from yarl import URL
 
-from ..aws.credentials import CredentialsError, CredentialsProvider
-from ..aws.sigv4 import (
-    EMPTY_SHA256,
-    UNSIGNED_PAYLOAD,
-    canonical_query_string,
-    quote_path,
-    sign_request,
-)
+from ..aws.credentials import CredentialsProvider
+from ..aws.sigv4 import UNSIGNED_PAYLOAD, quote_path
 from ..metrics import Metrics
 from ..model import normalize_etag
 from . import xml
+from .errors import (
+    BodyChanged,
+    NotFound,
+    PreconditionFailed,
+    ResponseTooLarge,
+    S3Error,
+    S3Unavailable,
+)
 from .metadata import normalize_last_modified, parse_http_date, parse_mode, parse_mtime
-
-log = logging.getLogger("sidecar.s3")
-
-USER_AGENT = "s3sync-sidecar"
-
-BodyFactory = Callable[[], AsyncIterator[bytes]]
-Body = bytes | BodyFactory | None
-
-_RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 429})
-_RETRYABLE_CODES = frozenset(
-    {
-        "RequestTimeout",
-        "SlowDown",
-        "InternalError",
-        "OperationAborted",
-        "ServiceUnavailable",
-        "RequestTimeTooSkewed",
-    }
+from .transport import (
+    ERROR_DOCUMENT_LIMIT,
+    RESULT_LIMIT,
+    BodyFactory,
+    Endpoint,
+    Transport,
+    read_capped,
 )
-_CREDENTIAL_CODES = frozenset(
-    {"ExpiredToken", "InvalidAccessKeyId", "InvalidToken", "TokenRefreshRequired"}
-)
-
-
-# A request with a small body and a small answer gets one deadline (one timer); a streamed
-# body or answer gets a per-read deadline instead, however long the transfer takes.
-_SHORT_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
-_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
-
-ERROR_DOCUMENT_LIMIT = 64 * 1024
-RESULT_LIMIT = 8 * 1024 * 1024
-_READ_CHUNK = 64 * 1024
-
-
-class S3Error(Exception):
-    """S3 answered, and the answer was not a success."""
-
-    def __init__(self, operation: str, status: int, code: str, message: str, key: str) -> None:
-        super().__init__(f"{operation} {key!r}: HTTP {status} {code} {message}".rstrip())
-        self.operation = operation
-        self.status = status
-        self.code = code
-        self.key = key
-
-
-class PreconditionFailed(S3Error):
-    """A conditional write found another version than expected: someone else changed it."""
-
-
-class NotFound(S3Error):
-    pass
-
-
-class S3Unavailable(Exception):
-    """No answer from S3 after every retry (network down, endpoint wrong, credentials absent)."""
-
-
-class ResponseTooLarge(S3Unavailable):
-    """An answer longer than it may be, announced or sent: a broken or hostile endpoint. The
-    response was closed, not read on; no more than `limit` bytes of it were kept."""
-
-    def __init__(self, what: str, limit: int, announced: int | None = None) -> None:
-        size = f"announces {announced} bytes" if announced is not None else "sends more"
-        super().__init__(f"{what}: the answer {size}, over the limit of {limit} bytes")
-        self.limit = limit
-        self.announced = announced
-
-
-async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body of `response`, read in chunks and never more than `limit` bytes of it.
-
-    Raises `ResponseTooLarge`, after closing the response (its connection is not reused), when
-    its Content-Length announces more than `limit`, or as soon as more than `limit` bytes
-    arrive. A body that ends at or under `limit` is returned whole and the connection goes back
-    to the pool, as after `response.read()`.
-    """
-    what = f"{response.method} {response.url.path}"
-    announced = None if response.method == "HEAD" else response.content_length
-    if announced is not None and announced > limit:
-        response.close()
-        raise ResponseTooLarge(what, limit, announced)
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        chunk = await response.content.read(min(_READ_CHUNK, limit + 1 - total))
-        if not chunk:
-            return b"".join(chunks)
-        total += len(chunk)
-        if total > limit:
-            response.close()
-            raise ResponseTooLarge(what, limit)
-        chunks.append(chunk)
-
-
-class BodyChanged(Exception):
-    """The local file changed while its content was being sent; the upload was abandoned."""
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where a bucket lives: from a mobius3-style pattern with `{}` for the bucket name."""
-
-    scheme: str
-    host: str  # the Host header: hostname, and the port when it is not the default
-    base_path: str  # "/" (virtual-hosted) or "/bucket/" (path-style)
-
-    @classmethod
-    def parse(cls, pattern: str, bucket: str) -> Endpoint:
-        if pattern.count("{}") != 1:
-            raise ValueError("must contain `{}` exactly once, where the bucket name goes")
-        url = pattern.replace("{}", bucket)
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        if parts.query or parts.fragment:
-            raise ValueError("must not have a query string or fragment")
-        host = parts.hostname
-        if ":" in host:
-            host = f"[{host}]"
-        default_port = 443 if parts.scheme == "https" else 80
-        try:
-            port = parts.port
-        except ValueError as error:
-            raise ValueError("has an invalid port") from error
-        if port is not None and port != default_port:
-            host = f"{host}:{port}"
-        base_path = parts.path or "/"
-        if not base_path.endswith("/"):
-            base_path += "/"
-        return cls(parts.scheme, host, base_path)
-
-    def path_for(self, key: str) -> str:
-        return self.base_path + quote_path(key)
-
-    def url(self, path: str, query: str) -> URL:
-        return URL(
-            f"{self.scheme}://{self.host}{path}" + (f"?{query}" if query else ""), encoded=True
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,33 +64,6 @@ class PutResult:
     encryption: str | None
 
 
-@dataclass(slots=True)
-class _Response:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class _BodyWatch:
-    """Tells a failed request apart from a body that abandoned itself (BodyChanged)."""
-
-    __slots__ = ("changed",)
-
-    def __init__(self) -> None:
-        self.changed: BodyChanged | None = None
-
-    def wrap(self, factory: BodyFactory) -> AsyncIterator[bytes]:
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in factory():
-                    yield chunk
-            except BodyChanged as error:
-                self.changed = error
-                raise
-
-        return body()
-
-
 class S3Client:
     def __init__(
         self,
@@ -255,169 +79,19 @@ class S3Client:
         max_delay: float = 20.0,
         on_reachable: Callable[[bool], None] | None = None,
     ) -> None:
-        self._session = session
         self.endpoint = endpoint
         self.bucket = bucket
-        self._region = region
-        self._credentials = credentials
-        self._metrics = metrics
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._clock_offset = timedelta(0)
-        self._on_reachable = on_reachable
-
-    # -- the one request path ------------------------------------------------------------
-
-    async def _send(
-        self,
-        operation: str,
-        method: str,
-        key: str | None,
-        *,
-        query: Iterable[tuple[str, str]] = (),
-        headers: Mapping[str, str] | None = None,
-        body: Body = None,
-        payload_hash: str = EMPTY_SHA256,
-        ok: tuple[int, ...] = (200,),
-        stream: bool = False,
-    ) -> aiohttp.ClientResponse | _Response:
-        path = self.endpoint.path_for(key) if key is not None else self.endpoint.base_path
-        query_string = canonical_query_string(query)
-        url = self.endpoint.url(path, query_string)
-        headers = dict(headers or {})
-        refreshed = False
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                creds = await self._credentials.get()
-            except CredentialsError as error:
-                if attempt >= self._max_attempts:
-                    raise S3Unavailable(f"{operation}: no credentials: {error}") from error
-                self._metrics.inc(self._metrics.s3_retries, operation, "credentials")
-                await asyncio.sleep(self._backoff(attempt))
-                continue
-            signed = sign_request(
-                method=method,
-                host=self.endpoint.host,
-                path=path,
-                query=query_string,
-                headers=headers,
-                payload_hash=payload_hash,
-                access_key_id=creds.access_key_id,
-                secret_access_key=creds.secret_access_key,
-                session_token=creds.session_token,
-                region=self._region,
-                now=datetime.now(UTC) + self._clock_offset,
-            )
-            send_headers = {
-                "Host": self.endpoint.host,
-                "User-Agent": USER_AGENT,
-                **headers,
-                **signed,
-            }
-            watch = _BodyWatch()
-            data: bytes | AsyncIterator[bytes] | None
-            data = watch.wrap(body) if callable(body) else body
-            started = time.monotonic()
-            try:
-                response = await self._session.request(
-                    method,
-                    url,
-                    headers=send_headers,
-                    data=data,
-                    allow_redirects=False,
-                    timeout=_STREAM_TIMEOUT if stream or callable(body) else _SHORT_TIMEOUT,
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                if watch.changed is not None:
-                    raise watch.changed from None
-                if isinstance(error, BodyChanged):
-                    raise
-                if not isinstance(error, aiohttp.ClientError | TimeoutError | OSError):
-                    raise
-                self._metrics.inc(self._metrics.s3_requests, operation, "error")
-                self._reachable(False)
-                if attempt >= self._max_attempts:
-                    raise S3Unavailable(f"{operation} {key!r}: {_describe(error)}") from error
-                self._metrics.inc(self._metrics.s3_retries, operation, "connection")
-                log.debug("retrying %s after %s", operation, _describe(error))
-                await asyncio.sleep(self._backoff(attempt))
-                continue
-            self._metrics.observe(
-                self._metrics.s3_request_duration, operation, value=time.monotonic() - started
-            )
-            self._metrics.inc(self._metrics.s3_requests, operation, str(response.status))
-            self._reachable(True)
-            if response.status in ok:
-                if stream:
-                    return response
-                try:
-                    content = await read_capped(response, RESULT_LIMIT)
-                except ResponseTooLarge as error:
-                    # Not retried here: the same endpoint would most likely answer the same.
-                    # The caller's own retry (the next poll, the path's next attempt) will.
-                    raise ResponseTooLarge(
-                        f"{operation} {key!r}", error.limit, error.announced
-                    ) from None
-                except (aiohttp.ClientError, TimeoutError) as error:
-                    response.release()
-                    if attempt >= self._max_attempts:
-                        raise S3Unavailable(f"{operation}: {_describe(error)}") from error
-                    self._metrics.inc(self._metrics.s3_retries, operation, "connection")
-                    await asyncio.sleep(self._backoff(attempt))
-                    continue
-                return _Response(response.status, response.headers, content)
-            oversized = False
-            try:
-                content = await read_capped(response, ERROR_DOCUMENT_LIMIT)
-            except ResponseTooLarge:
-                content, oversized = b"", True
-            except (aiohttp.ClientError, TimeoutError):
-                content = b""
-            finally:
-                response.release()
-            error_doc = xml.parse_error(content)
-            code = error_doc.code if error_doc else ""
-            message = error_doc.message if error_doc else ""
-            if oversized:  # only the status is known; 5xx and 429 are retried as usual
-                message = f"(an error document over {ERROR_DOCUMENT_LIMIT} bytes, not read)"
-            # A HEAD error has no body to name its code: a 400/403 there may be an expired
-            # credential too, worth one refresh.
-            bodyless_denial = method == "HEAD" and not code and response.status in (400, 403)
-            if (code in _CREDENTIAL_CODES or bodyless_denial) and not refreshed:
-                refreshed = True
-                self._credentials.invalidate()
-                self._metrics.inc(self._metrics.s3_retries, operation, "credentials")
-                continue
-            if code == "RequestTimeTooSkewed":
-                self._correct_clock(response.headers.get("Date"))
-            retryable = response.status in _RETRYABLE_STATUS or code in _RETRYABLE_CODES
-            if retryable and attempt < self._max_attempts:
-                self._metrics.inc(self._metrics.s3_retries, operation, code or str(response.status))
-                await asyncio.sleep(self._backoff(attempt))
-                continue
-            raise _error_for(operation, response.status, code, message, key or "")
-
-    def _reachable(self, reachable: bool) -> None:
-        if self._on_reachable is not None:
-            self._on_reachable(reachable)
-
-    def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self._max_delay, self._base_delay * 2**attempt))
-
-    def _correct_clock(self, date: str | None) -> None:
-        if not date:
-            return
-        try:
-            server = parsedate_to_datetime(date)
-        except (TypeError, ValueError):
-            return
-        self._clock_offset = server - datetime.now(UTC)
-        log.warning("S3 reports clock skew; signing with an offset of %s", self._clock_offset)
+        self._transport = Transport(
+            session=session,
+            endpoint=endpoint,
+            region=region,
+            credentials=credentials,
+            metrics=metrics,
+            max_attempts=max_attempts,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            on_reachable=on_reachable,
+        )
 
     # -- operations ----------------------------------------------------------------------
 
@@ -437,7 +111,7 @@ class S3Client:
             **_conditions(if_match, if_none_match),
         }
         try:
-            response = await self._send(
+            response = await self._transport.request(
                 "PutObject",
                 "PUT",
                 key,
@@ -451,7 +125,6 @@ class S3Client:
                     error.operation, error.status, error.code, "", key
                 ) from None
             raise
-        assert isinstance(response, _Response)
         return PutResult(
             normalize_etag(response.headers.get("ETag", "")),
             response.headers.get("x-amz-server-side-encryption"),
@@ -459,22 +132,20 @@ class S3Client:
 
     async def head_object(self, key: str) -> ObjectHead | None:
         try:
-            response = await self._send("HeadObject", "HEAD", key)
+            response = await self._transport.request("HeadObject", "HEAD", key)
         except NotFound:
             return None
-        assert isinstance(response, _Response)
         return ObjectHead.from_headers(response.headers)
 
     async def get_object(self, key: str, *, if_match: str | None = None) -> aiohttp.ClientResponse:
         """The streaming response; the caller reads `.content` and must `release()` it."""
         headers = {"If-Match": f'"{if_match}"'} if if_match else {}
-        response = await self._send("GetObject", "GET", key, headers=headers, stream=True)
-        assert isinstance(response, aiohttp.ClientResponse)
+        response = await self._transport.stream("GetObject", "GET", key, headers=headers)
         return response
 
     async def delete_object(self, key: str, *, if_match: str | None = None) -> None:
         try:
-            await self._send(
+            await self._transport.request(
                 "DeleteObject", "DELETE", key, headers=_conditions(if_match, False), ok=(200, 204)
             )
         except NotFound:
@@ -491,8 +162,7 @@ class S3Client:
         }
         if if_match:
             copy_headers["x-amz-copy-source-if-match"] = f'"{if_match}"'
-        response = await self._send("CopyObject", "PUT", key, headers=copy_headers)
-        assert isinstance(response, _Response)
+        response = await self._transport.request("CopyObject", "PUT", key, headers=copy_headers)
         try:
             return xml.parse_copy_result(response.body)
         except xml.MalformedResponse as error:
@@ -509,8 +179,7 @@ class S3Client:
             ]
             if token:
                 query.append(("continuation-token", token))
-            response = await self._send("ListObjectsV2", "GET", None, query=query)
-            assert isinstance(response, _Response)
+            response = await self._transport.request("ListObjectsV2", "GET", None, query=query)
             page = xml.parse_list_objects_v2(response.body)
             yield page
             if not page.next_token:
@@ -518,16 +187,15 @@ class S3Client:
             token = page.next_token
 
     async def create_multipart_upload(self, key: str, headers: Mapping[str, str]) -> str:
-        response = await self._send(
+        response = await self._transport.request(
             "CreateMultipartUpload", "POST", key, query=[("uploads", "")], headers=headers
         )
-        assert isinstance(response, _Response)
         return xml.parse_initiate_multipart(response.body)
 
     async def upload_part(
         self, key: str, upload_id: str, number: int, body: BodyFactory, length: int
     ) -> str:
-        response = await self._send(
+        response = await self._transport.request(
             "UploadPart",
             "PUT",
             key,
@@ -536,7 +204,6 @@ class S3Client:
             body=body,
             payload_hash=UNSIGNED_PAYLOAD,
         )
-        assert isinstance(response, _Response)
         return normalize_etag(response.headers.get("ETag", ""))
 
     async def complete_multipart_upload(
@@ -549,7 +216,7 @@ class S3Client:
         if_none_match: bool = False,
     ) -> str:
         document = xml.build_complete_multipart(etags)
-        response = await self._send(
+        response = await self._transport.request(
             "CompleteMultipartUpload",
             "POST",
             key,
@@ -562,7 +229,6 @@ class S3Client:
             body=document,
             payload_hash=UNSIGNED_PAYLOAD,
         )
-        assert isinstance(response, _Response)
         try:
             return xml.parse_complete_multipart(response.body)
         except xml.MalformedResponse as error:
@@ -572,7 +238,7 @@ class S3Client:
 
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         try:
-            await self._send(
+            await self._transport.request(
                 "AbortMultipartUpload",
                 "DELETE",
                 key,
@@ -591,14 +257,19 @@ def _conditions(if_match: str | None, if_none_match: bool) -> dict[str, str]:
     return {}
 
 
-def _error_for(operation: str, status: int, code: str, message: str, key: str) -> S3Error:
-    if status == 412 or code == "PreconditionFailed":
-        return PreconditionFailed(operation, status, code, message, key)
-    if status == 404 and code in ("", "NoSuchKey", "NoSuchUpload", "NotFound"):
-        return NotFound(operation, status, code, message, key)
-    return S3Error(operation, status, code, message, key)
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return f"{type(error).__name__}: {text}" if text != type(error).__name__ else text
+__all__ = [
+    "ERROR_DOCUMENT_LIMIT",
+    "RESULT_LIMIT",
+    "BodyChanged",
+    "BodyFactory",
+    "Endpoint",
+    "NotFound",
+    "ObjectHead",
+    "PreconditionFailed",
+    "PutResult",
+    "ResponseTooLarge",
+    "S3Client",
+    "S3Error",
+    "S3Unavailable",
+    "read_capped",
+]

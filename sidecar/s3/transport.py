@@ -1,0 +1,407 @@
+"""The one request path to S3: every request signed with our SigV4 signer, over one aiohttp
+session, to an `Endpoint`.
+
+Retries live here and only here: connection failures, 5xx, throttling and request timeouts are
+retried with capped, jittered exponential backoff; a rejected or expired credential forces one
+refresh; a clock skew reported by S3 is corrected from its `Date` header. Anything else becomes a
+typed `S3Error` the caller can act on (`PreconditionFailed` is how conditional writes report a
+concurrent change).
+
+No answer is read without a bound: a broken or hostile endpoint cannot exhaust memory. An error
+document is read up to `ERROR_DOCUMENT_LIMIT` (64 KiB) and past that is not parsed, only its
+status counts; any other answer read whole (listings, XML results) is read up to
+`RESULT_LIMIT` (8 MiB, twice a worst-case page of 1,000 URL-encoded 1,024-byte keys) and past
+that fails with `ResponseTooLarge`. A body whose Content-Length announces more than its limit
+is not read at all, and a cut response is closed, never returned to the pool. Streamed bodies
+(GetObject) are the caller's: `read_capped` bounds them the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Literal, overload
+from urllib.parse import urlsplit
+
+import aiohttp
+from yarl import URL
+
+from ..aws.credentials import CredentialsError, CredentialsProvider
+from ..aws.sigv4 import EMPTY_SHA256, canonical_query_string, quote_path, sign_request
+from ..metrics import Metrics
+from . import xml
+from .errors import BodyChanged, ResponseTooLarge, S3Unavailable, describe, error_for
+
+log = logging.getLogger("sidecar.s3")
+
+USER_AGENT = "s3sync-sidecar"
+
+BodyFactory = Callable[[], AsyncIterator[bytes]]
+Body = bytes | BodyFactory | None
+_READ_CHUNK = 64 * 1024
+
+_RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 429})
+_RETRYABLE_CODES = frozenset(
+    {
+        "RequestTimeout",
+        "SlowDown",
+        "InternalError",
+        "OperationAborted",
+        "ServiceUnavailable",
+        "RequestTimeTooSkewed",
+    }
+)
+_CREDENTIAL_CODES = frozenset(
+    {"ExpiredToken", "InvalidAccessKeyId", "InvalidToken", "TokenRefreshRequired"}
+)
+
+
+# A request with a small body and a small answer gets one deadline (one timer); a streamed
+# body or answer gets a per-read deadline instead, however long the transfer takes.
+_SHORT_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
+_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+
+ERROR_DOCUMENT_LIMIT = 64 * 1024
+RESULT_LIMIT = 8 * 1024 * 1024
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body of `response`, read in chunks and never more than `limit` bytes of it.
+
+    Raises `ResponseTooLarge`, after closing the response (its connection is not reused), when
+    its Content-Length announces more than `limit`, or as soon as more than `limit` bytes
+    arrive. A body that ends at or under `limit` is returned whole and the connection goes back
+    to the pool, as after `response.read()`.
+    """
+    what = f"{response.method} {response.url.path}"
+    announced = None if response.method == "HEAD" else response.content_length
+    if announced is not None and announced > limit:
+        response.close()
+        raise ResponseTooLarge(what, limit, announced)
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = await response.content.read(min(_READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            response.close()
+            raise ResponseTooLarge(what, limit)
+        chunks.append(chunk)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a bucket lives: from a mobius3-style pattern with `{}` for the bucket name."""
+
+    scheme: str
+    host: str  # the Host header: hostname, and the port when it is not the default
+    base_path: str  # "/" (virtual-hosted) or "/bucket/" (path-style)
+
+    @classmethod
+    def parse(cls, pattern: str, bucket: str) -> Endpoint:
+        if pattern.count("{}") != 1:
+            raise ValueError("must contain `{}` exactly once, where the bucket name goes")
+        url = pattern.replace("{}", bucket)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query string or fragment")
+        host = parts.hostname
+        if ":" in host:
+            host = f"[{host}]"
+        default_port = 443 if parts.scheme == "https" else 80
+        try:
+            port = parts.port
+        except ValueError as error:
+            raise ValueError("has an invalid port") from error
+        if port is not None and port != default_port:
+            host = f"{host}:{port}"
+        base_path = parts.path or "/"
+        if not base_path.endswith("/"):
+            base_path += "/"
+        return cls(parts.scheme, host, base_path)
+
+    def path_for(self, key: str) -> str:
+        return self.base_path + quote_path(key)
+
+    def url(self, path: str, query: str) -> URL:
+        return URL(
+            f"{self.scheme}://{self.host}{path}" + (f"?{query}" if query else ""), encoded=True
+        )
+
+
+@dataclass(slots=True)
+class Reply:
+    """A whole answer: status, headers and body (read up to its bound)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class _BodyWatch:
+    """Tells a failed request apart from a body that abandoned itself (BodyChanged)."""
+
+    __slots__ = ("changed",)
+
+    def __init__(self) -> None:
+        self.changed: BodyChanged | None = None
+
+    def wrap(self, factory: BodyFactory) -> AsyncIterator[bytes]:
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in factory():
+                    yield chunk
+            except BodyChanged as error:
+                self.changed = error
+                raise
+
+        return body()
+
+
+class Transport:
+    """Signs, sends and retries. The only code that talks to the endpoint."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        endpoint: Endpoint,
+        region: str,
+        credentials: CredentialsProvider,
+        metrics: Metrics,
+        max_attempts: int = 8,
+        base_delay: float = 0.1,
+        max_delay: float = 20.0,
+        on_reachable: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._session = session
+        self.endpoint = endpoint
+        self._region = region
+        self._credentials = credentials
+        self._metrics = metrics
+        self._max_attempts = max_attempts
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._clock_offset = timedelta(0)
+        self._on_reachable = on_reachable
+
+    async def request(
+        self,
+        operation: str,
+        method: str,
+        key: str | None,
+        *,
+        query: Iterable[tuple[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+        body: Body = None,
+        payload_hash: str = EMPTY_SHA256,
+        ok: tuple[int, ...] = (200,),
+    ) -> Reply:
+        """Send, retrying what may be retried; the whole answer (read up to its bound)."""
+        return await self._send(
+            operation,
+            method,
+            key,
+            query=query,
+            headers=headers,
+            body=body,
+            payload_hash=payload_hash,
+            ok=ok,
+            stream=False,
+        )
+
+    async def stream(
+        self, operation: str, method: str, key: str, *, headers: Mapping[str, str]
+    ) -> aiohttp.ClientResponse:
+        """Send, retrying what may be retried; the answer unread (the caller releases it)."""
+        return await self._send(operation, method, key, headers=headers, stream=True)
+
+    @overload
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        key: str | None,
+        *,
+        query: Iterable[tuple[str, str]] = ...,
+        headers: Mapping[str, str] | None = ...,
+        body: Body = ...,
+        payload_hash: str = ...,
+        ok: tuple[int, ...] = ...,
+        stream: Literal[False],
+    ) -> Reply: ...
+
+    @overload
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        key: str | None,
+        *,
+        query: Iterable[tuple[str, str]] = ...,
+        headers: Mapping[str, str] | None = ...,
+        body: Body = ...,
+        payload_hash: str = ...,
+        ok: tuple[int, ...] = ...,
+        stream: Literal[True],
+    ) -> aiohttp.ClientResponse: ...
+
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        key: str | None,
+        *,
+        query: Iterable[tuple[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+        body: Body = None,
+        payload_hash: str = EMPTY_SHA256,
+        ok: tuple[int, ...] = (200,),
+        stream: bool = False,
+    ) -> aiohttp.ClientResponse | Reply:
+        path = self.endpoint.path_for(key) if key is not None else self.endpoint.base_path
+        query_string = canonical_query_string(query)
+        url = self.endpoint.url(path, query_string)
+        headers = dict(headers or {})
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                creds = await self._credentials.get()
+            except CredentialsError as error:
+                if attempt >= self._max_attempts:
+                    raise S3Unavailable(f"{operation}: no credentials: {error}") from error
+                self._metrics.inc(self._metrics.s3_retries, operation, "credentials")
+                await asyncio.sleep(self._backoff(attempt))
+                continue
+            signed = sign_request(
+                method=method,
+                host=self.endpoint.host,
+                path=path,
+                query=query_string,
+                headers=headers,
+                payload_hash=payload_hash,
+                access_key_id=creds.access_key_id,
+                secret_access_key=creds.secret_access_key,
+                session_token=creds.session_token,
+                region=self._region,
+                now=datetime.now(UTC) + self._clock_offset,
+            )
+            send_headers = {
+                "Host": self.endpoint.host,
+                "User-Agent": USER_AGENT,
+                **headers,
+                **signed,
+            }
+            watch = _BodyWatch()
+            data: bytes | AsyncIterator[bytes] | None
+            data = watch.wrap(body) if callable(body) else body
+            started = time.monotonic()
+            try:
+                response = await self._session.request(
+                    method,
+                    url,
+                    headers=send_headers,
+                    data=data,
+                    allow_redirects=False,
+                    timeout=_STREAM_TIMEOUT if stream or callable(body) else _SHORT_TIMEOUT,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if watch.changed is not None:
+                    raise watch.changed from None
+                if isinstance(error, BodyChanged):
+                    raise
+                if not isinstance(error, aiohttp.ClientError | TimeoutError | OSError):
+                    raise
+                self._metrics.inc(self._metrics.s3_requests, operation, "error")
+                self._reachable(False)
+                if attempt >= self._max_attempts:
+                    raise S3Unavailable(f"{operation} {key!r}: {describe(error)}") from error
+                self._metrics.inc(self._metrics.s3_retries, operation, "connection")
+                log.debug("retrying %s after %s", operation, describe(error))
+                await asyncio.sleep(self._backoff(attempt))
+                continue
+            self._metrics.observe(
+                self._metrics.s3_request_duration, operation, value=time.monotonic() - started
+            )
+            self._metrics.inc(self._metrics.s3_requests, operation, str(response.status))
+            self._reachable(True)
+            if response.status in ok:
+                if stream:
+                    return response
+                try:
+                    content = await read_capped(response, RESULT_LIMIT)
+                except ResponseTooLarge as error:
+                    # Not retried here: the same endpoint would most likely answer the same.
+                    # The caller's own retry (the next poll, the path's next attempt) will.
+                    raise ResponseTooLarge(
+                        f"{operation} {key!r}", error.limit, error.announced
+                    ) from None
+                except (aiohttp.ClientError, TimeoutError) as error:
+                    response.release()
+                    if attempt >= self._max_attempts:
+                        raise S3Unavailable(f"{operation}: {describe(error)}") from error
+                    self._metrics.inc(self._metrics.s3_retries, operation, "connection")
+                    await asyncio.sleep(self._backoff(attempt))
+                    continue
+                return Reply(response.status, response.headers, content)
+            oversized = False
+            try:
+                content = await read_capped(response, ERROR_DOCUMENT_LIMIT)
+            except ResponseTooLarge:
+                content, oversized = b"", True
+            except (aiohttp.ClientError, TimeoutError):
+                content = b""
+            finally:
+                response.release()
+            error_doc = xml.parse_error(content)
+            code = error_doc.code if error_doc else ""
+            message = error_doc.message if error_doc else ""
+            if oversized:  # only the status is known; 5xx and 429 are retried as usual
+                message = f"(an error document over {ERROR_DOCUMENT_LIMIT} bytes, not read)"
+            # A HEAD error has no body to name its code: a 400/403 there may be an expired
+            # credential too, worth one refresh.
+            bodyless_denial = method == "HEAD" and not code and response.status in (400, 403)
+            if (code in _CREDENTIAL_CODES or bodyless_denial) and not refreshed:
+                refreshed = True
+                self._credentials.invalidate()
+                self._metrics.inc(self._metrics.s3_retries, operation, "credentials")
+                continue
+            if code == "RequestTimeTooSkewed":
+                self._correct_clock(response.headers.get("Date"))
+            retryable = response.status in _RETRYABLE_STATUS or code in _RETRYABLE_CODES
+            if retryable and attempt < self._max_attempts:
+                self._metrics.inc(self._metrics.s3_retries, operation, code or str(response.status))
+                await asyncio.sleep(self._backoff(attempt))
+                continue
+            raise error_for(operation, response.status, code, message, key or "")
+
+    def _reachable(self, reachable: bool) -> None:
+        if self._on_reachable is not None:
+            self._on_reachable(reachable)
+
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self._max_delay, self._base_delay * 2**attempt))
+
+    def _correct_clock(self, date: str | None) -> None:
+        if not date:
+            return
+        try:
+            server = parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            return
+        self._clock_offset = server - datetime.now(UTC)
+        log.warning("S3 reports clock skew; signing with an offset of %s", self._clock_offset)
