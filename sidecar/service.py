@@ -15,7 +15,8 @@ import signal
 import ssl
 from collections.abc import Mapping
 
-from .aws.credentials import Credentials, CredentialsProvider, provider_from_environment
+from .aws.chain import provider_from_environment
+from .aws.credentials import Credentials, CredentialsProvider
 from .config import Settings
 from .http import HealthServer
 from .metrics import Metrics

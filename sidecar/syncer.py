@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .aws.credentials import CredentialsProvider, provider_from_environment
+from .aws.chain import provider_from_environment
+from .aws.credentials import CredentialsProvider
 from .engine import Engine
 from .metrics import Metrics
 from .options import SyncOptions

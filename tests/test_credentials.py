@@ -19,15 +19,13 @@ from aiohttp import web
 from botocore.exceptions import ClientError
 from conftest import Bucket, MotoServer, eventually, in_thread, metric
 
+from sidecar.aws.chain import credential_problems, provider_from_environment
+from sidecar.aws.container import ContainerCredentials, container_credentials_url
 from sidecar.aws.credentials import (
-    ContainerCredentials,
     Credentials,
     CredentialsError,
     StaticCredentials,
-    container_credentials_url,
-    credential_problems,
     parse_expiration,
-    provider_from_environment,
 )
 
 SECRET = "SECRET-KEY-wJalrXUtnFEMI-K7MDENG"
