@@ -8,18 +8,16 @@ it by the test suite.
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import parsers
 from .aws.chain import credential_problems
+from .parsers import parse_size
 from .s3.client import Endpoint
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-MIN_PART = 5 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,139 +78,6 @@ class Variable:
     required: bool = False
 
 
-def _nonempty(value: str) -> str:
-    if not value.strip():
-        raise ValueError
-    return value
-
-
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-
-
-def _bucket(value: str) -> str:
-    """Today's S3 naming rules (a placeholder such as REPLACE_WITH_BUCKET fails here, at
-    start-up, rather than later against S3)."""
-    if not _BUCKET.fullmatch(value) or ".." in value or re.fullmatch(r"[\d.]+", value):
-        raise ValueError
-    return value
-
-
-def _prefix(value: str) -> str:
-    """`team-a` would also take in `team-ab/...` and name files `b/...`: a folder's prefix
-    ends with `/` (mobius3 took any string; with a bare word it went wrong the same way)."""
-    if value.startswith("/") or "//" in value or (value and not value.endswith("/")):
-        raise ValueError
-    return value
-
-
-def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as error:
-        raise ValueError from error
-    return value
-
-
-def _number(low: float, high: float) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        number = float(value)
-        if not low <= number <= high:  # also refuses NaN
-            raise ValueError
-        return number
-
-    return parse
-
-
-def _integer(low: int, high: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        number = int(value, 10)
-        if not low <= number <= high:
-            raise ValueError
-        return number
-
-    return parse
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        normal = value.strip().lower()
-        for choice in choices:
-            if normal == choice.lower():
-                return choice
-        raise ValueError
-
-    return parse
-
-
-def _boolean(value: str) -> bool:
-    normal = value.strip().lower()
-    if normal in ("1", "true", "yes", "on"):
-        return True
-    if normal in ("0", "false", "no", "off"):
-        return False
-    raise ValueError
-
-
-_SIZE = re.compile(r"(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)", re.IGNORECASE)
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1024,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 1024**2,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "g": 1024**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-}
-
-
-def parse_size(value: str) -> int:
-    match = _SIZE.fullmatch(value.strip())
-    if match is None:
-        raise ValueError
-    size = int(match.group(1)) * _UNITS[match.group(2).lower()]
-    if not MIN_PART <= size <= 5 * 1024**3:
-        raise ValueError
-    return size
-
-
-def _file(value: str) -> str:
-    if not os.path.isfile(value) or not os.access(value, os.R_OK):
-        raise ValueError
-    return value
-
-
-_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-
-
-def _host(value: str) -> str:
-    """An IP address (v4, or v6 without brackets) or a DNS host name: what to bind to."""
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        pass
-    name = value[:-1] if value.endswith(".") else value
-    labels = name.split(".")
-    if (
-        len(name) > 253
-        or not all(_HOST_LABEL.fullmatch(label) for label in labels)
-        or labels[-1].isdigit()  # 300.1.2.3 or 10.0.0: a mistyped address, not a name
-    ):
-        raise ValueError
-    return value
-
-
-def _directory(value: str) -> str:
-    if not value.strip():
-        raise ValueError
-    if os.path.exists(value) and not os.path.isdir(value):
-        raise ValueError
-    return value
-
-
 VARIABLES: tuple[Variable, ...] = (
     Variable(
         "SYNC_DIR",
@@ -221,7 +86,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Local folder to keep in sync (the shared volume).",
         "(required)",
         "/data",
-        _directory,
+        parsers.directory,
         required=True,
     ),
     Variable(
@@ -232,7 +97,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Bucket to sync with.",
         "(required)",
         "my-bucket",
-        _bucket,
+        parsers.bucket,
         required=True,
     ),
     Variable(
@@ -242,7 +107,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Region of the bucket; falls back to AWS_REGION, then AWS_DEFAULT_REGION.",
         "(required)",
         "eu-west-2",
-        _nonempty,
+        parsers.nonempty,
         required=True,
     ),
     Variable(
@@ -253,7 +118,7 @@ VARIABLES: tuple[Variable, ...] = (
         "S3 endpoint pattern, mobius3 style: virtual-hosted or path-style.",
         "https://{}.s3.<region>.amazonaws.com/",
         "http://minio:9000/{}/",
-        _nonempty,
+        parsers.nonempty,
     ),
     Variable(
         "SYNC_PREFIX",
@@ -262,7 +127,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Key prefix in the bucket that maps to the folder.",
         "(empty: whole bucket)",
         "team-a/",
-        _prefix,
+        parsers.prefix,
     ),
     Variable(
         "SYNC_POLL_INTERVAL",
@@ -271,7 +136,7 @@ VARIABLES: tuple[Variable, ...] = (
         "How often to list the prefix for remote changes.",
         "10",
         "30",
-        _number(0.1, 86400),
+        parsers.number(0.1, 86400),
     ),
     Variable(
         "SYNC_EXCLUDE_LOCAL",
@@ -281,7 +146,7 @@ VARIABLES: tuple[Variable, ...] = (
         "by a remote change.",
         "^$ (nothing)",
         r".*\.swp$",
-        _regex,
+        parsers.regex,
     ),
     Variable(
         "SYNC_EXCLUDE_REMOTE",
@@ -290,7 +155,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Keys (relative to the prefix) never downloaded.",
         "^$ (nothing)",
         "^tmp/",
-        _regex,
+        parsers.regex,
     ),
     Variable(
         "SYNC_UPLOAD_ON_CREATE",
@@ -300,7 +165,7 @@ VARIABLES: tuple[Variable, ...] = (
         "(symlinks and hard links always are).",
         "^$ (nothing)",
         r".*\.lock$",
-        _regex,
+        parsers.regex,
     ),
     Variable(
         "SYNC_UPLOAD_CONCURRENCY",
@@ -309,7 +174,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Paths uploaded at the same time.",
         "32",
         "64",
-        _integer(1, 512),
+        parsers.integer(1, 512),
     ),
     Variable(
         "SYNC_DOWNLOAD_CONCURRENCY",
@@ -318,7 +183,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Paths downloaded at the same time.",
         "16",
         "32",
-        _integer(1, 512),
+        parsers.integer(1, 512),
     ),
     Variable(
         "SYNC_LOG_LEVEL",
@@ -327,7 +192,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Log verbosity.",
         "INFO",
         "DEBUG",
-        _choice(*LOG_LEVELS),
+        parsers.choice(*LOG_LEVELS),
     ),
     Variable(
         "SYNC_LOG_FORMAT",
@@ -336,7 +201,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Log lines as JSON objects or as plain text.",
         "text",
         "json",
-        _choice("json", "text"),
+        parsers.choice("json", "text"),
     ),
     Variable(
         "SYNC_TLS_VERIFY",
@@ -345,7 +210,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Verify the S3 endpoint's TLS certificate (false only for test stores).",
         "true",
         "false",
-        _boolean,
+        parsers.boolean,
     ),
     Variable(
         "SYNC_CA_BUNDLE",
@@ -354,7 +219,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Extra CA certificates to trust for the S3 endpoint.",
         "(system CAs)",
         "/etc/ssl/private-ca.pem",
-        _file,
+        parsers.existing_file,
     ),
     Variable(
         "SYNC_MULTIPART_THRESHOLD",
@@ -383,7 +248,7 @@ VARIABLES: tuple[Variable, ...] = (
         "100 turns the guard off.",
         "50",
         "100",
-        _number(0, 100),
+        parsers.number(0, 100),
     ),
     Variable(
         "SYNC_SHUTDOWN_TIMEOUT",
@@ -392,7 +257,7 @@ VARIABLES: tuple[Variable, ...] = (
         "On SIGTERM, how long to keep uploading queued changes before exiting.",
         "25",
         "100",
-        _number(0, 3600),
+        parsers.number(0, 3600),
     ),
     Variable(
         "SYNC_HTTP_PORT",
@@ -401,7 +266,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Port of the HTTP server for /metrics, /healthz, /readyz and /startupz.",
         "9464",
         "9464",
-        _integer(1, 65535),
+        parsers.integer(1, 65535),
     ),
     Variable(
         "SYNC_HTTP_HOST",
@@ -411,7 +276,7 @@ VARIABLES: tuple[Variable, ...] = (
         "127.0.0.1 keeps them to the task (loopback only).",
         "0.0.0.0 (all interfaces)",
         "127.0.0.1",
-        _host,
+        parsers.host,
     ),
     Variable(
         "SYNC_STALL_TIMEOUT",
@@ -421,7 +286,7 @@ VARIABLES: tuple[Variable, ...] = (
         "answers, the process exits 1 so that it is restarted.",
         "300",
         "600",
-        _number(10, 86400),
+        parsers.number(10, 86400),
     ),
     Variable(
         "SYNC_OPEN_FILE_TIMEOUT",
@@ -430,7 +295,7 @@ VARIABLES: tuple[Variable, ...] = (
         "A file modified but not closed is uploaded once it has not been written for this long.",
         "60",
         "300",
-        _number(1, 86400),
+        parsers.number(1, 86400),
     ),
 )
 

@@ -1,0 +1,147 @@
+"""Parsers of setting values: each takes the text of one variable and returns its value, or
+raises ValueError (the caller names the variable and shows the expected form). Pure, except
+`directory` and `existing_file`, which look at the filesystem without changing it."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable
+
+MIN_PART = 5 * 1024 * 1024  # S3's smallest multipart part
+MAX_PART = 5 * 1024**3  # and its largest
+
+
+def nonempty(value: str) -> str:
+    if not value.strip():
+        raise ValueError
+    return value
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def bucket(value: str) -> str:
+    """Today's S3 naming rules (a placeholder such as REPLACE_WITH_BUCKET fails here, at
+    start-up, rather than later against S3)."""
+    if not _BUCKET.fullmatch(value) or ".." in value or re.fullmatch(r"[\d.]+", value):
+        raise ValueError
+    return value
+
+
+def prefix(value: str) -> str:
+    """`team-a` would also take in `team-ab/...` and name files `b/...`: a folder's prefix
+    ends with `/` (mobius3 took any string; with a bare word it went wrong the same way)."""
+    if value.startswith("/") or "//" in value or (value and not value.endswith("/")):
+        raise ValueError
+    return value
+
+
+def regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError from error
+    return value
+
+
+def number(low: float, high: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        number = float(value)
+        if not low <= number <= high:  # also refuses NaN
+            raise ValueError
+        return number
+
+    return parse
+
+
+def integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = int(value, 10)
+        if not low <= number <= high:
+            raise ValueError
+        return number
+
+    return parse
+
+
+def choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        normal = value.strip().lower()
+        for choice in choices:
+            if normal == choice.lower():
+                return choice
+        raise ValueError
+
+    return parse
+
+
+def boolean(value: str) -> bool:
+    normal = value.strip().lower()
+    if normal in ("1", "true", "yes", "on"):
+        return True
+    if normal in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+_SIZE = re.compile(r"(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(value: str) -> int:
+    """A part size (`16MiB`, `64mb`, `5242880`) within S3's limits for multipart parts."""
+    match = _SIZE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError
+    size = int(match.group(1)) * _UNITS[match.group(2).lower()]
+    if not MIN_PART <= size <= MAX_PART:
+        raise ValueError
+    return size
+
+
+def existing_file(value: str) -> str:
+    if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        raise ValueError
+    return value
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def host(value: str) -> str:
+    """An IP address (v4, or v6 without brackets) or a DNS host name: what to bind to."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    labels = name.split(".")
+    if (
+        len(name) > 253
+        or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()  # 300.1.2.3 or 10.0.0: a mistyped address, not a name
+    ):
+        raise ValueError
+    return value
+
+
+def directory(value: str) -> str:
+    if not value.strip():
+        raise ValueError
+    if os.path.exists(value) and not os.path.isdir(value):
+        raise ValueError
+    return value
