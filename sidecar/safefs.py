@@ -219,13 +219,6 @@ class Tree:
         with self.parent(rel) as at:
             return at.readlink()
 
-    def ensure_parents(self, rel: str) -> list[str]:
-        """Create the missing directories above `rel`; return the relative paths created."""
-        created: list[str] = []
-        with self.parent(rel, created):
-            pass
-        return created
-
 
 def _check(name: str) -> None:
     if name in _NOT_NAMES:
