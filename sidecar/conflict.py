@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from .download import Downloads
@@ -37,17 +38,26 @@ def link_as_conflict(source: At, beside: At, rel: str) -> str:
     """Give `source` a free conflict-copy name beside `rel` (whose name in its parent is
     `beside`): a hard link, or a copy where the filesystem or the directory refuses links.
     Never overwrites, never follows. Returns the copy's relative path."""
+
+    def make(target: At) -> None:
+        try:
+            source.link_to(target)
+        except OSError as error:
+            if error.errno not in _NO_LINKS:
+                raise
+            _copy_new(source, target)
+
+    return make_conflict_copy(beside, rel, make)
+
+
+def make_conflict_copy(beside: At, rel: str, make: Callable[[At], None]) -> str:
+    """Call `make(target)` with free conflict-copy names beside `rel` until one is not taken
+    (`make` raises FileExistsError for a taken one). Returns the copy's relative path."""
     moment = datetime.now(UTC)
     for attempt in range(1000):
         name = conflict_name(rel, moment, attempt)
-        target = At(beside.dir_fd, name.rpartition("/")[2])
         try:
-            try:
-                source.link_to(target)
-            except OSError as error:
-                if error.errno not in _NO_LINKS:
-                    raise
-                _copy_new(source, target)
+            make(At(beside.dir_fd, name.rpartition("/")[2]))
         except FileExistsError:
             continue
         return name

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 
 from .conflict import link_as_conflict
 from .keys import parents_of
@@ -60,7 +61,13 @@ class Deletes:
                 # Changed in the instant between the check and the move: put it back.
                 self._put_back(job, aside, at)
                 raise LocalChanged(rel)
+        try:  # an app may hold it open and write to it later: keep hold of it
+            held = aside.open(os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            held = -1
         aside.unlink()
+        if held >= 0:
+            ws.hold_replaced(rel, held)
         ws.state.forget(rel)
         ws.metrics.inc(ws.metrics.deletes, "local", "ok")
         log.info(

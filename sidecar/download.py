@@ -137,7 +137,14 @@ class Downloads:
                 return
             temp.unlink()
         else:
+            # An app may hold the old version open and write to it later: keep hold of it.
+            try:
+                old = at.open(os.O_RDONLY | os.O_NONBLOCK)
+            except OSError:
+                old = -1
             temp.replace(at)
+            if old >= 0:
+                self._ws.hold_replaced(rel, old)
 
     async def download(self, job: Job) -> None:
         remote = job.facts.remote

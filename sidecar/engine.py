@@ -30,6 +30,7 @@ from .operation import ExecutorSettings, Workspace
 from .options import SyncOptions
 from .pipeline import Pipeline
 from .poll import Poller, PollSettings
+from .replaced import ReplacedVersions
 from .restore import Restore
 from .s3.client import S3Client
 from .safefs import Tree
@@ -120,6 +121,13 @@ class Engine:
             max_delete_percent=options.max_delete_percent,
         )
         self.tree = Tree(root, options.work_name)
+        self.replaced = ReplacedVersions(
+            tree=self.tree,
+            watcher=self.watcher,
+            metrics=metrics,
+            submit=self.events.submit,
+            quiet=options.open_file_timeout,
+        )
         workspace = Workspace(
             settings=ExecutorSettings(
                 multipart_threshold=options.multipart_threshold,
@@ -132,6 +140,7 @@ class Engine:
             state=self.state,
             metrics=metrics,
             barrier=self.watcher.barrier,
+            hold_replaced=self.replaced.hold,
             progress=self.health.progressed,
         )
         self.pipeline = Pipeline(
@@ -172,6 +181,7 @@ class Engine:
             (self._persist_loop(), "state-store"),
             (self.poller.run(), "poller"),
             (self.events.sweep_loop(), "open-file-sweeper"),
+            (self.replaced.sweep_loop(), "replaced-file-sweeper"),
             (self.health.lag_loop(), "loop-lag-monitor"),
         ):
             self._tasks.append(asyncio.create_task(loop, name=name))
@@ -209,6 +219,7 @@ class Engine:
         self.stopping = True
         await self._cancel_tasks()
         await self.events.close()
+        self.replaced.close()
         await self.scheduler.close()
         await self.watcher.close()
         await self.session.close()

@@ -19,6 +19,7 @@ learns what S3 holds (`Workspace.learn_remote`) and decides again.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -88,6 +89,7 @@ class Workspace:
         state: SyncState,
         metrics: Metrics,
         barrier: Callable[[], None],
+        hold_replaced: Callable[[str, int], None] = lambda rel, fd: os.close(fd),
         progress: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
@@ -98,6 +100,9 @@ class Workspace:
         self.metrics = metrics
         self.barrier = barrier  # handle every inotify event the kernel has queued, now
         self.progress = progress  # called as bytes move: a long transfer is not a stall
+        # Given the descriptor of a version of `rel` no name reaches any more (replaced or
+        # deleted): an app may still write to it (replaced.py).
+        self.hold_replaced = hold_replaced
         self.loop = asyncio.get_running_loop()
 
     def local_entry(self, rel: str) -> LocalEntry | None:

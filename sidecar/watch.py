@@ -117,6 +117,8 @@ class Watcher:
         self._wd_by_rel: dict[str, int] = {}
         self._watch_by_wd: dict[int, Watch] = {}
         self._scans: set[asyncio.Task[None]] = set()
+        # Watches on single files (by descriptor, see `watch_inode`), with their handlers.
+        self._inode_handlers: dict[int, Callable[[int, int], None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.alive = False
 
@@ -193,7 +195,14 @@ class Watcher:
             return
         rel_dir = self._rel_by_wd.get(wd)
         if rel_dir is None:
-            return  # a watch already dropped (its directory was moved or deleted)
+            inode = self._inode_handlers.get(wd)
+            if inode is not None:
+                if mask & IN_IGNORED:
+                    self._inode_handlers.pop(wd, None)
+                    self._forget_wd(wd)
+                else:
+                    inode(wd, mask)
+            return  # else a watch already dropped (its directory was moved or deleted)
         if mask & IN_IGNORED:
             self._forget_wd(wd)
             return
@@ -260,6 +269,30 @@ class Watcher:
         self._wd_by_rel[rel_dir] = watch.wd
         self._watch_by_wd[watch.wd] = watch
         return True
+
+    def watch_inode(self, fd: int, handler: Callable[[int, int], None]) -> int | None:
+        """Watch the file open as `fd` itself, even once no name reaches it: `handler(wd,
+        mask)` hears of its IN_MODIFY and IN_CLOSE_WRITE. None if it cannot be watched."""
+        inotify = self._inotify
+        if inotify is None:
+            return None
+        try:
+            watch = inotify.add_watch(Path(f"/proc/self/fd/{fd}"), Mask.MODIFY | Mask.CLOSE_WRITE)
+        except OSError as error:
+            self._on_error("watch a replaced file", error)
+            return None
+        self._watch_by_wd[watch.wd] = watch
+        self._inode_handlers[watch.wd] = handler
+        return watch.wd
+
+    def unwatch_inode(self, wd: int) -> None:
+        watch = self._watch_by_wd.get(wd)
+        if self._inode_handlers.pop(wd, None) is None:
+            return
+        self._forget_wd(wd)
+        if self._inotify is not None and watch is not None:
+            with contextlib.suppress(OSError):
+                self._inotify.rm_watch(watch)
 
     def _forget_wd(self, wd: int) -> None:
         rel = self._rel_by_wd.pop(wd, None)

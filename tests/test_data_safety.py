@@ -261,3 +261,44 @@ async def test_multipart_object_with_same_size_and_mtime_is_compared_by_content(
     else:
         assert [p.read_bytes() == remote for p in copies] == [True]
         await eventually(lambda: bucket.get("build.tar") == local, timeout=30)
+
+
+# -- 2: what an app writes to a file the sidecar replaced or deleted is kept ---------------
+
+
+@pytest.mark.parametrize("remote_change", ["overwrite", "delete"])
+async def test_writes_to_a_replaced_file_held_open_by_an_app_are_kept(
+    syncer_factory: Any, bucket: Bucket, remote_change: str
+) -> None:
+    syncer = await syncer_factory(open_file_timeout=1)
+    log_path = syncer.folder / "app.log"
+    log_path.write_bytes(b"line 1\n")
+    await eventually(lambda: bucket.exists("app.log") and bucket.get("app.log") == b"line 1\n")
+
+    app = open(log_path, "ab")  # noqa: SIM115 - the app holds it open across the change
+    try:
+        if remote_change == "overwrite":
+            await in_thread(bucket.put, "app.log", b"from another client\n")
+            await syncer.poll_once()
+            await eventually(lambda: log_path.read_bytes() == b"from another client\n")
+        else:
+            await in_thread(bucket.delete, "app.log")
+            await syncer.poll_once()
+            await eventually(lambda: not log_path.exists())
+        app.write(b"line 2, written after the change\n")
+        app.flush()
+    finally:
+        app.close()
+    kept = b"line 1\nline 2, written after the change\n"
+
+    def saved() -> list[Path]:
+        return [p for p in syncer.folder.iterdir() if p.is_file() and p.read_bytes() == kept]
+
+    await eventually(lambda: saved(), timeout=20, what="the app's writes kept in the folder")
+    (copy,) = saved()
+    if remote_change == "delete":
+        assert copy.name == "app.log"  # its name was free: the file comes back
+    else:
+        assert "sync-conflict" in copy.name
+        assert log_path.read_bytes() == b"from another client\n"
+    await eventually(lambda: bucket.exists(copy.name) and bucket.get(copy.name) == kept)
