@@ -152,6 +152,7 @@ class Engine:
             oldest_pending=self._oldest_pending_age,
             files_tracked=lambda: float(self.state.synced_count),
             watches=lambda: float(self.watcher.watch_count),
+            unwatched=lambda: float(len(self.watcher.unwatched)),
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -172,6 +173,7 @@ class Engine:
             (self._persist_loop(), "state-store"),
             (self.poller.run(), "poller"),
             (self.events.sweep_loop(), "open-file-sweeper"),
+            (self.events.unwatched_loop(options.poll_interval), "unwatched-scanner"),
             (self.health.lag_loop(), "loop-lag-monitor"),
         ):
             self._tasks.append(asyncio.create_task(loop, name=name))
