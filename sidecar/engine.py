@@ -185,6 +185,10 @@ class Engine:
         self.stopping = True
         await self._cancel_tasks()
         scheduler, watcher = self.scheduler, self.watcher
+        try:  # nothing reports what was written in them since the last periodic scan
+            await self.events.scan_unwatched()
+        except Exception as error:
+            log.error("scan of unwatched directories failed: %s", error)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             watcher.barrier()  # may report an overflow: the rescan then starts now

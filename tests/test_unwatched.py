@@ -178,3 +178,21 @@ async def test_unwatched_directories_are_scanned_reported_and_watched_again(
     await eventually(lambda: in_thread(lambda: "new/dir/after.txt" in bucket.list_keys()))
     sidecar.process.send_signal(signal.SIGTERM)
     assert await sidecar.wait() == 0, sidecar.text()
+
+
+async def test_stop_scans_unwatched_directories_before_exiting(
+    bucket: Bucket, tmp_path: Path, sidecars: list[NamespacedSidecar]
+) -> None:
+    """A file written in an unwatched directory just before SIGTERM is uploaded: the periodic
+    scan (a minute away here) is not waited for, the stop scans them itself."""
+    folder, port = tmp_path / "data", free_port()
+    sidecar = NamespacedSidecar(environment(bucket, folder, port, 60), tmp_path / "log")
+    sidecars.append(sidecar)
+    await started(sidecar, port)
+    sidecar.set_watch_limit(1)
+    (folder / "new" / "dir").mkdir(parents=True)
+    await eventually(lambda: unwatched(port, 2), what="both new directories unwatched")
+    (folder / "new" / "dir" / "last.txt").write_bytes(b"last words")
+    sidecar.process.send_signal(signal.SIGTERM)
+    assert await sidecar.wait() == 0, sidecar.text()
+    assert await in_thread(bucket.get, "new/dir/last.txt") == b"last words"
