@@ -261,6 +261,12 @@ class Engine:
             uploads_waiting=bool(scheduler.queued(UPLOAD) or scheduler.running(UPLOAD)),
         )
 
+    def degraded(self) -> list[str]:
+        """What works, but less well than it should (served by /healthz with a 200)."""
+        return self.health.degraded(
+            unwatched=self.watcher.unwatched, rescan_interval=self.options.poll_interval
+        )
+
     def readiness(self) -> dict[str, dict[str, Any]]:
         poller = self.poller
         return self.health.readiness(

@@ -1,5 +1,5 @@
 """Directories inotify cannot watch (ENOSPC: fs.inotify.max_user_watches reached) are still
-synced, by a periodic scan, and counted in a metric.
+synced, by a periodic scan, and say so: a metric, and /healthz answering 200 "degraded".
 
 The real command runs in its own user namespace (`unshare --user --map-root-user`), where the
 inotify watch limit is that namespace's own (/proc/sys/user/max_inotify_watches, Linux 5.11+):
@@ -8,6 +8,7 @@ the test lowers it for the sidecar alone, never for the other processes on the m
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -143,6 +144,8 @@ async def test_unwatched_directories_are_scanned_reported_and_watched_again(
     sidecars.append(sidecar)
     await started(sidecar, port)
     assert await gauge(port, "s3sync_inotify_unwatched_directories") == 0
+    status, body = await get(port, "/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
 
     sidecar.set_watch_limit(1)  # the root's watch is held: every new directory fails
     (folder / "new" / "dir").mkdir(parents=True)
@@ -153,6 +156,13 @@ async def test_unwatched_directories_are_scanned_reported_and_watched_again(
     )
     assert await in_thread(bucket.get, "new/dir/file.txt") == b"first"
     assert await gauge(port, "s3sync_inotify_unwatched_directories") == 2  # new, new/dir
+    status, body = await get(port, "/healthz")
+    health = json.loads(body)
+    assert status == 200, body
+    assert health["status"] == "degraded" and health["problems"] == []
+    assert len(health["degraded"]) == 1
+    assert "2 directories" in health["degraded"][0]
+    assert "max_user_watches" in health["degraded"][0]
     assert (await get(port, "/startupz"))[0] == 200  # the container health check: alive
 
     # Changes and deletes inside them are found too, with no event to announce them.
@@ -172,6 +182,8 @@ async def test_unwatched_directories_are_scanned_reported_and_watched_again(
 
     async def watched_again() -> None:
         assert await gauge(port, "s3sync_inotify_watches") == 3
+        status, body = await get(port, "/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok", body
 
     await eventually(watched_again)
     (folder / "new" / "dir" / "after.txt").write_bytes(b"after")
