@@ -161,6 +161,7 @@ class Engine:
             oldest_pending=self._oldest_pending_age,
             files_tracked=lambda: float(self.state.synced_count),
             watches=lambda: float(self.watcher.watch_count),
+            unwatched=lambda: float(len(self.watcher.unwatched)),
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -182,6 +183,7 @@ class Engine:
             (self.poller.run(), "poller"),
             (self.events.sweep_loop(), "open-file-sweeper"),
             (self.replaced.sweep_loop(), "replaced-file-sweeper"),
+            (self.events.unwatched_loop(options.poll_interval), "unwatched-scanner"),
             (self.health.lag_loop(), "loop-lag-monitor"),
         ):
             self._tasks.append(asyncio.create_task(loop, name=name))
@@ -193,6 +195,10 @@ class Engine:
         self.stopping = True
         await self._cancel_tasks()
         scheduler, watcher = self.scheduler, self.watcher
+        try:  # nothing reports what was written in them since the last periodic scan
+            await self.events.scan_unwatched()
+        except Exception as error:
+            log.error("scan of unwatched directories failed: %s", error)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             watcher.barrier()  # may report an overflow: the rescan then starts now
@@ -264,6 +270,12 @@ class Engine:
             tasks=self.tasks,
             watcher_alive=self.watcher.alive or not self._watching,
             uploads_waiting=bool(scheduler.queued(UPLOAD) or scheduler.running(UPLOAD)),
+        )
+
+    def degraded(self) -> list[str]:
+        """What works, but less well than it should (served by /healthz with a 200)."""
+        return self.health.degraded(
+            unwatched=self.watcher.unwatched, rescan_interval=self.options.poll_interval
         )
 
     def readiness(self) -> dict[str, dict[str, Any]]:

@@ -5,6 +5,10 @@ verdicts built from them.
   watcher, a deleted folder, an upload queue that made no progress for `stall_timeout` while S3
   answers, or an event loop blocked for over 10 s is a problem: the service exits so that it is
   restarted, rather than stop syncing silently (mobius3's most reported failure).
+- Degraded (`degraded`, in `/healthz`'s body, still a 200): syncing, but less well than it
+  should. Directories inotify could not watch are synced by a periodic scan instead, with up
+  to one scan interval of delay: a reason to raise fs.inotify.max_user_watches, never one to
+  restart (a restart would hit the same limit).
 - Readiness (`readiness`, served as `/readyz`): restored, a poll succeeded within three poll
   intervals (plus twice the last listing's duration), credentials valid.
 
@@ -18,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -85,6 +90,17 @@ class Health:
         if self._loop_lag > _LOOP_BLOCKED:
             problems.append(f"the event loop was blocked for {self._loop_lag:.1f}s")
         return problems
+
+    def degraded(self, *, unwatched: Mapping[str, str], rescan_interval: float) -> list[str]:
+        """One line per reason directories have no inotify watch, with how many."""
+        lines: list[str] = []
+        for why, count in sorted(Counter(unwatched.values()).items()):
+            lines.append(
+                f"{count} {'directory is' if count == 1 else 'directories are'} not watched by "
+                f"inotify ({why}): rescanned every {rescan_interval:g}s instead; raise "
+                "fs.inotify.max_user_watches on the host"
+            )
+        return lines
 
     def readiness(
         self,

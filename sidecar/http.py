@@ -2,7 +2,9 @@
 
 - `/metrics`: Prometheus text from the syncer's own registry (prometheus-client's handler).
 - `/healthz`: liveness. 200 while the event loop answers and every internal task is alive;
-  503 with the reasons otherwise (a stalled queue, a dead task, a deleted folder).
+  503 with the reasons otherwise (a stalled queue, a dead task, a deleted folder). A 200 says
+  `"status": "degraded"` when something works less well than it should (directories inotify
+  could not watch, synced by a periodic scan); `"degraded"` lists what, in every answer.
 - `/readyz`: current readiness. 200 only while the bucket is restored into the folder, the last
   poll succeeded within three poll intervals, and credentials are valid; otherwise 503 with a
   JSON body naming the failing check. An S3 or credentials outage makes it fail: it is for
@@ -72,12 +74,15 @@ class HealthServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _healthz(self, request: web.Request) -> web.Response:
+    def _liveness(self) -> tuple[int, dict[str, Any]]:
         problems = self._syncer.health_problems()
-        return _json(
-            503 if problems else 200,
-            {"status": "unhealthy" if problems else "ok", "problems": problems},
-        )
+        degraded = self._syncer.degraded()
+        status = "unhealthy" if problems else "degraded" if degraded else "ok"
+        body = {"status": status, "problems": problems, "degraded": degraded}
+        return 503 if problems else 200, body
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return _json(*self._liveness())
 
     async def _readyz(self, request: web.Request) -> web.Response:
         checks = self._syncer.readiness()
@@ -90,10 +95,7 @@ class HealthServer:
     async def _startupz(self, request: web.Request) -> web.Response:
         if not self._restored_once:
             self._restored_once = bool(self._syncer.readiness()["restore"]["ok"])
-        problems = self._syncer.health_problems()
+        code, body = self._liveness()
         if not self._restored_once:
-            return _json(503, {"status": "starting", "restored": False, "problems": problems})
-        return _json(
-            503 if problems else 200,
-            {"status": "unhealthy" if problems else "ok", "restored": True, "problems": problems},
-        )
+            code, body["status"] = 503, "starting"
+        return _json(code, {"status": body.pop("status"), "restored": self._restored_once, **body})

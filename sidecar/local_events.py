@@ -7,6 +7,16 @@ modified and never closed (truncate(2), a writer that went idle) once it has bee
 `open_file_timeout` (`sweep_loop`). After an inotify overflow every known path and the whole
 tree are reconsidered (`rescan`). Nothing here decides anything about a path: it only marks it
 dirty, with a hint of what changed, for the pipeline.
+
+Directories inotify could not watch (fs.inotify.max_user_watches reached) report nothing, so
+`unwatched_loop` looks at them every `interval` (the poll interval: a change there is seen
+within one, as a change in S3 is): every known path directly inside one, and every entry
+listed in one, is submitted (`scan_unwatched`). A file there is thus uploaded as it is at the
+scan, even while it is being written (no IN_MODIFY marks it so); the next scan uploads what
+changed after. Cost per scan: one inotify_add_watch and one listing per unwatched directory, a
+pass over the known paths, and one pipeline pass per entry (an lstat, and nothing more for an
+entry that did not change): measured at about 0.1 ms of CPU per entry (10,000 unchanged
+files in 10 unwatched directories: 0.93 s), nothing while every directory is watched.
 """
 
 from __future__ import annotations
@@ -138,6 +148,28 @@ class LocalEvents:
         except Exception as error:  # the next overflow, or a restart, rescans again
             self._metrics.inc(self._metrics.local_errors, "watch")
             log.error("rescan failed: %s", error)
+
+    async def scan_unwatched(self) -> None:
+        """Submit what may have changed in the directories that have no watch: the known paths
+        directly inside them (a delete leaves nothing to list), then what is listed there now.
+        Also tries to watch them again (the limit may have been raised, or watches freed)."""
+        unwatched = set(self._watcher.unwatched)
+        if not unwatched:
+            return
+        for rel in self._state.children_of(unwatched):
+            self.submit(rel, Hint.NONE)
+        await self._watcher.scan_unwatched()
+
+    async def unwatched_loop(self, interval: float) -> None:
+        """`scan_unwatched` every `interval` seconds. Never ends by itself: a scan that fails is
+        counted, logged and tried again at the next tick."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.scan_unwatched()
+            except Exception as error:
+                self._metrics.inc(self._metrics.local_errors, "watch")
+                log.error("scan of unwatched directories failed: %s", error)
 
     async def sweep_loop(self) -> None:
         """Upload files modified and never closed, once they have been quiet for a while."""

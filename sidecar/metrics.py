@@ -154,6 +154,12 @@ class Metrics:
         self.watches = Gauge(
             "s3sync_inotify_watches", "Directories watched with inotify.", registry=r
         )
+        self.unwatched = Gauge(
+            "s3sync_inotify_unwatched_directories",
+            "Directories inotify could not watch (max_user_watches reached): scanned "
+            "periodically instead.",
+            registry=r,
+        )
 
     def inc(self, counter: Counter, *labels: str, amount: float = 1) -> None:
         """`counter.labels(*labels).inc(amount)`, with the labelled child cached: `labels()`
@@ -178,6 +184,7 @@ class Metrics:
         oldest_pending: Callable[[], float],
         files_tracked: Callable[[], float],
         watches: Callable[[], float],
+        unwatched: Callable[[], float],
     ) -> None:
         """Gauges read at scrape time, so they can never go stale."""
         for direction in ("upload", "download"):
@@ -190,3 +197,4 @@ class Metrics:
         self.oldest_pending.set_function(oldest_pending)
         self.files_tracked.set_function(files_tracked)
         self.watches.set_function(watches)
+        self.unwatched.set_function(unwatched)

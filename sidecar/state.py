@@ -23,7 +23,7 @@ Cost: about 1.3 KB per tracked path (measured at 100,000 paths, README "Measured
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 
 from .keys import parents_of
@@ -124,6 +124,10 @@ class SyncState:
         """Known paths strictly below `top`."""
         prefix = top + "/"
         return [rel for rel in self.paths if rel.startswith(prefix)]
+
+    def children_of(self, dirs: Set[str]) -> list[str]:
+        """Known paths directly inside one of `dirs` ("" is the root). One pass over them all."""
+        return [rel for rel in self.paths if rel.rpartition("/")[0] in dirs]
 
     # -- inotify -------------------------------------------------------------------------
 

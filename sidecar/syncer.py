@@ -228,6 +228,12 @@ class Syncer:
         engine = self._engine
         return [] if engine is None else engine.problems()
 
+    def degraded(self) -> list[str]:
+        """What works less well than it should (directories synced by a periodic scan because
+        inotify could not watch them): worth an alert, never a restart."""
+        engine = self._engine
+        return [] if engine is None else engine.degraded()
+
     def readiness(self) -> dict[str, dict[str, Any]]:
         """The checks `/readyz` reports: restored, polling, credentials."""
         if self._engine is None:

@@ -12,6 +12,14 @@ creating a file or waiting a round trip.
 
 New directories are watched before they are listed, so nothing created inside them in between
 is missed; listing runs in a thread so that a tree of many files does not block the loop.
+
+A directory that cannot be watched (ENOSPC: fs.inotify.max_user_watches reached; ENOMEM) is
+remembered in `unwatched` with the reason, and still listed, descended into and reported:
+every directory in the tree is either watched or in `unwatched` (until it is found gone).
+Nothing reports changes inside an unwatched directory, so `scan_unwatched` (run periodically
+by `LocalEvents.unwatched_loop`) tries to watch each again and re-lists it; a directory that
+gets its watch leaves `unwatched`. Its failure is reported through `on_error` once, not at
+every retry.
 """
 
 from __future__ import annotations
@@ -19,12 +27,13 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import os
 import struct
 import termios
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -98,6 +107,14 @@ def _list_dirs(root: str, rel_dirs: list[str]) -> list[tuple[str, list[tuple[str
     return listed
 
 
+def _why(error: OSError) -> str:
+    """Why a directory has no watch, as /healthz and the logs say it."""
+    if error.errno == errno.ENOSPC:
+        return "ENOSPC: fs.inotify.max_user_watches reached"
+    name = errno.errorcode.get(error.errno or 0, "error")
+    return f"{name}: {error.strerror or error}"
+
+
 class Watcher:
     _sink: LocalChanges  # set by start()
 
@@ -116,6 +133,7 @@ class Watcher:
         self._rel_by_wd: dict[int, str] = {}
         self._wd_by_rel: dict[str, int] = {}
         self._watch_by_wd: dict[int, Watch] = {}
+        self._unwatched: dict[str, str] = {}  # directory -> why it has no watch
         self._scans: set[asyncio.Task[None]] = set()
         # Watches on single files (by descriptor, see `watch_inode`), with their handlers.
         self._inode_handlers: dict[int, Callable[[int, int], None]] = {}
@@ -125,6 +143,11 @@ class Watcher:
     @property
     def watch_count(self) -> int:
         return len(self._rel_by_wd)
+
+    @property
+    def unwatched(self) -> Mapping[str, str]:
+        """Directories in the tree that have no watch, and why (read-only view)."""
+        return self._unwatched
 
     async def start(self, sink: LocalChanges) -> None:
         """Watch the whole tree, report every entry in it through `sink.found`, then every
@@ -240,6 +263,8 @@ class Watcher:
             # directory's watches go by themselves, with IN_IGNORED.)
             self._drop_subtree(rel)
         if mask & IN_DELETE:
+            if is_dir:
+                self._forget_unwatched(rel)  # (a watched one goes with IN_IGNORED)
             sink.removed(rel, is_dir)
         if mask & IN_MOVED_FROM:
             sink.moved_out(rel, is_dir)
@@ -257,11 +282,17 @@ class Watcher:
             mask = WATCH_MASK if rel_dir else WATCH_MASK & ~Mask.DONT_FOLLOW
             watch = inotify.add_watch(Path(path), mask)
         except (FileNotFoundError, NotADirectoryError):
+            self._unwatched.pop(rel_dir, None)
             return False
         except OSError as error:
-            # ENOSPC: fs.inotify.max_user_watches is too low for this tree.
-            self._on_error(f"watch {rel_dir or '.'}", error)
+            # ENOSPC: fs.inotify.max_user_watches is too low for this tree. The directory is
+            # listed anyway, and again by every `scan_unwatched`.
+            if rel_dir not in self._unwatched:
+                self._on_error(f"watch {rel_dir or '.'}", error)
+            self._unwatched[rel_dir] = _why(error)
             return False
+        if self._unwatched.pop(rel_dir, None) is not None:
+            log.info("watching %r again", rel_dir)
         old = self._rel_by_wd.get(watch.wd)
         if old is not None and old != rel_dir:
             self._wd_by_rel.pop(old, None)
@@ -304,8 +335,13 @@ class Watcher:
         if rel is not None and self._wd_by_rel.get(rel) == wd:
             del self._wd_by_rel[rel]
 
+    def _forget_unwatched(self, rel: str) -> None:
+        for sub in [sub for sub in self._unwatched if is_under(sub, rel)]:
+            del self._unwatched[sub]
+
     def _drop_subtree(self, rel: str) -> None:
         """A directory left (deleted or moved away): its watches now describe nothing we own."""
+        self._forget_unwatched(rel)
         inotify = self._inotify
         for sub, wd in list(self._wd_by_rel.items()):
             if sub and is_under(sub, rel):
@@ -331,13 +367,27 @@ class Watcher:
         """Watch `top` and everything below it, then report each entry through `found`.
 
         Each directory is watched before it is listed, so an entry created in between is seen
-        either by the listing or by the watch.
+        either by the listing or by the watch. A directory that cannot be watched is listed
+        and descended into all the same.
         """
+        await self._scan([top], revisit=True)
+
+    async def scan_unwatched(self) -> None:
+        """Try again to watch each unwatched directory, and list it: report every entry in it
+        through `found`, and scan the directories in it that are neither watched nor known to
+        be unwatched (created since). Watched subdirectories are not descended into: their
+        watches report for them. Costs one inotify_add_watch and one listing per unwatched
+        directory, and a `found` per entry in them; nothing when every directory is watched.
+        """
+        if self._unwatched:
+            await self._scan(sorted(self._unwatched), revisit=False)
+
+    async def _scan(self, level: list[str], *, revisit: bool) -> None:
         loop = asyncio.get_running_loop()
-        level = [top]
+        unwatched, watched = self._unwatched, self._wd_by_rel
         while level and self.alive:
-            watched = [rel for rel in level if self._add_watch(rel)]
-            listed = await loop.run_in_executor(None, _list_dirs, self._root, watched)
+            listable = [rel for rel in level if self._add_watch(rel) or rel in unwatched]
+            listed = await loop.run_in_executor(None, _list_dirs, self._root, listable)
             level = []
             for rel_dir, entries in listed:
                 for name, is_dir in entries:
@@ -345,7 +395,7 @@ class Watcher:
                         continue
                     rel = f"{rel_dir}/{name}" if rel_dir else name
                     self._sink.found(rel, is_dir)
-                    if is_dir:
+                    if is_dir and (revisit or (rel not in watched and rel not in unwatched)):
                         level.append(rel)
 
     async def rescan(self) -> None:

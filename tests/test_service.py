@@ -273,7 +273,11 @@ async def test_healthz_names_a_dead_task(syncer_factory, bucket: Bucket) -> None
     await server.start()
     try:
         status, body = await get(port, "/healthz")
-        assert status == 200 and json.loads(body) == {"status": "ok", "problems": []}
+        assert status == 200 and json.loads(body) == {
+            "status": "ok",
+            "problems": [],
+            "degraded": [],
+        }
         next(t for t in syncer.internal_tasks if t.get_name() == "poller").cancel()
 
         async def unhealthy() -> None:
@@ -383,7 +387,12 @@ async def test_ready_once_then_alive_through_an_s3_outage(
         await eventually(outage, timeout=30, what="/readyz 503 with S3 unreachable")
         status, body = await get(port, "/startupz")
         assert status == 200, body
-        assert json.loads(body) == {"status": "ok", "restored": True, "problems": []}
+        assert json.loads(body) == {
+            "status": "ok",
+            "restored": True,
+            "problems": [],
+            "degraded": [],
+        }
         assert await in_thread(healthcheck, port) == 0
         assert await in_thread(healthcheck, port, "--ready") == 1
         assert not task.done(), "the outage does not end the process either"
@@ -413,6 +422,7 @@ async def test_startupz_fails_when_the_sidecar_stops_syncing(syncer_factory) -> 
                 "status": "unhealthy",
                 "restored": True,
                 "problems": ["internal task poller stopped"],
+                "degraded": [],
             }
 
         await eventually(unhealthy)
