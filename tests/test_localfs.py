@@ -32,9 +32,13 @@ def tree_at(root: Path) -> Tree:
 
 
 def ensure_parents(root: str, rel: str) -> list[str]:
+    """What a download does first: open the parent of `rel`, creating what is missing."""
     tree = tree_at(Path(root))
+    created: list[str] = []
     try:
-        return tree.ensure_parents(rel)
+        with tree.parent(rel, created):
+            pass
+        return created
     finally:
         tree.close()
 

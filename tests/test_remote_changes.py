@@ -84,6 +84,8 @@ async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) ->
     folder: Path = syncer.folder
     await eventually(lambda: (folder / "link").is_symlink(), what="symlink recreated")
     assert os.readlink(folder / "link") == "target.txt"
+    # Two keys, downloaded in parallel: the link may arrive before its target.
+    await eventually(lambda: (folder / "target.txt").exists(), what="target downloaded")
     assert (folder / "link").read_bytes() == b"t"
     await eventually(lambda: (folder / "empty-dir").is_dir(), what="marker made a directory")
     await in_thread(bucket.delete, "empty-dir/")
