@@ -171,13 +171,24 @@ class Downloads:
         )
 
     async def mkdir(self, job: Job) -> None:
+        """A directory for a `dir/` marker, with the marker's mtime (listings do not carry
+        it: one HEAD). Files put in it later move that mtime, as on any filesystem."""
         ws = self._ws
         rel = job.rel
+        marker = job.facts.remote
+        head = None
+        if marker is not None and marker.is_dir:
+            head = await ws.s3.head_object(ws.keys.key_for_rel(rel, is_dir=True))
         created: list[str] = []
         with ws.tree.parent(rel, created) as at:
             self._record_created(created)
-            with contextlib.suppress(FileExistsError):  # made since the decision: fine if a dir
+            made = True
+            try:
                 at.mkdir()
+            except FileExistsError:  # made since the decision: fine if a directory
+                made = False
+            if made and head is not None and head.mtime_ns is not None:
+                at.utime(head.mtime_ns)
             try:
                 entry: LocalEntry | None = entry_from_stat(at.lstat())
             except FileNotFoundError:

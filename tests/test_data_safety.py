@@ -302,3 +302,14 @@ async def test_writes_to_a_replaced_file_held_open_by_an_app_are_kept(
         assert "sync-conflict" in copy.name
         assert log_path.read_bytes() == b"from another client\n"
     await eventually(lambda: bucket.exists(copy.name) and bucket.get(copy.name) == kept)
+
+
+# -- 14: a downloaded directory marker's mtime is applied ----------------------------------
+
+
+async def test_a_directory_marker_mtime_is_applied(syncer_factory: Any, bucket: Bucket) -> None:
+    await in_thread(bucket.put, "empty/", b"", {"mtime": "1600000000.25", "mode": "16877"})
+    syncer = await syncer_factory()
+    folder: Path = syncer.folder
+    assert (folder / "empty").is_dir()
+    assert os.stat(folder / "empty").st_mtime_ns == 1_600_000_000_250_000_000
