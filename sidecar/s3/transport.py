@@ -22,11 +22,11 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Literal, overload
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -45,6 +45,7 @@ USER_AGENT = "s3sync-sidecar"
 BodyFactory = Callable[[], AsyncIterator[bytes]]
 Body = bytes | BodyFactory | None
 _READ_CHUNK = 64 * 1024
+_A = TypeVar("_A")
 
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 429})
 _RETRYABLE_CODES = frozenset(
@@ -217,44 +218,14 @@ class Transport:
             body=body,
             payload_hash=payload_hash,
             ok=ok,
-            stream=False,
+            answer=_read_reply,
         )
 
     async def stream(
         self, operation: str, method: str, key: str, *, headers: Mapping[str, str]
     ) -> aiohttp.ClientResponse:
         """Send, retrying what may be retried; the answer unread (the caller releases it)."""
-        return await self._send(operation, method, key, headers=headers, stream=True)
-
-    @overload
-    async def _send(
-        self,
-        operation: str,
-        method: str,
-        key: str | None,
-        *,
-        query: Iterable[tuple[str, str]] = ...,
-        headers: Mapping[str, str] | None = ...,
-        body: Body = ...,
-        payload_hash: str = ...,
-        ok: tuple[int, ...] = ...,
-        stream: Literal[False],
-    ) -> Reply: ...
-
-    @overload
-    async def _send(
-        self,
-        operation: str,
-        method: str,
-        key: str | None,
-        *,
-        query: Iterable[tuple[str, str]] = ...,
-        headers: Mapping[str, str] | None = ...,
-        body: Body = ...,
-        payload_hash: str = ...,
-        ok: tuple[int, ...] = ...,
-        stream: Literal[True],
-    ) -> aiohttp.ClientResponse: ...
+        return await self._send(operation, method, key, headers=headers, answer=_unread)
 
     async def _send(
         self,
@@ -267,8 +238,8 @@ class Transport:
         body: Body = None,
         payload_hash: str = EMPTY_SHA256,
         ok: tuple[int, ...] = (200,),
-        stream: bool = False,
-    ) -> aiohttp.ClientResponse | Reply:
+        answer: Callable[[aiohttp.ClientResponse], Awaitable[_A]],
+    ) -> _A:
         path = self.endpoint.path_for(key) if key is not None else self.endpoint.base_path
         query_string = canonical_query_string(query)
         url = self.endpoint.url(path, query_string)
@@ -315,7 +286,9 @@ class Transport:
                     headers=send_headers,
                     data=data,
                     allow_redirects=False,
-                    timeout=_STREAM_TIMEOUT if stream or callable(body) else _SHORT_TIMEOUT,
+                    timeout=_SHORT_TIMEOUT
+                    if answer is _read_reply and not callable(body)
+                    else _STREAM_TIMEOUT,
                 )
             except asyncio.CancelledError:
                 raise
@@ -340,10 +313,8 @@ class Transport:
             self._metrics.inc(self._metrics.s3_requests, operation, str(response.status))
             self._reachable(True)
             if response.status in ok:
-                if stream:
-                    return response
                 try:
-                    content = await read_capped(response, RESULT_LIMIT)
+                    return await answer(response)
                 except ResponseTooLarge as error:
                     # Not retried here: the same endpoint would most likely answer the same.
                     # The caller's own retry (the next poll, the path's next attempt) will.
@@ -357,7 +328,6 @@ class Transport:
                     self._metrics.inc(self._metrics.s3_retries, operation, "connection")
                     await asyncio.sleep(self._backoff(attempt))
                     continue
-                return Reply(response.status, response.headers, content)
             oversized = False
             try:
                 content = await read_capped(response, ERROR_DOCUMENT_LIMIT)
@@ -405,3 +375,14 @@ class Transport:
             return
         self._clock_offset = server - datetime.now(UTC)
         log.warning("S3 reports clock skew; signing with an offset of %s", self._clock_offset)
+
+
+async def _read_reply(response: aiohttp.ClientResponse) -> Reply:
+    """A whole answer, read up to `RESULT_LIMIT`."""
+    content = await read_capped(response, RESULT_LIMIT)
+    return Reply(response.status, response.headers, content)
+
+
+async def _unread(response: aiohttp.ClientResponse) -> aiohttp.ClientResponse:
+    """The answer as it is, for the caller to stream (and release)."""
+    return response
