@@ -187,6 +187,19 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    """GET http://127.0.0.1:port/path: (status, body)."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"http://127.0.0.1:{port}{path}", timeout=aiohttp.ClientTimeout(total=5)
+        ) as response,
+    ):
+        return response.status, await response.text()
+
+
 def metric(syncer: Any, name: str, **labels: str) -> float:
     """The sum of the samples called `name` (e.g. `s3sync_uploads_total`) with these labels."""
     total = 0.0

@@ -22,22 +22,13 @@ from conftest import (
     free_port,
     in_thread,
 )
+from conftest import http_get as get
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.config import VARIABLES, load_settings
 from sidecar.healthcheck import target_host, url_for
 from sidecar.http import HealthServer
 from sidecar.service import Service
-
-
-async def get(port: int, path: str) -> tuple[int, str]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(
-            f"http://127.0.0.1:{port}{path}", timeout=aiohttp.ClientTimeout(total=5)
-        ) as response,
-    ):
-        return response.status, await response.text()
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

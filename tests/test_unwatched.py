@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from conftest import REGION, SCRIPT, Bucket, eventually, free_port, in_thread
+from conftest import http_get as get
 from prometheus_client.parser import text_string_to_metric_families
 
 LIMIT = "/proc/sys/user/max_inotify_watches"
@@ -99,16 +100,6 @@ def environment(bucket: Bucket, folder: Path, port: int, poll_interval: float) -
         "SYNC_HTTP_PORT": str(port),
         "SYNC_LOG_FORMAT": "text",
     }
-
-
-async def get(port: int, path: str) -> tuple[int, str]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(
-            f"http://127.0.0.1:{port}{path}", timeout=aiohttp.ClientTimeout(total=5)
-        ) as response,
-    ):
-        return response.status, await response.text()
 
 
 async def gauge(port: int, name: str) -> float:
