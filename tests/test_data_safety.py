@@ -313,3 +313,31 @@ async def test_a_directory_marker_mtime_is_applied(syncer_factory: Any, bucket: 
     folder: Path = syncer.folder
     assert (folder / "empty").is_dir()
     assert os.stat(folder / "empty").st_mtime_ns == 1_600_000_000_250_000_000
+
+
+async def test_stop_in_the_same_instant_as_an_overflow_uploads_what_the_rescan_finds(
+    syncer_factory: Any, bucket: Bucket, tmp_path: Path
+) -> None:
+    """In-process, so the overflow and the stop land in one turn of the event loop: the test
+    writes without yielding (the watcher cannot read meanwhile), then stops at once. The queue
+    is filled with writes to two open files (they queue no upload), and the folder holds many
+    excluded files, so the rescan takes a while after the scheduler has gone idle."""
+    folder = tmp_path / "folder"
+    bulk = folder / "bulk"
+    bulk.mkdir(parents=True)
+    for number in range(20_000):
+        (bulk / f"{number}.skip").touch()
+    with _small_inotify_queue(32):
+        syncer = await syncer_factory(directory=folder, exclude_local=r".*\.skip$")
+    with open(folder / "a.log", "wb") as a, open(folder / "b.log", "wb") as b:
+        for _ in range(40):  # alternating, so inotify cannot merge them: the queue overflows
+            for file in (a, b):
+                file.write(b"x")
+                file.flush()
+    (bulk / "last.txt").write_bytes(b"written last")
+    left = await syncer.stop()
+    assert metric(syncer, "s3sync_inotify_overflows_total") >= 1
+    assert left == []
+    keys = set(await in_thread(bucket.list_keys))
+    assert "bulk/last.txt" in keys
+    assert {"a.log", "b.log"} <= keys
