@@ -77,20 +77,31 @@ def _copy_new(source: At, target: At) -> None:
         return
     reader = source.open(os.O_RDONLY | os.O_NONBLOCK)
     try:
-        fd = target.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
-        try:
-            while chunk := os.read(reader, READ_CHUNK):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-            os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
-        except BaseException:
-            os.close(fd)
-            target.unlink()
-            raise
-        os.close(fd)
+        write_new(target, reader, stat.S_IMODE(st.st_mode), (st.st_atime_ns, st.st_mtime_ns))
     finally:
         os.close(reader)
+
+
+def write_new(target: At, source: int, mode: int, times_ns: tuple[int, int] | None = None) -> None:
+    """A new file at `target` (FileExistsError if taken) with the content of the open file
+    `source` (read from its start), `mode`, and `times_ns` (atime, mtime) if given. Nothing is
+    left at `target` if it fails."""
+    fd = target.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        offset = 0
+        while chunk := os.pread(source, READ_CHUNK, offset):
+            offset += len(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+        if times_ns is not None:
+            os.utime(fd, ns=times_ns)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            target.unlink()
+        raise
+    os.close(fd)
 
 
 class Conflicts:

@@ -26,15 +26,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .conflict import make_conflict_copy
+from .conflict import make_conflict_copy, write_new
 from .metrics import Metrics
 from .model import Hint
-from .safefs import At, Tree, UnsafeParentError
+from .safefs import Tree, UnsafeParentError
 from .watch import IN_CLOSE_WRITE, Watcher
 
 log = logging.getLogger("sidecar.replaced")
-
-_READ = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -127,10 +125,10 @@ class ReplacedVersions:
         mode = stat.S_IMODE(os.fstat(held.fd).st_mode)
         with self._tree.parent(held.rel) as at:
             try:
-                _write_new(at, held.fd, mode)
+                write_new(at, held.fd, mode)
             except FileExistsError:
                 return make_conflict_copy(
-                    at, held.rel, lambda target: _write_new(target, held.fd, mode)
+                    at, held.rel, lambda target: write_new(target, held.fd, mode)
                 )
         return held.rel
 
@@ -156,21 +154,3 @@ class ReplacedVersions:
         for held in list(self._by_wd.values()):
             self._save_if_written(held)
             self._release(held)
-
-
-def _write_new(target: At, source: int, mode: int) -> None:
-    """A new file at `target` (FileExistsError if taken) with the content of `source`."""
-    fd = target.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        offset = 0
-        while chunk := os.pread(source, _READ, offset):
-            offset += len(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            target.unlink()
-        raise
-    os.close(fd)
