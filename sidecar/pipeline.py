@@ -100,6 +100,7 @@ class Pipeline:
         state = self._state
         ps, seen = state.begin(rel)
         job: Job | None = None
+        op: Op | None = None  # what was decided, once it was
         try:
             excluded = self._excluded(rel)
             local = None if excluded else self._workspace.local_entry(rel)
@@ -157,16 +158,16 @@ class Pipeline:
             TimeoutError,
             CredentialsError,
         ) as error:
-            return self._failed(rel, direction, error, job.decision.op if job else None)
+            return self._failed(rel, direction, error, op)
         except PermissionError as error:
             # Not settled: a change that was not synced stays pending (and a stop says so);
             # it is retried with back-off, and at once when the path changes.
             self._metrics.inc(self._metrics.skipped, SkipReason.UNREADABLE.value)
             self._metrics.inc(self._metrics.local_errors, "permission")
-            return self._failed(rel, direction, error, job.decision.op if job else None)
+            return self._failed(rel, direction, error, op)
         except OSError as error:
             self._metrics.inc(self._metrics.local_errors, "io")
-            return self._failed(rel, direction, error, job.decision.op if job else None)
+            return self._failed(rel, direction, error, op)
         finally:
             if job is not None:
                 for followup in job.followups:
