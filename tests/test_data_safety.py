@@ -196,16 +196,18 @@ async def test_failed_deletes_and_metadata_updates_count_as_errors(
     os.chmod(path, 0o600)
     await eventually(
         lambda: metric(syncer, "s3sync_metadata_updates_total", side="remote", result="error") >= 1,
+        timeout=60,  # the client itself retries a 500 up to 8 times (~13 s) before it fails
         what="a failed metadata update counted",
     )
     path.unlink()
     await eventually(
         lambda: metric(syncer, "s3sync_deletes_total", side="remote", result="error") >= 1,
+        timeout=60,
         what="a failed delete counted",
     )
     assert metric(syncer, "s3sync_uploads_total", result="error") == 0
     proxy.faults.fail_next = 0
-    await eventually(lambda: not bucket.exists("doomed.txt"), timeout=30)
+    await eventually(lambda: not bucket.exists("doomed.txt"), timeout=60)
 
 
 # -- 6: at start, equality rests on content, never on size and mtime ------------------------
