@@ -38,7 +38,12 @@ class LocalEntry:
 @dataclass(frozen=True, slots=True)
 class RemoteEntry:
     """One object as S3 describes it. `mtime_ns` and `mode` are known only after a GET or HEAD
-    (listings do not carry user metadata); `last_modified` is kept opaque, for change checks."""
+    (listings do not carry user metadata); `last_modified` is kept opaque, for change checks.
+
+    After our own write, `last_modified` is unknown ("": S3 does not answer a PUT with it) until
+    the next listing; `written_by` is then the server's clock when it answered us, in the same
+    normalised form: our write's Last-Modified is not later, so a listed later one is another
+    client's write since (a metadata-only copy keeps the ETag)."""
 
     etag: str
     size: int
@@ -46,12 +51,20 @@ class RemoteEntry:
     is_dir: bool = False
     mtime_ns: int | None = None
     mode: int | None = None
+    written_by: str = ""
 
     @classmethod
-    def written(cls, local: LocalEntry, etag: str) -> RemoteEntry:
-        """What S3 holds after we uploaded `local` and it answered `etag`."""
+    def written(cls, local: LocalEntry, etag: str, answered_at: str = "") -> RemoteEntry:
+        """What S3 holds after we uploaded `local` and it answered `etag` at `answered_at`."""
         is_dir = local.kind is Kind.DIR
-        return cls(etag, 0 if is_dir else local.size, "", is_dir, local.mtime_ns, local.mode)
+        size = 0 if is_dir else local.size
+        return cls(etag, size, "", is_dir, local.mtime_ns, local.mode, answered_at)
+
+    def written_since(self, listed: RemoteEntry) -> bool:
+        """Whether `listed` (the same object, listed after our write) was rewritten after it:
+        its Last-Modified is later than the server's clock when it answered our write."""
+        ours, theirs = self.written_by, listed.last_modified
+        return ours.isdigit() and theirs.isdigit() and int(theirs) > int(ours)
 
     def same_object(self, other: RemoteEntry) -> bool:
         return self.etag == other.etag and self.size == other.size and self.is_dir == other.is_dir

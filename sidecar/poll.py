@@ -220,8 +220,14 @@ def apply_snapshot(
             if old.last_modified == entry.last_modified:
                 continue
             if not old.last_modified:
-                # First listing after our own write: learn its Last-Modified, nothing changed.
-                adopted = replace(old, last_modified=entry.last_modified)
+                # First listing after our own write: learn its Last-Modified. One later than
+                # S3's answer to us is another client's rewrite since (of the same bytes: a
+                # metadata-only copy): ours is then taken as that answer, and the listed one is
+                # a change, to apply as any other.
+                learned = entry.last_modified
+                if old.written_since(entry):
+                    learned = old.written_by
+                adopted = replace(old, last_modified=learned, written_by="")
                 state.set_remote(rel, adopted)
                 assert ps is not None
                 if (
@@ -230,7 +236,8 @@ def apply_snapshot(
                     and ps.synced.remote.same_object(entry)
                 ):
                     state.set_synced(rel, replace(ps.synced, remote=adopted))
-                continue
+                if learned == entry.last_modified:
+                    continue
         if stale(rel):
             continue
         if old is None:

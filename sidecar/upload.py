@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from .localfs import entry_from_stat
 from .model import Kind, LocalEntry, RemoteEntry
 from .operation import IntegrityError, Job, LocalChanged, Workspace
-from .s3.client import BodyChanged, PreconditionFailed
+from .s3.client import BodyChanged, PreconditionFailed, PutResult
 from .s3.metadata import format_mode, format_mtime
 
 log = logging.getLogger("sidecar.upload")
@@ -82,8 +82,9 @@ class Uploads:
             else "application/octet-stream",
         }
 
-    def _uploaded(self, job: Job, local: LocalEntry, etag: str) -> None:
-        self._ws.state.wrote_remote(job.rel, local, RemoteEntry.written(local, etag))
+    def _uploaded(self, job: Job, local: LocalEntry, result: PutResult) -> None:
+        written = RemoteEntry.written(local, result.etag, result.answered_at)
+        self._ws.state.wrote_remote(job.rel, local, written)
         metrics = self._ws.metrics
         metrics.inc(metrics.uploads, "ok")
 
@@ -107,7 +108,7 @@ class Uploads:
                 if_match=decision.if_match,
                 if_none_match=decision.if_none_match,
             )
-            self._uploaded(job, local, result.etag)
+            self._uploaded(job, local, result)
             ws.metrics.uploaded_bytes.inc(len(target))
             return
         fd = ws.tree.open(rel, os.O_RDONLY | os.O_NONBLOCK)  # no symlink followed, anywhere
@@ -117,14 +118,14 @@ class Uploads:
                 raise LocalChanged(rel)
             up = _Upload(job, key, fd, local, headers, _fingerprint(opened))
             if local.size <= ws.settings.inline_read_max:
-                etag = await self._upload_small(up)
+                result = await self._upload_small(up)
             elif local.size < ws.settings.multipart_threshold:
-                etag = await self._upload_streamed(up)
+                result = await self._upload_streamed(up)
             else:
-                etag = await self._upload_multipart(up)
+                result = await self._upload_multipart(up)
         finally:
             os.close(fd)
-        self._uploaded(job, local, etag)
+        self._uploaded(job, local, result)
         ws.metrics.uploaded_bytes.inc(local.size)
         if log.isEnabledFor(logging.INFO):
             log.info(
@@ -143,7 +144,7 @@ class Uploads:
         if up.job.ps.mod_gen != up.job.gen or _fingerprint(os.fstat(up.fd)) != up.fingerprint:
             raise self._abandon(up)
 
-    async def _upload_small(self, up: _Upload) -> str:
+    async def _upload_small(self, up: _Upload) -> PutResult:
         data = os.pread(up.fd, up.local.size + 1, 0)
         if len(data) != up.local.size:
             raise self._abandon(up)
@@ -157,7 +158,7 @@ class Uploads:
             if_match=decision.if_match,
             if_none_match=decision.if_none_match,
         )
-        return result.etag
+        return result
 
     def _file_body(
         self, up: _Upload, offset: int, length: int, digests: list[str]
@@ -192,7 +193,7 @@ class Uploads:
 
         return body
 
-    async def _upload_streamed(self, up: _Upload) -> str:
+    async def _upload_streamed(self, up: _Upload) -> PutResult:
         digests: list[str] = []
         body = self._file_body(up, 0, up.local.size, digests)
         decision = up.job.decision
@@ -211,9 +212,9 @@ class Uploads:
             and result.etag != digests[-1]
         ):
             raise IntegrityError(f"S3 ETag {result.etag} is not the MD5 of {up.job.rel!r}")
-        return result.etag
+        return result
 
-    async def _upload_multipart(self, up: _Upload) -> str:
+    async def _upload_multipart(self, up: _Upload) -> PutResult:
         ws = self._ws
         s3 = ws.s3
         size = up.local.size
@@ -306,7 +307,7 @@ class Uploads:
                 raise
             ws.state.agree(job.rel, local, RemoteEntry(head.etag, 0, head.last_modified, True))
             return
-        self._uploaded(job, local, result.etag)
+        self._uploaded(job, local, result)
 
 
 @functools.lru_cache(maxsize=512)

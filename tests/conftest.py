@@ -4,6 +4,7 @@ per test, and helpers to wait on conditions with a deadline (never bare sleeps).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -218,6 +219,23 @@ def requests(syncer: Any, operation: str) -> int:
 async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
     """Run blocking test I/O (botocore calls) without freezing the syncer in the same loop."""
     return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+MAX_QUEUED_EVENTS = Path("/proc/sys/fs/inotify/max_queued_events")
+
+
+@contextlib.contextmanager
+def small_inotify_queue(size: int) -> Iterator[None]:
+    """inotify copies fs.inotify.max_queued_events into each instance when it is made: lower it
+    for one start, so a test can overflow that instance's queue deterministically."""
+    if os.geteuid() != 0:
+        pytest.skip("lowering fs.inotify.max_queued_events needs root")
+    old = MAX_QUEUED_EVENTS.read_text()
+    MAX_QUEUED_EVENTS.write_text(str(size))
+    try:
+        yield
+    finally:
+        MAX_QUEUED_EVENTS.write_text(old)
 
 
 @pytest.fixture

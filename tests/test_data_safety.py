@@ -4,20 +4,16 @@ server, real inotify, real processes. Every test here failed before its fix."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REGION, Bucket, eventually, in_thread, metric, requests
-
-MAX_QUEUED_EVENTS = Path("/proc/sys/fs/inotify/max_queued_events")
+from conftest import REGION, Bucket, eventually, in_thread, metric, requests, small_inotify_queue
 
 
 def _env(bucket: Bucket, folder: Path, **extra: str) -> dict[str, str]:
@@ -74,24 +70,11 @@ async def test_exclude_remote_never_deletes_or_changes_local_files(
 # -- 3: stop after an inotify overflow finishes the rescan ---------------------------------
 
 
-@contextlib.contextmanager
-def _small_inotify_queue(size: int) -> Iterator[None]:
-    """inotify copies the limit into each instance when it is made: lower it for one start."""
-    if os.geteuid() != 0:
-        pytest.skip("lowering fs.inotify.max_queued_events needs root")
-    old = MAX_QUEUED_EVENTS.read_text()
-    MAX_QUEUED_EVENTS.write_text(str(size))
-    try:
-        yield
-    finally:
-        MAX_QUEUED_EVENTS.write_text(old)
-
-
 async def test_stop_right_after_an_overflow_uploads_what_the_rescan_finds(
     run_sidecar: Any, bucket: Bucket, tmp_path: Path
 ) -> None:
     folder = tmp_path / "overflow"
-    with _small_inotify_queue(32):
+    with small_inotify_queue(32):
         sidecar = run_sidecar([], _env(bucket, folder))
         await sidecar.ready()
     pid = sidecar.process.pid
@@ -329,7 +312,7 @@ async def test_stop_in_the_same_instant_as_an_overflow_uploads_what_the_rescan_f
     bulk.mkdir(parents=True)
     for number in range(20_000):
         (bulk / f"{number}.skip").touch()
-    with _small_inotify_queue(32):
+    with small_inotify_queue(32):
         syncer = await syncer_factory(directory=folder, exclude_local=r".*\.skip$")
     with open(folder / "a.log", "wb") as a, open(folder / "b.log", "wb") as b:
         for _ in range(40):  # alternating, so inotify cannot merge them: the queue overflows

@@ -116,6 +116,31 @@ def test_last_modified_unknown_after_our_own_put_is_adopted_silently() -> None:
     assert apply(state, {"a": obj("e1", LM2)}) == Applied([], 0)
 
 
+@pytest.mark.parametrize("listed", ["1700000000", "1699999999"])
+def test_our_write_listed_no_later_than_s3_answered_it_is_adopted(listed: str) -> None:
+    state = SyncState()
+    ours = RemoteEntry("e1", 1, "", mtime_ns=123, mode=0o100644, written_by="1700000000")
+    synced(state, "a", ours)
+    assert apply(state, {"a": obj("e1", listed)}) == Applied([], 0)
+    adopted = RemoteEntry("e1", 1, listed, mtime_ns=123, mode=0o100644)
+    assert state.paths["a"].remote == adopted
+    assert state.paths["a"].synced == Synced(FILE, adopted)
+
+
+def test_a_rewrite_listed_later_than_s3_answered_ours_is_a_change() -> None:
+    """A metadata-only copy by another client between our PUT and our next listing."""
+    state = SyncState()
+    ours = RemoteEntry("e1", 1, "", mtime_ns=123, mode=0o100644, written_by="1700000000")
+    synced(state, "a", ours)
+    assert apply(state, {"a": obj("e1", "1700000001")}) == Applied(["a"], 0)
+    assert state.paths["a"].remote == RemoteEntry(
+        "e1", 1, "1700000001", mtime_ns=123, mode=0o100644
+    )
+    synced_remote = state.paths["a"].synced
+    assert synced_remote is not None and synced_remote.remote is not None
+    assert synced_remote.remote.last_modified == "1700000000"  # reconcile: apply remote meta
+
+
 def test_adopted_last_modified_leaves_a_different_synced_version_alone() -> None:
     state = SyncState()
     old = obj("e0")

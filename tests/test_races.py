@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Bucket, eventually, in_thread
+from conftest import Bucket, eventually, in_thread, metric, small_inotify_queue
+
+from sidecar import safefs
+from sidecar.s3.metadata import format_mode
 
 
 async def _received(proxy: Any, method: str, before: int) -> None:
@@ -51,6 +55,93 @@ async def test_hints_that_arrive_during_a_pass_survive_it(
     await syncer.poll_once()
     assert await in_thread(bucket.get, "data.bin") == b"C" * 64
     assert path.read_bytes() == b"C" * 64
+
+
+async def test_a_write_between_our_chmod_and_our_record_is_uploaded(
+    syncer_factory: Any, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another client chmods and touches an object; while the sidecar applies that here, the
+    app appends to the file. The app's write lands between our utime and the lstat we record
+    as synced (the wrapper writes at exactly that point, on the real file): it must not be
+    taken for our own change, or the appended line never reaches S3."""
+    syncer = await syncer_factory()
+    path: Path = syncer.folder / "doc.txt"
+    path.write_bytes(b"v1\n")
+    await eventually(lambda: bucket.exists("doc.txt") and bucket.get("doc.txt") == b"v1\n")
+    # Listings give Last-Modified to the second: wait for it to turn, as for any client.
+    written = int((await in_thread(bucket.head, "doc.txt"))["LastModified"].timestamp())
+    await eventually(lambda: time.time() >= written + 1, what="the next second")
+
+    real_utime = safefs.At.utime
+    appended: list[int] = []
+
+    def utime_then_the_app_writes(self: safefs.At, ns: int) -> None:
+        real_utime(self, ns)
+        if self.name == "doc.txt" and not appended:
+            with open(path, "ab") as app:
+                appended.append(app.write(b"app line\n"))
+
+    monkeypatch.setattr(safefs.At, "utime", utime_then_the_app_writes)
+    await in_thread(
+        lambda: bucket.client.copy_object(
+            Bucket=bucket.name,
+            Key="doc.txt",
+            CopySource={"Bucket": bucket.name, "Key": "doc.txt"},
+            MetadataDirective="REPLACE",
+            Metadata={"mode": format_mode(stat.S_IFREG | 0o755), "mtime": "1400000000.5"},
+        )
+    )
+    await eventually(lambda: bool(appended), what="the remote metadata applied here")
+    await eventually(
+        lambda: bucket.get("doc.txt") == b"v1\napp line\n", timeout=20, what="the app's line"
+    )
+    await syncer.poll_once()
+    await syncer._running().scheduler.wait_idle()
+    assert path.read_bytes() == b"v1\napp line\n"
+    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o755  # the other client's chmod stays
+
+
+def _overflow(folder: Path) -> None:
+    """Fill a 32-event inotify queue without yielding: alternating writes to two open files,
+    so inotify cannot merge them into one event."""
+    with open(folder / "a.log", "ab") as a, open(folder / "b.log", "ab") as b:
+        for _ in range(40):
+            for file in (a, b):
+                file.write(b"x")
+                file.flush()
+
+
+async def test_an_overflow_during_a_rescan_starts_it_over(
+    syncer_factory: Any, bucket: Bucket, tmp_path: Path
+) -> None:
+    """The first rescan has walked the tree when inotify overflows again and drops the events
+    of a new file: only a rescan that starts over finds it. The wrapper around the real rescan
+    holds the first one open (not yet finished) until the second overflow has been read."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with small_inotify_queue(32):
+        syncer = await syncer_factory(directory=folder)
+    engine = syncer._running()
+    real_rescan = engine.watcher.rescan
+    rescans: list[str] = []
+
+    async def rescan_then_lose_more_events() -> None:
+        await real_rescan()
+        rescans.append("done")
+        if len(rescans) == 1:
+            _overflow(folder)
+            (folder / "late.txt").write_bytes(b"its events were dropped")
+            await eventually(
+                lambda: metric(syncer, "s3sync_inotify_overflows_total") >= 2,
+                what="the second overflow, read while the first rescan runs",
+            )
+
+    engine.watcher.rescan = rescan_then_lose_more_events  # type: ignore[method-assign]
+    _overflow(folder)
+    await eventually(lambda: len(rescans) >= 1, what="the first rescan")
+    await eventually(lambda: bucket.exists("late.txt"), timeout=15, what="the late file")
+    assert await in_thread(bucket.get, "late.txt") == b"its events were dropped"
+    assert len(rescans) >= 2
 
 
 def test_conflict_copy_falls_back_to_a_copy_where_links_fail(tmp_path: Path) -> None:

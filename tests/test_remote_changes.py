@@ -76,6 +76,35 @@ async def test_remote_metadata_only_change(syncer_factory, bucket: Bucket) -> No
     assert os.lstat(path).st_mtime_ns == 1_400_000_000_500_000_000
 
 
+async def test_a_metadata_change_right_after_our_upload_is_applied(
+    syncer_factory, bucket: Bucket
+) -> None:
+    """Another client chmods what we just uploaded before our next listing: that listing is
+    the first to give our write's Last-Modified, and must not take theirs for ours (found by
+    a race test: the change was never applied)."""
+    syncer = await syncer_factory(download_interval=3600)  # polls only when told to
+    path = syncer.folder / "script.sh"
+    path.write_bytes(b"echo hi\n")
+    await eventually(lambda: bucket.exists("script.sh"))
+    await syncer._running().scheduler.wait_idle()
+    written = int((await in_thread(bucket.head, "script.sh"))["LastModified"].timestamp())
+    await eventually(lambda: time.time() >= written + 1, what="the next second")
+    await in_thread(
+        lambda: bucket.client.copy_object(
+            Bucket=bucket.name,
+            Key="script.sh",
+            CopySource={"Bucket": bucket.name, "Key": "script.sh"},
+            MetadataDirective="REPLACE",
+            Metadata={"mode": format_mode(stat.S_IFREG | 0o755), "mtime": "1400000000.5"},
+        )
+    )
+    await syncer.poll_once()
+    await eventually(lambda: stat.S_IMODE(os.lstat(path).st_mode) == 0o755, what="mode")
+    assert os.lstat(path).st_mtime_ns == 1_400_000_000_500_000_000
+    assert path.read_bytes() == b"echo hi\n"
+    assert metric(syncer, "s3sync_downloads_total") == 0  # the bytes are the same: no GET
+
+
 async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     await in_thread(bucket.put, "target.txt", b"t")

@@ -60,8 +60,20 @@ class ObjectHead:
 
 @dataclass(frozen=True, slots=True)
 class PutResult:
+    """What S3 answered to a write: the ETag, the encryption, and the server's `Date` in the
+    normalised Last-Modified form (the object's Last-Modified is not later than that)."""
+
     etag: str
     encryption: str | None
+    answered_at: str = ""
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], etag: str | None = None) -> PutResult:
+        return cls(
+            etag if etag is not None else normalize_etag(headers.get("ETag", "")),
+            headers.get("x-amz-server-side-encryption"),
+            normalize_last_modified(headers.get("Date", "")),
+        )
 
 
 class S3Client:
@@ -125,10 +137,7 @@ class S3Client:
                     error.operation, error.status, error.code, "", key
                 ) from None
             raise
-        return PutResult(
-            normalize_etag(response.headers.get("ETag", "")),
-            response.headers.get("x-amz-server-side-encryption"),
-        )
+        return PutResult.from_headers(response.headers)
 
     async def head_object(self, key: str) -> ObjectHead | None:
         try:
@@ -214,7 +223,7 @@ class S3Client:
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
-    ) -> str:
+    ) -> PutResult:
         document = xml.build_complete_multipart(etags)
         response = await self._transport.request(
             "CompleteMultipartUpload",
@@ -230,11 +239,12 @@ class S3Client:
             payload_hash=UNSIGNED_PAYLOAD,
         )
         try:
-            return xml.parse_complete_multipart(response.body)
+            etag = xml.parse_complete_multipart(response.body)
         except xml.MalformedResponse as error:
             raise S3Error(
                 "CompleteMultipartUpload", 200, "CompleteFailed", str(error), key
             ) from error
+        return PutResult.from_headers(response.headers, etag)
 
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         try:
