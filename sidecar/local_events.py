@@ -80,7 +80,7 @@ class LocalEvents:
 
     def closed(self, rel: str) -> None:
         self._state.closed(rel)
-        self.submit(rel, Hint.CONTENT)
+        self.submit(rel, Hint.CONTENT | Hint.WRITTEN)
 
     def created(self, rel: str, is_dir: bool) -> None:
         if is_dir:

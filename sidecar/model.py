@@ -91,6 +91,9 @@ class Hint(IntFlag):
     CONTENT = 1  # written and closed, created, or moved in
     META = 2  # chmod, touch
     CHILD_REMOVED = 4  # a directory lost a child through a local change
+    # Closed after writing (IN_CLOSE_WRITE): changed even if its stat says not (a same-size
+    # rewrite with its mtime put back). Our own writes never cause it: downloads are renamed in.
+    WRITTEN = 8
 
 
 def normalize_etag(etag: str) -> str:

@@ -172,7 +172,9 @@ def _file(
         return Decision(Op.CONFLICT, if_match=remote.etag, winner=winner)
 
     old = synced.remote
-    local_changed = local != synced.local
+    local_changed = local != synced.local or (
+        local is not None and local.kind is Kind.FILE and bool(f.hint & Hint.WRITTEN)
+    )
     remote_changed = remote is None or old is None or not remote.same_object(old)
     if local is not None and f.writing:
         return WAIT

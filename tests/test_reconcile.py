@@ -87,6 +87,23 @@ ROWS: list[tuple[str, Facts, Decision]] = [
     # -- synced file: local unchanged ------------------------------------------------------
     ("unchanged_both", Facts(FILE, OBJ, SYNCED_FILE), D(Op.NOTHING)),
     ("unchanged_both_hint_meta", Facts(FILE, OBJ, SYNCED_FILE, hint=Hint.META), D(Op.NOTHING)),
+    # Our own download is renamed in (IN_MOVED_TO): the same stat as recorded is no change.
+    (
+        "unchanged_both_hint_content",
+        Facts(FILE, OBJ, SYNCED_FILE, hint=Hint.CONTENT),
+        D(Op.NOTHING),
+    ),
+    # An app wrote and closed it, then put the mtime back (same size): the stat cannot say.
+    (
+        "written_same_stat",
+        Facts(FILE, OBJ, SYNCED_FILE, hint=Hint.CONTENT | Hint.WRITTEN),
+        D(Op.UPLOAD, if_match="e0"),
+    ),
+    (
+        "written_same_stat_remote_changed",
+        Facts(FILE, OBJ_CHANGED, SYNCED_FILE, hint=Hint.CONTENT | Hint.WRITTEN),
+        D(Op.CONFLICT, if_match="e1", winner=Winner.LOCAL),
+    ),
     ("remote_meta_changed", Facts(FILE, OBJ_NEW_LM, SYNCED_FILE), D(Op.APPLY_REMOTE_META)),
     ("remote_lm_learned", Facts(FILE, OBJ, SYNCED_FILE_NO_LM), D(Op.NOTHING)),
     ("remote_changed", Facts(FILE, OBJ_CHANGED, SYNCED_FILE), D(Op.DOWNLOAD)),
