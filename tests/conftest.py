@@ -75,10 +75,15 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float)
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    with moto_process(tmp_path_factory.mktemp("moto") / "server.log") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def moto_process(log: Path) -> Iterator[MotoServer]:
     """moto's server with authentication on: the first few requests (creating an IAM user and
     its key) are free, every request after that must carry a valid SigV4 signature."""
     port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "server.log"
     env = {
         **os.environ,
         "INITIAL_NO_AUTH_ACTION_COUNT": "3",

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import ssl
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,6 +35,45 @@ _ERROR_500 = (
 )
 
 
+_SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+
+CHAOS_KINDS = ("reset_before", "reset_after", "slow_down", "stall", "cut_body")
+
+
+@dataclass
+class ChaosFaults:
+    """Random faults at seeded rates, in periods: on for `on` seconds, off for `off`, from the
+    proxy's start. Each request draws at most one fault: `reset_before` (the connection is
+    closed before S3 sees the request), `reset_after` (S3 acted, the answer is lost), `slow_down`
+    (503 SlowDown), `stall` (the answer is held up to `max_stall` seconds) and `cut_body` (the
+    answer stops halfway through its announced length). The draws come from `rng`, so a seed
+    gives the same rates and periods; which request gets which fault depends on timing."""
+
+    rng: random.Random
+    rates: dict[str, float]
+    on: float
+    off: float
+    max_stall: float = 2.0
+    started: float = field(default_factory=time.monotonic)
+    healed: bool = False
+
+    def draw(self) -> str | None:
+        if self.healed:
+            return None
+        phase = (time.monotonic() - self.started) % (self.on + self.off)
+        if phase >= self.on:
+            return None
+        roll = self.rng.random()
+        for kind in CHAOS_KINDS:
+            roll -= self.rates.get(kind, 0.0)
+            if roll < 0:
+                return kind
+        return None
+
+
 @dataclass
 class Faults:
     bytes_per_second: float | None = None  # throttle request bodies
@@ -42,6 +83,7 @@ class Faults:
     down: bool = False  # refuse every request by closing the connection
     delay: float = 0.0  # hold each answer this long (only `methods`, if given)
     hang: bool = False  # never answer (only `methods`, if given)
+    chaos: ChaosFaults | None = None  # random faults (see ChaosFaults)
 
 
 class FaultProxy:
@@ -49,6 +91,7 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self.faults = Faults()
         self.seen: Counter[str] = Counter()
+        self.injected: Counter[str] = Counter()  # chaos faults, by kind
         self.body_bytes_in_flight = 0
         self.put_started = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -120,6 +163,21 @@ class FaultProxy:
             return web.Response(status=503)
         if self.faults.delay and self._applies(method):
             await asyncio.sleep(self.faults.delay)
+        chaos = self.faults.chaos
+        fault = chaos.draw() if chaos is not None else None
+        if fault is not None:
+            self.injected[fault] += 1
+        if fault == "reset_before":
+            await request.read()
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=503)
+        if fault == "slow_down":
+            await request.read()
+            return web.Response(status=503, body=_SLOW_DOWN, content_type="application/xml")
+        if fault == "stall":
+            assert chaos is not None
+            await asyncio.sleep(chaos.rng.uniform(0.1, chaos.max_stall))
         if method == "PUT" and request.content_length:
             self.body_bytes_in_flight = 0
             self.put_started.set()
@@ -140,11 +198,25 @@ class FaultProxy:
                     for k, v in upstream.headers.items()
                     if k.lower() not in _HOP_BY_HOP | {"content-length", "date", "server"}
                 }
-                if method == "HEAD":
-                    response = web.Response(status=upstream.status, headers=out_headers)
+                if fault == "reset_after":
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return web.Response(status=503)
+                if fault == "cut_body" and len(body) > 1:
+                    cut = web.StreamResponse(status=upstream.status, headers=out_headers)
+                    cut.content_length = len(body)
+                    await cut.prepare(request)
+                    await cut.write(body[: len(body) // 2])
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return cut
+                if method == "HEAD":  # no body, but the length of the one a GET would get
+                    head = web.StreamResponse(status=upstream.status, headers=out_headers)
                     with contextlib.suppress(KeyError, ValueError):
-                        response.content_length = int(upstream.headers["Content-Length"])
-                    return response
+                        head.content_length = int(upstream.headers["Content-Length"])
+                    await head.prepare(request)
+                    await head.write_eof()
+                    return head
                 return web.Response(status=upstream.status, headers=out_headers, body=body)
         except (aiohttp.ClientError, ConnectionError):
             assert request.transport is not None

@@ -1,0 +1,103 @@
+"""The processes of one seed's world: a fault proxy per sidecar in front of the shared moto
+server, and the sidecar processes, which the schedule kills and restarts."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conftest import REGION, MotoServer, free_port
+from faultproxy import CHAOS_KINDS, ChaosFaults, FaultProxy
+
+SCRIPT = str(Path(sys.executable).parent / "s3sync-sidecar")
+
+
+def chaos_faults(rng: random.Random) -> ChaosFaults:
+    """Seeded rates (each kind up to 8 % of requests) and on/off periods."""
+    rates = {kind: rng.uniform(0.0, 0.08) for kind in CHAOS_KINDS}
+    return ChaosFaults(
+        rng=random.Random(rng.random()), rates=rates, on=rng.uniform(1, 4), off=rng.uniform(1, 4)
+    )
+
+
+@dataclass
+class Sidecar:
+    """One sidecar command on one folder. `expected_exit` is set when we stop it, so any other
+    exit is a death."""
+
+    name: str
+    folder: Path
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    deaths: list[str] = field(default_factory=list)
+    exits: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.starts += 1
+        with open(self.log, "ab") as output:
+            output.write(f"--- start {self.starts}\n".encode())
+            output.flush()
+            self.process = subprocess.Popen(
+                [SCRIPT], env=self.env, stdout=output, stderr=subprocess.STDOUT
+            )
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def check_alive(self) -> None:
+        """Record a death: a process that exited without our signal."""
+        if self.process is not None and self.process.poll() is not None:
+            self.deaths.append(f"{self.name} exited with {self.process.returncode} by itself")
+            self.process = None
+
+    def kill(self) -> None:
+        self.check_alive()
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def terminate(self, timeout: float) -> int | None:
+        """SIGTERM and wait (blocking: call it in a thread); its exit code."""
+        self.check_alive()
+        process = self.process
+        if process is None:
+            return None
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.deaths.append(f"{self.name} did not stop within {timeout:g} s of SIGTERM")
+            process.kill()
+            code = process.wait()
+        self.process = None
+        self.exits.append(code)
+        return code
+
+
+def sidecar_env(
+    server: MotoServer, proxy: FaultProxy, folder: Path, bucket: str, prefix: str
+) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"],
+        **server.env(),
+        "SYNC_DIR": str(folder),
+        "SYNC_BUCKET": bucket,
+        "SYNC_PREFIX": prefix,
+        "SYNC_ENDPOINT": proxy.endpoint_pattern,
+        "AWS_REGION": REGION,
+        "SYNC_POLL_INTERVAL": "1",
+        "SYNC_OPEN_FILE_TIMEOUT": "1",
+        "SYNC_SHUTDOWN_TIMEOUT": "20",
+        "SYNC_LOG_FORMAT": "text",
+        "SYNC_HTTP_HOST": "127.0.0.1",
+        "SYNC_HTTP_PORT": str(free_port()),
+    }
