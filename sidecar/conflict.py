@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import stat
@@ -27,9 +26,10 @@ from .download import Downloads
 from .localfs import conflict_name, entry_from_stat
 from .model import Hint, Kind
 from .operation import Followup, Job, Workspace, fetched
+from .proof import file_is_object
 from .reconcile import Decision, Op, Winner
 from .safefs import At, Tree
-from .upload import READ_CHUNK, Uploads, is_plain_md5
+from .upload import READ_CHUNK, Uploads
 
 log = logging.getLogger("sidecar.conflict")
 
@@ -116,19 +116,17 @@ class Conflicts:
         ws = self._ws
         rel = job.rel
         tree = ws.tree
-        # Prove sameness cheaply first: by MD5 against a single-part ETag, locally...
-        if local.kind is Kind.FILE and local.size == remote.size and is_plain_md5(remote.etag):
-            digest = await ws.loop.run_in_executor(None, _md5_of, tree, rel)
-            if digest == remote.etag:
-                ws.recheck(job, local)
-                ws.state.record(rel, local, remote)
-                return
-        # ...or, for a multipart object, by computing its multipart ETag from the file (size and
-        # mtime are never proof: reproducible builds and archives normalise mtimes).
-        elif local.kind is Kind.FILE and local.size == remote.size and "-" in remote.etag:
-            sizes = part_sizes(local.size, remote.etag, ws.settings.multipart_chunksize)
-            same: bool = await ws.loop.run_in_executor(
-                None, _multipart_etag_matches, tree, rel, remote.etag, sizes
+        # Prove sameness cheaply first, locally, by the ETag (size and mtime are never proof:
+        # reproducible builds and archives normalise mtimes).
+        if local.kind is Kind.FILE and local.size == remote.size:
+            same = await ws.loop.run_in_executor(
+                None,
+                file_is_object,
+                tree,
+                rel,
+                local.size,
+                remote.etag,
+                ws.settings.multipart_chunksize,
             )
             if same:
                 ws.recheck(job, local)
@@ -179,46 +177,6 @@ class Conflicts:
             copy,
             extra={"path": rel, "operation": "conflict"},
         )
-
-
-_MiB = 1024 * 1024
-
-
-def part_sizes(size: int, etag: str, chunksize: int) -> list[int]:
-    """The part sizes a multipart upload of `size` bytes with this ETag (`<md5>-<parts>`) may
-    have used: ours, the common defaults (8 MiB for the AWS CLI, 5 to 64 MiB), and the even
-    split rounded to a MiB; only those that give exactly that many parts."""
-    count_text = etag.rpartition("-")[2]
-    if not count_text.isdigit() or int(count_text) < 1:
-        return []
-    count = int(count_text)
-    even = -(-size // count)
-    candidates = [chunksize, max(chunksize, -(-size // 10_000)), -(-even // _MiB) * _MiB, even]
-    candidates += [n * _MiB for n in (5, 8, 16, 32, 64, 100, 128)]
-    fits = [p for p in dict.fromkeys(candidates) if p > 0 and -(-size // p) == count]
-    return fits[:4]
-
-
-def _multipart_etag_matches(tree: Tree, rel: str, etag: str, sizes: list[int]) -> bool:
-    """Whether `rel` uploaded in parts of one of `sizes` has this multipart ETag."""
-    for part_size in sizes:
-        digests = hashlib.md5()  # noqa: S324 - how S3 builds a multipart ETag
-        count = 0
-        with open(tree.open(rel, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
-            while part := file.read(part_size):
-                digests.update(hashlib.md5(part).digest())  # noqa: S324
-                count += 1
-        if f"{digests.hexdigest()}-{count}" == etag:
-            return True
-    return False
-
-
-def _md5_of(tree: Tree, rel: str) -> str:
-    md5 = hashlib.md5()  # noqa: S324
-    with open(tree.open(rel, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
-        while chunk := file.read(READ_CHUNK):
-            md5.update(chunk)
-    return md5.hexdigest()
 
 
 def _same_content(tree: Tree, rel: str, temp: At) -> bool:

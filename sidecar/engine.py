@@ -30,6 +30,7 @@ from .operation import ExecutorSettings, Workspace
 from .options import SyncOptions
 from .pipeline import Pipeline
 from .poll import Poller, PollSettings
+from .proof import EtagKnowledge
 from .replaced import ReplacedVersions
 from .restore import Restore
 from .s3.client import S3Client
@@ -121,6 +122,7 @@ class Engine:
             max_delete_percent=options.max_delete_percent,
         )
         self.tree = Tree(root, options.work_name)
+        self.etags = EtagKnowledge(on_learned=self.store.note_etags)
         self.replaced = ReplacedVersions(
             tree=self.tree,
             watcher=self.watcher,
@@ -142,6 +144,7 @@ class Engine:
             barrier=self.watcher.barrier,
             hold_replaced=self.replaced.hold,
             progress=self.health.progressed,
+            etags=self.etags,
         )
         self.pipeline = Pipeline(
             state=self.state,
@@ -174,6 +177,7 @@ class Engine:
         _clean_work_dir(options.work_dir)
         self.tree.start()
         await self.restore.prepare()
+        self.etags.restore(self.store.saved_etags_md5)
         self.scheduler.start()
         await self.watcher.start(self.events)
         self._watching = True

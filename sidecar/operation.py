@@ -28,6 +28,7 @@ from .keys import KeyMapper
 from .localfs import entry_from_stat, local_entry
 from .metrics import Metrics
 from .model import Hint, LocalEntry, RemoteEntry
+from .proof import EtagKnowledge
 from .reconcile import Decision, Facts
 from .s3.client import ObjectHead, S3Client
 from .safefs import At, Tree
@@ -91,6 +92,7 @@ class Workspace:
         barrier: Callable[[], None],
         hold_replaced: Callable[[str, int], None] = lambda rel, fd: os.close(fd),
         progress: Callable[[], None] = lambda: None,
+        etags: EtagKnowledge | None = None,
     ) -> None:
         self.settings = settings
         self.keys = keys
@@ -104,6 +106,7 @@ class Workspace:
         # deleted): an app may still write to it (replaced.py).
         self.hold_replaced = hold_replaced
         self.loop = asyncio.get_running_loop()
+        self.etags = etags if etags is not None else EtagKnowledge()
 
     def local_entry(self, rel: str) -> LocalEntry | None:
         """What is at `rel` now (absent if reached only through a symlink)."""

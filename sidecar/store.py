@@ -86,6 +86,8 @@ class SyncedStore:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-store")
         self._connection: sqlite3.Connection | None = None
         self._failing = False
+        self.saved_etags_md5: bool | None = None  # proof.EtagKnowledge, as last saved
+        self._pending_meta: dict[str, str] = {}
 
     # -- in the store's thread -----------------------------------------------------------
 
@@ -110,6 +112,8 @@ class SyncedStore:
                     )
                 self._reset(connection)
                 return {}
+            etags = meta.get("etags")
+            self.saved_etags_md5 = None if etags is None else etags == "md5"
             rows = connection.execute("SELECT * FROM synced").fetchall()
             return {row[0]: _synced(row) for row in rows}
         except (sqlite3.Error, ValueError, TypeError) as error:
@@ -136,12 +140,13 @@ class SyncedStore:
                 os.unlink(self._path + suffix)
         self._reset(self._connect())
 
-    def _write(self, batch: dict[str, Synced | None]) -> None:
+    def _write(self, batch: dict[str, Synced | None], meta: dict[str, str]) -> None:
         connection = self._connect()
         upserts = [_row(rel, synced) for rel, synced in batch.items() if synced is not None]
         deletes = [(rel,) for rel, synced in batch.items() if synced is None]
         connection.execute("BEGIN")
         try:
+            connection.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
             connection.executemany(
                 "INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", upserts
             )
@@ -171,16 +176,22 @@ class SyncedStore:
     def note(self, rel: str, synced: Synced | None) -> None:
         self._pending[rel] = synced
 
+    def note_etags(self, md5: bool) -> None:
+        """Save what proof.EtagKnowledge learned (with the next flush)."""
+        self._pending_meta["etags"] = "md5" if md5 else "other"
+
     async def flush(self) -> None:
-        if not self._pending:
+        if not self._pending and not self._pending_meta:
             return
         batch, self._pending = self._pending, {}
+        meta, self._pending_meta = self._pending_meta, {}
         try:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._write, batch)
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._write, batch, meta)
         except (sqlite3.Error, OSError) as error:
             # Keep the batch for the next try (a full disk may clear). Meanwhile the file only
             # lags behind, which makes paths look never-synced after a restart: the safe side.
             self._pending = {**batch, **self._pending}
+            self._pending_meta = {**meta, **self._pending_meta}
             if not self._failing:
                 log.error("cannot save the sync state (%s); retrying", error)
             self._failing = True

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from .localfs import entry_from_stat
 from .model import Kind, LocalEntry, RemoteEntry
 from .operation import IntegrityError, Job, LocalChanged, Workspace
+from .proof import is_plain_md5, verifiable
 from .s3.client import BodyChanged, PreconditionFailed, PutResult
 from .s3.metadata import format_mode, format_mtime
 
@@ -56,15 +57,6 @@ def _fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def is_plain_md5(etag: str) -> bool:
-    return len(etag) == 32 and all(c in "0123456789abcdef" for c in etag)
-
-
-def verifiable(encryption: str | None) -> bool:
-    """With SSE-KMS or SSE-C the ETag is not the MD5 of the content."""
-    return encryption in (None, "", "AES256")
-
-
 def _content_md5(data: bytes) -> str:
     return b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - what S3 checks
 
@@ -83,6 +75,7 @@ class Uploads:
         }
 
     def _uploaded(self, job: Job, local: LocalEntry, result: PutResult) -> None:
+        self._ws.etags.saw(result.encryption)
         written = RemoteEntry.written(local, result.etag, result.answered_at)
         self._ws.state.wrote_remote(job.rel, local, written)
         metrics = self._ws.metrics

@@ -151,3 +151,40 @@ async def test_the_state_is_written_as_paths_sync(
     await eventually(lambda: "noted.txt" in saved(), what="the record saved within seconds")
     os.unlink(folder / "noted.txt")
     await eventually(lambda: "noted.txt" not in saved(), what="the record dropped")
+
+
+def _rewrite_keeping_size_and_mtime(path: Path, data: bytes) -> None:
+    before = os.lstat(path)
+    assert len(data) == before.st_size
+    with open(path, "r+b") as file:
+        file.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+async def test_rewritten_keeping_size_and_mtime_while_down_then_changed_in_s3(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    """While the sidecar is down, an app rewrites a file in place and puts its mtime back
+    (`rsync -t`), and another client changes the object: the stat matches the saved record,
+    so only the content (against the synced ETag) shows the local change. Both versions are
+    kept (found by the chaos test, seed 13: the download replaced the app's bytes)."""
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    _rewrite_keeping_size_and_mtime(folder / "f00.txt", b"v9 0")
+    await in_thread(bucket.put, "f00.txt", b"v2 from another client")
+    await syncer_factory(directory=folder)
+    await eventually(lambda: len(conflict_copies(folder, [])) == 1, what="a conflict copy")
+    contents = {p.read_bytes() for p in folder.glob("f00*")}
+    assert contents == {b"v9 0", b"v2 from another client"}
+
+
+async def test_rewritten_keeping_size_and_mtime_while_down_then_deleted_in_s3(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    """The same rewrite, and the object deleted elsewhere: the local change wins, uploaded."""
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    _rewrite_keeping_size_and_mtime(folder / "f01.txt", b"v9 1")
+    await in_thread(bucket.delete, "f01.txt")
+    await syncer_factory(directory=folder)
+    await eventually(lambda: bucket.exists("f01.txt"), what="the local version uploaded")
+    assert await in_thread(bucket.get, "f01.txt") == b"v9 1"
+    assert (folder / "f01.txt").read_bytes() == b"v9 1"
