@@ -156,7 +156,7 @@ async def run_seed(
     try:
         for sidecar in sidecars.values():
             sidecar.start()
-        await _run_schedule(plan, apps, writer, sidecars, crashes, result)
+        await _run_schedule(plan, apps, writer, sidecars, crashes, result, world / "steps.log")
         for app in apps.values():
             app.close_held(everything=True)
         for proxy in proxies.values():
@@ -173,7 +173,7 @@ async def run_seed(
         result.leftovers = leftovers(trees[FOLDERS[0]])
         result.conflicts = sum(1 for rel in trees[FOLDERS[0]].files if CONFLICT.search(rel))
         placed = {"outside"} | set().union(*(app.placed for app in apps.values()))
-        result.escaped = escapes(world, {*FOLDERS, "logs"}, placed | {"schedule.txt"})
+        result.escaped = escapes(world, {*FOLDERS, "logs"}, placed | {"schedule.txt", "steps.log"})
         for sidecar in sidecars.values():
             code = await asyncio.to_thread(sidecar.terminate, 60.0)
             if code != 0:
@@ -204,6 +204,7 @@ async def _run_schedule(
     sidecars: dict[str, Sidecar],
     crashes: list[asyncio.Task[None]],
     result: SeedResult,
+    steps_log: Path,
 ) -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -216,6 +217,8 @@ async def _run_schedule(
         for sidecar in sidecars.values():
             sidecar.check_alive()
         result.ops += 1
+        with open(steps_log, "a") as record:
+            record.write(f"{time.time():.3f} {step.describe()}\n")
         if step.place == "crash":
             name, pause = step.args
             sidecar = sidecars[name]

@@ -68,7 +68,7 @@ class Sidecar:
     def terminate(self, timeout: float) -> int | None:
         """SIGTERM and wait (blocking: call it in a thread); its exit code."""
         self.check_alive()
-        process = self.process
+        process, self.process = self.process, None  # ours from now: not a death when it exits
         if process is None:
             return None
         process.send_signal(signal.SIGTERM)
@@ -78,9 +78,17 @@ class Sidecar:
             self.deaths.append(f"{self.name} did not stop within {timeout:g} s of SIGTERM")
             process.kill()
             code = process.wait()
-        self.process = None
         self.exits.append(code)
+        if code == -signal.SIGTERM and not self.started_syncing():
+            code = 0  # SIGTERM's default action, before the sidecar took over the signal
         return code
+
+    def started_syncing(self) -> bool:
+        """Whether the last start got as far as installing its signal handlers (it logs
+        "starting:" after that): a SIGTERM before kills the process by default, harmlessly,
+        as it has not touched anything yet."""
+        text = self.log.read_text(errors="replace")
+        return "starting:" in text.rsplit("--- start", 1)[-1]
 
 
 def sidecar_env(
@@ -98,6 +106,7 @@ def sidecar_env(
         "SYNC_OPEN_FILE_TIMEOUT": "1",
         "SYNC_SHUTDOWN_TIMEOUT": "20",
         "SYNC_LOG_FORMAT": "text",
+        "SYNC_LOG_LEVEL": "debug",
         "SYNC_HTTP_HOST": "127.0.0.1",
         "SYNC_HTTP_PORT": str(free_port()),
     }
