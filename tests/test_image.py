@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 from conftest import REGION, Bucket, free_port
 
+import sidecar
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 UID = 1234
@@ -87,8 +89,9 @@ def test_dockerfile_contract() -> None:
     final = instructions[[i for i, (k, _) in enumerate(instructions) if k == "FROM"][-1] :]
     final_args = {args for keyword, args in final if keyword == "ARG"}
     assert {"UID=1000", "GID=1000"} <= final_args
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    assert f"VERSION={version}" in final_args, "the VERSION label default follows pyproject"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "sidecar.__version__"}
+    assert f"VERSION={sidecar.__version__}" in final_args, "the label default is the version"
     assert ("USER", "${UID}:${GID}") in final
     assert ("ENTRYPOINT", '["s3sync-sidecar"]') in final, "exec form: SIGTERM reaches it"
     healthchecks = [args for keyword, args in final if keyword == "HEALTHCHECK"]
@@ -115,6 +118,7 @@ def test_dockerignore_keeps_the_context_to_the_sources() -> None:
     assert {line for line in lines if line.startswith("!")} == {
         "!pyproject.toml",
         "!README.md",
+        "!LICENSE",
         "!sidecar/",
     }
 
