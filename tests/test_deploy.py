@@ -584,9 +584,16 @@ def efs_dir(terraform: Terraform) -> Path:
 
 
 @pytest.fixture(scope="session")
-def efs_plan(terraform: Terraform, efs_dir: Path) -> dict[str, Any]:
+def efs_plan_file(terraform: Terraform, efs_dir: Path) -> Path:
     terraform.run("plan", "-input=false", "-lock=false", "-out=tfplan", cwd=efs_dir)
-    return dict(json.loads(terraform.run("show", "-json", "tfplan", cwd=efs_dir).stdout))
+    path = efs_dir / "plan.json"
+    path.write_text(terraform.run("show", "-json", "tfplan", cwd=efs_dir).stdout)
+    return path
+
+
+@pytest.fixture(scope="session")
+def efs_plan(efs_plan_file: Path) -> dict[str, Any]:
+    return dict(json.loads(efs_plan_file.read_text()))
 
 
 def root_resource(plan: dict[str, Any], address: str) -> dict[str, Any]:
@@ -845,6 +852,9 @@ def test_efs_example_one_task_per_access_point_with_the_sidecars_owner(
     # The task role may mount and write only through the access point.
     efs_policy = module_resource(efs_plan, "aws_iam_role_policy.efs[0]")
     assert efs_policy["name"] == "s3sync-sidecar-efs"
+    # The tasks' security group is the service's (checkov cannot see it across the module).
+    call = efs_plan["configuration"]["root_module"]["module_calls"]["s3sync"]["expressions"]
+    assert "aws_security_group.tasks.id" in call["security_group_ids"]["references"]
     # The file system's policy (its ARN is known after apply only: read from the configuration).
     (document,) = [
         r
@@ -875,7 +885,11 @@ def test_checkov_skips_have_reasons() -> None:
         assert re.search(rf"^# {re.escape(check)}: \S+", text, re.MULTILINE), check
 
 
-def test_checkov_on_the_example_plan(terraform: Terraform, example_plan_file: Path) -> None:
+@pytest.mark.parametrize("plan_fixture", ["example_plan_file", "efs_plan_file"])
+def test_checkov_on_the_example_plans(
+    terraform: Terraform, plan_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    example_plan_file: Path = request.getfixturevalue(plan_fixture)
     binary = checkov_binary()
     if binary is None:
         pytest.skip("checkov is not installed: pip install -e '.[test]'")
