@@ -4,9 +4,10 @@ Each `Syncer` owns its own registry, so several syncers (or test cases) in one p
 share or double-register counters.
 
 Ready for alerts: every labelled counter whose label values are known in advance exists at 0
-from the start (so `rate()` and `increase()` see the first error after a start), there are no
-`*_created` series, and the registry carries the process metrics (`process_*`, e.g.
-`process_start_time_seconds` for restarts) and `s3sync_build_info{version}`.
+from the start (so `rate()` and `increase()` see the first error after a start), the registry
+carries the process metrics (`process_*`, e.g. `process_start_time_seconds` for restarts) and
+`s3sync_build_info{version}`, and the command exports no `*_created` series
+(`without_created_series`).
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ RESULTS = ("ok", "error")
 SIDES = ("local", "remote")
 LOCAL_ERROR_OPERATIONS = ("watch", "io", "permission")
 
-# `*_created` series double the number of series and nothing alerts on them. prometheus-client
-# has only a process-wide switch; the sidecar's registries are the only ones in its process.
-disable_created_metrics()  # type: ignore[no-untyped-call]
+
+def without_created_series() -> None:
+    """No `*_created` series (they double the series and nothing alerts on them). prometheus-client
+    has only a process-wide switch, so only the command calls this: a program that embeds the
+    `Syncer` keeps its own choice for its own metrics."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def _statvfs(directory: str, field: str) -> float:

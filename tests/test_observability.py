@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +295,20 @@ async def test_operations_files_name_only_exported_metrics(scraped: dict[str, An
                         - set(labels)
                     )
                     assert not missing, (selector, name, missing)
+
+
+def test_embedding_the_syncer_leaves_created_series_alone() -> None:
+    """Only the command turns `*_created` series off (prometheus-client's switch is process-wide):
+    a program that builds the sidecar's metrics in its own process keeps its own."""
+    code = (
+        "import prometheus_client as p\n"
+        "from sidecar.metrics import Metrics\n"
+        "Metrics()\n"
+        "r = p.CollectorRegistry()\n"
+        "p.Counter('app_events', 'events', registry=r)\n"
+        "print(p.generate_latest(r).decode())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "app_events_created" in result.stdout
