@@ -17,17 +17,29 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 
 WORKDIR /src
-# Only what the wheel is built from (.dockerignore keeps the rest out of the context).
-COPY pyproject.toml README.md ./
-COPY sidecar ./sidecar
 
-# The project's own wheel, then that wheel and its dependencies in a venv (binary wheels
-# only: no compiler needed); pip and setuptools are then removed from the venv.
-RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: /wheels/*.whl \
+# Everything installed comes from a lock file with hashes (pip refuses any file whose hash is not
+# listed there), as binary wheels (no compiler): the build tools into /opt/build, the runtime
+# dependencies into /opt/venv. pip check: the lock holds every dependency. Regenerate the locks
+# with the pip-compile commands written at their top.
+COPY build-requirements.lock requirements.lock ./
+RUN python3 -m venv /opt/build \
+    && /opt/build/bin/pip install --no-cache-dir --require-hashes --only-binary=:all: \
+         -r build-requirements.lock \
+    && python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --require-hashes --only-binary=:all: \
+         -r requirements.lock
+
+# The project's own wheel (built offline with the locked tools), added without dependencies;
+# pip and setuptools are then removed from the venv. Only what the wheel is built from is in the
+# context (.dockerignore keeps the rest out).
+COPY pyproject.toml README.md LICENSE ./
+COPY sidecar ./sidecar
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels . \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps /wheels/*.whl \
+    && /opt/venv/bin/pip check \
     && /opt/venv/bin/pip uninstall --yes pip setuptools \
-    && /opt/venv/bin/s3sync-sidecar --help > /dev/null
+    && /opt/venv/bin/s3sync-sidecar --version
 
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}

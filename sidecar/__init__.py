@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from .syncer import Syncer, SyncStatus
 
 __all__ = ["SyncStatus", "Syncer", "__version__"]
+# The one place the version is written: pyproject.toml reads it from here (setuptools `attr`),
+# and so do `s3sync-sidecar --version`, the `s3sync_build_info` metric and the image's label test.
 __version__ = "0.1.0"
 
 

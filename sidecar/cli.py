@@ -1,5 +1,6 @@
 """The `s3sync-sidecar` command: mobius3's command line, or `SYNC_*` variables when no
-positional arguments are given; `s3sync-sidecar healthcheck` for container health checks.
+positional arguments are given; `s3sync-sidecar healthcheck` for container health checks;
+`s3sync-sidecar --version`.
 
 Heavy imports happen inside `main`, after the health-check shortcut.
 """
@@ -12,6 +13,8 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
+
+from . import __version__
 
 if TYPE_CHECKING:
     from .config import Problem, Settings
@@ -33,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         "variables (see the README). `s3sync-sidecar healthcheck` exits 0 once the running "
         "sidecar has restored the bucket and while it is alive, else 1.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("directory", nargs="?", help="local folder to sync, e.g. /data")
     parser.add_argument("bucket", nargs="?", help="bucket name")
     parser.add_argument(

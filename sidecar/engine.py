@@ -166,6 +166,7 @@ class Engine:
             watches=lambda: float(self.watcher.watch_count),
             unwatched=lambda: float(len(self.watcher.unwatched)),
         )
+        metrics.bind_folder(str(options.root), options.poll_interval)
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -2,16 +2,56 @@
 
 Each `Syncer` owns its own registry, so several syncers (or test cases) in one process never
 share or double-register counters.
+
+Ready for alerts: every labelled counter whose label values are known in advance exists at 0
+from the start (so `rate()` and `increase()` see the first error after a start), the registry
+carries the process metrics (`process_*`, e.g. `process_start_time_seconds` for restarts) and
+`s3sync_build_info{version}`, and the command exports no `*_created` series
+(`without_created_series`).
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.metrics import MetricWrapperBase
 
+from . import __version__
+from .keys import SkipReason
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+# Label values known in advance: their series are created at 0 when the metrics are.
+RESULTS = ("ok", "error")
+SIDES = ("local", "remote")
+LOCAL_ERROR_OPERATIONS = ("watch", "io", "permission")
+
+
+def without_created_series() -> None:
+    """No `*_created` series (they double the series and nothing alerts on them). prometheus-client
+    has only a process-wide switch, so only the command calls this: a program that embeds the
+    `Syncer` keeps its own choice for its own metrics."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+def _statvfs(directory: str, field: str) -> float:
+    """Bytes of the filesystem holding `directory` (NaN when it cannot be asked: no folder)."""
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return math.nan
+    blocks = stat.f_bavail if field == "free" else stat.f_blocks
+    return float(blocks * stat.f_frsize)
 
 
 class Metrics:
@@ -160,6 +200,45 @@ class Metrics:
             "periodically instead.",
             registry=r,
         )
+        self.build_info = Gauge(
+            "s3sync_build_info",
+            "Always 1; the label says which version of s3sync-sidecar runs.",
+            ["version"],
+            registry=r,
+        )
+        self.build_info.labels(__version__).set(1)
+        self.poll_interval = Gauge(
+            "s3sync_poll_interval_seconds",
+            "Seconds between two listings of the prefix (SYNC_POLL_INTERVAL).",
+            registry=r,
+        )
+        self.volume_free = Gauge(
+            "s3sync_volume_free_bytes",
+            "Bytes free to the sidecar on the filesystem of the synced folder.",
+            registry=r,
+        )
+        self.volume_size = Gauge(
+            "s3sync_volume_size_bytes",
+            "Size in bytes of the filesystem of the synced folder.",
+            registry=r,
+        )
+        ProcessCollector(registry=r)
+        for result in RESULTS:
+            for counter in (self.uploads, self.downloads, self.polls):
+                counter.labels(result)
+            for side in SIDES:
+                self.deletes.labels(side, result)
+                self.metadata_updates.labels(side, result)
+        for reason in SkipReason:
+            self.skipped.labels(reason.value)
+        for operation in LOCAL_ERROR_OPERATIONS:
+            self.local_errors.labels(operation)
+
+    def bind_folder(self, directory: str, poll_interval: float) -> None:
+        """The synced folder's volume, read at scrape time, and the poll interval."""
+        self.volume_free.set_function(lambda: _statvfs(directory, "free"))
+        self.volume_size.set_function(lambda: _statvfs(directory, "size"))
+        self.poll_interval.set(poll_interval)
 
     def inc(self, counter: Counter, *labels: str, amount: float = 1) -> None:
         """`counter.labels(*labels).inc(amount)`, with the labelled child cached: `labels()`

@@ -19,7 +19,7 @@ from .aws.chain import provider_from_environment
 from .aws.credentials import Credentials, CredentialsProvider
 from .config import Settings
 from .http import HealthServer
-from .metrics import Metrics
+from .metrics import Metrics, without_created_series
 from .syncer import Syncer
 
 log = logging.getLogger("sidecar.service")
@@ -86,6 +86,7 @@ def build_syncer(settings: Settings, metrics: Metrics, credentials: CredentialsP
 class Service:
     def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
         self.settings = settings
+        without_created_series()  # the command's process: nothing else's metrics live here
         metrics = Metrics()
         self.credentials = credentials_provider(settings, env, metrics)
         self.syncer = build_syncer(settings, metrics, self.credentials)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REGION, Bucket, MotoServer, eventually, in_thread
+from conftest import REGION, SCRIPT, Bucket, MotoServer, eventually, in_thread
 
 
 def creds(server: MotoServer) -> dict[str, str]:
@@ -180,6 +181,23 @@ def test_python_dash_m_help() -> None:
     )
     assert result.returncode == 0
     assert "--prefix" in result.stdout and "SYNC_" in result.stdout
+
+
+def test_version_is_the_one_of_the_package_and_of_its_metadata() -> None:
+    """`s3sync-sidecar --version` prints the version written once in sidecar/__init__.py, which
+    is also what the installed distribution says (pyproject.toml reads it from there)."""
+    from importlib.metadata import version
+
+    import sidecar
+
+    assert SCRIPT is not None
+    result = subprocess.run(
+        [SCRIPT, "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"s3sync-sidecar {sidecar.__version__}"
+    assert version("s3sync-sidecar") == sidecar.__version__
+    assert re.fullmatch(r"\d+\.\d+\.\d+([ab]\d+|rc\d+)?", sidecar.__version__)
 
 
 async def test_full_uri_on_a_disallowed_host_is_refused(run_sidecar, tmp_path: Path) -> None:

@@ -1,4 +1,6 @@
-"""The deployment artefacts: deploy/ecs-taskdef.json and the Terraform module deploy/terraform.
+"""The deployment artefacts: deploy/ecs-taskdef.json, deploy/sidecar-container.json (and the jq
+merge the README shows), and the Terraform modules deploy/terraform and
+deploy/terraform/modules/container with the Fargate and EFS examples.
 
 The task definition is checked against botocore's own ECS model, registered in moto, and held to
 what the sidecar needs (health check, restart policy, port, environment, stop timeout, shared
@@ -9,7 +11,9 @@ deploy/terraform/examples/fargate, so the hand-written JSON and the module canno
 Terraform runs offline: the AWS provider comes from a filesystem mirror (S3SYNC_TF_PLUGIN_DIR,
 /opt/tf-plugins or ~/.terraform.d/plugins) through a CLI config file written here, on a copy of
 the module in a temporary folder, so no .terraform/ or lock file lands in the repository. Without
-terraform or a mirror those tests are skipped, saying why (fmt needs terraform only).
+terraform or a mirror those tests are skipped, saying why (fmt needs terraform only). The module
+allows AWS provider 5 and 6: the example is planned with each major version the mirror holds, and
+a version missing from the mirror is a skipped test that says so.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -39,7 +44,10 @@ DEPLOY = ROOT / "deploy"
 TASKDEF_FILE = DEPLOY / "ecs-taskdef.json"
 MODULE = DEPLOY / "terraform"
 EXAMPLE = Path("examples") / "fargate"
+EFS_EXAMPLE = Path("examples") / "efs"
+CONTAINER_MODULE = Path("modules") / "container"
 CHECKOV_CONFIG = MODULE / ".checkov.yaml"
+SIDECAR_FILE = DEPLOY / "sidecar-container.json"
 
 SIDECAR = "s3sync-sidecar"
 HEALTH_CHECK = {
@@ -67,7 +75,9 @@ FARGATE_MEMORY: dict[int, set[int]] = {
 }
 
 TF_TIMEOUT = 240  # seconds, for any one terraform or checkov process
-TF_PROVIDER_GLOB = "registry.terraform.io/hashicorp/aws/5.*/*/terraform-provider-aws*"
+TF_PROVIDER_DIR = "registry.terraform.io/hashicorp/aws"
+TF_PROVIDER_GLOB = f"{TF_PROVIDER_DIR}/[56].*/*/terraform-provider-aws*"
+TF_PROVIDER_MAJORS = (5, 6)  # what versions.tf allows: >= 5.0, < 7.0
 
 
 # -- the task definitions under test -------------------------------------------------------------
@@ -93,6 +103,23 @@ def environment(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container.get("environment", [])}
 
 
+def volume_from_plan(volume: dict[str, Any]) -> dict[str, Any]:
+    """A task definition volume from the planned block; IDs known only after apply (the EFS
+    example's file system and access point) are stood in for."""
+    converted: dict[str, Any] = {"name": volume["name"]}
+    for efs in volume.get("efs_volume_configuration") or []:
+        (authorization,) = efs["authorization_config"]
+        converted["efsVolumeConfiguration"] = {
+            "fileSystemId": efs.get("file_system_id", "fs-known-after-apply"),
+            "transitEncryption": efs["transit_encryption"],
+            "authorizationConfig": {
+                "accessPointId": authorization.get("access_point_id", "fsap-known-after-apply"),
+                "iam": authorization["iam"],
+            },
+        }
+    return converted
+
+
 def taskdef_from_plan(plan: dict[str, Any]) -> dict[str, Any]:
     """RegisterTaskDefinition parameters from the module's planned aws_ecs_task_definition
     (the role ARNs are unknown until apply, and left out)."""
@@ -104,7 +131,7 @@ def taskdef_from_plan(plan: dict[str, Any]) -> dict[str, Any]:
         "cpu": values["cpu"],
         "memory": values["memory"],
         "containerDefinitions": json.loads(values["container_definitions"]),
-        "volumes": [{"name": volume["name"]} for volume in values["volume"]],
+        "volumes": [volume_from_plan(volume) for volume in values["volume"]],
     }
     for platform in values.get("runtime_platform") or []:
         taskdef["runtimePlatform"] = {
@@ -116,11 +143,61 @@ def taskdef_from_plan(plan: dict[str, Any]) -> dict[str, Any]:
     return taskdef
 
 
-@pytest.fixture(params=["ecs-taskdef.json", "terraform-plan"])
-def taskdef(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """deploy/ecs-taskdef.json, then the task definition the module renders for the example."""
+def readme_jq_command() -> list[str]:
+    """The one-line jq merge deploy/README.md shows (run in deploy/), as arguments."""
+    (line,) = [
+        line
+        for line in (DEPLOY / "README.md").read_text().splitlines()
+        if line.startswith("jq --slurpfile ")
+    ]
+    command, _, output = line.partition(" > ")
+    assert output.strip(), "the README's command writes the merged task definition to a file"
+    return shlex.split(command)
+
+
+def app_only_taskdef() -> dict[str, Any]:
+    """deploy/ecs-taskdef.json as a user's task definition before the sidecar is added: no
+    sidecar, no shared volume, apps without its mount point and dependsOn."""
+    taskdef = load_taskdef()
+    taskdef.pop("volumes")
+    taskdef["containerDefinitions"] = [
+        {k: v for k, v in c.items() if k not in ("mountPoints", "dependsOn")}
+        for c in apps_of(taskdef)
+    ]
+    return taskdef
+
+
+def jq_merged_taskdef(tmp_path: Path) -> dict[str, Any]:
+    jq = shutil.which("jq")
+    if jq is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(
+                "jq is not installed (apt-get install jq): under CI=true nothing is skipped"
+            )
+        pytest.skip("jq is not installed (apt-get install jq)")
+    mine = tmp_path / "my-taskdef.json"
+    mine.write_text(json.dumps(app_only_taskdef()))
+    args = readme_jq_command()
+    assert args[0] == "jq" and "sidecar-container.json" in args
+    args = [str(SIDECAR_FILE) if a == "sidecar-container.json" else a for a in args]
+    args[-1] = str(mine)
+    result = subprocess.run(
+        [jq, *args[1:]], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+@pytest.fixture(params=["ecs-taskdef.json", "jq-merge", "terraform-plan", "terraform-plan-efs"])
+def taskdef(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """deploy/ecs-taskdef.json; the README's jq merge of sidecar-container.json into an app's
+    task definition; the task definitions the module renders for the Fargate and EFS examples."""
     if request.param == "ecs-taskdef.json":
         return load_taskdef()
+    if request.param == "jq-merge":
+        return jq_merged_taskdef(tmp_path)
+    if request.param == "terraform-plan-efs":
+        return taskdef_from_plan(request.getfixturevalue("efs_plan"))
     return taskdef_from_plan(request.getfixturevalue("example_plan"))
 
 
@@ -329,7 +406,7 @@ def plugin_dir_candidates() -> list[Path]:
 
 
 def find_plugin_dir() -> Path | None:
-    """A filesystem mirror holding hashicorp/aws 5.x, if any."""
+    """A filesystem mirror holding hashicorp/aws 5.x or 6.x, if any."""
     for candidate in plugin_dir_candidates():
         if any(candidate.glob(TF_PROVIDER_GLOB)):
             return candidate
@@ -378,7 +455,7 @@ class Terraform:
     def need_mirror(self) -> None:
         if self.mirror is None:
             pytest.skip(
-                "no hashicorp/aws 5.x provider mirror found (looked in "
+                "no hashicorp/aws 5.x or 6.x provider mirror found (looked in "
                 f"{', '.join(map(str, plugin_dir_candidates()))}; set S3SYNC_TF_PLUGIN_DIR): "
                 "terraform cannot download providers here"
             )
@@ -499,6 +576,33 @@ def example_plan(example_plan_file: Path) -> dict[str, Any]:
     return dict(json.loads(example_plan_file.read_text()))
 
 
+@pytest.fixture(scope="session")
+def efs_dir(terraform: Terraform) -> Path:
+    directory = terraform.copy_module("efs-example") / EFS_EXAMPLE
+    terraform.run("init", "-backend=false", "-input=false", cwd=directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def efs_plan_file(terraform: Terraform, efs_dir: Path) -> Path:
+    terraform.run("plan", "-input=false", "-lock=false", "-out=tfplan", cwd=efs_dir)
+    path = efs_dir / "plan.json"
+    path.write_text(terraform.run("show", "-json", "tfplan", cwd=efs_dir).stdout)
+    return path
+
+
+@pytest.fixture(scope="session")
+def efs_plan(efs_plan_file: Path) -> dict[str, Any]:
+    return dict(json.loads(efs_plan_file.read_text()))
+
+
+def root_resource(plan: dict[str, Any], address: str) -> dict[str, Any]:
+    for resource in plan["planned_values"]["root_module"].get("resources", []):
+        if resource["address"] == address:
+            return dict(resource.get("values", {}))
+    raise AssertionError(f"{address} is not in the plan")
+
+
 def module_resource(plan: dict[str, Any], address: str) -> dict[str, Any]:
     for module in plan["planned_values"]["root_module"].get("child_modules", []):
         for resource in module.get("resources", []):
@@ -521,14 +625,75 @@ def test_terraform_fmt(terraform: Terraform) -> None:
     )
 
 
+def validate_without_warnings(terraform: Terraform, directory: Path) -> None:
+    """Valid, and without a single warning: nothing deprecated in the provider is used."""
+    result = json.loads(terraform.run("validate", "-json", cwd=directory).stdout)
+    assert result["valid"], result
+    assert result["warning_count"] == 0, result["diagnostics"]
+
+
 def test_terraform_validate_module(terraform: Terraform, module_dir: Path) -> None:
-    result = terraform.run("validate", cwd=module_dir)
-    assert "The configuration is valid" in result.stdout
+    validate_without_warnings(terraform, module_dir)
 
 
 def test_terraform_validate_example(terraform: Terraform, example_dir: Path) -> None:
-    result = terraform.run("validate", cwd=example_dir)
-    assert "The configuration is valid" in result.stdout
+    validate_without_warnings(terraform, example_dir)
+
+
+def test_terraform_validate_efs_example(terraform: Terraform, efs_dir: Path) -> None:
+    validate_without_warnings(terraform, efs_dir)
+
+
+def test_terraform_validate_and_test_container_module(terraform: Terraform) -> None:
+    """modules/container needs no provider: its own tests plan it with various inputs."""
+    directory = terraform.copy_module("container-module") / CONTAINER_MODULE
+    terraform.run("init", "-backend=false", "-input=false", cwd=directory)
+    validate_without_warnings(terraform, directory)
+    output = terraform.run("test", cwd=directory).stdout
+    match = re.search(r"Success! (\d+) passed, 0 failed", output)
+    assert match and int(match.group(1)) >= 9, output
+
+
+def test_nothing_deprecated_in_provider_6_is_named() -> None:
+    """aws_region's `name` is deprecated in provider 6 (and its `region` absent from 5): the
+    modules read the region without naming either (validate sees only the mirror's version)."""
+    sources = "\n".join(path.read_text() for path in sorted(MODULE.rglob("*.tf")))
+    assert "data.aws_region" in sources
+    assert not re.search(r"data\.aws_region\.[a-z_]+\.(name|id|region)\b", sources)
+
+
+def mirror_versions() -> dict[int, list[str]]:
+    mirror = find_plugin_dir()
+    versions: dict[int, list[str]] = {}
+    if mirror is not None:
+        for path in sorted((mirror / TF_PROVIDER_DIR).glob("*.*.*")):
+            versions.setdefault(int(path.name.split(".")[0]), []).append(path.name)
+    return versions
+
+
+@pytest.mark.parametrize("major", TF_PROVIDER_MAJORS)
+def test_example_plans_with_each_allowed_provider_major(terraform: Terraform, major: int) -> None:
+    """versions.tf allows hashicorp/aws >= 5.0, < 7.0: the example is planned with the newest
+    version of each major the mirror holds, without a warning."""
+    versions = mirror_versions()
+    if major not in versions:
+        pytest.skip(
+            f"the provider mirror holds no hashicorp/aws {major}.x (it has "
+            f"{', '.join(v for vs in versions.values() for v in vs) or 'nothing'}): "
+            f"not tested with {major}.x"
+        )
+    version = max(versions[major], key=lambda v: tuple(int(p) for p in v.split(".")))
+    directory = terraform.copy_module(f"provider-{major}") / EXAMPLE
+    (directory / "provider_override.tf").write_text(
+        'terraform {\n  required_providers {\n    aws = {\n      source  = "hashicorp/aws"\n'
+        f'      version = "= {version}"\n    }}\n  }}\n}}\n'
+    )
+    terraform.run("init", "-backend=false", "-input=false", cwd=directory)
+    lock = (directory / ".terraform.lock.hcl").read_text()
+    assert f'version     = "{version}"' in lock, lock
+    plan = terraform.run("plan", "-input=false", "-lock=false", cwd=directory)
+    assert "Warning" not in plan.stdout + plan.stderr, plan.stdout + plan.stderr
+    print(f"planned with hashicorp/aws {version}")
 
 
 def test_terraform_test_module(module_tests: BackgroundModuleTests) -> None:
@@ -628,6 +793,82 @@ def test_module_sidecar_matches_the_json_task_definition(example_plan: dict[str,
         assert environment(rendered)[name] == environment(expected)[name], name
 
 
+def test_sidecar_container_json_is_the_task_definitions_sidecar() -> None:
+    """deploy/sidecar-container.json, the container to merge into a task definition of your own,
+    is exactly the sidecar of deploy/ecs-taskdef.json."""
+    assert json.loads(SIDECAR_FILE.read_text()) == sidecar_of(load_taskdef())
+
+
+def test_readme_jq_merge_gives_the_complete_task_definition(tmp_path: Path) -> None:
+    """The README's jq line, on ecs-taskdef.json without the sidecar and its wiring, gives
+    ecs-taskdef.json back: the sidecar, the volume, the apps' mount points and dependsOn."""
+    assert jq_merged_taskdef(tmp_path) == load_taskdef()
+
+
+def test_root_module_takes_the_sidecar_from_the_container_module(
+    example_plan: dict[str, Any],
+) -> None:
+    calls = example_plan["configuration"]["root_module"]["module_calls"]["s3sync"]["module"][
+        "module_calls"
+    ]
+    assert calls["container"]["source"] == "./modules/container"
+    assert not module_resources(example_plan, "module.s3sync.module.container")
+    policy = module_resource(example_plan, "aws_iam_role_policy.task[0]")["policy"]
+    rendered = example_plan["planned_values"]["outputs"]["task_policy_json"]["value"]
+    assert json.loads(policy) == json.loads(rendered)
+
+
+def module_resources(plan: dict[str, Any], address: str) -> list[dict[str, Any]]:
+    """The planned resources of the module at `address` (nested anywhere)."""
+    found: list[dict[str, Any]] = []
+    stack = list(plan["planned_values"]["root_module"].get("child_modules", []))
+    while stack:
+        module = stack.pop()
+        if module["address"] == address:
+            found += module.get("resources", [])
+        stack += module.get("child_modules", [])
+    return found
+
+
+def test_efs_example_one_task_per_access_point_with_the_sidecars_owner(
+    efs_plan: dict[str, Any],
+) -> None:
+    (volume,) = module_resource(efs_plan, "aws_ecs_task_definition.this")["volume"]
+    (efs,) = volume["efs_volume_configuration"]
+    assert efs["transit_encryption"] == "ENABLED"
+    assert efs["authorization_config"][0]["iam"] == "ENABLED"
+    user = sidecar_of(taskdef_from_plan(efs_plan))["user"]
+    uid, gid = (int(part) for part in user.split(":"))
+    access_point = root_resource(efs_plan, "aws_efs_access_point.data")
+    assert access_point["posix_user"][0]["uid"] == uid
+    assert access_point["posix_user"][0]["gid"] == gid
+    creation = access_point["root_directory"][0]["creation_info"][0]
+    assert (creation["owner_uid"], creation["owner_gid"]) == (uid, gid)
+    assert root_resource(efs_plan, "aws_efs_file_system.data")["encrypted"] is True
+    service = module_resource(efs_plan, "aws_ecs_service.this[0]")
+    assert service["desired_count"] <= 1
+    assert service["deployment_maximum_percent"] == 100, "old task stops before the new starts"
+    assert service["deployment_minimum_healthy_percent"] == 0
+    # The task role may mount and write only through the access point.
+    efs_policy = module_resource(efs_plan, "aws_iam_role_policy.efs[0]")
+    assert efs_policy["name"] == "s3sync-sidecar-efs"
+    # The tasks' security group is the service's (checkov cannot see it across the module).
+    call = efs_plan["configuration"]["root_module"]["module_calls"]["s3sync"]["expressions"]
+    assert "aws_security_group.tasks.id" in call["security_group_ids"]["references"]
+    # The file system's policy (its ARN is known after apply only: read from the configuration).
+    (document,) = [
+        r
+        for r in efs_plan["configuration"]["root_module"]["resources"]
+        if r["address"] == "data.aws_iam_policy_document.efs"
+    ]
+    statements = document["expressions"]["statement"]
+    assert {st["sid"]["constant_value"] for st in statements} == {
+        "DenyWithoutTLS",
+        "DenyWithoutTheAccessPoint",
+    }
+    assert all(st["effect"]["constant_value"] == "Deny" for st in statements)
+
+
 def checkov_binary() -> str | None:
     beside_python = Path(sys.executable).parent / "checkov"
     if beside_python.exists():
@@ -644,7 +885,11 @@ def test_checkov_skips_have_reasons() -> None:
         assert re.search(rf"^# {re.escape(check)}: \S+", text, re.MULTILINE), check
 
 
-def test_checkov_on_the_example_plan(terraform: Terraform, example_plan_file: Path) -> None:
+@pytest.mark.parametrize("plan_fixture", ["example_plan_file", "efs_plan_file"])
+def test_checkov_on_the_example_plans(
+    terraform: Terraform, plan_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    example_plan_file: Path = request.getfixturevalue(plan_fixture)
     binary = checkov_binary()
     if binary is None:
         pytest.skip("checkov is not installed: pip install -e '.[test]'")
@@ -687,9 +932,10 @@ def test_checkov_on_the_example_plan(terraform: Terraform, example_plan_file: Pa
     assert result.returncode == 0
 
 
-def test_module_readme_documents_every_input_and_output() -> None:
-    readme = (MODULE / "README.md").read_text()
-    sources = "\n".join(path.read_text() for path in sorted(MODULE.glob("*.tf")))
+@pytest.mark.parametrize("module", [MODULE, MODULE / CONTAINER_MODULE], ids=["root", "container"])
+def test_module_readme_documents_every_input_and_output(module: Path) -> None:
+    readme = (module / "README.md").read_text()
+    sources = "\n".join(path.read_text() for path in sorted(module.glob("*.tf")))
     variables = re.findall(r'^variable "([a-z0-9_]+)"', sources, re.MULTILINE)
     outputs = re.findall(r'^output "([a-z0-9_]+)"', sources, re.MULTILINE)
     assert variables and outputs

@@ -19,11 +19,16 @@ import tomllib
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import REGION, Bucket, free_port
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+import sidecar
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -87,8 +92,9 @@ def test_dockerfile_contract() -> None:
     final = instructions[[i for i, (k, _) in enumerate(instructions) if k == "FROM"][-1] :]
     final_args = {args for keyword, args in final if keyword == "ARG"}
     assert {"UID=1000", "GID=1000"} <= final_args
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    assert f"VERSION={version}" in final_args, "the VERSION label default follows pyproject"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "sidecar.__version__"}
+    assert f"VERSION={sidecar.__version__}" in final_args, "the label default is the version"
     assert ("USER", "${UID}:${GID}") in final
     assert ("ENTRYPOINT", '["s3sync-sidecar"]') in final, "exec form: SIGTERM reaches it"
     healthchecks = [args for keyword, args in final if keyword == "HEALTHCHECK"]
@@ -103,6 +109,23 @@ def test_dockerfile_contract() -> None:
         assert f"org.opencontainers.image.{label}=" in labels
     copies = [args for keyword, args in final if keyword == "COPY"]
     assert copies == ["--from=builder /opt/venv /opt/venv"], "only the venv reaches the image"
+    builder = instructions[: instructions.index(("FROM", "${BASE_IMAGE}"))]
+    installs = [
+        command
+        for keyword, args in builder
+        if keyword == "RUN"
+        for command in args.split(" && ")
+        if " install " in command
+    ]
+    assert installs, "the builder installs something"
+    for command in installs:
+        locked = "--require-hashes" in command and re.search(r"-r \S+\.lock\b", command)
+        assert locked or ("--no-deps" in command and "/wheels/" in command), command
+    assert any("-r requirements.lock" in c for c in installs)
+    assert any("-r build-requirements.lock" in c for c in installs)
+    assert all("--only-binary=:all:" in c for c in installs if "--require-hashes" in c)
+    wheels = [args for keyword, args in builder if keyword == "RUN" and " wheel " in args]
+    assert wheels and "--no-build-isolation" in wheels[0], "the build tools are the locked ones"
 
 
 def test_dockerignore_keeps_the_context_to_the_sources() -> None:
@@ -114,9 +137,64 @@ def test_dockerignore_keeps_the_context_to_the_sources() -> None:
     assert lines[0] == "*", "everything is excluded first (.git, .venv, caches, demo-folder...)"
     assert {line for line in lines if line.startswith("!")} == {
         "!pyproject.toml",
+        "!requirements.lock",
+        "!build-requirements.lock",
         "!README.md",
+        "!LICENSE",
         "!sidecar/",
     }
+
+
+def _lock(name: str) -> dict[str, tuple[str, list[str]]]:
+    """{normalized name: (version, hashes)} of a pip-compile lock file."""
+    text = re.sub(r"\\\n", " ", (ROOT / name).read_text())
+    pins = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, *options = line.split()
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([^\s;]+)", requirement)
+        assert match, f"{name}: not pinned exactly: {line}"
+        hashes = [o.removeprefix("--hash=") for o in options if o.startswith("--hash=")]
+        assert hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in hashes), line
+        pins[canonicalize_name(match.group(1))] = (match.group(2), hashes)
+    return pins
+
+
+def _runtime_closure() -> dict[str, str]:
+    """{name: version} of what s3sync-sidecar needs at run time, as installed here."""
+    seen: dict[str, str] = {}
+    todo = ["s3sync-sidecar"]
+    while todo:
+        dist = metadata.distribution(todo.pop())
+        for line in dist.requires or []:
+            requirement = Requirement(line)
+            if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            name = canonicalize_name(requirement.name)
+            if name not in seen:
+                seen[name] = metadata.version(name)
+                todo.append(name)
+    return seen
+
+
+def test_runtime_lock_holds_every_dependency_pinned_with_hashes() -> None:
+    """requirements.lock (the image's runtime dependencies) pins exactly the runtime closure of
+    the package, each with hashes, within pyproject's ranges; build-requirements.lock holds
+    the build backend. Regenerate both with the pip-compile command at their top."""
+    pins = _lock("requirements.lock")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for line in project["project"]["dependencies"]:
+        requirement = Requirement(line)
+        version, _ = pins[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(version), (line, version)
+    assert set(pins) == set(_runtime_closure()), "the lock is the whole runtime closure"
+    build = _lock("build-requirements.lock")
+    for line in project["build-system"]["requires"]:
+        requirement = Requirement(line)
+        version, _ = build[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(version), (line, version)
 
 
 # --- slow: the image, built and run with podman -------------------------------------------

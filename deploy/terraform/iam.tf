@@ -10,66 +10,78 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
   }
 }
 
-# Least privilege for the sidecar: list only under the prefix, read/write/delete only the keys
-# under the prefix (multipart uploads are PutObject, plus aborting them and listing their
-# parts), and use the KMS key only when one is given.
-data "aws_iam_policy_document" "task" {
-  statement {
-    sid       = "ListThePrefix"
-    actions   = ["s3:ListBucket"]
-    resources = [local.bucket_arn]
-
-    # With an empty prefix the whole bucket is synced and there is nothing to narrow down.
-    dynamic "condition" {
-      for_each = var.prefix == "" ? [] : [var.prefix]
-      content {
-        test     = "StringLike"
-        variable = "s3:prefix"
-        values   = ["${condition.value}*"]
-      }
-    }
-  }
-
-  statement {
-    sid = "ObjectsUnderThePrefix"
-    actions = [
-      "s3:GetObject",
-      "s3:PutObject",
-      "s3:DeleteObject",
-      "s3:AbortMultipartUpload",
-      "s3:ListMultipartUploadParts",
-    ]
-    resources = ["${local.bucket_arn}/${var.prefix}*"]
-  }
-
-  dynamic "statement" {
-    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
-    content {
-      sid       = "UseTheBucketKey"
-      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-      resources = [statement.value]
-    }
-  }
+# The task role: created here unless task_role_arn brings one. The sidecar's least-privilege
+# policy (from modules/container: list only under the prefix, objects only under the prefix,
+# the KMS key only when given) is attached to it as an inline policy unless
+# attach_task_role_policy is false (then attach task_policy_json yourself).
+locals {
+  create_task_role = var.task_role_arn == null
+  task_role_arn    = local.create_task_role ? aws_iam_role.task[0].arn : var.task_role_arn
+  # The role's name is the last part of its ARN (after an optional path).
+  task_role_name = local.create_task_role ? aws_iam_role.task[0].name : element(split("/", var.task_role_arn), length(split("/", var.task_role_arn)) - 1)
 }
 
 resource "aws_iam_role" "task" {
-  name               = "${var.name}-task"
-  description        = "Task role of ${var.name}: the s3sync-sidecar's access to s3://${var.bucket_name}/${var.prefix}"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
-  tags               = var.tags
+  count = local.create_task_role ? 1 : 0
+
+  name                 = "${var.name}-task"
+  description          = "Task role of ${var.name}: the s3sync-sidecar's access to s3://${var.bucket_name}/${var.prefix}"
+  assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_assume.json
+  permissions_boundary = var.permissions_boundary_arn
+  tags                 = var.tags
 }
 
 resource "aws_iam_role_policy" "task" {
+  count = var.attach_task_role_policy ? 1 : 0
+
   name   = "s3sync-sidecar"
-  role   = aws_iam_role.task.id
-  policy = data.aws_iam_policy_document.task.json
+  role   = local.task_role_name
+  policy = module.container.task_policy_json
+}
+
+# With an EFS volume: mount and write through the access point only (the file system policy may
+# then require IAM authorization and TLS).
+data "aws_iam_policy_document" "efs" {
+  count = var.efs_volume == null ? 0 : 1
+
+  statement {
+    sid       = "MountTheSharedFolder"
+    actions   = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
+    resources = [var.efs_volume.file_system_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "elasticfilesystem:AccessPointArn"
+      values   = [var.efs_volume.access_point_arn]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "efs" {
+  count = var.efs_volume != null && var.attach_task_role_policy ? 1 : 0
+
+  name   = "s3sync-sidecar-efs"
+  role   = local.task_role_name
+  policy = data.aws_iam_policy_document.efs[0].json
+}
+
+# Before task_role_arn, the role and its policy had no count.
+moved {
+  from = aws_iam_role.task
+  to   = aws_iam_role.task[0]
+}
+
+moved {
+  from = aws_iam_role_policy.task
+  to   = aws_iam_role_policy.task[0]
 }
 
 resource "aws_iam_role" "execution" {
-  name               = "${var.name}-execution"
-  description        = "Execution role of ${var.name}: pulls images and writes logs."
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
-  tags               = var.tags
+  name                 = "${var.name}-execution"
+  description          = "Execution role of ${var.name}: pulls images and writes logs."
+  assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_assume.json
+  permissions_boundary = var.permissions_boundary_arn
+  tags                 = var.tags
 }
 
 resource "aws_iam_role_policy_attachment" "execution" {

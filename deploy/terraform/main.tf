@@ -3,11 +3,14 @@ data "aws_region" "current" {}
 data "aws_partition" "current" {}
 
 locals {
-  partition      = data.aws_partition.current.partition
-  region         = data.aws_region.current.name
+  partition = data.aws_partition.current.partition
+  # The provider's region, read the same way from AWS provider 5 and 6: `name` is the region in
+  # 5.x, deprecated in 6.x for `region`, which 5.x does not have. lookup() on the whole object
+  # names neither attribute, so neither version warns or fails.
+  region         = coalesce(lookup(data.aws_region.current, "region", null), lookup(data.aws_region.current, "name", null))
   bucket_region  = coalesce(var.bucket_region, local.region)
   bucket_arn     = "arn:${local.partition}:s3:::${var.bucket_name}"
-  sidecar_name   = "s3sync-sidecar"
+  sidecar_name   = module.container.container_name
   log_group_name = "/ecs/${var.name}"
 
   # Valid Fargate task sizes: CPU units => memory sizes in MiB.
@@ -21,69 +24,14 @@ locals {
     "16384" = range(32768, 122881, 8192)
   }
 
-  # The settings the module owns; var.sync_settings adds the others (it cannot override these).
-  managed_environment = {
-    SYNC_DIR              = var.mount_path
-    SYNC_BUCKET           = var.bucket_name
-    SYNC_PREFIX           = var.prefix
-    SYNC_REGION           = local.bucket_region
-    SYNC_LOG_FORMAT       = "json"
-    SYNC_HTTP_PORT        = tostring(var.http_port)
-    SYNC_SHUTDOWN_TIMEOUT = tostring(var.shutdown_timeout)
-  }
-  sidecar_environment = merge(var.sync_settings, local.managed_environment)
+  sidecar_container_definition = module.container.container_definition
 
-  shared_mount = {
-    sourceVolume  = var.volume_name
-    containerPath = var.mount_path
-    readOnly      = false
-  }
-
-  sidecar_container_definition = {
-    name                   = local.sidecar_name
-    image                  = var.sidecar_image
-    essential              = true
-    user                   = var.user
-    readonlyRootFilesystem = true
-    portMappings = [{
-      containerPort = var.http_port
-      hostPort      = var.http_port
-      protocol      = "tcp"
-    }]
-    mountPoints = [local.shared_mount]
-    environment = [
-      for name in sort(keys(local.sidecar_environment)) : { name = name, value = local.sidecar_environment[name] }
-    ]
-    healthCheck = {
-      command     = ["CMD", "s3sync-sidecar", "healthcheck"]
-      interval    = 10
-      timeout     = 5
-      retries     = 10
-      startPeriod = 300
-    }
-    stopTimeout = var.stop_timeout
-    # A sidecar that exits 1 (it stopped syncing) is restarted in place: same task, same
-    # volume, its saved state kept. Without this ECS stops the whole task (the sidecar is
-    # essential) and a folder on the task's ephemeral storage is lost with it. 0 is a clean stop.
-    restartPolicy = {
-      enabled              = true
-      ignoredExitCodes     = [0]
-      restartAttemptPeriod = 60
-    }
-    logConfiguration = {
-      logDriver = "awslogs"
-      options = {
-        awslogs-group         = local.log_group_name
-        awslogs-region        = local.region
-        awslogs-stream-prefix = local.sidecar_name
-      }
-    }
-    dockerLabels = {
-      ECS_PROMETHEUS_EXPORTER_PORT = tostring(var.http_port)
-      ECS_PROMETHEUS_METRICS_PATH  = "/metrics"
-      ECS_PROMETHEUS_JOB_NAME      = local.sidecar_name
-    }
-  }
+  # The app containers' default log configuration: log_configuration if given (e.g. FireLens),
+  # else awslogs in the module's log group, in the same mode as the sidecar's.
+  awslogs_options = merge(
+    var.awslogs_mode == null ? {} : { mode = var.awslogs_mode },
+    var.awslogs_max_buffer_size == null ? {} : { max-buffer-size = var.awslogs_max_buffer_size },
+  )
 
   # Each app container: defaults where it sets nothing, the shared volume mounted (unless it
   # mounts it already, at a path of its choice) and a dependsOn HEALTHY on the sidecar, so the
@@ -93,30 +41,58 @@ locals {
       {
         essential = true
         user      = var.user
-        logConfiguration = {
+        logConfiguration = [for l in [var.log_configuration, {
           logDriver = "awslogs"
-          options = {
+          options = merge({
             awslogs-group         = local.log_group_name
             awslogs-region        = local.region
             awslogs-stream-prefix = c.name
-          }
-        }
+          }, local.awslogs_options)
+        }] : l if l != null][0]
       },
       c,
       {
         mountPoints = concat(
           try(c.mountPoints, []),
-          anytrue([for m in try(c.mountPoints, []) : m.sourceVolume == var.volume_name]) ? [] : [local.shared_mount],
+          anytrue([for m in try(c.mountPoints, []) : m.sourceVolume == var.volume_name]) ? [] : module.container.app_mount_points,
         )
         dependsOn = concat(
           [for d in try(c.dependsOn, []) : d if d.containerName != local.sidecar_name],
-          [{ containerName = local.sidecar_name, condition = "HEALTHY" }],
+          module.container.app_depends_on,
         )
       },
     )
   ]
 
   container_definitions = concat([local.sidecar_container_definition], local.app_container_definitions)
+}
+
+# The sidecar's container definition and its task role policy (a module that creates nothing,
+# usable on its own to add the sidecar to a task defined elsewhere).
+module "container" {
+  source = "./modules/container"
+
+  image         = var.sidecar_image
+  bucket_name   = var.bucket_name
+  bucket_region = local.bucket_region
+  prefix        = var.prefix
+  partition     = local.partition
+  kms_key_arn   = var.kms_key_arn
+  sync_settings = var.sync_settings
+  http_port     = var.http_port
+  volume_name   = var.volume_name
+  mount_path    = var.mount_path
+  user          = var.user
+  # Kept below stop_timeout here: the task definition's own precondition reports that mistake
+  # (the plan stops there), rather than the container module's output.
+  shutdown_timeout        = min(var.shutdown_timeout, var.stop_timeout - 1)
+  stop_timeout            = var.stop_timeout
+  log_group_name          = local.log_group_name
+  log_region              = local.region
+  log_stream_prefix       = "s3sync-sidecar"
+  awslogs_mode            = var.awslogs_mode
+  awslogs_max_buffer_size = var.awslogs_max_buffer_size
+  log_configuration       = var.log_configuration
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -132,7 +108,7 @@ resource "aws_ecs_task_definition" "this" {
   requires_compatibilities = ["FARGATE"]
   cpu                      = tostring(var.task_cpu)
   memory                   = tostring(var.task_memory)
-  task_role_arn            = aws_iam_role.task.arn
+  task_role_arn            = local.task_role_arn
   execution_role_arn       = aws_iam_role.execution.arn
   container_definitions    = jsonencode(local.container_definitions)
 
@@ -143,6 +119,21 @@ resource "aws_ecs_task_definition" "this" {
 
   volume {
     name = var.volume_name
+
+    # The shared folder on EFS instead of the task's ephemeral storage: through an access point
+    # (which sets the files' owner), encrypted in transit, mounted with the task role's IAM
+    # authorization.
+    dynamic "efs_volume_configuration" {
+      for_each = var.efs_volume == null ? [] : [var.efs_volume]
+      content {
+        file_system_id     = efs_volume_configuration.value.file_system_id
+        transit_encryption = "ENABLED"
+        authorization_config {
+          access_point_id = efs_volume_configuration.value.access_point_id
+          iam             = "ENABLED"
+        }
+      }
+    }
   }
 
   dynamic "ephemeral_storage" {
@@ -178,6 +169,11 @@ resource "aws_ecs_service" "this" {
   enable_execute_command = false
   propagate_tags         = "TASK_DEFINITION"
 
+  # With EFS, 0/100: the old task stops before the new one starts, so two tasks never share
+  # the access point's folder (and its saved state). Otherwise ECS's defaults, 100/200.
+  deployment_minimum_healthy_percent = var.efs_volume == null ? 100 : 0
+  deployment_maximum_percent         = var.efs_volume == null ? 200 : 100
+
   network_configuration {
     subnets          = var.subnet_ids
     security_groups  = var.security_group_ids
@@ -195,6 +191,10 @@ resource "aws_ecs_service" "this" {
     precondition {
       condition     = var.cluster_arn != null && length(var.subnet_ids) > 0
       error_message = "create_service needs cluster_arn and at least one subnet in subnet_ids."
+    }
+    precondition {
+      condition     = var.efs_volume == null || var.desired_count <= 1
+      error_message = "With efs_volume, desired_count must be 0 or 1: one task per access point, since the sidecar keeps its record of what was synced in the folder. Give each task its own access point (its own module instance)."
     }
   }
 }

@@ -10,7 +10,7 @@ output "container_definitions_json" {
 
 output "task_policy_json" {
   description = "The task role's IAM policy document (JSON): the least-privilege S3 (and KMS) access the sidecar needs."
-  value       = data.aws_iam_policy_document.task.json
+  value       = module.container.task_policy_json
 }
 
 output "task_definition_arn" {
@@ -24,13 +24,13 @@ output "task_definition_family" {
 }
 
 output "task_role_arn" {
-  description = "ARN of the task role (the sidecar's S3 access)."
-  value       = aws_iam_role.task.arn
+  description = "ARN of the task role (the sidecar's S3 access): the one created, or task_role_arn."
+  value       = local.task_role_arn
 }
 
 output "task_role_name" {
   description = "Name of the task role, to attach the app's own policies to."
-  value       = aws_iam_role.task.name
+  value       = local.task_role_name
 }
 
 output "execution_role_arn" {

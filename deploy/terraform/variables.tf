@@ -267,6 +267,68 @@ variable "stop_timeout" {
   }
 }
 
+variable "task_role_arn" {
+  description = "ARN of an existing task role to use instead of creating one (e.g. your app's role). The sidecar's policy is attached to it as an inline policy named s3sync-sidecar unless attach_task_role_policy is false. Null: the module creates NAME-task."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.task_role_arn == null || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", var.task_role_arn))
+    error_message = "task_role_arn must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME) or null."
+  }
+}
+
+variable "attach_task_role_policy" {
+  description = "Attach the sidecar's least-privilege policy (task_policy_json) to the task role as an inline policy. False: attach it yourself (e.g. a brought task role managed elsewhere)."
+  type        = bool
+  default     = true
+}
+
+variable "permissions_boundary_arn" {
+  description = "ARN of the permissions boundary for the roles this module creates (task and execution roles), where the account requires one. Null: none."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.permissions_boundary_arn == null || can(regex("^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$", var.permissions_boundary_arn))
+    error_message = "permissions_boundary_arn must be an IAM policy ARN or null."
+  }
+}
+
+variable "awslogs_mode" {
+  description = "awslogs delivery mode of the containers' default log configuration: \"blocking\" (ECS's default) or \"non-blocking\" (lines go through a buffer of awslogs_max_buffer_size and are dropped when it is full, so a CloudWatch Logs outage never stalls a container). Null: ECS's default."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.awslogs_mode == null || contains(["blocking", "non-blocking"], coalesce(var.awslogs_mode, "blocking"))
+    error_message = "awslogs_mode must be \"blocking\", \"non-blocking\" or null."
+  }
+}
+
+variable "awslogs_max_buffer_size" {
+  description = "max-buffer-size of the non-blocking awslogs mode, e.g. \"25m\". Null: the driver's default."
+  type        = string
+  default     = null
+}
+
+variable "log_configuration" {
+  description = "A whole logConfiguration (the ECS API's camelCase keys) for the sidecar and as the default of the app containers, instead of awslogs into the module's log group: e.g. FireLens, { logDriver = \"awsfirelens\", options = {...} }, with the log router container in app_container_definitions (give it its own logConfiguration). Null: awslogs."
+  type        = any
+  default     = null
+}
+
+variable "efs_volume" {
+  description = "Put the shared folder on EFS instead of the task's ephemeral storage: the file system's ID and ARN and an access point's ID and ARN (its POSIX user should be the sidecar's user). Mounted with transit encryption and IAM authorization; the task role gets ClientMount and ClientWrite through that access point. One task per access point: the sidecar keeps its record of what was synced in the folder (see examples/efs). Null: ephemeral storage."
+  type = object({
+    file_system_id   = string
+    file_system_arn  = string
+    access_point_id  = string
+    access_point_arn = string
+  })
+  default = null
+}
+
 variable "create_service" {
   description = "Create an ECS service (Fargate launch type) running the task definition."
   type        = bool

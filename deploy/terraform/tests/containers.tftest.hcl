@@ -299,3 +299,48 @@ run "service" {
     error_message = "The service runs one Fargate task without a public IP by default."
   }
 }
+
+run "awslogs_non_blocking_for_every_container" {
+  command = plan
+
+  variables {
+    awslogs_mode            = "non-blocking"
+    awslogs_max_buffer_size = "25m"
+  }
+
+  assert {
+    condition = alltrue([
+      for c in jsondecode(aws_ecs_task_definition.this.container_definitions) :
+      c.logConfiguration.options.mode == "non-blocking" && c.logConfiguration.options["max-buffer-size"] == "25m"
+    ])
+    error_message = "awslogs_mode and awslogs_max_buffer_size apply to the sidecar and to the app containers' default."
+  }
+}
+
+run "firelens" {
+  command = plan
+
+  variables {
+    log_configuration = {
+      logDriver = "awsfirelens"
+      options   = { Name = "cloudwatch_logs", region = "eu-west-2", log_group_name = "/ecs/files-app", log_stream_prefix = "x/" }
+    }
+    app_container_definitions = [
+      { name = "app", image = "123456789012.dkr.ecr.eu-west-2.amazonaws.com/app:1.0.0" },
+      {
+        name                  = "log-router"
+        image                 = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
+        essential             = true
+        firelensConfiguration = { type = "fluentbit" }
+        logConfiguration      = { logDriver = "awslogs", options = { awslogs-group = "/ecs/files-app", awslogs-region = "eu-west-2", awslogs-stream-prefix = "firelens" } }
+      },
+    ]
+  }
+
+  assert {
+    condition = [
+      for c in jsondecode(aws_ecs_task_definition.this.container_definitions) : c.logConfiguration.logDriver
+    ] == ["awsfirelens", "awsfirelens", "awslogs"]
+    error_message = "log_configuration is the sidecar's and the default of the app containers; the log router keeps its own."
+  }
+}

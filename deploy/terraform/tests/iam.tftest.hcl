@@ -1,6 +1,7 @@
 # The task role's policy is least privilege: listing only under the prefix, object actions only
-# on bucket/prefix*, KMS only when a key is given. Offline: the AWS provider is mocked (the
-# policy's statements are asserted as configured; the pytest suite checks the rendered JSON).
+# on bucket/prefix*, KMS only when a key is given. The policy is JSON rendered by
+# modules/container (no provider involved), attached to the role the module creates or to one
+# brought with task_role_arn. Offline: the AWS provider is mocked.
 
 mock_provider "aws" {
   mock_data "aws_region" {
@@ -35,22 +36,14 @@ run "list_only_under_the_prefix" {
   command = plan
 
   assert {
-    condition     = length([for s in data.aws_iam_policy_document.task.statement : s if contains(s.actions, "s3:ListBucket")]) == 1
-    error_message = "Exactly one statement must allow s3:ListBucket."
-  }
-
-  assert {
-    condition = alltrue([
-      for s in data.aws_iam_policy_document.task.statement : (
-        s.actions == toset(["s3:ListBucket"]) &&
-        s.resources == toset(["arn:aws:s3:::my-bucket"]) &&
-        length(s.condition) == 1 &&
-        one(s.condition).test == "StringLike" &&
-        one(s.condition).variable == "s3:prefix" &&
-        toset(one(s.condition).values) == toset(["team-a/*"])
-      ) if contains(s.actions, "s3:ListBucket")
-    ])
-    error_message = "s3:ListBucket must be alone in its statement, on the bucket, with StringLike s3:prefix = \"team-a/*\"."
+    condition = [for s in jsondecode(output.task_policy_json).Statement : s if contains(s.Action, "s3:ListBucket")] == [{
+      Sid       = "ListThePrefix"
+      Effect    = "Allow"
+      Action    = ["s3:ListBucket"]
+      Resource  = "arn:aws:s3:::my-bucket"
+      Condition = { StringLike = { "s3:prefix" = "team-a/*" } }
+    }]
+    error_message = "s3:ListBucket must be alone in one statement, on the bucket, with StringLike s3:prefix = \"team-a/*\"."
   }
 }
 
@@ -58,32 +51,32 @@ run "object_actions_only_under_the_prefix" {
   command = plan
 
   assert {
-    condition = alltrue([
-      for s in data.aws_iam_policy_document.task.statement :
-      s.resources == toset(["arn:aws:s3:::my-bucket/team-a/*"]) if anytrue([for a in s.actions : a != "s3:ListBucket" && startswith(a, "s3:")])
-    ])
-    error_message = "S3 object actions must be granted only on arn:aws:s3:::my-bucket/team-a/*."
-  }
-
-  assert {
-    condition = toset(flatten([
-      for s in data.aws_iam_policy_document.task.statement : tolist(s.actions) if s.resources == toset(["arn:aws:s3:::my-bucket/team-a/*"])
-    ])) == toset(["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"])
-    error_message = "The object statement must grant exactly Get/Put/DeleteObject, AbortMultipartUpload and ListMultipartUploadParts."
+    condition = [for s in jsondecode(output.task_policy_json).Statement : s if s.Resource == "arn:aws:s3:::my-bucket/team-a/*"] == [{
+      Sid      = "ObjectsUnderThePrefix"
+      Effect   = "Allow"
+      Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+      Resource = "arn:aws:s3:::my-bucket/team-a/*"
+    }]
+    error_message = "One statement grants exactly Get/Put/DeleteObject, AbortMultipartUpload and ListMultipartUploadParts on arn:aws:s3:::my-bucket/team-a/*."
   }
 
   assert {
     condition = alltrue(flatten([
-      for s in data.aws_iam_policy_document.task.statement : [
-        for a in concat(tolist(s.actions), tolist(s.resources)) : !strcontains(a, ":*") && a != "*"
+      for s in jsondecode(output.task_policy_json).Statement : [
+        for a in concat(s.Action, [s.Resource]) : !strcontains(a, ":*") && a != "*"
       ]
     ]))
     error_message = "No wildcard actions or resources."
   }
 
   assert {
-    condition     = alltrue([for s in data.aws_iam_policy_document.task.statement : s.effect == null || s.effect == "Allow"])
+    condition     = alltrue([for s in jsondecode(output.task_policy_json).Statement : s.Effect == "Allow"])
     error_message = "The task policy only allows."
+  }
+
+  assert {
+    condition     = aws_iam_role_policy.task[0].policy == output.task_policy_json && aws_iam_role_policy.task[0].role == "files-app-task"
+    error_message = "The policy is attached to the task role the module creates."
   }
 }
 
@@ -91,13 +84,8 @@ run "no_kms_statement_without_a_key" {
   command = plan
 
   assert {
-    condition     = length(data.aws_iam_policy_document.task.statement) == 2
+    condition     = length(jsondecode(output.task_policy_json).Statement) == 2
     error_message = "Without kms_key_arn the policy has only the list and object statements."
-  }
-
-  assert {
-    condition     = alltrue([for s in data.aws_iam_policy_document.task.statement : alltrue([for a in s.actions : !startswith(a, "kms:")])])
-    error_message = "No KMS permission without kms_key_arn."
   }
 }
 
@@ -109,15 +97,17 @@ run "kms_statement_with_a_key" {
   }
 
   assert {
-    condition = length([
-      for s in data.aws_iam_policy_document.task.statement : s
-      if s.actions == toset(["kms:Decrypt", "kms:GenerateDataKey"]) && s.resources == toset(["arn:aws:kms:eu-west-2:123456789012:key/00000000-0000-0000-0000-000000000000"])
-    ]) == 1
+    condition = [for s in jsondecode(output.task_policy_json).Statement : s if startswith(s.Sid, "UseTheBucketKey")] == [{
+      Sid      = "UseTheBucketKey"
+      Effect   = "Allow"
+      Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      Resource = "arn:aws:kms:eu-west-2:123456789012:key/00000000-0000-0000-0000-000000000000"
+    }]
     error_message = "With kms_key_arn, one statement grants kms:Decrypt and kms:GenerateDataKey on that key only."
   }
 
   assert {
-    condition     = length(data.aws_iam_policy_document.task.statement) == 3
+    condition     = length(jsondecode(output.task_policy_json).Statement) == 3
     error_message = "With kms_key_arn the policy has the list, object and KMS statements."
   }
 }
@@ -131,14 +121,14 @@ run "whole_bucket_when_the_prefix_is_empty" {
 
   assert {
     condition = alltrue([
-      for s in data.aws_iam_policy_document.task.statement : length(s.condition) == 0 if contains(s.actions, "s3:ListBucket")
+      for s in jsondecode(output.task_policy_json).Statement : !can(s.Condition) if contains(s.Action, "s3:ListBucket")
     ])
     error_message = "With an empty prefix, listing is not narrowed (the s3:prefix condition would refuse a listing without a prefix)."
   }
 
   assert {
     condition = anytrue([
-      for s in data.aws_iam_policy_document.task.statement : s.resources == toset(["arn:aws:s3:::my-bucket/*"])
+      for s in jsondecode(output.task_policy_json).Statement : s.Resource == "arn:aws:s3:::my-bucket/*"
     ])
     error_message = "With an empty prefix, object actions are on arn:aws:s3:::my-bucket/*."
   }
@@ -153,7 +143,84 @@ run "execution_role_gets_the_managed_policy" {
   }
 
   assert {
-    condition     = aws_iam_role.task.name == "files-app-task" && aws_iam_role.execution.name == "files-app-execution"
+    condition     = aws_iam_role.task[0].name == "files-app-task" && aws_iam_role.execution.name == "files-app-execution"
     error_message = "Task and execution roles are separate roles named after var.name."
   }
+
+  assert {
+    condition     = aws_iam_role.task[0].permissions_boundary == null && aws_iam_role.execution.permissions_boundary == null
+    error_message = "No permissions boundary unless asked for."
+  }
+}
+
+run "permissions_boundary" {
+  command = plan
+
+  variables {
+    permissions_boundary_arn = "arn:aws:iam::123456789012:policy/boundaries/workloads"
+  }
+
+  assert {
+    condition = (
+      aws_iam_role.task[0].permissions_boundary == "arn:aws:iam::123456789012:policy/boundaries/workloads" &&
+      aws_iam_role.execution.permissions_boundary == "arn:aws:iam::123456789012:policy/boundaries/workloads"
+    )
+    error_message = "Both roles the module creates get the permissions boundary."
+  }
+}
+
+run "bring_your_own_task_role" {
+  command = plan
+
+  variables {
+    task_role_arn = "arn:aws:iam::123456789012:role/service-roles/files-app"
+  }
+
+  assert {
+    condition     = length(aws_iam_role.task) == 0
+    error_message = "No task role is created when one is brought."
+  }
+
+  assert {
+    condition = (
+      aws_ecs_task_definition.this.task_role_arn == "arn:aws:iam::123456789012:role/service-roles/files-app" &&
+      output.task_role_arn == "arn:aws:iam::123456789012:role/service-roles/files-app" &&
+      output.task_role_name == "files-app"
+    )
+    error_message = "The task definition uses the brought role; its name is the ARN's last part (after the path)."
+  }
+
+  assert {
+    condition     = aws_iam_role_policy.task[0].role == "files-app" && aws_iam_role_policy.task[0].policy == output.task_policy_json
+    error_message = "The sidecar's policy is attached to the brought role."
+  }
+}
+
+run "bring_your_own_task_role_and_its_policy" {
+  command = plan
+
+  variables {
+    task_role_arn           = "arn:aws:iam::123456789012:role/files-app"
+    attach_task_role_policy = false
+  }
+
+  assert {
+    condition     = length(aws_iam_role.task) == 0 && length(aws_iam_role_policy.task) == 0
+    error_message = "With attach_task_role_policy false nothing is attached (task_policy_json is still output)."
+  }
+
+  assert {
+    condition     = length(jsondecode(output.task_policy_json).Statement) == 2
+    error_message = "task_policy_json is still the sidecar's policy."
+  }
+}
+
+run "task_role_arn_must_be_a_role" {
+  command = plan
+
+  variables {
+    task_role_arn = "arn:aws:iam::123456789012:user/files-app"
+  }
+
+  expect_failures = [var.task_role_arn]
 }

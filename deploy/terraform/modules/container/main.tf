@@ -1,0 +1,152 @@
+# The s3sync-sidecar container and what the rest of a task needs from it, as values: this module
+# creates nothing, so it fits a task definition made by hand, by the parent module
+# (deploy/terraform) or by terraform-aws-modules/ecs.
+
+locals {
+  sidecar_name = "s3sync-sidecar"
+  bucket_arn   = "arn:${var.partition}:s3:::${var.bucket_name}"
+
+  # The settings this module owns; var.sync_settings adds the others (it cannot override these).
+  managed_environment = {
+    SYNC_DIR              = var.mount_path
+    SYNC_BUCKET           = var.bucket_name
+    SYNC_PREFIX           = var.prefix
+    SYNC_REGION           = var.bucket_region
+    SYNC_LOG_FORMAT       = "json"
+    SYNC_HTTP_PORT        = tostring(var.http_port)
+    SYNC_SHUTDOWN_TIMEOUT = tostring(var.shutdown_timeout)
+  }
+  environment = merge(var.sync_settings, local.managed_environment)
+
+  mount_point = {
+    sourceVolume  = var.volume_name
+    containerPath = var.mount_path
+    readOnly      = false
+  }
+
+  awslogs_configuration = {
+    logDriver = "awslogs"
+    options = merge(
+      {
+        awslogs-group         = var.log_group_name
+        awslogs-region        = coalesce(var.log_region, var.bucket_region)
+        awslogs-stream-prefix = var.log_stream_prefix
+      },
+      var.awslogs_mode == null ? {} : { mode = var.awslogs_mode },
+      var.awslogs_max_buffer_size == null ? {} : { max-buffer-size = var.awslogs_max_buffer_size },
+    )
+  }
+  # The first of the two that is set (a tuple, not a conditional: the two objects may differ in
+  # shape, e.g. FireLens with secretOptions).
+  log_configuration = [for c in [var.log_configuration, local.awslogs_configuration] : c if c != null][0]
+
+  health_check = {
+    command     = ["CMD", "s3sync-sidecar", "healthcheck"]
+    interval    = 10
+    timeout     = 5
+    retries     = 10
+    startPeriod = 300
+  }
+  # A sidecar that exits 1 (it stopped syncing) is restarted in place: same task, same volume,
+  # its saved state kept. Without this ECS stops the whole task (the sidecar is essential) and a
+  # folder on the task's ephemeral storage is lost with it. 0 is a clean stop.
+  restart_policy = {
+    enabled              = true
+    ignoredExitCodes     = [0]
+    restartAttemptPeriod = 60
+  }
+  port_mappings = [{
+    containerPort = var.http_port
+    hostPort      = var.http_port
+    protocol      = "tcp"
+  }]
+  environment_list = [for name in sort(keys(local.environment)) : { name = name, value = local.environment[name] }]
+  docker_labels = {
+    ECS_PROMETHEUS_EXPORTER_PORT = tostring(var.http_port)
+    ECS_PROMETHEUS_METRICS_PATH  = "/metrics"
+    ECS_PROMETHEUS_JOB_NAME      = local.sidecar_name
+  }
+
+  # As in a task definition's containerDefinitions (the ECS API's camelCase keys).
+  container_definition = {
+    name                   = local.sidecar_name
+    image                  = var.image
+    essential              = true
+    user                   = var.user
+    readonlyRootFilesystem = true
+    portMappings           = local.port_mappings
+    mountPoints            = [local.mount_point]
+    environment            = local.environment_list
+    healthCheck            = local.health_check
+    stopTimeout            = var.stop_timeout
+    restartPolicy          = local.restart_policy
+    logConfiguration       = local.log_configuration
+    dockerLabels           = local.docker_labels
+  }
+
+  # An entry of terraform-aws-modules/ecs's container_definitions (v6 and later: the ECS API's
+  # camelCase names, plus that module's own switches, off: the log configuration is ours).
+  ecs_module_container_definition = merge(local.container_definition, {
+    enable_cloudwatch_logging   = false
+    create_cloudwatch_log_group = false
+  })
+
+  # The same for terraform-aws-modules/ecs v5 (AWS provider 5 only), whose container
+  # definitions take snake_case names. v5 has no restart policy input: the sidecar is then not
+  # restarted in place when it exits 1.
+  ecs_module_v5_container_definition = {
+    name                        = local.sidecar_name
+    image                       = var.image
+    essential                   = true
+    user                        = var.user
+    readonly_root_filesystem    = true
+    port_mappings               = local.port_mappings
+    mount_points                = [local.mount_point]
+    environment                 = local.environment_list
+    health_check                = local.health_check
+    stop_timeout                = var.stop_timeout
+    log_configuration           = local.log_configuration
+    docker_labels               = local.docker_labels
+    enable_cloudwatch_logging   = false
+    create_cloudwatch_log_group = false
+  }
+
+  # Least privilege for the sidecar: list only under the prefix, read/write/delete only the keys
+  # under the prefix (multipart uploads are PutObject, plus aborting them and listing their
+  # parts), and use the KMS key only when one is given. With an empty prefix the whole bucket is
+  # synced and listing is not narrowed (an s3:prefix condition would refuse a listing without one).
+  task_policy = {
+    Version = "2012-10-17"
+    Statement = concat(
+      [
+        merge(
+          {
+            Sid      = "ListThePrefix"
+            Effect   = "Allow"
+            Action   = ["s3:ListBucket"]
+            Resource = local.bucket_arn
+          },
+          var.prefix == "" ? {} : { Condition = { StringLike = { "s3:prefix" = "${var.prefix}*" } } },
+        ),
+        {
+          Sid    = "ObjectsUnderThePrefix"
+          Effect = "Allow"
+          Action = [
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:DeleteObject",
+            "s3:AbortMultipartUpload",
+            "s3:ListMultipartUploadParts",
+          ]
+          Resource = "${local.bucket_arn}/${var.prefix}*"
+        },
+      ],
+      var.kms_key_arn == null ? [] : [{
+        Sid      = "UseTheBucketKey"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
+        Resource = var.kms_key_arn
+      }],
+    )
+  }
+}

@@ -1,0 +1,48 @@
+output "container_definition" {
+  description = "The s3sync-sidecar container definition, an object with the ECS API's camelCase keys, for aws_ecs_task_definition's container_definitions (jsonencode a list holding it and your containers)."
+  value       = local.container_definition
+
+  precondition {
+    condition     = var.log_configuration != null || var.log_group_name != null
+    error_message = "Set log_group_name (awslogs) or log_configuration (e.g. FireLens)."
+  }
+  precondition {
+    condition     = var.shutdown_timeout < var.stop_timeout
+    error_message = "shutdown_timeout must be less than stop_timeout, or ECS kills the sidecar before its final uploads finish."
+  }
+}
+
+output "ecs_module_container_definition" {
+  description = "The same container as an entry of terraform-aws-modules/ecs (v6 and later) container_definitions: the ECS API's camelCase names, with enable_cloudwatch_logging and create_cloudwatch_log_group false (the log configuration is this module's)."
+  value       = local.ecs_module_container_definition
+}
+
+output "ecs_module_v5_container_definition" {
+  description = "The same container for terraform-aws-modules/ecs v5 (AWS provider 5), whose container_definitions take snake_case names. v5 has no restart policy input."
+  value       = local.ecs_module_v5_container_definition
+}
+
+output "task_policy_json" {
+  description = "IAM policy document (JSON) for the task role: the least-privilege S3 (and KMS) access the sidecar needs."
+  value       = jsonencode(local.task_policy)
+}
+
+output "app_mount_points" {
+  description = "mountPoints to add to each app container: the shared volume at mount_path, read-write."
+  value       = [local.mount_point]
+}
+
+output "app_depends_on" {
+  description = "dependsOn to add to each app container: start once the sidecar is HEALTHY (the bucket is restored into the folder), and stop before it (its last writes get uploaded)."
+  value       = [{ containerName = local.sidecar_name, condition = "HEALTHY" }]
+}
+
+output "volume_name" {
+  description = "Name of the task volume to declare (a Fargate bind mount, or an EFS volume)."
+  value       = var.volume_name
+}
+
+output "container_name" {
+  description = "Name of the sidecar container (s3sync-sidecar)."
+  value       = local.sidecar_name
+}

@@ -1,0 +1,232 @@
+# The container module renders values only: no provider, nothing created. Each run plans it with
+# some inputs and checks the outputs.
+
+variables {
+  image          = "123456789012.dkr.ecr.eu-west-2.amazonaws.com/s3sync-sidecar:1.0.0"
+  bucket_name    = "my-bucket"
+  bucket_region  = "eu-west-2"
+  prefix         = "team-a/"
+  log_group_name = "/ecs/files-app"
+}
+
+run "sidecar_container" {
+  command = plan
+
+  assert {
+    condition = (
+      output.container_definition.name == "s3sync-sidecar" &&
+      output.container_definition.essential == true &&
+      output.container_definition.user == "1000:1000" &&
+      output.container_definition.readonlyRootFilesystem == true &&
+      output.container_definition.stopTimeout == 120
+    )
+    error_message = "The sidecar is essential, runs as 1000:1000 on a read-only root filesystem, with stopTimeout 120."
+  }
+
+  assert {
+    condition = output.container_definition.healthCheck == {
+      command     = ["CMD", "s3sync-sidecar", "healthcheck"]
+      interval    = 10
+      timeout     = 5
+      retries     = 10
+      startPeriod = 300
+    }
+    error_message = "The health check is s3sync-sidecar healthcheck, every 10 s, timeout 5, 10 retries, start period 300."
+  }
+
+  assert {
+    condition = output.container_definition.restartPolicy == {
+      enabled              = true
+      ignoredExitCodes     = [0]
+      restartAttemptPeriod = 60
+    }
+    error_message = "The sidecar is restarted in place when it exits non-zero."
+  }
+
+  assert {
+    condition = { for e in output.container_definition.environment : e.name => e.value } == {
+      SYNC_DIR              = "/data"
+      SYNC_BUCKET           = "my-bucket"
+      SYNC_PREFIX           = "team-a/"
+      SYNC_REGION           = "eu-west-2"
+      SYNC_LOG_FORMAT       = "json"
+      SYNC_HTTP_PORT        = "9464"
+      SYNC_SHUTDOWN_TIMEOUT = "100"
+    }
+    error_message = "The sidecar's environment is the module's settings."
+  }
+
+  assert {
+    condition = output.container_definition.logConfiguration == {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = "/ecs/files-app"
+        awslogs-region        = "eu-west-2"
+        awslogs-stream-prefix = "s3sync-sidecar"
+      }
+    }
+    error_message = "By default the sidecar logs with awslogs into log_group_name, in the bucket's region, in ECS's default (blocking) mode."
+  }
+
+  assert {
+    condition = (
+      output.app_mount_points == [{ sourceVolume = "shared-data", containerPath = "/data", readOnly = false }] &&
+      output.app_depends_on == [{ containerName = "s3sync-sidecar", condition = "HEALTHY" }] &&
+      output.container_definition.mountPoints == output.app_mount_points &&
+      output.volume_name == "shared-data"
+    )
+    error_message = "The app mounts the same volume at the same path, read-write, and waits for the sidecar to be HEALTHY."
+  }
+}
+
+run "terraform_aws_modules_ecs_entries" {
+  command = plan
+
+  assert {
+    condition = output.ecs_module_container_definition == merge(output.container_definition, {
+      enable_cloudwatch_logging   = false
+      create_cloudwatch_log_group = false
+    })
+    error_message = "The terraform-aws-modules/ecs (v6+) entry is the container definition, with that module's logging switches off."
+  }
+
+  assert {
+    condition = (
+      output.ecs_module_v5_container_definition.readonly_root_filesystem == true &&
+      output.ecs_module_v5_container_definition.port_mappings == output.container_definition.portMappings &&
+      output.ecs_module_v5_container_definition.mount_points == output.container_definition.mountPoints &&
+      output.ecs_module_v5_container_definition.health_check == output.container_definition.healthCheck &&
+      output.ecs_module_v5_container_definition.log_configuration == output.container_definition.logConfiguration &&
+      output.ecs_module_v5_container_definition.docker_labels == output.container_definition.dockerLabels &&
+      output.ecs_module_v5_container_definition.stop_timeout == 120 &&
+      output.ecs_module_v5_container_definition.enable_cloudwatch_logging == false
+    )
+    error_message = "The terraform-aws-modules/ecs v5 entry carries the same settings under snake_case names."
+  }
+}
+
+run "awslogs_non_blocking" {
+  command = plan
+
+  variables {
+    awslogs_mode            = "non-blocking"
+    awslogs_max_buffer_size = "25m"
+    log_region              = "eu-west-1"
+  }
+
+  assert {
+    condition = output.container_definition.logConfiguration.options == {
+      awslogs-group         = "/ecs/files-app"
+      awslogs-region        = "eu-west-1"
+      awslogs-stream-prefix = "s3sync-sidecar"
+      mode                  = "non-blocking"
+      max-buffer-size       = "25m"
+    }
+    error_message = "awslogs_mode and awslogs_max_buffer_size become the awslogs options mode and max-buffer-size."
+  }
+}
+
+run "firelens" {
+  command = plan
+
+  variables {
+    log_group_name = null
+    log_configuration = {
+      logDriver = "awsfirelens"
+      options   = { Name = "datadog", Host = "http-intake.logs.datadoghq.eu", TLS = "on" }
+      secretOptions = [
+        { name = "apikey", valueFrom = "arn:aws:secretsmanager:eu-west-2:123456789012:secret:dd" },
+      ]
+    }
+  }
+
+  assert {
+    condition     = output.container_definition.logConfiguration.logDriver == "awsfirelens" && output.container_definition.logConfiguration.options.Name == "datadog" && length(output.container_definition.logConfiguration.secretOptions) == 1
+    error_message = "log_configuration replaces the awslogs configuration as it is."
+  }
+}
+
+run "no_log_configuration" {
+  command = plan
+
+  variables {
+    log_group_name = null
+  }
+
+  expect_failures = [output.container_definition]
+}
+
+run "bad_awslogs_mode" {
+  command = plan
+
+  variables {
+    awslogs_mode = "fast"
+  }
+
+  expect_failures = [var.awslogs_mode]
+}
+
+run "shutdown_not_shorter_than_stop" {
+  command = plan
+
+  variables {
+    shutdown_timeout = 120
+  }
+
+  expect_failures = [output.container_definition]
+}
+
+run "policy_least_privilege" {
+  command = plan
+
+  assert {
+    condition = jsondecode(output.task_policy_json) == {
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid       = "ListThePrefix"
+          Effect    = "Allow"
+          Action    = ["s3:ListBucket"]
+          Resource  = "arn:aws:s3:::my-bucket"
+          Condition = { StringLike = { "s3:prefix" = "team-a/*" } }
+        },
+        {
+          Sid      = "ObjectsUnderThePrefix"
+          Effect   = "Allow"
+          Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+          Resource = "arn:aws:s3:::my-bucket/team-a/*"
+        },
+      ]
+    }
+    error_message = "Listing only under the prefix, object actions only on bucket/prefix*, no KMS without a key."
+  }
+}
+
+run "policy_with_kms_and_whole_bucket" {
+  command = plan
+
+  variables {
+    prefix      = ""
+    partition   = "aws-cn"
+    kms_key_arn = "arn:aws-cn:kms:cn-north-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+  }
+
+  assert {
+    condition = jsondecode(output.task_policy_json).Statement == [
+      { Sid = "ListThePrefix", Effect = "Allow", Action = ["s3:ListBucket"], Resource = "arn:aws-cn:s3:::my-bucket" },
+      {
+        Sid      = "ObjectsUnderThePrefix"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+        Resource = "arn:aws-cn:s3:::my-bucket/*"
+      },
+      {
+        Sid      = "UseTheBucketKey"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
+        Resource = "arn:aws-cn:kms:cn-north-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+      },
+    ]
+    error_message = "An empty prefix lists the whole bucket without a condition; a KMS key adds Decrypt and GenerateDataKey on that key only; the partition is used."
+  }
+}

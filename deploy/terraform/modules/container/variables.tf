@@ -1,0 +1,202 @@
+variable "image" {
+  description = "Image of the s3sync-sidecar container (its ENTRYPOINT is the s3sync-sidecar command), e.g. an ECR URI with a tag or digest."
+  type        = string
+
+  validation {
+    condition     = length(trimspace(var.image)) > 0
+    error_message = "image must not be empty."
+  }
+}
+
+variable "bucket_name" {
+  description = "Name of the S3 bucket to sync with (SYNC_BUCKET)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name)) && !strcontains(var.bucket_name, "..")
+    error_message = "bucket_name must be a valid S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit."
+  }
+}
+
+variable "bucket_region" {
+  description = "Region of the bucket (SYNC_REGION), e.g. eu-west-2; also the awslogs region unless log_region is set."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+$", var.bucket_region))
+    error_message = "bucket_region must be an AWS region name such as eu-west-2."
+  }
+}
+
+variable "prefix" {
+  description = "Key prefix in the bucket that maps to the folder (SYNC_PREFIX): empty for the whole bucket, else no leading '/' and ending with '/', e.g. \"team-a/\". The IAM policy is scoped to it."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.prefix == "" || (!startswith(var.prefix, "/") && endswith(var.prefix, "/") && !strcontains(var.prefix, "//"))
+    error_message = "prefix must be empty, or not start with '/', end with '/' and contain no '//' (e.g. \"team-a/\")."
+  }
+}
+
+variable "partition" {
+  description = "AWS partition of the bucket's ARN in the policy (aws, aws-cn, aws-us-gov)."
+  type        = string
+  default     = "aws"
+
+  validation {
+    condition     = can(regex("^aws(-[a-z]+)*$", var.partition))
+    error_message = "partition must be an AWS partition such as aws, aws-cn or aws-us-gov."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "ARN of the KMS key that encrypts the bucket's objects, if any: the policy then allows kms:Decrypt and kms:GenerateDataKey on it. Null: no KMS permissions."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or null."
+  }
+}
+
+variable "sync_settings" {
+  description = "Extra SYNC_* environment variables for the sidecar (e.g. { SYNC_POLL_INTERVAL = \"30\" }). The ones set from other inputs (SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT, SYNC_SHUTDOWN_TIMEOUT) are refused here."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.sync_settings) : can(regex("^SYNC_[A-Z0-9_]+$", k))])
+    error_message = "sync_settings may only contain variables whose names start with SYNC_ (uppercase letters, digits, underscores)."
+  }
+
+  validation {
+    condition = length(setintersection(keys(var.sync_settings), [
+      "SYNC_DIR", "SYNC_BUCKET", "SYNC_PREFIX", "SYNC_REGION", "SYNC_LOG_FORMAT", "SYNC_HTTP_PORT", "SYNC_SHUTDOWN_TIMEOUT",
+    ])) == 0
+    error_message = "sync_settings must not set SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT or SYNC_SHUTDOWN_TIMEOUT: use the inputs mount_path, bucket_name, prefix, bucket_region, http_port and shutdown_timeout."
+  }
+}
+
+variable "http_port" {
+  description = "Port of the sidecar's HTTP server (/metrics, /healthz, /readyz, /startupz): SYNC_HTTP_PORT, the container port and the Prometheus discovery label."
+  type        = number
+  default     = 9464
+
+  validation {
+    condition     = var.http_port >= 1 && var.http_port <= 65535 && floor(var.http_port) == var.http_port
+    error_message = "http_port must be a whole number from 1 to 65535."
+  }
+}
+
+variable "volume_name" {
+  description = "Name of the task volume shared by the app container(s) and the sidecar (declare it in the task definition)."
+  type        = string
+  default     = "shared-data"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.volume_name))
+    error_message = "volume_name must be 1 to 255 letters, digits, hyphens or underscores."
+  }
+}
+
+variable "mount_path" {
+  description = "Where the shared volume is mounted in the sidecar (SYNC_DIR) and in the app_mount_points output."
+  type        = string
+  default     = "/data"
+
+  validation {
+    condition     = startswith(var.mount_path, "/") && var.mount_path != "/"
+    error_message = "mount_path must be an absolute path other than /."
+  }
+}
+
+variable "user" {
+  description = "UID:GID the sidecar runs as; give the app container(s) the same, so that each can read and replace the other's files. Never root."
+  type        = string
+  default     = "1000:1000"
+
+  validation {
+    condition     = try(can(regex("^[0-9]+(:[0-9]+)?$", var.user)) && tonumber(split(":", var.user)[0]) != 0, false)
+    error_message = "user must be a non-root numeric UID or UID:GID, e.g. \"1000:1000\"."
+  }
+}
+
+variable "shutdown_timeout" {
+  description = "Seconds the sidecar keeps uploading queued changes after SIGTERM (SYNC_SHUTDOWN_TIMEOUT); must be less than stop_timeout."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.shutdown_timeout >= 0 && var.shutdown_timeout <= 3600
+    error_message = "shutdown_timeout must be from 0 to 3600 seconds."
+  }
+}
+
+variable "stop_timeout" {
+  description = "Seconds ECS waits after SIGTERM before it kills the sidecar (stopTimeout; Fargate's maximum is 120)."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.stop_timeout >= 2 && var.stop_timeout <= 120 && floor(var.stop_timeout) == var.stop_timeout
+    error_message = "stop_timeout must be a whole number of seconds from 2 to 120 (Fargate's maximum)."
+  }
+}
+
+variable "log_group_name" {
+  description = "CloudWatch Logs group of the sidecar's awslogs configuration (it must exist, or the execution role must be allowed to create it). Null only with log_configuration."
+  type        = string
+  default     = null
+}
+
+variable "log_region" {
+  description = "Region of the log group. Null: bucket_region."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.log_region == null || can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+$", var.log_region))
+    error_message = "log_region must be an AWS region name such as eu-west-2, or null."
+  }
+}
+
+variable "log_stream_prefix" {
+  description = "awslogs-stream-prefix of the sidecar's logs."
+  type        = string
+  default     = "s3sync-sidecar"
+}
+
+variable "awslogs_mode" {
+  description = "awslogs delivery mode: \"blocking\" (a log line waits for CloudWatch Logs; ECS's default) or \"non-blocking\" (lines go through a buffer of awslogs_max_buffer_size and are dropped when it is full, so a CloudWatch Logs outage never stalls the sidecar). Null: the ECS default."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.awslogs_mode == null || contains(["blocking", "non-blocking"], coalesce(var.awslogs_mode, "blocking"))
+    error_message = "awslogs_mode must be \"blocking\", \"non-blocking\" or null."
+  }
+}
+
+variable "awslogs_max_buffer_size" {
+  description = "max-buffer-size of the non-blocking mode, e.g. \"25m\". Null: the driver's default (1m)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.awslogs_max_buffer_size == null || can(regex("^[0-9]+[kmg]?$", coalesce(var.awslogs_max_buffer_size, "0")))
+    error_message = "awslogs_max_buffer_size must be a size such as \"25m\", or null."
+  }
+}
+
+variable "log_configuration" {
+  description = "The sidecar's whole logConfiguration instead of the awslogs one, with the ECS API's camelCase keys: e.g. FireLens, { logDriver = \"awsfirelens\", options = { Name = \"cloudwatch_logs\", ... } } (the task then needs a log router container). Null: awslogs into log_group_name."
+  type        = any
+  default     = null
+
+  validation {
+    condition     = var.log_configuration == null || can(var.log_configuration.logDriver)
+    error_message = "log_configuration must be an object with at least logDriver (camelCase keys, as in a task definition), or null."
+  }
+}
