@@ -264,9 +264,18 @@ class Uploads:
         ws = self._ws
         rel = job.rel
         key = ws.keys.key_for_rel(rel)
+        headers = self._metadata_headers(rel, local)
         etag, last_modified = await ws.s3.copy_object_metadata(
-            key, self._metadata_headers(rel, local), if_match=job.decision.if_match
+            key, headers, if_match=job.decision.if_match
         )
+        if _same_second(last_modified, remote.last_modified or remote.written_by):
+            # Listings give Last-Modified to the second: a copy made in the second of the
+            # version it replaces is invisible to the other clients' listings (they would keep
+            # the old mode and mtime). Copy once more after the second has turned.
+            await asyncio.sleep(1.0)
+            etag, last_modified = await ws.s3.copy_object_metadata(
+                key, headers, if_match=etag or remote.etag
+            )
         entry = RemoteEntry(
             etag or remote.etag, remote.size, last_modified, False, local.mtime_ns, local.mode
         )
@@ -301,6 +310,11 @@ class Uploads:
             ws.state.agree(job.rel, local, RemoteEntry(head.etag, 0, head.last_modified, True))
             return
         self._uploaded(job, local, result)
+
+
+def _same_second(copied: str, before: str) -> bool:
+    """Whether a copy's Last-Modified (whole seconds, normalised) is not after `before`."""
+    return copied.isdigit() and before.isdigit() and int(copied) <= int(before)
 
 
 @functools.lru_cache(maxsize=512)

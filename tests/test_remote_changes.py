@@ -105,6 +105,39 @@ async def test_a_metadata_change_right_after_our_upload_is_applied(
     assert metric(syncer, "s3sync_downloads_total") == 0  # the bytes are the same: no GET
 
 
+async def test_a_chmod_in_the_second_of_the_write_reaches_other_clients(
+    syncer_factory, bucket: Bucket, tmp_path
+) -> None:
+    """Listings give Last-Modified to the second: a metadata copy made in the same second as
+    the write it follows would be invisible to other clients' listings (found by the chaos
+    test, seed 10: two folders kept mode 644 for good). The copy is made again once the second
+    has turned."""
+    a = await syncer_factory(directory=tmp_path / "a")
+    b = await syncer_factory(directory=tmp_path / "b", download_interval=3600)
+    await eventually(lambda: time.time() % 1 < 0.2, what="the start of a second")
+    path = a.folder / "run.sh"
+    path.write_bytes(b"#!/bin/sh\n")
+    await eventually(lambda: bucket.exists("run.sh"), interval=0.01)
+    await b.poll_once()
+    await b._running().scheduler.wait_idle()
+    other = b.folder / "run.sh"
+    assert other.read_bytes() == b"#!/bin/sh\n"
+    os.chmod(path, 0o755)
+
+    def mode_in_s3() -> int:
+        return stat.S_IMODE(int(bucket.head("run.sh")["Metadata"]["mode"]))
+
+    await eventually(lambda: mode_in_s3() == 0o755, interval=0.01, what="the chmod in S3")
+
+    async def mode_in_b() -> bool:
+        await b.poll_once()
+        await b._running().scheduler.wait_idle()
+        return stat.S_IMODE(os.lstat(other).st_mode) == 0o755
+
+    await eventually(mode_in_b, timeout=10, what="the chmod in the other folder")
+    assert metric(a, "s3sync_metadata_updates_total", side="remote", result="ok") == 1
+
+
 async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     await in_thread(bucket.put, "target.txt", b"t")
