@@ -53,6 +53,7 @@ class SeedResult:
     crashes: int = 0
     conflicts: int = 0
     settled_in: float = 0.0
+    seconds: float = 0.0
     lost: list[str] = field(default_factory=list)
     diverged: list[str] = field(default_factory=list)
     escaped: list[str] = field(default_factory=list)
@@ -78,7 +79,7 @@ class SeedResult:
         lines = [
             f"seed {self.seed}: ops {self.ops} ({self.skipped} did not apply), faults "
             f"{self.faults}, crashes {self.crashes}, conflicts {self.conflicts}, settled in "
-            f"{self.settled_in:.1f} s"
+            f"{self.settled_in:.1f} s, {self.seconds:.0f} s in all"
         ]
         for title, items in (
             ("lost", self.lost),
@@ -127,6 +128,7 @@ async def run_seed(
     for folder in folders.values():
         folder.mkdir()
     result = SeedResult(seed, duration, world)
+    began = time.monotonic()
     client = server.client()
     bucket = f"chaos-{seed}-{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(lambda: client.create_bucket(Bucket=bucket))
@@ -174,8 +176,10 @@ async def run_seed(
         result.conflicts = sum(1 for rel in trees[FOLDERS[0]].files if CONFLICT.search(rel))
         placed = {"outside"} | set().union(*(app.placed for app in apps.values()))
         result.escaped = escapes(world, {*FOLDERS, "logs"}, placed | {"schedule.txt", "steps.log"})
-        for sidecar in sidecars.values():
-            code = await asyncio.to_thread(sidecar.terminate, 60.0)
+        codes = await asyncio.gather(
+            *(asyncio.to_thread(sidecar.terminate, 60.0) for sidecar in sidecars.values())
+        )
+        for sidecar, code in zip(sidecars.values(), codes, strict=True):
             if code != 0:
                 sidecar.deaths.append(f"{sidecar.name} exited {code} at the end, once settled")
     finally:
@@ -184,6 +188,7 @@ async def run_seed(
         for proxy in proxies.values():
             result.faults += sum(proxy.injected.values())
             await proxy.close()
+    result.seconds = time.monotonic() - began
     for sidecar in sidecars.values():
         result.deaths.extend(sidecar.deaths)
         text = sidecar.log.read_text(errors="replace")
