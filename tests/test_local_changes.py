@@ -229,7 +229,9 @@ async def test_chmod_and_touch_update_metadata_only(syncer_factory, bucket: Buck
     head = await in_thread(bucket.head, "script.sh")
     assert head["ETag"] == etag, "content unchanged"
     assert requests(syncer, "PutObject") == puts_before, "no content re-upload"
-    assert requests(syncer, "CopyObject") == 2
+    # One copy each; a copy in the same second as the version before it is made again once
+    # the second has turned (or other clients' listings would not see it).
+    assert 2 <= requests(syncer, "CopyObject") <= 4
 
 
 async def test_symlinks(syncer_factory, bucket: Bucket) -> None:
