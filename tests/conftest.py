@@ -151,6 +151,16 @@ class Bucket:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.name, Key=key)
 
+    def set_metadata(self, key: str, metadata: dict[str, str]) -> None:
+        """Another client's chmod or touch: the object copied onto itself, new metadata."""
+        self.client.copy_object(
+            Bucket=self.name,
+            Key=key,
+            CopySource={"Bucket": self.name, "Key": key},
+            MetadataDirective="REPLACE",
+            Metadata=metadata,
+        )
+
     def exists(self, key: str) -> bool:
         try:
             self.client.head_object(Bucket=self.name, Key=key)

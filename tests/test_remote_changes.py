@@ -64,13 +64,9 @@ async def test_remote_metadata_only_change(syncer_factory, bucket: Bucket) -> No
     await eventually(lambda: time.time() >= written + 1, what="the next second")
     # Another client chmods it: same content (same ETag), new metadata.
     await in_thread(
-        lambda: bucket.client.copy_object(
-            Bucket=bucket.name,
-            Key="tool",
-            CopySource={"Bucket": bucket.name, "Key": "tool"},
-            MetadataDirective="REPLACE",
-            Metadata={"mode": format_mode(stat.S_IFREG | 0o755), "mtime": "1400000000.5"},
-        )
+        bucket.set_metadata,
+        "tool",
+        {"mode": format_mode(stat.S_IFREG | 0o755), "mtime": "1400000000.5"},
     )
     await eventually(lambda: stat.S_IMODE(os.lstat(path).st_mode) == 0o755, what="mode")
     assert os.lstat(path).st_mtime_ns == 1_400_000_000_500_000_000
@@ -90,13 +86,9 @@ async def test_a_metadata_change_right_after_our_upload_is_applied(
     written = int((await in_thread(bucket.head, "script.sh"))["LastModified"].timestamp())
     await eventually(lambda: time.time() >= written + 1, what="the next second")
     await in_thread(
-        lambda: bucket.client.copy_object(
-            Bucket=bucket.name,
-            Key="script.sh",
-            CopySource={"Bucket": bucket.name, "Key": "script.sh"},
-            MetadataDirective="REPLACE",
-            Metadata={"mode": format_mode(stat.S_IFREG | 0o755), "mtime": "1400000000.5"},
-        )
+        bucket.set_metadata,
+        "script.sh",
+        {"mode": format_mode(stat.S_IFREG | 0o755), "mtime": "1400000000.5"},
     )
     await syncer.poll_once()
     await eventually(lambda: stat.S_IMODE(os.lstat(path).st_mode) == 0o755, what="mode")

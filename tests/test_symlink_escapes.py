@@ -207,13 +207,9 @@ async def test_remote_chmod_through_a_swapped_symlink_leaves_the_outside_file(
     written = int((await in_thread(bucket.head, "d/file.txt"))["LastModified"].timestamp())
     await eventually(lambda: time.time() >= written + 1, what="the next second")
     await in_thread(
-        lambda: bucket.client.copy_object(
-            Bucket=bucket.name,
-            Key="d/file.txt",
-            CopySource={"Bucket": bucket.name, "Key": "d/file.txt"},
-            MetadataDirective="REPLACE",
-            Metadata={"mode": format_mode(stat.S_IFREG | 0o777), "mtime": "1400000000.5"},
-        )
+        bucket.set_metadata,
+        "d/file.txt",
+        {"mode": format_mode(stat.S_IFREG | 0o777), "mtime": "1400000000.5"},
     )
     outside = _swap_out(folder, tmp_path)
     await settle(syncer)
