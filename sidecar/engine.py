@@ -113,6 +113,8 @@ class Engine:
             ),
         )
         self.store = SyncedStore(os.path.join(work_dir, "state.sqlite3"), options.identity)
+        self.tree = Tree(root, options.work_name)
+        self.etags = EtagKnowledge(on_learned=self.store.note_etags)
         self.restore = Restore(
             root=root,
             state=self.state,
@@ -120,9 +122,10 @@ class Engine:
             poller=self.poller,
             metrics=metrics,
             max_delete_percent=options.max_delete_percent,
+            tree=self.tree,
+            etags=self.etags,
+            multipart_chunksize=options.multipart_chunksize,
         )
-        self.tree = Tree(root, options.work_name)
-        self.etags = EtagKnowledge(on_learned=self.store.note_etags)
         self.replaced = ReplacedVersions(
             tree=self.tree,
             watcher=self.watcher,
@@ -178,7 +181,6 @@ class Engine:
         _clean_work_dir(options.work_dir)
         self.tree.start()
         await self.restore.prepare()
-        self.etags.restore(self.store.saved_etags_md5)
         self.scheduler.start()
         await self.watcher.start(self.events)
         self._watching = True

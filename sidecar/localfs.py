@@ -24,6 +24,7 @@ def entry_from_stat(st: os.stat_result) -> LocalEntry:
         mtime_ns=st.st_mtime_ns,
         mode=st.st_mode,
         ino=st.st_ino,
+        ctime_ns=st.st_ctime_ns,
     )
 
 

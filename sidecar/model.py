@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, IntFlag
 
 
@@ -26,13 +26,17 @@ def kind_of_mode(mode: int) -> Kind:
 
 @dataclass(frozen=True, slots=True)
 class LocalEntry:
-    """What `lstat` says about a path: enough to tell whether it changed since the last sync."""
+    """What `lstat` says about a path: enough to tell whether it changed since the last sync.
+
+    `ctime_ns` is not part of equality: our own renames and links move it too. It only marks a
+    file to re-read at a restart (a write with the size and mtime put back changes it)."""
 
     kind: Kind
     size: int
     mtime_ns: int
     mode: int
     ino: int
+    ctime_ns: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,15 +14,19 @@ times (then it is logged and still retried in the background: readiness must not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 
+from .localfs import local_entry
 from .metrics import Metrics
-from .model import Kind, RemoteEntry, Synced
+from .model import Hint, Kind, RemoteEntry, Synced
 from .pipeline import Outcome, Verdict
 from .poll import Poller, apply_snapshot
+from .proof import EtagKnowledge, still_synced
 from .reconcile import too_many_deletions
+from .safefs import Tree
 from .scheduler import DOWNLOAD, Scheduler
 from .state import SyncState
 from .store import SyncedStore
@@ -40,8 +44,14 @@ class Restore:
         poller: Poller,
         metrics: Metrics,
         max_delete_percent: float,
+        tree: Tree,
+        etags: EtagKnowledge,
+        multipart_chunksize: int,
     ) -> None:
         self._root = root
+        self._tree = tree
+        self._etags = etags
+        self._chunksize = multipart_chunksize
         self._state = state
         self._store = store
         self._poller = poller
@@ -72,6 +82,14 @@ class Restore:
         if loaded:
             await self._guard(loaded, snapshot.entries, snapshot.shadowed)
         state.on_synced = self._store.note
+        self._etags.restore(self._store.saved_etags_md5)
+        if loaded and self._etags.md5:
+            rewritten = await asyncio.get_running_loop().run_in_executor(
+                None, _rewritten_in_place, self._tree, loaded, self._chunksize
+            )
+            for rel in rewritten:
+                # Written while we were down, with its size and mtime put back: a local change.
+                state.hinted(rel, Hint.CONTENT | Hint.WRITTEN)
         for rel in applied.changed:
             state.mark_initial(rel)
         self.pending = set(applied.changed) | {
@@ -144,6 +162,25 @@ class Restore:
             for rel in missing_there:
                 self._state.forget(rel)
                 self._store.note(rel, None)
+
+
+def _rewritten_in_place(tree: Tree, loaded: dict[str, Synced], chunksize: int) -> list[str]:
+    """Files whose stat matches their synced record but whose ctime moved since, and whose
+    bytes are proven (by the synced ETag) not to be the synced ones: rewritten while nothing
+    watched, with the size and mtime put back (in a thread: one lstat each, one read of each
+    file whose ctime moved)."""
+    found: list[str] = []
+    for rel, synced in loaded.items():
+        recorded = synced.local
+        if recorded.kind is not Kind.FILE or not recorded.ctime_ns or synced.remote is None:
+            continue
+        now = local_entry(tree, rel)
+        if now is None or now != recorded or now.ctime_ns == recorded.ctime_ns:
+            continue
+        with contextlib.suppress(OSError):
+            if not still_synced(tree, rel, synced, chunksize):
+                found.append(rel)
+    return found
 
 
 def _count_missing(root: str, rels: list[str]) -> int:

@@ -8,7 +8,9 @@ assigned only here, through named transitions:
 - from a pass over the path: `begin` (what the pass saw), `settled`, `failed`, `raced`;
 - from S3 and the executor: `set_remote`, `set_synced`, `record`, `agree`, `wrote_remote`,
   `forget`;
-- from the start-up restore and listings: `mark_initial`, `set_shadowed`.
+- from the start-up restore and listings: `mark_initial`, `set_shadowed`;
+- `hinted` also from the restore and from downloads and deletes, when a file's bytes are
+  proven not to be the synced ones though its stat is (proof.py).
 
 Invariant: a hint that arrives while a pass is running survives that pass (`settled` clears the
 hints only if none arrived since `begin`), so the next pass still knows the content changed.

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS synced (
     kind INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     mode INTEGER NOT NULL, ino INTEGER NOT NULL,
     etag TEXT, rsize INTEGER, last_modified TEXT, is_dir INTEGER,
-    rmtime_ns INTEGER, rmode INTEGER
+    rmtime_ns INTEGER, rmode INTEGER, ctime_ns INTEGER
 );
 """
 _Row = tuple[
@@ -46,6 +46,7 @@ _Row = tuple[
     str | None,
     int | None,
     str | None,
+    int | None,
     int | None,
     int | None,
     int | None,
@@ -67,15 +68,18 @@ def _row(rel: str, synced: Synced) -> _Row:
         int(remote.is_dir) if remote else None,
         remote.mtime_ns if remote else None,
         remote.mode if remote else None,
+        local.ctime_ns,
     )
 
 
 def _synced(row: _Row) -> Synced:
-    _, kind, size, mtime_ns, mode, ino, etag, rsize, last_modified, is_dir, rmtime, rmode = row
+    _, kind, size, mtime_ns, mode, ino, etag, rsize, last_modified, is_dir, rmtime, rmode, ctime = (
+        row
+    )
     remote = None
     if etag is not None:
         remote = RemoteEntry(etag, rsize or 0, last_modified or "", bool(is_dir), rmtime, rmode)
-    return Synced(LocalEntry(Kind(kind), size, mtime_ns, mode, ino), remote)
+    return Synced(LocalEntry(Kind(kind), size, mtime_ns, mode, ino, ctime or 0), remote)
 
 
 class SyncedStore:
@@ -97,6 +101,9 @@ class SyncedStore:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(_SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(synced)")}
+            if "ctime_ns" not in columns:  # saved by an earlier version: kept, ctime unknown
+                connection.execute("ALTER TABLE synced ADD COLUMN ctime_ns INTEGER")
             self._connection = connection
         return self._connection
 
@@ -148,7 +155,8 @@ class SyncedStore:
         try:
             connection.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
             connection.executemany(
-                "INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", upserts
+                "INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                upserts,
             )
             connection.executemany("DELETE FROM synced WHERE rel = ?", deletes)
         except BaseException:

@@ -188,3 +188,34 @@ async def test_rewritten_keeping_size_and_mtime_while_down_then_deleted_in_s3(
     await eventually(lambda: bucket.exists("f01.txt"), what="the local version uploaded")
     assert await in_thread(bucket.get, "f01.txt") == b"v9 1"
     assert (folder / "f01.txt").read_bytes() == b"v9 1"
+
+
+async def test_rewritten_keeping_size_and_mtime_while_down_is_uploaded_at_start(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    """The same rewrite with nothing changed in S3: only the ctime moved, and the bytes (proven
+    against the synced ETag) are new, so the start uploads them (found by the chaos test, seed
+    18: the folder kept bytes S3 never got)."""
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    _rewrite_keeping_size_and_mtime(folder / "f02.txt", b"v9 2")
+    os.utime(folder / "f01.txt")  # a touch moves the ctime too, and is not a rewrite
+    await syncer_factory(directory=folder)
+    await eventually(lambda: bucket.get("f02.txt") == b"v9 2", what="the rewrite in S3")
+    assert await in_thread(bucket.get, "f01.txt") == b"v1 1"
+    assert await in_thread(bucket.get, "f00.txt") == b"v1 0"
+    assert conflict_copies(folder, await in_thread(bucket.list_keys)) == []
+
+
+async def test_a_state_saved_without_ctimes_is_kept(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    """A state file from the version before ctimes were saved: its records are kept (the
+    column is added), nothing is uploaded or downloaded again."""
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    database = folder / ".s3sync-sidecar" / "state.sqlite3"
+    with sqlite3.connect(database) as connection:
+        connection.execute("ALTER TABLE synced DROP COLUMN ctime_ns")
+    syncer = await syncer_factory(directory=folder)
+    await syncer._running().scheduler.wait_idle()
+    assert requests(syncer, "PutObject") == 0
+    assert requests(syncer, "GetObject") == 0

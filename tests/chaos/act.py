@@ -316,11 +316,16 @@ class S3Writer:
         self._ledger.replace(seen, step.number)
 
     def _copy_metadata(self, step: Step, rel: str, mode: str) -> None:
-        """A chmod in S3: the same bytes copied onto themselves with new metadata."""
+        """A chmod in S3: the same bytes copied onto themselves with new metadata. Listings
+        give Last-Modified to the second, so a careful tool copies in a later second than the
+        version it changes (or no one listing the bucket can see it: README, Limits)."""
         key = self._prefix + rel
         etag, seen = self._current(key)
         if etag is None or (seen or "").startswith("link:"):
             return
+        written = self._client.head_object(Bucket=self._bucket, Key=key)["LastModified"]
+        while time.time() < written.timestamp() + 1:
+            time.sleep(0.05)
         self._client.copy_object(
             Bucket=self._bucket,
             Key=key,
