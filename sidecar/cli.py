@@ -1,6 +1,6 @@
 """The `s3sync-sidecar` command: mobius3's command line, or `SYNC_*` variables when no
 positional arguments are given; `s3sync-sidecar healthcheck` for container health checks;
-`s3sync-sidecar --version`.
+`s3sync-sidecar flush` for the durability barrier; `s3sync-sidecar --version`.
 
 Heavy imports happen inside `main`, after the health-check shortcut.
 """
@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Keep a folder and an S3 bucket prefix continuously in sync, both ways.",
         epilog="With no positional arguments, every setting comes from SYNC_* environment "
         "variables (see the README). `s3sync-sidecar healthcheck` exits 0 once the running "
-        "sidecar has restored the bucket and while it is alive, else 1.",
+        "sidecar has restored the bucket and while it is alive, else 1. `s3sync-sidecar flush "
+        "[--timeout N]` exits 0 once every change made in the folder before it is in S3.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("directory", nargs="?", help="local folder to sync, e.g. /data")
@@ -154,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .healthcheck import main as healthcheck
 
         return healthcheck(argv[1:])
+    if argv[:1] == ["flush"]:
+        from .flush_command import main as flush
+
+        return flush(argv[1:])
 
     from .config import ConfigError
 

@@ -224,6 +224,42 @@ class Engine:
                     await asyncio.wait_for(scheduler.wait_idle(), wait)
         return sorted(set(scheduler.pending_local()) | self.state.writing)
 
+    async def flush(self, timeout: float) -> tuple[list[str], list[str]]:  # noqa: ASYNC109
+        """Until every local change made before the call is in S3, for at most `timeout`
+        seconds. Returns (the paths still waiting, the files open for writing: their unclosed
+        writes are not part of it). A rescan under way (after an inotify overflow) is waited
+        for, and what it finds counts as made before the call."""
+        began = time.monotonic()
+        deadline = began + timeout
+        self.watcher.barrier()  # every write that returned before the call is now known
+        try:
+            await self.events.scan_unwatched()
+        except Exception as error:
+            log.error("scan of unwatched directories failed: %s", error)
+        cutoff = time.monotonic()
+        waiting = set(self.scheduler.local_changes_before(cutoff))
+        while True:
+            self.watcher.barrier()
+            rescan = self.events.rescanning
+            remaining = deadline - time.monotonic()
+            if rescan is not None:
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(rescan), remaining)
+                cutoff = time.monotonic()
+                waiting |= set(self.scheduler.local_changes_before(cutoff))
+                continue
+            waiting = {
+                rel
+                for rel in waiting
+                if (since := self.scheduler.local_since(rel)) is not None and since <= cutoff
+            }
+            if not waiting or remaining <= 0:
+                break
+            await self.scheduler.wait_settled(min(remaining, 1.0))
+        return sorted(waiting), sorted(self.state.writing)
+
     async def close(self) -> None:
         """Release everything; a second call has nothing to do."""
         if self._closed:

@@ -39,17 +39,20 @@ def url_for(host: str, port: int, path: str) -> str:
     return f"http://[{host}]:{port}{path}" if ":" in host else f"http://{host}:{port}{path}"
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="s3sync-sidecar healthcheck",
-        description="Exit 0 if the local sidecar has restored the bucket and is alive (its "
-        "/startupz answers 200), else 1.",
-    )
-    parser.add_argument(
-        "--ready",
-        action="store_true",
-        help="ask /readyz instead: also fail while S3 or the credentials cannot be reached",
-    )
+def sidecar_url(path: str, port: int | None, host: str | None) -> str:
+    """The URL of `path` on the local sidecar: `port` and `host` as given, else from
+    SYNC_HTTP_PORT (9464) and SYNC_HTTP_HOST. ValueError if SYNC_HTTP_PORT is not a number."""
+    if port is None:
+        raw = os.environ.get("SYNC_HTTP_PORT", "9464") or "9464"
+        try:
+            port = int(raw)
+        except ValueError:
+            raise ValueError(f"SYNC_HTTP_PORT={raw!r} is not a port number") from None
+    bound = host if host is not None else os.environ.get("SYNC_HTTP_HOST", "")
+    return url_for(target_host(bound), port, path)
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port",
         type=int,
@@ -62,29 +65,47 @@ def main(argv: Sequence[str]) -> int:
         help="address the sidecar listens on (default: SYNC_HTTP_HOST; all interfaces and "
         "unset mean 127.0.0.1)",
     )
-    parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
-    args = parser.parse_args(list(argv))
-    port = args.port
-    if port is None:
-        raw = os.environ.get("SYNC_HTTP_PORT", "9464") or "9464"
-        try:
-            port = int(raw)
-        except ValueError:
-            print(f"unhealthy: SYNC_HTTP_PORT={raw!r} is not a port number", file=sys.stderr)
-            return 1
-    bound = args.host if args.host is not None else os.environ.get("SYNC_HTTP_HOST", "")
-    url = url_for(target_host(bound), port, "/readyz" if args.ready else "/startupz")
+
+
+def request(url: str, timeout: float, method: str = "GET") -> tuple[int, str]:
+    """(status, body) of one request straight to the sidecar (never through an HTTP(S)_PROXY
+    from the environment). OSError if it cannot be reached."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        # Straight to the sidecar: never through an HTTP(S)_PROXY from the environment.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(url, timeout=args.timeout) as response:
-            status, body = response.status, response.read()
+        prepared = urllib.request.Request(url, method=method)  # noqa: S310 - http:// built here
+        with opener.open(prepared, timeout=timeout) as answer:
+            status, body = answer.status, answer.read()
     except urllib.error.HTTPError as error:
         status, body = error.code, error.read()
-    except (urllib.error.URLError, OSError) as error:
+    except urllib.error.URLError as error:
+        raise OSError(str(error.reason)) from error
+    return int(status), body.decode("utf-8", "replace").strip()
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="s3sync-sidecar healthcheck",
+        description="Exit 0 if the local sidecar has restored the bucket and is alive (its "
+        "/startupz answers 200), else 1.",
+    )
+    parser.add_argument(
+        "--ready",
+        action="store_true",
+        help="ask /readyz instead: also fail while S3 or the credentials cannot be reached",
+    )
+    add_target_arguments(parser)
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    args = parser.parse_args(list(argv))
+    try:
+        url = sidecar_url("/readyz" if args.ready else "/startupz", args.port, args.host)
+    except ValueError as error:
+        print(f"unhealthy: {error}", file=sys.stderr)
+        return 1
+    try:
+        status, text = request(url, args.timeout)
+    except OSError as error:
         print(f"unhealthy: {url}: {error}", file=sys.stderr)
         return 1
-    text = body.decode("utf-8", "replace").strip()
     if status == 200:
         print(text)
         return 0

@@ -1,4 +1,4 @@
-"""`/metrics`, `/healthz`, `/readyz` and `/startupz` on aiohttp's server.
+"""`/metrics`, `/healthz`, `/readyz`, `/startupz` and `POST /flush` on aiohttp's server.
 
 - `/metrics`: Prometheus text from the syncer's own registry (prometheus-client's handler).
 - `/healthz`: liveness. 200 while the event loop answers and every internal task is alive;
@@ -14,6 +14,10 @@
   as `/healthz` is, whatever S3 and the credentials do. It still holds an app that
   `dependsOn … HEALTHY` until the folder is complete, and an outage can never get the task
   replaced and its unsynced changes lost with it.
+- `POST /flush?timeout=30`: a durability barrier (`Syncer.flush`). 200 once every local change
+  made before the call is in S3; 504 when `timeout` seconds pass first, naming what is pending;
+  503 while not syncing (restoring, stopping). Files still open for writing are listed, not
+  waited for. One flush costs an inotify drain and a wait: nothing is listed or re-read.
 """
 
 from __future__ import annotations
@@ -25,10 +29,14 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from .syncer import DEFAULT_FLUSH_TIMEOUT
+
 if TYPE_CHECKING:
     from .syncer import Syncer
 
 log = logging.getLogger("sidecar.http")
+
+MAX_FLUSH_TIMEOUT = 3600.0
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:
@@ -49,6 +57,7 @@ class HealthServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/startupz", self._startupz)
+        app.router.add_post("/flush", self._flush)
         return app
 
     async def start(self) -> None:
@@ -91,6 +100,34 @@ class HealthServer:
             503 if failing else 200,
             {"status": "not ready" if failing else "ready", "failing": failing, "checks": checks},
         )
+
+    async def _flush(self, request: web.Request) -> web.Response:
+        raw = request.query.get("timeout", str(DEFAULT_FLUSH_TIMEOUT))
+        try:
+            timeout = float(raw)
+        except ValueError:
+            timeout = -1.0
+        if not 0 < timeout <= MAX_FLUSH_TIMEOUT:
+            return _json(
+                400,
+                {
+                    "status": "bad request",
+                    "error": f"timeout={raw!r}: expected seconds, more than 0 and at most "
+                    f"{MAX_FLUSH_TIMEOUT:g}",
+                },
+            )
+        phase = self._syncer.phase.value
+        if phase != "syncing":
+            return _json(503, {"status": "not syncing", "phase": phase})
+        result = await self._syncer.flush(timeout)
+        body: dict[str, Any] = {
+            "status": "flushed" if result.flushed else "timeout",
+            "seconds": round(result.seconds, 3),
+            "pending_count": len(result.pending),
+            "pending": result.pending[:100],
+            "open_for_writing": result.open_for_writing[:100],
+        }
+        return _json(200 if result.flushed else 504, body)
 
     async def _startupz(self, request: web.Request) -> web.Response:
         if not self._restored_once:

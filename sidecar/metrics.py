@@ -222,6 +222,15 @@ class Metrics:
             "Size in bytes of the filesystem of the synced folder.",
             registry=r,
         )
+        self.flushes = Counter(
+            "s3sync_flushes",
+            "Durability barriers (POST /flush, Syncer.flush): 'ok' when every change made "
+            "before the call reached S3 in time, 'timeout' otherwise.",
+            ["result"],
+            registry=r,
+        )
+        self.flushes.labels("ok")
+        self.flushes.labels("timeout")
         ProcessCollector(registry=r)
         for result in RESULTS:
             for counter in (self.uploads, self.downloads, self.polls):

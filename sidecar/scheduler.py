@@ -12,6 +12,7 @@ download pool, so a burst on one side never starves the other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,7 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        self._settled = asyncio.Event()  # set whenever a local change is done (flush waits)
 
     def start(self) -> None:
         for direction, count in self._workers.items():
@@ -105,8 +107,23 @@ class Scheduler:
 
     def done(self, rel: str) -> None:
         """The local change at `rel` is in S3 (or there is nothing left to send)."""
-        if rel not in self._queued and rel not in self._again and rel not in self._delayed:
-            self._local_since.pop(rel, None)
+        idle = rel not in self._queued and rel not in self._again and rel not in self._delayed
+        if idle and self._local_since.pop(rel, None) is not None:
+            self._settled.set()
+
+    def local_since(self, rel: str) -> float | None:
+        """Since when (monotonic) the local change at `rel` has waited for S3; None if none."""
+        return self._local_since.get(rel)
+
+    def local_changes_before(self, moment: float) -> list[str]:
+        """Paths whose local change, waiting since before `moment`, is not in S3 yet."""
+        return [rel for rel, since in self._local_since.items() if since <= moment]
+
+    async def wait_settled(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Until a local change is done, or `timeout` seconds."""
+        self._settled.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), timeout)
 
     def queued(self, direction: Direction) -> int:
         return self._queues[direction].qsize()

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,22 @@ class SyncStatus:
     s3_reachable: bool
     fatal: str | None
     pending_uploads: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What `Syncer.flush` found: `flushed` when every local change made before the call is
+    in S3; otherwise `pending` names what is not (yet). `open_for_writing`: files an app has
+    written and not closed; what it wrote there is uploaded when it closes them (or after
+    SYNC_OPEN_FILE_TIMEOUT idle), not as part of the flush."""
+
+    flushed: bool
+    pending: list[str]
+    open_for_writing: list[str]
+    seconds: float
+
+
+DEFAULT_FLUSH_TIMEOUT = 30.0
 
 
 class Syncer:
@@ -244,9 +261,29 @@ class Syncer:
             }
         return self._engine.readiness()
 
+    async def flush(self, timeout: float = DEFAULT_FLUSH_TIMEOUT) -> FlushResult:  # noqa: ASYNC109
+        """A durability barrier: returns once every local change made before the call
+        (closed files, deletes, renames, directories, chmod, touch) is in S3, or after
+        `timeout` seconds with what is still pending. Only while syncing."""
+        if self._phase is not Phase.SYNCING:
+            raise RuntimeError(f"Syncer is {self._phase.value}: flush needs it syncing")
+        began = time.monotonic()
+        pending, writing = await self._running().flush(timeout)
+        result = FlushResult(not pending, pending, writing, time.monotonic() - began)
+        self.metrics.inc(self.metrics.flushes, "ok" if result.flushed else "timeout")
+        return result
+
     async def poll_once(self) -> None:
         """List the prefix and sync whatever changed in S3 now. Never raises."""
         await self._running().poller.poll()
 
 
-__all__ = ["DEFAULT_STOP_TIMEOUT", "DEFAULT_WORK_DIR", "Phase", "SyncStatus", "Syncer"]
+__all__ = [
+    "DEFAULT_FLUSH_TIMEOUT",
+    "DEFAULT_STOP_TIMEOUT",
+    "DEFAULT_WORK_DIR",
+    "FlushResult",
+    "Phase",
+    "SyncStatus",
+    "Syncer",
+]
