@@ -46,7 +46,11 @@ clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 $(VENV_PYTHON):
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+		echo "$(PYTHON) cannot make a virtualenv: install it with" \
+			"'sudo apt-get install python3-venv' (Debian, Ubuntu), then run make again"; \
+		exit 1; }
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 
 $(TEST_STAMP): pyproject.toml | $(VENV_PYTHON)
 	$(VENV_PYTHON) -m pip install -e '.[test]'

@@ -3,13 +3,15 @@ real image built with podman and run as a sidecar beside an app container agains
 
 The podman machinery (packages, a debootstrap base image standing in for python:3.11-slim,
 the build) is in deploy/image/podman_image.py. Where podman can't run (not Linux, no root and
-no sudo, no apt, podman fails a trivial run) the image tests are skipped with the reason.
+no sudo, podman and its helpers not installed, podman fails a trivial run) the image tests are
+skipped with the reason and the command that enables them; under CI=true they fail instead.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -197,6 +199,15 @@ def test_runtime_lock_holds_every_dependency_pinned_with_hashes() -> None:
         assert requirement.specifier.contains(version), (line, version)
 
 
+def test_missing_image_tools_are_not_installed_unasked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make test` never changes the host: without S3SYNC_INSTALL_PACKAGES=1 (.ci/run sets it)
+    missing podman tools make the image tests skip, saying how to install them."""
+    monkeypatch.setattr(pi, "_missing_packages", lambda: ["podman", "debootstrap"])
+    monkeypatch.delenv(pi.INSTALL_SWITCH, raising=False)
+    with pytest.raises(pi.Unavailable, match="sudo apt-get install podman debootstrap"):
+        pi.install_packages([])
+
+
 # --- slow: the image, built and run with podman -------------------------------------------
 
 
@@ -207,6 +218,8 @@ def built() -> Iterator[Any]:
         prepared = pi.prepare(uid=UID, gid=GID)
     except pi.Unavailable as error:
         print(f"podman unavailable: {error}")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and podman cannot build or run the image here: {error}")
         pytest.skip(f"podman cannot build or run the image here: {error}")
     print(f"image ready in {time.monotonic() - started:.1f} s: {prepared.timings.summary()}")
     yield prepared

@@ -7,8 +7,9 @@ Used by `tests/test_image.py`, and by hand:
 
 What it does, each phase timed and printed on stderr:
 
-1. apt: installs podman, buildah, runc and debootstrap if missing (as root, or with
-   passwordless sudo; otherwise the machine is reported as unable to run the image).
+1. apt: podman, buildah, runc and debootstrap must be installed; only with
+   S3SYNC_INSTALL_PACKAGES=1 (as .ci/run sets) are missing ones installed (as root, or with
+   passwordless sudo): `make test` never changes the host unasked.
 2. base: the Dockerfile's `BASE_IMAGE` is replaced by a Debian bookworm image made here with
    debootstrap (python3 is 3.11 there), so no registry other than Debian's and PyPI is needed.
    It is cached twice: as a podman image tagged with a key of the bookworm package list
@@ -162,11 +163,20 @@ def _missing_packages() -> list[str]:
     return missing
 
 
+INSTALL_SWITCH = "S3SYNC_INSTALL_PACKAGES"  # .ci/run sets it; make test never installs unasked
+
+
 def install_packages(sudo: list[str]) -> None:
     missing = _missing_packages()
     if not missing:
         log("apt: " + ", ".join(APT_PACKAGES) + " already installed")
         return
+    if os.environ.get(INSTALL_SWITCH) != "1":
+        raise Unavailable(
+            f"{', '.join(missing)} not installed. To run the image tests: "
+            f"sudo apt-get install {' '.join(missing)} (or {INSTALL_SWITCH}=1 make test, "
+            "which installs them, as .ci/run does)"
+        )
     if shutil.which("apt-get") is None:
         raise Unavailable(f"apt-get not available to install {', '.join(missing)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
