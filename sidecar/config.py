@@ -46,6 +46,7 @@ class Settings:
     http_host: str = "0.0.0.0"  # noqa: S104 - all interfaces, as documented
     stall_timeout: float = 300.0
     credentials_source: str = "auto"  # "auto" (the chain), "environment" or "ecs"
+    mode: str = "bidirectional"  # SYNC_MODE
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +288,18 @@ VARIABLES: tuple[Variable, ...] = (
         "300",
         "600",
         parsers.number(10, 86400),
+    ),
+    Variable(
+        "SYNC_MODE",
+        "mode",
+        "bidirectional, upload-only or download-only",
+        "Which way changes go. upload-only: the folder is the source of truth (never lists, "
+        "downloads or deletes locally; overwrites what others write to the same keys). "
+        "download-only: S3 is (never writes to it; a local change is kept as a conflict copy "
+        "when the key next changes in S3).",
+        "bidirectional",
+        "upload-only",
+        parsers.choice("bidirectional", "upload-only", "download-only"),
     ),
     Variable(
         "SYNC_OPEN_FILE_TIMEOUT",

@@ -145,7 +145,10 @@ class Conflicts:
                 ws.recheck(job, local)
                 ws.state.agree(rel, local, remote_entry)
                 return
-            local_wins = job.decision.winner is Winner.LOCAL or local.mtime_ns >= on_disk.mtime_ns
+            winner = job.decision.winner
+            local_wins = winner is Winner.LOCAL or (
+                winner is Winner.NEWER and local.mtime_ns >= on_disk.mtime_ns
+            )
             with tree.parent(rel) as at:
                 ws.recheck(job, local, at)
                 if local_wins:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Coroutine
 from typing import Any, cast
 
 import aiohttp
@@ -26,6 +27,7 @@ from .health import Health
 from .keys import KeyMapper
 from .local_events import LocalEvents
 from .metrics import Metrics
+from .model import SyncMode
 from .operation import ExecutorSettings, Workspace
 from .options import SyncOptions
 from .pipeline import Pipeline
@@ -125,6 +127,7 @@ class Engine:
             tree=self.tree,
             etags=self.etags,
             multipart_chunksize=options.multipart_chunksize,
+            lists=options.mode is not SyncMode.UPLOAD_ONLY,
         )
         self.replaced = ReplacedVersions(
             tree=self.tree,
@@ -159,6 +162,7 @@ class Engine:
             stopping=lambda: self.stopping,
             submit=self.events.submit,
             passed=self.restore.passed,
+            mode=options.mode,
         )
         scheduler = self.scheduler
         metrics.bind_gauges(
@@ -185,14 +189,16 @@ class Engine:
         await self.watcher.start(self.events)
         self._watching = True
         await self.restore.run(self.scheduler)
-        for loop, name in (
+        loops: list[tuple[Coroutine[Any, Any, None], str]] = [
             (self._persist_loop(), "state-store"),
-            (self.poller.run(), "poller"),
             (self.events.sweep_loop(), "open-file-sweeper"),
             (self.replaced.sweep_loop(), "replaced-file-sweeper"),
             (self.events.unwatched_loop(options.poll_interval), "unwatched-scanner"),
             (self.health.lag_loop(), "loop-lag-monitor"),
-        ):
+        ]
+        if options.mode is not SyncMode.UPLOAD_ONLY:  # upload-only never lists S3
+            loops.append((self.poller.run(), "poller"))
+        for loop, name in loops:
             self._tasks.append(asyncio.create_task(loop, name=name))
 
     async def drain(self, timeout: float | None) -> list[str]:  # noqa: ASYNC109
@@ -330,6 +336,7 @@ class Engine:
             last_poll_duration=poller.last_duration,
             poll_error=poller.last_error,
             credentials=self.credentials,
+            polls=self.options.mode is not SyncMode.UPLOAD_ONLY,
         )
 
 

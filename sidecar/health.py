@@ -111,17 +111,21 @@ class Health:
         last_poll_duration: float,
         poll_error: str | None,
         credentials: CredentialsProvider | None,
+        polls: bool = True,
     ) -> dict[str, dict[str, Any]]:
         now = time.monotonic()
         allowed = 3 * self._poll_interval + 2 * last_poll_duration
         poll_age = None if last_poll is None else now - last_poll
+        poll: dict[str, Any] = {
+            "ok": poll_age is not None and poll_age <= allowed,
+            "seconds_since_success": None if poll_age is None else round(poll_age, 3),
+            "error": poll_error,
+        }
+        if not polls:  # upload-only: S3 is never listed
+            poll = {"ok": True, "seconds_since_success": None, "error": None, "polls": False}
         return {
             "restore": {"ok": restore_done, "pending": restore_pending},
-            "poll": {
-                "ok": poll_age is not None and poll_age <= allowed,
-                "seconds_since_success": None if poll_age is None else round(poll_age, 3),
-                "error": poll_error,
-            },
+            "poll": poll,
             "credentials": {
                 "ok": credentials is not None and credentials.valid(),
                 "expires": _isoformat(credentials.expiration) if credentials is not None else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stat
 from dataclasses import dataclass, field, replace
-from enum import IntEnum, IntFlag
+from enum import Enum, IntEnum, IntFlag
 
 
 class Kind(IntEnum):
@@ -86,6 +86,14 @@ class Synced:
 
     local: LocalEntry
     remote: RemoteEntry | None
+
+
+class SyncMode(Enum):
+    """Which way changes go (SYNC_MODE)."""
+
+    BIDIRECTIONAL = "bidirectional"
+    UPLOAD_ONLY = "upload-only"  # the folder is the source of truth: never lists or downloads
+    DOWNLOAD_ONLY = "download-only"  # S3 is: never writes to it; local changes stay local
 
 
 class Hint(IntFlag):

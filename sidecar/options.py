@@ -9,6 +9,7 @@ import re
 import ssl
 from dataclasses import dataclass
 
+from .model import SyncMode
 from .s3.client import Endpoint
 
 
@@ -35,6 +36,7 @@ class SyncOptions:
     max_delete_percent: float
     open_file_timeout: float
     stall_timeout: float
+    mode: SyncMode = SyncMode.BIDIRECTIONAL
 
     @property
     def work_dir(self) -> str:

@@ -27,7 +27,7 @@ from .aws.credentials import CredentialsError
 from .executor import Executor
 from .keys import SkipReason, UnsyncableName
 from .metrics import Metrics
-from .model import Hint, Kind
+from .model import Hint, Kind, SyncMode
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged
 from .reconcile import Decision, Facts, Op, reconcile
 from .s3.client import BodyChanged, NotFound, PreconditionFailed, S3Error, S3Unavailable
@@ -70,7 +70,9 @@ class Pipeline:
         stopping: Callable[[], bool],
         submit: Callable[[str, Hint], None],
         passed: Callable[[str, Outcome], None],
+        mode: SyncMode = SyncMode.BIDIRECTIONAL,
     ) -> None:
+        self._mode = mode
         self._state = state
         self._executor = executor
         self._workspace = executor.workspace
@@ -119,6 +121,7 @@ class Pipeline:
                 remote_excluded=self._remote_excluded(rel, is_dir),
                 shadowed=ps.shadowed,
                 stopping=self._stopping(),
+                mode=self._mode,
             )
             decision = reconcile(facts)
             op = decision.op

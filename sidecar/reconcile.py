@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced
+from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced, SyncMode
 
 
 class Op(Enum):
@@ -50,6 +50,7 @@ class Op(Enum):
 class Winner(Enum):
     LOCAL = "local"  # the local file keeps the name; the remote version becomes the copy
     NEWER = "newer"  # at start, with no history: the newer mtime keeps the name
+    REMOTE = "remote"  # download-only: S3's version keeps the name; the local one, the copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class Facts:
     remote_excluded: bool = False  # matched by the remote exclude pattern: S3's side unseen
     shadowed: bool = False  # a file key above it hides its remote side
     stopping: bool = False  # shutting down: only local changes still go to S3
+    mode: SyncMode = SyncMode.BIDIRECTIONAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ _REMOTE_DRIVEN = frozenset(
 # Of those, what waits while stopping, or never happens for a key the listing leaves out: a
 # conflict still carries a local change to upload (and keeps both versions).
 _CHANGES_LOCAL_ONLY = _REMOTE_DRIVEN - {Op.CONFLICT}
+_WRITES_REMOTE = frozenset({Op.UPLOAD, Op.UPLOAD_META, Op.PUT_MARKER, Op.DELETE_REMOTE})
 EXCLUDED = Decision(Op.SKIP, reason="excluded")
 DEFER = Decision(Op.DEFER)
 
@@ -97,10 +100,37 @@ def reconcile(f: Facts) -> Decision:
     if f.excluded:
         return EXCLUDED
     decision = _decide(f)
+    if f.mode is not SyncMode.BIDIRECTIONAL:
+        decision = _one_way(f.mode, decision)
     if (f.shadowed and decision.op in _REMOTE_DRIVEN) or (
         (f.stopping or f.remote_excluded) and decision.op in _CHANGES_LOCAL_ONLY
     ):
         return DEFER
+    return decision
+
+
+def _one_way(mode: SyncMode, decision: Decision) -> Decision:
+    """The two-way decision, kept to one direction.
+
+    Upload-only: the folder is the source of truth. Nothing in it is created, changed or
+    deleted because of S3; a local change is written over whatever S3 holds (no condition: what
+    another client wrote to that key is replaced), but a delete still needs the object to be the
+    one we wrote (`If-Match`), so another client's newer object is never deleted.
+
+    Download-only: S3 is. Nothing is written to it. A local change stays local until the key
+    changes in S3: then S3's version takes the name and the local one is kept beside it as a
+    conflict copy (local only, never uploaded). Local deletes and new local files stay local."""
+    op = decision.op
+    if mode is SyncMode.UPLOAD_ONLY:
+        if op in _CHANGES_LOCAL_ONLY:
+            return NOTHING
+        if op in (Op.UPLOAD, Op.CONFLICT):
+            return Decision(Op.UPLOAD, again=decision.again)
+        return decision
+    if op in _WRITES_REMOTE:
+        return NOTHING
+    if op is Op.CONFLICT:
+        return Decision(Op.CONFLICT, if_match=decision.if_match, winner=Winner.REMOTE)
     return decision
 
 

@@ -47,7 +47,9 @@ class Restore:
         tree: Tree,
         etags: EtagKnowledge,
         multipart_chunksize: int,
+        lists: bool = True,
     ) -> None:
+        self._lists = lists  # False in upload-only: S3 is never listed
         self._root = root
         self._tree = tree
         self._etags = etags
@@ -68,19 +70,29 @@ class Restore:
         loaded = await self._store.load()
         for rel, synced in loaded.items():
             state.set_synced(rel, synced)
-        snapshot = await self._poller.list()
-        self._poller.succeeded()
-        self._listed = len(snapshot.entries)
-        applied = apply_snapshot(
-            state,
-            snapshot,
-            busy=lambda rel: False,
-            max_delete_percent=100,
-            initial=True,
-            unlisted=self._poller.excluded,
-        )
-        if loaded:
-            await self._guard(loaded, snapshot.entries, snapshot.shadowed)
+        changed: list[str] = []
+        if self._lists:
+            snapshot = await self._poller.list()
+            self._poller.succeeded()
+            self._listed = len(snapshot.entries)
+            applied = apply_snapshot(
+                state,
+                snapshot,
+                busy=lambda rel: False,
+                max_delete_percent=100,
+                initial=True,
+                unlisted=self._poller.excluded,
+            )
+            changed = applied.changed
+            if loaded:
+                await self._guard(loaded, snapshot.entries, snapshot.shadowed)
+        else:
+            # Upload-only: S3 is taken to hold what we last synced there.
+            known = {rel: s.remote for rel, s in loaded.items() if s.remote is not None}
+            for rel, remote in known.items():
+                state.set_remote(rel, remote)
+            if loaded:
+                await self._guard(loaded, known, set())
         state.on_synced = self._store.note
         self._etags.restore(self._store.saved_etags_md5)
         if loaded and self._etags.md5:
@@ -90,11 +102,9 @@ class Restore:
             for rel in rewritten:
                 # Written while we were down, with its size and mtime put back: a local change.
                 state.hinted(rel, Hint.CONTENT | Hint.WRITTEN)
-        for rel in applied.changed:
+        for rel in changed:
             state.mark_initial(rel)
-        self.pending = set(applied.changed) | {
-            rel for rel in loaded if state.get(rel).synced is not None
-        }
+        self.pending = set(changed) | {rel for rel in loaded if state.get(rel).synced is not None}
 
     async def run(self, scheduler: Scheduler) -> None:
         """Submit every path found by `prepare`, and wait until each is restored."""

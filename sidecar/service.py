@@ -79,6 +79,7 @@ def build_syncer(settings: Settings, metrics: Metrics, credentials: CredentialsP
         max_delete_percent=settings.max_delete_percent,
         open_file_timeout=settings.open_file_timeout,
         stall_timeout=settings.stall_timeout,
+        mode=settings.mode,
         metrics=metrics,
     )
 

@@ -26,6 +26,7 @@ from .aws.chain import provider_from_environment
 from .aws.credentials import CredentialsProvider
 from .engine import Engine
 from .metrics import Metrics
+from .model import SyncMode
 from .options import SyncOptions
 from .s3.client import Endpoint
 
@@ -115,6 +116,7 @@ class Syncer:
         max_delete_percent: float = 50,
         open_file_timeout: float = 60,
         stall_timeout: float = 300,
+        mode: str = "bidirectional",
         metrics: Metrics | None = None,
         **mobius3_arguments: Any,
     ) -> None:
@@ -152,6 +154,7 @@ class Syncer:
             max_delete_percent=float(max_delete_percent),
             open_file_timeout=float(open_file_timeout),
             stall_timeout=float(stall_timeout),
+            mode=SyncMode(mode),
         )
         self._credentials = credentials  # a provider passed in belongs to the caller
         self.metrics = metrics if metrics is not None else Metrics()
@@ -274,7 +277,10 @@ class Syncer:
         return result
 
     async def poll_once(self) -> None:
-        """List the prefix and sync whatever changed in S3 now. Never raises."""
+        """List the prefix and sync whatever changed in S3 now (nothing in upload-only).
+        Never raises."""
+        if self.options.mode is SyncMode.UPLOAD_ONLY:
+            return
         await self._running().poller.poll()
 
 

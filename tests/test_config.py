@@ -76,6 +76,7 @@ def test_minimal_env_gives_the_documented_defaults(env: dict[str, str], tmp_path
         "http_host": "0.0.0.0",
         "stall_timeout": 300.0,
         "credentials_source": "auto",
+        "mode": "bidirectional",
     }
     settings = load_settings(env)
     assert {f.name: getattr(settings, f.name) for f in fields(Settings)} == expected
@@ -238,6 +239,8 @@ BAD: list[tuple[str, str]] = [
     ("SYNC_STALL_TIMEOUT", "86401"),
     ("SYNC_OPEN_FILE_TIMEOUT", "0.5"),
     ("SYNC_OPEN_FILE_TIMEOUT", "86401"),
+    ("SYNC_MODE", "upload_only"),
+    ("SYNC_MODE", "both"),
 ]
 
 
@@ -373,6 +376,8 @@ def test_parse_size_refuses(value: str) -> None:
         ("SYNC_MAX_DELETE_PERCENT", "100", "max_delete_percent", 100.0),
         ("SYNC_SHUTDOWN_TIMEOUT", "0", "shutdown_timeout", 0.0),
         ("SYNC_OPEN_FILE_TIMEOUT", "1", "open_file_timeout", 1.0),
+        ("SYNC_MODE", "Upload-Only", "mode", "upload-only"),
+        ("SYNC_MODE", "download-only", "mode", "download-only"),
         ("SYNC_PREFIX", "team-a/", "prefix", "team-a/"),
         ("SYNC_EXCLUDE_LOCAL", r".*\.swp$", "exclude_local", r".*\.swp$"),
         ("SYNC_MULTIPART_THRESHOLD", "64MiB", "multipart_threshold", 64 * MiB),

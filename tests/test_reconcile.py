@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
+from sidecar.model import Hint, Kind, LocalEntry, RemoteEntry, Synced, SyncMode
 from sidecar.reconcile import Decision, Facts, Op, Winner, reconcile, too_many_deletions
 
 # -- fixtures as values ------------------------------------------------------------------------
@@ -405,6 +405,64 @@ ROWS: list[tuple[str, Facts, Decision]] = [
         D(Op.UPLOAD, if_match="e0"),
     ),
 ]
+
+
+UP = SyncMode.UPLOAD_ONLY
+DOWN = SyncMode.DOWNLOAD_ONLY
+
+# One-way modes (SYNC_MODE): the two-way decision kept to one direction.
+MODE_ROWS: list[tuple[str, Facts, Decision]] = [
+    # upload-only: nothing local changes because of S3; local changes overwrite S3
+    ("up_remote_only_file", Facts(None, OBJ, None, mode=UP), D(Op.NOTHING)),
+    ("up_remote_only_marker", Facts(None, MARKER, None, mode=UP), D(Op.NOTHING)),
+    ("up_remote_changed", Facts(FILE, OBJ_CHANGED, SYNCED_FILE, mode=UP), D(Op.NOTHING)),
+    ("up_remote_deleted", Facts(FILE, None, SYNCED_FILE, mode=UP), D(Op.NOTHING)),
+    ("up_remote_meta", Facts(FILE, OBJ_NEW_LM, SYNCED_FILE, mode=UP), D(Op.NOTHING)),
+    ("up_local_new", Facts(FILE, None, None, mode=UP), D(Op.UPLOAD)),
+    ("up_local_changed", Facts(GROWN, OBJ, SYNCED_FILE, mode=UP), D(Op.UPLOAD)),
+    ("up_both_changed", Facts(GROWN, OBJ_CHANGED, SYNCED_FILE, mode=UP), D(Op.UPLOAD)),
+    ("up_both_new", Facts(FILE, OBJ, None, mode=UP), D(Op.UPLOAD)),
+    (
+        "up_local_deleted",
+        Facts(None, OBJ, SYNCED_FILE, mode=UP),
+        D(Op.DELETE_REMOTE, if_match="e0"),  # only what we wrote: never another's newer one
+    ),
+    (
+        "up_chmod",
+        Facts(CHMODDED, OBJ, SYNCED_FILE, hint=Hint.META, mode=UP),
+        D(Op.UPLOAD_META, if_match="e0"),
+    ),
+    # download-only: nothing is written to S3; S3's version wins a conflict, the local is kept
+    ("down_remote_only_file", Facts(None, OBJ, None, mode=DOWN), D(Op.DOWNLOAD)),
+    ("down_remote_changed", Facts(FILE, OBJ_CHANGED, SYNCED_FILE, mode=DOWN), D(Op.DOWNLOAD)),
+    ("down_local_new", Facts(FILE, None, None, mode=DOWN), D(Op.NOTHING)),
+    ("down_local_changed", Facts(GROWN, OBJ, SYNCED_FILE, mode=DOWN), D(Op.NOTHING)),
+    ("down_local_deleted", Facts(None, OBJ, SYNCED_FILE, mode=DOWN), D(Op.NOTHING)),
+    ("down_local_dir_new", Facts(DIR, None, None, mode=DOWN), D(Op.NOTHING)),
+    ("down_chmod", Facts(CHMODDED, OBJ, SYNCED_FILE, hint=Hint.META, mode=DOWN), D(Op.NOTHING)),
+    (
+        "down_both_changed",
+        Facts(GROWN, OBJ_CHANGED, SYNCED_FILE, mode=DOWN),
+        D(Op.CONFLICT, if_match="e1", winner=Winner.REMOTE),
+    ),
+    (
+        "down_both_new",
+        Facts(FILE, OBJ, None, mode=DOWN),
+        D(Op.CONFLICT, if_match="e0", winner=Winner.REMOTE),
+    ),
+    (
+        "down_remote_deleted_local_changed",
+        Facts(GROWN, None, SYNCED_FILE, mode=DOWN),
+        D(Op.NOTHING),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"), [r[1:] for r in MODE_ROWS], ids=[r[0] for r in MODE_ROWS]
+)
+def test_one_way_modes(facts: Facts, expected: Decision) -> None:
+    assert reconcile(facts) == expected
 
 
 @pytest.mark.parametrize(("facts", "expected"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
