@@ -214,7 +214,11 @@ def _file(
             return Decision(Op.DELETE_LOCAL)
         if remote_changed:
             return Decision(Op.DOWNLOAD)
-        if old is not None and old.last_modified and remote.last_modified != old.last_modified:
+        if old is not None and (
+            (old.last_modified and remote.last_modified != old.last_modified)
+            # our write, not listed before a restart: rewritten (metadata) by another since
+            or (not old.last_modified and old.written_since(remote))
+        ):
             return Decision(Op.APPLY_REMOTE_META)
         return NOTHING
 

@@ -53,6 +53,17 @@ _Row = tuple[
 ]
 
 
+_WRITTEN_BY = "<="  # in the last_modified column: not listed yet, written by us at most then
+
+
+def _last_modified_column(remote: RemoteEntry) -> str:
+    """The Last-Modified we know, or, for our own write not listed yet, the server's clock
+    when it answered us (so a restart can still tell another client's later change)."""
+    if remote.last_modified or not remote.written_by:
+        return remote.last_modified
+    return _WRITTEN_BY + remote.written_by
+
+
 def _row(rel: str, synced: Synced) -> _Row:
     local, remote = synced.local, synced.remote
     return (
@@ -64,7 +75,7 @@ def _row(rel: str, synced: Synced) -> _Row:
         local.ino,
         remote.etag if remote else None,
         remote.size if remote else None,
-        remote.last_modified if remote else None,
+        _last_modified_column(remote) if remote else None,
         int(remote.is_dir) if remote else None,
         remote.mtime_ns if remote else None,
         remote.mode if remote else None,
@@ -78,7 +89,10 @@ def _synced(row: _Row) -> Synced:
     )
     remote = None
     if etag is not None:
-        remote = RemoteEntry(etag, rsize or 0, last_modified or "", bool(is_dir), rmtime, rmode)
+        known, _, written_by = (last_modified or "").partition(_WRITTEN_BY)
+        remote = RemoteEntry(
+            etag, rsize or 0, known, bool(is_dir), rmtime, rmode, written_by=written_by
+        )
     return Synced(LocalEntry(Kind(kind), size, mtime_ns, mode, ino, ctime or 0), remote)
 
 

@@ -36,6 +36,7 @@ FIFO = LocalEntry(Kind.OTHER, size=0, mtime_ns=1_000, mode=0o10644, ino=11)
 OBJ = RemoteEntry("e0", 10, "Mon, 01 Jan 2024 00:00:00 GMT")
 OBJ_NEW_LM = replace(OBJ, last_modified="Tue, 02 Jan 2024 00:00:00 GMT")  # another's chmod
 OBJ_NO_LM = replace(OBJ, last_modified="")  # right after our own PUT
+OURS_UNLISTED = replace(OBJ, last_modified="", written_by="1700000005")  # S3 answered then
 OBJ_CHANGED = RemoteEntry("e1", 12, "Tue, 02 Jan 2024 00:00:00 GMT")
 MARKER = RemoteEntry("m0", 0, "Mon, 01 Jan 2024 00:00:00 GMT", is_dir=True)
 MARKER_CHANGED = RemoteEntry("m1", 0, "Tue, 02 Jan 2024 00:00:00 GMT", is_dir=True)
@@ -106,6 +107,18 @@ ROWS: list[tuple[str, Facts, Decision]] = [
     ),
     ("remote_meta_changed", Facts(FILE, OBJ_NEW_LM, SYNCED_FILE), D(Op.APPLY_REMOTE_META)),
     ("remote_lm_learned", Facts(FILE, OBJ, SYNCED_FILE_NO_LM), D(Op.NOTHING)),
+    # Our write, not listed before a restart: a listed Last-Modified later than S3's answer
+    # to us is another client's metadata copy since; one not later is our own write.
+    (
+        "remote_meta_after_our_unlisted_write",
+        Facts(FILE, replace(OBJ, last_modified="1700000009"), Synced(FILE, OURS_UNLISTED)),
+        D(Op.APPLY_REMOTE_META),
+    ),
+    (
+        "our_unlisted_write_listed",
+        Facts(FILE, replace(OBJ, last_modified="1700000005"), Synced(FILE, OURS_UNLISTED)),
+        D(Op.NOTHING),
+    ),
     ("remote_changed", Facts(FILE, OBJ_CHANGED, SYNCED_FILE), D(Op.DOWNLOAD)),
     ("remote_deleted", Facts(FILE, None, SYNCED_FILE), D(Op.DELETE_LOCAL)),
     # the file key went and `a/` appeared: the unchanged local file goes, the dir comes next
