@@ -74,6 +74,23 @@ class Uploads:
             else "application/octet-stream",
         }
 
+    async def _visible(
+        self, job: Job, key: str, headers: dict[str, str], result: PutResult
+    ) -> PutResult:
+        """The same bytes written again (same ETag) in the second of the version before: only
+        the metadata changed, and listings (Last-Modified to the second) cannot show it. Copy
+        the object onto itself once the second has turned, so other clients see it."""
+        before = job.facts.remote
+        if before is None or before.etag != result.etag:
+            return result
+        if not _same_second(result.answered_at, before.last_modified or before.written_by):
+            return result
+        await asyncio.sleep(1.0)
+        etag, last_modified = await self._ws.s3.copy_object_metadata(
+            key, headers, if_match=result.etag
+        )
+        return PutResult(etag or result.etag, result.encryption, last_modified)
+
     def _uploaded(self, job: Job, local: LocalEntry, result: PutResult) -> None:
         self._ws.etags.saw(result.encryption)
         written = RemoteEntry.written(local, result.etag, result.answered_at)
@@ -101,6 +118,7 @@ class Uploads:
                 if_match=decision.if_match,
                 if_none_match=decision.if_none_match,
             )
+            result = await self._visible(job, key, headers, result)
             self._uploaded(job, local, result)
             ws.metrics.uploaded_bytes.inc(len(target))
             return
@@ -118,6 +136,7 @@ class Uploads:
                 result = await self._upload_multipart(up)
         finally:
             os.close(fd)
+        result = await self._visible(job, key, headers, result)
         self._uploaded(job, local, result)
         ws.metrics.uploaded_bytes.inc(local.size)
         if log.isEnabledFor(logging.INFO):
@@ -309,6 +328,7 @@ class Uploads:
                 raise
             ws.state.agree(job.rel, local, RemoteEntry(head.etag, 0, head.last_modified, True))
             return
+        result = await self._visible(job, key, headers, result)
         self._uploaded(job, local, result)
 
 

@@ -130,6 +130,39 @@ async def test_a_chmod_in_the_second_of_the_write_reaches_other_clients(
     assert metric(a, "s3sync_metadata_updates_total", side="remote", result="ok") == 1
 
 
+async def test_the_same_bytes_rewritten_with_a_new_mode_in_the_same_second_reach_others(
+    syncer_factory, bucket: Bucket, tmp_path
+) -> None:
+    """Rewritten with identical bytes and a new mode: the PUT keeps the ETag, and in the second
+    of the version before it, listings cannot show it. The object is copied onto itself once
+    the second has turned (found by the chaos test, seed 58 of the second long run)."""
+    a = await syncer_factory(directory=tmp_path / "a")
+    b = await syncer_factory(directory=tmp_path / "b", download_interval=3600)
+    await eventually(lambda: time.time() % 1 < 0.2, what="the start of a second")
+    path = a.folder / "same.txt"
+    path.write_bytes(b"same bytes")
+    await eventually(lambda: bucket.exists("same.txt"), interval=0.01)
+    await b.poll_once()
+    await b._running().scheduler.wait_idle()
+    other = b.folder / "same.txt"
+    assert other.read_bytes() == b"same bytes"
+    with open(path, "wb") as file:
+        file.write(b"same bytes")
+        os.fchmod(file.fileno(), 0o600)
+
+    def mode_in_s3() -> int:
+        return stat.S_IMODE(int(bucket.head("same.txt")["Metadata"]["mode"]))
+
+    await eventually(lambda: mode_in_s3() == 0o600, interval=0.01, what="the new mode in S3")
+
+    async def mode_in_b() -> bool:
+        await b.poll_once()
+        await b._running().scheduler.wait_idle()
+        return stat.S_IMODE(os.lstat(other).st_mode) == 0o600
+
+    await eventually(mode_in_b, timeout=10, what="the new mode in the other folder")
+
+
 async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     await in_thread(bucket.put, "target.txt", b"t")
