@@ -324,12 +324,20 @@ class S3Writer:
         if etag is None or (seen or "").startswith("link:"):
             return
         written = self._client.head_object(Bucket=self._bucket, Key=key)["LastModified"]
-        while time.time() < written.timestamp() + 1:
-            time.sleep(0.05)
-        self._client.copy_object(
-            Bucket=self._bucket,
-            Key=key,
-            CopySource={"Bucket": self._bucket, "Key": key},
-            MetadataDirective="REPLACE",
-            Metadata={"mode": str(stat.S_IFREG | int(mode, 8)), "mtime": f"{time.time():.3f}"},
-        )
+        # A sidecar may write between that HEAD and the copy (moto ignores
+        # CopySourceIfMatch): copying once more after the copy's own second has turned puts
+        # the change in a later second than anything written before the first copy.
+        for _ in range(2):
+            while time.time() < written.timestamp() + 1:
+                time.sleep(0.05)
+            copied = self._client.copy_object(
+                Bucket=self._bucket,
+                Key=key,
+                CopySource={"Bucket": self._bucket, "Key": key},
+                MetadataDirective="REPLACE",
+                Metadata={
+                    "mode": str(stat.S_IFREG | int(mode, 8)),
+                    "mtime": f"{time.time():.3f}",
+                },
+            )
+            written = copied["CopyObjectResult"]["LastModified"]
