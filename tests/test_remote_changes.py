@@ -7,6 +7,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 from conftest import Bucket, eventually, in_thread, metric, requests
 
@@ -97,6 +98,39 @@ async def test_a_metadata_change_right_after_our_upload_is_applied(
     assert metric(syncer, "s3sync_downloads_total") == 0  # the bytes are the same: no GET
 
 
+async def _written_in_a_fresh_second(
+    syncer_factory, bucket: Bucket, tmp_path, name: str, data: bytes
+) -> tuple[Any, Path, Any]:
+    """Syncer `a` uploads `name` at the start of a second; syncer `b` (polled only when told)
+    downloads it. Returns (a, a's path, b)."""
+    a = await syncer_factory(directory=tmp_path / "a")
+    b = await syncer_factory(directory=tmp_path / "b", download_interval=3600)
+    await eventually(lambda: time.time() % 1 < 0.2, what="the start of a second")
+    path = a.folder / name
+    path.write_bytes(data)
+    await eventually(lambda: bucket.exists(name), interval=0.01)
+    await b.poll_once()
+    await b._running().scheduler.wait_idle()
+    assert (b.folder / name).read_bytes() == data
+    return a, path, b
+
+
+async def _mode_reaches(bucket: Bucket, b: Any, name: str, mode: int) -> None:
+    """Until S3 holds `mode` for `name`, then until `b`'s polls bring it to its folder."""
+
+    def mode_in_s3() -> int:
+        return stat.S_IMODE(int(bucket.head(name)["Metadata"]["mode"]))
+
+    await eventually(lambda: mode_in_s3() == mode, interval=0.01, what="the new mode in S3")
+
+    async def mode_in_b() -> bool:
+        await b.poll_once()
+        await b._running().scheduler.wait_idle()
+        return stat.S_IMODE(os.lstat(b.folder / name).st_mode) == mode
+
+    await eventually(mode_in_b, timeout=10, what="the new mode in the other folder")
+
+
 async def test_a_chmod_in_the_second_of_the_write_reaches_other_clients(
     syncer_factory, bucket: Bucket, tmp_path
 ) -> None:
@@ -104,29 +138,11 @@ async def test_a_chmod_in_the_second_of_the_write_reaches_other_clients(
     the write it follows would be invisible to other clients' listings (found by the chaos
     test, seed 10: two folders kept mode 644 for good). The copy is made again once the second
     has turned."""
-    a = await syncer_factory(directory=tmp_path / "a")
-    b = await syncer_factory(directory=tmp_path / "b", download_interval=3600)
-    await eventually(lambda: time.time() % 1 < 0.2, what="the start of a second")
-    path = a.folder / "run.sh"
-    path.write_bytes(b"#!/bin/sh\n")
-    await eventually(lambda: bucket.exists("run.sh"), interval=0.01)
-    await b.poll_once()
-    await b._running().scheduler.wait_idle()
-    other = b.folder / "run.sh"
-    assert other.read_bytes() == b"#!/bin/sh\n"
+    a, path, b = await _written_in_a_fresh_second(
+        syncer_factory, bucket, tmp_path, "run.sh", b"#!/bin/sh\n"
+    )
     os.chmod(path, 0o755)
-
-    def mode_in_s3() -> int:
-        return stat.S_IMODE(int(bucket.head("run.sh")["Metadata"]["mode"]))
-
-    await eventually(lambda: mode_in_s3() == 0o755, interval=0.01, what="the chmod in S3")
-
-    async def mode_in_b() -> bool:
-        await b.poll_once()
-        await b._running().scheduler.wait_idle()
-        return stat.S_IMODE(os.lstat(other).st_mode) == 0o755
-
-    await eventually(mode_in_b, timeout=10, what="the chmod in the other folder")
+    await _mode_reaches(bucket, b, "run.sh", 0o755)
     assert metric(a, "s3sync_metadata_updates_total", side="remote", result="ok") == 1
 
 
@@ -136,31 +152,13 @@ async def test_the_same_bytes_rewritten_with_a_new_mode_in_the_same_second_reach
     """Rewritten with identical bytes and a new mode: the PUT keeps the ETag, and in the second
     of the version before it, listings cannot show it. The object is copied onto itself once
     the second has turned (found by the chaos test, seed 58 of the second long run)."""
-    a = await syncer_factory(directory=tmp_path / "a")
-    b = await syncer_factory(directory=tmp_path / "b", download_interval=3600)
-    await eventually(lambda: time.time() % 1 < 0.2, what="the start of a second")
-    path = a.folder / "same.txt"
-    path.write_bytes(b"same bytes")
-    await eventually(lambda: bucket.exists("same.txt"), interval=0.01)
-    await b.poll_once()
-    await b._running().scheduler.wait_idle()
-    other = b.folder / "same.txt"
-    assert other.read_bytes() == b"same bytes"
+    _, path, b = await _written_in_a_fresh_second(
+        syncer_factory, bucket, tmp_path, "same.txt", b"same bytes"
+    )
     with open(path, "wb") as file:
         file.write(b"same bytes")
         os.fchmod(file.fileno(), 0o600)
-
-    def mode_in_s3() -> int:
-        return stat.S_IMODE(int(bucket.head("same.txt")["Metadata"]["mode"]))
-
-    await eventually(lambda: mode_in_s3() == 0o600, interval=0.01, what="the new mode in S3")
-
-    async def mode_in_b() -> bool:
-        await b.poll_once()
-        await b._running().scheduler.wait_idle()
-        return stat.S_IMODE(os.lstat(other).st_mode) == 0o600
-
-    await eventually(mode_in_b, timeout=10, what="the new mode in the other folder")
+    await _mode_reaches(bucket, b, "same.txt", 0o600)
 
 
 async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) -> None:
