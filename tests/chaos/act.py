@@ -290,7 +290,13 @@ class S3Writer:
         try:
             getattr(self, "_" + step.op)(step, *step.args)
         except ClientError as error:
-            if error.response["Error"]["Code"] not in ("PreconditionFailed", "412"):
+            # Someone wrote first (412), or deleted the key meanwhile: the step did nothing.
+            if error.response["Error"]["Code"] not in (
+                "PreconditionFailed",
+                "412",
+                "NoSuchKey",
+                "404",
+            ):
                 raise
 
     def _put(self, step: Step, rel: str, size: str, meta: str) -> None:
