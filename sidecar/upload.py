@@ -77,13 +77,12 @@ class Uploads:
     async def _visible(
         self, job: Job, key: str, headers: dict[str, str], result: PutResult
     ) -> PutResult:
-        """The same bytes written again (same ETag) in the second of the version before: only
-        the metadata changed, and listings (Last-Modified to the second) cannot show it. Copy
-        the object onto itself once the second has turned, so other clients see it."""
+        """The same bytes written again (same ETag): only the metadata changed, and a listing
+        shows it only if Last-Modified (to the second) moved past every version it may have
+        listed, ours and others' made in the same second included. Copy the object onto itself
+        once the second has turned, so other clients see it."""
         before = job.facts.remote
         if before is None or before.etag != result.etag:
-            return result
-        if not _same_second(result.answered_at, before.last_modified or before.written_by):
             return result
         await asyncio.sleep(1.0)
         etag, last_modified = await self._ws.s3.copy_object_metadata(
@@ -287,14 +286,14 @@ class Uploads:
         etag, last_modified = await ws.s3.copy_object_metadata(
             key, headers, if_match=job.decision.if_match
         )
-        if _same_second(last_modified, remote.last_modified or remote.written_by):
-            # Listings give Last-Modified to the second: a copy made in the second of the
-            # version it replaces is invisible to the other clients' listings (they would keep
-            # the old mode and mtime). Copy once more after the second has turned.
-            await asyncio.sleep(1.0)
-            etag, last_modified = await ws.s3.copy_object_metadata(
-                key, headers, if_match=etag or remote.etag
-            )
+        # Listings give Last-Modified to the second and a copy keeps the ETag: a copy made in
+        # the second of a version another client listed (ours, or one written by someone else
+        # in that second) is invisible to it. Copy once more after the second has turned, so
+        # the change lands in a second later than all of them.
+        await asyncio.sleep(1.0)
+        etag, last_modified = await ws.s3.copy_object_metadata(
+            key, headers, if_match=etag or remote.etag
+        )
         entry = RemoteEntry(
             etag or remote.etag, remote.size, last_modified, False, local.mtime_ns, local.mode
         )
@@ -330,11 +329,6 @@ class Uploads:
             return
         result = await self._visible(job, key, headers, result)
         self._uploaded(job, local, result)
-
-
-def _same_second(copied: str, before: str) -> bool:
-    """Whether a copy's Last-Modified (whole seconds, normalised) is not after `before`."""
-    return copied.isdigit() and before.isdigit() and int(copied) <= int(before)
 
 
 @functools.lru_cache(maxsize=512)
