@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from .localfs import entry_from_stat
 from .model import Kind, LocalEntry, RemoteEntry
-from .operation import IntegrityError, Job, LocalChanged, Workspace
+from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace
 from .proof import is_plain_md5, verifiable
 from .s3.client import BodyChanged, PreconditionFailed, PutResult
 from .s3.metadata import format_mode, format_mtime
@@ -88,6 +88,7 @@ class Uploads:
         etag, last_modified = await self._ws.s3.copy_object_metadata(
             key, headers, if_match=result.etag
         )
+        _same_object_copied(job.rel, etag, result.etag)
         return PutResult(etag or result.etag, result.encryption, last_modified)
 
     def _uploaded(self, job: Job, local: LocalEntry, result: PutResult) -> None:
@@ -286,6 +287,7 @@ class Uploads:
         etag, last_modified = await ws.s3.copy_object_metadata(
             key, headers, if_match=job.decision.if_match
         )
+        _same_object_copied(rel, etag, remote.etag)
         # Listings give Last-Modified to the second and a copy keeps the ETag: a copy made in
         # the second of a version another client listed (ours, or one written by someone else
         # in that second) is invisible to it. Copy once more after the second has turned, so
@@ -294,6 +296,7 @@ class Uploads:
         etag, last_modified = await ws.s3.copy_object_metadata(
             key, headers, if_match=etag or remote.etag
         )
+        _same_object_copied(rel, etag, remote.etag)
         entry = RemoteEntry(
             etag or remote.etag, remote.size, last_modified, False, local.mtime_ns, local.mode
         )
@@ -329,6 +332,14 @@ class Uploads:
             return
         result = await self._visible(job, key, headers, result)
         self._uploaded(job, local, result)
+
+
+def _same_object_copied(rel: str, copied: str, expected: str) -> None:
+    """A copy onto itself answered another ETag: the object changed between our write and the
+    copy, and the store did not honour `x-amz-copy-source-if-match` (moto ignores it). Never
+    record that as ours: look at S3 again instead."""
+    if copied and copied != expected:
+        raise RemoteChanged(rel)
 
 
 @functools.lru_cache(maxsize=512)

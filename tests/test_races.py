@@ -171,3 +171,37 @@ def test_conflict_copy_falls_back_to_a_copy_where_links_fail(tmp_path: Path) -> 
         assert copy.read_bytes() == b"the S3 version"
         assert stat.S_IMODE(copy.stat().st_mode) == 0o640
         assert copy.stat().st_mtime_ns == 1_600_000_000_000_000_000
+
+
+async def test_a_metadata_copy_that_finds_another_object_is_never_taken_for_ours(
+    syncer_factory: Any, bucket: Bucket, proxy: Any
+) -> None:
+    """A chmod's copy is held in the proxy while another client writes new bytes; moto ignores
+    `x-amz-copy-source-if-match`, so the copy copies their object. Its ETag is not ours: the
+    sidecar must look again (a conflict: both kept), not record their bytes as its own file
+    (found by the chaos test, seed 53 of the third long run: that folder never converged)."""
+    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern)
+    path = syncer.folder / "f.txt"
+    path.write_bytes(b"X" * 10)
+    await eventually(lambda: bucket.exists("f.txt"))
+    await syncer._running().scheduler.wait_idle()
+    proxy.faults.methods = {"PUT"}
+    proxy.faults.delay = 1.0
+    before = proxy.seen["PUT"]
+    os.chmod(path, 0o600)
+    await _received(proxy, "PUT", before)  # the copy waits in the proxy
+    await in_thread(bucket.put, "f.txt", b"Y" * 10)
+    proxy.faults.delay = 0
+
+    def converged() -> bool:
+        here = {p.name: p.read_bytes() for p in syncer.folder.iterdir() if p.is_file()}
+        keys = bucket.list_keys()
+        there = {key: bucket.get(key) for key in keys}
+        return here == there and set(here.values()) == {b"X" * 10, b"Y" * 10}
+
+    async def settled() -> bool:
+        await syncer.poll_once()
+        await syncer._running().scheduler.wait_idle()
+        return await in_thread(converged)
+
+    await eventually(settled, timeout=30, what="both versions, the same on both sides")
