@@ -22,7 +22,6 @@ from .keys import parents_of
 from .localfs import entry_from_stat
 from .model import Hint, Kind, kind_of_mode
 from .operation import Followup, Job, LocalChanged, Workspace
-from .proof import still_synced
 from .safefs import At
 
 log = logging.getLogger("sidecar.delete")
@@ -54,12 +53,7 @@ class Deletes:
         assert expected is not None  # reconcile deletes only what exists here
         ws = self._ws
         rel = job.rel
-        if ws.etags.md5 and not await ws.loop.run_in_executor(
-            None, still_synced, ws.tree, rel, job.facts.synced, ws.settings.multipart_chunksize
-        ):
-            # Its bytes are not the synced ones though its stat is: a local change.
-            ws.state.hinted(rel, Hint.CONTENT | Hint.WRITTEN)
-            raise LocalChanged(rel)
+        await ws.prove_unchanged(job, bool(ws.etags.md5))
         aside = ws.tree.temp(ws.temp_name())
         with ws.tree.parent(rel) as at:
             ws.recheck(job, expected, at)

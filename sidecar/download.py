@@ -26,9 +26,9 @@ from collections.abc import Callable
 import aiohttp
 
 from .localfs import PERMISSION_BITS, entry_from_stat
-from .model import Hint, Kind, LocalEntry, RemoteEntry
+from .model import Kind, LocalEntry, RemoteEntry
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace, fetched
-from .proof import is_plain_md5, still_synced, verifiable
+from .proof import is_plain_md5, verifiable
 from .s3.client import ObjectHead, read_capped
 from .safefs import At
 from .upload import READ_CHUNK
@@ -157,7 +157,7 @@ class Downloads:
         try:
             on_disk = entry_from_stat(temp.lstat())
             ws.etags.saw(head.encryption)
-            await self._prove_unchanged(job, verifiable(head.encryption))
+            await ws.prove_unchanged(job, verifiable(head.encryption))
             created: list[str] = []
             with ws.tree.parent(rel, created) as at:
                 self._record_created(created)
@@ -172,22 +172,6 @@ class Downloads:
         log.info(
             "downloaded %s", rel, extra={"path": rel, "bytes": head.size, "operation": "download"}
         )
-
-    async def _prove_unchanged(self, job: Job, etags_are_md5: bool) -> None:
-        """Before replacing a local file whose stat matches the synced record: prove by its
-        ETag that its bytes are the synced ones too (`proof.still_synced`); if they are not, it
-        is a local change (the next pass makes it a conflict), never overwritten."""
-        ws = self._ws
-        local = job.facts.local
-        if local is None or local.kind is not Kind.FILE or not etags_are_md5:
-            return
-        synced = job.facts.synced
-        chunksize = ws.settings.multipart_chunksize
-        if not await ws.loop.run_in_executor(
-            None, still_synced, ws.tree, job.rel, synced, chunksize
-        ):
-            ws.state.hinted(job.rel, Hint.CONTENT | Hint.WRITTEN)
-            raise LocalChanged(job.rel)
 
     async def mkdir(self, job: Job) -> None:
         """A directory for a `dir/` marker, with the marker's mtime (listings do not carry

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from .keys import KeyMapper
 from .localfs import entry_from_stat, local_entry
 from .metrics import Metrics
-from .model import Hint, LocalEntry, RemoteEntry
-from .proof import EtagKnowledge
+from .model import Hint, Kind, LocalEntry, RemoteEntry
+from .proof import EtagKnowledge, still_synced
 from .reconcile import Decision, Facts
 from .s3.client import ObjectHead, S3Client
 from .safefs import At, Tree
@@ -116,6 +116,21 @@ class Workspace:
     def temp_name() -> str:
         """A fresh name for a temporary file in the working folder (`tree.temp(name)`)."""
         return uuid.uuid4().hex
+
+    async def prove_unchanged(self, job: Job, etags_are_md5: bool) -> None:
+        """Before replacing or deleting a local file whose stat matches the synced record
+        because S3 changed: prove by the synced ETag that its bytes are the synced ones too
+        (`proof.still_synced`). If they are not, it is a local change (the next pass makes it
+        a conflict, or an upload), never overwritten or deleted."""
+        local = job.facts.local
+        if local is None or local.kind is not Kind.FILE or not etags_are_md5:
+            return
+        chunksize = self.settings.multipart_chunksize
+        if not await self.loop.run_in_executor(
+            None, still_synced, self.tree, job.rel, job.facts.synced, chunksize
+        ):
+            self.state.hinted(job.rel, Hint.CONTENT | Hint.WRITTEN)
+            raise LocalChanged(job.rel)
 
     def recheck(self, job: Job, expected: LocalEntry | None, at: At | None = None) -> None:
         """Drain inotify, then make sure the path is still `expected`, and not being written.

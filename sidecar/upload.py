@@ -77,10 +77,11 @@ class Uploads:
     async def _visible(
         self, job: Job, key: str, headers: dict[str, str], result: PutResult
     ) -> PutResult:
-        """The same bytes written again (same ETag): only the metadata changed, and a listing
-        shows it only if Last-Modified (to the second) moved past every version it may have
-        listed, ours and others' made in the same second included. Copy the object onto itself
-        once the second has turned, so other clients see it."""
+        """The same bytes written again (same ETag: a PUT of them, or a metadata copy): only
+        the metadata changed, and a listing shows it only if Last-Modified (to the second)
+        moved past every version it may have listed, ours and others' made in the same second
+        included. Copy the object onto itself once the second has turned, so other clients
+        see it."""
         before = job.facts.remote
         if before is None or before.etag != result.etag:
             return result
@@ -288,17 +289,10 @@ class Uploads:
             key, headers, if_match=job.decision.if_match
         )
         _same_object_copied(rel, etag, remote.etag)
-        # Listings give Last-Modified to the second and a copy keeps the ETag: a copy made in
-        # the second of a version another client listed (ours, or one written by someone else
-        # in that second) is invisible to it. Copy once more after the second has turned, so
-        # the change lands in a second later than all of them.
-        await asyncio.sleep(1.0)
-        etag, last_modified = await ws.s3.copy_object_metadata(
-            key, headers, if_match=etag or remote.etag
-        )
-        _same_object_copied(rel, etag, remote.etag)
+        # A copy keeps the ETag: made visible like any such write (copied once more).
+        copied = await self._visible(job, key, headers, PutResult(remote.etag, None, last_modified))
         entry = RemoteEntry(
-            etag or remote.etag, remote.size, last_modified, False, local.mtime_ns, local.mode
+            copied.etag, remote.size, copied.answered_at, False, local.mtime_ns, local.mode
         )
         ws.state.wrote_remote(rel, local, entry)
         ws.metrics.inc(ws.metrics.metadata_updates, "remote", "ok")

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sidecar.keys import parents_of
+
 from .ledger import Ledger, digest, link_digest
 
 WORK_DIR = ".s3sync-sidecar"
@@ -79,15 +81,6 @@ def bucket_tree(client: Any, bucket: str, prefix: str) -> Tree:
     return Tree(files, links, frozenset(dirs))
 
 
-def _parents(paths: set[str]) -> set[str]:
-    found: set[str] = set()
-    for path in paths:
-        parts = path.split("/")[:-1]
-        for depth in range(1, len(parts) + 1):
-            found.add("/".join(parts[:depth]))
-    return found
-
-
 def differences(folders: dict[str, Tree], bucket: Tree) -> list[str]:
     """Where the folders disagree with each other or with the bucket (empty: they agree)."""
     problems: list[str] = []
@@ -115,7 +108,7 @@ def differences(folders: dict[str, Tree], bucket: Tree) -> list[str]:
     for rel in sorted(set(first.links) | set(bucket.links)):
         if first.links.get(rel) != bucket.links.get(rel):
             problems.append(f"link {rel!r}: {first.links.get(rel)} != {bucket.links.get(rel)}")
-    implied = _parents(set(bucket.files) | set(bucket.links)) | bucket.dirs
+    implied = {p for rel in (*bucket.files, *bucket.links) for p in parents_of(rel)} | bucket.dirs
     for rel in sorted(first.dirs - implied):
         problems.append(f"directory {rel!r} is not in the bucket")
     for rel in sorted(bucket.dirs - first.dirs):
