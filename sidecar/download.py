@@ -22,6 +22,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from dataclasses import replace
 
 import aiohttp
 
@@ -230,7 +231,12 @@ class Downloads:
             head.mtime_ns is not None and updated.mtime_ns != head.mtime_ns
         ):
             raise LocalChanged(rel)
-        ws.state.agree(rel, updated, remote.with_metadata(head.mtime_ns, head.mode))
+        seen = replace(
+            remote.with_metadata(head.mtime_ns, head.mode),
+            last_modified=head.last_modified or remote.last_modified,
+            unsettled=head.unsettled,
+        )
+        ws.state.agree(rel, updated, seen)
         ws.metrics.inc(ws.metrics.metadata_updates, "local", "ok")
 
 

@@ -47,7 +47,13 @@ class RemoteEntry:
     After our own write, `last_modified` is unknown ("": S3 does not answer a PUT with it) until
     the next listing; `written_by` is then the server's clock when it answered us, in the same
     normalised form: our write's Last-Modified is not later, so a listed later one is another
-    client's write since (a metadata-only copy keeps the ETag)."""
+    client's write since (a metadata-only copy keeps the ETag).
+
+    `unsettled`: we saw this object while its Last-Modified second was still the current one
+    (or we copied it onto itself). Another write in that same second keeping the ETag (a
+    metadata-only copy) would move neither, so no listing can show it: once a listing is made
+    after that second, the object is looked at once more (a HEAD) before it counts as known.
+    Like git's "racy" index entries, to the second of S3's clock."""
 
     etag: str
     size: int
@@ -56,6 +62,7 @@ class RemoteEntry:
     mtime_ns: int | None = None
     mode: int | None = None
     written_by: str = ""
+    unsettled: bool = field(default=False, compare=False)
 
     @classmethod
     def written(cls, local: LocalEntry, etag: str, answered_at: str = "") -> RemoteEntry:
@@ -69,6 +76,11 @@ class RemoteEntry:
         its Last-Modified is later than the server's clock when it answered our write."""
         ours, theirs = self.written_by, listed.last_modified
         return ours.isdigit() and theirs.isdigit() and int(theirs) > int(ours)
+
+    def settled_by(self, listed: RemoteEntry) -> bool:
+        """Whether `listed` (the same object with the same Last-Modified, listed after its
+        second) is what must be looked at again: we saw this one while its second lasted."""
+        return self.unsettled and not listed.unsettled and not listed.is_dir
 
     def same_object(self, other: RemoteEntry) -> bool:
         return self.etag == other.etag and self.size == other.size and self.is_dir == other.is_dir
@@ -106,6 +118,13 @@ class Hint(IntFlag):
     # Closed after writing (IN_CLOSE_WRITE): changed even if its stat says not (a same-size
     # rewrite with its mtime put back). Our own writes never cause it: downloads are renamed in.
     WRITTEN = 8
+
+
+def seen_unsettled(last_modified: str, seen_at: str) -> bool:
+    """Whether an object with `last_modified` seen at the server's `seen_at` (both normalised:
+    whole seconds) may still change within that second unseen. Unknown times: settled (a store
+    that sends no `Date` would otherwise be looked at again on every listing)."""
+    return last_modified.isdigit() and seen_at.isdigit() and int(seen_at) <= int(last_modified)
 
 
 def normalize_etag(etag: str) -> str:

@@ -159,18 +159,28 @@ class Workspace:
 
 def entry_of(head: ObjectHead, *, is_dir: bool = False) -> RemoteEntry:
     """The remote entry a HEAD describes."""
-    return RemoteEntry(head.etag, head.size, head.last_modified, is_dir, head.mtime_ns, head.mode)
+    return RemoteEntry(
+        head.etag,
+        head.size,
+        head.last_modified,
+        is_dir,
+        head.mtime_ns,
+        head.mode,
+        unsettled=head.unsettled,
+    )
 
 
 def fetched(listed: RemoteEntry, head: ObjectHead) -> RemoteEntry:
-    """A listed entry, completed by the headers of the GET that fetched it."""
+    """A listed entry, completed by the headers of the GET that fetched it (whose
+    Last-Modified is the newer if a metadata-only copy landed in between)."""
     return RemoteEntry(
         head.etag or listed.etag,
         head.size,
-        listed.last_modified,
+        head.last_modified or listed.last_modified,
         listed.is_dir,
         head.mtime_ns,
         head.mode,
+        unsettled=head.unsettled,
     )
 
 

@@ -7,6 +7,12 @@ no exception ever escaping (`poll`).
 
 A listing describes S3 at the moment it *started*: a path our own request changed after that
 moment keeps what that request told us, so a poll can never undo a fresh upload or delete.
+
+Listings give Last-Modified to the second, and a metadata-only copy keeps the ETag: what we saw
+of an object while its Last-Modified second lasted (our own copy, a GET or HEAD, a listing
+then) is `unsettled`, and the first listing made after that second hands it back as a change,
+once, so that one HEAD learns what the second ended with. Steady state costs nothing: objects
+older than a second are never looked at twice.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from .keys import KeyMapper, SkipReason, UnsyncableName, parents_of
 from .metrics import Metrics
-from .model import Kind, RemoteEntry
+from .model import Kind, RemoteEntry, seen_unsettled
 from .reconcile import too_many_deletions
 from .s3.client import S3Client
 from .scheduler import DOWNLOAD, Scheduler
@@ -89,7 +95,9 @@ class Poller:
         started = time.monotonic()
         entries: dict[str, RemoteEntry] = {}
         prefix = self._keys.prefix
+        seen_at = ""  # S3's clock at the first page: an object modified since is unsettled
         async for page in self._s3.list_objects(prefix):
+            seen_at = seen_at or page.answered_at
             for listed in page.objects:
                 try:
                     key = self._keys.decode_listed_key(listed.key, page.encoded)
@@ -101,7 +109,13 @@ class Poller:
                 except UnsyncableName as error:
                     self._skip(listed.key, error.reason, str(error))
                     continue
-                entry = RemoteEntry(listed.etag, listed.size, listed.last_modified, name.is_dir)
+                entry = RemoteEntry(
+                    listed.etag,
+                    listed.size,
+                    listed.last_modified,
+                    name.is_dir,
+                    unsettled=seen_unsettled(listed.last_modified, seen_at),
+                )
                 existing = entries.get(name.rel)
                 if existing is None or (existing.is_dir and not name.is_dir):
                     entries[name.rel] = entry  # `a` and `a/` both exist: the file wins
@@ -218,6 +232,10 @@ def apply_snapshot(
         old = ps.remote if ps is not None else None
         if old is not None and old.same_object(entry):
             if old.last_modified == entry.last_modified:
+                if old.settled_by(entry) and not stale(rel):
+                    # Seen within its second: what that second ended with is looked at now.
+                    state.set_remote(rel, replace(old, unsettled=False))
+                    applied.changed.append(rel)
                 continue
             if not old.last_modified:
                 # First listing after our own write: learn its Last-Modified. One later than

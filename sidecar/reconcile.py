@@ -218,6 +218,8 @@ def _file(
             (old.last_modified and remote.last_modified != old.last_modified)
             # our write, not listed before a restart: rewritten (metadata) by another since
             or (not old.last_modified and old.written_since(remote))
+            # seen within its Last-Modified second, listed after it: look again (a HEAD)
+            or old.settled_by(remote)
         ):
             return Decision(Op.APPLY_REMOTE_META)
         return NOTHING

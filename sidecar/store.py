@@ -56,12 +56,17 @@ _Row = tuple[
 _WRITTEN_BY = "<="  # in the last_modified column: not listed yet, written by us at most then
 
 
+_UNSETTLED = "~"  # at its end: seen within its Last-Modified second (RemoteEntry.unsettled)
+
+
 def _last_modified_column(remote: RemoteEntry) -> str:
     """The Last-Modified we know, or, for our own write not listed yet, the server's clock
-    when it answered us (so a restart can still tell another client's later change)."""
-    if remote.last_modified or not remote.written_by:
-        return remote.last_modified
-    return _WRITTEN_BY + remote.written_by
+    when it answered us (so a restart can still tell another client's later change); marked
+    when it was seen within its second."""
+    column = remote.last_modified
+    if not column and remote.written_by:
+        column = _WRITTEN_BY + remote.written_by
+    return column + _UNSETTLED if remote.unsettled else column
 
 
 def _row(rel: str, synced: Synced) -> _Row:
@@ -89,9 +94,18 @@ def _synced(row: _Row) -> Synced:
     )
     remote = None
     if etag is not None:
-        known, _, written_by = (last_modified or "").partition(_WRITTEN_BY)
+        column = last_modified or ""
+        unsettled = column.endswith(_UNSETTLED)
+        known, _, written_by = column.removesuffix(_UNSETTLED).partition(_WRITTEN_BY)
         remote = RemoteEntry(
-            etag, rsize or 0, known, bool(is_dir), rmtime, rmode, written_by=written_by
+            etag,
+            rsize or 0,
+            known,
+            bool(is_dir),
+            rmtime,
+            rmode,
+            written_by=written_by,
+            unsettled=unsettled,
         )
     return Synced(LocalEntry(Kind(kind), size, mtime_ns, mode, ino, ctime or 0), remote)
 

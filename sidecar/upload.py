@@ -291,8 +291,15 @@ class Uploads:
         _same_object_copied(rel, etag, remote.etag)
         # A copy keeps the ETag: made visible like any such write (copied once more).
         copied = await self._visible(job, key, headers, PutResult(remote.etag, None, last_modified))
+        # Another client's copy can land in the same second as ours: looked at again later.
         entry = RemoteEntry(
-            copied.etag, remote.size, copied.answered_at, False, local.mtime_ns, local.mode
+            copied.etag,
+            remote.size,
+            copied.answered_at,
+            False,
+            local.mtime_ns,
+            local.mode,
+            unsettled=True,
         )
         ws.state.wrote_remote(rel, local, entry)
         ws.metrics.inc(ws.metrics.metadata_updates, "remote", "ok")

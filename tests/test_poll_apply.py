@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from sidecar.model import Kind, LocalEntry, RemoteEntry, Synced
+from sidecar.model import Kind, LocalEntry, RemoteEntry, Synced, seen_unsettled
 from sidecar.poll import Applied, Snapshot, apply_snapshot
 from sidecar.state import SyncState
 
@@ -149,6 +149,36 @@ def test_adopted_last_modified_leaves_a_different_synced_version_alone() -> None
     assert apply(state, {"a": obj("e1", LM2)}) == Applied([], 0)
     assert state.paths["a"].remote == obj("e1", LM2)
     assert state.paths["a"].synced == Synced(FILE, old)
+
+
+def test_seen_within_its_second_and_listed_after_it_is_looked_at_again() -> None:
+    """Our metadata copy, or a GET/HEAD made within the object's Last-Modified second: a
+    listing after that second makes it a change (reconcile: apply remote metadata), once."""
+    state = SyncState()
+    seen = RemoteEntry("e1", 1, "1700000000", mtime_ns=123, mode=0o100644, unsettled=True)
+    synced(state, "a", seen)
+    within = replace(obj("e1", "1700000000"), unsettled=True)
+    assert apply(state, {"a": within}) == Applied([], 0)  # that second is not over yet
+    assert apply(state, {"a": obj("e1", "1700000000")}) == Applied(["a"], 0)
+    remote = state.paths["a"].remote
+    assert remote == seen and remote is not None and not remote.unsettled
+    synced_now = state.paths["a"].synced
+    assert synced_now is not None and synced_now.remote is not None
+    assert synced_now.remote.unsettled  # what reconcile compares with
+    assert apply(state, {"a": obj("e1", "1700000000")}) == Applied([], 0)  # only once
+
+
+def test_seen_within_its_second_while_busy_waits_for_the_next_listing() -> None:
+    state = SyncState()
+    synced(state, "a", replace(obj("e1", "1700000000"), unsettled=True))
+    assert apply(state, {"a": obj("e1", "1700000000")}, busy=lambda rel: True) == Applied([], 0)
+    assert apply(state, {"a": obj("e1", "1700000000")}) == Applied(["a"], 0)
+
+
+def test_a_marker_seen_within_its_second_is_not_looked_at_again() -> None:
+    state = SyncState()
+    synced(state, "d", replace(marker("m1", "1700000000"), unsettled=True), DIR)
+    assert apply(state, {"d": marker("m1", "1700000000")}) == Applied([], 0)
 
 
 def test_size_difference_is_a_change_even_with_the_same_etag() -> None:
@@ -429,3 +459,18 @@ def test_reconstructed_state_matches_a_fresh_listing() -> None:
     apply(fresh, second)
     assert {r: e for r, e in remotes(folded).items() if e is not None} == remotes(fresh)
     assert folded.children == fresh.children
+
+
+@pytest.mark.parametrize(
+    ("last_modified", "seen_at", "unsettled"),
+    [
+        ("1700000000", "1700000000", True),  # seen within its second
+        ("1700000000", "1700000001", False),  # seen after it: what that second ended with
+        ("1700000001", "1700000000", True),  # a clock behind S3's: still within
+        ("", "1700000000", False),  # not known (our own write, not listed yet)
+        ("1700000000", "", False),  # no Date header: never looked at again and again
+        ("Mon, 01 Jan 2024", "1700000000", False),  # a form we could not read
+    ],
+)
+def test_seen_unsettled(last_modified: str, seen_at: str, unsettled: bool) -> None:
+    assert seen_unsettled(last_modified, seen_at) is unsettled

@@ -119,6 +119,28 @@ ROWS: list[tuple[str, Facts, Decision]] = [
         Facts(FILE, replace(OBJ, last_modified="1700000005"), Synced(FILE, OURS_UNLISTED)),
         D(Op.NOTHING),
     ),
+    # Seen within its Last-Modified second (our copy, a GET or HEAD then): once listed after
+    # that second, looked at again; another client's same-second copy would not show otherwise.
+    (
+        "seen_within_its_second_listed_after",
+        Facts(FILE, OBJ, Synced(FILE, replace(OBJ, unsettled=True))),
+        D(Op.APPLY_REMOTE_META),
+    ),
+    (
+        "seen_within_its_second_listed_within",
+        Facts(FILE, replace(OBJ, unsettled=True), Synced(FILE, replace(OBJ, unsettled=True))),
+        D(Op.NOTHING),
+    ),
+    (
+        "seen_within_its_second_changed_here",
+        Facts(
+            replace(FILE, mode=0o100755),
+            OBJ,
+            Synced(FILE, replace(OBJ, unsettled=True)),
+            hint=Hint.META,
+        ),
+        D(Op.UPLOAD_META, if_match="e0"),  # ours is the later metadata: it goes up
+    ),
     ("remote_changed", Facts(FILE, OBJ_CHANGED, SYNCED_FILE), D(Op.DOWNLOAD)),
     ("remote_deleted", Facts(FILE, None, SYNCED_FILE), D(Op.DELETE_LOCAL)),
     # the file key went and `a/` appeared: the unchanged local file goes, the dir comes next

@@ -143,6 +143,7 @@ async def test_a_chmod_in_the_second_of_the_write_reaches_other_clients(
     )
     os.chmod(path, 0o755)
     await _mode_reaches(bucket, b, "run.sh", 0o755)
+    await a._running().scheduler.wait_idle()
     assert metric(a, "s3sync_metadata_updates_total", side="remote", result="ok") == 1
 
 
@@ -352,3 +353,95 @@ async def test_max_delete_guard(syncer_factory, bucket: Bucket) -> None:
     assert metric(syncer, "s3sync_delete_guard_trips_total") == 2
     for index in range(20):  # and nothing was re-uploaded either
         assert not await in_thread(bucket.exists, f"many/{index}.txt")
+
+
+def _last_modified(bucket: Bucket, name: str) -> int:
+    return int(bucket.head(name)["LastModified"].timestamp())
+
+
+def _mode_in_s3(bucket: Bucket, name: str) -> int:
+    return stat.S_IMODE(int(bucket.head(name)["Metadata"]["mode"]))
+
+
+async def _settled_and_polled(syncer: Any, bucket: Bucket, name: str) -> None:
+    """Once S3's second of `name` has turned, one poll and whatever it started."""
+    await syncer._running().scheduler.wait_idle()
+    second = await in_thread(_last_modified, bucket, name)
+    await eventually(lambda: time.time() >= second + 1, what="the next second")
+    await syncer.poll_once()
+    await syncer._running().scheduler.wait_idle()
+
+
+async def test_a_metadata_copy_in_the_second_of_our_download_is_applied(
+    syncer_factory, bucket: Bucket
+) -> None:
+    """We download an object, and in the same second another client copies it onto itself
+    with a new mode: the ETag and the listed Last-Modified stay, so no listing can show it.
+    What we saw within its second is looked at once more after it (a HEAD)."""
+    syncer = await syncer_factory(download_interval=3600)  # polls only when told to
+    path = syncer.folder / "tool"
+    for attempt in range(5):
+        await eventually(lambda: time.time() % 1 < 0.2, what="the start of a second")
+        body = f"version {attempt}\n".encode()
+        await in_thread(bucket.put, "tool", body, {"mode": format_mode(stat.S_IFREG | 0o644)})
+        await syncer.poll_once()
+        await syncer._running().scheduler.wait_idle()
+        assert read(path) == body
+        put_second = await in_thread(_last_modified, bucket, "tool")
+        await in_thread(bucket.set_metadata, "tool", {"mode": format_mode(stat.S_IFREG | 0o755)})
+        if await in_thread(_last_modified, bucket, "tool") == put_second:
+            break  # the download and the copy landed in one second: the case under test
+        await _settled_and_polled(syncer, bucket, "tool")
+    else:
+        raise AssertionError("could not land a copy in the second of the download")
+    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o644
+    heads = requests(syncer, "HeadObject")
+    await _settled_and_polled(syncer, bucket, "tool")
+    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o755
+    assert read(path) == body
+    assert requests(syncer, "HeadObject") == heads + 1  # one look, not a download
+    assert metric(syncer, "s3sync_downloads_total") == attempt + 1
+    await _settled_and_polled(syncer, bucket, "tool")  # and settled: no look after that one
+    assert requests(syncer, "HeadObject") == heads + 1
+
+
+async def test_another_metadata_copy_in_the_second_of_ours_is_applied(
+    syncer_factory, bucket: Bucket
+) -> None:
+    """Two clients copy one object onto itself with different modes in one second (found by
+    the chaos test, the last divergences of its third long run). Listings cannot tell which
+    came last, so our own copy counts as known only once it is looked at after its second."""
+    syncer = await syncer_factory(download_interval=3600)
+    path = syncer.folder / "job.sh"
+    path.write_bytes(b"#!/bin/sh\n")
+    await eventually(lambda: bucket.exists("job.sh"))
+    await _settled_and_polled(syncer, bucket, "job.sh")
+    chmods = 0
+    for ours in (0o700, 0o750, 0o740, 0o710, 0o770):
+        os.chmod(path, ours)
+        chmods += 1
+        await eventually(
+            lambda ours=ours: _mode_in_s3(bucket, "job.sh") == ours, interval=0.01, what="ours"
+        )
+        first = await in_thread(_last_modified, bucket, "job.sh")
+        # Ours is copied once more when its second has turned (Uploads._visible); another
+        # client's copy right after that one lands in its second.
+        await eventually(
+            lambda first=first: _last_modified(bucket, "job.sh") > first,
+            interval=0.005,
+            what="re-copy",
+        )
+        second = await in_thread(_last_modified, bucket, "job.sh")
+        theirs = {"mode": format_mode(stat.S_IFREG | 0o705)}
+        await in_thread(bucket.set_metadata, "job.sh", theirs)
+        if await in_thread(_last_modified, bucket, "job.sh") == second:
+            break
+        await _settled_and_polled(syncer, bucket, "job.sh")
+        assert stat.S_IMODE(os.lstat(path).st_mode) == 0o705
+    else:
+        raise AssertionError("could not land a copy in the second of ours")
+    await _settled_and_polled(syncer, bucket, "job.sh")
+    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o705
+    assert await in_thread(_mode_in_s3, bucket, "job.sh") == 0o705
+    assert path.read_bytes() == b"#!/bin/sh\n"
+    assert metric(syncer, "s3sync_metadata_updates_total", side="remote", result="ok") == chmods

@@ -5,14 +5,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 
 from ..aws.credentials import CredentialsProvider
 from ..aws.sigv4 import UNSIGNED_PAYLOAD, quote_path
 from ..metrics import Metrics
-from ..model import normalize_etag
+from ..model import normalize_etag, seen_unsettled
 from . import xml
 from .errors import (
     BodyChanged,
@@ -43,6 +43,12 @@ class ObjectHead:
     mode: int | None
     content_type: str
     encryption: str | None
+    answered_at: str = ""  # the server's `Date`, normalised like Last-Modified
+
+    @property
+    def unsettled(self) -> bool:
+        """Seen within its Last-Modified second (see RemoteEntry.unsettled)."""
+        return seen_unsettled(self.last_modified, self.answered_at)
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> ObjectHead:
@@ -55,6 +61,7 @@ class ObjectHead:
             mode=parse_mode(headers.get("x-amz-meta-mode")),
             content_type=headers.get("Content-Type", ""),
             encryption=headers.get("x-amz-server-side-encryption"),
+            answered_at=normalize_last_modified(headers.get("Date", "")),
         )
 
 
@@ -190,6 +197,8 @@ class S3Client:
                 query.append(("continuation-token", token))
             response = await self._transport.request("ListObjectsV2", "GET", None, query=query)
             page = xml.parse_list_objects_v2(response.body)
+            answered_at = normalize_last_modified(response.headers.get("Date", ""))
+            page = replace(page, answered_at=answered_at)
             yield page
             if not page.next_token:
                 return

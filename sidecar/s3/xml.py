@@ -23,6 +23,7 @@ class ListPage:
     objects: list[ListedObject]
     next_token: str | None
     encoded: bool
+    answered_at: str = ""  # the server's `Date` (normalised): set by the client
 
 
 @dataclass(frozen=True, slots=True)
