@@ -18,6 +18,7 @@ from .parsers import parse_size
 from .s3.client import Endpoint
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+QUEUED_POLL_INTERVAL = 300.0  # SYNC_POLL_INTERVAL's default with SYNC_QUEUE_URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class Settings:
     stall_timeout: float = 300.0
     credentials_source: str = "auto"  # "auto" (the chain), "environment" or "ecs"
     mode: str = "bidirectional"  # SYNC_MODE
+    queue_url: str | None = None  # SYNC_QUEUE_URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +136,9 @@ VARIABLES: tuple[Variable, ...] = (
         "SYNC_POLL_INTERVAL",
         "poll_interval",
         "seconds, a number from 0.1 to 86400",
-        "How often to list the prefix for remote changes.",
-        "10",
+        "How often to list the prefix for remote changes (with SYNC_QUEUE_URL, a backstop: "
+        "events can be late or lost).",
+        "10 (300 with SYNC_QUEUE_URL)",
         "30",
         parsers.number(0.1, 86400),
     ),
@@ -302,6 +305,17 @@ VARIABLES: tuple[Variable, ...] = (
         parsers.choice("bidirectional", "upload-only", "download-only"),
     ),
     Variable(
+        "SYNC_QUEUE_URL",
+        "queue_url",
+        "an SQS queue URL, https://sqs.<region>.amazonaws.com/<account id>/<queue name>",
+        "SQS queue receiving the bucket's ObjectCreated/ObjectRemoved events (S3's own or "
+        "EventBridge's, raw or through SNS): remote changes arrive in about a second, and "
+        "the full listing becomes a backstop. One queue per task.",
+        "(none: poll only)",
+        "https://sqs.eu-west-2.amazonaws.com/123456789012/s3sync-app",
+        parsers.queue_url,
+    ),
+    Variable(
         "SYNC_OPEN_FILE_TIMEOUT",
         "open_file_timeout",
         "seconds, a number from 1 to 86400",
@@ -356,6 +370,8 @@ def load_settings(
         except (ValueError, TypeError):
             problems.append(Problem(variable.name, value, variable.expected))
 
+    if "queue_url" in values and "poll_interval" not in values:
+        values["poll_interval"] = QUEUED_POLL_INTERVAL  # events first; listings as a backstop
     if "region" in values and "endpoint" not in values and "SYNC_ENDPOINT" not in raw:
         values["endpoint"] = default_endpoint(values["region"])
     if "endpoint" in values:

@@ -22,6 +22,8 @@ from typing import Any, cast
 import aiohttp
 
 from .aws.credentials import CredentialsProvider
+from .aws.sqs import QueueClient, QueueUrl
+from .changes import ChangeFeed
 from .executor import Executor
 from .health import Health
 from .keys import KeyMapper
@@ -43,6 +45,8 @@ from .store import SyncedStore
 from .watch import Watcher
 
 log = logging.getLogger("sidecar")
+
+FALLBACK_POLL_INTERVAL = 10.0  # seconds between listings while the event queue fails
 
 
 class Engine:
@@ -111,9 +115,30 @@ class Engine:
             state=self.state,
             scheduler=self.scheduler,
             settings=PollSettings(
-                options.poll_interval, options.max_delete_percent, options.trust_after
+                options.poll_interval,
+                options.max_delete_percent,
+                options.trust_after,
+                fallback=min(options.poll_interval, FALLBACK_POLL_INTERVAL),
             ),
         )
+        self.changes: ChangeFeed | None = None
+        if options.queue_url is not None and options.mode is not SyncMode.UPLOAD_ONLY:
+            self.changes = ChangeFeed(
+                queue=QueueClient(
+                    session=self.session,
+                    queue=QueueUrl.parse(options.queue_url),
+                    region=options.region,
+                    credentials=credentials,
+                ),
+                s3=self.s3,
+                bucket=options.bucket,
+                keys=keys,
+                excluded=self.poller.excluded,
+                state=self.state,
+                scheduler=self.scheduler,
+                poller=self.poller,
+                metrics=metrics,
+            )
         self.store = SyncedStore(os.path.join(work_dir, "state.sqlite3"), options.identity)
         self.tree = Tree(root, options.work_name)
         self.etags = EtagKnowledge(on_learned=self.store.note_etags)
@@ -197,7 +222,9 @@ class Engine:
             (self.health.lag_loop(), "loop-lag-monitor"),
         ]
         if options.mode is not SyncMode.UPLOAD_ONLY:  # upload-only never lists S3
-            loops.append((self.poller.run(), "poller"))
+            loops.append((self.poller.run(self._poll_interval), "poller"))
+        if self.changes is not None:
+            loops.append((self.changes.run(), "change-feed"))
         for loop, name in loops:
             self._tasks.append(asyncio.create_task(loop, name=name))
 
@@ -301,6 +328,12 @@ class Engine:
         self.metrics.inc(self.metrics.local_errors, "watch")
         log.error("%s failed: %s", what, error)
 
+    def _poll_interval(self) -> float:
+        """SYNC_POLL_INTERVAL; while the event queue fails, the fallback (at most 10 s)."""
+        if self.changes is not None and self.changes.failing:
+            return self.poller.fallback_interval
+        return self.options.poll_interval
+
     def _oldest_pending_age(self) -> float:
         since = self.scheduler.oldest_local_change()
         return 0.0 if since is None else time.monotonic() - since
@@ -337,6 +370,8 @@ class Engine:
             poll_error=poller.last_error,
             credentials=self.credentials,
             polls=self.options.mode is not SyncMode.UPLOAD_ONLY,
+            queue_error=None if self.changes is None else self.changes.last_error,
+            queue=self.changes is not None,
         )
 
 

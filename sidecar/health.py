@@ -10,7 +10,8 @@ verdicts built from them.
   to one scan interval of delay: a reason to raise fs.inotify.max_user_watches, never one to
   restart (a restart would hit the same limit).
 - Readiness (`readiness`, served as `/readyz`): restored, a poll succeeded within three poll
-  intervals (plus twice the last listing's duration), credentials valid.
+  intervals (plus twice the last listing's duration), credentials valid, and, with an event
+  queue (SYNC_QUEUE_URL), its last call answered.
 
 The signals are fed from outside: `set_reachable` by the S3 client after every answer or
 failure, `progressed` by the pipeline after every pass and by transfers as bytes move, and the
@@ -112,6 +113,8 @@ class Health:
         poll_error: str | None,
         credentials: CredentialsProvider | None,
         polls: bool = True,
+        queue: bool = False,
+        queue_error: str | None = None,
     ) -> dict[str, dict[str, Any]]:
         now = time.monotonic()
         allowed = 3 * self._poll_interval + 2 * last_poll_duration
@@ -123,7 +126,7 @@ class Health:
         }
         if not polls:  # upload-only: S3 is never listed
             poll = {"ok": True, "seconds_since_success": None, "error": None, "polls": False}
-        return {
+        checks: dict[str, dict[str, Any]] = {
             "restore": {"ok": restore_done, "pending": restore_pending},
             "poll": poll,
             "credentials": {
@@ -131,6 +134,9 @@ class Health:
                 "expires": _isoformat(credentials.expiration) if credentials is not None else None,
             },
         }
+        if queue:  # SYNC_QUEUE_URL: failing means changes in S3 arrive a listing late
+            checks["queue"] = {"ok": queue_error is None, "error": queue_error}
+        return checks
 
 
 def _isoformat(moment: datetime | None) -> str | None:

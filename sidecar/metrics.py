@@ -35,6 +35,9 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 RESULTS = ("ok", "error")
 SIDES = ("local", "remote")
 LOCAL_ERROR_OPERATIONS = ("watch", "io", "permission")
+NOTIFICATION_EVENT_RESULTS = ("received", "applied", "ignored")
+NOTIFICATION_MESSAGE_RESULTS = ("handled", "test", "malformed")
+NOTIFICATION_ERROR_KINDS = ("unreachable", "denied", "missing", "throttled", "error")
 
 
 def without_created_series() -> None:
@@ -231,6 +234,39 @@ class Metrics:
         )
         self.flushes.labels("ok")
         self.flushes.labels("timeout")
+        self.notification_events = Counter(
+            "s3sync_notification_events",
+            "S3 event notifications from SYNC_QUEUE_URL, by result: 'received', then "
+            "'applied' (looked at and handed to the workers) or 'ignored' (another bucket, "
+            "outside the prefix or excluded, older than what is known, or our own write's echo).",
+            ["result"],
+            registry=r,
+        )
+        self.notification_messages = Counter(
+            "s3sync_notification_messages",
+            "SQS messages from SYNC_QUEUE_URL, by result: 'handled', 'test' (S3's test "
+            "event: a listing follows) or 'malformed' (logged and deleted).",
+            ["result"],
+            registry=r,
+        )
+        self.notification_lag = Histogram(
+            "s3sync_notification_lag_seconds",
+            "From an event's time in S3 to its change handed to the workers.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.notification_errors = Counter(
+            "s3sync_notification_queue_errors",
+            "Failed calls to SQS, by kind (unreachable, denied, missing, throttled, error).",
+            ["kind"],
+            registry=r,
+        )
+        for result in NOTIFICATION_EVENT_RESULTS:
+            self.notification_events.labels(result)
+        for result in NOTIFICATION_MESSAGE_RESULTS:
+            self.notification_messages.labels(result)
+        for kind in NOTIFICATION_ERROR_KINDS:
+            self.notification_errors.labels(kind)
         ProcessCollector(registry=r)
         for result in RESULTS:
             for counter in (self.uploads, self.downloads, self.polls):

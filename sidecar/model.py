@@ -82,6 +82,14 @@ class RemoteEntry:
         second) is what must be looked at again: we saw this one while its second lasted."""
         return self.unsettled and not listed.unsettled and not listed.is_dir
 
+    def metadata_differs(self, other: RemoteEntry) -> bool:
+        """Whether `other` (the same object, looked at with a HEAD) carries a mode or mtime,
+        and one other than this one's: a metadata-only copy in the same second, which
+        Last-Modified cannot show. (Listed entries carry none, so they never differ.)"""
+        return (other.mode is not None and self.mode != other.mode) or (
+            other.mtime_ns is not None and self.mtime_ns != other.mtime_ns
+        )
+
     def same_object(self, other: RemoteEntry) -> bool:
         return self.etag == other.etag and self.size == other.size and self.is_dir == other.is_dir
 

@@ -37,6 +37,7 @@ class SyncOptions:
     open_file_timeout: float
     stall_timeout: float
     mode: SyncMode = SyncMode.BIDIRECTIONAL
+    queue_url: str | None = None  # SQS queue of the bucket's events (changes.py)
 
     @property
     def work_dir(self) -> str:

@@ -145,3 +145,10 @@ def directory(value: str) -> str:
     if os.path.exists(value) and not os.path.isdir(value):
         raise ValueError
     return value
+
+
+def queue_url(value: str) -> str:
+    """An SQS queue URL: http(s), a host, and /<account id>/<queue name>."""
+    from .aws.sqs import QueueUrl  # noqa: PLC0415 - parsers stay importable on their own
+
+    return QueueUrl.parse(value).url

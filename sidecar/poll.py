@@ -18,6 +18,7 @@ older than a second are never looked at twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -53,6 +54,7 @@ class PollSettings:
     interval: float  # seconds between listings
     max_delete_percent: float
     trust_after: float  # mobius3's local_modification_persistance
+    fallback: float = 0.0  # seconds between listings while the event queue fails (0: interval)
 
 
 class Poller:
@@ -79,6 +81,7 @@ class Poller:
         self.last_success_monotonic: float | None = None
         self.last_error: str | None = None
         self.last_duration = 0.0
+        self._wake = asyncio.Event()
 
     def excluded(self, rel: str, is_dir: bool) -> bool:
         """Whether listings leave `rel` out (the remote exclude pattern): S3's side unseen."""
@@ -150,10 +153,25 @@ class Poller:
         self.last_error = f"{type(error).__name__}: {error}"
         self._metrics.inc(self._metrics.polls, "error")
 
-    async def run(self) -> None:
-        """Poll every interval, forever."""
+    @property
+    def fallback_interval(self) -> float:
+        return self.settings.fallback or self.settings.interval
+
+    def request_listing(self, why: str) -> None:
+        """List at once rather than at the next interval (the change feed asks: a test event,
+        the queue back after failing)."""
+        if not self._wake.is_set():
+            log.info("listing the prefix now: %s", why)
+        self._wake.set()
+
+    async def run(self, interval: Callable[[], float] | None = None) -> None:
+        """Poll every interval (`interval()` when given: it may change between listings), or
+        sooner when asked to, forever."""
         while True:
-            await asyncio.sleep(self.settings.interval)
+            wait = self.settings.interval if interval is None else interval()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
             await self.poll()
 
     async def poll(self) -> None:
@@ -210,33 +228,101 @@ def apply_snapshot(
     reported) instead of applied. Keys that listings leave out (`unlisted`: the remote exclude
     pattern) are never taken as deleted.
     """
-    applied = Applied()
-    started = snapshot.started
+    fold = _Fold(state, snapshot.started, busy, trust_after)
     entries = snapshot.entries
-
-    def stale(rel: str) -> bool:
-        ps = state.peek(rel)
-        return ps is not None and (ps.remote_changed_at > started - trust_after or busy(rel))
-
-    touched_parents: set[str] = set()
-    before: dict[str, bool] = {}
-
-    def note_parents(rel: str) -> None:
-        for parent in parents_of(rel):
-            if parent not in before:
-                before[parent] = state.remote_children(parent) > 0
-            touched_parents.add(parent)
-
     for rel, entry in entries.items():
+        fold.listed(rel, entry)
+
+    removed = [
+        rel
+        for rel, ps in state.paths.items()
+        if ps.remote is not None
+        and rel not in entries
+        and rel not in snapshot.shadowed
+        and not unlisted(rel, ps.remote.is_dir)
+        and not fold.stale(rel)
+    ]
+    local_deletions = [
+        rel
+        for rel in removed
+        if (ps := state.paths[rel]).synced is not None and ps.synced.local.kind is not Kind.DIR
+    ]
+    held_deletions = 0
+    if not initial and too_many_deletions(
+        len(local_deletions), state.synced_files, max_delete_percent
+    ):
+        held_deletions = len(local_deletions)
+        held = set(local_deletions)
+        removed = [rel for rel in removed if rel not in held]
+    for rel in removed:
+        fold.gone(rel)
+
+    state.set_shadowed(snapshot.shadowed)
+    return Applied(fold.finish(), held_deletions)
+
+
+def apply_findings(
+    state: SyncState,
+    findings: dict[str, RemoteEntry | None],
+    *,
+    started: float,
+    busy: Callable[[str], bool],
+) -> list[str]:
+    """Fold what single requests found out about single paths (an event's HEAD: the entry,
+    or None when S3 answered that there is no such object) as a listing would; return the
+    paths whose remote side changed. Each finding describes S3 at `started` (monotonic)."""
+    fold = _Fold(state, started, busy, 0.0)
+    for rel, entry in findings.items():
+        if entry is not None:
+            fold.listed(rel, entry)
+        elif (ps := state.peek(rel)) is not None and ps.remote is not None and not fold.stale(rel):
+            fold.gone(rel)
+    return fold.finish()
+
+
+class _Fold:
+    """One fold of what S3 holds into `state`: the rules shared by listings and findings."""
+
+    def __init__(
+        self, state: SyncState, started: float, busy: Callable[[str], bool], trust_after: float
+    ) -> None:
+        self._state = state
+        self._started = started
+        self._busy = busy
+        self._trust_after = trust_after
+        self.changed: list[str] = []
+        self._touched_parents: set[str] = set()
+        self._before: dict[str, bool] = {}
+
+    def stale(self, rel: str) -> bool:
+        """Changed by our own request since S3 was looked at, or being synced right now."""
+        ps = self._state.peek(rel)
+        return ps is not None and (
+            ps.remote_changed_at > self._started - self._trust_after or self._busy(rel)
+        )
+
+    def _note_parents(self, rel: str) -> None:
+        for parent in parents_of(rel):
+            if parent not in self._before:
+                self._before[parent] = self._state.remote_children(parent) > 0
+            self._touched_parents.add(parent)
+
+    def listed(self, rel: str, entry: RemoteEntry) -> None:
+        state = self._state
         ps = state.peek(rel)
         old = ps.remote if ps is not None else None
         if old is not None and old.same_object(entry):
             if old.last_modified == entry.last_modified:
-                if old.settled_by(entry) and not stale(rel):
+                if old.metadata_differs(entry) and not self.stale(rel):
+                    # A HEAD (after an event) found new metadata within the same second.
+                    state.set_remote(rel, entry)
+                    self.changed.append(rel)
+                    return
+                if old.settled_by(entry) and not self.stale(rel):
                     # Seen within its second: what that second ended with is looked at now.
                     state.set_remote(rel, replace(old, unsettled=False))
-                    applied.changed.append(rel)
-                continue
+                    self.changed.append(rel)
+                return
             if not old.last_modified:
                 # First listing after our own write: learn its Last-Modified. One later than
                 # S3's answer to us is another client's rewrite since (of the same bytes: a
@@ -255,46 +341,26 @@ def apply_snapshot(
                 ):
                     state.set_synced(rel, replace(ps.synced, remote=adopted))
                 if learned == entry.last_modified:
-                    continue
-        if stale(rel):
-            continue
+                    return
+        if self.stale(rel):
+            return
         if old is None:
-            note_parents(rel)
+            self._note_parents(rel)
         elif old.same_object(entry):  # same content, new Last-Modified: keep known metadata
             state.set_remote(rel, replace(entry, mtime_ns=old.mtime_ns, mode=old.mode))
-            applied.changed.append(rel)
-            continue
+            self.changed.append(rel)
+            return
         state.set_remote(rel, entry)
-        applied.changed.append(rel)
+        self.changed.append(rel)
 
-    removed = [
-        rel
-        for rel, ps in state.paths.items()
-        if ps.remote is not None
-        and rel not in entries
-        and rel not in snapshot.shadowed
-        and not unlisted(rel, ps.remote.is_dir)
-        and not stale(rel)
-    ]
-    local_deletions = [
-        rel
-        for rel in removed
-        if (ps := state.paths[rel]).synced is not None and ps.synced.local.kind is not Kind.DIR
-    ]
-    if not initial and too_many_deletions(
-        len(local_deletions), state.synced_files, max_delete_percent
-    ):
-        applied.held_deletions = len(local_deletions)
-        held = set(local_deletions)
-        removed = [rel for rel in removed if rel not in held]
-    for rel in removed:
-        note_parents(rel)
-        state.set_remote(rel, None)
-        applied.changed.append(rel)
+    def gone(self, rel: str) -> None:
+        self._note_parents(rel)
+        self._state.set_remote(rel, None)
+        self.changed.append(rel)
 
-    state.set_shadowed(snapshot.shadowed)
-
-    for parent in touched_parents:
-        if before.get(parent, False) != (state.remote_children(parent) > 0):
-            applied.changed.append(parent)
-    return applied
+    def finish(self) -> list[str]:
+        """The changed paths, with every directory whose remote presence flipped."""
+        for parent in self._touched_parents:
+            if self._before.get(parent, False) != (self._state.remote_children(parent) > 0):
+                self.changed.append(parent)
+        return self.changed

@@ -220,6 +220,8 @@ def _file(
             or (not old.last_modified and old.written_since(remote))
             # seen within its Last-Modified second, listed after it: look again (a HEAD)
             or old.settled_by(remote)
+            # a HEAD found another mode or mtime (a metadata copy within the same second)
+            or old.metadata_differs(remote)
         ):
             return Decision(Op.APPLY_REMOTE_META)
         return NOTHING

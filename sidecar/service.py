@@ -80,6 +80,7 @@ def build_syncer(settings: Settings, metrics: Metrics, credentials: CredentialsP
         open_file_timeout=settings.open_file_timeout,
         stall_timeout=settings.stall_timeout,
         mode=settings.mode,
+        queue_url=settings.queue_url,
         metrics=metrics,
     )
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from .aws.chain import provider_from_environment
 from .aws.credentials import CredentialsProvider
+from .aws.sqs import QueueUrl
 from .engine import Engine
 from .metrics import Metrics
 from .model import SyncMode
@@ -117,6 +118,7 @@ class Syncer:
         open_file_timeout: float = 60,
         stall_timeout: float = 300,
         mode: str = "bidirectional",
+        queue_url: str | None = None,
         metrics: Metrics | None = None,
         **mobius3_arguments: Any,
     ) -> None:
@@ -155,6 +157,7 @@ class Syncer:
             open_file_timeout=float(open_file_timeout),
             stall_timeout=float(stall_timeout),
             mode=SyncMode(mode),
+            queue_url=QueueUrl.parse(queue_url).url if queue_url else None,
         )
         self._credentials = credentials  # a provider passed in belongs to the caller
         self.metrics = metrics if metrics is not None else Metrics()

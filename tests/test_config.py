@@ -77,6 +77,7 @@ def test_minimal_env_gives_the_documented_defaults(env: dict[str, str], tmp_path
         "stall_timeout": 300.0,
         "credentials_source": "auto",
         "mode": "bidirectional",
+        "queue_url": None,
     }
     settings = load_settings(env)
     assert {f.name: getattr(settings, f.name) for f in fields(Settings)} == expected
@@ -241,6 +242,11 @@ BAD: list[tuple[str, str]] = [
     ("SYNC_OPEN_FILE_TIMEOUT", "86401"),
     ("SYNC_MODE", "upload_only"),
     ("SYNC_MODE", "both"),
+    ("SYNC_QUEUE_URL", "my-queue"),
+    ("SYNC_QUEUE_URL", "arn:aws:sqs:eu-west-2:123456789012:q"),
+    ("SYNC_QUEUE_URL", "https://sqs.eu-west-2.amazonaws.com/q"),
+    ("SYNC_QUEUE_URL", "ftp://sqs.eu-west-2.amazonaws.com/123456789012/q"),
+    ("SYNC_QUEUE_URL", "https://sqs.eu-west-2.amazonaws.com/123456789012/q?x=1"),
 ]
 
 
@@ -601,3 +607,22 @@ def test_readme_table_defaults_and_examples_match() -> None:
     }
     assert mismatched == {}
     assert set(rows) <= set(BY_NAME)  # no documented variable that does not exist
+
+
+QUEUE = "https://sqs.eu-west-2.amazonaws.com/123456789012/s3sync-app"
+
+
+def test_a_queue_makes_listings_a_backstop(env: dict[str, str]) -> None:
+    env["SYNC_QUEUE_URL"] = QUEUE
+    settings = load_settings(env)
+    assert (settings.queue_url, settings.poll_interval) == (QUEUE, 300.0)
+    env["SYNC_POLL_INTERVAL"] = "60"
+    assert load_settings(env).poll_interval == 60.0  # said explicitly: kept
+
+
+def test_the_queue_region_comes_from_its_host() -> None:
+    from sidecar.aws.sqs import QueueUrl
+
+    assert QueueUrl.parse(QUEUE).region == "eu-west-2"
+    assert QueueUrl.parse("https://eu-west-1.queue.amazonaws.com/1/q").region == "eu-west-1"
+    assert QueueUrl.parse("http://127.0.0.1:5000/123456789012/q").region is None  # SYNC_REGION

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from sidecar.model import Kind, LocalEntry, RemoteEntry, Synced, seen_unsettled
-from sidecar.poll import Applied, Snapshot, apply_snapshot
+from sidecar.poll import Applied, Snapshot, apply_findings, apply_snapshot
 from sidecar.state import SyncState
 
 LM1 = "2024-01-01T00:00:00.000Z"
@@ -474,3 +474,47 @@ def test_reconstructed_state_matches_a_fresh_listing() -> None:
 )
 def test_seen_unsettled(last_modified: str, seen_at: str, unsettled: bool) -> None:
     assert seen_unsettled(last_modified, seen_at) is unsettled
+
+
+# -- single findings (a HEAD after an event) -----------------------------------------------------
+
+
+def find(state: SyncState, findings: dict[str, RemoteEntry | None], busy=lambda rel: False):
+    return apply_findings(state, findings, started=STARTED, busy=busy)
+
+
+def test_a_finding_of_a_new_object_is_a_change_and_flips_its_directory() -> None:
+    state = SyncState()
+    assert find(state, {"d/a": obj("ea")}) == ["d/a", "d"]
+    assert state.paths["d/a"].remote == obj("ea")
+
+
+def test_a_finding_of_no_object_removes_only_what_was_known() -> None:
+    state = SyncState()
+    synced(state, "d/a", obj("ea"))
+    assert find(state, {"d/a": None, "never": None}) == ["d/a", "d"]
+    assert state.paths["d/a"].remote is None
+    assert "never" not in state.paths or state.paths["never"].remote is None
+
+
+def test_a_finding_with_new_metadata_in_the_same_second_is_a_change() -> None:
+    state = SyncState()
+    synced(state, "a", RemoteEntry("e1", 1, LM1, mtime_ns=5, mode=0o100644))
+    headed = RemoteEntry("e1", 1, LM1, mtime_ns=5, mode=0o100755)
+    assert find(state, {"a": headed}) == ["a"]
+    assert state.paths["a"].remote == headed
+    assert find(state, {"a": RemoteEntry("e1", 1, LM1, mtime_ns=5, mode=0o100644)}) == ["a"]
+
+
+def test_a_finding_of_what_is_known_changes_nothing() -> None:
+    state = SyncState()
+    known = RemoteEntry("e1", 1, LM1, mtime_ns=5, mode=0o100644)
+    synced(state, "a", known)
+    assert find(state, {"a": known}) == []
+
+
+def test_findings_leave_busy_paths_alone() -> None:
+    state = SyncState()
+    synced(state, "a", obj("e1"))
+    assert find(state, {"a": obj("e2", LM2), "b": None}, busy=lambda rel: True) == []
+    assert state.paths["a"].remote == obj("e1")

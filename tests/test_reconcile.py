@@ -141,6 +141,17 @@ ROWS: list[tuple[str, Facts, Decision]] = [
         ),
         D(Op.UPLOAD_META, if_match="e0"),  # ours is the later metadata: it goes up
     ),
+    # A HEAD after an event found another mode in the same second: apply it here.
+    (
+        "head_found_new_metadata",
+        Facts(FILE, replace(OBJ, mode=0o100755), Synced(FILE, replace(OBJ, mode=0o100644))),
+        D(Op.APPLY_REMOTE_META),
+    ),
+    (
+        "head_found_the_same_metadata",
+        Facts(FILE, replace(OBJ, mode=0o100644), Synced(FILE, replace(OBJ, mode=0o100644))),
+        D(Op.NOTHING),
+    ),
     ("remote_changed", Facts(FILE, OBJ_CHANGED, SYNCED_FILE), D(Op.DOWNLOAD)),
     ("remote_deleted", Facts(FILE, None, SYNCED_FILE), D(Op.DELETE_LOCAL)),
     # the file key went and `a/` appeared: the unchanged local file goes, the dir comes next

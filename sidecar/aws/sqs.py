@@ -1,0 +1,215 @@
+"""The three SQS calls the change feed needs (ReceiveMessage, DeleteMessageBatch,
+GetQueueAttributes), over SQS's JSON protocol, each signed with our SigV4 signer like every S3
+request, on the sidecar's one aiohttp session.
+
+No retries here: the caller (`changes.ChangeFeed`) is a loop that backs off and says when the
+queue is failing. An expired credential is refreshed once, as for S3. Answers are read up to
+`ANSWER_LIMIT` (ten messages of SQS's largest size, with room): a hostile endpoint cannot
+exhaust memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from ..s3.errors import ResponseTooLarge
+from ..s3.transport import USER_AGENT, read_capped
+from .credentials import CredentialsProvider
+from .sigv4 import sign_request
+
+ANSWER_LIMIT = 4 * 1024 * 1024
+LONG_POLL = 20  # seconds: SQS's longest wait
+
+_REGION_IN_HOST = re.compile(r"^(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d)\.(?:queue\.)?amazonaws\.com")
+_CREDENTIAL_ERRORS = ("ExpiredToken", "InvalidClientTokenId", "UnrecognizedClientException")
+
+
+class QueueError(Exception):
+    """SQS refused or could not be reached. `code` is SQS's error name ("" when unreachable)."""
+
+    def __init__(self, code: str, message: str, status: int = 0) -> None:
+        super().__init__(f"{code}: {message}" if code else message)
+        self.code = code
+        self.status = status
+
+    @property
+    def kind(self) -> str:
+        """For the errors metric: unreachable, denied, missing, throttled or error."""
+        if not self.status:
+            return "unreachable"
+        if self.status == 403 or "AccessDenied" in self.code:
+            return "denied"
+        if "NonExistentQueue" in self.code or "QueueDoesNotExist" in self.code:
+            return "missing"
+        if self.status == 429 or "Throttl" in self.code or "OverLimit" in self.code:
+            return "throttled"
+        return "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    receipt: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueUrl:
+    url: str
+    scheme: str
+    host: str  # the Host header
+    region: str | None  # from an AWS host name; None for any other endpoint
+
+    @classmethod
+    def parse(cls, url: str) -> QueueUrl:
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query string or fragment")
+        segments = [segment for segment in parts.path.split("/") if segment]
+        if len(segments) != 2:
+            raise ValueError("must end in /<account id>/<queue name>")
+        match = _REGION_IN_HOST.match(parts.hostname)
+        return cls(url.strip(), parts.scheme, parts.netloc, match.group(1) if match else None)
+
+
+class QueueClient:
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        queue: QueueUrl,
+        region: str,
+        credentials: CredentialsProvider,
+    ) -> None:
+        self._session = session
+        self.queue = queue
+        self._region = queue.region or region
+        self._credentials = credentials
+
+    async def receive(self, *, wait: int = LONG_POLL, limit: int = 10) -> list[Message]:
+        answer = await self._call(
+            "ReceiveMessage",
+            {"MaxNumberOfMessages": limit, "WaitTimeSeconds": wait},
+            seconds=wait + 20,
+        )
+        messages = answer.get("Messages") or []
+        if not isinstance(messages, list):
+            raise QueueError("InvalidAnswer", "ReceiveMessage: Messages is not a list", 200)
+        received: list[Message] = []
+        for message in messages:
+            if not isinstance(message, dict):
+                continue
+            receipt = message.get("ReceiptHandle")
+            if not isinstance(receipt, str):
+                continue
+            body = message.get("Body")
+            received.append(
+                Message(
+                    str(message.get("MessageId", "")),
+                    receipt,
+                    body if isinstance(body, str) else "",
+                )
+            )
+        return received
+
+    async def delete(self, receipts: list[str]) -> int:
+        """Delete messages by receipt handle (up to ten); how many SQS did not delete."""
+        if not receipts:
+            return 0
+        entries = [{"Id": str(number), "ReceiptHandle": r} for number, r in enumerate(receipts)]
+        answer = await self._call("DeleteMessageBatch", {"Entries": entries}, seconds=30)
+        failed = answer.get("Failed") or []
+        return len(failed) if isinstance(failed, list) else 0
+
+    async def attributes(self) -> dict[str, str]:
+        answer = await self._call(
+            "GetQueueAttributes",
+            {"AttributeNames": ["ApproximateNumberOfMessages", "MaximumMessageSize"]},
+            seconds=30,
+        )
+        attributes = answer.get("Attributes") or {}
+        return (
+            {str(k): str(v) for k, v in attributes.items()} if isinstance(attributes, dict) else {}
+        )
+
+    async def _call(
+        self, action: str, payload: dict[str, Any], *, seconds: float
+    ) -> dict[str, Any]:
+        body = json.dumps({"QueueUrl": self.queue.url, **payload}).encode()
+        refreshed = False
+        while True:
+            try:
+                return await self._send(action, body, seconds)
+            except QueueError as error:
+                if error.code in _CREDENTIAL_ERRORS and not refreshed:
+                    refreshed = True
+                    self._credentials.invalidate()
+                    continue
+                raise
+
+    async def _send(self, action: str, body: bytes, seconds: float) -> dict[str, Any]:
+        try:
+            creds = await self._credentials.get()
+        except Exception as error:
+            raise QueueError("", f"no credentials: {error}") from error
+        headers = {
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": f"AmazonSQS.{action}",
+        }
+        signed = sign_request(
+            method="POST",
+            host=self.queue.host,
+            path="/",
+            query="",
+            headers=headers,
+            payload_hash=hashlib.sha256(body).hexdigest(),
+            access_key_id=creds.access_key_id,
+            secret_access_key=creds.secret_access_key,
+            session_token=creds.session_token,
+            region=self._region,
+            now=datetime.now(UTC),
+            service="sqs",
+        )
+        url = f"{self.queue.scheme}://{self.queue.host}/"
+        try:
+            async with self._session.post(
+                url,
+                data=body,
+                headers={"Host": self.queue.host, "User-Agent": USER_AGENT, **headers, **signed},
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=seconds, sock_connect=10),
+            ) as response:
+                content = await read_capped(response, ANSWER_LIMIT)
+                status = response.status
+        except ResponseTooLarge as error:
+            raise QueueError("AnswerTooLarge", str(error), 200) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise QueueError("", f"{action}: {type(error).__name__}: {error}") from None
+        try:
+            answer = json.loads(content) if content else {}
+        except ValueError:
+            answer = None
+        if status != 200:
+            code, message = _error(answer, status)
+            raise QueueError(code, f"{action}: {message}", status)
+        if not isinstance(answer, dict):
+            raise QueueError("InvalidAnswer", f"{action}: the answer is not a JSON object", status)
+        return answer
+
+
+def _error(answer: Any, status: int) -> tuple[str, str]:
+    if isinstance(answer, dict):
+        code = str(answer.get("__type") or answer.get("code") or "").rpartition("#")[2]
+        message = str(answer.get("message") or answer.get("Message") or "")
+        return code or f"HTTP{status}", message or f"HTTP {status}"
+    return f"HTTP{status}", f"HTTP {status}"
