@@ -25,7 +25,7 @@ import aiohttp
 
 from .aws.credentials import CredentialsError
 from .executor import Executor
-from .keys import SkipReason, UnsyncableName
+from .keys import SkipReason, UnsyncableName, parents_of
 from .metrics import Metrics
 from .model import Hint, Kind, SyncMode
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged
@@ -181,12 +181,19 @@ class Pipeline:
 
     async def _remote_changed(self, rel: str, direction: Direction) -> Outcome:
         """S3 no longer holds what the decision saw: learn what it holds now, decide again."""
-        ps = self._state.get(rel)
+        state = self._state
+        ps = state.get(rel)
         seen = ps.remote
+        parents = {parent: state.remote_children(parent) > 0 for parent in parents_of(rel)}
         try:
             await self._workspace.learn_remote(rel)
         except Exception as error:
             return self._failed(rel, direction, error)
+        # Gone (or there) in S3 after all: a directory above may now exist in S3 only through
+        # its marker, or not at all (a listing would have said so: `poll._Fold.finish`).
+        for parent, present in parents.items():
+            if present != (state.remote_children(parent) > 0):
+                self._scheduler.submit(parent, DOWNLOAD)
         if ps.remote == seen:  # S3 contradicts itself: do not spin on it
             return self._failed(rel, direction, S3Unavailable(f"{rel!r}: S3 answers disagree"))
         return NOW

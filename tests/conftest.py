@@ -79,6 +79,9 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
         yield server
 
 
+MOTO_SERVER = Path(__file__).with_name("moto_server.py")  # moto's, honouring copy If-Match
+
+
 @contextlib.contextmanager
 def moto_process(log: Path) -> Iterator[MotoServer]:
     """moto's server with authentication on: the first few requests (creating an IAM user and
@@ -92,7 +95,7 @@ def moto_process(log: Path) -> Iterator[MotoServer]:
     }
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,

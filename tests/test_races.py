@@ -15,6 +15,8 @@ from conftest import Bucket, eventually, in_thread, metric, small_inotify_queue
 from sidecar import safefs
 from sidecar.s3.metadata import format_mode
 
+HOUR = 3600
+
 
 async def _received(proxy: Any, method: str, before: int) -> None:
     await eventually(lambda: proxy.seen[method] > before, what=f"a {method} reached the proxy")
@@ -205,3 +207,34 @@ async def test_a_metadata_copy_that_finds_another_object_is_never_taken_for_ours
         return await in_thread(converged)
 
     await eventually(settled, timeout=30, what="both versions, the same on both sides")
+
+
+async def test_a_directory_whose_last_key_went_during_its_download_is_removed(
+    syncer_factory, bucket: Bucket, proxy: Any
+) -> None:
+    """A listing shows `d/b.txt` (the only key left under `d`); it is deleted in S3 while its
+    download is in flight. The download learns that, so `d` no longer exists in S3, and no
+    listing will ever say so again (found by the chaos test, seed 5 of its fourth long run: an
+    empty directory stayed in one folder)."""
+    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern, download_interval=HOUR)
+    folder: Path = syncer.folder
+    await in_thread(bucket.put, "d/a.txt", b"a")
+    await syncer.poll_once()
+    await syncer._running().scheduler.wait_idle()
+    assert (folder / "d" / "a.txt").read_bytes() == b"a"
+
+    await in_thread(bucket.put, "d/b.txt", b"b")
+    await in_thread(bucket.delete, "d/a.txt")
+    proxy.faults.methods = {"GET"}
+    proxy.faults.delay = 1.5
+    await syncer.poll_once()  # a.txt is gone, b.txt is new: its GET is held up
+    gets = proxy.seen["GET"]
+    await eventually(lambda: proxy.seen["GET"] > gets, what="the download under way")
+    await in_thread(bucket.delete, "d/b.txt")
+    await syncer._running().scheduler.wait_idle()
+    proxy.faults.delay = 0.0
+
+    await eventually(lambda: not (folder / "d").exists(), timeout=10, what="d removed")
+    await syncer.poll_once()
+    await syncer._running().scheduler.wait_idle()
+    assert sorted(p.name for p in folder.iterdir()) == [".s3sync-sidecar"]

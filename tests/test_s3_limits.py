@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import Bucket
 
 from sidecar.aws.credentials import Credentials, StaticCredentials
 from sidecar.metrics import Metrics
@@ -286,3 +287,21 @@ async def test_a_download_never_reads_or_writes_past_what_is_announced(
     finally:
         await syncer.stop(timeout=1)
         await runner.cleanup()
+
+
+def test_the_test_server_refuses_a_copy_whose_source_changed(bucket: Bucket) -> None:
+    """The harness's moto honours `x-amz-copy-source-if-match` as AWS does (tests/moto_server.py):
+    without it, a copy made on an old read silently stamps newer bytes."""
+    old = bucket.put("k", b"old")
+    bucket.put("k", b"new")
+    with pytest.raises(bucket.client.exceptions.ClientError) as refused:
+        bucket.client.copy_object(
+            Bucket=bucket.name,
+            Key="k",
+            CopySource={"Bucket": bucket.name, "Key": "k"},
+            CopySourceIfMatch=old,
+            MetadataDirective="REPLACE",
+            Metadata={"mode": "33261"},
+        )
+    assert refused.value.response["Error"]["Code"] in ("PreconditionFailed", "412")
+    assert bucket.head("k")["Metadata"] == {}

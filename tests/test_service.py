@@ -217,6 +217,7 @@ async def test_sigterm_with_a_burst_in_flight(run_sidecar, sidecar_env, bucket: 
         ("SYNC_STALL_TIMEOUT", "1"),
         ("SYNC_OPEN_FILE_TIMEOUT", "never"),
         ("SYNC_MODE", "sideways"),
+        ("SYNC_QUEUE_URL", "my-queue"),
     ],
 )
 async def test_every_bad_setting_exits_2(run_sidecar, sidecar_env, name: str, bad: str) -> None:
