@@ -885,11 +885,8 @@ def test_checkov_skips_have_reasons() -> None:
         assert re.search(rf"^# {re.escape(check)}: \S+", text, re.MULTILINE), check
 
 
-@pytest.mark.parametrize("plan_fixture", ["example_plan_file", "efs_plan_file"])
-def test_checkov_on_the_example_plans(
-    terraform: Terraform, plan_fixture: str, request: pytest.FixtureRequest
-) -> None:
-    example_plan_file: Path = request.getfixturevalue(plan_fixture)
+def assert_checkov_passes(terraform: Terraform, example_plan_file: Path) -> None:
+    """checkov on a plan (JSON) with the module's .checkov.yaml: nothing failed."""
     binary = checkov_binary()
     if binary is None:
         pytest.skip("checkov is not installed: pip install -e '.[test]'")
@@ -930,6 +927,51 @@ def test_checkov_on_the_example_plans(
         "with the reason:\n" + "\n".join(failed)
     )
     assert result.returncode == 0
+
+
+@pytest.mark.parametrize("plan_fixture", ["example_plan_file", "efs_plan_file"])
+def test_checkov_on_the_example_plans(
+    terraform: Terraform, plan_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    assert_checkov_passes(terraform, request.getfixturevalue(plan_fixture))
+
+
+# The change queue's settings per source, as a module call's arguments (an override file).
+CHANGE_NOTIFICATIONS = {
+    "s3": "enable_change_notifications = true\n",
+    "eventbridge": (
+        "enable_change_notifications = true\n"
+        '  change_notifications_source = "eventbridge"\n'
+        "  enable_bucket_eventbridge   = true\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("source", sorted(CHANGE_NOTIFICATIONS))
+def test_checkov_on_the_example_with_change_notifications(
+    terraform: Terraform, source: str
+) -> None:
+    """The examples leave the change queue off: the Fargate example planned with it on (an
+    override file), for each source, so that checkov sees the queues, their policy and the
+    source, and the real provider takes them without a warning."""
+    directory = terraform.copy_module(f"notifications-{source}") / EXAMPLE
+    (directory / "notifications_override.tf").write_text(
+        f'module "s3sync" {{\n  {CHANGE_NOTIFICATIONS[source]}}}\n'
+    )
+    terraform.run("init", "-backend=false", "-input=false", cwd=directory)
+    plan = terraform.run("plan", "-input=false", "-lock=false", "-out=tfplan", cwd=directory)
+    assert "Warning" not in plan.stdout + plan.stderr, plan.stdout + plan.stderr
+    plan_file = directory / "plan.json"
+    plan_file.write_text(terraform.run("show", "-json", "tfplan", cwd=directory).stdout)
+    planned = json.loads(plan_file.read_text())
+    for queue in ("aws_sqs_queue.changes[0]", "aws_sqs_queue.changes_dlq[0]"):
+        assert module_resource(planned, queue)["sqs_managed_sse_enabled"] is True, queue
+    module_resource(planned, "aws_sqs_queue_policy.changes[0]")
+    module_resource(planned, "aws_s3_bucket_notification.this[0]")
+    if source == "eventbridge":
+        module_resource(planned, "aws_cloudwatch_event_rule.changes[0]")
+        module_resource(planned, "aws_cloudwatch_event_target.changes[0]")
+    assert_checkov_passes(terraform, plan_file)
 
 
 @pytest.mark.parametrize("module", [MODULE, MODULE / CONTAINER_MODULE], ids=["root", "container"])

@@ -93,6 +93,10 @@ module "container" {
   awslogs_mode            = var.awslogs_mode
   awslogs_max_buffer_size = var.awslogs_max_buffer_size
   log_configuration       = var.log_configuration
+  # The change queue (notifications.tf): SYNC_QUEUE_URL and the task role's SQS permissions.
+  queue_url         = local.queue_url
+  queue_arn         = local.queue_arn
+  queue_kms_key_arn = var.queue_kms_key_arn
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -154,6 +158,14 @@ resource "aws_ecs_task_definition" "this" {
       condition     = var.shutdown_timeout < var.stop_timeout
       error_message = "shutdown_timeout must be less than stop_timeout, or ECS kills the sidecar before its final uploads finish."
     }
+    precondition {
+      condition     = !(var.enable_change_notifications && var.queue_url != null)
+      error_message = "Set enable_change_notifications (the module creates the queue and its event source) or queue_url (a queue of your own), not both: the sidecar reads one queue."
+    }
+    precondition {
+      condition     = var.queue_arn == null || var.queue_url != null
+      error_message = "queue_arn grants the task role a queue of your own: set queue_url to it too (and not enable_change_notifications, whose queue the module grants itself)."
+    }
   }
 }
 
@@ -195,6 +207,10 @@ resource "aws_ecs_service" "this" {
     precondition {
       condition     = var.efs_volume == null || var.desired_count <= 1
       error_message = "With efs_volume, desired_count must be 0 or 1: one task per access point, since the sidecar keeps its record of what was synced in the folder. Give each task its own access point (its own module instance)."
+    }
+    precondition {
+      condition     = (!var.enable_change_notifications && var.queue_url == null) || var.desired_count <= 1
+      error_message = "With a change queue (enable_change_notifications or queue_url), desired_count must be 0 or 1: the tasks would share the queue and each change would reach only one of them. Give each task its own queue (one module instance each, or queue_url with a queue per task subscribed to one SNS topic or EventBridge rule)."
     }
   }
 }

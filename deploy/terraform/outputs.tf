@@ -9,7 +9,7 @@ output "container_definitions_json" {
 }
 
 output "task_policy_json" {
-  description = "The task role's IAM policy document (JSON): the least-privilege S3 (and KMS) access the sidecar needs."
+  description = "The task role's IAM policy document (JSON): the least-privilege S3 (and KMS, and change queue) access the sidecar needs."
   value       = module.container.task_policy_json
 }
 
@@ -71,4 +71,19 @@ output "service_name" {
 output "service_id" {
   description = "ID (ARN) of the ECS service, or null when create_service is false."
   value       = var.create_service ? aws_ecs_service.this[0].id : null
+}
+
+output "queue_url" {
+  description = "URL of the change queue the sidecar reads (SYNC_QUEUE_URL): the one enable_change_notifications creates, or queue_url. Null when there is none."
+  value       = local.queue_url
+}
+
+output "queue_arn" {
+  description = "ARN of the change queue the task role consumes: the one enable_change_notifications creates, or queue_arn. Null when there is none (or queue_url came without queue_arn)."
+  value       = local.queue_arn
+}
+
+output "dead_letter_queue_arn" {
+  description = "ARN of the change queue's dead-letter queue (messages received 5 times without being deleted), to alarm on. Null unless enable_change_notifications."
+  value       = local.create_queue ? aws_sqs_queue.changes_dlq[0].arn : null
 }

@@ -118,7 +118,7 @@ variable "kms_key_arn" {
 }
 
 variable "sync_settings" {
-  description = "Extra SYNC_* environment variables for the sidecar (e.g. { SYNC_POLL_INTERVAL = \"30\" }); see the sidecar's configuration table. The ones the module sets from its own inputs (SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT, SYNC_SHUTDOWN_TIMEOUT) are refused here: set the input instead."
+  description = "Extra SYNC_* environment variables for the sidecar (e.g. { SYNC_POLL_INTERVAL = \"30\" }); see the sidecar's configuration table. The ones the module sets from its own inputs (SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT, SYNC_SHUTDOWN_TIMEOUT, SYNC_QUEUE_URL) are refused here: set the input instead."
   type        = map(string)
   default     = {}
 
@@ -129,9 +129,9 @@ variable "sync_settings" {
 
   validation {
     condition = length(setintersection(keys(var.sync_settings), [
-      "SYNC_DIR", "SYNC_BUCKET", "SYNC_PREFIX", "SYNC_REGION", "SYNC_LOG_FORMAT", "SYNC_HTTP_PORT", "SYNC_SHUTDOWN_TIMEOUT",
+      "SYNC_DIR", "SYNC_BUCKET", "SYNC_PREFIX", "SYNC_REGION", "SYNC_LOG_FORMAT", "SYNC_HTTP_PORT", "SYNC_SHUTDOWN_TIMEOUT", "SYNC_QUEUE_URL",
     ])) == 0
-    error_message = "sync_settings must not set SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT or SYNC_SHUTDOWN_TIMEOUT: use the inputs mount_path, bucket_name, prefix, bucket_region, http_port and shutdown_timeout."
+    error_message = "sync_settings must not set SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT, SYNC_SHUTDOWN_TIMEOUT or SYNC_QUEUE_URL: use the inputs mount_path, bucket_name, prefix, bucket_region, http_port, shutdown_timeout and enable_change_notifications or queue_url."
   }
 }
 
@@ -327,6 +327,62 @@ variable "efs_volume" {
     access_point_arn = string
   })
   default = null
+}
+
+variable "enable_change_notifications" {
+  description = "Create an SQS queue that receives the bucket's ObjectCreated/ObjectRemoved events under the prefix, with its dead-letter queue, its event source (change_notifications_source) and a queue policy that lets only that source send; the sidecar gets SYNC_QUEUE_URL and the task role may receive, delete and read the attributes of that queue only. The sidecar then lists the whole prefix every 300 s by default instead of every 10 s. One queue per module instance: with desired_count above 1 the tasks share it and each change reaches only one of them. Not with queue_url."
+  type        = bool
+  default     = false
+}
+
+variable "change_notifications_source" {
+  description = "With enable_change_notifications: \"s3\", the bucket's own event notifications (an aws_s3_bucket_notification, which REPLACES the bucket's whole notification configuration: only for a bucket this configuration owns), or \"eventbridge\", an EventBridge rule on the default bus (for a shared bucket; the bucket must send its events to EventBridge: see enable_bucket_eventbridge)."
+  type        = string
+  default     = "s3"
+
+  validation {
+    condition     = contains(["s3", "eventbridge"], var.change_notifications_source)
+    error_message = "change_notifications_source must be \"s3\" or \"eventbridge\"."
+  }
+}
+
+variable "enable_bucket_eventbridge" {
+  description = "Turn on the bucket's EventBridge notifications (aws_s3_bucket_notification with eventbridge = true). That switch is part of the bucket's notification configuration, which this resource REPLACES as a whole (any other queue, topic or Lambda notification of the bucket is removed): leave it false and turn EventBridge on where the bucket's notification configuration is managed, unless this configuration owns the bucket. With change_notifications_source = \"s3\" both go into the one notification configuration."
+  type        = bool
+  default     = false
+}
+
+variable "queue_kms_key_arn" {
+  description = "ARN of a KMS key to encrypt the created queue and its dead-letter queue with (its key policy must let s3.amazonaws.com or events.amazonaws.com use it: kms:GenerateDataKey and kms:Decrypt), or, with queue_url, the key your queue is encrypted with. The task role gets kms:Decrypt on it. Null: SQS-managed encryption (SSE-SQS)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.queue_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.queue_kms_key_arn))
+    error_message = "queue_kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or null."
+  }
+}
+
+variable "queue_url" {
+  description = "URL of an SQS queue of your own that receives the bucket's events (S3 notifications or EventBridge, raw or through SNS): it only sets SYNC_QUEUE_URL, the module creates nothing for it. For fan-out: several sidecars on one prefix each need their own queue, subscribed to one SNS topic or targeted by one EventBridge rule. Not with enable_change_notifications. Null: none."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.queue_url == null || can(regex("^https://[^/]+/[0-9]{12}/[A-Za-z0-9_-]{1,80}(\\.fifo)?$", var.queue_url))
+    error_message = "queue_url must be an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) or null."
+  }
+}
+
+variable "queue_arn" {
+  description = "With queue_url: that queue's ARN, and the task role (its inline policy) gets sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes on it. Null: grant them yourself."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.queue_arn == null || can(regex("^arn:aws[a-z-]*:sqs:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,80}(\\.fifo)?$", var.queue_arn))
+    error_message = "queue_arn must be an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:NAME) or null."
+  }
 }
 
 variable "create_service" {

@@ -53,6 +53,12 @@ module "s3sync" {
     SYNC_UPLOAD_CONCURRENCY = "64"
   }
 
+  # The bucket's object events through an SQS queue, which the sidecar long-polls instead of
+  # listing the prefix every SYNC_POLL_INTERVAL (then drop it above: with a queue the sidecar
+  # lists every 300 s by default). The bucket is this configuration's, so its notifications can
+  # be the module's (see the README's Change notifications).
+  # enable_change_notifications = true
+
   task_cpu              = 512
   task_memory           = 1024
   ephemeral_storage_gib = 50 # the synced folder lives on the task's ephemeral storage

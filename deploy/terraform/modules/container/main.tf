@@ -16,7 +16,10 @@ locals {
     SYNC_HTTP_PORT        = tostring(var.http_port)
     SYNC_SHUTDOWN_TIMEOUT = tostring(var.shutdown_timeout)
   }
-  environment = merge(var.sync_settings, local.managed_environment)
+  # The change queue only when one is given (the sidecar then lists the prefix every 300 s by
+  # default instead of every 10 s: SYNC_POLL_INTERVAL is left to sync_settings).
+  queue_environment = var.queue_url == null ? {} : { SYNC_QUEUE_URL = var.queue_url }
+  environment       = merge(var.sync_settings, local.managed_environment, local.queue_environment)
 
   mount_point = {
     sourceVolume  = var.volume_name
@@ -113,7 +116,8 @@ locals {
 
   # Least privilege for the sidecar: list only under the prefix, read/write/delete only the keys
   # under the prefix (multipart uploads are PutObject, plus aborting them and listing their
-  # parts), and use the KMS key only when one is given. With an empty prefix the whole bucket is
+  # parts), use the KMS key only when one is given, and consume the change queue only when one
+  # is given. With an empty prefix the whole bucket is
   # synced and listing is not narrowed (an s3:prefix condition would refuse a listing without one).
   task_policy = {
     Version = "2012-10-17"
@@ -146,6 +150,21 @@ locals {
         Effect   = "Allow"
         Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
         Resource = var.kms_key_arn
+      }],
+      # The change queue (SYNC_QUEUE_URL): long-poll it, delete what was handled, and read its
+      # attributes once at start as a check. Nothing else, and on that queue only.
+      var.queue_arn == null ? [] : [{
+        Sid      = "ConsumeTheChangeQueue"
+        Effect   = "Allow"
+        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+        Resource = var.queue_arn
+      }],
+      # A queue encrypted with a KMS key: receiving its messages decrypts them.
+      var.queue_kms_key_arn == null ? [] : [{
+        Sid      = "DecryptTheChangeQueue"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt"]
+        Resource = var.queue_kms_key_arn
       }],
     )
   }

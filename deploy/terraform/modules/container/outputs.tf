@@ -10,6 +10,11 @@ output "container_definition" {
     condition     = var.shutdown_timeout < var.stop_timeout
     error_message = "shutdown_timeout must be less than stop_timeout, or ECS kills the sidecar before its final uploads finish."
   }
+  precondition {
+    # The URL's path ends with ACCOUNT/NAME, the ARN with ACCOUNT:NAME.
+    condition     = var.queue_url == null || var.queue_arn == null || try(endswith(var.queue_url, "/${split(":", var.queue_arn)[4]}/${split(":", var.queue_arn)[5]}"), false)
+    error_message = "queue_url and queue_arn must name the same queue (the same account and queue name): the sidecar would read one and be allowed the other."
+  }
 }
 
 output "ecs_module_container_definition" {
@@ -23,7 +28,7 @@ output "ecs_module_v5_container_definition" {
 }
 
 output "task_policy_json" {
-  description = "IAM policy document (JSON) for the task role: the least-privilege S3 (and KMS) access the sidecar needs."
+  description = "IAM policy document (JSON) for the task role: the least-privilege S3 (and KMS, and change queue) access the sidecar needs."
   value       = jsonencode(local.task_policy)
 }
 

@@ -61,8 +61,41 @@ variable "kms_key_arn" {
   }
 }
 
+variable "queue_url" {
+  description = "URL of an SQS queue that receives the bucket's ObjectCreated/ObjectRemoved events (S3 notifications or EventBridge, raw or through SNS): SYNC_QUEUE_URL, which the sidecar long-polls (it then lists the whole prefix every 300 s by default instead of every 10 s). One queue per task: each sidecar deletes the messages it handled. Null: no queue, the sidecar finds remote changes by listing."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.queue_url == null || can(regex("^https://[^/]+/[0-9]{12}/[A-Za-z0-9_-]{1,80}(\\.fifo)?$", var.queue_url))
+    error_message = "queue_url must be an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) or null."
+  }
+}
+
+variable "queue_arn" {
+  description = "ARN of that queue: the policy then allows sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes on it (on it only). Null: no SQS permissions (grant them yourself if you set queue_url). Must name the same queue as queue_url."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.queue_arn == null || can(regex("^arn:aws[a-z-]*:sqs:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,80}(\\.fifo)?$", var.queue_arn))
+    error_message = "queue_arn must be an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:NAME) or null."
+  }
+}
+
+variable "queue_kms_key_arn" {
+  description = "ARN of the KMS key the queue is encrypted with, if it is a customer managed key: the policy then allows kms:Decrypt on it (receiving decrypts). Null: the queue uses SQS-managed encryption (or none), no KMS permission."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.queue_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.queue_kms_key_arn))
+    error_message = "queue_kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or null."
+  }
+}
+
 variable "sync_settings" {
-  description = "Extra SYNC_* environment variables for the sidecar (e.g. { SYNC_POLL_INTERVAL = \"30\" }). The ones set from other inputs (SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT, SYNC_SHUTDOWN_TIMEOUT) are refused here."
+  description = "Extra SYNC_* environment variables for the sidecar (e.g. { SYNC_POLL_INTERVAL = \"30\" }). The ones set from other inputs (SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT, SYNC_SHUTDOWN_TIMEOUT, SYNC_QUEUE_URL) are refused here."
   type        = map(string)
   default     = {}
 
@@ -73,9 +106,9 @@ variable "sync_settings" {
 
   validation {
     condition = length(setintersection(keys(var.sync_settings), [
-      "SYNC_DIR", "SYNC_BUCKET", "SYNC_PREFIX", "SYNC_REGION", "SYNC_LOG_FORMAT", "SYNC_HTTP_PORT", "SYNC_SHUTDOWN_TIMEOUT",
+      "SYNC_DIR", "SYNC_BUCKET", "SYNC_PREFIX", "SYNC_REGION", "SYNC_LOG_FORMAT", "SYNC_HTTP_PORT", "SYNC_SHUTDOWN_TIMEOUT", "SYNC_QUEUE_URL",
     ])) == 0
-    error_message = "sync_settings must not set SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT or SYNC_SHUTDOWN_TIMEOUT: use the inputs mount_path, bucket_name, prefix, bucket_region, http_port and shutdown_timeout."
+    error_message = "sync_settings must not set SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT, SYNC_SHUTDOWN_TIMEOUT or SYNC_QUEUE_URL: use the inputs mount_path, bucket_name, prefix, bucket_region, http_port, shutdown_timeout and queue_url."
   }
 }
 

@@ -230,3 +230,89 @@ run "policy_with_kms_and_whole_bucket" {
     error_message = "An empty prefix lists the whole bucket without a condition; a KMS key adds Decrypt and GenerateDataKey on that key only; the partition is used."
   }
 }
+
+run "change_queue" {
+  command = plan
+
+  variables {
+    queue_url         = "https://sqs.eu-west-2.amazonaws.com/123456789012/files-app-changes"
+    queue_arn         = "arn:aws:sqs:eu-west-2:123456789012:files-app-changes"
+    queue_kms_key_arn = "arn:aws:kms:eu-west-2:123456789012:key/22222222-2222-2222-2222-222222222222"
+  }
+
+  assert {
+    condition = (
+      contains(output.container_definition.environment, { name = "SYNC_QUEUE_URL", value = "https://sqs.eu-west-2.amazonaws.com/123456789012/files-app-changes" }) &&
+      !contains([for e in output.container_definition.environment : e.name], "SYNC_POLL_INTERVAL") &&
+      output.ecs_module_v5_container_definition.environment == output.container_definition.environment
+    )
+    error_message = "queue_url becomes SYNC_QUEUE_URL (in every form of the container), and SYNC_POLL_INTERVAL is left to the sidecar's default."
+  }
+
+  assert {
+    condition = [for s in jsondecode(output.task_policy_json).Statement : s if anytrue([for a in s.Action : startswith(a, "sqs:")])] == [{
+      Sid      = "ConsumeTheChangeQueue"
+      Effect   = "Allow"
+      Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+      Resource = "arn:aws:sqs:eu-west-2:123456789012:files-app-changes"
+    }]
+    error_message = "One statement allows sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes, on that queue only."
+  }
+
+  assert {
+    condition = [for s in jsondecode(output.task_policy_json).Statement : s if s.Sid == "DecryptTheChangeQueue"] == [{
+      Sid      = "DecryptTheChangeQueue"
+      Effect   = "Allow"
+      Action   = ["kms:Decrypt"]
+      Resource = "arn:aws:kms:eu-west-2:123456789012:key/22222222-2222-2222-2222-222222222222"
+    }]
+    error_message = "A queue encrypted with a KMS key adds kms:Decrypt on that key only."
+  }
+}
+
+run "change_queue_url_only" {
+  command = plan
+
+  variables {
+    queue_url = "https://sqs.eu-west-2.amazonaws.com/123456789012/files-app-changes"
+  }
+
+  assert {
+    condition = (
+      contains(output.container_definition.environment, { name = "SYNC_QUEUE_URL", value = "https://sqs.eu-west-2.amazonaws.com/123456789012/files-app-changes" }) &&
+      length(jsondecode(output.task_policy_json).Statement) == 2
+    )
+    error_message = "queue_url without queue_arn sets SYNC_QUEUE_URL and grants nothing (the permissions are then yours to attach)."
+  }
+}
+
+run "queue_url_and_arn_of_different_queues" {
+  command = plan
+
+  variables {
+    queue_url = "https://sqs.eu-west-2.amazonaws.com/123456789012/files-app-changes"
+    queue_arn = "arn:aws:sqs:eu-west-2:123456789012:other-queue"
+  }
+
+  expect_failures = [output.container_definition]
+}
+
+run "queue_url_not_a_url" {
+  command = plan
+
+  variables {
+    queue_url = "files-app-changes"
+  }
+
+  expect_failures = [var.queue_url]
+}
+
+run "sync_settings_setting_the_queue" {
+  command = plan
+
+  variables {
+    sync_settings = { SYNC_QUEUE_URL = "https://sqs.eu-west-2.amazonaws.com/123456789012/files-app-changes" }
+  }
+
+  expect_failures = [var.sync_settings]
+}
