@@ -340,14 +340,16 @@ class _Fold:
                     and ps.synced.remote.same_object(entry)
                 ):
                     state.set_synced(rel, replace(ps.synced, remote=adopted))
-                if learned == entry.last_modified:
+                if learned == entry.last_modified and not old.metadata_differs(entry):
                     return
         if self.stale(rel):
             return
         if old is None:
             self._note_parents(rel)
-        elif old.same_object(entry):  # same content, new Last-Modified: keep known metadata
-            state.set_remote(rel, replace(entry, mtime_ns=old.mtime_ns, mode=old.mode))
+        elif old.same_object(entry):  # same content, new Last-Modified (or new metadata)
+            if entry.mode is None and entry.mtime_ns is None:  # listed: keep what is known
+                entry = replace(entry, mtime_ns=old.mtime_ns, mode=old.mode)
+            state.set_remote(rel, entry)
             self.changed.append(rel)
             return
         state.set_remote(rel, entry)

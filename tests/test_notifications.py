@@ -226,3 +226,38 @@ async def test_an_unreachable_queue_is_reported_and_listings_take_over(
     await in_thread(bucket.put, "after.txt", b"through the queue")
     await eventually(lambda: read(syncer.folder / "after.txt") == b"through the queue")
     assert syncer._running().problems() == []
+
+
+async def test_another_metadata_copy_in_the_second_of_our_upload_is_applied(
+    syncer_factory, bucket: Bucket, queue: Queue, proxy: Any
+) -> None:
+    """Another tool copies what we just uploaded onto itself with a new mode, in the same
+    second: no listing can tell that from our own write, but its event makes us look. The
+    queue's answers are held a second, so both events come in one batch and one HEAD, made
+    after the copy, is the first to tell us our write's Last-Modified."""
+    proxy.faults.methods = {"POST"}
+    proxy.faults.delay = 1.0
+    through_proxy = queue.url.replace(queue.url.split("/")[2], f"127.0.0.1:{proxy.port}")
+    syncer = await syncer_factory(download_interval=HOUR, queue_url=through_proxy)
+    path = syncer.folder / "tool.sh"
+    for attempt in range(5):
+        await eventually(lambda: time.time() % 1 < 0.3, what="the start of a second")
+        path.write_bytes(f"#!/bin/sh\necho {attempt}\n".encode())
+        await eventually(
+            lambda: bucket.exists("tool.sh") and bucket.get("tool.sh") == path.read_bytes(),
+            interval=0.01,
+        )
+        written = int((await in_thread(bucket.head, "tool.sh"))["LastModified"].timestamp())
+        await in_thread(bucket.set_metadata, "tool.sh", {"mode": format_mode(stat.S_IFREG | 0o700)})
+        copied = int((await in_thread(bucket.head, "tool.sh"))["LastModified"].timestamp())
+        if copied == written:
+            break
+        await handled(syncer, queue)
+    else:
+        raise AssertionError("could not copy within the second of the upload")
+    await eventually(
+        lambda: stat.S_IMODE(os.lstat(path).st_mode) == 0o700, what="their mode applied"
+    )
+    await handled(syncer, queue)
+    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o700
+    assert path.read_bytes() == await in_thread(bucket.get, "tool.sh")
