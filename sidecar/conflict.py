@@ -20,12 +20,13 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from .download import Downloads
 from .localfs import conflict_name, entry_from_stat
-from .model import Hint, Kind
-from .operation import Followup, Job, Workspace, fetched
+from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced
+from .operation import Followup, Job, RemoteChanged, Workspace, fetched
 from .proof import file_is_object
 from .reconcile import Decision, Op, Winner
 from .safefs import At, Tree
@@ -130,7 +131,10 @@ class Conflicts:
             )
             if same:
                 ws.recheck(job, local)
-                ws.state.record(rel, local, remote)
+                head = await ws.s3.head_object(ws.keys.key_for_rel(rel))
+                if head is None or head.etag != remote.etag:
+                    raise RemoteChanged(rel)
+                self._same_bytes(job, local, remote.with_metadata(head.mtime_ns, head.mode))
                 return
         name, head = await self._downloads.fetch(rel, remote)
         temp = tree.temp(name)
@@ -143,7 +147,7 @@ class Conflicts:
                 and await ws.loop.run_in_executor(None, _same_content, tree, rel, temp)
             ):
                 ws.recheck(job, local)
-                ws.state.agree(rel, local, remote_entry)
+                self._same_bytes(job, local, remote_entry)
                 return
             winner = job.decision.winner
             local_wins = winner is Winner.LOCAL or (
@@ -170,6 +174,29 @@ class Conflicts:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+
+    def _same_bytes(self, job: Job, local: LocalEntry, remote: RemoteEntry) -> None:
+        """Both sides hold the same bytes: no conflict copy. Their mode or mtime may still
+        differ; then one side's is taken, as if the other had last synced it: the folder's
+        when a local change wins (a chmod here), S3's otherwise (a restart that lost the
+        record: what S3 holds was written on purpose, the folder's is of unknown standing)."""
+        rel = job.rel
+        state = self._ws.state
+        if local.kind is not Kind.FILE or not remote.metadata_differs(
+            replace(remote, mode=local.mode, mtime_ns=local.mtime_ns)
+        ):
+            state.agree(rel, local, remote)
+            return
+        if job.decision.winner is Winner.LOCAL:
+            as_synced = replace(local, mode=remote.mode or local.mode)
+            if remote.mtime_ns is not None:
+                as_synced = replace(as_synced, mtime_ns=remote.mtime_ns)
+            state.agree_bytes(rel, Synced(as_synced, remote), remote)
+            job.followups.append(Followup(rel, Hint.META))  # our metadata goes up
+        else:
+            theirs = Synced(local, replace(remote, mode=local.mode, mtime_ns=local.mtime_ns))
+            state.agree_bytes(rel, theirs, remote)
+            job.followups.append(Followup(rel, remote=True))  # S3's metadata comes here
 
     def _log(self, rel: str, copy: str, which: str) -> None:
         self._ws.metrics.conflicts.inc()

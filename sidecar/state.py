@@ -236,6 +236,13 @@ class SyncState:
         self.set_remote(rel, remote)
         self.set_synced(rel, Synced(local, remote))
 
+    def agree_bytes(self, rel: str, synced: Synced, remote: RemoteEntry) -> None:
+        """Both sides hold the same bytes; S3 holds `remote`. `synced` is what the next pass
+        compares with: it carries the metadata of the side that did not win, so that the
+        winner's mode and mtime are taken by the other side."""
+        self.set_remote(rel, remote)
+        self.set_synced(rel, synced)
+
     def wrote_remote(self, rel: str, local: LocalEntry | None, remote: RemoteEntry | None) -> None:
         """Our own request changed the key (a listing that began earlier must not undo it)."""
         self.set_remote(rel, remote)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
-from conftest import REGION, Bucket, eventually, in_thread, requests
+from conftest import REGION, Bucket, eventually, in_thread, metric, requests
 
 from sidecar import Syncer
 from sidecar.s3.client import S3Error
@@ -162,3 +163,36 @@ async def test_mobius3_style_unpacking(bucket: Bucket, tmp_path: Path) -> None:
         assert (tmp_path / "f" / "x.txt").read_bytes() == b"x"
     finally:
         assert await stop() == []
+
+
+async def test_the_same_bytes_written_on_both_sides_while_down_agree_on_one_mode(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    """While the sidecar is down, the folder and another client write the same bytes to a
+    synced file, S3's with another mode. Both changed, so the folder's version wins as in any
+    conflict; with the same bytes there is no conflict copy, and its mode goes to S3 rather
+    than both sides keeping their own for good (found by the chaos test, seed 55 of its fifth
+    long run: one folder kept 644 while the others and S3 had 600)."""
+    folder = tmp_path / "folder"
+    first = await syncer_factory(directory=folder)
+    (folder / "same.txt").write_bytes(b"version one")
+    os.chmod(folder / "same.txt", 0o644)
+    await eventually(lambda: bucket.exists("same.txt"))
+    await first._running().scheduler.wait_idle()
+    await first.stop()
+
+    (folder / "same.txt").write_bytes(b"")
+    await in_thread(bucket.put, "same.txt", b"", {"mode": format_mode(stat.S_IFREG | 0o600)})
+    written = (await in_thread(bucket.head, "same.txt"))["LastModified"].timestamp()
+    await eventually(lambda: time.time() >= int(written) + 1, what="its second over")
+    syncer = await syncer_factory(directory=folder)
+
+    def s3_mode() -> int:
+        return stat.S_IMODE(int(bucket.head("same.txt")["Metadata"]["mode"]))
+
+    await eventually(lambda: s3_mode() == 0o644, what="the folder's mode in S3")
+    await syncer._running().scheduler.wait_idle()
+    assert stat.S_IMODE(os.lstat(folder / "same.txt").st_mode) == 0o644
+    assert sorted(p.name for p in folder.iterdir()) == [".s3sync-sidecar", "same.txt"]
+    assert metric(syncer, "s3sync_conflicts_total") == 0
+    assert requests(syncer, "PutObject") == 0
