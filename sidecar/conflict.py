@@ -134,7 +134,7 @@ class Conflicts:
                 head = await ws.s3.head_object(ws.keys.key_for_rel(rel))
                 if head is None or head.etag != remote.etag:
                     raise RemoteChanged(rel)
-                self._same_bytes(job, local, remote.with_metadata(head.mtime_ns, head.mode))
+                self._same_bytes(job, local, fetched(remote, head))
                 return
         name, head = await self._downloads.fetch(rel, remote)
         temp = tree.temp(name)
@@ -182,9 +182,8 @@ class Conflicts:
         record: what S3 holds was written on purpose, the folder's is of unknown standing)."""
         rel = job.rel
         state = self._ws.state
-        if local.kind is not Kind.FILE or not remote.metadata_differs(
-            replace(remote, mode=local.mode, mtime_ns=local.mtime_ns)
-        ):
+        ours = replace(remote, mode=local.mode, mtime_ns=local.mtime_ns)
+        if local.kind is not Kind.FILE or not ours.metadata_differs(remote):
             state.agree(rel, local, remote)
             return
         if job.decision.winner is Winner.LOCAL:
@@ -194,8 +193,7 @@ class Conflicts:
             state.agree_bytes(rel, Synced(as_synced, remote), remote)
             job.followups.append(Followup(rel, Hint.META))  # our metadata goes up
         else:
-            theirs = Synced(local, replace(remote, mode=local.mode, mtime_ns=local.mtime_ns))
-            state.agree_bytes(rel, theirs, remote)
+            state.agree_bytes(rel, Synced(local, ours), remote)
             job.followups.append(Followup(rel, remote=True))  # S3's metadata comes here
 
     def _log(self, rel: str, copy: str, which: str) -> None:

@@ -22,7 +22,6 @@ import logging
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import replace
 
 import aiohttp
 
@@ -231,12 +230,7 @@ class Downloads:
             head.mtime_ns is not None and updated.mtime_ns != head.mtime_ns
         ):
             raise LocalChanged(rel)
-        seen = replace(
-            remote.with_metadata(head.mtime_ns, head.mode),
-            last_modified=head.last_modified or remote.last_modified,
-            unsettled=head.unsettled,
-        )
-        ws.state.agree(rel, updated, seen)
+        ws.state.agree(rel, updated, fetched(remote, head))
         ws.metrics.inc(ws.metrics.metadata_updates, "local", "ok")
 
 

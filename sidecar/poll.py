@@ -312,16 +312,12 @@ class _Fold:
         ps = state.peek(rel)
         old = ps.remote if ps is not None else None
         if old is not None and old.same_object(entry):
-            if old.last_modified == entry.last_modified:
-                if old.metadata_differs(entry) and not self.stale(rel):
-                    # A HEAD (after an event) found new metadata within the same second.
-                    state.set_remote(rel, entry)
-                    self.changed.append(rel)
-                    return
-                if old.settled_by(entry) and not self.stale(rel):
-                    # Seen within its second: what that second ended with is looked at now.
-                    state.set_remote(rel, replace(old, unsettled=False))
-                    self.changed.append(rel)
+            if old.last_modified == entry.last_modified and not (
+                # a HEAD (after an event) found new metadata within the same second, or
+                old.metadata_differs(entry)
+                # seen within its second: what that second ended with is looked at now
+                or old.settled_by(entry)
+            ):
                 return
             if not old.last_modified:
                 # First listing after our own write: learn its Last-Modified. One later than
