@@ -66,10 +66,16 @@ class RemoteEntry:
 
     @classmethod
     def written(cls, local: LocalEntry, etag: str, answered_at: str = "") -> RemoteEntry:
-        """What S3 holds after we uploaded `local` and it answered `etag` at `answered_at`."""
+        """What S3 holds after we uploaded `local` and it answered `etag` at `answered_at`.
+        Unsettled: S3 answered within the write's own second, and another client that learned
+        this ETag in that second (a listing, an event, a HEAD) may copy it onto itself with
+        its own metadata before the second ends (chaos seed 61 of the sixth run). Costs one
+        HEAD per written path, made by the first listing after its second."""
         is_dir = local.kind is Kind.DIR
         size = 0 if is_dir else local.size
-        return cls(etag, size, "", is_dir, local.mtime_ns, local.mode, answered_at)
+        return cls(
+            etag, size, "", is_dir, local.mtime_ns, local.mode, answered_at, unsettled=not is_dir
+        )
 
     def written_since(self, listed: RemoteEntry) -> bool:
         """Whether `listed` (the same object, listed after our write) was rewritten after it:

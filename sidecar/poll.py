@@ -336,7 +336,11 @@ class _Fold:
                     and ps.synced.remote.same_object(entry)
                 ):
                     state.set_synced(rel, replace(ps.synced, remote=adopted))
-                if learned == entry.last_modified and not old.metadata_differs(entry):
+                if (
+                    learned == entry.last_modified
+                    and not old.metadata_differs(entry)
+                    and not old.settled_by(entry)
+                ):
                     return
         if self.stale(rel):
             return

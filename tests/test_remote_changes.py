@@ -405,6 +405,32 @@ async def test_a_metadata_copy_in_the_second_of_our_download_is_applied(
     assert requests(syncer, "HeadObject") == heads + 1
 
 
+async def test_another_metadata_copy_in_the_second_of_our_upload_is_applied(
+    syncer_factory, bucket: Bucket
+) -> None:
+    """We upload a file, and in the same second another client (which learned our ETag from a
+    listing, an event or a HEAD) copies it onto itself with a new mode: the listed ETag and
+    Last-Modified are those of our upload, so no listing can show it (chaos seed 61 of the
+    sixth run). What we wrote within its second is looked at once after it."""
+    syncer = await syncer_factory(download_interval=3600)
+    theirs = {"mode": format_mode(stat.S_IFREG | 0o705)}
+    for attempt in range(5):
+        name = f"job{attempt}.sh"
+        path = syncer.folder / name
+        path.write_bytes(b"#!/bin/sh\n")
+        await eventually(lambda name=name: bucket.exists(name), interval=0.005, what="upload")
+        ours = await in_thread(_last_modified, bucket, name)
+        await in_thread(bucket.set_metadata, name, theirs)
+        if await in_thread(_last_modified, bucket, name) == ours:
+            break
+    else:
+        raise AssertionError("could not land a copy in the second of our upload")
+    await _settled_and_polled(syncer, bucket, name)
+    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o705
+    assert await in_thread(_mode_in_s3, bucket, name) == 0o705
+    assert path.read_bytes() == b"#!/bin/sh\n"
+
+
 async def test_another_metadata_copy_in_the_second_of_ours_is_applied(
     syncer_factory, bucket: Bucket
 ) -> None:
