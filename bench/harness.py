@@ -1,0 +1,389 @@
+"""What every benchmark row stands on: the local S3 servers, processes measured from /proc, waits
+on the server's disk, and the statistics printed.
+
+Measures are taken from outside the tools, the same way for every tool:
+- time: `time.monotonic()` in this process, from the first write (daemons) or the start (one-shot
+  tools) to the moment the last object is visible on the server's disk or the tool exits;
+- CPU: user + system time of the tool's process, read from `/proc/<pid>/stat` before and after
+  the measured window (daemons), or from `wait4`'s rusage (one-shot tools, children included);
+- memory: `VmRSS` (now) and `VmHWM` (peak) from `/proc/<pid>/status`.
+
+`rclone serve s3` backs a bucket with a plain directory, so an object is visible when its file
+is on disk under its final name (rclone writes `*.partial` and renames): waits read the
+directory, never the S3 API, and cost the tools nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ACCESS_KEY = "BENCHACCESSKEY0001"
+SECRET_KEY = "BENCHSECRETKEY000000000001"
+BUCKET = "bench"
+REGION = "us-east-1"
+ROOT = Path(__file__).resolve().parent.parent
+OUR_BIN = Path(sys.executable).parent
+PEERS_BIN = ROOT / ".bench-venv" / "bin"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.002
+) -> float:
+    """Polls `predicate` until true; returns the monotonic time it was first seen true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(step)
+
+
+def find_executable(name: str) -> str:
+    for directory in (PEERS_BIN, OUR_BIN):
+        found = shutil.which(name, path=str(directory))
+        if found:
+            return found
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(name)
+    return found
+
+
+def have(name: str) -> bool:
+    try:
+        find_executable(name)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process (its threads included; reaped children included)."""
+    with open(f"/proc/{pid}/stat", "rb") as file:
+        fields = file.read().rsplit(b")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
+    return (utime + stime + cutime + cstime) / CLOCK_TICKS
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a live process, in KiB."""
+    rss = peak = 0
+    with open(f"/proc/{pid}/status") as file:
+        for line in file:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1])
+    return rss, peak
+
+
+@dataclass
+class Finished:
+    """A one-shot tool's run: wall time, CPU (children included) and peak RSS."""
+
+    seconds: float
+    cpu: float
+    peak_kib: int
+    returncode: int
+
+
+def run_measured(command: Sequence[str], env: dict[str, str], timeout: float) -> Finished:
+    started = time.monotonic()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = started + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            process.kill()
+            pid, status, usage = os.wait4(process.pid, 0)
+            break
+        time.sleep(0.002)
+    seconds = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[0]} exited {process.returncode}: {error[-2000:]}")
+    return Finished(
+        seconds=seconds,
+        cpu=usage.ru_utime + usage.ru_stime,
+        peak_kib=usage.ru_maxrss,
+        returncode=process.returncode,
+    )
+
+
+@contextlib.contextmanager
+def daemon(
+    command: Sequence[str], env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A long-running tool, stopped with SIGTERM (then SIGKILL) however the block ends."""
+    with open(log, "ab") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- servers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A local S3 server. `data` is the bucket's directory when the server keeps objects as
+    files (rclone); None for moto."""
+
+    name: str
+    url: str
+    port: int
+    data: Path | None
+    process: subprocess.Popen[bytes]
+
+    def endpoint_template(self) -> str:
+        """mobius3's endpoint form: the bucket goes where {} is."""
+        return f"{self.url}/{{}}/"
+
+    def remote_dir(self, prefix: str) -> Path:
+        if self.data is None:
+            raise RuntimeError(f"{self.name} does not keep objects as files")
+        return self.data / BUCKET / prefix.strip("/")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_rclone(work: Path, port: int | None = None) -> Server:
+    """`rclone serve s3` on `work`/rclone-data. Its VFS caches directory listings for five
+    minutes: objects written straight to its disk (seeding a restore) are listed only by a
+    server started after they were written (see `Bench.seeded`)."""
+    data = work / "rclone-data"
+    (data / BUCKET).mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    process = subprocess.Popen(
+        [
+            find_executable("rclone"),
+            "serve",
+            "s3",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--auth-key",
+            f"{ACCESS_KEY},{SECRET_KEY}",
+            "--force-path-style=true",
+            str(data),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: listening(port), 15, "rclone serve s3 to listen", step=0.05)
+    return Server("rclone serve s3", f"http://127.0.0.1:{port}", port, data, process)
+
+
+def start_moto(work: Path) -> Server:
+    """moto's server as the tests run it (no authentication here: the row measures speed)."""
+    port = free_port()
+    log = work / "moto.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "moto_server.py"),
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for(lambda: listening(port), 30, "moto's server to listen", step=0.05)
+    server = Server("moto", f"http://127.0.0.1:{port}", port, None, process)
+    boto(server, "s3").create_bucket(Bucket=BUCKET)
+    return server
+
+
+def boto(server: Server, service: str):  # type: ignore[no-untyped-def]
+    import boto3  # the test extras have it; only the bench's own writes use it
+
+    return boto3.client(
+        service,
+        endpoint_url=server.url,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        **extra,
+    }
+
+
+# -- the server's disk -------------------------------------------------------------------------
+
+
+def visible_count(directory: Path) -> int:
+    """Objects under `directory` with their final name (rclone's `*.partial` not counted)."""
+    total = 0
+    stack = [directory]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif not entry.name.endswith(".partial"):
+                    total += 1
+    return total
+
+
+def write_tree(directory: Path, count: int, size: int, per_dir: int = 1000) -> None:
+    """`count` files of `size` random-ish bytes, `per_dir` to a directory (d0000/f000000...)."""
+    payload = os.urandom(size)
+    for index in range(count):
+        folder = directory / f"d{index // per_dir:04d}"
+        if index % per_dir == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"f{index:07d}", "wb") as file:
+            file.write(payload[:8] + index.to_bytes(8, "big") + payload[16:])
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+
+@dataclass
+class Samples:
+    """Every run's figures for one tool in one row."""
+
+    values: list[float] = field(default_factory=list)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values) if self.values else float("nan")
+
+    def spread(self, digits: int = 0) -> str:
+        if not self.values:
+            return "-"
+        form = f"{{:,.{digits}f}}"
+        low, middle, high = min(self.values), self.median, max(self.values)
+        return " / ".join(form.format(value) for value in (low, middle, high))
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (p99 of 600 samples is the 594th smallest)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5 - 1e-9)))
+    return ordered[rank - 1]
+
+
+class Arrivals:
+    """Files arriving under their final name in one directory, seen through inotify (a closed
+    write or a rename into it), with the monotonic time each was first seen. A thread reads the
+    events, so the waits cost the measured tools no directory scans."""
+
+    def __init__(self, directory: Path) -> None:
+        from asyncinotify import Inotify, Mask
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.seen: dict[str, float] = {}
+        self._condition = threading.Condition()
+        self._inotify = Inotify()
+        self._inotify.sync_timeout = 0.1
+        self._inotify.add_watch(directory, Mask.CLOSE_WRITE | Mask.MOVED_TO)
+        self._stopped = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stopped:
+            event = self._inotify.sync_get()
+            if event is None or event.name is None:
+                continue
+            name = str(event.name)
+            if name.endswith(".partial"):
+                continue
+            now = time.monotonic()
+            with self._condition:
+                self.seen.setdefault(name, now)
+                self._condition.notify_all()
+
+    def wait(
+        self, predicate: Callable[[dict[str, float]], bool], timeout: float, what: str
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while not predicate(self.seen):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+                self._condition.wait(min(left, 0.5))
+
+    def count(self, start: str) -> int:
+        with self._condition:
+            return sum(1 for name in self.seen if name.startswith(start))
+
+    def close(self) -> None:
+        self._stopped = True
+        self._thread.join(timeout=2)
+        self._inotify.close()
+
+    def __enter__(self) -> Arrivals:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

