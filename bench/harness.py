@@ -335,21 +335,29 @@ class Arrivals:
     write or a rename into it), with the monotonic time each was first seen. A thread reads the
     events, so the waits cost the measured tools no directory scans."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, size: int | None = None) -> None:
+        """With `size`, a file created (IN_CREATE) already that size also counts: a new name
+        linked to a finished file (how our downloads arrive) gives no other event."""
         from asyncinotify import Inotify, Mask
 
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self._size = size
         self.seen: dict[str, float] = {}
         self._condition = threading.Condition()
         self._inotify = Inotify()
         self._inotify.sync_timeout = 0.1
-        self._inotify.add_watch(directory, Mask.CLOSE_WRITE | Mask.MOVED_TO)
+        mask = Mask.CLOSE_WRITE | Mask.MOVED_TO
+        if size is not None:
+            mask |= Mask.CREATE
+        self._inotify.add_watch(directory, mask)
         self._stopped = False
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
+        from asyncinotify import Mask
+
         while not self._stopped:
             event = self._inotify.sync_get()
             if event is None or event.name is None:
@@ -357,10 +365,18 @@ class Arrivals:
             name = str(event.name)
             if name.endswith(".partial"):
                 continue
+            if event.mask & Mask.CREATE and not self._complete(name):
+                continue
             now = time.monotonic()
             with self._condition:
                 self.seen.setdefault(name, now)
                 self._condition.notify_all()
+
+    def _complete(self, name: str) -> bool:
+        try:
+            return (self.directory / name).stat().st_size == self._size
+        except OSError:
+            return False
 
     def wait(
         self, predicate: Callable[[dict[str, float]], bool], timeout: float, what: str

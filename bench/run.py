@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,6 +73,13 @@ def main() -> None:
     parser.add_argument("--rows", default=ALL_ROWS, help=f"comma-separated (default {ALL_ROWS})")
     parser.add_argument("--runs", type=int, default=5, help="runs of every tool per row")
     parser.add_argument(
+        "--heavy-runs",
+        type=int,
+        default=None,
+        help="runs of the long rows (10,000-file burst, 2 GiB, 100,000 files idle; 0 leaves "
+        "them out); default: --runs",
+    )
+    parser.add_argument(
         "--tools",
         default=",".join((*DAEMONS, *COPIERS)),
         help="comma-separated tools to compare",
@@ -90,51 +98,75 @@ def main() -> None:
     args = parser.parse_args()
     selected = {int(row) for row in args.rows.split(",")}
     tools = args.tools.split(",")
-    runs = 1 if args.quick else args.runs
+    quick = args.quick
+    runs = 1 if quick else args.runs
+    heavy_runs = runs if quick or args.heavy_runs is None else args.heavy_runs
     missing = [tool for tool in tools if not available(tool)]
-
+    started = time.monotonic()
     sections: list[str] = []
 
     def say(line: str) -> None:
         print(line, flush=True)
 
-    started = time.monotonic()
+    def write(done: bool) -> None:
+        """Every table so far, after each row: an interrupted run keeps what it measured."""
+        minutes = (time.monotonic() - started) / 60
+        header = [
+            "# Benchmark results",
+            "",
+            f"- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}",
+            f"- `python bench/run.py --rows {args.rows} --runs {runs}"
+            + (f" --heavy-runs {heavy_runs}" if heavy_runs != runs else "")
+            + (" --quick" if quick else "")
+            + f"` ({minutes:.0f} min{'' if done else ', still running'})",
+            "- figures are min / median / max over the runs; ratios are of medians, ours "
+            "against each peer (above 1: ours better)",
+        ]
+        if missing:
+            header.append(f"- not installed, left out: {', '.join(missing)}")
+        Path(args.out).write_text("\n".join(header) + "\n\n" + "\n".join(sections))
+
     with tempfile.TemporaryDirectory(prefix="s3sync-bench-", dir=args.workdir) as temp:
         work = Path(temp)
-        rclone = start_rclone(work)
         moto = start_moto(work) if selected & {6, 7} else None
         bench = rows.Bench(
             work=work,
             logs=Path(args.logs),
             runs=runs,
             say=say,
-            rclone=rclone,
+            rclone=start_rclone(work),
             moto=moto,
             tools=tools,
         )
-        quick = args.quick
         window = 10 if quick else args.idle_window
-        plan = [
+
+        def heavy(row: Callable[..., rows.Table], *arguments: object) -> rows.Table | None:
+            if not heavy_runs:
+                return None  # --heavy-runs 0: left out
+            bench.runs = heavy_runs
+            try:
+                return row(bench, *arguments)
+            finally:
+                bench.runs = runs
+
+        def lists() -> rows.Table | None:
+            if moto is None:
+                return None
+            queue = rows.queue_for_lists(moto)
+            return rows.list_requests(bench, 2000 if quick else 100_000, queue, window)
+
+        plan: list[tuple[int, Callable[[], rows.Table | None]]] = [
             (1, lambda: rows.burst(bench, 200 if quick else 1000)),
-            (1, lambda: rows.burst(bench, 10_000) if not quick else None),
+            (1, lambda: None if quick else heavy(rows.burst, 10_000)),
             (2, lambda: rows.big_file(bench, (32 if quick else 256) * rows.MIB)),
-            (2, lambda: rows.big_file(bench, 2048 * rows.MIB) if not quick else None),
+            (2, lambda: None if quick else heavy(rows.big_file, 2048 * rows.MIB)),
             (3, lambda: rows.restore(bench, 500 if quick else 10_000, 4096)),
             (3, lambda: rows.restore(bench, 10 if quick else 100, 8 * rows.MIB)),
             (4, lambda: rows.latency(bench, seconds=5 if quick else 30)),
             (5, lambda: rows.idle(bench, 1000 if quick else 10_000, window)),
-            (5, lambda: rows.idle(bench, 100_000, window) if not quick else None),
+            (5, lambda: None if quick else heavy(rows.idle, 100_000, window)),
             (6, lambda: rows.remote_change(bench, changes=5 if quick else 20)),
-            (
-                7,
-                lambda: (
-                    rows.list_requests(
-                        bench, 2000 if quick else 100_000, rows.queue_for_lists(moto), window
-                    )
-                    if moto
-                    else None
-                ),
-            ),
+            (7, lists),
         ]
         try:
             for number, make in plan:
@@ -146,25 +178,12 @@ def main() -> None:
                     continue
                 say("\n" + table.markdown())
                 sections.append(table.markdown())
+                write(done=False)
         finally:
             bench.rclone.stop()
             if moto:
                 moto.stop()
-
-    header = [
-        "# Benchmark results",
-        "",
-        f"- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}",
-        f"- `python bench/run.py --rows {args.rows} --runs {runs}"
-        + (" --quick" if quick else "")
-        + f"` ({(time.monotonic() - started) / 60:.0f} min)",
-        "- figures are min / median / max over the runs; ratios are of medians, ours against "
-        "each peer (above 1: ours better)",
-    ]
-    if missing:
-        header.append(f"- not installed, left out: {', '.join(missing)}")
-    text = "\n".join(header) + "\n\n" + "\n".join(sections)
-    Path(args.out).write_text(text)
+    write(done=True)
     say(f"\nwritten to {args.out}")
 
 
