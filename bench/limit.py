@@ -43,13 +43,16 @@ async def _run(method: str, url: str, keys: Sequence[str], body: bytes, concurre
 
         async def worker() -> None:
             for key in queue:
-                target, headers = _signed(method, url, key)
-                async with session.request(
-                    method, target, headers=headers, data=body if method == "PUT" else None
-                ) as answer:
-                    await answer.read()
-                    if answer.status != 200:
-                        raise RuntimeError(f"{method} {key}: {answer.status}")
+                for attempt in range(4):  # `rclone serve s3` answers an odd 500 under load
+                    target, headers = _signed(method, url, key)
+                    async with session.request(
+                        method, target, headers=headers, data=body if method == "PUT" else None
+                    ) as answer:
+                        await answer.read()
+                        if answer.status == 200:
+                            break
+                        if answer.status < 500 or attempt == 3:
+                            raise RuntimeError(f"{method} {key}: {answer.status}")
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
