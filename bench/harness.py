@@ -389,6 +389,12 @@ class Arrivals:
                     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
                 self._condition.wait(min(left, 0.5))
 
+    def delays(self, started: dict[str, float], timeout: float, what: str) -> list[float]:
+        """Waits until every name in `started` (name -> monotonic start) has arrived; returns
+        each one's delay in milliseconds."""
+        self.wait(lambda seen: started.keys() <= seen.keys(), timeout, what)
+        return [(self.seen[name] - when) * 1000 for name, when in started.items()]
+
     def count(self, start: str) -> int:
         with self._condition:
             return sum(1 for name in self.seen if name.startswith(start))

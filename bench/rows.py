@@ -74,6 +74,17 @@ class Table:
         self.notes.append(f"{tool}: {why}")
         self.gave_up.add(tool)
 
+    def failed(self, tool: str, run: int, error: Exception, say: Callable[[str], None]) -> None:
+        """A tool's run failed: said, noted under the table, and not tried again in this row."""
+        self.fail(tool, f"run {run + 1} failed: {error}")
+        say(f"  {tool}: failed: {error}")
+
+    def add_delays(self, tool: str, delays: list[float]) -> tuple[float, float]:
+        """Latency samples of one run (ms): its p50, p99 and max; returns (p50, p99)."""
+        p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
+        self.add(tool, **{"p50 ms": p50, "p99 ms": p99, "max ms": max(delays)})
+        return p50, p99
+
     def median(self, tool: str, column: str) -> float:
         return self.samples.get(tool, {}).get(column, Samples()).median
 
@@ -215,8 +226,7 @@ def burst(bench: Bench, files: int, size: int = 4096) -> Table:
                     if found != files:
                         raise RuntimeError(f"{found} of {files} objects in the bucket")
             except Exception as error:
-                table.fail(tool, f"run {run + 1} failed: {error}")
-                bench.say(f"  {tool}: failed: {error}")
+                table.failed(tool, run, error, bench.say)
                 continue
             finally:
                 bench.clean(folder, remote)
@@ -296,8 +306,7 @@ def big_file(bench: Bench, size: int) -> Table:
                     if (remote / "big").stat().st_size != size:
                         raise RuntimeError("the object is not whole")
             except Exception as error:
-                table.fail(tool, f"run {run + 1} failed: {error}")
-                bench.say(f"  {tool}: failed: {error}")
+                table.failed(tool, run, error, bench.say)
                 continue
             finally:
                 bench.clean(folder, remote)
@@ -392,8 +401,7 @@ def restore(bench: Bench, files: int, size: int) -> Table:
                         if found != files:
                             raise RuntimeError(f"{found} of {files} files restored")
                 except Exception as error:
-                    table.fail(tool, f"run {run + 1} failed: {error}")
-                    bench.say(f"  {tool}: failed: {error}")
+                    table.failed(tool, run, error, bench.say)
                     continue
                 finally:
                     bench.clean(folder)
@@ -474,20 +482,13 @@ def latency(bench: Bench, rate: float = 20, seconds: float = 30, size: int = 409
                         with open(folder / name, "wb") as file:
                             file.write(payload)
                         closed[name] = time.monotonic()
-                    arrivals.wait(
-                        lambda seen, wanted=closed: wanted.keys() <= seen.keys(),
-                        60,
-                        "the last write",
-                    )
-                    delays = [(arrivals.seen[name] - when) * 1000 for name, when in closed.items()]
+                    delays = arrivals.delays(closed, 60, "the last write")
             except Exception as error:
-                table.fail(tool, f"run {run + 1} failed: {error}")
-                bench.say(f"  {tool}: failed: {error}")
+                table.failed(tool, run, error, bench.say)
                 continue
             finally:
                 bench.clean(folder, remote)
-            p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
-            table.add(tool, **{"p50 ms": p50, "p99 ms": p99, "max ms": max(delays)})
+            p50, p99 = table.add_delays(tool, delays)
             bench.say(f"  run {run + 1} {tool:15s} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
     return table
 
@@ -523,8 +524,7 @@ def idle(bench: Bench, files: int, window: float = 60, settle: float = 300) -> T
                 try:
                     figures = _idle_daemon(bench, tool, source, folder, files, window, settle)
                 except Exception as error:
-                    table.fail(tool, f"run {run + 1} failed: {error}")
-                    bench.say(f"  {tool}: failed: {error}")
+                    table.failed(tool, run, error, bench.say)
                     continue
                 finally:
                     bench.clean(folder)
@@ -636,8 +636,7 @@ def list_requests(bench: Bench, files: int, queue_url: str, window: float = 60) 
                             raise RuntimeError(f"{seen:.0f} LIST requests in the window")
                         per_hour = first * 3600 / 300
                 except Exception as error:
-                    table.fail(label, f"run {run + 1} failed: {error}")
-                    bench.say(f"  {label}: failed: {error}")
+                    table.failed(label, run, error, bench.say)
                     continue
                 figures = {
                     "LIST per listing": first,
@@ -732,20 +731,13 @@ def remote_change(bench: Bench, changes: int = 20, spacing: float = 0.7) -> Tabl
                             name = f"r{index:04d}"
                             s3.put_object(Bucket=BUCKET, Key=f"{prefix}{name}", Body=b"x" * 4096)
                             put[name] = time.monotonic()
-                        arrivals.wait(
-                            lambda seen, wanted=put: wanted.keys() <= seen.keys(),
-                            60,
-                            "the downloads",
-                        )
-                        delays = [(arrivals.seen[name] - when) * 1000 for name, when in put.items()]
+                        delays = arrivals.delays(put, 60, "the downloads")
             except Exception as error:
-                table.fail(label, f"run {run + 1} failed: {error}")
-                bench.say(f"  {label}: failed: {error}")
+                table.failed(label, run, error, bench.say)
                 continue
             finally:
                 bench.clean(folder)
-            p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
-            table.add(label, **{"p50 ms": p50, "p99 ms": p99, "max ms": max(delays)})
+            p50, p99 = table.add_delays(label, delays)
             bench.say(f"  run {run + 1} {label:30s} p50 {p50:7.0f} ms  p99 {p99:7.0f} ms")
     return table
 
