@@ -184,16 +184,15 @@ class Pipeline:
         state = self._state
         ps = state.get(rel)
         seen = ps.remote
-        parents = {parent: state.remote_children(parent) > 0 for parent in parents_of(rel)}
+        parents = {parent: state.in_s3_through_keys(parent) for parent in parents_of(rel)}
         try:
             await self._workspace.learn_remote(rel)
         except Exception as error:
             return self._failed(rel, direction, error)
         # Gone (or there) in S3 after all: a directory above may now exist in S3 only through
         # its marker, or not at all (a listing would have said so: `poll._Fold.finish`).
-        for parent, present in parents.items():
-            if present != (state.remote_children(parent) > 0):
-                self._scheduler.submit(parent, DOWNLOAD)
+        for parent in state.flipped(parents):
+            self._scheduler.submit(parent, DOWNLOAD)
         if ps.remote == seen:  # S3 contradicts itself: do not spin on it
             return self._failed(rel, direction, S3Unavailable(f"{rel!r}: S3 answers disagree"))
         return NOW

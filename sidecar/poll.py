@@ -291,8 +291,7 @@ class _Fold:
         self._busy = busy
         self._trust_after = trust_after
         self.changed: list[str] = []
-        self._touched_parents: set[str] = set()
-        self._before: dict[str, bool] = {}
+        self._before: dict[str, bool] = {}  # each touched parent: in S3 before the fold
 
     def stale(self, rel: str) -> bool:
         """Changed by our own request since S3 was looked at, or being synced right now."""
@@ -304,8 +303,7 @@ class _Fold:
     def _note_parents(self, rel: str) -> None:
         for parent in parents_of(rel):
             if parent not in self._before:
-                self._before[parent] = self._state.remote_children(parent) > 0
-            self._touched_parents.add(parent)
+                self._before[parent] = self._state.in_s3_through_keys(parent)
 
     def listed(self, rel: str, entry: RemoteEntry) -> None:
         state = self._state
@@ -362,7 +360,5 @@ class _Fold:
 
     def finish(self) -> list[str]:
         """The changed paths, with every directory whose remote presence flipped."""
-        for parent in self._touched_parents:
-            if self._before.get(parent, False) != (self._state.remote_children(parent) > 0):
-                self.changed.append(parent)
+        self.changed += self._state.flipped(self._before)
         return self.changed

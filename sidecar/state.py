@@ -25,7 +25,7 @@ Cost: about 1.3 KB per tracked path (measured at 100,000 paths, README "Measured
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 
 from .keys import parents_of
@@ -121,6 +121,16 @@ class SyncState:
 
     def remote_children(self, rel: str) -> int:
         return self.children.get(rel, 0)
+
+    def in_s3_through_keys(self, rel: str) -> bool:
+        """Whether S3 holds keys below `rel` (it is a directory there without its marker)."""
+        return self.children.get(rel, 0) > 0
+
+    def flipped(self, before: Mapping[str, bool]) -> list[str]:
+        """The directories of `before` (each `in_s3_through_keys` then) that have since come to
+        exist in S3 through keys below them, or ceased to: each is a remote change to look at
+        (a listing would show it; a single request that learned of one key does not)."""
+        return [rel for rel, was in before.items() if was != self.in_s3_through_keys(rel)]
 
     def under(self, top: str) -> list[str]:
         """Known paths strictly below `top`."""
