@@ -114,7 +114,6 @@ class Finished:
     seconds: float
     cpu: float
     peak_kib: int
-    returncode: int
 
 
 def run_measured(command: Sequence[str], env: dict[str, str], timeout: float) -> Finished:
@@ -135,12 +134,7 @@ def run_measured(command: Sequence[str], env: dict[str, str], timeout: float) ->
     error = process.stderr.read().decode(errors="replace") if process.stderr else ""
     if process.returncode != 0:
         raise RuntimeError(f"{command[0]} exited {process.returncode}: {error[-2000:]}")
-    return Finished(
-        seconds=seconds,
-        cpu=usage.ru_utime + usage.ru_stime,
-        peak_kib=usage.ru_maxrss,
-        returncode=process.returncode,
-    )
+    return Finished(seconds=seconds, cpu=usage.ru_utime + usage.ru_stime, peak_kib=usage.ru_maxrss)
 
 
 @contextlib.contextmanager
@@ -153,12 +147,17 @@ def daemon(
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, 30)
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 # -- servers -----------------------------------------------------------------------------------
@@ -185,12 +184,7 @@ class Server:
         return self.data / BUCKET / prefix.strip("/")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process, 10)
 
 
 def start_rclone(work: Path, port: int | None = None) -> Server:
@@ -266,24 +260,6 @@ def tool_env(**extra: str) -> dict[str, str]:
 
 
 # -- the server's disk -------------------------------------------------------------------------
-
-
-def visible_count(directory: Path) -> int:
-    """Objects under `directory` with their final name (rclone's `*.partial` not counted)."""
-    total = 0
-    stack = [directory]
-    while stack:
-        try:
-            entries = os.scandir(stack.pop())
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        with entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                elif not entry.name.endswith(".partial"):
-                    total += 1
-    return total
 
 
 def write_tree(directory: Path, count: int, size: int, per_dir: int = 1000) -> None:
@@ -394,10 +370,6 @@ class Arrivals:
         each one's delay in milliseconds."""
         self.wait(lambda seen: started.keys() <= seen.keys(), timeout, what)
         return [(self.seen[name] - when) * 1000 for name, when in started.items()]
-
-    def count(self, start: str) -> int:
-        with self._condition:
-            return sum(1 for name in self.seen if name.startswith(start))
 
     def close(self) -> None:
         self._stopped = True

@@ -14,9 +14,10 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import limit
 from harness import (
@@ -44,6 +45,7 @@ from tools import (
 )
 
 LIMIT = "server limit"
+T = TypeVar("T")
 MIB = 1024 * 1024
 
 
@@ -73,6 +75,16 @@ class Table:
     def fail(self, tool: str, why: str) -> None:
         self.notes.append(f"{tool}: {why}")
         self.gave_up.add(tool)
+
+    def turns(
+        self, runs: int, items: Sequence[T], name: Callable[[T], str] = str
+    ) -> Iterator[tuple[int, T]]:
+        """Every item in every run, in turn (A B C A B C ...: drift in a shared machine hits all
+        alike), but no more of an item once it failed in this row."""
+        for run in range(runs):
+            for item in items:
+                if name(item) not in self.gave_up:
+                    yield run, item
 
     def failed(self, tool: str, run: int, error: Exception, say: Callable[[str], None]) -> None:
         """A tool's run failed: said, noted under the table, and not tried again in this row."""
@@ -174,6 +186,10 @@ class Bench:
                 shutil.rmtree(path, ignore_errors=True)
 
 
+def _label(variant: tuple[str, object] | tuple[str, object, object]) -> str:
+    return variant[0]
+
+
 def _local_files(folder: Path, size: int | None = None) -> int:
     """Regular files in a folder, our hidden working folder and sentinels not counted."""
     total = 0
@@ -204,37 +220,34 @@ def burst(bench: Bench, files: int, size: int = 4096) -> Table:
         ],
     )
     payload = os.urandom(size)
-    for run in range(bench.runs):
-        for tool in [*bench.daemons(), *bench.copiers(), LIMIT]:
-            if tool in table.gave_up:
-                continue  # failed once in this row: not tried again
-            prefix, folder = bench.fresh(f"burst{files}")
-            remote = bench.rclone.remote_dir(prefix)
-            try:
-                if tool == LIMIT:
-                    keys = [f"{prefix}f{index:06d}" for index in range(files)]
-                    seconds, cpu = limit.requests("PUT", bench.rclone.url, keys, payload, 32)
-                elif tool in (OURS, MOBIUS3):
-                    seconds, cpu = _burst_daemon(bench, tool, prefix, folder, files, payload)
-                else:
-                    folder.mkdir(parents=True)
-                    for index in range(files):
-                        (folder / f"f{index:06d}").write_bytes(payload)
-                    finished = copy(tool, bench.rclone, str(folder), f"s3:{prefix}")
-                    seconds, cpu = finished.seconds, finished.cpu
-                    found = _count_named(remote, "f")
-                    if found != files:
-                        raise RuntimeError(f"{found} of {files} objects in the bucket")
-            except Exception as error:
-                table.failed(tool, run, error, bench.say)
-                continue
-            finally:
-                bench.clean(folder, remote)
-            table.add(tool, **{"files/s": files / seconds, "CPU-ms per file": cpu / files * 1000})
-            bench.say(
-                f"  run {run + 1} {tool:15s} {files / seconds:8.0f} files/s "
-                f"{cpu / files * 1000:6.2f} CPU-ms/file"
-            )
+    for run, tool in table.turns(bench.runs, [*bench.daemons(), *bench.copiers(), LIMIT]):
+        prefix, folder = bench.fresh(f"burst{files}")
+        remote = bench.rclone.remote_dir(prefix)
+        try:
+            if tool == LIMIT:
+                keys = [f"{prefix}f{index:06d}" for index in range(files)]
+                seconds, cpu = limit.requests("PUT", bench.rclone.url, keys, payload, 32)
+            elif tool in (OURS, MOBIUS3):
+                seconds, cpu = _burst_daemon(bench, tool, prefix, folder, files, payload)
+            else:
+                folder.mkdir(parents=True)
+                for index in range(files):
+                    (folder / f"f{index:06d}").write_bytes(payload)
+                finished = copy(tool, bench.rclone, str(folder), f"s3:{prefix}")
+                seconds, cpu = finished.seconds, finished.cpu
+                found = _count_named(remote, "f")
+                if found != files:
+                    raise RuntimeError(f"{found} of {files} objects in the bucket")
+        except Exception as error:
+            table.failed(tool, run, error, bench.say)
+            continue
+        finally:
+            bench.clean(folder, remote)
+        table.add(tool, **{"files/s": files / seconds, "CPU-ms per file": cpu / files * 1000})
+        bench.say(
+            f"  run {run + 1} {tool:15s} {files / seconds:8.0f} files/s "
+            f"{cpu / files * 1000:6.2f} CPU-ms/file"
+        )
     return table
 
 
@@ -289,39 +302,36 @@ def big_file(bench: Bench, size: int) -> Table:
         notes=["daemons: close() to the object complete on the server; copies: start to exit"],
     )
     block = os.urandom(16 * MIB)
-    for run in range(bench.runs):
-        for tool in [*bench.daemons(), *bench.copiers()]:
-            if tool in table.gave_up:
-                continue  # failed once in this row: not tried again
-            prefix, folder = bench.fresh(f"big{mib:.0f}")
-            remote = bench.rclone.remote_dir(prefix)
-            try:
-                if tool in (OURS, MOBIUS3):
-                    seconds, cpu, peak = _big_daemon(bench, tool, prefix, folder, size, block)
-                else:
-                    folder.mkdir(parents=True)
-                    _write_big(folder / "big", size, block, run)
-                    finished = copy(tool, bench.rclone, str(folder), f"s3:{prefix}")
-                    seconds, cpu, peak = finished.seconds, finished.cpu, finished.peak_kib
-                    if (remote / "big").stat().st_size != size:
-                        raise RuntimeError("the object is not whole")
-            except Exception as error:
-                table.failed(tool, run, error, bench.say)
-                continue
-            finally:
-                bench.clean(folder, remote)
-            table.add(
-                tool,
-                **{
-                    "MiB/s": mib / seconds,
-                    "CPU-ms per MiB": cpu / mib * 1000,
-                    "peak RSS MiB": peak / 1024,
-                },
-            )
-            bench.say(
-                f"  run {run + 1} {tool:15s} {mib / seconds:8.1f} MiB/s "
-                f"{cpu / mib * 1000:6.2f} CPU-ms/MiB, peak RSS {peak / 1024:.0f} MiB"
-            )
+    for run, tool in table.turns(bench.runs, [*bench.daemons(), *bench.copiers()]):
+        prefix, folder = bench.fresh(f"big{mib:.0f}")
+        remote = bench.rclone.remote_dir(prefix)
+        try:
+            if tool in (OURS, MOBIUS3):
+                seconds, cpu, peak = _big_daemon(bench, tool, prefix, folder, size, block)
+            else:
+                folder.mkdir(parents=True)
+                _write_big(folder / "big", size, block, run)
+                finished = copy(tool, bench.rclone, str(folder), f"s3:{prefix}")
+                seconds, cpu, peak = finished.seconds, finished.cpu, finished.peak_kib
+                if (remote / "big").stat().st_size != size:
+                    raise RuntimeError("the object is not whole")
+        except Exception as error:
+            table.failed(tool, run, error, bench.say)
+            continue
+        finally:
+            bench.clean(folder, remote)
+        table.add(
+            tool,
+            **{
+                "MiB/s": mib / seconds,
+                "CPU-ms per MiB": cpu / mib * 1000,
+                "peak RSS MiB": peak / 1024,
+            },
+        )
+        bench.say(
+            f"  run {run + 1} {tool:15s} {mib / seconds:8.1f} MiB/s "
+            f"{cpu / mib * 1000:6.2f} CPU-ms/MiB, peak RSS {peak / 1024:.0f} MiB"
+        )
     return table
 
 
@@ -383,40 +393,37 @@ def restore(bench: Bench, files: int, size: int) -> Table:
         if path.is_file()
     ]
     try:
-        for run in range(bench.runs):
-            for tool in [*bench.daemons(), *bench.copiers(), LIMIT]:
-                if tool in table.gave_up:
-                    continue  # failed once in this row: not tried again
-                folder = bench.work / "folders" / f"restore-{tool.replace(' ', '-')}-{run}"
-                try:
-                    if tool == LIMIT:
-                        seconds, cpu = limit.requests("GET", bench.rclone.url, keys, b"", 16)
-                    elif tool in (OURS, MOBIUS3):
-                        seconds, cpu = _restore_daemon(bench, tool, source, folder, files, size)
-                    else:
-                        folder.mkdir(parents=True)
-                        finished = copy(tool, bench.rclone, f"s3:{source}", str(folder))
-                        seconds, cpu = finished.seconds, finished.cpu
-                        found = _local_files(folder, size)
-                        if found != files:
-                            raise RuntimeError(f"{found} of {files} files restored")
-                except Exception as error:
-                    table.failed(tool, run, error, bench.say)
-                    continue
-                finally:
-                    bench.clean(folder)
-                table.add(
-                    tool,
-                    **{
-                        "seconds": seconds,
-                        "files/s": files / seconds,
-                        "CPU-ms per file": cpu / files * 1000,
-                    },
-                )
-                bench.say(
-                    f"  run {run + 1} {tool:15s} {seconds:7.2f} s {files / seconds:7.0f} files/s "
-                    f"{cpu / files * 1000:6.2f} CPU-ms/file"
-                )
+        for run, tool in table.turns(bench.runs, [*bench.daemons(), *bench.copiers(), LIMIT]):
+            folder = bench.work / "folders" / f"restore-{tool.replace(' ', '-')}-{run}"
+            try:
+                if tool == LIMIT:
+                    seconds, cpu = limit.requests("GET", bench.rclone.url, keys, b"", 16)
+                elif tool in (OURS, MOBIUS3):
+                    seconds, cpu = _restore_daemon(bench, tool, source, folder, files, size)
+                else:
+                    folder.mkdir(parents=True)
+                    finished = copy(tool, bench.rclone, f"s3:{source}", str(folder))
+                    seconds, cpu = finished.seconds, finished.cpu
+                    found = _local_files(folder, size)
+                    if found != files:
+                        raise RuntimeError(f"{found} of {files} files restored")
+            except Exception as error:
+                table.failed(tool, run, error, bench.say)
+                continue
+            finally:
+                bench.clean(folder)
+            table.add(
+                tool,
+                **{
+                    "seconds": seconds,
+                    "files/s": files / seconds,
+                    "CPU-ms per file": cpu / files * 1000,
+                },
+            )
+            bench.say(
+                f"  run {run + 1} {tool:15s} {seconds:7.2f} s {files / seconds:7.0f} files/s "
+                f"{cpu / files * 1000:6.2f} CPU-ms/file"
+            )
     finally:
         bench.clean(seeded)
     return table
@@ -458,38 +465,35 @@ def latency(bench: Bench, rate: float = 20, seconds: float = 30, size: int = 409
         ],
     )
     payload = os.urandom(size)
-    for run in range(bench.runs):
-        for tool in bench.daemons():
-            if tool in table.gave_up:
-                continue  # failed once in this row: not tried again
-            prefix, folder = bench.fresh("latency")
-            remote = bench.rclone.remote_dir(prefix)
-            try:
-                closed: dict[str, float] = {}
-                with (
-                    Arrivals(remote) as arrivals,
-                    start_daemon(
-                        tool, bench.rclone, folder, prefix, bench.log(f"latency-{tool}")
-                    ) as running,
-                ):
-                    wait_until_watching(running, remote)
-                    step = 1 / rate
-                    due = time.monotonic()
-                    for index in range(int(rate * seconds)):
-                        due += step
-                        time.sleep(max(0.0, due - time.monotonic()))
-                        name = f"w{index:05d}"
-                        with open(folder / name, "wb") as file:
-                            file.write(payload)
-                        closed[name] = time.monotonic()
-                    delays = arrivals.delays(closed, 60, "the last write")
-            except Exception as error:
-                table.failed(tool, run, error, bench.say)
-                continue
-            finally:
-                bench.clean(folder, remote)
-            p50, p99 = table.add_delays(tool, delays)
-            bench.say(f"  run {run + 1} {tool:15s} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
+    for run, tool in table.turns(bench.runs, bench.daemons()):
+        prefix, folder = bench.fresh("latency")
+        remote = bench.rclone.remote_dir(prefix)
+        try:
+            closed: dict[str, float] = {}
+            with (
+                Arrivals(remote) as arrivals,
+                start_daemon(
+                    tool, bench.rclone, folder, prefix, bench.log(f"latency-{tool}")
+                ) as running,
+            ):
+                wait_until_watching(running, remote)
+                step = 1 / rate
+                due = time.monotonic()
+                for index in range(int(rate * seconds)):
+                    due += step
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    name = f"w{index:05d}"
+                    with open(folder / name, "wb") as file:
+                        file.write(payload)
+                    closed[name] = time.monotonic()
+                delays = arrivals.delays(closed, 60, "the last write")
+        except Exception as error:
+            table.failed(tool, run, error, bench.say)
+            continue
+        finally:
+            bench.clean(folder, remote)
+        p50, p99 = table.add_delays(tool, delays)
+        bench.say(f"  run {run + 1} {tool:15s} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
     return table
 
 
@@ -516,20 +520,17 @@ def idle(bench: Bench, files: int, window: float = 60, settle: float = 300) -> T
     source = f"idle-{files}/"
     seeded = bench.seeded(source, files, 1024)
     try:
-        for run in range(bench.runs):
-            for tool in bench.daemons():
-                if tool in table.gave_up:
-                    continue  # failed once in this row: not tried again
-                folder = bench.work / "folders" / f"idle-{tool}-{run}"
-                try:
-                    figures = _idle_daemon(bench, tool, source, folder, files, window, settle)
-                except Exception as error:
-                    table.failed(tool, run, error, bench.say)
-                    continue
-                finally:
-                    bench.clean(folder)
-                table.add(tool, **figures)
-                bench.say(f"  run {run + 1} {tool:15s} " + _brief(figures))
+        for run, tool in table.turns(bench.runs, bench.daemons()):
+            folder = bench.work / "folders" / f"idle-{tool}-{run}"
+            try:
+                figures = _idle_daemon(bench, tool, source, folder, files, window, settle)
+            except Exception as error:
+                table.failed(tool, run, error, bench.say)
+                continue
+            finally:
+                bench.clean(folder)
+            table.add(tool, **figures)
+            bench.say(f"  run {run + 1} {tool:15s} " + _brief(figures))
     finally:
         bench.clean(seeded)
     return table
@@ -553,14 +554,7 @@ def _idle_daemon(
     log = bench.log(f"idle-{tool}")
     with start_daemon(tool, bench.rclone, folder, prefix, log, queue_url=queue_url) as running:
         restored = _wait_restored(running, folder, files, settle) - started
-        lists = (
-            running.metric("s3sync_s3_requests_total", operation="ListObjectsV2")
-            if (tool == OURS)
-            else 0.0
-        )
-        cpu = cpu_seconds(running.pid)
-        time.sleep(window)
-        cpu = cpu_seconds(running.pid) - cpu
+        cpu, lists = _quiet(running, window)
         rss, _ = memory_kib(running.pid)
         figures = {
             "CPU-s per minute": cpu / window * 60,
@@ -568,13 +562,22 @@ def _idle_daemon(
             "restore s": restored,
         }
         if tool == OURS:
-            listed = running.metric("s3sync_s3_requests_total", operation="ListObjectsV2")
-            figures["LIST per hour"] = (listed - lists) * 3600 / window
+            figures["LIST per hour"] = lists * 3600 / window
     if tool == OURS:
         started = time.monotonic()
         with start_daemon(tool, bench.rclone, folder, prefix, log, queue_url=queue_url) as again:
             figures["restart s"] = wait_for(again.ready, settle, "readiness", step=0.01) - started
     return figures
+
+
+def _quiet(running: Running, window: float) -> tuple[float, float]:
+    """CPU-seconds and (ours only) LIST requests over `window` seconds of nothing changing."""
+    ours = running.tool == OURS
+    lists = running.list_requests() if ours else 0.0
+    cpu = cpu_seconds(running.pid)
+    time.sleep(window)
+    cpu = cpu_seconds(running.pid) - cpu
+    return cpu, running.list_requests() - lists if ours else 0.0
 
 
 def _wait_restored(running: Running, folder: Path, files: int, settle: float) -> float:
@@ -603,48 +606,38 @@ def list_requests(bench: Bench, files: int, queue_url: str, window: float = 60) 
     source = f"lists-{files}/"
     seeded = bench.seeded(source, files, 1024)
     try:
-        for run in range(bench.runs):
-            for label, queue in (("10 s poll", None), ("SQS queue", queue_url)):
-                if label in table.gave_up:
-                    continue  # failed once in this row: not tried again
-                folder = bench.work / "folders" / "lists"  # restored once, then restarts
-                try:
-                    with start_daemon(
-                        OURS,
-                        bench.rclone,
-                        folder,
-                        source,
-                        bench.log("lists"),
-                        poll_interval=10 if queue is None else 300,
-                        queue_url=queue,
-                    ) as running:
-                        wait_for(running.ready, 600, "readiness", step=0.01)
-                        first = running.metric(
-                            "s3sync_s3_requests_total", operation="ListObjectsV2"
-                        )
-                        cpu = cpu_seconds(running.pid)
-                        time.sleep(window)
-                        cpu = cpu_seconds(running.pid) - cpu
-                        seen = (
-                            running.metric("s3sync_s3_requests_total", operation="ListObjectsV2")
-                            - first
-                        )
-                    if queue is None:
-                        per_hour = seen * 3600 / window
-                    else:
-                        if seen:
-                            raise RuntimeError(f"{seen:.0f} LIST requests in the window")
-                        per_hour = first * 3600 / 300
-                except Exception as error:
-                    table.failed(label, run, error, bench.say)
-                    continue
-                figures = {
-                    "LIST per listing": first,
-                    "LIST per hour": per_hour,
-                    "CPU-s per minute": cpu / window * 60,
-                }
-                table.add(label, **figures)
-                bench.say(f"  run {run + 1} {label:15s} " + _brief(figures))
+        variants = [("10 s poll", None), ("SQS queue", queue_url)]
+        for run, (label, queue) in table.turns(bench.runs, variants, name=_label):
+            folder = bench.work / "folders" / "lists"  # restored once, then restarts
+            try:
+                with start_daemon(
+                    OURS,
+                    bench.rclone,
+                    folder,
+                    source,
+                    bench.log("lists"),
+                    poll_interval=10 if queue is None else 300,
+                    queue_url=queue,
+                ) as running:
+                    wait_for(running.ready, 600, "readiness", step=0.01)
+                    first = running.list_requests()
+                    cpu, seen = _quiet(running, window)
+                if queue is None:
+                    per_hour = seen * 3600 / window
+                else:
+                    if seen:
+                        raise RuntimeError(f"{seen:.0f} LIST requests in the window")
+                    per_hour = first * 3600 / 300
+            except Exception as error:
+                table.failed(label, run, error, bench.say)
+                continue
+            figures = {
+                "LIST per listing": first,
+                "LIST per hour": per_hour,
+                "CPU-s per minute": cpu / window * 60,
+            }
+            table.add(label, **figures)
+            bench.say(f"  run {run + 1} {label:15s} " + _brief(figures))
     finally:
         bench.clean(seeded, bench.work / "folders" / "lists")
     poll, queued = (
@@ -703,42 +696,39 @@ def remote_change(bench: Bench, changes: int = 20, spacing: float = 0.7) -> Tabl
     s3 = boto(moto, "s3")
     variants = [(f"{OURS} + SQS queue", OURS, True)]
     variants += [(f"{tool} (10 s poll)", tool, False) for tool in bench.daemons()]
-    for run in range(bench.runs):
-        for label, tool, queued in variants:
-            if label in table.gave_up:
-                continue  # failed once in this row: not tried again
-            prefix, folder = bench.fresh("remote")
-            try:
-                queue_url = make_queue(moto, prefix) if queued else None
-                with start_daemon(
-                    tool,
-                    moto,
-                    folder,
-                    prefix,
-                    bench.log(f"remote-{tool}"),
-                    poll_interval=300 if queued else 10,
-                    queue_url=queue_url,
-                ) as running:
-                    if tool == OURS:
-                        wait_for(running.ready, 60, "readiness", step=0.01)
-                    else:
-                        time.sleep(2)  # mobius3 has no readiness: let its first listing pass
-                    with Arrivals(folder, size=4096) as arrivals:
-                        put: dict[str, float] = {}
-                        randomness = random.Random(run)
-                        for index in range(changes):
-                            time.sleep(spacing * randomness.uniform(0.5, 1.5))
-                            name = f"r{index:04d}"
-                            s3.put_object(Bucket=BUCKET, Key=f"{prefix}{name}", Body=b"x" * 4096)
-                            put[name] = time.monotonic()
-                        delays = arrivals.delays(put, 60, "the downloads")
-            except Exception as error:
-                table.failed(label, run, error, bench.say)
-                continue
-            finally:
-                bench.clean(folder)
-            p50, p99 = table.add_delays(label, delays)
-            bench.say(f"  run {run + 1} {label:30s} p50 {p50:7.0f} ms  p99 {p99:7.0f} ms")
+    for run, (label, tool, queued) in table.turns(bench.runs, variants, name=_label):
+        prefix, folder = bench.fresh("remote")
+        try:
+            queue_url = make_queue(moto, prefix) if queued else None
+            with start_daemon(
+                tool,
+                moto,
+                folder,
+                prefix,
+                bench.log(f"remote-{tool}"),
+                poll_interval=300 if queued else 10,
+                queue_url=queue_url,
+            ) as running:
+                if tool == OURS:
+                    wait_for(running.ready, 60, "readiness", step=0.01)
+                else:
+                    time.sleep(2)  # mobius3 has no readiness: let its first listing pass
+                with Arrivals(folder, size=4096) as arrivals:
+                    put: dict[str, float] = {}
+                    randomness = random.Random(run)
+                    for index in range(changes):
+                        time.sleep(spacing * randomness.uniform(0.5, 1.5))
+                        name = f"r{index:04d}"
+                        s3.put_object(Bucket=BUCKET, Key=f"{prefix}{name}", Body=b"x" * 4096)
+                        put[name] = time.monotonic()
+                    delays = arrivals.delays(put, 60, "the downloads")
+        except Exception as error:
+            table.failed(label, run, error, bench.say)
+            continue
+        finally:
+            bench.clean(folder)
+        p50, p99 = table.add_delays(label, delays)
+        bench.say(f"  run {run + 1} {label:30s} p50 {p50:7.0f} ms  p99 {p99:7.0f} ms")
     return table
 
 

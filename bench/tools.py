@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import (
+    ACCESS_KEY,
     BUCKET,
     REGION,
+    SECRET_KEY,
     Finished,
     Server,
     daemon,
@@ -79,6 +81,10 @@ class Running:
                 return bool(answer.status == 200)
         except OSError:
             return False
+
+    def list_requests(self) -> float:
+        """Our ListObjectsV2 requests so far."""
+        return self.metric("s3sync_s3_requests_total", operation="ListObjectsV2")
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of a metric's samples that carry `labels`, from our `/metrics`."""
@@ -167,8 +173,6 @@ def wait_until_watching(running: Running, remote: Path, timeout: float = 120) ->
 
 
 def _rclone_env(server: Server) -> dict[str, str]:
-    from harness import ACCESS_KEY, SECRET_KEY
-
     return tool_env(
         RCLONE_CONFIG_BENCH_TYPE="s3",
         RCLONE_CONFIG_BENCH_PROVIDER="Other",
