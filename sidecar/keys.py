@@ -8,7 +8,6 @@ through `KeyMapper.rel_for_key` before it can touch the disk, and every local pa
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -51,9 +50,6 @@ class UnsyncableName(ValueError):
         self.reason = reason
 
 
-_CONTROL = re.compile(r"[\x00]")
-
-
 class KeyMapper:
     """Translates between keys under `prefix` and relative POSIX paths under the folder."""
 
@@ -64,8 +60,8 @@ class KeyMapper:
 
     def decode_listed_key(self, raw: str, url_encoded: bool) -> str:
         """Keys are listed with `encoding-type=url` so that any byte survives XML; decode here."""
-        if not url_encoded:
-            return raw
+        if not url_encoded or ("%" not in raw and "+" not in raw):
+            return raw  # nothing encoded in it: decoding would give it back
         # Form encoding, as S3 and botocore use it: `+` is a space, a real `+` is `%2B`.
         data = unquote_to_bytes(raw.replace("+", " "))
         try:
@@ -92,7 +88,7 @@ class KeyMapper:
             raise UnsyncableName(SkipReason.UNSAFE_KEY, "empty path")
         if rel.startswith("/"):
             raise UnsyncableName(SkipReason.UNSAFE_KEY, f"absolute path: {rel!r}")
-        if _CONTROL.search(rel):
+        if "\x00" in rel:
             raise UnsyncableName(SkipReason.UNSAFE_KEY, f"NUL in path: {rel!r}")
         try:
             encoded = rel.encode("utf-8")
@@ -102,7 +98,8 @@ class KeyMapper:
         for part in parts:
             if part in ("", ".", ".."):
                 raise UnsyncableName(SkipReason.UNSAFE_KEY, f"unsafe path segment in {rel!r}")
-            if len(part.encode("utf-8")) > NAME_MAX:
+            # A character is at most 4 bytes in UTF-8: short names need no encoding to know.
+            if len(part) * 4 > NAME_MAX and len(part.encode("utf-8")) > NAME_MAX:
                 raise UnsyncableName(
                     SkipReason.NAME_TOO_LONG, f"name over {NAME_MAX} bytes: {rel!r}"
                 )

@@ -116,6 +116,22 @@ def test_listing_without_namespace() -> None:
     assert page == ListPage([ListedObject("a%20b", "", 2, "")], None, True)
 
 
+def test_listing_whose_elements_name_their_namespace_another_way() -> None:
+    """The fast path compares tags with the root's namespace; elements in another one (a proxy
+    that rewrites the document) are still read by their local names."""
+    other = "urn:other"
+    body = (
+        f'<o:Contents xmlns:o="{other}"><o:Key>k</o:Key><o:ETag>"e"</o:ETag><o:Size>3</o:Size>'
+        "<o:LastModified>2026-11-25T12:00:00.000Z</o:LastModified></o:Contents>"
+        '<Contents><Key>j</Key><ETag>"f"</ETag><Size>4</Size></Contents>'
+    )
+    page = parse_list_objects_v2(_page(body))
+    assert page.objects == [
+        ListedObject("k", "e", 3, "1795608000"),
+        ListedObject("j", "f", 4, ""),
+    ]
+
+
 def test_empty_listing() -> None:
     body = "<Name>b</Name><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated>"
     assert parse_list_objects_v2(_page(body)) == ListPage([], None, False)

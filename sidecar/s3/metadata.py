@@ -10,6 +10,7 @@ from __future__ import annotations
 import stat
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 from ..model import Kind, kind_of_mode
 
@@ -67,6 +68,7 @@ def parse_http_date(value: str | None) -> int | None:
     return None if moment is None else int(moment.timestamp()) * 1_000_000_000
 
 
+@lru_cache(maxsize=4096)  # a listing repeats the seconds its objects were written in
 def normalize_last_modified(text: str) -> str:
     """Whole seconds since the epoch, as text: listings say `2026-11-25T12:00:00.000Z`, HEAD
     says `Wed, 25 Nov 2026 12:00:00 GMT`; the same instant must compare equal."""

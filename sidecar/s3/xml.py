@@ -53,32 +53,50 @@ def _parse(body: bytes) -> ET.Element:
 
 
 def parse_list_objects_v2(body: bytes) -> ListPage:
+    """One page of a listing. The loop over `<Contents>` is the listing's hot path (about 100,000
+    elements a minute per 1,000 keys polled every 10 s at 100,000 keys): tags are compared as
+    ElementTree gives them (namespace included) against names worked out once per page, with
+    no dict per object; a tag in another namespace falls back to its local name."""
     root = _parse(body)
     if _local(root.tag) != "ListBucketResult":
         # A 200 with another document (an error, a proxy's page) is not an empty listing:
         # read as one, it would look like every object had been deleted.
         raise MalformedResponse(f"not a ListBucketResult: <{_local(root.tag)}>")
+    namespace = root.tag[: -len("ListBucketResult")]
+    contents = namespace + "Contents"
+    names = {namespace + name: name for name in ("Key", "ETag", "Size", "LastModified")}
     objects: list[ListedObject] = []
+    append = objects.append
     next_token: str | None = None
     truncated = False
     encoded = False
     for child in root:
-        tag = _local(child.tag)
-        if tag == "Contents":
-            fields = _children(child)
+        tag = child.tag
+        if tag == contents or (tag[:1] == "{" and _local(tag) == "Contents"):
+            key = etag = last_modified = ""
+            size_text = "0"
+            for field in child:
+                name = names.get(field.tag) or _local(field.tag)
+                if name == "Key":
+                    key = field.text or ""
+                elif name == "ETag":
+                    etag = field.text or ""
+                elif name == "Size":
+                    size_text = field.text or "0"
+                elif name == "LastModified":
+                    last_modified = field.text or ""
             try:
-                size = int(fields.get("Size", "0") or 0)
+                size = int(size_text)
             except ValueError as error:
-                raise MalformedResponse(f"bad Size in listing: {fields!r}") from error
-            objects.append(
+                raise MalformedResponse(f"bad Size in listing of {key!r}: {size_text!r}") from error
+            append(
                 ListedObject(
-                    key=fields.get("Key", ""),
-                    etag=normalize_etag(fields.get("ETag", "")),
-                    size=size,
-                    last_modified=normalize_last_modified(fields.get("LastModified", "")),
+                    key, normalize_etag(etag), size, normalize_last_modified(last_modified)
                 )
             )
-        elif tag == "NextContinuationToken":
+            continue
+        tag = _local(tag)
+        if tag == "NextContinuationToken":
             next_token = child.text or None
         elif tag == "IsTruncated":
             truncated = (child.text or "").strip().lower() == "true"
