@@ -86,6 +86,10 @@ class Running:
         """Our ListObjectsV2 requests so far."""
         return self.metric("s3sync_s3_requests_total", operation="ListObjectsV2")
 
+    def listings(self) -> float:
+        """Our listings of the prefix so far (the restore's included)."""
+        return self.metric("s3sync_polls_total", result="ok")
+
     def metric(self, name: str, **labels: str) -> float:
         """The sum of a metric's samples that carry `labels`, from our `/metrics`."""
         with urllib.request.urlopen(

@@ -1,5 +1,6 @@
-"""Finding remote changes: list the prefix every interval, fold the listing into the state
-(`apply_snapshot`), and hand the paths whose remote side changed to the download pool.
+"""Finding remote changes: list the prefix every interval (start to start), fold the listing
+into the state (`apply_snapshot`), and hand the paths whose remote side changed to the download
+pool.
 
 Shaped like Home Assistant's DataUpdateCoordinator: one typed loop (`run`), one listing at a
 time, an explicit record of the last success and the last failure, logs on transitions only, and
@@ -165,13 +166,29 @@ class Poller:
         self._wake.set()
 
     async def run(self, interval: Callable[[], float] | None = None) -> None:
-        """Poll every interval (`interval()` when given: it may change between listings), or
-        sooner when asked to, forever."""
+        """List every interval (`interval()` when given: it may change between listings),
+        counted from the start of one listing to the start of the next, or sooner when asked
+        to, forever. A listing that takes longer than the interval is followed by the next at
+        once (and a warning, once): the interval is how stale the folder may get, so a slow
+        listing must not stretch it."""
+        started = time.monotonic()  # the caller's own listing (the restore) came just before
+        overrun = False
         while True:
-            wait = self.settings.interval if interval is None else interval()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            period = self.settings.interval if interval is None else interval()
+            wait = started + period - time.monotonic()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+            elif not overrun:
+                log.warning(
+                    "listing the prefix took %.1f s, longer than the poll interval (%g s): "
+                    "listing continuously; raise SYNC_POLL_INTERVAL to list less often",
+                    self.last_duration,
+                    period,
+                )
+            overrun = wait <= 0
             self._wake.clear()
+            started = time.monotonic()
             await self.poll()
 
     async def poll(self) -> None:

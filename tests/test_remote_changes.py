@@ -3,6 +3,7 @@ client are found by the poll; a local change that is not yet in S3 is never over
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import time
@@ -471,3 +472,31 @@ async def test_another_metadata_copy_in_the_second_of_ours_is_applied(
     assert await in_thread(_mode_in_s3, bucket, "job.sh") == 0o705
     assert path.read_bytes() == b"#!/bin/sh\n"
     assert metric(syncer, "s3sync_metadata_updates_total", side="remote", result="ok") == chmods
+
+
+async def test_listings_start_every_interval_when_a_listing_is_slow(
+    syncer_factory, proxy, caplog
+) -> None:
+    """The poll interval is how stale the folder may get, so it counts from the start of one
+    listing to the start of the next: a slow listing does not stretch it (counted from the end,
+    four periods of 1 s with 0.6 s listings took 6.4 s). A listing slower than the interval is
+    followed by the next at once, with one warning."""
+    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern, download_interval=1.0)
+    proxy.faults.methods = {"GET"}
+    proxy.faults.delay = 0.6  # every listing page (and nothing else: no file changes)
+
+    def polls() -> float:
+        return metric(syncer, "s3sync_polls_total", result="ok")
+
+    first = polls() + 1
+    await eventually(lambda: polls() >= first, what="a slow listing")
+    begun = time.monotonic()
+    await eventually(lambda: polls() >= first + 4, what="four more listings")
+    assert time.monotonic() - begun < 5.2  # 4.0 s, starts 1 s apart; end to start: 6.4 s
+    assert "longer than the poll interval" not in caplog.text
+
+    proxy.faults.delay = 1.3  # now slower than the interval: listings back to back
+    with caplog.at_level(logging.WARNING, logger="sidecar.poll"):
+        now = polls()
+        await eventually(lambda: polls() >= now + 4, timeout=30, what="slow listings")
+    assert caplog.text.count("longer than the poll interval") == 1
