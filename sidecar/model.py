@@ -88,6 +88,20 @@ class RemoteEntry:
         second) is what must be looked at again: we saw this one while its second lasted."""
         return self.unsettled and not listed.unsettled and not listed.is_dir
 
+    def unchanged_in(self, listed: RemoteEntry) -> bool:
+        """Whether a listing's `listed` tells nothing new about this object: the same object
+        with the same Last-Modified, no metadata, nothing to look at again. A listing's fold
+        skips such keys first (most of them, at a few attribute reads each)."""
+        return listed is self or (
+            self.etag == listed.etag
+            and self.last_modified == listed.last_modified
+            and self.size == listed.size
+            and self.is_dir == listed.is_dir
+            and listed.mode is None
+            and listed.mtime_ns is None
+            and not self.settled_by(listed)
+        )
+
     def metadata_differs(self, other: RemoteEntry) -> bool:
         """Whether `other` (the same object, looked at with a HEAD) carries a mode or mtime,
         and one other than this one's: a metadata-only copy in the same second, which

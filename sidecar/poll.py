@@ -14,6 +14,15 @@ of an object while its Last-Modified second lasted (our own copy, a GET or HEAD,
 then) is `unsettled`, and the first listing made after that second hands it back as a change,
 once, so that one HEAD learns what the second ended with. Steady state costs nothing: objects
 older than a second are never looked at twice.
+
+Nor are pages read twice: a page that lists the same bytes as a page of the last listing (a
+16-byte digest of its `<Contents>`) is taken as it was read then, and a listing made only of such
+pages is the last listing again; the fold then skips every key whose entry tells nothing new
+(`RemoteEntry.unchanged_in`). Measured at 100,000 keys on `rclone serve s3`, one listing of an
+unchanged prefix costs about 0.7 CPU-seconds, nearly all of it aiohttp reading the 100 pages
+(rclone sends them in 4 KiB chunks); parsing them cost 5 CPU-seconds more. The pages kept cost
+16 bytes a key plus the listed entries (about 170 bytes a key where they are not shared with
+the state).
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from .keys import KeyMapper, SkipReason, UnsyncableName, parents_of
@@ -31,6 +40,7 @@ from .metrics import Metrics
 from .model import Kind, RemoteEntry, seen_unsettled
 from .reconcile import too_many_deletions
 from .s3.client import S3Client
+from .s3.xml import ListPage
 from .scheduler import DOWNLOAD, Scheduler
 from .state import SyncState
 
@@ -48,6 +58,27 @@ class Snapshot:
 class Applied:
     changed: list[str] = field(default_factory=list)
     held_deletions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """A listing page as read: entries by path, in two tuples (16 bytes a key on top of what
+    the state holds anyway). `settled`: no entry was seen within its Last-Modified second, so
+    the page may be reused while S3 lists the same bytes."""
+
+    rels: tuple[str, ...]
+    entries: tuple[RemoteEntry, ...]
+    settled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """The last listing whose every page was settled: taken as it is when S3 lists the same
+    pages again. Its entries are never changed (snapshots are read only)."""
+
+    digests: tuple[bytes, ...]
+    entries: dict[str, RemoteEntry]
+    shadowed: set[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +114,8 @@ class Poller:
         self.last_error: str | None = None
         self.last_duration = 0.0
         self._wake = asyncio.Event()
+        self._pages: dict[bytes, _Page] = {}  # the last listing's settled pages, by digest
+        self._last: _Listing | None = None
 
     def excluded(self, rel: str, is_dir: bool) -> bool:
         """Whether listings leave `rel` out (the remote exclude pattern): S3's side unseen."""
@@ -96,33 +129,76 @@ class Poller:
         log.warning("not syncing key %r: %s", key, detail)
 
     async def list(self) -> Snapshot:
+        """What S3 lists under the prefix now. A page that lists the same bytes as a page of
+        the last listing (its digest) is not parsed again: its entries are taken as they were
+        read then, unless one of them was unsettled then. A listing whose every page is such a
+        page is the last listing again, entries and shadowed keys as they were."""
         started = time.monotonic()
-        entries: dict[str, RemoteEntry] = {}
         prefix = self._keys.prefix
         seen_at = ""  # S3's clock at the first page: an object modified since is unsettled
-        async for page in self._s3.list_objects(prefix):
+        held = self._pages
+        pages: dict[bytes, _Page] = {}
+        read: list[_Page] = []
+        digests: list[bytes] = []
+        async for page in self._s3.list_objects(prefix, held):
             seen_at = seen_at or page.answered_at
-            for listed in page.objects:
-                try:
-                    key = self._keys.decode_listed_key(listed.key, page.encoded)
-                    if key == prefix:
-                        continue  # the prefix itself, as a marker
-                    if self._exclude.match(key[len(prefix) :]):
-                        continue
-                    name = self._keys.rel_for_key(key)
-                except UnsyncableName as error:
-                    self._skip(listed.key, error.reason, str(error))
+            known = held[page.digest] if page.reused else self._read(page, seen_at)
+            if page.digest and known.settled:
+                pages[page.digest] = known
+            read.append(known)
+            digests.append(page.digest)
+        self._pages = pages
+        last = self._last
+        if last is not None and last.digests == tuple(digests) and len(pages) == len(read):
+            entries, shadowed = last.entries, last.shadowed
+        else:
+            entries, shadowed = self._merge(read)
+            whole = len(pages) == len(read)
+            self._last = _Listing(tuple(digests), entries, shadowed) if whole else None
+        self.last_duration = time.monotonic() - started
+        self._metrics.poll_duration.observe(self.last_duration)
+        return Snapshot(entries, shadowed, started)
+
+    def _read(self, page: ListPage, seen_at: str) -> _Page:
+        """A page's objects as entries by path: keys decoded, mapped and checked (a key that
+        cannot be a path is reported once and left out)."""
+        prefix = self._keys.prefix
+        rels: list[str] = []
+        entries: list[RemoteEntry] = []
+        settled = True
+        for listed in page.objects:
+            try:
+                key = self._keys.decode_listed_key(listed.key, page.encoded)
+                if key == prefix:
+                    continue  # the prefix itself, as a marker
+                if self._exclude.match(key[len(prefix) :]):
                     continue
-                entry = RemoteEntry(
+                name = self._keys.rel_for_key(key)
+            except UnsyncableName as error:
+                self._skip(listed.key, error.reason, str(error))
+                continue
+            unsettled = seen_unsettled(listed.last_modified, seen_at)
+            settled = settled and not unsettled
+            rels.append(name.rel)
+            entries.append(
+                RemoteEntry(
                     listed.etag,
                     listed.size,
                     listed.last_modified,
                     name.is_dir,
-                    unsettled=seen_unsettled(listed.last_modified, seen_at),
+                    unsettled=unsettled,
                 )
-                existing = entries.get(name.rel)
-                if existing is None or (existing.is_dir and not name.is_dir):
-                    entries[name.rel] = entry  # `a` and `a/` both exist: the file wins
+            )
+        return _Page(tuple(rels), tuple(entries), settled)
+
+    def _merge(self, read: Sequence[_Page]) -> tuple[dict[str, RemoteEntry], set[str]]:
+        """The pages' entries by path, and the paths hidden by a file key above them."""
+        entries: dict[str, RemoteEntry] = {}
+        for page in read:
+            for rel, entry in zip(page.rels, page.entries, strict=True):
+                existing = entries.get(rel)
+                if existing is None or (existing.is_dir and not entry.is_dir):
+                    entries[rel] = entry  # `a` and `a/` both exist: the file wins
         files = {rel for rel, entry in entries.items() if not entry.is_dir}
         shadowed: set[str] = set()
         if files:
@@ -132,14 +208,12 @@ class Poller:
         for rel in shadowed:
             del entries[rel]
             self._skip(
-                prefix + rel,
+                self._keys.prefix + rel,
                 SkipReason.SHADOWED,
                 "a key with the name of one of its parent directories exists; "
                 "that key is kept as the file and this one is ignored",
             )
-        self.last_duration = time.monotonic() - started
-        self._metrics.poll_duration.observe(self.last_duration)
-        return Snapshot(entries, shadowed, started)
+        return entries, shadowed
 
     def succeeded(self) -> None:
         self.last_success = time.time()
@@ -247,7 +321,11 @@ def apply_snapshot(
     """
     fold = _Fold(state, snapshot.started, busy, trust_after)
     entries = snapshot.entries
+    paths = state.paths
     for rel, entry in entries.items():
+        ps = paths.get(rel)
+        if ps is not None and ps.remote is not None and ps.remote.unchanged_in(entry):
+            continue  # `listed` would return at once: the steady state, made cheap
         fold.listed(rel, entry)
 
     removed = [

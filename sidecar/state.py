@@ -100,6 +100,7 @@ class SyncState:
         self.synced_count = 0
         self.synced_files = 0  # of those, files and symlinks (what the delete guard counts)
         self.writing: set[str] = set()  # paths with `writing` set, for the open-file sweep
+        self._shadowed: set[str] = set()  # what the last listing found shadowed
         # Told of every change of a synced record (the on-disk store listens here).
         self.on_synced: Callable[[str, Synced | None], None] | None = None
 
@@ -266,11 +267,13 @@ class SyncState:
         self.get(rel).initial = True
 
     def set_shadowed(self, shadowed: set[str]) -> None:
+        """The paths a listing found hidden by a file key above them (and no others)."""
+        for rel in self._shadowed - shadowed:
+            if (ps := self.paths.get(rel)) is not None:
+                ps.shadowed = False
         for rel in shadowed:
             self.get(rel).shadowed = True
-        for rel, ps in self.paths.items():
-            if ps.shadowed and rel not in shadowed:
-                ps.shadowed = False
+        self._shadowed = set(shadowed)
 
 
 def _is_file(synced: Synced | None) -> int:

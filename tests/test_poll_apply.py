@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from sidecar.model import Kind, LocalEntry, RemoteEntry, Synced, seen_unsettled
-from sidecar.poll import Applied, Snapshot, apply_findings, apply_snapshot
+from sidecar.poll import Applied, Snapshot, _Fold, apply_findings, apply_snapshot
 from sidecar.state import SyncState
 
 LM1 = "2024-01-01T00:00:00.000Z"
@@ -518,3 +518,30 @@ def test_findings_leave_busy_paths_alone() -> None:
     synced(state, "a", obj("e1"))
     assert find(state, {"a": obj("e2", LM2), "b": None}, busy=lambda rel: True) == []
     assert state.paths["a"].remote == obj("e1")
+
+
+@pytest.mark.parametrize(
+    ("known", "listed", "unchanged"),
+    [
+        (obj(), obj(), True),  # the steady state: the fold skips it
+        (obj().with_metadata(5, 0o100600), obj(), True),  # what a GET learned is kept
+        (obj(), obj(etag="e2"), False),
+        (obj(), obj(size=2), False),
+        (obj(), obj(last_modified=LM2), False),  # a metadata-only copy
+        (obj(), replace(obj(), is_dir=True), False),
+        (obj(), obj().with_metadata(None, 0o100600), False),  # a HEAD's answer, not a listing
+        (replace(obj(), unsettled=True), obj(), False),  # seen within its second: look again
+        (replace(obj(), unsettled=True), replace(obj(), unsettled=True), True),  # not yet
+        (obj(last_modified=""), obj(), False),  # our own write: learn its Last-Modified
+    ],
+)
+def test_unchanged_in_a_listing(known: RemoteEntry, listed: RemoteEntry, unchanged: bool) -> None:
+    """`RemoteEntry.unchanged_in`, the fold's first check: True only where `_Fold.listed` would
+    return at once, so skipping those keys changes nothing."""
+    assert known.unchanged_in(listed) is unchanged
+    if unchanged:  # the full rules (no skipping) leave it as it is
+        state = SyncState()
+        synced(state, "f", known)
+        fold = _Fold(state, STARTED, lambda rel: False, 0.0)
+        fold.listed("f", listed)
+        assert fold.finish() == [] and state.paths["f"].remote is known

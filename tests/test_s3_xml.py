@@ -17,6 +17,7 @@ from sidecar.s3.xml import (
     parse_error,
     parse_initiate_multipart,
     parse_list_objects_v2,
+    parse_list_page,
 )
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -130,6 +131,49 @@ def test_listing_whose_elements_name_their_namespace_another_way() -> None:
         ListedObject("k", "e", 3, "1795608000"),
         ListedObject("j", "f", 4, ""),
     ]
+
+
+def test_a_page_listed_again_is_not_parsed_again() -> None:
+    first = parse_list_page(LIST_PAGE)
+    assert first.objects == parse_list_objects_v2(LIST_PAGE).objects
+    assert len(first.digest) == 16 and not first.reused
+    again = parse_list_page(LIST_PAGE, {first.digest})
+    assert again == ListPage([], first.next_token, True, digest=first.digest, reused=True)
+
+
+def test_only_what_a_page_lists_makes_its_digest() -> None:
+    """Continuation tokens are opaque and need not repeat between listings of the same objects,
+    so they are not part of the digest; every byte of the objects is, and so is whether keys
+    are URL-encoded (the same bytes then name other keys)."""
+    held = {parse_list_page(LIST_PAGE).digest}
+    new_token = parse_list_page(LIST_PAGE.replace(b"1w41l63U0", b"2w41l63U0"), held)
+    assert new_token.reused and new_token.next_token is not None
+    assert new_token.next_token.startswith("2w41l63U0")
+    for changed in (
+        LIST_PAGE.replace(b"<Size>1234</Size>", b"<Size>1235</Size>"),
+        LIST_PAGE.replace(b"2024-01-02T03:04:08", b"2024-01-02T03:04:09"),
+        LIST_PAGE.replace(b"<EncodingType>url</EncodingType>", b""),
+    ):
+        page = parse_list_page(changed, held)
+        assert not page.reused and page.digest not in held and len(page.objects) == 4
+
+
+def test_pages_that_cannot_be_cut_are_parsed_whole() -> None:
+    """No `<Contents>` (an empty page) or one in another namespace: no digest, never reused."""
+    assert parse_list_page(_page("<IsTruncated>false</IsTruncated>")) == ListPage([], None, False)
+    other = (
+        '<o:Contents xmlns:o="urn:other"><o:Key>k</o:Key><o:Size>3</o:Size></o:Contents>'
+        "<Contents><Key>j</Key><Size>4</Size></Contents>"
+    )
+    page = parse_list_page(_page(other), {b""})
+    assert page == ListPage(
+        [ListedObject("k", "", 3, ""), ListedObject("j", "", 4, "")], None, False
+    )
+
+
+def test_a_document_with_contents_that_is_not_a_listing_is_malformed() -> None:
+    with pytest.raises(MalformedResponse, match="not a ListBucketResult"):
+        parse_list_page(b"<Error><Contents><Key>k</Key></Contents></Error>")
 
 
 def test_empty_listing() -> None:

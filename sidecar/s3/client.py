@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Container, Mapping
 from dataclasses import dataclass, replace
 
 import aiohttp
@@ -184,7 +184,11 @@ class S3Client:
         except xml.MalformedResponse as error:
             raise S3Error("CopyObject", 200, "CopyFailed", str(error), key) from error
 
-    async def list_objects(self, prefix: str) -> AsyncIterator[xml.ListPage]:
+    async def list_objects(
+        self, prefix: str, held: Container[bytes] = ()
+    ) -> AsyncIterator[xml.ListPage]:
+        """The pages listing `prefix`; a page whose digest is in `held` comes back `reused`,
+        its objects not parsed (see `xml.parse_list_page`)."""
         token: str | None = None
         while True:
             query = [
@@ -196,7 +200,7 @@ class S3Client:
             if token:
                 query.append(("continuation-token", token))
             response = await self._transport.request("ListObjectsV2", "GET", None, query=query)
-            page = xml.parse_list_objects_v2(response.body)
+            page = xml.parse_list_page(response.body, held)
             answered_at = normalize_last_modified(response.headers.get("Date", ""))
             page = replace(page, answered_at=answered_at)
             yield page

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
+from hashlib import blake2b
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
@@ -20,10 +22,15 @@ class ListedObject:
 
 @dataclass(frozen=True, slots=True)
 class ListPage:
-    objects: list[ListedObject]
+    objects: list[ListedObject]  # empty when `reused`
     next_token: str | None
     encoded: bool
     answered_at: str = ""  # the server's `Date` (normalised): set by the client
+    # What the page lists, as 16 bytes (its `<Contents>` elements, byte for byte, and whether
+    # keys are URL-encoded): equal digests list equal objects. Empty when the page could not be
+    # cut (no `<Contents>`, or a namespace prefix on it).
+    digest: bytes = b""
+    reused: bool = False  # the digest was among those the caller holds: objects not parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,31 @@ def _parse(body: bytes) -> ET.Element:
         return ET.fromstring(body)  # noqa: S314 - stdlib expat: no external entities, bounded expansion
     except ET.ParseError as error:
         raise MalformedResponse(f"unreadable XML: {body[:200]!r}") from error
+
+
+_CONTENTS = b"<Contents>"
+_CONTENTS_END = b"</Contents>"
+
+
+def parse_list_page(body: bytes, held: Container[bytes] = ()) -> ListPage:
+    """One page of a listing, with its digest. A page whose digest is in `held` (pages the
+    caller has read before) comes back `reused`, with no objects: only the few elements around
+    its `<Contents>` are parsed, and hashing costs about 0.4 µs per object where parsing costs
+    20-30. A listing of an unchanged prefix is then read almost for free."""
+    start = body.find(_CONTENTS)
+    if start < 0:
+        return parse_list_objects_v2(body)
+    end = body.rfind(_CONTENTS_END) + len(_CONTENTS_END)
+    envelope = parse_list_objects_v2(body[:start] + body[end:])
+    if envelope.objects:  # <Contents> elsewhere (another prefix?): not cut as expected
+        return parse_list_objects_v2(body)
+    digest = blake2b(
+        body[start:end], digest_size=16, person=b"url" if envelope.encoded else b"raw"
+    ).digest()
+    if digest in held:
+        return ListPage([], envelope.next_token, envelope.encoded, digest=digest, reused=True)
+    page = parse_list_objects_v2(body)
+    return ListPage(page.objects, page.next_token, page.encoded, digest=digest)
 
 
 def parse_list_objects_v2(body: bytes) -> ListPage:
