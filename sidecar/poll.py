@@ -149,11 +149,11 @@ class Poller:
             digests.append(page.digest)
         self._pages = pages
         last = self._last
-        if last is not None and last.digests == tuple(digests) and len(pages) == len(read):
+        whole = len(pages) == len(read)  # every page kept: the listing can be taken again
+        if whole and last is not None and last.digests == tuple(digests):
             entries, shadowed = last.entries, last.shadowed
         else:
             entries, shadowed = self._merge(read)
-            whole = len(pages) == len(read)
             self._last = _Listing(tuple(digests), entries, shadowed) if whole else None
         self.last_duration = time.monotonic() - started
         self._metrics.poll_duration.observe(self.last_duration)
@@ -325,7 +325,7 @@ def apply_snapshot(
     for rel, entry in entries.items():
         ps = paths.get(rel)
         if ps is not None and ps.remote is not None and ps.remote.unchanged_in(entry):
-            continue  # `listed` would return at once: the steady state, made cheap
+            continue  # what `listed` checks first, without the call: the steady state
         fold.listed(rel, entry)
 
     removed = [
@@ -405,12 +405,7 @@ class _Fold:
         ps = state.peek(rel)
         old = ps.remote if ps is not None else None
         if old is not None and old.same_object(entry):
-            if old.last_modified == entry.last_modified and not (
-                # a HEAD (after an event) found new metadata within the same second, or
-                old.metadata_differs(entry)
-                # seen within its second: what that second ended with is looked at now
-                or old.settled_by(entry)
-            ):
+            if old.unchanged_in(entry):
                 return
             if not old.last_modified:
                 # First listing after our own write: learn its Last-Modified. One later than
