@@ -36,6 +36,7 @@ from .upload import READ_CHUNK
 log = logging.getLogger("sidecar.download")
 
 SYMLINK_MAX = 4096
+SMALL_OBJECT = READ_CHUNK  # read whole, not streamed (transport.py: the lean path)
 
 
 class Downloads:
@@ -47,6 +48,8 @@ class Downloads:
         Returns its name there (`tree.temp(name)`)."""
         ws = self._ws
         key = ws.keys.key_for_rel(rel)
+        if remote.size <= SMALL_OBJECT:
+            return await self._fetch_small(key, remote)
         response = await ws.s3.get_object(key, if_match=remote.etag)
         temp = ws.tree.temp(ws.temp_name())
         try:
@@ -68,15 +71,48 @@ class Downloads:
                 temp.unlink()
             raise
         response.release()
-        mtime_ns = head.mtime_ns
-        if mtime_ns is None:
-            mtime_ns = head.modified_ns
+        mtime_ns = _mtime(head)
         try:
             if mode is not None and not is_symlink:
                 temp.chmod_file(stat.S_IMODE(mode) & PERMISSION_BITS)
             if mtime_ns is not None:
                 temp.utime(mtime_ns)
         except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        ws.metrics.downloaded_bytes.inc(head.size)
+        return temp.name, head
+
+    async def _fetch_small(self, key: str, remote: RemoteEntry) -> tuple[str, ObjectHead]:
+        """`fetch` of an object listed at up to `SMALL_OBJECT` bytes: read whole (S3 checks
+        the ETag: a bigger version since is a `PreconditionFailed`), then written, its mode and
+        mtime set, through one descriptor."""
+        ws = self._ws
+        reply = await ws.s3.get_small_object(key, if_match=remote.etag)
+        head = ObjectHead.from_headers(reply.headers)
+        body = reply.body
+        if len(body) != head.size:
+            raise IntegrityError(f"{key!r}: received {len(body)} bytes of {head.size}")
+        temp = ws.tree.temp(ws.temp_name())
+        mode = head.mode
+        try:
+            if mode is not None and stat.S_ISLNK(mode):
+                if head.size > SYMLINK_MAX:
+                    raise IntegrityError(f"symlink object {key!r} is too large")
+                os.symlink(body, temp.name, dir_fd=temp.dir_fd)
+                mtime_ns = _mtime(head)
+                if mtime_ns is not None:
+                    temp.utime(mtime_ns)
+            else:
+                if (
+                    is_plain_md5(head.etag)
+                    and verifiable(head.encryption)
+                    and hashlib.md5(body).hexdigest() != head.etag  # noqa: S324
+                ):
+                    raise IntegrityError(f"{key!r}: content does not match its ETag")
+                _create_file(temp, body, mode, _mtime(head))
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
             raise
@@ -232,6 +268,27 @@ class Downloads:
             raise LocalChanged(rel)
         ws.state.agree(rel, updated, fetched(remote, head))
         ws.metrics.inc(ws.metrics.metadata_updates, "local", "ok")
+
+
+def _mtime(head: ObjectHead) -> int | None:
+    """The mtime a download gets: the one saved with the object, else its Last-Modified."""
+    return head.modified_ns if head.mtime_ns is None else head.mtime_ns
+
+
+def _create_file(temp: At, body: bytes, mode: int | None, mtime_ns: int | None) -> None:
+    """A new file `temp` holding `body`, with its permission bits and mtime, all through the
+    one descriptor that made it (0o666 less the umask when the object carries no mode)."""
+    fd = temp.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        view = memoryview(body)
+        while view:
+            view = view[os.write(fd, view) :]
+        if mode is not None:
+            os.fchmod(fd, stat.S_IMODE(mode) & PERMISSION_BITS)
+        if mtime_ns is not None:
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes, update: Callable[[bytes], object]) -> None:

@@ -89,6 +89,8 @@ class Engine:
             credentials=credentials,
             metrics=metrics,
             on_reachable=self.health.set_reachable,
+            ssl_context=options.ssl,
+            connections=options.connections,
         )
         keys = KeyMapper(options.prefix, len(os.fsencode(root)), options.work_name)
         self.state = SyncState()
@@ -304,6 +306,7 @@ class Engine:
         self.replaced.close()
         await self.scheduler.close()
         await self.watcher.close()
+        self.s3.close()
         await self.session.close()
         if self._owns_credentials:
             await self.credentials.close()

@@ -27,7 +27,7 @@ def verifiable(encryption: str | None) -> bool:
 
 
 def is_plain_md5(etag: str) -> bool:
-    return len(etag) == 32 and all(c in "0123456789abcdef" for c in etag)
+    return len(etag) == 32 and not etag.strip("0123456789abcdef")
 
 
 def part_sizes(size: int, etag: str, chunksize: int) -> list[int]:

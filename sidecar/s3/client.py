@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable, Container, Mapping
 from dataclasses import dataclass, replace
 
@@ -28,6 +29,7 @@ from .transport import (
     RESULT_LIMIT,
     BodyFactory,
     Endpoint,
+    Reply,
     Transport,
     read_capped,
 )
@@ -97,6 +99,8 @@ class S3Client:
         base_delay: float = 0.1,
         max_delay: float = 20.0,
         on_reachable: Callable[[bool], None] | None = None,
+        ssl_context: ssl.SSLContext | bool | None = None,
+        connections: int = 100,
     ) -> None:
         self.endpoint = endpoint
         self.bucket = bucket
@@ -110,7 +114,13 @@ class S3Client:
             base_delay=base_delay,
             max_delay=max_delay,
             on_reachable=on_reachable,
+            ssl_context=ssl_context,
+            connections=connections,
         )
+
+    def close(self) -> None:
+        """Close kept-alive connections of our own (the session is the caller's)."""
+        self._transport.close()
 
     # -- operations ----------------------------------------------------------------------
 
@@ -158,6 +168,12 @@ class S3Client:
         headers = {"If-Match": f'"{if_match}"'} if if_match else {}
         response = await self._transport.stream("GetObject", "GET", key, headers=headers)
         return response
+
+    async def get_small_object(self, key: str, *, if_match: str | None = None) -> Reply:
+        """The whole object, read up to `RESULT_LIMIT` (else `ResponseTooLarge`): for objects
+        known to be small."""
+        headers = {"If-Match": f'"{if_match}"'} if if_match else {}
+        return await self._transport.request("GetObject", "GET", key, headers=headers)
 
     async def delete_object(self, key: str, *, if_match: str | None = None) -> None:
         try:

@@ -64,7 +64,12 @@ def _iso_date(text: str) -> datetime | None:
 
 def parse_http_date(value: str | None) -> int | None:
     """Nanoseconds from an HTTP date (`Last-Modified`)."""
-    moment = _http_date(value) if value else None
+    return _http_date_ns(value) if value else None
+
+
+@lru_cache(maxsize=1024)  # objects written in the same second share it
+def _http_date_ns(value: str) -> int | None:
+    moment = _http_date(value)
     return None if moment is None else int(moment.timestamp()) * 1_000_000_000
 
 

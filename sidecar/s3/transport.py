@@ -1,5 +1,7 @@
-"""The one request path to S3: every request signed with our SigV4 signer, over one aiohttp
-session, to an `Endpoint`.
+"""The one request path to S3: every request signed with our SigV4 signer, to an `Endpoint`.
+A request whose body is in memory and whose answer is read whole (listings, HEADs, DELETEs,
+small PUTs and GETs) goes over `Wire` (wire.py: lean HTTP/1.1, a third of the CPU); one that
+streams a body either way goes over the aiohttp session.
 
 Retries live here and only here: connection failures, 5xx, throttling and request timeouts are
 retried with capped, jittered exponential backoff; a rejected or expired credential forces one
@@ -21,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -37,6 +40,7 @@ from ..aws.sigv4 import EMPTY_SHA256, canonical_query_string, quote_path, sign_r
 from ..metrics import Metrics
 from . import xml
 from .errors import BodyChanged, ResponseTooLarge, S3Unavailable, describe, error_for
+from .wire import Answer, Wire, WireError
 
 log = logging.getLogger("sidecar.s3")
 
@@ -65,7 +69,7 @@ _CREDENTIAL_CODES = frozenset(
 
 # A request with a small body and a small answer gets one deadline (one timer); a streamed
 # body or answer gets a per-read deadline instead, however long the transfer takes.
-_SHORT_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
+_SHORT_SECONDS = 120.0
 _STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
 
 ERROR_DOCUMENT_LIMIT = 64 * 1024
@@ -131,6 +135,17 @@ class Endpoint:
             base_path += "/"
         return cls(parts.scheme, host, base_path)
 
+    @property
+    def hostname(self) -> str:
+        """What to connect to (`host` without its port or brackets)."""
+        return urlsplit(f"{self.scheme}://{self.host}").hostname or self.host
+
+    @property
+    def port(self) -> int:
+        return urlsplit(f"{self.scheme}://{self.host}").port or (
+            443 if self.scheme == "https" else 80
+        )
+
     def path_for(self, key: str) -> str:
         return self.base_path + quote_path(key)
 
@@ -184,9 +199,19 @@ class Transport:
         base_delay: float = 0.1,
         max_delay: float = 20.0,
         on_reachable: Callable[[bool], None] | None = None,
+        ssl_context: ssl.SSLContext | bool | None = None,
+        connections: int = 100,
     ) -> None:
         self._session = session
         self.endpoint = endpoint
+        # Requests with a body in memory and an answer read whole go on the lean path.
+        self._wire = Wire(
+            scheme=endpoint.scheme,
+            hostname=endpoint.hostname,
+            port=endpoint.port,
+            ssl_context=ssl_context,
+            limit=connections,
+        )
         self._region = region
         self._credentials = credentials
         self._metrics = metrics
@@ -243,6 +268,7 @@ class Transport:
         path = self.endpoint.path_for(key) if key is not None else self.endpoint.base_path
         query_string = canonical_query_string(query)
         url = self.endpoint.url(path, query_string)
+        target = f"{path}?{query_string}" if query_string else path
         headers = dict(headers or {})
         refreshed = False
         attempt = 0
@@ -279,25 +305,42 @@ class Transport:
             data: bytes | AsyncIterator[bytes] | None
             data = watch.wrap(body) if callable(body) else body
             started = time.monotonic()
+            wired: Answer | None = None
             try:
-                response = await self._session.request(
-                    method,
-                    url,
-                    headers=send_headers,
-                    data=data,
-                    allow_redirects=False,
-                    timeout=_SHORT_TIMEOUT
-                    if answer is _read_reply and not callable(body)
-                    else _STREAM_TIMEOUT,
-                )
+                if answer is _read_reply and not callable(body):
+                    async with asyncio.timeout(_SHORT_SECONDS):
+                        wired = await self._wire.request(
+                            method,
+                            target,
+                            send_headers,
+                            body,
+                            ok=ok,
+                            limit=RESULT_LIMIT,
+                            error_limit=ERROR_DOCUMENT_LIMIT,
+                        )
+                else:
+                    response = await self._session.request(
+                        method,
+                        url,
+                        headers=send_headers,
+                        data=data,
+                        allow_redirects=False,
+                        timeout=_STREAM_TIMEOUT,
+                    )
             except asyncio.CancelledError:
                 raise
+            except ResponseTooLarge as error:
+                # Not retried here: the same endpoint would most likely answer the same.
+                # The caller's own retry (the next poll, the path's next attempt) will.
+                raise ResponseTooLarge(
+                    f"{operation} {key!r}", error.limit, error.announced
+                ) from None
             except Exception as error:
                 if watch.changed is not None:
                     raise watch.changed from None
                 if isinstance(error, BodyChanged):
                     raise
-                if not isinstance(error, aiohttp.ClientError | TimeoutError | OSError):
+                if not isinstance(error, aiohttp.ClientError | TimeoutError | OSError | WireError):
                     raise
                 self._metrics.inc(self._metrics.s3_requests, operation, "error")
                 self._reachable(False)
@@ -310,9 +353,16 @@ class Transport:
             self._metrics.observe(
                 self._metrics.s3_request_duration, operation, value=time.monotonic() - started
             )
-            self._metrics.inc(self._metrics.s3_requests, operation, str(response.status))
+            status = wired.status if wired is not None else response.status
+            self._metrics.inc(self._metrics.s3_requests, operation, str(status))
             self._reachable(True)
-            if response.status in ok:
+            if wired is not None:
+                if status in ok:
+                    # `answer` is `_read_reply` on this path: the answer is already whole.
+                    return cast(_A, Reply(status, wired.headers, wired.body))
+                content, oversized = wired.body, wired.oversized
+                answered: Mapping[str, str] = wired.headers
+            elif response.status in ok:
                 try:
                     return await answer(response)
                 except ResponseTooLarge as error:
@@ -328,15 +378,9 @@ class Transport:
                     self._metrics.inc(self._metrics.s3_retries, operation, "connection")
                     await asyncio.sleep(self._backoff(attempt))
                     continue
-            oversized = False
-            try:
-                content = await read_capped(response, ERROR_DOCUMENT_LIMIT)
-            except ResponseTooLarge:
-                content, oversized = b"", True
-            except (aiohttp.ClientError, TimeoutError):
-                content = b""
-            finally:
-                response.release()
+            else:
+                answered = response.headers
+                content, oversized = await _error_document(response)
             error_doc = xml.parse_error(content)
             code = error_doc.code if error_doc else ""
             message = error_doc.message if error_doc else ""
@@ -344,20 +388,24 @@ class Transport:
                 message = f"(an error document over {ERROR_DOCUMENT_LIMIT} bytes, not read)"
             # A HEAD error has no body to name its code: a 400/403 there may be an expired
             # credential too, worth one refresh.
-            bodyless_denial = method == "HEAD" and not code and response.status in (400, 403)
+            bodyless_denial = method == "HEAD" and not code and status in (400, 403)
             if (code in _CREDENTIAL_CODES or bodyless_denial) and not refreshed:
                 refreshed = True
                 self._credentials.invalidate()
                 self._metrics.inc(self._metrics.s3_retries, operation, "credentials")
                 continue
             if code == "RequestTimeTooSkewed":
-                self._correct_clock(response.headers.get("Date"))
-            retryable = response.status in _RETRYABLE_STATUS or code in _RETRYABLE_CODES
+                self._correct_clock(answered.get("Date"))
+            retryable = status in _RETRYABLE_STATUS or code in _RETRYABLE_CODES
             if retryable and attempt < self._max_attempts:
-                self._metrics.inc(self._metrics.s3_retries, operation, code or str(response.status))
+                self._metrics.inc(self._metrics.s3_retries, operation, code or str(status))
                 await asyncio.sleep(self._backoff(attempt))
                 continue
-            raise error_for(operation, response.status, code, message, key or "")
+            raise error_for(operation, status, code, message, key or "")
+
+    def close(self) -> None:
+        """Close the lean path's idle connections (the session is its owner's to close)."""
+        self._wire.close()
 
     def _reachable(self, reachable: bool) -> None:
         if self._on_reachable is not None:
@@ -375,6 +423,18 @@ class Transport:
             return
         self._clock_offset = server - datetime.now(UTC)
         log.warning("S3 reports clock skew; signing with an offset of %s", self._clock_offset)
+
+
+async def _error_document(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """An error answer's body up to `ERROR_DOCUMENT_LIMIT`, and whether it went past it."""
+    try:
+        return await read_capped(response, ERROR_DOCUMENT_LIMIT), False
+    except ResponseTooLarge:
+        return b"", True
+    except (aiohttp.ClientError, TimeoutError):
+        return b"", False
+    finally:
+        response.release()
 
 
 async def _read_reply(response: aiohttp.ClientResponse) -> Reply:
