@@ -267,7 +267,6 @@ class Transport:
     ) -> _A:
         path = self.endpoint.path_for(key) if key is not None else self.endpoint.base_path
         query_string = canonical_query_string(query)
-        url = self.endpoint.url(path, query_string)
         target = f"{path}?{query_string}" if query_string else path
         headers = dict(headers or {})
         refreshed = False
@@ -321,7 +320,7 @@ class Transport:
                 else:
                     response = await self._session.request(
                         method,
-                        url,
+                        self.endpoint.url(path, query_string),
                         headers=send_headers,
                         data=data,
                         allow_redirects=False,
