@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from sidecar.s3.errors import ResponseTooLarge
-from sidecar.s3.wire import Answer, Wire, WireError
+from sidecar.s3.wire import Answer, Wire, WireError, _Connection
 
 OK = (200,)
 LIMIT = 1024 * 1024
@@ -329,3 +329,49 @@ async def test_at_most_limit_connections_at_once(script: Script) -> None:
     assert [answer.body for answer in answers] == [b"x"] * 4
     assert script.connections == 2
     pool.close()
+
+
+class _Sink(asyncio.Transport):
+    """Where a connection's requests go when the test feeds it its answer by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_a_big_answer_arriving_with_its_head_in_one_read(framing: str) -> None:
+    """A busy loop may read the head and much of the body at once (asyncio reads up to 256 KiB):
+    the head's own bound must not count the body's bytes."""
+    body = bytes(range(256)) * 4096  # 1 MiB
+    if framing == "length":
+        answer = response(body)
+    else:
+        answer = (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + f"{len(body):x}\r\n".encode()
+            + body
+            + b"\r\n0\r\n\r\n"
+        )
+    connection = _Connection()
+    sink = _Sink()
+    connection.connection_made(sink)
+    exchange = asyncio.ensure_future(
+        connection.exchange(b"GET / HTTP/1.1\r\n\r\n", None, "GET", (OK, 8 * LIMIT, 100), False)
+    )
+    await asyncio.sleep(0)  # the request is written; the exchange waits for its answer
+    assert sink.sent == b"GET / HTTP/1.1\r\n\r\n"
+    for start in range(0, len(answer), 256 * 1024):
+        connection.data_received(answer[start : start + 256 * 1024])
+    got, keep = await asyncio.wait_for(exchange, 10)
+    assert (got.status, got.body, keep, sink.closed) == (200, body, True, False)

@@ -154,7 +154,9 @@ class _Connection(asyncio.Protocol):
             raise _Stale if reused else self._closed_error()
         self._buffer.clear()
         ok, ok_limit, error_limit = limits
-        self._cap = 2 * HEAD_LIMIT
+        # Until the head is read, the body may be here too (one read takes up to 256 KiB):
+        # bounded by the larger limit; then by the answer's own.
+        self._cap = _bound(0, max(ok_limit, error_limit))
         if body and len(body) <= 64 * 1024:
             self.transport.write(request + body)
         else:
@@ -175,9 +177,10 @@ class _Connection(asyncio.Protocol):
                 continue
             break
         limit = ok_limit if status in ok else error_limit
-        # The head, the body, and a chunked body's framing (a quarter more, for small chunks).
-        self._cap = at + limit + limit // 4 + 2 * HEAD_LIMIT
+        self._cap = _bound(at, limit)
         try:
+            if len(self._buffer) > self._cap:
+                raise _Over
             answer, keep = await self._read_body(
                 status=status,
                 version_11=version_11,
@@ -314,6 +317,12 @@ def _dechunk(buffer: bytearray, at: int, limit: int) -> tuple[bytes, int] | None
         if eol == position:
             return b"".join(parts), eol + 2
         position = eol + 2
+
+
+def _bound(at: int, limit: int) -> int:
+    """What the buffer may hold: the head, the body, and a chunked body's framing (a quarter
+    more, for small chunks)."""
+    return at + limit + limit // 4 + 2 * HEAD_LIMIT
 
 
 def _content_length(values: list[str]) -> int:
