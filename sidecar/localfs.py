@@ -17,12 +17,16 @@ from .safefs import Tree
 PERMISSION_BITS = 0o777  # setuid/setgid/sticky from S3 are never applied
 
 
+_MODES: dict[int, int] = {}  # a folder has a few distinct modes: one int object each
+
+
 def entry_from_stat(st: os.stat_result) -> LocalEntry:
+    mode = st.st_mode
     return LocalEntry(
-        kind=kind_of_mode(st.st_mode),
+        kind=kind_of_mode(mode),
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
-        mode=st.st_mode,
+        mode=_MODES.setdefault(mode, mode) if len(_MODES) < 4096 else mode,
         ino=st.st_ino,
         ctime_ns=st.st_ctime_ns,
     )

@@ -173,10 +173,13 @@ def entry_of(head: ObjectHead, *, is_dir: bool = False) -> RemoteEntry:
 def fetched(listed: RemoteEntry, head: ObjectHead) -> RemoteEntry:
     """A listed entry, completed by the headers of the GET that fetched it (whose
     Last-Modified is the newer if a metadata-only copy landed in between)."""
+    # What did not change is the listed value itself: one string or int per path, not two.
     return RemoteEntry(
-        head.etag or listed.etag,
-        head.size,
-        head.last_modified or listed.last_modified,
+        listed.etag if head.etag in ("", listed.etag) else head.etag,
+        listed.size if head.size == listed.size else head.size,
+        listed.last_modified
+        if head.last_modified in ("", listed.last_modified)
+        else head.last_modified,
         listed.is_dir,
         head.mtime_ns,
         head.mode,

@@ -129,6 +129,7 @@ class Restore:
             log.error("could not restore %r at start; still retrying", rel)
         self.pending.discard(rel)
         if not self.pending:
+            self.pending = set()  # a set never shrinks: let go of 100,000 slots
             self.done.set()
 
     async def _guard(

@@ -162,6 +162,8 @@ class Scheduler:
             rel = await queue.get()
             if self._queued.pop(rel, None) is None:
                 continue
+            if not self._queued:
+                self._queued = {}  # a dict never shrinks: a restore's 100,000 slots go
             self._running[rel] = direction
             self._running_count[direction] += 1
             try:
