@@ -68,8 +68,7 @@ class Downloads:
                 await self._write_body(response, temp, head, key)
         except BaseException:
             response.release()
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+            _discard(temp)
             raise
         response.release()
         mtime_ns = _mtime(head)
@@ -79,8 +78,7 @@ class Downloads:
             if mtime_ns is not None:
                 temp.utime(mtime_ns)
         except OSError:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+            _discard(temp)
             raise
         ws.metrics.downloaded_bytes.inc(head.size)
         return temp.name, head
@@ -106,16 +104,10 @@ class Downloads:
                 if mtime_ns is not None:
                     temp.utime(mtime_ns)
             else:
-                if (
-                    is_plain_md5(head.etag)
-                    and verifiable(head.encryption)
-                    and hashlib.md5(body).hexdigest() != head.etag  # noqa: S324
-                ):
-                    raise IntegrityError(f"{key!r}: content does not match its ETag")
+                _check_etag(head, key, lambda: hashlib.md5(body).hexdigest())  # noqa: S324
                 _create_file(temp, body, mode, _mtime(head))
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+            _discard(temp)
             raise
         ws.metrics.downloaded_bytes.inc(head.size)
         return temp.name, head
@@ -149,8 +141,7 @@ class Downloads:
             os.close(fd)
         if received != head.size:
             raise IntegrityError(f"{key!r}: received {received} bytes of {head.size}")
-        if is_plain_md5(head.etag) and verifiable(head.encryption) and md5.hexdigest() != head.etag:
-            raise IntegrityError(f"{key!r}: content does not match its ETag")
+        _check_etag(head, key, md5.hexdigest)
 
     def _record_created(self, created: list[str]) -> None:
         """Directories made above a path exist because of S3: record them."""
@@ -200,8 +191,7 @@ class Downloads:
                 ws.recheck(job, job.facts.local, at)
                 self._install(temp, at, rel, job.facts.local)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+            _discard(temp)
             raise
         ws.state.agree(rel, on_disk, fetched(remote, head))
         ws.metrics.inc(ws.metrics.downloads, "ok")
@@ -268,6 +258,19 @@ class Downloads:
             raise LocalChanged(rel)
         ws.state.agree(rel, updated, fetched(remote, head))
         ws.metrics.inc(ws.metrics.metadata_updates, "local", "ok")
+
+
+def _discard(temp: At) -> None:
+    """A temporary file that will not be installed: gone (if it was made at all)."""
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+
+
+def _check_etag(head: ObjectHead, key: str, md5_hex: Callable[[], str]) -> None:
+    """The content's MD5 against the ETag, where the ETag is one (not multipart, not SSE-KMS
+    or SSE-C): IntegrityError if they differ."""
+    if is_plain_md5(head.etag) and verifiable(head.encryption) and md5_hex() != head.etag:
+        raise IntegrityError(f"{key!r}: content does not match its ETag")
 
 
 def _mtime(head: ObjectHead) -> int | None:
