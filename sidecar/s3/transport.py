@@ -329,11 +329,7 @@ class Transport:
             except asyncio.CancelledError:
                 raise
             except ResponseTooLarge as error:
-                # Not retried here: the same endpoint would most likely answer the same.
-                # The caller's own retry (the next poll, the path's next attempt) will.
-                raise ResponseTooLarge(
-                    f"{operation} {key!r}", error.limit, error.announced
-                ) from None
+                raise _too_large(operation, key, error) from None
             except Exception as error:
                 if watch.changed is not None:
                     raise watch.changed from None
@@ -365,11 +361,7 @@ class Transport:
                 try:
                     return await answer(response)
                 except ResponseTooLarge as error:
-                    # Not retried here: the same endpoint would most likely answer the same.
-                    # The caller's own retry (the next poll, the path's next attempt) will.
-                    raise ResponseTooLarge(
-                        f"{operation} {key!r}", error.limit, error.announced
-                    ) from None
+                    raise _too_large(operation, key, error) from None
                 except (aiohttp.ClientError, TimeoutError) as error:
                     response.release()
                     if attempt >= self._max_attempts:
@@ -422,6 +414,13 @@ class Transport:
             return
         self._clock_offset = server - datetime.now(UTC)
         log.warning("S3 reports clock skew; signing with an offset of %s", self._clock_offset)
+
+
+def _too_large(operation: str, key: str | None, error: ResponseTooLarge) -> ResponseTooLarge:
+    """An answer over its bound, named by the operation. Not retried here: the same endpoint
+    would most likely answer the same; the caller's own retry (the next poll, the path's next
+    attempt) will."""
+    return ResponseTooLarge(f"{operation} {key!r}", error.limit, error.announced)
 
 
 async def _error_document(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
