@@ -116,7 +116,7 @@ class Pipeline:
                 remote_children=state.remote_children(rel),
                 hint=seen.hint,
                 writing=ps.writing,
-                initial=ps.initial,
+                initial=state.is_initial(rel),
                 excluded=excluded,
                 remote_excluded=self._remote_excluded(rel, is_dir),
                 shadowed=ps.shadowed,

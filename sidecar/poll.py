@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from . import heap
 from .keys import KeyMapper, SkipReason, UnsyncableName, parents_of
 from .metrics import Metrics
 from .model import Kind, RemoteEntry, seen_unsettled
@@ -287,6 +288,7 @@ class Poller:
         if self.last_error is not None:
             log.info("poll succeeded again")
         self.succeeded()
+        heap.release()  # the pages read and the listing they made, freed
         if applied.held_deletions:
             self._metrics.delete_guard_trips.inc()
             log.error(
@@ -322,15 +324,24 @@ def apply_snapshot(
     fold = _Fold(state, snapshot.started, busy, trust_after)
     entries = snapshot.entries
     paths = state.paths
+    known_before = state.remote_count
+    known_listed = 0  # listed paths whose remote was known: all known ones, when none is gone
     for rel, entry in entries.items():
         ps = paths.get(rel)
-        if ps is not None and ps.remote is not None and ps.remote.unchanged_in(entry):
-            continue  # what `listed` checks first, without the call: the steady state
+        if ps is not None and (remote := ps.remote) is not None:
+            known_listed += 1
+            # What `listed` checks first, without the call: the steady state. An entry of a
+            # listing taken again was already compared with this `remote` (`listed`).
+            if ps.listed is entry:
+                continue
+            if remote.unchanged_in(entry):
+                state.listed_unchanged(ps, entry)
+                continue
         fold.listed(rel, entry)
 
     removed = [
         rel
-        for rel, ps in state.paths.items()
+        for rel, ps in ([] if known_listed == known_before else state.paths.items())
         if ps.remote is not None
         and rel not in entries
         and rel not in snapshot.shadowed

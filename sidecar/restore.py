@@ -19,6 +19,7 @@ import logging
 import os
 import time
 
+from . import heap
 from .localfs import local_entry
 from .metrics import Metrics
 from .model import Hint, Kind, RemoteEntry, Synced
@@ -116,6 +117,7 @@ class Restore:
         duration = time.monotonic() - self._started
         self._metrics.restore_duration.set(duration)
         self._metrics.restore_done.set(1)
+        heap.release()  # a restore's transient tables and buffers, freed
         log.info("restored %d objects in %.2fs; syncing", self._listed, duration)
 
     def passed(self, rel: str, outcome: Outcome) -> None:

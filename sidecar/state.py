@@ -7,7 +7,7 @@ assigned only here, through named transitions:
 - from inotify: `modified`, `closed`, `removed`, `hinted`, `quiet_writers`, `lost_events`;
 - from a pass over the path: `begin` (what the pass saw), `settled`, `failed`, `raced`;
 - from S3 and the executor: `set_remote`, `set_synced`, `record`, `agree`, `wrote_remote`,
-  `forget`;
+  `forget`, `listed_unchanged`;
 - from the start-up restore and listings: `mark_initial`, `set_shadowed`;
 - `hinted` also from the restore and from downloads and deletes, when a file's bytes are
   proven not to be the synced ones though its stat is (proof.py).
@@ -19,11 +19,15 @@ The retry policy (one back-off, two starting points) is here too: `failed` for e
 for a path that changed under the pass. The synced records are also kept on disk (store.py),
 for restarts: `on_synced` hears of every change of one.
 
-Cost: about 1.3 KB per tracked path (measured at 100,000 paths, README "Measured").
+Cost: about 1.3 KB per tracked path in all (measured at 100,000 paths, README "Measured"), of
+which the `PathState` is 80 bytes: what only a path with something going on needs (hints, an
+open writer, failures) is one `_Activity`, made when needed and let go of when a pass settles
+the path quietly; the restore's paths are a set (`is_initial`), not a field.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
@@ -43,44 +47,113 @@ def backoff(attempt: int, free: int, base: float, cap: float) -> float:
     return min(cap, base * 2.0 ** min(attempt, 10))
 
 
-class PathState:
+class _Activity:
+    """What only a path with something going on needs: hints, an open writer, failures, the
+    restore's mark. Made by the first of those and let go of when a pass settles the path
+    quietly (`PathState.settled`), so the many paths merely in sync carry none of it."""
+
     __slots__ = (
         "failures",
         "hint",
         "hint_gen",
-        "initial",
         "last_modify",
         "mod_gen",
         "races",
-        "remote",
-        "remote_changed_at",
         "shadowed",
-        "synced",
         "writing",
     )
 
     def __init__(self) -> None:
-        self.synced: Synced | None = None
-        self.remote: RemoteEntry | None = None
         self.hint = Hint.NONE
-        self.hint_gen = 0  # bumped with every hint: a pass clears only the hints it saw
+        self.hint_gen = 0  # set anew with every hint: a pass clears only the hints it saw
         self.writing = False  # IN_MODIFY seen, IN_CLOSE_WRITE not yet
-        self.mod_gen = 0  # bumped by every IN_MODIFY: an upload checks it did not move
+        self.mod_gen = 0  # set anew by every IN_MODIFY: an upload checks it did not move
         self.last_modify = 0.0
-        self.remote_changed_at = 0.0  # monotonic time our own request last changed the key
         self.failures = 0  # consecutive failed passes
         self.races = 0  # consecutive passes that found the path changed under them
-        self.initial = False  # restoring at start: the app is not running yet
         self.shadowed = False  # a file key above it hides it (S3 has `a` and `a/b`)
 
+    def quiet(self) -> bool:
+        return not (self.hint or self.writing or self.failures or self.races or self.shadowed)
+
+
+_QUIET = _Activity()  # what a path without activity reads (never assigned to)
+
+
+class PathState:
+    """One path: the two fields every tracked path has (`synced`, `remote`), the time our own
+    request last changed its key, a cache for listings (`listed`), and its activity.
+
+    Generations (`hint_gen`, `mod_gen`) come from one counter per `SyncState`, so a value a pass
+    saw is never handed out again, even after the activity holding it was let go of. Cost: 80
+    bytes a path in sync (5 slots), was 128 with every field a slot (12)."""
+
+    __slots__ = ("_activity", "listed", "remote", "remote_changed_at", "synced")
+
+    def __init__(self) -> None:
+        self.synced: Synced | None = None
+        self.remote: RemoteEntry | None = None
+        # The listing entry last found to tell nothing new about `remote` (unchanged_in): a
+        # listing taken again as it was (poll.py) checks by identity. Cleared with `remote`.
+        self.listed: RemoteEntry | None = None
+        self.remote_changed_at = 0.0  # monotonic time our own request last changed the key
+        self._activity: _Activity | None = None
+
+    @property
+    def _seen(self) -> _Activity:
+        return self._activity or _QUIET
+
+    def _active(self) -> _Activity:
+        activity = self._activity
+        if activity is None:
+            activity = self._activity = _Activity()
+        return activity
+
+    def _settle(self) -> None:
+        """A pass settled the path: let its activity go if nothing is going on."""
+        if self._activity is not None and self._activity.quiet():
+            self._activity = None
+
+    @property
+    def hint(self) -> Hint:
+        return self._seen.hint
+
+    @property
+    def hint_gen(self) -> int:
+        return self._seen.hint_gen
+
+    @property
+    def writing(self) -> bool:
+        return self._seen.writing
+
+    @property
+    def mod_gen(self) -> int:
+        return self._seen.mod_gen
+
+    @property
+    def last_modify(self) -> float:
+        return self._seen.last_modify
+
+    @property
+    def failures(self) -> int:
+        return self._seen.failures
+
+    @property
+    def races(self) -> int:
+        return self._seen.races
+
+    @property
+    def shadowed(self) -> bool:
+        return self._seen.shadowed
+
     def is_empty(self) -> bool:
+        seen = self._seen
         return (
             self.synced is None
             and self.remote is None
-            and not self.writing
-            and not self.hint
-            and not self.failures
-            and not self.initial
+            and not seen.writing
+            and not seen.hint
+            and not seen.failures
         )
 
 
@@ -98,11 +171,16 @@ class SyncState:
         self.paths: dict[str, PathState] = {}
         self.children: dict[str, int] = {}  # remote keys strictly below each directory
         self.synced_count = 0
+        self.remote_count = 0  # paths whose `remote` is known
         self.synced_files = 0  # of those, files and symlinks (what the delete guard counts)
         self.writing: set[str] = set()  # paths with `writing` set, for the open-file sweep
         self._shadowed: set[str] = set()  # what the last listing found shadowed
         # Told of every change of a synced record (the on-disk store listens here).
         self.on_synced: Callable[[str, Synced | None], None] | None = None
+        # Paths the start-up restore found, until a pass settles each (a set, not a field: a
+        # restore's worth of small objects made and let go of would stay in the heap as holes).
+        self._initial: set[str] = set()
+        self._generations = itertools.count(1)  # hint_gen and mod_gen: never handed out twice
 
     # -- lookup --------------------------------------------------------------------------
 
@@ -117,7 +195,7 @@ class SyncState:
 
     def prune(self, rel: str) -> None:
         state = self.paths.get(rel)
-        if state is not None and state.is_empty():
+        if state is not None and state.is_empty() and rel not in self._initial:
             del self.paths[rel]
 
     def remote_children(self, rel: str) -> int:
@@ -145,10 +223,10 @@ class SyncState:
     # -- inotify -------------------------------------------------------------------------
 
     def modified(self, rel: str, now: float) -> None:
-        ps = self.get(rel)
-        ps.writing = True
-        ps.mod_gen += 1
-        ps.last_modify = now
+        activity = self.get(rel)._active()
+        activity.writing = True
+        activity.mod_gen = next(self._generations)
+        activity.last_modify = now
         self.writing.add(rel)
 
     def closed(self, rel: str) -> None:
@@ -158,9 +236,9 @@ class SyncState:
         self._not_writing(rel, self.get(rel))
 
     def hinted(self, rel: str, hint: Hint) -> None:
-        ps = self.get(rel)
-        ps.hint |= hint
-        ps.hint_gen += 1
+        activity = self.get(rel)._active()
+        activity.hint |= hint
+        activity.hint_gen = next(self._generations)
 
     def quiet_writers(self, now: float, timeout: float) -> list[str]:
         """Files modified and not closed for `timeout` seconds: taken as written."""
@@ -178,13 +256,14 @@ class SyncState:
         """Inotify overflowed: closes may have been lost. Returns every known path."""
         for rel in list(self.writing):
             ps = self.paths.get(rel)
-            if ps is not None:
-                ps.writing = False
+            if ps is not None and ps._activity is not None:
+                ps._activity.writing = False
         self.writing.clear()
         return list(self.paths)
 
     def _not_writing(self, rel: str, ps: PathState) -> None:
-        ps.writing = False
+        if ps._activity is not None:
+            ps._activity.writing = False
         self.writing.discard(rel)
 
     # -- passes --------------------------------------------------------------------------
@@ -196,23 +275,29 @@ class SyncState:
     def settled(self, rel: str, seen: Seen) -> None:
         """The pass acted on what it saw: clear its hints (unless new ones came) and counts."""
         ps = self.get(rel)
-        if ps.hint_gen == seen.hint_gen:
-            ps.hint = Hint.NONE
-        ps.failures = 0
-        ps.races = 0
-        ps.initial = False
+        activity = ps._activity
+        if activity is not None:
+            if activity.hint_gen == seen.hint_gen:
+                activity.hint = Hint.NONE
+            activity.failures = 0
+            activity.races = 0
+            ps._settle()
+        if rel in self._initial:
+            self._initial.discard(rel)
+            if not self._initial:
+                self._initial = set()  # a set never shrinks: let go of a restore's 100,000
 
     def failed(self, rel: str) -> float:
         """The pass failed: how long to wait before the next attempt."""
-        ps = self.get(rel)
-        ps.failures += 1
-        return backoff(ps.failures, *_FAILED)
+        activity = self.get(rel)._active()
+        activity.failures += 1
+        return backoff(activity.failures, *_FAILED)
 
     def raced(self, rel: str) -> float:
         """The path changed under the pass: how long to wait before deciding again."""
-        ps = self.get(rel)
-        ps.races += 1
-        return backoff(ps.races, *_RACED)
+        activity = self.get(rel)._active()
+        activity.races += 1
+        return backoff(activity.races, *_RACED)
 
     # -- facts from S3 and from the executor --------------------------------------------
 
@@ -220,6 +305,7 @@ class SyncState:
         state = self.get(rel)
         if (state.remote is None) != (entry is None):
             delta = 1 if entry is not None else -1
+            self.remote_count += delta
             for parent in parents_of(rel):
                 count = self.children.get(parent, 0) + delta
                 if count > 0:
@@ -227,6 +313,12 @@ class SyncState:
                 else:
                     self.children.pop(parent, None)
         state.remote = entry
+        state.listed = None
+
+    def listed_unchanged(self, ps: PathState, entry: RemoteEntry) -> None:
+        """A listing's `entry` was found to tell nothing new about `ps.remote`: the same entry
+        in the next listing (a page taken again as it was) needs no comparison."""
+        ps.listed = entry
 
     def set_synced(self, rel: str, synced: Synced | None) -> None:
         state = self.get(rel)
@@ -264,15 +356,20 @@ class SyncState:
         self.set_synced(rel, None)
 
     def mark_initial(self, rel: str) -> None:
-        self.get(rel).initial = True
+        self.get(rel)
+        self._initial.add(rel)
+
+    def is_initial(self, rel: str) -> bool:
+        """Restoring at start, not yet settled: the app is not running yet."""
+        return rel in self._initial
 
     def set_shadowed(self, shadowed: set[str]) -> None:
         """The paths a listing found hidden by a file key above them (and no others)."""
         for rel in self._shadowed - shadowed:
-            if (ps := self.paths.get(rel)) is not None:
-                ps.shadowed = False
+            if (ps := self.paths.get(rel)) is not None and ps._activity is not None:
+                ps._activity.shadowed = False
         for rel in shadowed:
-            self.get(rel).shadowed = True
+            self.get(rel)._active().shadowed = True
         self._shadowed = set(shadowed)
 
 

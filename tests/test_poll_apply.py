@@ -545,3 +545,43 @@ def test_unchanged_in_a_listing(known: RemoteEntry, listed: RemoteEntry, unchang
         fold = _Fold(state, STARTED, lambda rel: False, 0.0)
         fold.listed("f", listed)
         assert fold.finish() == [] and state.paths["f"].remote is known
+
+
+# -- a listing taken again: identity instead of comparison ---------------------------------
+
+
+def test_a_listing_taken_again_is_checked_by_identity_until_the_remote_changes() -> None:
+    """After a download the state holds the GET's entry (with mode and mtime), not the listed
+    one: the first listing compares; the same entries again (a listing taken as it was) are
+    skipped by identity; and once the remote is set anew they are compared again."""
+    state = SyncState()
+    downloaded = RemoteEntry("e1", 1, LM1, mtime_ns=123, mode=0o100600)
+    synced(state, "a", downloaded)
+    entries = {"a": obj("e1")}
+    assert apply(state, entries) == Applied([], 0)
+    assert state.paths["a"].listed is entries["a"]
+    snapshot = Snapshot(entries, set(), STARTED)
+    assert (
+        apply_snapshot(
+            state, snapshot, busy=lambda rel: False, max_delete_percent=50, initial=False
+        ).changed
+        == []
+    )
+    state.set_remote("a", RemoteEntry("e0", 1, LM1))  # another content learned since
+    again = apply_snapshot(
+        state, snapshot, busy=lambda rel: False, max_delete_percent=50, initial=False
+    )
+    assert again.changed == ["a"]
+    assert state.paths["a"].remote == obj("e1")
+
+
+def test_a_key_gone_while_another_is_new_is_still_seen_gone() -> None:
+    """The fold skips looking for gone keys when every known key was listed: a listing of as
+    many keys as before, one new and one missing, must still find the missing one."""
+    state = SyncState()
+    synced(state, "a", obj("ea"))
+    synced(state, "b", obj("eb"))
+    applied = apply(state, {"a": obj("ea"), "c": obj("ec")})
+    assert sorted(applied.changed) == ["b", "c"]
+    assert state.paths["b"].remote is None
+    assert state.remote_count == 2 == sum(ps.remote is not None for ps in state.paths.values())
