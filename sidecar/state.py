@@ -99,10 +99,6 @@ class PathState:
         self.remote_changed_at = 0.0  # monotonic time our own request last changed the key
         self._activity: _Activity | None = None
 
-    @property
-    def _seen(self) -> _Activity:
-        return self._activity or _QUIET
-
     def _active(self) -> _Activity:
         activity = self._activity
         if activity is None:
@@ -116,38 +112,38 @@ class PathState:
 
     @property
     def hint(self) -> Hint:
-        return self._seen.hint
+        return (self._activity or _QUIET).hint
 
     @property
     def hint_gen(self) -> int:
-        return self._seen.hint_gen
+        return (self._activity or _QUIET).hint_gen
 
     @property
     def writing(self) -> bool:
-        return self._seen.writing
+        return (self._activity or _QUIET).writing
 
     @property
     def mod_gen(self) -> int:
-        return self._seen.mod_gen
+        return (self._activity or _QUIET).mod_gen
 
     @property
     def last_modify(self) -> float:
-        return self._seen.last_modify
+        return (self._activity or _QUIET).last_modify
 
     @property
     def failures(self) -> int:
-        return self._seen.failures
+        return (self._activity or _QUIET).failures
 
     @property
     def races(self) -> int:
-        return self._seen.races
+        return (self._activity or _QUIET).races
 
     @property
     def shadowed(self) -> bool:
-        return self._seen.shadowed
+        return (self._activity or _QUIET).shadowed
 
     def is_empty(self) -> bool:
-        seen = self._seen
+        seen = self._activity or _QUIET
         return (
             self.synced is None
             and self.remote is None
