@@ -13,14 +13,15 @@ Where the C library has no `malloc_trim` (musl, macOS) `release` does nothing.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable
 
 
 def _find_trim() -> Callable[[int], int] | None:
     try:
+        import ctypes  # noqa: PLC0415 - a Python built without libffi has none: nothing is trimmed
+
         trim = ctypes.CDLL(None).malloc_trim  # the C library the process runs on
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
