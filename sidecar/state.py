@@ -28,12 +28,16 @@ the path quietly; the restore's paths are a set (`is_initial`), not a field.
 from __future__ import annotations
 
 import itertools
+import operator
 import time
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
 
 from .keys import parents_of
 from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced
+
+_T = TypeVar("_T")
 
 # Retry policy: delay = min(cap, base * 2**attempt), after `free` immediate retries.
 _FAILED = (0, 0.5, 300.0)  # an error (S3, network, I/O): back off up to five minutes
@@ -80,6 +84,16 @@ class _Activity:
 _QUIET = _Activity()  # what a path without activity reads (never assigned to)
 
 
+class _ActivityField(Generic[_T]):
+    """A field of a path's activity, read on the path (its default while it has none)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._read = operator.attrgetter(name)
+
+    def __get__(self, ps: PathState, owner: type | None = None) -> _T:
+        return cast(_T, self._read(ps._activity or _QUIET))
+
+
 class PathState:
     """One path: the two fields every tracked path has (`synced`, `remote`), the time our own
     request last changed its key, a cache for listings (`listed`), and its activity.
@@ -110,37 +124,14 @@ class PathState:
         if self._activity is not None and self._activity.quiet():
             self._activity = None
 
-    @property
-    def hint(self) -> Hint:
-        return (self._activity or _QUIET).hint
-
-    @property
-    def hint_gen(self) -> int:
-        return (self._activity or _QUIET).hint_gen
-
-    @property
-    def writing(self) -> bool:
-        return (self._activity or _QUIET).writing
-
-    @property
-    def mod_gen(self) -> int:
-        return (self._activity or _QUIET).mod_gen
-
-    @property
-    def last_modify(self) -> float:
-        return (self._activity or _QUIET).last_modify
-
-    @property
-    def failures(self) -> int:
-        return (self._activity or _QUIET).failures
-
-    @property
-    def races(self) -> int:
-        return (self._activity or _QUIET).races
-
-    @property
-    def shadowed(self) -> bool:
-        return (self._activity or _QUIET).shadowed
+    hint = _ActivityField[Hint]()
+    hint_gen = _ActivityField[int]()
+    writing = _ActivityField[bool]()
+    mod_gen = _ActivityField[int]()
+    last_modify = _ActivityField[float]()
+    failures = _ActivityField[int]()
+    races = _ActivityField[int]()
+    shadowed = _ActivityField[bool]()
 
     def is_empty(self) -> bool:
         seen = self._activity or _QUIET
