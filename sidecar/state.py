@@ -52,9 +52,9 @@ def backoff(attempt: int, free: int, base: float, cap: float) -> float:
 
 
 class _Activity:
-    """What only a path with something going on needs: hints, an open writer, failures, the
-    restore's mark. Made by the first of those and let go of when a pass settles the path
-    quietly (`PathState.settled`), so the many paths merely in sync carry none of it."""
+    """What only a path with something going on needs: hints, an open writer, failures and
+    races, shadowing. Made by the first of those and let go of when a pass settles the path
+    quietly (`SyncState.settled`), so the many paths merely in sync carry none of it."""
 
     __slots__ = (
         "failures",
@@ -243,8 +243,8 @@ class SyncState:
         """Inotify overflowed: closes may have been lost. Returns every known path."""
         for rel in list(self.writing):
             ps = self.paths.get(rel)
-            if ps is not None and ps._activity is not None:
-                ps._activity.writing = False
+            if ps is not None:
+                self._not_writing(rel, ps)
         self.writing.clear()
         return list(self.paths)
 
