@@ -173,11 +173,15 @@ class Bench:
     def seeded(self, prefix: str, files: int, size: int) -> Path:
         """`files` objects of `size` bytes under `prefix`, written straight to the server's
         disk (seconds for 100,000 objects, where PUTs would take minutes), then the server
-        restarted on the same port so that its listings show them."""
+        restarted on the same port so that its listings show them, and listed once, untimed
+        (`limit.list_all`: the server hashes each object the first time it lists it)."""
         seeded = self.rclone.remote_dir(prefix)
         write_tree(seeded, files, size, per_dir=1000)
         self.rclone.stop()
         self.rclone = start_rclone(self.work, self.rclone.port)
+        listed = limit.list_all(self.rclone.url, prefix)
+        if listed != files:
+            raise RuntimeError(f"the server lists {listed} of the {files} objects seeded")
         return seeded
 
     def clean(self, folder: Path | None = None, remote: Path | None = None) -> None:
