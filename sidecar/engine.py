@@ -30,7 +30,7 @@ from .keys import KeyMapper
 from .local_events import LocalEvents
 from .metrics import Metrics
 from .model import SyncMode
-from .operation import ExecutorSettings, Workspace
+from .operation import ExecutorSettings, Workspace, is_temp_name
 from .options import SyncOptions
 from .pipeline import Pipeline
 from .poll import Poller, PollSettings
@@ -379,8 +379,8 @@ class Engine:
 
 
 def _clean_work_dir(work_dir: str) -> None:
-    """Temporary files left by a crash: ours are named by 32 hex digits."""
+    """Temporary files left by a crash (`is_temp_name`); nothing else in the folder."""
     for name in os.listdir(work_dir):
-        if len(name) == 32 and all(c in "0123456789abcdef" for c in name):
+        if is_temp_name(name):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(work_dir, name))

@@ -19,8 +19,8 @@ learns what S3 holds (`Workspace.learn_remote`) and decides again.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -45,6 +45,18 @@ class RemoteChanged(Exception):
 
 class IntegrityError(Exception):
     """S3 stored something other than what we sent (or sent something other than it claims)."""
+
+
+# Names of temporary files: 32 hex digits, 16 random to this process and 16 of a count in it.
+_TEMP_PREFIX = os.urandom(8).hex()
+_TEMP_NUMBERS = itertools.count()
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether `name` in the working folder is one `Workspace.temp_name` makes (a crash's
+    leftover to clean up at start), and not a file someone else put there."""
+    return len(name) == 32 and _HEX.issuperset(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +126,10 @@ class Workspace:
 
     @staticmethod
     def temp_name() -> str:
-        """A fresh name for a temporary file in the working folder (`tree.temp(name)`)."""
-        return uuid.uuid4().hex
+        """A fresh name for a temporary file in the working folder (`tree.temp(name)`), of
+        the form `is_temp_name` knows: this process's random half and a count (0.6 µs, where
+        `uuid4` took 5, once a download)."""
+        return f"{_TEMP_PREFIX}{next(_TEMP_NUMBERS):016x}"
 
     async def prove_unchanged(self, job: Job, etags_are_md5: bool) -> None:
         """Before replacing or deleting a local file whose stat matches the synced record

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from conftest import REGION, Bucket, eventually, in_thread, metric, requests
 
 from sidecar import Syncer
+from sidecar.operation import Workspace, is_temp_name
 from sidecar.s3.client import S3Error
 from sidecar.s3.metadata import format_mode, format_mtime
 
@@ -129,6 +132,26 @@ async def test_leftover_temporary_files_are_cleaned(
     names = sorted(p.name for p in work.iterdir() if not p.name.startswith("state.sqlite3"))
     assert names == ["user-note.txt"]
     assert await in_thread(bucket.list_keys) == [], "the working folder is never uploaded"
+
+
+def test_temporary_names_are_the_ones_cleaned_at_start() -> None:
+    names = [Workspace.temp_name() for _ in range(10_000)]
+    assert len(set(names)) == len(names)
+    assert all(is_temp_name(name) for name in names), "a crash's leftovers would stay"
+    for name in ("user-note.txt", "AB" * 16, "ab" * 15, "ab" * 17, "g" * 32):
+        assert not is_temp_name(name), name
+    another = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from sidecar.operation import Workspace; print(Workspace.temp_name())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert is_temp_name(another)
+    assert another[:16] != names[0][:16], "each process has its own random half"
 
 
 async def test_missing_bucket_fails_start_clearly(bucket: Bucket, tmp_path: Path) -> None:
