@@ -86,6 +86,44 @@ def have(name: str) -> bool:
 
 # -- processes ---------------------------------------------------------------------------------
 
+# `run.py --pin`: every tool on its own core(s), as in a task with one vCPU beside a server that
+# runs elsewhere; this process (the writes of a burst, the waits) and the servers on the others.
+_TOOL_CPUS: set[int] | None = None
+
+
+def pin(tool_cpus: set[int]) -> set[int]:
+    """From now on tools run on `tool_cpus` and this process (and every server and thread it
+    starts after) on the other cores. Returns those."""
+    global _TOOL_CPUS
+    others = os.sched_getaffinity(0) - tool_cpus
+    if not others or not tool_cpus <= os.sched_getaffinity(0):
+        raise ValueError(f"cannot keep cores {sorted(tool_cpus)} for the tools on this machine")
+    os.sched_setaffinity(0, others)
+    _TOOL_CPUS = set(tool_cpus)
+    return others
+
+
+def _on_tool_cpus() -> None:
+    """A tool's process, between fork and exec: on the tools' cores (its threads inherit it;
+    a Go tool's GOMAXPROCS follows it)."""
+    if _TOOL_CPUS is not None:
+        os.sched_setaffinity(0, _TOOL_CPUS)
+
+
+@contextlib.contextmanager
+def as_tool() -> Iterator[None]:
+    """The calling thread (and threads it starts meanwhile) on the tools' cores: for the server
+    limit's client, which runs in this process."""
+    if _TOOL_CPUS is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, _TOOL_CPUS)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a live process (its threads included; reaped children included)."""
@@ -118,7 +156,13 @@ class Finished:
 
 def run_measured(command: Sequence[str], env: dict[str, str], timeout: float) -> Finished:
     started = time.monotonic()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_on_tool_cpus,  # one syscall in the child: safe beside our threads
+    )
     deadline = started + timeout
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -143,7 +187,13 @@ def daemon(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A long-running tool, stopped with SIGTERM (then SIGKILL) however the block ends."""
     with open(log, "ab") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_on_tool_cpus,  # one syscall in the child: safe beside our threads
+        )
     try:
         yield process
     finally:

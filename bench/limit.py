@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from harness import ACCESS_KEY, BUCKET, REGION, SECRET_KEY
+from harness import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, as_tool
 
 from sidecar.aws.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, quote_path, sign_request
 
@@ -62,8 +62,9 @@ def requests(
     method: str, url: str, keys: Sequence[str], body: bytes = b"", concurrency: int = 32
 ) -> tuple[float, float]:
     """Makes one request per key; returns (seconds, CPU seconds of this process)."""
-    started, cpu = time.monotonic(), time.process_time()
-    asyncio.run(_run(method, url, keys, body, concurrency))
+    with as_tool():
+        started, cpu = time.monotonic(), time.process_time()
+        asyncio.run(_run(method, url, keys, body, concurrency))
     return time.monotonic() - started, time.process_time() - cpu
 
 

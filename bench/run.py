@@ -3,6 +3,7 @@
     python bench/run.py                      # every row, 5 runs each, writes bench/results.md
     python bench/run.py --rows 1,4 --runs 3  # some rows
     python bench/run.py --quick              # every row, small sizes, 1 run (a smoke test)
+    python bench/run.py --rows 1,3 --pin     # each tool on one core, as in a 1-vCPU task
 
 Rows: 1 burst of small files, 2 big files, 3 restore at start, 4 latency of single writes,
 5 idle cost, 6 remote change to local file (moto's server, with and without an SQS queue),
@@ -27,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import rows
-from harness import ROOT, start_moto, start_rclone
+from harness import ROOT, pin, start_moto, start_rclone
 from tools import COPIERS, DAEMONS, available
 
 ALL_ROWS = "1,2,3,4,5,6,7"
@@ -85,6 +86,11 @@ def main() -> None:
         help="comma-separated tools to compare",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes and 1 run")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="each tool on one core (a 1-vCPU task), the servers and the bench on the others",
+    )
     parser.add_argument("--idle-window", type=float, default=60, help="seconds (rows 5, 7)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.md"))
     parser.add_argument(
@@ -102,6 +108,15 @@ def main() -> None:
     runs = 1 if quick else args.runs
     heavy_runs = runs if quick or args.heavy_runs is None else args.heavy_runs
     missing = [tool for tool in tools if not available(tool)]
+    pinned = ""
+    if args.pin:
+        tool_cpu = min(os.sched_getaffinity(0))
+        others = pin({tool_cpu})
+        pinned = (
+            f"- `--pin`: every tool (and the server limit's client) on core {tool_cpu} alone, "
+            f"as in a task with one vCPU; the servers, the bench's writes and its waits on "
+            f"core{'s' if len(others) > 1 else ''} {', '.join(map(str, sorted(others)))}"
+        )
     started = time.monotonic()
     sections: list[str] = []
 
@@ -118,10 +133,13 @@ def main() -> None:
             f"- `python bench/run.py --rows {args.rows} --runs {runs}"
             + (f" --heavy-runs {heavy_runs}" if heavy_runs != runs else "")
             + (" --quick" if quick else "")
+            + (" --pin" if args.pin else "")
             + f"` ({minutes:.0f} min{'' if done else ', still running'})",
             "- figures are min / median / max over the runs; ratios are of medians, ours "
             "against each peer (above 1: ours better)",
         ]
+        if pinned:
+            header.append(pinned)
         if missing:
             header.append(f"- not installed, left out: {', '.join(missing)}")
         Path(args.out).write_text("\n".join(header) + "\n\n" + "\n".join(sections))
