@@ -18,23 +18,26 @@ from harness import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, as_tool
 from sidecar.aws.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, quote_path, sign_request
 
 
-def _signed(method: str, url: str, key: str) -> tuple[str, dict[str, str]]:
+def _signed(
+    method: str, url: str, key: str, query: str = "", payload_hash: str = UNSIGNED_PAYLOAD
+) -> tuple[str, dict[str, str]]:
+    """The URL of `key` (the bucket itself for "") with `query`, and its signed headers."""
     host = urlsplit(url).netloc
     path = quote_path(f"/{BUCKET}/{key}")
     headers = sign_request(
         method=method,
         host=host,
         path=path,
-        query="",
+        query=query,
         headers={},
-        payload_hash=UNSIGNED_PAYLOAD,
+        payload_hash=payload_hash,
         access_key_id=ACCESS_KEY,
         secret_access_key=SECRET_KEY,
         session_token=None,
         region=REGION,
         now=datetime.now(UTC),
     )
-    return f"{url}{path}", headers
+    return f"{url}{path}" + (f"?{query}" if query else ""), headers
 
 
 async def _run(method: str, url: str, keys: Sequence[str], body: bytes, concurrency: int) -> None:
@@ -69,7 +72,6 @@ def requests(
 
 
 async def _list(url: str, prefix: str) -> int:
-    host = urlsplit(url).netloc
     namespace = "{http://s3.amazonaws.com/doc/2006-03-01/}"
     listed = 0
     token = ""
@@ -78,20 +80,8 @@ async def _list(url: str, prefix: str) -> int:
             query = f"list-type=2&prefix={quote(prefix, safe='')}"
             if token:
                 query = f"continuation-token={quote(token, safe='')}&{query}"
-            headers = sign_request(
-                method="GET",
-                host=host,
-                path=f"/{BUCKET}/",
-                query=query,
-                headers={},
-                payload_hash=EMPTY_SHA256,
-                access_key_id=ACCESS_KEY,
-                secret_access_key=SECRET_KEY,
-                session_token=None,
-                region=REGION,
-                now=datetime.now(UTC),
-            )
-            async with session.get(f"{url}/{BUCKET}/?{query}", headers=headers) as answer:
+            target, headers = _signed("GET", url, "", query, EMPTY_SHA256)
+            async with session.get(target, headers=headers) as answer:
                 body = await answer.read()
                 if answer.status != 200:
                     raise RuntimeError(f"listing {prefix}: {answer.status}")
