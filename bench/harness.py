@@ -87,7 +87,8 @@ def have(name: str) -> bool:
 # -- processes ---------------------------------------------------------------------------------
 
 # `run.py --pin`: every tool on its own core(s), as in a task with one vCPU beside a server that
-# runs elsewhere; this process (the writes of a burst, the waits) and the servers on the others.
+# runs elsewhere; the app's writes that a daemon syncs (`as_tool`) on that core too, as an app
+# shares its task's vCPU with the sidecar; this process's waits and the servers on the others.
 _TOOL_CPUS: set[int] | None = None
 
 
@@ -113,7 +114,7 @@ def _on_tool_cpus() -> None:
 @contextlib.contextmanager
 def as_tool() -> Iterator[None]:
     """The calling thread (and threads it starts meanwhile) on the tools' cores: for the server
-    limit's client, which runs in this process."""
+    limit's client, which runs in this process, and for the app's writes a daemon syncs."""
     if _TOOL_CPUS is None:
         yield
         return

@@ -113,8 +113,9 @@ def main() -> None:
         tool_cpu = min(os.sched_getaffinity(0))
         others = pin({tool_cpu})
         pinned = (
-            f"- `--pin`: every tool (and the server limit's client) on core {tool_cpu} alone, "
-            f"as in a task with one vCPU; the servers, the bench's writes and its waits on "
+            f"- `--pin`: every tool (and the server limit's client) on core {tool_cpu}, as in a "
+            f"task with one vCPU, with the app's writes that a daemon syncs (bursts, latency); "
+            f"the servers and the bench's waits on "
             f"core{'s' if len(others) > 1 else ''} {', '.join(map(str, sorted(others)))}"
         )
     started = time.monotonic()
