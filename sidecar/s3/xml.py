@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass
-from hashlib import blake2b
+from hashlib import sha256
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
@@ -66,7 +66,7 @@ _CONTENTS_END = b"</Contents>"
 def parse_list_page(body: bytes, held: Container[bytes] = ()) -> ListPage:
     """One page of a listing, with its digest. A page whose digest is in `held` (pages the
     caller has read before) comes back `reused`, with no objects: only the few elements around
-    its `<Contents>` are parsed, and hashing costs about 0.4 µs per object where parsing costs
+    its `<Contents>` are parsed, and hashing costs about 0.2 µs per object where parsing costs
     20-30. A listing of an unchanged prefix is then read almost for free."""
     start = body.find(_CONTENTS)
     if start < 0:
@@ -75,13 +75,21 @@ def parse_list_page(body: bytes, held: Container[bytes] = ()) -> ListPage:
     envelope = parse_list_objects_v2(body[:start] + body[end:])
     if envelope.objects:  # <Contents> elsewhere (another prefix?): not cut as expected
         return parse_list_objects_v2(body)
-    digest = blake2b(
-        body[start:end], digest_size=16, person=b"url" if envelope.encoded else b"raw"
-    ).digest()
+    digest = _digest(memoryview(body)[start:end], envelope.encoded)
     if digest in held:
         return ListPage([], envelope.next_token, envelope.encoded, digest=digest, reused=True)
     page = parse_list_objects_v2(body)
     return ListPage(page.objects, page.next_token, page.encoded, digest=digest)
+
+
+def _digest(contents: memoryview, encoded: bool) -> bytes:
+    """16 bytes of SHA-256 over whether keys are URL-encoded, then the `<Contents>` as sent
+    (not copied). SHA-256 rather than blake2b: CPUs with SHA extensions (AMD since Zen, Intel
+    since Ice Lake) hash a 250 KB page in 0.21 ms here, blake2b in 0.47; at 100,000 keys
+    listed every 10 s that is 0.16 CPU-seconds a minute."""
+    hashed = sha256(b"url\n" if encoded else b"raw\n")
+    hashed.update(contents)
+    return hashed.digest()[:16]
 
 
 def parse_list_objects_v2(body: bytes) -> ListPage:
