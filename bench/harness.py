@@ -96,8 +96,9 @@ def pin(tool_cpus: set[int]) -> set[int]:
     """From now on tools run on `tool_cpus` and this process (and every server and thread it
     starts after) on the other cores. Returns those."""
     global _TOOL_CPUS
-    others = os.sched_getaffinity(0) - tool_cpus
-    if not others or not tool_cpus <= os.sched_getaffinity(0):
+    allowed = os.sched_getaffinity(0)
+    others = allowed - tool_cpus
+    if not others or not tool_cpus <= allowed:
         raise ValueError(f"cannot keep cores {sorted(tool_cpus)} for the tools on this machine")
     os.sched_setaffinity(0, others)
     _TOOL_CPUS = set(tool_cpus)

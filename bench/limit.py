@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
@@ -16,6 +15,7 @@ import aiohttp
 from harness import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, as_tool
 
 from sidecar.aws.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, quote_path, sign_request
+from sidecar.s3.xml import parse_list_objects_v2
 
 
 def _signed(
@@ -72,9 +72,8 @@ def requests(
 
 
 async def _list(url: str, prefix: str) -> int:
-    namespace = "{http://s3.amazonaws.com/doc/2006-03-01/}"
     listed = 0
-    token = ""
+    token: str | None = None
     async with aiohttp.ClientSession() as session:
         while True:
             query = f"list-type=2&prefix={quote(prefix, safe='')}"
@@ -85,10 +84,10 @@ async def _list(url: str, prefix: str) -> int:
                 body = await answer.read()
                 if answer.status != 200:
                     raise RuntimeError(f"listing {prefix}: {answer.status}")
-            page = ET.fromstring(body)
-            listed += len(page.findall(f"{namespace}Contents"))
-            token = page.findtext(f"{namespace}NextContinuationToken") or ""
-            if page.findtext(f"{namespace}IsTruncated") != "true" or not token:
+            page = parse_list_objects_v2(body)
+            listed += len(page.objects)
+            token = page.next_token
+            if token is None:
                 return listed
 
 
