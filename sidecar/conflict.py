@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from .download import Downloads
-from .localfs import conflict_name, entry_from_stat
+from .localfs import conflict_name, entry_from_stat, in_place
 from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced
 from .operation import Followup, Job, RemoteChanged, Workspace, fetched
 from .proof import file_is_object
@@ -160,6 +160,7 @@ class Conflicts:
                 else:
                     copy = link_as_conflict(at, at, rel)
                     temp.replace(at)
+                    on_disk = in_place(at, on_disk)
             job.followups.append(Followup(copy, Hint.CONTENT))
             if local_wins:
                 ws.state.set_remote(rel, remote_entry)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import aiohttp
 
-from .localfs import PERMISSION_BITS, entry_from_stat
+from .localfs import PERMISSION_BITS, entry_from_stat, in_place
 from .model import Kind, LocalEntry, RemoteEntry
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace, fetched
 from .proof import is_plain_md5, verifiable
@@ -190,6 +190,7 @@ class Downloads:
                 self._record_created(created)
                 ws.recheck(job, job.facts.local, at)
                 self._install(temp, at, rel, job.facts.local)
+                on_disk = in_place(at, on_disk)
         except BaseException:
             _discard(temp)
             raise

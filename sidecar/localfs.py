@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 from .model import LocalEntry, kind_of_mode
-from .safefs import Tree
+from .safefs import At, Tree
 
 PERMISSION_BITS = 0o777  # setuid/setgid/sticky from S3 are never applied
 
@@ -37,6 +37,19 @@ def local_entry(tree: Tree, rel: str) -> LocalEntry | None:
     is there, or it is reachable only through a symlinked or non-directory parent."""
     st = tree.lstat_or_none(rel)
     return None if st is None else entry_from_stat(st)
+
+
+def in_place(at: At, made: LocalEntry) -> LocalEntry:
+    """What to record for a file we made and just moved into place at `at`: `made` with the
+    ctime it has there (a link, a rename and the removal of the temporary name each move it),
+    when `at` still holds that same unchanged file. Otherwise `made` itself: a restart then
+    finds the ctime moved and reads the file to prove its bytes, the safe direction. Without
+    this, every restart read every file a download had made."""
+    try:
+        now = entry_from_stat(at.lstat())
+    except OSError:
+        return made
+    return now if now == made else made  # equality covers kind, size, mtime, mode and inode
 
 
 def conflict_name(rel: str, moment: datetime, attempt: int) -> str:

@@ -11,6 +11,7 @@ import stat
 import time
 from pathlib import Path
 
+from asyncinotify import Inotify, Mask
 from conftest import Bucket, eventually, in_thread, metric, requests
 
 
@@ -206,6 +207,37 @@ async def test_rewritten_keeping_size_and_mtime_while_down_is_uploaded_at_start(
     assert await in_thread(bucket.get, "f01.txt") == b"v1 1"
     assert await in_thread(bucket.get, "f00.txt") == b"v1 0"
     assert conflict_copies(folder, await in_thread(bucket.list_keys)) == []
+
+
+async def test_a_restart_reads_no_file_it_restored(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    """Restored files are recorded with the ctime they have in place (the link into place and
+    the removal of the temporary name each move it), so a restart finds their ctimes unmoved
+    and opens none of them: before, it read every restored file to prove its bytes, a whole
+    folder's worth at every start."""
+    for index in range(20):
+        await in_thread(bucket.put, f"r{index:02d}.txt", f"restored {index}".encode())
+    folder = tmp_path / "folder"
+    syncer = await syncer_factory(directory=folder)
+    assert await syncer.stop(timeout=30) == []
+    database = folder / ".s3sync-sidecar" / "state.sqlite3"
+    with sqlite3.connect(database) as connection:
+        saved = dict(connection.execute("SELECT rel, ctime_ns FROM synced").fetchall())
+    on_disk = {p.name: os.lstat(p).st_ctime_ns for p in folder.glob("r*.txt")}
+    assert len(on_disk) == 20
+    assert {rel: saved[rel] for rel in on_disk} == on_disk
+
+    with Inotify(sync_timeout=0) as opened:
+        opened.add_watch(folder, Mask.OPEN)
+        syncer = await syncer_factory(directory=folder)
+        await syncer._running().scheduler.wait_idle()
+        names = []
+        while (event := opened.sync_get()) is not None:
+            if event.name is not None:
+                names.append(str(event.name))
+    assert [name for name in names if name.startswith("r")] == []
+    assert requests(syncer, "GetObject") == 0
 
 
 async def test_a_state_saved_without_ctimes_is_kept(
