@@ -145,7 +145,6 @@ class Engine:
         self.tree = Tree(root, options.work_name)
         self.etags = EtagKnowledge(on_learned=self.store.note_etags)
         self.restore = Restore(
-            root=root,
             state=self.state,
             store=self.store,
             poller=self.poller,

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import os
 import time
+from typing import NamedTuple
 
 from . import heap
 from .localfs import local_entry
@@ -39,7 +40,6 @@ class Restore:
     def __init__(
         self,
         *,
-        root: str,
         state: SyncState,
         store: SyncedStore,
         poller: Poller,
@@ -51,7 +51,6 @@ class Restore:
         lists: bool = True,
     ) -> None:
         self._lists = lists  # False in upload-only: S3 is never listed
-        self._root = root
         self._tree = tree
         self._etags = etags
         self._chunksize = multipart_chunksize
@@ -66,14 +65,37 @@ class Restore:
         self._listed = 0
 
     async def prepare(self) -> None:
-        """Load what was synced, list the bucket, and find every path to look at."""
+        """Load what was synced, list the bucket, and find every path to look at. The listing
+        runs while the saved state is loaded and the folder looked at: on S3 it is mostly
+        waiting, and the other two are this machine's work."""
+        with heap.building():  # about a million long-lived objects at 100,000 paths
+            await self._prepare()
+
+    async def _prepare(self) -> None:
         state = self._state
-        loaded = await self._store.load()
+        listing = asyncio.ensure_future(self._poller.list()) if self._lists else None
+        try:
+            loaded = await self._store.load()
+            self._etags.restore(self._store.saved_etags_md5)
+            look = functools.partial(
+                _look_at_folder,
+                self._tree,
+                loaded,
+                self._chunksize,
+                count=self._max_delete < 100,
+                prove=bool(self._etags.md5),  # only an MD5 ETag proves a rewrite
+            )
+            folder = await asyncio.get_running_loop().run_in_executor(None, look)
+            snapshot = None if listing is None else await listing
+        except BaseException:
+            if listing is not None:
+                listing.cancel()
+                await asyncio.gather(listing, return_exceptions=True)
+            raise
         for rel, synced in loaded.items():
             state.set_synced(rel, synced)
         changed: list[str] = []
-        if self._lists:
-            snapshot = await self._poller.list()
+        if snapshot is not None:
             self._poller.succeeded()
             self._listed = len(snapshot.entries)
             applied = apply_snapshot(
@@ -86,23 +108,18 @@ class Restore:
             )
             changed = applied.changed
             if loaded:
-                await self._guard(loaded, snapshot.entries, snapshot.shadowed)
+                await self._guard(loaded, folder.missing, snapshot.entries, snapshot.shadowed)
         else:
             # Upload-only: S3 is taken to hold what we last synced there.
             known = {rel: s.remote for rel, s in loaded.items() if s.remote is not None}
             for rel, remote in known.items():
                 state.set_remote(rel, remote)
             if loaded:
-                await self._guard(loaded, known, set())
+                await self._guard(loaded, folder.missing, known, set())
         state.on_synced = self._store.note
-        self._etags.restore(self._store.saved_etags_md5)
-        if loaded and self._etags.md5:
-            rewritten = await asyncio.get_running_loop().run_in_executor(
-                None, _rewritten_in_place, self._tree, loaded, self._chunksize
-            )
-            for rel in rewritten:
-                # Written while we were down, with its size and mtime put back: a local change.
-                state.hinted(rel, Hint.CONTENT | Hint.WRITTEN)
+        for rel in folder.rewritten:
+            # Written while we were down, with its size and mtime put back: a local change.
+            state.hinted(rel, Hint.CONTENT | Hint.WRITTEN)
         for rel in changed:
             state.mark_initial(rel)
         self.pending = set(changed) | {rel for rel in loaded if state.get(rel).synced is not None}
@@ -135,15 +152,16 @@ class Restore:
             self.done.set()
 
     async def _guard(
-        self, loaded: dict[str, Synced], listed: dict[str, RemoteEntry], shadowed: set[str]
+        self,
+        loaded: dict[str, Synced],
+        missing_here: int,
+        listed: dict[str, RemoteEntry],
+        shadowed: set[str],
     ) -> None:
         """The max-delete guard, for what happened while the sidecar was down."""
         files = [rel for rel, synced in loaded.items() if synced.local.kind is not Kind.DIR]
         if not files or self._max_delete >= 100:
             return
-        missing_here = await asyncio.get_running_loop().run_in_executor(
-            None, _count_missing, self._root, files
-        )
         if too_many_deletions(missing_here, len(files), self._max_delete):
             self._metrics.delete_guard_trips.inc()
             log.error(
@@ -177,25 +195,47 @@ class Restore:
                 self._store.note(rel, None)
 
 
-def _rewritten_in_place(tree: Tree, loaded: dict[str, Synced], chunksize: int) -> list[str]:
-    """Files whose stat matches their synced record but whose ctime moved since, and whose
-    bytes are proven (by the synced ETag) not to be the synced ones: rewritten while nothing
-    watched, with the size and mtime put back (in a thread: one lstat each, one read of each
-    file whose ctime moved)."""
-    found: list[str] = []
+class _Folder(NamedTuple):
+    """What one look at the folder found about the synced records."""
+
+    missing: int  # synced files (not directories) gone from the folder
+    rewritten: list[str]  # files rewritten in place while nothing watched
+
+
+def _look_at_folder(
+    tree: Tree, loaded: dict[str, Synced], chunksize: int, *, count: bool, prove: bool
+) -> _Folder:
+    """One lstat per synced path (in a thread): how many synced files are gone (for the
+    max-delete guard), and, when ETags are MD5s (`prove`), the files whose stat matches their
+    record but whose ctime moved since and whose bytes are proven (by the synced ETag) not to
+    be the synced ones: rewritten while nothing watched, with the size and mtime put back. Only
+    those files are read; a file we made records the ctime it has in place
+    (`localfs.in_place`), so a restart reads none of them."""
+    missing = 0
+    rewritten: list[str] = []
+    if not count and not prove:
+        return _Folder(missing, rewritten)
     for rel, synced in loaded.items():
         recorded = synced.local
-        if recorded.kind is not Kind.FILE or not recorded.ctime_ns or synced.remote is None:
+        if recorded.kind is Kind.DIR:
             continue
-        now = local_entry(tree, rel)
-        if now is None or now != recorded or now.ctime_ns == recorded.ctime_ns:
+        try:
+            now = local_entry(tree, rel)
+        except OSError:
+            continue  # unreadable here (a directory without search permission): its pass says
+        if now is None:
+            missing += 1
+            continue
+        if (
+            not prove
+            or recorded.kind is not Kind.FILE
+            or not recorded.ctime_ns
+            or synced.remote is None
+            or now != recorded
+            or now.ctime_ns == recorded.ctime_ns
+        ):
             continue
         with contextlib.suppress(OSError):
             if not still_synced(tree, rel, synced, chunksize):
-                found.append(rel)
-    return found
-
-
-def _count_missing(root: str, rels: list[str]) -> int:
-    """How many of `rels` are gone from the folder (in a thread: one lstat each)."""
-    return sum(not os.path.lexists(f"{root}/{rel}") for rel in rels)
+                rewritten.append(rel)
+    return _Folder(missing, rewritten)
