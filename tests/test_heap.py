@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import platform
+import weakref
 
 import pytest
 
@@ -35,3 +37,37 @@ def test_freed_heap_goes_back_to_the_system() -> None:
 def test_release_can_be_called_again_and_again() -> None:
     for _ in range(3):
         heap.release()
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the collector frees it
+
+
+def test_building_pauses_the_collector_and_collects_once_at_the_end() -> None:
+    assert gc.isenabled()
+    with heap.building():
+        assert not gc.isenabled()
+        # Ten times the youngest generation's threshold: a running collector would have
+        # freed most of them by now.
+        nodes = [weakref.ref(_Node()) for _ in range(10 * gc.get_threshold()[0])]
+        assert all(node() is not None for node in nodes)
+    assert gc.isenabled()
+    assert all(node() is None for node in nodes), "the build's cycles are collected at its end"
+
+
+def test_building_restores_the_collector_when_the_build_fails() -> None:
+    with pytest.raises(RuntimeError), heap.building():
+        raise RuntimeError("listing failed")
+    assert gc.isenabled()
+
+
+def test_a_collector_turned_off_by_the_program_stays_off_and_is_not_run() -> None:
+    gc.disable()
+    try:
+        with heap.building():
+            node = weakref.ref(_Node())
+        assert not gc.isenabled()
+        assert node() is not None, "not collected behind the program's back"
+    finally:
+        gc.enable()
