@@ -51,7 +51,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
-APT_PACKAGES = ("podman", "buildah", "runc", "debootstrap")
+APT_PACKAGES = ("podman", "buildah", "runc", "debootstrap", "catatonit")  # catatonit: a pod's pause
 SUITE = "bookworm"
 INCLUDE = ("python3", "python3-pip", "python3-venv", "python-is-python3", "ca-certificates")
 BASE_REPOSITORY = "localhost/s3sync-sidecar-base"
