@@ -10,7 +10,8 @@ Measures are taken from outside the tools, the same way for every tool:
 
 `rclone serve s3` backs a bucket with a plain directory, so an object is visible when its file
 is on disk under its final name (rclone writes `*.partial` and renames): waits read the
-directory, never the S3 API, and cost the tools nothing.
+directory, never the S3 API, and cost the tools nothing. moto keeps objects in memory: its
+server notes each object as it stores it (bench/moto_logged.py), and waits read that note.
 """
 
 from __future__ import annotations
@@ -218,13 +219,63 @@ def stop(process: subprocess.Popen[bytes], timeout: float) -> None:
 @dataclass
 class Server:
     """A local S3 server. `data` is the bucket's directory when the server keeps objects as
-    files (rclone); None for moto."""
+    files (rclone); None for moto, which notes each stored object in `arrivals_log` instead
+    (bench/moto_logged.py). The rows ask a server what it holds through the methods below, the
+    same way for both."""
 
     name: str
     url: str
     port: int
     data: Path | None
     process: subprocess.Popen[bytes]
+    arrivals_log: Path | None = None
+
+    def arrivals(self, prefix: str, size: int | None = None) -> Seen:
+        """Objects arriving directly under `prefix`, each with when it became visible."""
+        if self.data is not None:
+            return Arrivals(self.remote_dir(prefix), size)
+        if self.arrivals_log is None:
+            raise RuntimeError(f"{self.name} does not say when objects arrive")
+        return LoggedArrivals(self.arrivals_log, prefix)
+
+    def names(self, prefix: str) -> list[str]:
+        """The names directly under `prefix` (rclone's unfinished `*.partial` left out)."""
+        if self.data is not None:
+            try:
+                found = os.listdir(self.remote_dir(prefix))
+            except FileNotFoundError:
+                return []
+            return [name for name in found if not name.endswith(".partial")]
+        pages = boto(self, "s3").get_paginator("list_objects_v2")
+        names: list[str] = []
+        for page in pages.paginate(Bucket=BUCKET, Prefix=prefix, Delimiter="/"):
+            names += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
+            names += [
+                item["Prefix"][len(prefix) :].rstrip("/") for item in page.get("CommonPrefixes", [])
+            ]
+        return names
+
+    def object_size(self, key: str) -> int | None:
+        if self.data is not None:
+            try:
+                return (self.data / BUCKET / key).stat().st_size
+            except FileNotFoundError:
+                return None
+        try:
+            return int(boto(self, "s3").head_object(Bucket=BUCKET, Key=key)["ContentLength"])
+        except Exception:  # a 404, as botocore raises it
+            return None
+
+    def clear(self, prefix: str) -> None:
+        """Every object under `prefix` gone (a run's objects: moto holds them in memory)."""
+        if self.data is not None:
+            shutil.rmtree(self.remote_dir(prefix), ignore_errors=True)
+            return
+        s3 = boto(self, "s3")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys, "Quiet": True})
 
     def endpoint_template(self) -> str:
         """mobius3's endpoint form: the bucket goes where {} is."""
@@ -266,14 +317,18 @@ def start_rclone(work: Path, port: int | None = None) -> Server:
 
 
 def start_moto(work: Path) -> Server:
-    """moto's server as the tests run it (no authentication here: the row measures speed)."""
+    """moto's server as the tests run it (no authentication here: the row measures speed),
+    noting when each object is stored (bench/moto_logged.py)."""
     port = free_port()
     log = work / "moto.log"
+    arrivals = work / "moto-arrivals.log"
+    arrivals.touch()
     with open(log, "wb") as output:
         process = subprocess.Popen(
             [
                 sys.executable,
-                str(ROOT / "tests" / "moto_server.py"),
+                str(ROOT / "bench" / "moto_logged.py"),
+                str(arrivals),
                 "-H",
                 "127.0.0.1",
                 "-p",
@@ -283,7 +338,7 @@ def start_moto(work: Path) -> Server:
             stderr=subprocess.STDOUT,
         )
     wait_for(lambda: listening(port), 30, "moto's server to listen", step=0.05)
-    server = Server("moto", f"http://127.0.0.1:{port}", port, None, process)
+    server = Server("moto", f"http://127.0.0.1:{port}", port, None, process, arrivals)
     boto(server, "s3").create_bucket(Bucket=BUCKET)
     return server
 
@@ -358,53 +413,19 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
-class Arrivals:
-    """Files arriving under their final name in one directory, seen through inotify (a closed
-    write or a rename into it), with the monotonic time each was first seen. A thread reads the
-    events, so the waits cost the measured tools no directory scans."""
+class Seen:
+    """Names and the monotonic time each was first seen, filled by a reader thread; waits on
+    them cost the measured tools nothing."""
 
-    def __init__(self, directory: Path, size: int | None = None) -> None:
-        """With `size`, a file created (IN_CREATE) already that size also counts: a new name
-        linked to a finished file (how our downloads arrive) gives no other event."""
-        from asyncinotify import Inotify, Mask
-
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        self._size = size
+    def __init__(self) -> None:
         self.seen: dict[str, float] = {}
         self._condition = threading.Condition()
-        self._inotify = Inotify()
-        self._inotify.sync_timeout = 0.1
-        mask = Mask.CLOSE_WRITE | Mask.MOVED_TO
-        if size is not None:
-            mask |= Mask.CREATE
-        self._inotify.add_watch(directory, mask)
         self._stopped = False
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
 
-    def _read(self) -> None:
-        from asyncinotify import Mask
-
-        while not self._stopped:
-            event = self._inotify.sync_get()
-            if event is None or event.name is None:
-                continue
-            name = str(event.name)
-            if name.endswith(".partial"):
-                continue
-            if event.mask & Mask.CREATE and not self._complete(name):
-                continue
-            now = time.monotonic()
-            with self._condition:
-                self.seen.setdefault(name, now)
-                self._condition.notify_all()
-
-    def _complete(self, name: str) -> bool:
-        try:
-            return (self.directory / name).stat().st_size == self._size
-        except OSError:
-            return False
+    def _saw(self, name: str, when: float) -> None:
+        with self._condition:
+            self.seen.setdefault(name, when)
+            self._condition.notify_all()
 
     def wait(
         self, predicate: Callable[[dict[str, float]], bool], timeout: float, what: str
@@ -425,11 +446,96 @@ class Arrivals:
 
     def close(self) -> None:
         self._stopped = True
-        self._thread.join(timeout=2)
-        self._inotify.close()
 
-    def __enter__(self) -> Arrivals:
+    def __enter__(self) -> Seen:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LoggedArrivals(Seen):
+    """Objects arriving directly under `prefix` on moto, read from the log its server writes as
+    it stores each one (bench/moto_logged.py), with the time it wrote: CLOCK_MONOTONIC, the
+    same clock as this process's `time.monotonic()`. Only what is logged after the start
+    counts."""
+
+    def __init__(self, log: Path, prefix: str) -> None:
+        from asyncinotify import Inotify, Mask
+
+        super().__init__()
+        self._prefix = prefix
+        self._file = open(log, encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self._file.seek(0, os.SEEK_END)
+        self._inotify = Inotify()
+        self._inotify.sync_timeout = 0.1
+        self._inotify.add_watch(log, Mask.MODIFY)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        partial = ""
+        while not self._stopped:
+            self._inotify.sync_get()
+            partial += self._file.read()
+            *lines, partial = partial.split("\n")
+            for line in lines:
+                when, bucket, key = line.split("\t", 2)
+                name = key[len(self._prefix) :]
+                if bucket == BUCKET and key.startswith(self._prefix) and "/" not in name:
+                    self._saw(name, float(when))
+
+    def close(self) -> None:
+        super().close()
+        self._thread.join(timeout=2)
+        self._inotify.close()
+        self._file.close()
+
+
+class Arrivals(Seen):
+    """Files arriving under their final name in one directory, seen through inotify (a closed
+    write or a rename into it), with the monotonic time each was first seen. A thread reads the
+    events, so the waits cost the measured tools no directory scans."""
+
+    def __init__(self, directory: Path, size: int | None = None) -> None:
+        """With `size`, a file created (IN_CREATE) already that size also counts: a new name
+        linked to a finished file (how our downloads arrive) gives no other event."""
+        from asyncinotify import Inotify, Mask
+
+        super().__init__()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self._size = size
+        self._inotify = Inotify()
+        self._inotify.sync_timeout = 0.1
+        mask = Mask.CLOSE_WRITE | Mask.MOVED_TO
+        if size is not None:
+            mask |= Mask.CREATE
+        self._inotify.add_watch(directory, mask)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        from asyncinotify import Mask
+
+        while not self._stopped:
+            event = self._inotify.sync_get()
+            if event is None or event.name is None:
+                continue
+            name = str(event.name)
+            if name.endswith(".partial"):
+                continue
+            if event.mask & Mask.CREATE and not self._complete(name):
+                continue
+            self._saw(name, time.monotonic())
+
+    def _complete(self, name: str) -> bool:
+        try:
+            return (self.directory / name).stat().st_size == self._size
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        super().close()
+        self._thread.join(timeout=2)
+        self._inotify.close()

@@ -150,7 +150,7 @@ class Bench:
     logs: Path
     runs: int
     say: Callable[[str], None]
-    rclone: Server
+    server: Server  # rows 1-5 and 7: rclone serve s3, or moto (`run.py --server`)
     moto: Server | None
     tools: Sequence[str]
     counter: int = 0
@@ -171,24 +171,38 @@ class Bench:
     def copiers(self) -> list[str]:
         return [tool for tool in COPIERS if tool in self.tools and available(tool)]
 
-    def seeded(self, prefix: str, files: int, size: int) -> Path:
-        """`files` objects of `size` bytes under `prefix`, written straight to the server's
-        disk (seconds for 100,000 objects, where PUTs would take minutes), then the server
-        restarted on the same port so that its listings show them, and listed once, untimed
-        (`limit.list_all`: the server hashes each object the first time it lists it)."""
-        seeded = self.rclone.remote_dir(prefix)
-        write_tree(seeded, files, size, per_dir=1000)
-        self.rclone.stop()
-        self.rclone = start_rclone(self.work, self.rclone.port)
-        listed = limit.list_all(self.rclone.url, prefix)
+    def seeded(self, prefix: str, files: int, size: int) -> list[str]:
+        """`files` objects of `size` bytes under `prefix` (d0000/f0000000...); their keys.
+        On rclone they are written straight to the server's disk (seconds for 100,000 objects,
+        where PUTs would take minutes), then the server restarted on the same port so that its
+        listings show them; on moto they are PUT by the server limit's bare client. Then they
+        are listed once, untimed (`limit.list_all`: rclone hashes each object the first time it
+        lists it)."""
+        server = self.server
+        if server.data is not None:
+            seeded = server.remote_dir(prefix)
+            write_tree(seeded, files, size, per_dir=1000)
+            server.stop()
+            self.server = server = start_rclone(self.work, server.port)
+            keys = [
+                f"{prefix}{path.relative_to(seeded).as_posix()}"
+                for path in sorted(seeded.rglob("*"))
+                if path.is_file()
+            ]
+        else:
+            keys = [f"{prefix}d{index // 1000:04d}/f{index:07d}" for index in range(files)]
+            limit.requests("PUT", server.url, keys, os.urandom(size), 32)
+        listed = limit.list_all(server.url, prefix)
         if listed != files:
             raise RuntimeError(f"the server lists {listed} of the {files} objects seeded")
-        return seeded
+        return keys
 
-    def clean(self, folder: Path | None = None, remote: Path | None = None) -> None:
-        for path in (folder, remote):
-            if path is not None:
-                shutil.rmtree(path, ignore_errors=True)
+    def clean(self, folder: Path | None = None, prefix: str | None = None) -> None:
+        """A run's folder and, given its prefix, its objects on the server."""
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        if prefix is not None:
+            self.server.clear(prefix)
 
 
 def _label(variant: tuple[str, object] | tuple[str, object, object]) -> str:
@@ -213,13 +227,13 @@ def _local_files(folder: Path, size: int | None = None) -> int:
 
 def burst(bench: Bench, files: int, size: int = 4096) -> Table:
     table = Table(
-        f"Row 1: burst of {files:,} x {size // 1024} KiB files to the bucket ({bench.rclone.name})",
+        f"Row 1: burst of {files:,} x {size // 1024} KiB files to the bucket ({bench.server.name})",
         [
             Column("files/s", ratio=True),
             Column("CPU-ms per file", 2, higher_is_better=False, ratio=True),
         ],
         notes=[
-            "daemons: first write to last object on the server's disk; copies: start to exit "
+            "daemons: first write to the last object stored on the server; copies: start to exit "
             "(files written before); server limit: bare aiohttp PUTs, 32 at a time "
             "(our upload concurrency), CPU of the client"
         ],
@@ -227,27 +241,26 @@ def burst(bench: Bench, files: int, size: int = 4096) -> Table:
     payload = os.urandom(size)
     for run, tool in table.turns(bench.runs, [*bench.daemons(), *bench.copiers(), LIMIT]):
         prefix, folder = bench.fresh(f"burst{files}")
-        remote = bench.rclone.remote_dir(prefix)
         try:
             if tool == LIMIT:
                 keys = [f"{prefix}f{index:06d}" for index in range(files)]
-                seconds, cpu = limit.requests("PUT", bench.rclone.url, keys, payload, 32)
+                seconds, cpu = limit.requests("PUT", bench.server.url, keys, payload, 32)
             elif tool in (OURS, MOBIUS3):
                 seconds, cpu = _burst_daemon(bench, tool, prefix, folder, files, payload)
             else:
                 folder.mkdir(parents=True)
                 for index in range(files):
                     (folder / f"f{index:06d}").write_bytes(payload)
-                finished = copy(tool, bench.rclone, str(folder), f"s3:{prefix}")
+                finished = copy(tool, bench.server, str(folder), f"s3:{prefix}")
                 seconds, cpu = finished.seconds, finished.cpu
-                found = _count_named(remote, "f")
+                found = _count_named(bench.server, prefix, "f")
                 if found != files:
                     raise RuntimeError(f"{found} of {files} objects in the bucket")
         except Exception as error:
             table.failed(tool, run, error, bench.say)
             continue
         finally:
-            bench.clean(folder, remote)
+            bench.clean(folder, prefix)
         table.add(tool, **{"files/s": files / seconds, "CPU-ms per file": cpu / files * 1000})
         bench.say(
             f"  run {run + 1} {tool:15s} {files / seconds:8.0f} files/s "
@@ -256,26 +269,18 @@ def burst(bench: Bench, files: int, size: int = 4096) -> Table:
     return table
 
 
-def _count_named(directory: Path, start: str) -> int:
-    try:
-        return sum(
-            1
-            for entry in os.scandir(directory)
-            if entry.name.startswith(start) and not entry.name.endswith(".partial")
-        )
-    except FileNotFoundError:
-        return 0
+def _count_named(server: Server, prefix: str, start: str) -> int:
+    return sum(1 for name in server.names(prefix) if name.startswith(start))
 
 
 def _burst_daemon(
     bench: Bench, tool: str, prefix: str, folder: Path, files: int, payload: bytes
 ) -> tuple[float, float]:
-    remote = bench.rclone.remote_dir(prefix)
     with (
-        Arrivals(remote) as arrivals,
-        start_daemon(tool, bench.rclone, folder, prefix, bench.log(f"burst-{tool}")) as running,
+        bench.server.arrivals(prefix) as arrivals,
+        start_daemon(tool, bench.server, folder, prefix, bench.log(f"burst-{tool}")) as running,
     ):
-        wait_until_watching(running, remote)
+        wait_until_watching(running, bench.server, prefix)
         cpu = cpu_seconds(running.pid)
         started = time.monotonic()
         with as_tool():  # the app's writes: with --pin, on the task's core, beside the tool
@@ -299,7 +304,7 @@ def _burst_daemon(
 def big_file(bench: Bench, size: int) -> Table:
     mib = size / MIB
     table = Table(
-        f"Row 2: one {mib:,.0f} MiB file, close to complete ({bench.rclone.name})",
+        f"Row 2: one {mib:,.0f} MiB file, close to complete ({bench.server.name})",
         [
             Column("MiB/s", 1, ratio=True),
             Column("CPU-ms per MiB", 2, higher_is_better=False, ratio=True),
@@ -310,22 +315,21 @@ def big_file(bench: Bench, size: int) -> Table:
     block = os.urandom(16 * MIB)
     for run, tool in table.turns(bench.runs, [*bench.daemons(), *bench.copiers()]):
         prefix, folder = bench.fresh(f"big{mib:.0f}")
-        remote = bench.rclone.remote_dir(prefix)
         try:
             if tool in (OURS, MOBIUS3):
                 seconds, cpu, peak = _big_daemon(bench, tool, prefix, folder, size, block)
             else:
                 folder.mkdir(parents=True)
                 _write_big(folder / "big", size, block, run)
-                finished = copy(tool, bench.rclone, str(folder), f"s3:{prefix}")
+                finished = copy(tool, bench.server, str(folder), f"s3:{prefix}")
                 seconds, cpu, peak = finished.seconds, finished.cpu, finished.peak_kib
-                if (remote / "big").stat().st_size != size:
+                if bench.server.object_size(f"{prefix}big") != size:
                     raise RuntimeError("the object is not whole")
         except Exception as error:
             table.failed(tool, run, error, bench.say)
             continue
         finally:
-            bench.clean(folder, remote)
+            bench.clean(folder, prefix)
         table.add(
             tool,
             **{
@@ -353,12 +357,11 @@ def _write_big(path: Path, size: int, block: bytes, salt: int) -> None:
 def _big_daemon(
     bench: Bench, tool: str, prefix: str, folder: Path, size: int, block: bytes
 ) -> tuple[float, float, int]:
-    remote = bench.rclone.remote_dir(prefix)
     with (
-        Arrivals(remote) as arrivals,
-        start_daemon(tool, bench.rclone, folder, prefix, bench.log(f"big-{tool}")) as running,
+        bench.server.arrivals(prefix) as arrivals,
+        start_daemon(tool, bench.server, folder, prefix, bench.log(f"big-{tool}")) as running,
     ):
-        wait_until_watching(running, remote)
+        wait_until_watching(running, bench.server, prefix)
         scratch = folder.parent / f"{folder.name}.big"
         _write_big(scratch, size, block, 0)  # written beside, then copied in: the copy's
         cpu = cpu_seconds(running.pid)  # close is the start
@@ -368,7 +371,7 @@ def _big_daemon(
         scratch.unlink()
         arrivals.wait(lambda seen: "big" in seen, 1800, f"{tool} to upload the file")
         done = arrivals.seen["big"]
-        wait_for(lambda: (remote / "big").stat().st_size == size, 30, "the whole object")
+        wait_for(lambda: bench.server.object_size(f"{prefix}big") == size, 30, "the whole object")
         cpu = cpu_seconds(running.pid) - cpu
         _, peak = memory_kib(running.pid)
     return done - started, cpu, peak
@@ -379,7 +382,7 @@ def _big_daemon(
 
 def restore(bench: Bench, files: int, size: int) -> Table:
     table = Table(
-        f"Row 3: restore of {files:,} x {_size(size)} objects at start ({bench.rclone.name})",
+        f"Row 3: restore of {files:,} x {_size(size)} objects at start ({bench.server.name})",
         [
             Column("seconds", 1, higher_is_better=False, ratio=True),
             Column("files/s", ratio=True),
@@ -392,23 +395,18 @@ def restore(bench: Bench, files: int, size: int) -> Table:
         ],
     )
     source = f"restore-{files}x{size}/"
-    seeded = bench.seeded(source, files, size)
-    keys = [
-        f"{source}{path.relative_to(seeded).as_posix()}"
-        for path in sorted(seeded.rglob("*"))
-        if path.is_file()
-    ]
+    keys = bench.seeded(source, files, size)
     try:
         for run, tool in table.turns(bench.runs, [*bench.daemons(), *bench.copiers(), LIMIT]):
             folder = bench.work / "folders" / f"restore-{tool.replace(' ', '-')}-{run}"
             try:
                 if tool == LIMIT:
-                    seconds, cpu = limit.requests("GET", bench.rclone.url, keys, b"", 16)
+                    seconds, cpu = limit.requests("GET", bench.server.url, keys, b"", 16)
                 elif tool in (OURS, MOBIUS3):
                     seconds, cpu = _restore_daemon(bench, tool, source, folder, files, size)
                 else:
                     folder.mkdir(parents=True)
-                    finished = copy(tool, bench.rclone, f"s3:{source}", str(folder))
+                    finished = copy(tool, bench.server, f"s3:{source}", str(folder))
                     seconds, cpu = finished.seconds, finished.cpu
                     found = _local_files(folder, size)
                     if found != files:
@@ -431,7 +429,7 @@ def restore(bench: Bench, files: int, size: int) -> Table:
                 f"{cpu / files * 1000:6.2f} CPU-ms/file"
             )
     finally:
-        bench.clean(seeded)
+        bench.clean(prefix=source)
     return table
 
 
@@ -443,7 +441,7 @@ def _restore_daemon(
     bench: Bench, tool: str, prefix: str, folder: Path, files: int, size: int
 ) -> tuple[float, float]:
     started = time.monotonic()
-    with start_daemon(tool, bench.rclone, folder, prefix, bench.log(f"restore-{tool}")) as running:
+    with start_daemon(tool, bench.server, folder, prefix, bench.log(f"restore-{tool}")) as running:
         if tool == OURS:
             done = wait_for(running.ready, 1800, "readiness", step=0.01)
         else:
@@ -463,7 +461,7 @@ def _restore_daemon(
 def latency(bench: Bench, rate: float = 20, seconds: float = 30, size: int = 4096) -> Table:
     table = Table(
         f"Row 4: single {_size(size)} writes at {rate:.0f}/s for {seconds:.0f} s, "
-        f"close to visible ({bench.rclone.name})",
+        f"close to visible ({bench.server.name})",
         [
             Column("p50 ms", 1, higher_is_better=False, ratio=True),
             Column("p99 ms", 1, higher_is_better=False, ratio=True),
@@ -473,16 +471,15 @@ def latency(bench: Bench, rate: float = 20, seconds: float = 30, size: int = 409
     payload = os.urandom(size)
     for run, tool in table.turns(bench.runs, bench.daemons()):
         prefix, folder = bench.fresh("latency")
-        remote = bench.rclone.remote_dir(prefix)
         try:
             closed: dict[str, float] = {}
             with (
-                Arrivals(remote) as arrivals,
+                bench.server.arrivals(prefix) as arrivals,
                 start_daemon(
-                    tool, bench.rclone, folder, prefix, bench.log(f"latency-{tool}")
+                    tool, bench.server, folder, prefix, bench.log(f"latency-{tool}")
                 ) as running,
             ):
-                wait_until_watching(running, remote)
+                wait_until_watching(running, bench.server, prefix)
                 step = 1 / rate
                 due = time.monotonic()
                 with as_tool():  # the app's writes: with --pin, on the task's core
@@ -498,7 +495,7 @@ def latency(bench: Bench, rate: float = 20, seconds: float = 30, size: int = 409
             table.failed(tool, run, error, bench.say)
             continue
         finally:
-            bench.clean(folder, remote)
+            bench.clean(folder, prefix)
         p50, p99 = table.add_delays(tool, delays)
         bench.say(f"  run {run + 1} {tool:15s} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
     return table
@@ -509,7 +506,7 @@ def latency(bench: Bench, rate: float = 20, seconds: float = 30, size: int = 409
 
 def idle(bench: Bench, files: int, window: float = 60, settle: float = 300) -> Table:
     table = Table(
-        f"Row 5: {files:,} files in sync, nothing changing, 10 s poll ({bench.rclone.name})",
+        f"Row 5: {files:,} files in sync, nothing changing, 10 s poll ({bench.server.name})",
         [
             Column("CPU-s per minute", 2, higher_is_better=False, ratio=True),
             Column("RSS MiB", 0, higher_is_better=False, ratio=True),
@@ -525,7 +522,7 @@ def idle(bench: Bench, files: int, window: float = 60, settle: float = 300) -> T
         ],
     )
     source = f"idle-{files}/"
-    seeded = bench.seeded(source, files, 1024)
+    bench.seeded(source, files, 1024)
     try:
         for run, tool in table.turns(bench.runs, bench.daemons()):
             folder = bench.work / "folders" / f"idle-{tool}-{run}"
@@ -539,7 +536,7 @@ def idle(bench: Bench, files: int, window: float = 60, settle: float = 300) -> T
             table.add(tool, **figures)
             bench.say(f"  run {run + 1} {tool:15s} " + _brief(figures))
     finally:
-        bench.clean(seeded)
+        bench.clean(prefix=source)
     return table
 
 
@@ -559,7 +556,7 @@ def _idle_daemon(
 ) -> dict[str, float]:
     started = time.monotonic()
     log = bench.log(f"idle-{tool}")
-    with start_daemon(tool, bench.rclone, folder, prefix, log, queue_url=queue_url) as running:
+    with start_daemon(tool, bench.server, folder, prefix, log, queue_url=queue_url) as running:
         restored = _wait_restored(running, folder, files, settle) - started
         cpu, lists = _quiet(running, window)
         rss, _ = memory_kib(running.pid)
@@ -572,7 +569,7 @@ def _idle_daemon(
             figures["LIST per hour"] = lists * 3600 / window
     if tool == OURS:
         started = time.monotonic()
-        with start_daemon(tool, bench.rclone, folder, prefix, log, queue_url=queue_url) as again:
+        with start_daemon(tool, bench.server, folder, prefix, log, queue_url=queue_url) as again:
             figures["restart s"] = wait_for(again.ready, settle, "readiness", step=0.01) - started
     return figures
 
@@ -620,7 +617,7 @@ def list_requests(bench: Bench, files: int, queue_url: str, window: float = 60) 
     """Row 7: our LIST requests per hour when nothing changes, a queue against a 10 s poll."""
     window = max(window, 30)  # three listings of the 10 s poll at least
     table = Table(
-        f"Row 7: LIST requests per hour, {files:,} keys, nothing changing ({bench.rclone.name})",
+        f"Row 7: LIST requests per hour, {files:,} keys, nothing changing ({bench.server.name})",
         [
             Column("LIST per listing", 0, higher_is_better=False),
             Column("LIST per hour", 0, higher_is_better=False),
@@ -635,7 +632,7 @@ def list_requests(bench: Bench, files: int, queue_url: str, window: float = 60) 
         ],
     )
     source = f"lists-{files}/"
-    seeded = bench.seeded(source, files, 1024)
+    bench.seeded(source, files, 1024)
     try:
         variants = [("10 s poll", None), ("SQS queue", queue_url)]
         for run, (label, queue) in table.turns(bench.runs, variants, name=_label):
@@ -643,7 +640,7 @@ def list_requests(bench: Bench, files: int, queue_url: str, window: float = 60) 
             try:
                 with start_daemon(
                     OURS,
-                    bench.rclone,
+                    bench.server,
                     folder,
                     source,
                     bench.log("lists"),
@@ -671,7 +668,7 @@ def list_requests(bench: Bench, files: int, queue_url: str, window: float = 60) 
             table.add(label, **figures)
             bench.say(f"  run {run + 1} {label:15s} " + _brief(figures))
     finally:
-        bench.clean(seeded, bench.work / "folders" / "lists")
+        bench.clean(bench.work / "folders" / "lists", source)
     poll, queued = (
         table.median("10 s poll", "LIST per hour"),
         table.median("SQS queue", "LIST per hour"),

@@ -4,6 +4,7 @@
     python bench/run.py --rows 1,4 --runs 3  # some rows
     python bench/run.py --quick              # every row, small sizes, 1 run (a smoke test)
     python bench/run.py --rows 1,3 --pin     # each tool on one core, as in a 1-vCPU task
+    python bench/run.py --server moto --rows 1,3,4  # on moto's server instead of rclone's
 
 Rows: 1 burst of small files, 2 big files, 3 restore at start, 4 latency of single writes,
 5 idle cost, 6 remote change to local file (moto's server, with and without an SQS queue),
@@ -91,6 +92,13 @@ def main() -> None:
         action="store_true",
         help="each tool on one core (a 1-vCPU task), the servers and the bench on the others",
     )
+    parser.add_argument(
+        "--server",
+        choices=("rclone", "moto"),
+        default="rclone",
+        help="the server of rows 1-5 and 7: rclone serve s3 (fast) or moto's server (the "
+        "reference S3; about 300 small PUTs/s here), to show a result does not hang on one server",
+    )
     parser.add_argument("--idle-window", type=float, default=60, help="seconds (rows 5, 7)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.md"))
     parser.add_argument(
@@ -135,6 +143,7 @@ def main() -> None:
             + (f" --heavy-runs {heavy_runs}" if heavy_runs != runs else "")
             + (" --quick" if quick else "")
             + (" --pin" if args.pin else "")
+            + (f" --server {args.server}" if args.server != "rclone" else "")
             + f"` ({minutes:.0f} min{'' if done else ', still running'})",
             "- figures are min / median / max over the runs; ratios are of medians, ours "
             "against each peer (above 1: ours better)",
@@ -147,13 +156,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="s3sync-bench-", dir=args.workdir) as temp:
         work = Path(temp)
-        moto = start_moto(work) if selected & {6, 7} else None
+        moto = start_moto(work) if selected & {6, 7} or args.server == "moto" else None
         bench = rows.Bench(
             work=work,
             logs=Path(args.logs),
             runs=runs,
             say=say,
-            rclone=start_rclone(work),
+            server=moto if moto is not None and args.server == "moto" else start_rclone(work),
             moto=moto,
             tools=tools,
         )
@@ -199,7 +208,8 @@ def main() -> None:
                 sections.append(table.markdown())
                 write(done=False)
         finally:
-            bench.rclone.stop()
+            if bench.server is not moto:
+                bench.server.stop()
             if moto:
                 moto.stop()
     write(done=True)

@@ -156,7 +156,9 @@ def start_daemon(
         raise ValueError(tool)
 
 
-def wait_until_watching(running: Running, remote: Path, timeout: float = 120) -> None:
+def wait_until_watching(
+    running: Running, server: Server, prefix: str, timeout: float = 120
+) -> None:
     """Ours: `/readyz`. mobius3: write sentinels until one reaches the bucket."""
     if running.tool == OURS:
         wait_for(running.ready, timeout, f"{running.tool} to be ready", step=0.02)
@@ -169,11 +171,15 @@ def wait_until_watching(running: Running, remote: Path, timeout: float = 120) ->
         (running.folder / f"sentinel-{number}").write_bytes(b"ready?")
         number += 1
         try:
-            wait_for(lambda: any(remote.glob("sentinel-*")), 0.5, "", step=0.01)
+            wait_for(lambda: _count_sentinels(server, prefix) > 0, 0.5, "", step=0.01)
             return
         except TimeoutError:
             continue
     raise TimeoutError(f"{running.tool} did not start watching in {timeout:.0f} s")
+
+
+def _count_sentinels(server: Server, prefix: str) -> int:
+    return sum(1 for name in server.names(prefix) if name.startswith("sentinel-"))
 
 
 def _rclone_env(server: Server) -> dict[str, str]:
