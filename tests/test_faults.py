@@ -40,8 +40,13 @@ async def test_unreachable_s3_loses_nothing(syncer_factory, bucket: Bucket, prox
     proxy.faults.down = True
     for index in range(20):
         (syncer.folder / f"offline-{index}.txt").write_bytes(str(index).encode())
+    # A listing fails only after its eight attempts: up to 25.4 s of jittered backoff (0.1 s
+    # doubling, drawn from zero up), past 19 s in 7 % of runs. The test's 20 s default made
+    # it flaky.
     await eventually(
-        lambda: metric(syncer, "s3sync_polls_total", result="error") >= 1, what="a failed poll"
+        lambda: metric(syncer, "s3sync_polls_total", result="error") >= 1,
+        timeout=60,
+        what="a failed poll",
     )
     await eventually(
         lambda: metric(syncer, "s3sync_uploads_total", result="error") >= 1,
