@@ -39,7 +39,7 @@ from .replaced import ReplacedVersions
 from .restore import Restore
 from .s3.client import S3Client
 from .safefs import Tree
-from .scheduler import DOWNLOAD, UPLOAD, Direction, Scheduler
+from .scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, UPLOAD, Direction, Scheduler
 from .state import SyncState
 from .store import SyncedStore
 from .watch import Watcher
@@ -96,7 +96,11 @@ class Engine:
         self.state = SyncState()
         self.scheduler = Scheduler(
             lambda rel, direction: self.pipeline.process(rel, direction),  # noqa: PLW0108 - built below
-            {UPLOAD: options.upload_workers, DOWNLOAD: options.download_workers},
+            {
+                UPLOAD: options.upload_workers,
+                DOWNLOAD: options.download_workers,
+                CHECK: CHECK_WORKERS,
+            },
         )
         self.watcher = Watcher(root, options.work_name, self._watch_failed)
         self.events = LocalEvents(

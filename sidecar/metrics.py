@@ -311,7 +311,7 @@ class Metrics:
         unwatched: Callable[[], float],
     ) -> None:
         """Gauges read at scrape time, so they can never go stale."""
-        for direction in ("upload", "download"):
+        for direction in ("upload", "download", "check"):
             self.queue_depth.labels(direction).set_function(
                 lambda d=direction: queue_depth(d)  # type: ignore[misc]
             )

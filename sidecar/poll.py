@@ -12,7 +12,8 @@ moment keeps what that request told us, so a poll can never undo a fresh upload 
 Listings give Last-Modified to the second, and a metadata-only copy keeps the ETag: what we saw
 of an object while its Last-Modified second lasted (our own copy, a GET or HEAD, a listing
 then) is `unsettled`, and the first listing made after that second hands it back as a change,
-once, so that one HEAD learns what the second ended with. Steady state costs nothing: objects
+once, so that one HEAD learns what the second ended with (in the scheduler's two-wide check
+pool, with every other same-bytes change: `Applied.checked`). Steady state costs nothing: objects
 older than a second are never looked at twice.
 
 Nor are pages read twice: a page that lists the same bytes as a page of the last listing (a
@@ -45,7 +46,7 @@ from .model import Kind, RemoteEntry, seen_unsettled
 from .reconcile import too_many_deletions
 from .s3.client import S3Client
 from .s3.xml import ListPage
-from .scheduler import DOWNLOAD, Scheduler
+from .scheduler import CHECK, DOWNLOAD, Scheduler
 from .state import SyncState
 
 log = logging.getLogger("sidecar.poll")
@@ -62,6 +63,8 @@ class Snapshot:
 class Applied:
     changed: list[str] = field(default_factory=list)
     held_deletions: int = 0
+    # Same bytes, new Last-Modified or metadata: one HEAD tells (the scheduler's check pool).
+    checked: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +306,8 @@ class Poller:
             )
         for rel in applied.changed:
             self._scheduler.submit(rel, DOWNLOAD)
+        for rel in applied.checked:
+            self._scheduler.submit(rel, CHECK)
 
 
 def apply_snapshot(
@@ -367,7 +372,7 @@ def apply_snapshot(
         fold.gone(rel)
 
     state.set_shadowed(snapshot.shadowed)
-    return Applied(fold.finish(), held_deletions)
+    return Applied(fold.finish(), held_deletions, fold.checked)
 
 
 def apply_findings(
@@ -386,7 +391,7 @@ def apply_findings(
             fold.listed(rel, entry)
         elif (ps := state.peek(rel)) is not None and ps.remote is not None and not fold.stale(rel):
             fold.gone(rel)
-    return fold.finish()
+    return fold.finish() + fold.checked
 
 
 class _Fold:
@@ -400,6 +405,7 @@ class _Fold:
         self._busy = busy
         self._trust_after = trust_after
         self.changed: list[str] = []
+        self.checked: list[str] = []  # same object, new Last-Modified or metadata
         self._before: dict[str, bool] = {}  # each touched parent: in S3 before the fold
 
     def stale(self, rel: str) -> bool:
@@ -452,7 +458,7 @@ class _Fold:
             if entry.mode is None and entry.mtime_ns is None:  # listed: keep what is known
                 entry = replace(entry, mtime_ns=old.mtime_ns, mode=old.mode)
             state.set_remote(rel, entry)
-            self.changed.append(rel)
+            self.checked.append(rel)
             return
         state.set_remote(rel, entry)
         self.changed.append(rel)

@@ -106,7 +106,7 @@ class Restore:
                 initial=True,
                 unlisted=self._poller.excluded,
             )
-            changed = applied.changed
+            changed = applied.changed + applied.checked
             if loaded:
                 await self._guard(loaded, folder.missing, snapshot.entries, snapshot.shadowed)
         else:

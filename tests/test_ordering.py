@@ -9,7 +9,7 @@ from collections import Counter
 
 from conftest import Bucket, eventually, in_thread
 
-from sidecar.scheduler import DOWNLOAD, UPLOAD, Scheduler
+from sidecar.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, UPLOAD, Scheduler
 
 
 async def test_one_path_is_never_processed_twice_at_once() -> None:
@@ -88,6 +88,53 @@ async def test_oldest_local_change_is_kept_until_done() -> None:
         assert scheduler.oldest_local_change() is None
     finally:
         await scheduler.close()
+
+
+async def test_checks_go_two_at_a_time_beside_the_downloads() -> None:
+    """What a listing hands back only to learn metadata (the HEAD after our own upload's
+    second) goes to the check pool: two at a time, however many there are, while remote
+    content changes still use the whole download pool."""
+    running: Counter[str] = Counter()
+    most: Counter[str] = Counter()
+    release = asyncio.Event()
+
+    async def process(rel: str, direction: str) -> None:
+        running[direction] += 1
+        most[direction] = max(most[direction], running[direction])
+        await release.wait()
+        running[direction] -= 1
+
+    scheduler = Scheduler(process, {UPLOAD: 4, DOWNLOAD: 8, CHECK: CHECK_WORKERS})
+    scheduler.start()
+    try:
+        for index in range(50):
+            scheduler.submit(f"settled-{index}", CHECK)
+        for index in range(6):
+            scheduler.submit(f"changed-{index}", DOWNLOAD)
+        await eventually(lambda: running[DOWNLOAD] == 6, what="every download at once")
+        assert running[CHECK] == CHECK_WORKERS == 2
+        assert scheduler.queued(CHECK) == 48
+        release.set()
+        await asyncio.wait_for(scheduler.wait_idle(), 5)
+    finally:
+        await scheduler.close()
+    assert most == {CHECK: 2, DOWNLOAD: 6}
+
+
+async def test_a_pool_without_workers_hands_its_paths_to_the_download_pool() -> None:
+    passes: list[tuple[str, str]] = []
+
+    async def process(rel: str, direction: str) -> None:
+        passes.append((rel, direction))
+
+    scheduler = Scheduler(process, {UPLOAD: 1, DOWNLOAD: 1})
+    scheduler.start()
+    try:
+        scheduler.submit("x", CHECK)
+        await asyncio.wait_for(scheduler.wait_idle(), 5)
+    finally:
+        await scheduler.close()
+    assert passes == [("x", DOWNLOAD)]
 
 
 async def test_writes_and_deletes_of_one_key_reach_s3_in_order(

@@ -99,7 +99,7 @@ def test_new_last_modified_keeps_the_known_metadata() -> None:
     known = RemoteEntry("e1", 1, LM1, mtime_ns=123, mode=0o100600)
     synced(state, "a", known)
     applied = apply(state, {"a": obj("e1", LM2)})
-    assert applied.changed == ["a"]
+    assert (applied.changed, applied.checked) == ([], ["a"])  # same bytes: the check pool
     assert state.paths["a"].remote == RemoteEntry("e1", 1, LM2, mtime_ns=123, mode=0o100600)
 
 
@@ -132,7 +132,7 @@ def test_a_rewrite_listed_later_than_s3_answered_ours_is_a_change() -> None:
     state = SyncState()
     ours = RemoteEntry("e1", 1, "", mtime_ns=123, mode=0o100644, written_by="1700000000")
     synced(state, "a", ours)
-    assert apply(state, {"a": obj("e1", "1700000001")}) == Applied(["a"], 0)
+    assert apply(state, {"a": obj("e1", "1700000001")}) == Applied([], 0, ["a"])
     assert state.paths["a"].remote == RemoteEntry(
         "e1", 1, "1700000001", mtime_ns=123, mode=0o100644
     )
@@ -159,7 +159,7 @@ def test_seen_within_its_second_and_listed_after_it_is_looked_at_again() -> None
     synced(state, "a", seen)
     within = replace(obj("e1", "1700000000"), unsettled=True)
     assert apply(state, {"a": within}) == Applied([], 0)  # that second is not over yet
-    assert apply(state, {"a": obj("e1", "1700000000")}) == Applied(["a"], 0)
+    assert apply(state, {"a": obj("e1", "1700000000")}) == Applied([], 0, ["a"])
     remote = state.paths["a"].remote
     assert remote == seen and remote is not None and not remote.unsettled
     synced_now = state.paths["a"].synced
@@ -172,7 +172,7 @@ def test_seen_within_its_second_while_busy_waits_for_the_next_listing() -> None:
     state = SyncState()
     synced(state, "a", replace(obj("e1", "1700000000"), unsettled=True))
     assert apply(state, {"a": obj("e1", "1700000000")}, busy=lambda rel: True) == Applied([], 0)
-    assert apply(state, {"a": obj("e1", "1700000000")}) == Applied(["a"], 0)
+    assert apply(state, {"a": obj("e1", "1700000000")}) == Applied([], 0, ["a"])
 
 
 def test_a_marker_seen_within_its_second_is_not_looked_at_again() -> None:
