@@ -6,25 +6,36 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 
 from conftest import Bucket, eventually, in_thread
 
 from sidecar.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, UPLOAD, Scheduler
 
 
+class Held:
+    """A scheduler's `process` that holds every pass until `release` is set, counting the
+    passes under way at once by `key(rel, direction)`, the most seen, and every pass by path."""
+
+    def __init__(self, key: Callable[[str, str], str]) -> None:
+        self.key = key
+        self.running: Counter[str] = Counter()
+        self.most: Counter[str] = Counter()
+        self.passes: Counter[str] = Counter()
+        self.release = asyncio.Event()
+
+    async def __call__(self, rel: str, direction: str) -> None:
+        key = self.key(rel, direction)
+        self.running[key] += 1
+        self.most[key] = max(self.most[key], self.running[key])
+        self.passes[rel] += 1
+        await self.release.wait()
+        self.running[key] -= 1
+
+
 async def test_one_path_is_never_processed_twice_at_once() -> None:
-    running: Counter[str] = Counter()
-    most: Counter[str] = Counter()
-    passes: Counter[str] = Counter()
-    release = asyncio.Event()
-
-    async def process(rel: str, direction: str) -> None:
-        running[rel] += 1
-        most[rel] = max(most[rel], running[rel])
-        passes[rel] += 1
-        await release.wait()
-        running[rel] -= 1
-
+    process = Held(lambda rel, direction: rel)
+    running, most, passes, release = process.running, process.most, process.passes, process.release
     scheduler = Scheduler(process, {UPLOAD: 4, DOWNLOAD: 2})
     scheduler.start()
     try:
@@ -94,16 +105,8 @@ async def test_checks_go_two_at_a_time_beside_the_downloads() -> None:
     """What a listing hands back only to learn metadata (the HEAD after our own upload's
     second) goes to the check pool: two at a time, however many there are, while remote
     content changes still use the whole download pool."""
-    running: Counter[str] = Counter()
-    most: Counter[str] = Counter()
-    release = asyncio.Event()
-
-    async def process(rel: str, direction: str) -> None:
-        running[direction] += 1
-        most[direction] = max(most[direction], running[direction])
-        await release.wait()
-        running[direction] -= 1
-
+    process = Held(lambda rel, direction: direction)
+    running, most, release = process.running, process.most, process.release
     scheduler = Scheduler(process, {UPLOAD: 4, DOWNLOAD: 8, CHECK: CHECK_WORKERS})
     scheduler.start()
     try:
