@@ -38,6 +38,11 @@ class UnsafeParentError(OSError):
     """A parent of a path is a symlink or a file: acting there would escape the folder."""
 
 
+# What `lstat_or_none` and `lstat_many` report as nothing there: a path reached only through a
+# symlinked or file parent is, to the caller, not in the folder.
+_ABSENT = (FileNotFoundError, NotADirectoryError, UnsafeParentError)
+
+
 @dataclass(frozen=True, slots=True)
 class At:
     """A name in a directory held open: what every operation acts on, never following it."""
@@ -199,7 +204,7 @@ class Tree:
         """`lstat`, or None when nothing is there or it is reached only through a symlink."""
         try:
             return self.lstat(rel)
-        except (FileNotFoundError, NotADirectoryError, UnsafeParentError):
+        except _ABSENT:
             return None
 
     def lstat_many(self, rels: Iterable[str]) -> Iterator[tuple[str, os.stat_result | None]]:
@@ -214,12 +219,11 @@ class Tree:
             if names is None:
                 by_head[head] = names = []
             names.append(name)
-        absent = (FileNotFoundError, NotADirectoryError, UnsafeParentError)
         for head, names in by_head.items():
             prefix = head + "/" if head else ""
             try:
                 fd = self._open_dir(head, None) if head else self.root_fd
-            except absent:
+            except _ABSENT:
                 for name in names:
                     yield prefix + name, None
                 continue
@@ -232,7 +236,7 @@ class Tree:
                         continue
                     try:
                         st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    except (FileNotFoundError, NotADirectoryError):
+                    except _ABSENT:
                         st = None
                     except OSError:
                         continue
