@@ -39,7 +39,15 @@ from .replaced import ReplacedVersions
 from .restore import Restore
 from .s3.client import S3Client
 from .safefs import Tree
-from .scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, UPLOAD, Direction, Scheduler
+from .scheduler import (
+    CHECK,
+    CHECK_WORKERS,
+    DIRECTIONS,
+    DOWNLOAD,
+    UPLOAD,
+    Direction,
+    Scheduler,
+)
 from .state import SyncState
 from .store import SyncedStore
 from .watch import Watcher
@@ -196,6 +204,7 @@ class Engine:
         )
         scheduler = self.scheduler
         metrics.bind_gauges(
+            directions=DIRECTIONS,
             queue_depth=lambda d: float(scheduler.queued(cast(Direction, d))),
             in_flight=lambda d: float(scheduler.running(cast(Direction, d))),
             oldest_pending=self._oldest_pending_age,

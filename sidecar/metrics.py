@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -303,6 +303,7 @@ class Metrics:
     def bind_gauges(
         self,
         *,
+        directions: Iterable[str],
         queue_depth: Callable[[str], float],
         in_flight: Callable[[str], float],
         oldest_pending: Callable[[], float],
@@ -311,7 +312,7 @@ class Metrics:
         unwatched: Callable[[], float],
     ) -> None:
         """Gauges read at scrape time, so they can never go stale."""
-        for direction in ("upload", "download", "check"):
+        for direction in directions:
             self.queue_depth.labels(direction).set_function(
                 lambda d=direction: queue_depth(d)  # type: ignore[misc]
             )
