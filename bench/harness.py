@@ -255,6 +255,10 @@ class Server:
             ]
         return names
 
+    def count_named(self, prefix: str, start: str) -> int:
+        """How many names directly under `prefix` begin with `start`."""
+        return sum(1 for name in self.names(prefix) if name.startswith(start))
+
     def object_size(self, key: str) -> int | None:
         if self.data is not None:
             try:
@@ -369,14 +373,18 @@ def tool_env(**extra: str) -> dict[str, str]:
 # -- the server's disk -------------------------------------------------------------------------
 
 
+def tree_names(count: int, per_dir: int = 1000) -> list[str]:
+    """The relative names of `write_tree`'s files, in order (d0000/f0000000...)."""
+    return [f"d{index // per_dir:04d}/f{index:07d}" for index in range(count)]
+
+
 def write_tree(directory: Path, count: int, size: int, per_dir: int = 1000) -> None:
-    """`count` files of `size` random-ish bytes, `per_dir` to a directory (d0000/f000000...)."""
+    """`count` files of `size` random-ish bytes, `per_dir` to a directory (`tree_names`)."""
     payload = os.urandom(size)
-    for index in range(count):
-        folder = directory / f"d{index // per_dir:04d}"
+    for index, name in enumerate(tree_names(count, per_dir)):
         if index % per_dir == 0:
-            folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / f"f{index:07d}", "wb") as file:
+            (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        with open(directory / name, "wb") as file:
             file.write(payload[:8] + index.to_bytes(8, "big") + payload[16:])
 
 

@@ -31,6 +31,7 @@ from harness import (
     memory_kib,
     percentile,
     start_rclone,
+    tree_names,
     wait_for,
     write_tree,
 )
@@ -179,18 +180,12 @@ class Bench:
         are listed once, untimed (`limit.list_all`: rclone hashes each object the first time it
         lists it)."""
         server = self.server
+        keys = [prefix + name for name in tree_names(files)]
         if server.data is not None:
-            seeded = server.remote_dir(prefix)
-            write_tree(seeded, files, size, per_dir=1000)
+            write_tree(server.remote_dir(prefix), files, size)
             server.stop()
             self.server = server = start_rclone(self.work, server.port)
-            keys = [
-                f"{prefix}{path.relative_to(seeded).as_posix()}"
-                for path in sorted(seeded.rglob("*"))
-                if path.is_file()
-            ]
         else:
-            keys = [f"{prefix}d{index // 1000:04d}/f{index:07d}" for index in range(files)]
             limit.requests("PUT", server.url, keys, os.urandom(size), 32)
         listed = limit.list_all(server.url, prefix)
         if listed != files:
@@ -253,7 +248,7 @@ def burst(bench: Bench, files: int, size: int = 4096) -> Table:
                     (folder / f"f{index:06d}").write_bytes(payload)
                 finished = copy(tool, bench.server, str(folder), f"s3:{prefix}")
                 seconds, cpu = finished.seconds, finished.cpu
-                found = _count_named(bench.server, prefix, "f")
+                found = bench.server.count_named(prefix, "f")
                 if found != files:
                     raise RuntimeError(f"{found} of {files} objects in the bucket")
         except Exception as error:
@@ -267,10 +262,6 @@ def burst(bench: Bench, files: int, size: int = 4096) -> Table:
             f"{cpu / files * 1000:6.2f} CPU-ms/file"
         )
     return table
-
-
-def _count_named(server: Server, prefix: str, start: str) -> int:
-    return sum(1 for name in server.names(prefix) if name.startswith(start))
 
 
 def _burst_daemon(

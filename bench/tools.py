@@ -171,15 +171,11 @@ def wait_until_watching(
         (running.folder / f"sentinel-{number}").write_bytes(b"ready?")
         number += 1
         try:
-            wait_for(lambda: _count_sentinels(server, prefix) > 0, 0.5, "", step=0.01)
+            wait_for(lambda: server.count_named(prefix, "sentinel-") > 0, 0.5, "", step=0.01)
             return
         except TimeoutError:
             continue
     raise TimeoutError(f"{running.tool} did not start watching in {timeout:.0f} s")
-
-
-def _count_sentinels(server: Server, prefix: str) -> int:
-    return sum(1 for name in server.names(prefix) if name.startswith("sentinel-"))
 
 
 def _rclone_env(server: Server) -> dict[str, str]:
