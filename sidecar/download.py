@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import aiohttp
 
-from .localfs import PERMISSION_BITS, entry_from_stat, in_place
+from .localfs import PERMISSION_BITS, changed_by_us, entry_from_stat, in_place
 from .model import Kind, LocalEntry, RemoteEntry
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace, fetched
 from .proof import is_plain_md5, verifiable
@@ -237,7 +237,7 @@ class Downloads:
         if head is None or head.etag != remote.etag:
             raise RemoteChanged(rel)
         with ws.tree.parent(rel) as at:
-            ws.recheck(job, local, at)
+            before = ws.recheck(job, local, at)
             if (
                 local.kind is Kind.FILE
                 and head.mode is not None
@@ -257,7 +257,8 @@ class Downloads:
             head.mtime_ns is not None and updated.mtime_ns != head.mtime_ns
         ):
             raise LocalChanged(rel)
-        ws.state.agree(rel, updated, fetched(remote, head))
+        assert before is not None  # recheck: it is `local`
+        ws.state.agree(rel, changed_by_us(before, updated, job.facts.synced), fetched(remote, head))
         ws.metrics.inc(ws.metrics.metadata_updates, "local", "ok")
 
 

@@ -164,7 +164,6 @@ class Engine:
             max_delete_percent=options.max_delete_percent,
             tree=self.tree,
             etags=self.etags,
-            multipart_chunksize=options.multipart_chunksize,
             lists=options.mode is not SyncMode.UPLOAD_ONLY,
         )
         self.replaced = ReplacedVersions(
@@ -223,10 +222,8 @@ class Engine:
         os.makedirs(options.work_dir, exist_ok=True)
         _clean_work_dir(options.work_dir)
         self.tree.start()
-        await self.restore.prepare()
+        await self.restore.prepare(self._watch)
         self.scheduler.start()
-        await self.watcher.start(self.events)
-        self._watching = True
         await self.restore.run(self.scheduler)
         loops: list[tuple[Coroutine[Any, Any, None], str]] = [
             (self._persist_loop(), "state-store"),
@@ -241,6 +238,12 @@ class Engine:
             loops.append((self.changes.run(), "change-feed"))
         for loop, name in loops:
             self._tasks.append(asyncio.create_task(loop, name=name))
+
+    async def _watch(self) -> None:
+        """The whole folder under watch; what it reports waits in the scheduler's queues
+        until the workers start (after the restore has prepared)."""
+        await self.watcher.start(self.events)
+        self._watching = True
 
     async def drain(self, timeout: float | None) -> list[str]:  # noqa: ASYNC109
         """Stop the loops and finish queued uploads (for at most `timeout` seconds).

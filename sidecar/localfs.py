@@ -8,10 +8,11 @@ symlink) is reported absent, never read.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
-from .model import LocalEntry, kind_of_mode
+from .model import LocalEntry, Synced, kind_of_mode
 from .safefs import At, Tree
 
 PERMISSION_BITS = 0o777  # setuid/setgid/sticky from S3 are never applied
@@ -50,6 +51,20 @@ def in_place(at: At, made: LocalEntry) -> LocalEntry:
     except OSError:
         return made
     return now if now == made else made  # equality covers kind, size, mtime, mode and inode
+
+
+def changed_by_us(before: LocalEntry, after: LocalEntry, synced: Synced | None) -> LocalEntry:
+    """What to record for a file whose metadata we just changed (a chmod, a utime) without
+    reading it: `after` with its new ctime only if the file's ctime just `before` our change
+    was the one the synced record was proven at (nothing touched the file since). Otherwise
+    `after` with the record's ctime: the file was changed by someone else since (a write that
+    kept its size and mtime, seen by nothing), so a restart finds the ctime moved and reads it
+    to prove its bytes. Recording the new ctime would have declared those bytes synced
+    (chaos seed 71024)."""
+    proven = synced.local.ctime_ns if synced is not None else 0
+    if before.ctime_ns == proven:
+        return after
+    return replace(after, ctime_ns=proven)
 
 
 def conflict_name(rel: str, moment: datetime, attempt: int) -> str:

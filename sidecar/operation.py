@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from .keys import KeyMapper
 from .localfs import entry_from_stat, local_entry
 from .metrics import Metrics
-from .model import Hint, Kind, LocalEntry, RemoteEntry
-from .proof import EtagKnowledge, still_synced
+from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced
+from .proof import EtagKnowledge, file_is_object, still_synced
 from .reconcile import Decision, Facts
 from .s3.client import ObjectHead, S3Client
 from .safefs import At, Tree
@@ -146,9 +146,36 @@ class Workspace:
             self.state.hinted(job.rel, Hint.CONTENT | Hint.WRITTEN)
             raise LocalChanged(job.rel)
 
-    def recheck(self, job: Job, expected: LocalEntry | None, at: At | None = None) -> None:
-        """Drain inotify, then make sure the path is still `expected`, and not being written.
-        `at`: the path's name in its parent, when the caller already holds that open."""
+    async def prove_synced(self, rel: str, synced: Synced, now: LocalEntry) -> None:
+        """The file `now` at `rel` is `proof.unproven`: read it, where ETags are MD5s. Proven
+        to hold the synced bytes, its record is proven at its ctime now (not read again);
+        proven not to, it is a local change (`Hint.CONTENT | Hint.WRITTEN`). Neither when the
+        ETag cannot tell (SSE-KMS or SSE-C, a part size not guessed) or the file went."""
+        if not self.etags.md5 or synced.remote is None:
+            return
+        try:
+            same = await self.loop.run_in_executor(
+                None,
+                file_is_object,
+                self.tree,
+                rel,
+                synced.local.size,
+                synced.remote.etag,
+                self.settings.multipart_chunksize,
+            )
+        except FileNotFoundError:
+            return
+        if same is True:
+            self.state.proven(rel, synced, now.ctime_ns)
+        elif same is False:
+            self.state.hinted(rel, Hint.CONTENT | Hint.WRITTEN)
+
+    def recheck(
+        self, job: Job, expected: LocalEntry | None, at: At | None = None
+    ) -> LocalEntry | None:
+        """Drain inotify, then make sure the path is still `expected`, and not being written;
+        returns what is there (`expected`, with the ctime it has now). `at`: the path's name
+        in its parent, when the caller already holds that open."""
         self.barrier()
         ps = job.ps
         if ps.mod_gen != job.gen or (expected is not None and ps.writing):
@@ -162,6 +189,7 @@ class Workspace:
                 now = None
         if now != expected:
             raise LocalChanged(job.rel)
+        return now
 
     async def learn_remote(self, rel: str) -> None:
         """A conditional request failed, or S3 answered otherwise: learn what it holds now."""

@@ -1,4 +1,5 @@
-"""One pass over one path: gather the facts (lstat now, remote now, last synced, hints), ask
+"""One pass over one path: gather the facts (lstat now, remote now, last synced, hints; the
+file's bytes when only its ctime can tell whether they changed: `proof.unproven`), ask
 `reconcile` what to do, have the executor do it, and turn whatever happened into an `Outcome`
 for the scheduler. This is the scheduler's worker callback; nothing else runs a decision.
 
@@ -29,6 +30,7 @@ from .keys import SkipReason, UnsyncableName, parents_of
 from .metrics import Metrics
 from .model import Hint, Kind, SyncMode
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged
+from .proof import unproven
 from .reconcile import Decision, Facts, Op, reconcile
 from .s3.client import BodyChanged, NotFound, PreconditionFailed, S3Error, S3Unavailable
 from .safefs import UnsafeParentError
@@ -106,6 +108,18 @@ class Pipeline:
         try:
             excluded = self._excluded(rel)
             local = None if excluded else self._workspace.local_entry(rel)
+            if (
+                local is not None
+                and ps.synced is not None
+                and not ps.writing
+                and not seen.hint & Hint.WRITTEN
+                and unproven(local, ps.synced)
+            ):
+                # Its ctime moved, and nothing else shows whether its bytes did: read it
+                # first, then look again (what that found is a hint this pass sees).
+                await self._workspace.prove_synced(rel, ps.synced, local)
+                ps, seen = state.begin(rel)
+                local = self._workspace.local_entry(rel)
             is_dir = (local is not None and local.kind is Kind.DIR) or (
                 ps.remote is not None and ps.remote.is_dir
             )

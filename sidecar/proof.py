@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections.abc import Callable
 
-from .model import Kind, Synced
+from .model import Kind, LocalEntry, Synced
 from .safefs import Tree
 
 _MiB = 1024 * 1024
@@ -107,6 +107,26 @@ def still_synced(tree: Tree, rel: str, synced: Synced | None, chunksize: int) ->
     if synced is None or synced.remote is None or synced.local.kind is not Kind.FILE:
         return True
     return file_is_object(tree, rel, synced.local.size, synced.remote.etag, chunksize) is not False
+
+
+def unproven(now: LocalEntry, synced: Synced | None) -> bool:
+    """Whether the file `now` may hold other bytes than the synced ones though nothing a pass
+    compares shows it: its ctime moved since the record was proven (`LocalEntry.ctime_ns`),
+    and its size, mtime and inode did not (the mode may have: a chmod with the write). A write
+    that put the size and mtime back, made while nothing reported it (the sidecar down or
+    starting, an inotify overflow, a directory without a watch), looks exactly so; so does a
+    touch put back, or a chmod and back. Only the bytes can tell (`still_synced`)."""
+    if synced is None or synced.remote is None:
+        return False
+    old = synced.local
+    return (
+        now.kind is Kind.FILE
+        and old.kind is Kind.FILE
+        and old.ctime_ns not in (0, now.ctime_ns)  # moved (0: saved before ctimes were)
+        and now.size == old.size
+        and now.mtime_ns == old.mtime_ns
+        and now.ino == old.ino
+    )
 
 
 class EtagKnowledge:

@@ -14,19 +14,17 @@ times (then it is logged and still retried in the background: readiness must not
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable
 
 from . import heap
-from .localfs import entry_from_stat
 from .metrics import Metrics
-from .model import Hint, Kind, RemoteEntry, Synced
+from .model import Kind, RemoteEntry, Synced
 from .pipeline import Outcome, Verdict
 from .poll import Poller, apply_snapshot
-from .proof import EtagKnowledge, still_synced
+from .proof import EtagKnowledge
 from .reconcile import too_many_deletions
 from .safefs import Tree
 from .scheduler import DOWNLOAD, Scheduler
@@ -47,13 +45,11 @@ class Restore:
         max_delete_percent: float,
         tree: Tree,
         etags: EtagKnowledge,
-        multipart_chunksize: int,
         lists: bool = True,
     ) -> None:
         self._lists = lists  # False in upload-only: S3 is never listed
         self._tree = tree
         self._etags = etags
-        self._chunksize = multipart_chunksize
         self._state = state
         self._store = store
         self._poller = poller
@@ -64,28 +60,31 @@ class Restore:
         self._started = time.monotonic()
         self._listed = 0
 
-    async def prepare(self) -> None:
+    async def prepare(self, watch: Callable[[], Awaitable[None]]) -> None:
         """Load what was synced, list the bucket, and find every path to look at. The listing
-        runs while the saved state is loaded and the folder looked at: on S3 it is mostly
-        waiting, and the other two are this machine's work."""
-        with heap.building():  # about a million long-lived objects at 100,000 paths
-            await self._prepare()
+        runs while the folder is watched, the saved state loaded and the folder looked at: on
+        S3 it is mostly waiting, and the others are this machine's work.
 
-    async def _prepare(self) -> None:
+        `watch` puts the whole folder under watch; it is awaited before the look, so a write
+        that completes once the sidecar has started is seen by the look (it moved the ctime)
+        or reported by the watch (IN_CLOSE_WRITE), whichever comes first. Looked at first and
+        watched after, a same-size rewrite with its mtime put back in between was reported
+        only as a file that exists, and never uploaded (chaos seed 71024). What the watch
+        reports before the state is loaded is kept as hints (`SyncState.hinted`)."""
+        with heap.building():  # about a million long-lived objects at 100,000 paths
+            await self._prepare(watch)
+
+    async def _prepare(self, watch: Callable[[], Awaitable[None]]) -> None:
         state = self._state
         listing = asyncio.ensure_future(self._poller.list()) if self._lists else None
         try:
+            await watch()
             loaded = await self._store.load()
             self._etags.restore(self._store.saved_etags_md5)
             look = functools.partial(
-                _look_at_folder,
-                self._tree,
-                loaded,
-                self._chunksize,
-                count=self._max_delete < 100,
-                prove=bool(self._etags.md5),  # only an MD5 ETag proves a rewrite
+                _missing_files, self._tree, loaded, count=self._max_delete < 100
             )
-            folder = await asyncio.get_running_loop().run_in_executor(None, look)
+            missing = await asyncio.get_running_loop().run_in_executor(None, look)
             snapshot = None if listing is None else await listing
         except BaseException:
             if listing is not None:
@@ -108,18 +107,15 @@ class Restore:
             )
             changed = applied.changed + applied.checked
             if loaded:
-                await self._guard(loaded, folder.missing, snapshot.entries, snapshot.shadowed)
+                await self._guard(loaded, missing, snapshot.entries, snapshot.shadowed)
         else:
             # Upload-only: S3 is taken to hold what we last synced there.
             known = {rel: s.remote for rel, s in loaded.items() if s.remote is not None}
             for rel, remote in known.items():
                 state.set_remote(rel, remote)
             if loaded:
-                await self._guard(loaded, folder.missing, known, set())
+                await self._guard(loaded, missing, known, set())
         state.on_synced = self._store.note
-        for rel in folder.rewritten:
-            # Written while we were down, with its size and mtime put back: a local change.
-            state.hinted(rel, Hint.CONTENT | Hint.WRITTEN)
         for rel in changed:
             state.mark_initial(rel)
         self.pending = set(changed) | {rel for rel in loaded if state.get(rel).synced is not None}
@@ -195,45 +191,13 @@ class Restore:
                 self._store.note(rel, None)
 
 
-class _Folder(NamedTuple):
-    """What one look at the folder found about the synced records."""
-
-    missing: int  # synced files (not directories) gone from the folder
-    rewritten: list[str]  # files rewritten in place while nothing watched
-
-
-def _look_at_folder(
-    tree: Tree, loaded: dict[str, Synced], chunksize: int, *, count: bool, prove: bool
-) -> _Folder:
-    """One lstat per synced path (in a thread): how many synced files are gone (for the
-    max-delete guard), and, when ETags are MD5s (`prove`), the files whose stat matches their
-    record but whose ctime moved since and whose bytes are proven (by the synced ETag) not to
-    be the synced ones: rewritten while nothing watched, with the size and mtime put back. Only
-    those files are read; a file we made records the ctime it has in place
-    (`localfs.in_place`), so a restart reads none of them."""
-    missing = 0
-    rewritten: list[str] = []
-    if not count and not prove:
-        return _Folder(missing, rewritten)
+def _missing_files(tree: Tree, loaded: dict[str, Synced], *, count: bool) -> int:
+    """How many synced files (not directories) are gone from the folder, for the max-delete
+    guard (`count`; 0 without it): one lstat per synced path, in a thread. A path that cannot
+    be looked at (EACCES) is not counted: its pass tells. Whether a file still there holds the
+    synced bytes is each pass's question (`Pipeline`, `proof.unproven`): a restart reads only
+    the files whose ctime moved since their record."""
+    if not count:
+        return 0
     paths = (rel for rel, synced in loaded.items() if synced.local.kind is not Kind.DIR)
-    # A path that cannot be looked at (EACCES) is left out: neither gone nor rewritten; its
-    # pass tells.
-    for rel, st in tree.lstat_many(paths):
-        if st is None:
-            missing += 1
-            continue
-        synced = loaded[rel]
-        recorded = synced.local
-        if (
-            not prove
-            or recorded.kind is not Kind.FILE
-            or not recorded.ctime_ns
-            or synced.remote is None
-            or st.st_ctime_ns == recorded.ctime_ns
-            or entry_from_stat(st) != recorded
-        ):
-            continue
-        with contextlib.suppress(OSError):
-            if not still_synced(tree, rel, synced, chunksize):
-                rewritten.append(rel)
-    return _Folder(missing, rewritten)
+    return sum(1 for _, st in tree.lstat_many(paths) if st is None)

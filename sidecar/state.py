@@ -7,10 +7,10 @@ assigned only here, through named transitions:
 - from inotify: `modified`, `closed`, `removed`, `hinted`, `quiet_writers`, `lost_events`;
 - from a pass over the path: `begin` (what the pass saw), `settled`, `failed`, `raced`;
 - from S3 and the executor: `set_remote`, `set_synced`, `record`, `agree`, `wrote_remote`,
-  `forget`, `listed_unchanged`;
+  `forget`, `listed_unchanged`, `proven`;
 - from the start-up restore and listings: `mark_initial`, `set_shadowed`;
-- `hinted` also from the restore and from downloads and deletes, when a file's bytes are
-  proven not to be the synced ones though its stat is (proof.py).
+- `hinted` also from a pass and from downloads and deletes, when a file's bytes are proven
+  not to be the synced ones though its stat is (proof.py).
 
 Invariant: a hint that arrives while a pass is running survives that pass (`settled` clears the
 hints only if none arrived since `begin`), so the next pass still knows the content changed.
@@ -31,7 +31,7 @@ import itertools
 import operator
 import time
 from collections.abc import Callable, Mapping, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar, cast
 
 from .keys import parents_of
@@ -313,7 +313,7 @@ class SyncState:
         if (old is None) != (synced is None):
             self.synced_count += 1 if synced is not None else -1
         self.synced_files += _is_file(synced) - _is_file(old)
-        if self.on_synced is not None and synced != old:
+        if self.on_synced is not None and (synced != old or _ctime(synced) != _ctime(old)):
             self.on_synced(rel, synced)
         state.synced = synced
 
@@ -339,6 +339,14 @@ class SyncState:
         self.set_synced(rel, None if local is None else Synced(local, remote))
         self.get(rel).remote_changed_at = time.monotonic()
 
+    def proven(self, rel: str, synced: Synced, ctime_ns: int) -> None:
+        """The file at `rel` was read and holds `synced`'s bytes at `ctime_ns` (taken before
+        the read: a write since moved it again): the record is proven at that ctime, so the
+        file is not read again until its ctime moves (proof.unproven). Nothing if the record
+        changed meanwhile."""
+        if self.get(rel).synced is synced:
+            self.set_synced(rel, Synced(replace(synced.local, ctime_ns=ctime_ns), synced.remote))
+
     def forget(self, rel: str) -> None:
         self.set_synced(rel, None)
 
@@ -358,6 +366,11 @@ class SyncState:
         for rel in shadowed:
             self.get(rel)._active().shadowed = True
         self._shadowed = set(shadowed)
+
+
+def _ctime(synced: Synced | None) -> int:
+    """The ctime a record was proven at (not part of `LocalEntry` equality, yet saved)."""
+    return 0 if synced is None else synced.local.ctime_ns
 
 
 def _is_file(synced: Synced | None) -> int:

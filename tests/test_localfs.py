@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from datetime import UTC, datetime, timedelta, timezone
@@ -11,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.localfs import conflict_name, entry_from_stat, local_entry
-from sidecar.model import Kind
+from sidecar.localfs import changed_by_us, conflict_name, entry_from_stat, local_entry
+from sidecar.model import Kind, LocalEntry, RemoteEntry, Synced
 from sidecar.s3.metadata import (
     format_mode,
     format_mtime,
@@ -406,3 +407,28 @@ def test_ensure_parents_error_is_an_oserror(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"")
     with pytest.raises(OSError, match="'f'"):
         ensure_parents(str(tmp_path), "f/x")
+
+
+# -- what a metadata change of ours records -------------------------------------------------
+
+_BEFORE = LocalEntry(Kind.FILE, 5, 10 * NS, 0o100644, 7, ctime_ns=100)
+_AFTER = LocalEntry(Kind.FILE, 5, 20 * NS, 0o100600, 7, ctime_ns=300)
+_REMOTE = RemoteEntry("0" * 32, 5)
+
+
+@pytest.mark.parametrize(
+    ("proven_at", "before_ctime", "recorded_ctime"),
+    [
+        (100, 100, 300),  # nothing touched the file since its record: the new ctime
+        (50, 100, 50),  # touched since (a write nothing saw): the record's, so a restart reads
+        (0, 100, 0),  # a record from before ctimes were saved stays without one
+    ],
+)
+def test_changed_by_us_keeps_the_proven_ctime(
+    proven_at: int, before_ctime: int, recorded_ctime: int
+) -> None:
+    synced = Synced(dataclasses.replace(_BEFORE, ctime_ns=proven_at), _REMOTE)
+    before = dataclasses.replace(_BEFORE, ctime_ns=before_ctime)
+    recorded = changed_by_us(before, _AFTER, synced)
+    assert recorded == _AFTER
+    assert recorded.ctime_ns == recorded_ctime

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
 
 import pytest
 
-from sidecar.proof import EtagKnowledge, same_as_object
+from sidecar.model import Kind, LocalEntry, RemoteEntry, Synced
+from sidecar.proof import EtagKnowledge, same_as_object, unproven
 
 MiB = 1024 * 1024
 
@@ -64,3 +66,54 @@ def test_etag_knowledge_restored_from_the_saved_state() -> None:
     etags.restore(False)
     etags.saw(None)
     assert etags.md5 is False
+
+
+_SYNCED_FILE = LocalEntry(Kind.FILE, 10, 5_000, 0o100644, 42, ctime_ns=7_000)
+_OBJECT = RemoteEntry("0" * 32, 10)
+
+
+@pytest.mark.parametrize(
+    ("now", "synced", "unproven_"),
+    [
+        (dataclasses.replace(_SYNCED_FILE, ctime_ns=9_000), Synced(_SYNCED_FILE, _OBJECT), True),
+        # a chmod with the write: the mode alone would be a metadata copy onto the old bytes
+        (
+            dataclasses.replace(_SYNCED_FILE, ctime_ns=9_000, mode=0o100600),
+            Synced(_SYNCED_FILE, _OBJECT),
+            True,
+        ),
+        (_SYNCED_FILE, Synced(_SYNCED_FILE, _OBJECT), False),  # the ctime it was proven at
+        # what a pass compares already shows the change: no read needed
+        (
+            dataclasses.replace(_SYNCED_FILE, ctime_ns=9_000, size=11),
+            Synced(_SYNCED_FILE, _OBJECT),
+            False,
+        ),
+        (
+            dataclasses.replace(_SYNCED_FILE, ctime_ns=9_000, mtime_ns=6_000),
+            Synced(_SYNCED_FILE, _OBJECT),
+            False,
+        ),
+        (
+            dataclasses.replace(_SYNCED_FILE, ctime_ns=9_000, ino=43),
+            Synced(_SYNCED_FILE, _OBJECT),
+            False,
+        ),
+        # a record saved before ctimes were: nothing to compare with
+        (
+            dataclasses.replace(_SYNCED_FILE, ctime_ns=9_000),
+            Synced(dataclasses.replace(_SYNCED_FILE, ctime_ns=0), _OBJECT),
+            False,
+        ),
+        # no synced object to prove against; nothing synced; not a file
+        (dataclasses.replace(_SYNCED_FILE, ctime_ns=9_000), Synced(_SYNCED_FILE, None), False),
+        (dataclasses.replace(_SYNCED_FILE, ctime_ns=9_000), None, False),
+        (
+            dataclasses.replace(_SYNCED_FILE, ctime_ns=9_000, kind=Kind.SYMLINK),
+            Synced(dataclasses.replace(_SYNCED_FILE, kind=Kind.SYMLINK), _OBJECT),
+            False,
+        ),
+    ],
+)
+def test_unproven(now: LocalEntry, synced: Synced | None, unproven_: bool) -> None:
+    assert unproven(now, synced) is unproven_

@@ -142,6 +142,34 @@ async def test_an_overflow_during_a_rescan_starts_it_over(
     assert len(rescans) >= 2
 
 
+async def test_a_same_size_rewrite_whose_events_were_dropped_is_uploaded(
+    syncer_factory: Any, bucket: Bucket, tmp_path: Path
+) -> None:
+    """inotify overflows and drops the events of a same-size rewrite that put the mtime back:
+    the rescan reports only that the file exists, and its stat matches the record. Its ctime
+    moved, so its bytes are proven against the synced ETag before anything is decided, and the
+    new bytes are uploaded (before, the folder kept bytes S3 never got)."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with small_inotify_queue(32):
+        syncer = await syncer_factory(directory=folder)
+    path = folder / "data.bin"
+    path.write_bytes(b"A" * 64)
+    await eventually(lambda: bucket.exists("data.bin") and bucket.get("data.bin") == b"A" * 64)
+    await syncer._running().scheduler.wait_idle()
+    overflows = metric(syncer, "s3sync_inotify_overflows_total")
+    _overflow(folder)  # no await in between: the rewrite's events find the queue full
+    before = os.lstat(path)
+    with open(path, "r+b") as app:
+        app.write(b"B" * 64)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    await eventually(
+        lambda: metric(syncer, "s3sync_inotify_overflows_total") > overflows, what="an overflow"
+    )
+    await eventually(lambda: bucket.get("data.bin") == b"B" * 64, what="the rewrite in S3")
+    assert path.read_bytes() == b"B" * 64
+
+
 def test_conflict_copy_falls_back_to_a_copy_where_links_fail(tmp_path: Path) -> None:
     """link() across filesystems fails with EXDEV (as it fails with EPERM or EACCES where hard
     links are refused): the conflict copy is then a real copy, with mode and mtime."""

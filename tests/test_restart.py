@@ -10,9 +10,13 @@ import sqlite3
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 from asyncinotify import Inotify, Mask
 from conftest import Bucket, eventually, in_thread, metric, requests
+
+from sidecar import restore
 
 
 async def synced_folder(syncer_factory, bucket: Bucket, tmp_path: Path, count: int = 3) -> Path:
@@ -209,6 +213,57 @@ async def test_rewritten_keeping_size_and_mtime_while_down_is_uploaded_at_start(
     assert conflict_copies(folder, await in_thread(bucket.list_keys)) == []
 
 
+async def test_rewritten_and_chmodded_while_down_is_uploaded_at_start(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    """The same rewrite, and a chmod with it: the stat then differs from the record by its
+    mode only, which alone would be a metadata copy onto the old bytes. The ctime moved, so the
+    bytes are proven first: the new bytes go up with the new mode."""
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    _rewrite_keeping_size_and_mtime(folder / "f00.txt", b"v9 0")
+    os.chmod(folder / "f00.txt", 0o600)
+    await syncer_factory(directory=folder)
+    await eventually(lambda: bucket.get("f00.txt") == b"v9 0", what="the rewrite in S3")
+    head = await in_thread(bucket.head, "f00.txt")
+    assert stat.S_IMODE(int(head["Metadata"]["mode"])) == 0o600
+    assert conflict_copies(folder, await in_thread(bucket.list_keys)) == []
+
+
+def _opened_while(folder: Path) -> Inotify:
+    """A test-side inotify that hears every file opened in `folder` (read with `_opened`)."""
+    opened = Inotify(sync_timeout=0)
+    opened.add_watch(folder, Mask.OPEN)
+    return opened
+
+
+def _opened(opened: Inotify) -> list[str]:
+    names = []
+    while (event := opened.sync_get()) is not None:
+        if event.name is not None and not str(event.name).startswith("."):
+            names.append(str(event.name))
+    return names
+
+
+async def test_a_file_touched_while_down_is_read_once_then_trusted(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    """A file whose ctime moved while the sidecar was down but whose bytes are the synced ones
+    (written again with the same bytes) is read at the next start to prove it, and that proof
+    is recorded: the start after that reads nothing."""
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    _rewrite_keeping_size_and_mtime(folder / "f01.txt", b"v1 1")
+    with _opened_while(folder) as opened:
+        syncer = await syncer_factory(directory=folder)
+        await syncer._running().scheduler.wait_idle()
+        assert await syncer.stop(timeout=30) == []
+        assert _opened(opened) == ["f01.txt"]
+        syncer = await syncer_factory(directory=folder)
+        await syncer._running().scheduler.wait_idle()
+        assert _opened(opened) == []
+    assert requests(syncer, "PutObject") == 0
+    assert requests(syncer, "GetObject") == 0
+
+
 async def test_a_restart_reads_no_file_it_restored(
     syncer_factory, bucket: Bucket, tmp_path: Path
 ) -> None:
@@ -276,3 +331,70 @@ async def test_a_metadata_change_after_our_last_write_is_applied_after_a_restart
         lambda: stat.S_IMODE(os.lstat(folder / "tool.sh").st_mode) == 0o700, what="the chmod"
     )
     assert (folder / "tool.sh").read_bytes() == b"#!/bin/sh\n"
+
+
+def _app_rewrites_right_after_the_look(
+    monkeypatch: pytest.MonkeyPatch, path: Path, data: bytes, done: list[str]
+) -> None:
+    """Wrap the restore's real look at the folder (one lstat per synced file, in a thread): as
+    soon as it has looked, the app rewrites `path` with `data`, the same size, and puts its
+    mtime back. Before the fix nothing watched the folder yet, the watch that came up next
+    reported only that the file exists, and its stat matched the record (chaos seed 71024)."""
+    real_look = restore._missing_files
+
+    def look_then_the_app_writes(*args: Any, **kwargs: Any) -> Any:
+        found = real_look(*args, **kwargs)
+        if not done:
+            _rewrite_keeping_size_and_mtime(path, data)
+            done.append(path.name)
+        return found
+
+    monkeypatch.setattr(restore, "_missing_files", look_then_the_app_writes)
+
+
+async def test_a_same_size_rewrite_made_while_the_sidecar_starts_is_uploaded(
+    syncer_factory, bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app rewrites a synced file (same size, mtime put back) while the sidecar restarts,
+    after the restore has looked at the folder: the write is uploaded, and the stop that
+    follows says so only once it is in S3 (chaos seed 71024: never uploaded, yet the stop said
+    "every local change is in S3")."""
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    written: list[str] = []
+    _app_rewrites_right_after_the_look(monkeypatch, folder / "f01.txt", b"v9 1", written)
+    syncer = await syncer_factory(directory=folder)
+    assert written == ["f01.txt"]
+    await eventually(lambda: bucket.get("f01.txt") == b"v9 1", what="the app's write in S3")
+    assert await syncer.stop(timeout=30) == []
+    assert (folder / "f01.txt").read_bytes() == b"v9 1"
+    assert await in_thread(bucket.get, "f00.txt") == b"v1 0"
+    assert conflict_copies(folder, await in_thread(bucket.list_keys)) == []
+
+
+async def test_a_rewrite_while_starting_is_not_absorbed_by_a_remote_chmod(
+    syncer_factory, bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chaos seed's own shape: while the sidecar was down another client changed the
+    object's metadata only (a copy onto itself), so the restore applies that metadata here;
+    the app's same-size rewrite lands after the restore's look. Applying the metadata must not
+    record the app's bytes as synced: they are uploaded, the other client's mode is kept, and
+    a later restart has nothing to send."""
+    folder = await synced_folder(syncer_factory, bucket, tmp_path)
+    written = int((await in_thread(bucket.head, "f02.txt"))["LastModified"].timestamp())
+    await eventually(lambda: time.time() >= written + 1, what="the next second")
+    await in_thread(
+        bucket.set_metadata, "f02.txt", {"mode": str(stat.S_IFREG | 0o640), "mtime": "1400000000"}
+    )
+    rewritten: list[str] = []
+    _app_rewrites_right_after_the_look(monkeypatch, folder / "f02.txt", b"v9 2", rewritten)
+    syncer = await syncer_factory(directory=folder)
+    assert rewritten == ["f02.txt"]
+    await eventually(lambda: bucket.get("f02.txt") == b"v9 2", what="the app's write in S3")
+    assert await syncer.stop(timeout=30) == []
+    assert (folder / "f02.txt").read_bytes() == b"v9 2"
+    assert conflict_copies(folder, await in_thread(bucket.list_keys)) == []
+
+    syncer = await syncer_factory(directory=folder)  # (the wrapper wrote once: it looks only)
+    await syncer._running().scheduler.wait_idle()
+    assert requests(syncer, "PutObject") == 0
+    assert await in_thread(bucket.get, "f02.txt") == b"v9 2"
