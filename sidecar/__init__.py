@@ -9,17 +9,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .syncer import Syncer, SyncStatus
+    from .engine.syncer import Syncer, SyncStatus
+
+from .version import __version__
 
 __all__ = ["SyncStatus", "Syncer", "__version__"]
-# The one place the version is written: pyproject.toml reads it from here (setuptools `attr`),
-# and so do `s3sync-sidecar --version`, the `s3sync_build_info` metric and the image's label test.
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     if name in ("Syncer", "SyncStatus"):
-        from . import syncer
+        from .engine import syncer
 
         return getattr(syncer, name)
     raise AttributeError(f"module 'sidecar' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """`python -m sidecar` is the same as the `s3sync-sidecar` command."""
 
-from .cli import main
+from .service.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

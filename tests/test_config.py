@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.config import (
+from sidecar.settings.config import (
     VARIABLES,
     ConfigError,
     Problem,

@@ -103,7 +103,7 @@ async def test_stop_right_after_an_overflow_uploads_what_the_rescan_finds(
 async def test_stop_returns_within_its_default_timeout_when_uploads_keep_failing(
     syncer_factory: Any, bucket: Bucket, proxy: Any
 ) -> None:
-    from sidecar.syncer import DEFAULT_STOP_TIMEOUT
+    from sidecar.engine.syncer import DEFAULT_STOP_TIMEOUT
 
     syncer = await syncer_factory(endpoint=proxy.endpoint_pattern)
     proxy.faults.methods = {"PUT"}

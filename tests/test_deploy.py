@@ -37,7 +37,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from sidecar.config import VARIABLES, load_settings
+from sidecar.settings.config import VARIABLES, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -95,7 +95,9 @@ def test_dockerfile_contract() -> None:
     final_args = {args for keyword, args in final if keyword == "ARG"}
     assert {"UID=1000", "GID=1000"} <= final_args
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "sidecar.__version__"}
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "sidecar.version.__version__"
+    }
     assert f"VERSION={sidecar.__version__}" in final_args, "the label default is the version"
     assert ("USER", "${UID}:${GID}") in final
     assert ("ENTRYPOINT", '["s3sync-sidecar"]') in final, "exec form: SIGTERM reaches it"

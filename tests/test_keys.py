@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.keys import (
+from sidecar.core.keys import (
     KEY_MAX,
     NAME_MAX,
     PATH_MAX,

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.localfs import changed_by_us, conflict_name, entry_from_stat, local_entry
-from sidecar.model import Kind, LocalEntry, RemoteEntry, Synced
+from sidecar.core.model import Kind, LocalEntry, RemoteEntry, Synced
+from sidecar.local.localfs import changed_by_us, conflict_name, entry_from_stat, local_entry
+from sidecar.local.safefs import Tree, UnsafeParentError
 from sidecar.s3.metadata import (
     format_mode,
     format_mtime,
@@ -21,7 +22,6 @@ from sidecar.s3.metadata import (
     parse_mode,
     parse_mtime,
 )
-from sidecar.safefs import Tree, UnsafeParentError
 
 
 def tree_at(root: Path) -> Tree:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from conftest import Bucket, eventually, in_thread
 
-from sidecar.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, UPLOAD, Scheduler
+from sidecar.core.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, UPLOAD, Scheduler
 
 
 class Held:

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from sidecar.model import Kind, LocalEntry, RemoteEntry, Synced, seen_unsettled
-from sidecar.poll import Applied, Snapshot, _Fold, apply_findings, apply_snapshot
-from sidecar.state import SyncState
+from sidecar.core.model import Kind, LocalEntry, RemoteEntry, Synced, seen_unsettled
+from sidecar.core.state import SyncState
+from sidecar.remote.poll import Applied, Snapshot, _Fold, apply_findings, apply_snapshot
 
 LM1 = "2024-01-01T00:00:00.000Z"
 LM2 = "2024-01-02T00:00:00.000Z"

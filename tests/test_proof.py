@@ -1,4 +1,4 @@
-"""`sidecar.proof`: content proven by an ETag, and what the bucket's ETags can prove."""
+"""`sidecar.local.proof`: content proven by an ETag, and what the bucket's ETags can prove."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.model import Kind, LocalEntry, RemoteEntry, Synced
-from sidecar.proof import EtagKnowledge, same_as_object, unproven
+from sidecar.core.model import Kind, LocalEntry, RemoteEntry, Synced
+from sidecar.local.proof import EtagKnowledge, same_as_object, unproven
 
 MiB = 1024 * 1024
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import Bucket, eventually, in_thread, metric, small_inotify_queue
 
-from sidecar import safefs
+from sidecar.local import safefs
 from sidecar.s3.metadata import format_mode
 
 HOUR = 3600
@@ -173,7 +173,7 @@ async def test_a_same_size_rewrite_whose_events_were_dropped_is_uploaded(
 def test_conflict_copy_falls_back_to_a_copy_where_links_fail(tmp_path: Path) -> None:
     """link() across filesystems fails with EXDEV (as it fails with EPERM or EACCES where hard
     links are refused): the conflict copy is then a real copy, with mode and mtime."""
-    from sidecar.conflict import link_as_conflict
+    from sidecar.ops.conflict import link_as_conflict
 
     shm = Path("/dev/shm")
     if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
@@ -183,7 +183,7 @@ def test_conflict_copy_falls_back_to_a_copy_where_links_fail(tmp_path: Path) -> 
     os.chmod(source, 0o640)
     os.utime(source, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
 
-    from sidecar.safefs import At
+    from sidecar.local.safefs import At
 
     shm_fd = os.open(shm, os.O_RDONLY | os.O_DIRECTORY)
     folder_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)

@@ -1,4 +1,4 @@
-"""The sync decision, row by row, and the safety rules of `sidecar.reconcile` as properties.
+"""The sync decision, row by row, and the safety rules of `sidecar.core.reconcile` as properties.
 
 Every row states the whole expected `Decision` (op, conditions, winner, again, reason), so a
 remote write that loses its `If-Match` / `If-None-Match` condition fails here.
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.model import Hint, Kind, LocalEntry, RemoteEntry, Synced, SyncMode
-from sidecar.reconcile import Decision, Facts, Op, Winner, reconcile, too_many_deletions
+from sidecar.core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced, SyncMode
+from sidecar.core.reconcile import Decision, Facts, Op, Winner, reconcile, too_many_deletions
 
 # -- fixtures as values ------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import pytest
 from asyncinotify import Inotify, Mask
 from conftest import Bucket, eventually, in_thread, metric, requests
 
-from sidecar import restore
+from sidecar.engine import restore
 
 
 async def synced_folder(syncer_factory, bucket: Bucket, tmp_path: Path, count: int = 3) -> Path:

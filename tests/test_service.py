@@ -25,10 +25,10 @@ from conftest import (
 from conftest import http_get as get
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.config import VARIABLES, load_settings
-from sidecar.healthcheck import target_host, url_for
-from sidecar.http import HealthServer
-from sidecar.service import Service
+from sidecar.service.endpoints import HealthServer
+from sidecar.service.healthcheck import target_host, url_for
+from sidecar.service.service import Service
+from sidecar.settings.config import VARIABLES, load_settings
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -14,7 +14,7 @@ import pytest
 from conftest import REGION, Bucket, eventually, in_thread, metric, requests
 
 from sidecar import Syncer
-from sidecar.operation import Workspace, is_temp_name
+from sidecar.ops.operation import Workspace, is_temp_name
 from sidecar.s3.client import S3Error
 from sidecar.s3.metadata import format_mode, format_mtime
 
@@ -144,7 +144,7 @@ def test_temporary_names_are_the_ones_cleaned_at_start() -> None:
         [
             sys.executable,
             "-c",
-            "from sidecar.operation import Workspace; print(Workspace.temp_name())",
+            "from sidecar.ops.operation import Workspace; print(Workspace.temp_name())",
         ],
         capture_output=True,
         text=True,

@@ -3,8 +3,8 @@ and the activity a path carries only while something is going on."""
 
 from __future__ import annotations
 
-from sidecar.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
-from sidecar.state import SyncState
+from sidecar.core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
+from sidecar.core.state import SyncState
 
 FILE = LocalEntry(Kind.FILE, size=1, mtime_ns=1_000, mode=0o100644, ino=1)
 REMOTE = RemoteEntry("e1", 1, "2024-01-01T00:00:00.000Z")

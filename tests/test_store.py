@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.model import Kind, LocalEntry, RemoteEntry, Synced
-from sidecar.store import SyncedStore
+from sidecar.core.model import Kind, LocalEntry, RemoteEntry, Synced
+from sidecar.core.store import SyncedStore
 
 FILE = LocalEntry(Kind.FILE, size=3, mtime_ns=1_000, mode=0o100644, ino=9, ctime_ns=2_000)
 DIR = LocalEntry(Kind.DIR, size=4096, mtime_ns=1_000, mode=0o40755, ino=10)

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from conftest import Bucket, eventually, in_thread, metric
 
+from sidecar.local.safefs import Tree, UnsafeParentError
 from sidecar.s3.metadata import format_mode, format_mtime
-from sidecar.safefs import Tree, UnsafeParentError
 
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2

@@ -12,8 +12,8 @@ import aiohttp
 
 from ..aws.credentials import CredentialsProvider
 from ..aws.sigv4 import UNSIGNED_PAYLOAD, quote_path
+from ..core.model import normalize_etag, seen_unsettled
 from ..metrics import Metrics
-from ..model import normalize_etag, seen_unsettled
 from . import xml
 from .errors import (
     BodyChanged,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
-from ..model import Kind, kind_of_mode
+from ..core.model import Kind, kind_of_mode
 
 
 def format_mtime(mtime_ns: int) -> str:

@@ -8,7 +8,7 @@ from hashlib import sha256
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
-from ..model import normalize_etag
+from ..core.model import normalize_etag
 from .metadata import normalize_last_modified
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar.keys import parents_of
+from sidecar.core.keys import parents_of
 
 from .ledger import Ledger, digest, link_digest
 

@@ -11,11 +11,11 @@ submits even when the operation fails halfway.
 
 from __future__ import annotations
 
+from ..core.reconcile import Op
 from .conflict import Conflicts
 from .delete import Deletes
 from .download import Downloads
 from .operation import Job, Operation, Workspace
-from .reconcile import Op
 from .upload import Uploads
 
 

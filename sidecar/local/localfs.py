@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
-from .model import LocalEntry, Synced, kind_of_mode
+from ..core.model import LocalEntry, Synced, kind_of_mode
 from .safefs import At, Tree
 
 PERMISSION_BITS = 0o777  # setuid/setgid/sticky from S3 are never applied

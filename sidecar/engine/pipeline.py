@@ -24,18 +24,18 @@ from enum import Enum
 
 import aiohttp
 
-from .aws.credentials import CredentialsError
-from .executor import Executor
-from .keys import SkipReason, UnsyncableName, parents_of
-from .metrics import Metrics
-from .model import Hint, Kind, SyncMode
-from .operation import IntegrityError, Job, LocalChanged, RemoteChanged
-from .proof import unproven
-from .reconcile import Decision, Facts, Op, reconcile
-from .s3.client import BodyChanged, NotFound, PreconditionFailed, S3Error, S3Unavailable
-from .safefs import UnsafeParentError
-from .scheduler import DOWNLOAD, UPLOAD, Direction, Scheduler
-from .state import SyncState
+from ..aws.credentials import CredentialsError
+from ..core.keys import SkipReason, UnsyncableName, parents_of
+from ..core.model import Hint, Kind, SyncMode
+from ..core.reconcile import Decision, Facts, Op, reconcile
+from ..core.scheduler import DOWNLOAD, UPLOAD, Direction, Scheduler
+from ..core.state import SyncState
+from ..local.proof import unproven
+from ..local.safefs import UnsafeParentError
+from ..metrics import Metrics
+from ..ops.executor import Executor
+from ..ops.operation import IntegrityError, Job, LocalChanged, RemoteChanged
+from ..s3.client import BodyChanged, NotFound, PreconditionFailed, S3Error, S3Unavailable
 
 log = logging.getLogger("sidecar")
 

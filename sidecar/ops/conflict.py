@@ -23,13 +23,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from ..core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
+from ..core.reconcile import Decision, Op, Winner
+from ..local.localfs import conflict_name, entry_from_stat, in_place
+from ..local.proof import file_is_object
+from ..local.safefs import At, Tree
 from .download import Downloads
-from .localfs import conflict_name, entry_from_stat, in_place
-from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced
 from .operation import Followup, Job, RemoteChanged, Workspace, fetched
-from .proof import file_is_object
-from .reconcile import Decision, Op, Winner
-from .safefs import At, Tree
 from .upload import READ_CHUNK, Uploads
 
 log = logging.getLogger("sidecar.conflict")

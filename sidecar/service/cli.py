@@ -14,10 +14,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import __version__
+from ..version import __version__
 
 if TYPE_CHECKING:
-    from .config import Problem, Settings
+    from ..settings.config import Problem, Settings
 
 EXIT_CONFIG = 2
 CREDENTIAL_SOURCES = {
@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
-    from .config import ConfigError, load_settings
+    from ..settings.config import ConfigError, load_settings
 
     args = _parser().parse_args(list(argv))
     positional = [args.directory, args.bucket, args.endpoint, args.region]
@@ -139,7 +139,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
 
 
 def _usage_problem() -> Problem:
-    from .config import Problem
+    from ..settings.config import Problem
 
     return Problem(
         "command line",
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return flush(argv[1:])
 
-    from .config import ConfigError
+    from ..settings.config import ConfigError
 
     env = dict(os.environ)
     try:
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
 
-    from .log import setup_logging
+    from ..log import setup_logging
     from .service import Service
 
     setup_logging(settings.log_level, settings.log_format)

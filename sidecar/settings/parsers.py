@@ -149,6 +149,6 @@ def directory(value: str) -> str:
 
 def queue_url(value: str) -> str:
     """An SQS queue URL: http(s), a host, and /<account id>/<queue name>."""
-    from .aws.sqs import QueueUrl  # noqa: PLC0415 - parsers stay importable on their own
+    from ..aws.sqs import QueueUrl  # noqa: PLC0415 - parsers stay importable on their own
 
     return QueueUrl.parse(value).url

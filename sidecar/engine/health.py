@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from .aws.credentials import CredentialsProvider
+from ..aws.credentials import CredentialsProvider
 
 log = logging.getLogger("sidecar")
 

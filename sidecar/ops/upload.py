@@ -27,12 +27,12 @@ from base64 import b64encode
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from .localfs import entry_from_stat
-from .model import Kind, LocalEntry, RemoteEntry
+from ..core.model import Kind, LocalEntry, RemoteEntry
+from ..local.localfs import entry_from_stat
+from ..local.proof import is_plain_md5, verifiable
+from ..s3.client import BodyChanged, PreconditionFailed, PutResult
+from ..s3.metadata import format_mode, format_mtime
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace
-from .proof import is_plain_md5, verifiable
-from .s3.client import BodyChanged, PreconditionFailed, PutResult
-from .s3.metadata import format_mode, format_mtime
 
 log = logging.getLogger("sidecar.upload")
 

@@ -15,12 +15,12 @@ import signal
 import ssl
 from collections.abc import Mapping
 
-from .aws.chain import provider_from_environment
-from .aws.credentials import Credentials, CredentialsProvider
-from .config import Settings
-from .http import HealthServer
-from .metrics import Metrics, without_created_series
-from .syncer import Syncer
+from ..aws.chain import provider_from_environment
+from ..aws.credentials import Credentials, CredentialsProvider
+from ..engine.syncer import Syncer
+from ..metrics import Metrics, without_created_series
+from ..settings.config import Settings
+from .endpoints import HealthServer
 
 log = logging.getLogger("sidecar.service")
 

@@ -26,12 +26,12 @@ from collections.abc import Callable
 
 import aiohttp
 
-from .localfs import PERMISSION_BITS, changed_by_us, entry_from_stat, in_place
-from .model import Kind, LocalEntry, RemoteEntry
+from ..core.model import Kind, LocalEntry, RemoteEntry
+from ..local.localfs import PERMISSION_BITS, changed_by_us, entry_from_stat, in_place
+from ..local.proof import is_plain_md5, verifiable
+from ..local.safefs import At
+from ..s3.client import ObjectHead, read_capped
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace, fetched
-from .proof import is_plain_md5, verifiable
-from .s3.client import ObjectHead, read_capped
-from .safefs import At
 from .upload import READ_CHUNK
 
 log = logging.getLogger("sidecar.download")

@@ -39,15 +39,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from . import heap
-from .keys import KeyMapper, SkipReason, UnsyncableName, parents_of
-from .metrics import Metrics
-from .model import Kind, RemoteEntry, seen_unsettled
-from .reconcile import too_many_deletions
-from .s3.client import S3Client
-from .s3.xml import ListPage
-from .scheduler import CHECK, DOWNLOAD, Scheduler
-from .state import SyncState
+from .. import heap
+from ..core.keys import KeyMapper, SkipReason, UnsyncableName, parents_of
+from ..core.model import Kind, RemoteEntry, seen_unsettled
+from ..core.reconcile import too_many_deletions
+from ..core.scheduler import CHECK, DOWNLOAD, Scheduler
+from ..core.state import SyncState
+from ..metrics import Metrics
+from ..s3.client import S3Client
+from ..s3.xml import ListPage
 
 log = logging.getLogger("sidecar.poll")
 

@@ -28,10 +28,10 @@ import re
 import stat
 import time
 
-from .metrics import Metrics
-from .model import Hint
-from .scheduler import UPLOAD, Scheduler
-from .state import SyncState
+from ..core.model import Hint
+from ..core.scheduler import UPLOAD, Scheduler
+from ..core.state import SyncState
+from ..metrics import Metrics
 from .watch import Watcher
 
 log = logging.getLogger("sidecar")

@@ -21,25 +21,11 @@ from typing import Any, cast
 
 import aiohttp
 
-from .aws.credentials import CredentialsProvider
-from .aws.sqs import QueueClient, QueueUrl
-from .changes import ChangeFeed
-from .executor import Executor
-from .health import Health
-from .keys import KeyMapper
-from .local_events import LocalEvents
-from .metrics import Metrics
-from .model import SyncMode
-from .operation import ExecutorSettings, Workspace, is_temp_name
-from .options import SyncOptions
-from .pipeline import Pipeline
-from .poll import Poller, PollSettings
-from .proof import EtagKnowledge
-from .replaced import ReplacedVersions
-from .restore import Restore
-from .s3.client import S3Client
-from .safefs import Tree
-from .scheduler import (
+from ..aws.credentials import CredentialsProvider
+from ..aws.sqs import QueueClient, QueueUrl
+from ..core.keys import KeyMapper
+from ..core.model import SyncMode
+from ..core.scheduler import (
     CHECK,
     CHECK_WORKERS,
     DIRECTIONS,
@@ -48,9 +34,23 @@ from .scheduler import (
     Direction,
     Scheduler,
 )
-from .state import SyncState
-from .store import SyncedStore
-from .watch import Watcher
+from ..core.state import SyncState
+from ..core.store import SyncedStore
+from ..local.events import LocalEvents
+from ..local.proof import EtagKnowledge
+from ..local.replaced import ReplacedVersions
+from ..local.safefs import Tree
+from ..local.watch import Watcher
+from ..metrics import Metrics
+from ..ops.executor import Executor
+from ..ops.operation import ExecutorSettings, Workspace, is_temp_name
+from ..remote.feed import ChangeFeed
+from ..remote.poll import Poller, PollSettings
+from ..s3.client import S3Client
+from .health import Health
+from .options import SyncOptions
+from .pipeline import Pipeline
+from .restore import Restore
 
 log = logging.getLogger("sidecar")
 

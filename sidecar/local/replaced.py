@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .conflict import make_conflict_copy, write_new
-from .metrics import Metrics
-from .model import Hint
+from ..core.model import Hint
+from ..metrics import Metrics
+from ..ops.conflict import make_conflict_copy, write_new
 from .safefs import Tree, UnsafeParentError
 from .watch import IN_CLOSE_WRITE, Watcher
 

@@ -24,15 +24,15 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from .keys import KeyMapper
-from .localfs import entry_from_stat, local_entry
-from .metrics import Metrics
-from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced
-from .proof import EtagKnowledge, file_is_object, still_synced
-from .reconcile import Decision, Facts
-from .s3.client import ObjectHead, S3Client
-from .safefs import At, Tree
-from .state import PathState, SyncState
+from ..core.keys import KeyMapper
+from ..core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
+from ..core.reconcile import Decision, Facts
+from ..core.state import PathState, SyncState
+from ..local.localfs import entry_from_stat, local_entry
+from ..local.proof import EtagKnowledge, file_is_object, still_synced
+from ..local.safefs import At, Tree
+from ..metrics import Metrics
+from ..s3.client import ObjectHead, S3Client
 
 
 class LocalChanged(Exception):

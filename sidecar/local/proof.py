@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections.abc import Callable
 
-from .model import Kind, LocalEntry, Synced
+from ..core.model import Kind, LocalEntry, Synced
 from .safefs import Tree
 
 _MiB = 1024 * 1024

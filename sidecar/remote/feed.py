@@ -31,16 +31,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .aws.sqs import Message, QueueClient, QueueError
-from .keys import KeyMapper, UnsyncableName, parents_of
-from .metrics import Metrics
-from .model import RemoteEntry, normalize_etag
-from .operation import entry_of
+from ..aws.sqs import Message, QueueClient, QueueError
+from ..core.keys import KeyMapper, UnsyncableName, parents_of
+from ..core.model import RemoteEntry, normalize_etag
+from ..core.scheduler import DOWNLOAD, Scheduler
+from ..core.state import SyncState
+from ..metrics import Metrics
+from ..ops.operation import entry_of
+from ..s3.client import S3Client
+from ..s3.events import MalformedMessage, ObjectEvent, parse_message, sequencer_order
 from .poll import Poller, apply_findings
-from .s3.client import S3Client
-from .s3.events import MalformedMessage, ObjectEvent, parse_message, sequencer_order
-from .scheduler import DOWNLOAD, Scheduler
-from .state import SyncState
 
 log = logging.getLogger("sidecar.changes")
 

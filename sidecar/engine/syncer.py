@@ -22,14 +22,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .aws.chain import provider_from_environment
-from .aws.credentials import CredentialsProvider
-from .aws.sqs import QueueUrl
+from ..aws.chain import provider_from_environment
+from ..aws.credentials import CredentialsProvider
+from ..aws.sqs import QueueUrl
+from ..core.model import SyncMode
+from ..metrics import Metrics
+from ..s3.client import Endpoint
 from .engine import Engine
-from .metrics import Metrics
-from .model import SyncMode
 from .options import SyncOptions
-from .s3.client import Endpoint
 
 log = logging.getLogger("sidecar")
 

@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..aws.chain import credential_problems
+from ..s3.client import Endpoint
 from . import parsers
-from .aws.chain import credential_problems
 from .parsers import parse_size
-from .s3.client import Endpoint
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 QUEUED_POLL_INTERVAL = 300.0  # SYNC_POLL_INTERVAL's default with SYNC_QUEUE_URL

@@ -39,7 +39,7 @@ from typing import Final, Protocol
 
 from asyncinotify import Inotify, Mask, Watch
 
-from .keys import is_under
+from ..core.keys import is_under
 
 log = logging.getLogger("sidecar.watch")
 

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from .syncer import DEFAULT_FLUSH_TIMEOUT
+from ..engine.syncer import DEFAULT_FLUSH_TIMEOUT
 
 if TYPE_CHECKING:
-    from .syncer import Syncer
+    from ..engine.syncer import Syncer
 
 log = logging.getLogger("sidecar.http")
 

@@ -19,17 +19,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from . import heap
-from .metrics import Metrics
-from .model import Kind, RemoteEntry, Synced
+from .. import heap
+from ..core.model import Kind, RemoteEntry, Synced
+from ..core.reconcile import too_many_deletions
+from ..core.scheduler import DOWNLOAD, Scheduler
+from ..core.state import SyncState
+from ..core.store import SyncedStore
+from ..local.proof import EtagKnowledge
+from ..local.safefs import Tree
+from ..metrics import Metrics
+from ..remote.poll import Poller, apply_snapshot
 from .pipeline import Outcome, Verdict
-from .poll import Poller, apply_snapshot
-from .proof import EtagKnowledge
-from .reconcile import too_many_deletions
-from .safefs import Tree
-from .scheduler import DOWNLOAD, Scheduler
-from .state import SyncState
-from .store import SyncedStore
 
 log = logging.getLogger("sidecar")
 

@@ -17,12 +17,12 @@ import errno
 import logging
 import os
 
+from ..core.keys import parents_of
+from ..core.model import Hint, Kind, kind_of_mode
+from ..local.localfs import entry_from_stat
+from ..local.safefs import At
 from .conflict import link_as_conflict
-from .keys import parents_of
-from .localfs import entry_from_stat
-from .model import Hint, Kind, kind_of_mode
 from .operation import Followup, Job, LocalChanged, Workspace
-from .safefs import At
 
 log = logging.getLogger("sidecar.delete")
 

@@ -9,8 +9,8 @@ import re
 import ssl
 from dataclasses import dataclass
 
-from .model import SyncMode
-from .s3.client import Endpoint
+from ..core.model import SyncMode
+from ..s3.client import Endpoint
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Carrying out one decision: uploads, downloads, deletes, conflicts, and what they share."""
