@@ -14,11 +14,11 @@ from sidecar.core.keys import (
     PATH_MAX,
     KeyMapper,
     RemoteName,
-    SkipReason,
     UnsyncableName,
     is_under,
     parents_of,
 )
+from sidecar.skips import SkipReason
 
 ROOT = "/data"
 RESERVED = ".s3sync-sidecar"

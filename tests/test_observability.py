@@ -32,7 +32,7 @@ from conftest import http_get as get
 from prometheus_client.parser import text_string_to_metric_families
 
 import sidecar
-from sidecar.core.keys import SkipReason
+from sidecar.skips import SkipReason
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

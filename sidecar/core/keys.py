@@ -1,4 +1,6 @@
-"""Mapping between S3 keys and paths relative to the synced folder, and its safety rules.
+"""Mapping between S3 keys and paths relative to the synced folder, and its safety rules (a
+name that breaks one raises `UnsyncableName`, with its reason from the skip vocabulary:
+skips.py).
 
 Everything the sidecar learns from S3 is untrusted input: a key can name `../x`, an absolute
 path, a name longer than the filesystem allows, or bytes that are not UTF-8. Every key goes
@@ -9,29 +11,14 @@ through `KeyMapper.rel_for_key` before it can touch the disk, and every local pa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Final
 from urllib.parse import unquote_to_bytes
+
+from ..skips import SkipReason
 
 NAME_MAX: Final = 255
 PATH_MAX: Final = 4095
 KEY_MAX: Final = 1024
-
-
-class SkipReason(StrEnum):
-    """Why a key or a path is not synced; used as a metric label, so keep the set small."""
-
-    INVALID_UTF8 = "invalid_utf8"
-    UNSAFE_KEY = "unsafe_key"
-    NAME_TOO_LONG = "name_too_long"
-    KEY_TOO_LONG = "key_too_long"
-    RESERVED = "reserved"
-    EXCLUDED = "excluded"
-    SHADOWED = "shadowed"
-    TYPE_CONFLICT = "type_conflict"
-    UNSUPPORTED_TYPE = "unsupported_type"
-    UNREADABLE = "unreadable"
-    OUTSIDE_PREFIX = "outside_prefix"
 
 
 @dataclass(frozen=True, slots=True)

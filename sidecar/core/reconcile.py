@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
+from ..skips import SkipReason
 from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced, SyncMode
 
 
@@ -33,7 +35,7 @@ class Op(Enum):
     RECORD = "record"  # both sides already agree: remember it
     FORGET = "forget"  # gone on both sides: drop what we remembered
     WAIT = "wait"  # the file is being written: its close will bring us back
-    SKIP = "skip"  # cannot be synced (logged and counted with `reason`)
+    SKIP = "skip"  # cannot be synced (logged and counted with its `reason`)
     UPLOAD = "upload"
     UPLOAD_META = "upload_meta"  # chmod/touch: copy the object onto itself with new metadata
     PUT_MARKER = "put_marker"  # a `dir/` object for a directory
@@ -76,7 +78,7 @@ class Decision:
     if_none_match: bool = False  # ...or no object at all
     winner: Winner | None = None
     again: bool = False  # reconcile once more after this (a path that changed type)
-    reason: str = ""
+    reason: SkipReason | Literal[""] = ""  # why a SKIP skips ("" for every other op)
 
 
 NOTHING = Decision(Op.NOTHING)
@@ -92,7 +94,7 @@ _REMOTE_DRIVEN = frozenset(
 # conflict still carries a local change to upload (and keeps both versions).
 _CHANGES_LOCAL_ONLY = _REMOTE_DRIVEN - {Op.CONFLICT}
 _WRITES_REMOTE = frozenset({Op.UPLOAD, Op.UPLOAD_META, Op.PUT_MARKER, Op.DELETE_REMOTE})
-EXCLUDED = Decision(Op.SKIP, reason="excluded")
+EXCLUDED = Decision(Op.SKIP, reason=SkipReason.EXCLUDED)
 DEFER = Decision(Op.DEFER)
 
 
@@ -145,14 +147,14 @@ def too_many_deletions(deletions: int, files: int, max_delete_percent: float) ->
 def _decide(f: Facts) -> Decision:
     local, remote, synced = f.local, f.remote, f.synced
     if local is not None and local.kind is Kind.OTHER:
-        return Decision(Op.SKIP, reason="unsupported_type")
+        return Decision(Op.SKIP, reason=SkipReason.UNSUPPORTED_TYPE)
     synced_dir = synced is not None and synced.local.kind is Kind.DIR
 
     if local is not None and local.kind is Kind.DIR:
         if synced is not None and not synced_dir:
             return _type_changed(f, synced)
         if remote is not None and not remote.is_dir:
-            return Decision(Op.SKIP, reason="type_conflict")
+            return Decision(Op.SKIP, reason=SkipReason.TYPE_CONFLICT)
         return _directory(f)
 
     if local is not None:  # a file or a symlink
@@ -185,7 +187,7 @@ def _type_changed(f: Facts, synced: Synced) -> Decision:
         return Decision(Op.FORGET, again=True)
     if remote.same_object(old):
         return Decision(Op.DELETE_REMOTE, if_match=remote.etag, again=True)
-    return Decision(Op.SKIP, reason="type_conflict")
+    return Decision(Op.SKIP, reason=SkipReason.TYPE_CONFLICT)
 
 
 def _file(

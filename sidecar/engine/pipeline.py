@@ -25,7 +25,7 @@ from enum import Enum
 import aiohttp
 
 from ..aws.credentials import CredentialsError
-from ..core.keys import SkipReason, UnsyncableName, parents_of
+from ..core.keys import UnsyncableName, parents_of
 from ..core.model import Hint, Kind, SyncMode
 from ..core.reconcile import Decision, Facts, Op, reconcile
 from ..core.scheduler import DOWNLOAD, UPLOAD, Direction, Scheduler
@@ -36,6 +36,7 @@ from ..metrics import Metrics
 from ..ops.executor import Executor
 from ..ops.operation import IntegrityError, Job, LocalChanged, RemoteChanged
 from ..s3.client import BodyChanged, NotFound, PreconditionFailed, S3Error, S3Unavailable
+from ..skips import SkipReason
 
 log = logging.getLogger("sidecar")
 
@@ -213,7 +214,7 @@ class Pipeline:
 
     def _skip(self, rel: str, decision: Decision) -> None:
         self._metrics.inc(self._metrics.skipped, decision.reason)
-        if decision.reason != SkipReason.EXCLUDED.value:
+        if decision.reason is not SkipReason.EXCLUDED:
             log.warning("not syncing %r: %s", rel, decision.reason.replace("_", " "))
 
     def _failed(

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from .. import heap
-from ..core.keys import KeyMapper, SkipReason, UnsyncableName, parents_of
+from ..core.keys import KeyMapper, UnsyncableName, parents_of
 from ..core.model import Kind, RemoteEntry, seen_unsettled
 from ..core.reconcile import too_many_deletions
 from ..core.scheduler import CHECK, DOWNLOAD, Scheduler
@@ -48,6 +48,7 @@ from ..core.state import SyncState
 from ..metrics import Metrics
 from ..s3.client import S3Client
 from ..s3.xml import ListPage
+from ..skips import SkipReason
 
 log = logging.getLogger("sidecar.poll")
 
