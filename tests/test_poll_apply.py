@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from sidecar.core.model import Kind, LocalEntry, RemoteEntry, Synced, seen_unsettled
+from sidecar.core.model import Kind, LocalEntry, RemoteEntry, Synced
 from sidecar.core.state import SyncState
 from sidecar.remote.poll import Applied, Snapshot, _Fold, apply_findings, apply_snapshot
+from sidecar.s3.metadata import seen_unsettled
 
 LM1 = "2024-01-01T00:00:00.000Z"
 LM2 = "2024-01-02T00:00:00.000Z"

@@ -145,18 +145,3 @@ class Hint(IntFlag):
     # Closed after writing (IN_CLOSE_WRITE): changed even if its stat says not (a same-size
     # rewrite with its mtime put back). Our own writes never cause it: downloads are renamed in.
     WRITTEN = 8
-
-
-def seen_unsettled(last_modified: str, seen_at: str) -> bool:
-    """Whether an object with `last_modified` seen at the server's `seen_at` (both normalised:
-    whole seconds) may still change within that second unseen. Unknown times: settled (a store
-    that sends no `Date` would otherwise be looked at again on every listing)."""
-    return last_modified.isdigit() and seen_at.isdigit() and int(seen_at) <= int(last_modified)
-
-
-def normalize_etag(etag: str) -> str:
-    """Some stores list ETags without quotes, some with; compare them without."""
-    etag = etag.strip()
-    if etag.startswith("W/"):
-        etag = etag[2:]
-    return etag.strip('"')

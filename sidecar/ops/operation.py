@@ -1,7 +1,7 @@
 """What every operation shares: the job it carries out (`Job`), what it may ask to be looked at
 again (`Followup`), the ways it can find the world changed (`LocalChanged`, `RemoteChanged`,
 `IntegrityError`), and the `Workspace`: where files are, S3, the state, metrics, and inotify's
-barrier.
+barrier. (The HEAD converters `entry_of` and `fetched` live with S3's answers, s3/entries.py.)
 
 Every local path is reached through the workspace's `Tree` (safefs.py), from the root's
 descriptor with no symlink followed below it; there is no path-string access to the folder
@@ -25,14 +25,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..core.keys import KeyMapper
-from ..core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
+from ..core.model import Hint, Kind, LocalEntry, Synced
 from ..core.reconcile import Decision, Facts
 from ..core.state import PathState, SyncState
 from ..local.localfs import entry_from_stat, local_entry
 from ..local.proof import EtagKnowledge, file_is_object, still_synced
 from ..local.safefs import At, Tree
 from ..metrics import Metrics
-from ..s3.client import ObjectHead, S3Client
+from ..s3.client import S3Client
+from ..s3.entries import entry_of, fetched  # re-exported: the operations import them here
 
 
 class LocalChanged(Exception):
@@ -197,36 +198,6 @@ class Workspace:
         is_dir = ps.remote.is_dir if ps.remote is not None else False
         head = await self.s3.head_object(self.keys.key_for_rel(rel, is_dir=is_dir))
         self.state.set_remote(rel, None if head is None else entry_of(head, is_dir=is_dir))
-
-
-def entry_of(head: ObjectHead, *, is_dir: bool = False) -> RemoteEntry:
-    """The remote entry a HEAD describes."""
-    return RemoteEntry(
-        head.etag,
-        head.size,
-        head.last_modified,
-        is_dir,
-        head.mtime_ns,
-        head.mode,
-        unsettled=head.unsettled,
-    )
-
-
-def fetched(listed: RemoteEntry, head: ObjectHead) -> RemoteEntry:
-    """A listed entry, completed by the headers of the GET that fetched it (whose
-    Last-Modified is the newer if a metadata-only copy landed in between)."""
-    # What did not change is the listed value itself: one string or int per path, not two.
-    return RemoteEntry(
-        listed.etag if head.etag in ("", listed.etag) else head.etag,
-        listed.size if head.size == listed.size else head.size,
-        listed.last_modified
-        if head.last_modified in ("", listed.last_modified)
-        else head.last_modified,
-        listed.is_dir,
-        head.mtime_ns,
-        head.mode,
-        unsettled=head.unsettled,
-    )
 
 
 Operation = Callable[[Job], Awaitable[None]]

@@ -33,13 +33,14 @@ from dataclasses import dataclass, field
 
 from ..aws.sqs import Message, QueueClient, QueueError
 from ..core.keys import KeyMapper, UnsyncableName, parents_of
-from ..core.model import RemoteEntry, normalize_etag
+from ..core.model import RemoteEntry
 from ..core.scheduler import DOWNLOAD, Scheduler
 from ..core.state import SyncState
 from ..metrics import Metrics
-from ..ops.operation import entry_of
 from ..s3.client import S3Client
+from ..s3.entries import entry_of
 from ..s3.events import MalformedMessage, ObjectEvent, parse_message, sequencer_order
+from ..s3.metadata import normalize_etag
 from .poll import Poller, apply_findings
 
 log = logging.getLogger("sidecar.changes")

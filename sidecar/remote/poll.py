@@ -41,12 +41,13 @@ from dataclasses import dataclass, field, replace
 
 from .. import heap
 from ..core.keys import KeyMapper, UnsyncableName, parents_of
-from ..core.model import Kind, RemoteEntry, seen_unsettled
+from ..core.model import Kind, RemoteEntry
 from ..core.reconcile import too_many_deletions
 from ..core.scheduler import CHECK, DOWNLOAD, Scheduler
 from ..core.state import SyncState
 from ..metrics import Metrics
 from ..s3.client import S3Client
+from ..s3.metadata import seen_unsettled
 from ..s3.xml import ListPage
 from ..skips import SkipReason
 

@@ -12,7 +12,6 @@ import aiohttp
 
 from ..aws.credentials import CredentialsProvider
 from ..aws.sigv4 import UNSIGNED_PAYLOAD, quote_path
-from ..core.model import normalize_etag, seen_unsettled
 from ..metrics import Metrics
 from . import xml
 from .errors import (
@@ -23,7 +22,14 @@ from .errors import (
     S3Error,
     S3Unavailable,
 )
-from .metadata import normalize_last_modified, parse_http_date, parse_mode, parse_mtime
+from .metadata import (
+    normalize_etag,
+    normalize_last_modified,
+    parse_http_date,
+    parse_mode,
+    parse_mtime,
+    seen_unsettled,
+)
 from .transport import (
     ERROR_DOCUMENT_LIMIT,
     RESULT_LIMIT,

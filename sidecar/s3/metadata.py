@@ -1,5 +1,7 @@
 """S3's wire formats for what the sidecar stores or reads beside an object: `x-amz-meta-mtime`,
-`x-amz-meta-mode` (mobius3's and rclone's forms), and `Last-Modified` in its two date forms.
+`x-amz-meta-mode` (mobius3's and rclone's forms), `Last-Modified` in its two date forms, ETags
+with or without their quotes, and whether an object seen at the server's `Date` may still change
+within its Last-Modified second (`seen_unsettled`).
 
 Pure functions; every parser returns None (never raises) for a value it cannot use, since these
 headers come from other tools and other clients.
@@ -80,6 +82,21 @@ def normalize_last_modified(text: str) -> str:
     text = text.strip()
     moment = (_iso_date(text) or _http_date(text)) if text else None
     return text if moment is None else str(int(moment.timestamp()))
+
+
+def seen_unsettled(last_modified: str, seen_at: str) -> bool:
+    """Whether an object with `last_modified` seen at the server's `seen_at` (both normalised:
+    whole seconds) may still change within that second unseen. Unknown times: settled (a store
+    that sends no `Date` would otherwise be looked at again on every listing)."""
+    return last_modified.isdigit() and seen_at.isdigit() and int(seen_at) <= int(last_modified)
+
+
+def normalize_etag(etag: str) -> str:
+    """Some stores list ETags without quotes, some with; compare them without."""
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"')
 
 
 def format_mode(mode: int) -> str:

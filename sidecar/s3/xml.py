@@ -8,8 +8,7 @@ from hashlib import sha256
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
-from ..core.model import normalize_etag
-from .metadata import normalize_last_modified
+from .metadata import normalize_etag, normalize_last_modified
 
 
 @dataclass(frozen=True, slots=True)
