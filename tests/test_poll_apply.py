@@ -1,4 +1,5 @@
-"""`apply_snapshot`: folding one listing into the in-memory `SyncState` (pure, no S3)."""
+"""`apply_snapshot` (remote/fold.py): folding one listing into the in-memory `SyncState` (pure,
+no S3)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from sidecar.core.model import Kind, LocalEntry, RemoteEntry, Synced
 from sidecar.core.state import SyncState
-from sidecar.remote.poll import Applied, Snapshot, _Fold, apply_findings, apply_snapshot
+from sidecar.remote.fold import Applied, Snapshot, _Fold, apply_findings, apply_snapshot
 from sidecar.s3.metadata import seen_unsettled
 
 LM1 = "2024-01-01T00:00:00.000Z"

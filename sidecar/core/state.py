@@ -108,7 +108,7 @@ class PathState:
         self.synced: Synced | None = None
         self.remote: RemoteEntry | None = None
         # The listing entry last found to tell nothing new about `remote` (unchanged_in): a
-        # listing taken again as it was (poll.py) checks by identity. Cleared with `remote`.
+        # listing taken again as it was (fold.py) checks by identity. Cleared with `remote`.
         self.listed: RemoteEntry | None = None
         self.remote_changed_at = 0.0  # monotonic time our own request last changed the key
         self._activity: _Activity | None = None

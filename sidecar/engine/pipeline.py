@@ -205,7 +205,7 @@ class Pipeline:
         except Exception as error:
             return self._failed(rel, direction, error)
         # Gone (or there) in S3 after all: a directory above may now exist in S3 only through
-        # its marker, or not at all (a listing would have said so: `poll._Fold.finish`).
+        # its marker, or not at all (a listing would have said so: `fold._Fold.finish`).
         for parent in state.flipped(parents):
             self._scheduler.submit(parent, DOWNLOAD)
         if ps.remote == seen:  # S3 contradicts itself: do not spin on it

@@ -28,7 +28,8 @@ from ..core.store import SyncedStore
 from ..local.proof import EtagKnowledge
 from ..local.safefs import Tree
 from ..metrics import Metrics
-from ..remote.poll import Poller, apply_snapshot
+from ..remote.fold import apply_snapshot
+from ..remote.poll import Poller
 from .pipeline import Outcome, Verdict
 
 log = logging.getLogger("sidecar")

@@ -1,5 +1,5 @@
 """Remote changes as they happen: S3 event notifications read from an SQS queue
-(`SYNC_QUEUE_URL`), fed into the same fold as a listing's findings (`poll.apply_findings`), so
+(`SYNC_QUEUE_URL`), fed into the same fold as a listing's findings (`fold.apply_findings`), so
 the decision stays in `reconcile`.
 
 One loop (`run`), shaped like the poller: long-poll (20 s, ten messages), handle the batch,
@@ -41,7 +41,8 @@ from ..s3.client import S3Client
 from ..s3.entries import entry_of
 from ..s3.events import MalformedMessage, ObjectEvent, parse_message, sequencer_order
 from ..s3.metadata import normalize_etag
-from .poll import Poller, apply_findings
+from .fold import apply_findings
+from .poll import Poller
 
 log = logging.getLogger("sidecar.changes")
 

@@ -1,13 +1,10 @@
 """Finding remote changes: list the prefix every interval (start to start), fold the listing
-into the state (`apply_snapshot`), and hand the paths whose remote side changed to the download
-pool.
+into the state (fold.py: `apply_snapshot`), and hand the paths whose remote side changed to the
+download pool.
 
 Shaped like Home Assistant's DataUpdateCoordinator: one typed loop (`run`), one listing at a
 time, an explicit record of the last success and the last failure, logs on transitions only, and
 no exception ever escaping (`poll`).
-
-A listing describes S3 at the moment it *started*: a path our own request changed after that
-moment keeps what that request told us, so a poll can never undo a fresh upload or delete.
 
 Listings give Last-Modified to the second, and a metadata-only copy keeps the ETag: what we saw
 of an object while its Last-Modified second lasted (our own copy, a GET or HEAD, a listing
@@ -18,15 +15,12 @@ older than a second are never looked at twice.
 
 Nor are pages read twice: a page that lists the same bytes as a page of the last listing (a
 16-byte digest of its `<Contents>`) is taken as it was read then, and a listing made only of such
-pages is the last listing again; the fold then skips every key whose entry tells nothing new
-(`RemoteEntry.unchanged_in`), by identity when the same entry was found so before
-(`PathState.listed`), and looks for gone keys only when fewer known keys were listed than are
-known (`SyncState.remote_count`). Measured at 100,000 keys on `rclone serve s3`, one listing of an
-unchanged prefix costs about 0.5 CPU-seconds, most of it reading the 100 pages (25 MB of XML,
-which rclone sends in 4 KiB chunks: about 50 reads a page) and hashing them; the fold is about
-0.05 s. Parsing the pages would cost 5 CPU-seconds more. The pages kept cost
-16 bytes a key plus the listed entries (about 170 bytes a key where they are not shared with
-the state).
+pages is the last listing again, whose entries the fold passes over by identity. Measured at
+100,000 keys on `rclone serve s3`, one listing of an unchanged prefix costs about 0.5
+CPU-seconds, most of it reading the 100 pages (25 MB of XML, which rclone sends in 4 KiB chunks:
+about 50 reads a page) and hashing them; the fold is about 0.05 s. Parsing the pages would cost
+5 CPU-seconds more. The pages kept cost 16 bytes a key plus the listed entries (about 170 bytes
+a key where they are not shared with the state).
 """
 
 from __future__ import annotations
@@ -37,12 +31,11 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 from .. import heap
 from ..core.keys import KeyMapper, UnsyncableName, parents_of
-from ..core.model import Kind, RemoteEntry
-from ..core.reconcile import too_many_deletions
+from ..core.model import RemoteEntry
 from ..core.scheduler import CHECK, DOWNLOAD, Scheduler
 from ..core.state import SyncState
 from ..metrics import Metrics
@@ -50,23 +43,9 @@ from ..s3.client import S3Client
 from ..s3.metadata import seen_unsettled
 from ..s3.xml import ListPage
 from ..skips import SkipReason
+from .fold import Snapshot, apply_snapshot
 
 log = logging.getLogger("sidecar.poll")
-
-
-@dataclass(slots=True)
-class Snapshot:
-    entries: dict[str, RemoteEntry]
-    shadowed: set[str]
-    started: float  # monotonic time the listing began
-
-
-@dataclass(slots=True)
-class Applied:
-    changed: list[str] = field(default_factory=list)
-    held_deletions: int = 0
-    # Same bytes, new Last-Modified or metadata: one HEAD tells (the scheduler's check pool).
-    checked: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,167 +289,3 @@ class Poller:
             self._scheduler.submit(rel, DOWNLOAD)
         for rel in applied.checked:
             self._scheduler.submit(rel, CHECK)
-
-
-def apply_snapshot(
-    state: SyncState,
-    snapshot: Snapshot,
-    *,
-    busy: Callable[[str], bool],
-    max_delete_percent: float,
-    initial: bool,
-    trust_after: float = 0.0,
-    unlisted: Callable[[str, bool], bool] = lambda rel, is_dir: False,
-) -> Applied:
-    """Fold a listing into `state`; return the paths whose remote side changed.
-
-    Paths changed by our own requests since the listing began, or being synced right now,
-    keep what we know (`trust_after` widens that window, for stores that are only eventually
-    consistent: mobius3's `local_modification_persistance`). When more synced files would be
-    deleted locally than the max-delete guard allows, those deletions are held back (and
-    reported) instead of applied. Keys that listings leave out (`unlisted`: the remote exclude
-    pattern) are never taken as deleted.
-    """
-    fold = _Fold(state, snapshot.started, busy, trust_after)
-    entries = snapshot.entries
-    paths = state.paths
-    known_before = state.remote_count
-    known_listed = 0  # listed paths whose remote was known: all known ones, when none is gone
-    for rel, entry in entries.items():
-        ps = paths.get(rel)
-        if ps is not None and (remote := ps.remote) is not None:
-            known_listed += 1
-            # What `listed` checks first, without the call: the steady state. An entry of a
-            # listing taken again was already compared with this `remote` (`listed`).
-            if ps.listed is entry:
-                continue
-            if remote.unchanged_in(entry):
-                state.listed_unchanged(ps, entry)
-                continue
-        fold.listed(rel, entry)
-
-    removed = [
-        rel
-        for rel, ps in ([] if known_listed == known_before else state.paths.items())
-        if ps.remote is not None
-        and rel not in entries
-        and rel not in snapshot.shadowed
-        and not unlisted(rel, ps.remote.is_dir)
-        and not fold.stale(rel)
-    ]
-    local_deletions = [
-        rel
-        for rel in removed
-        if (ps := state.paths[rel]).synced is not None and ps.synced.local.kind is not Kind.DIR
-    ]
-    held_deletions = 0
-    if not initial and too_many_deletions(
-        len(local_deletions), state.synced_files, max_delete_percent
-    ):
-        held_deletions = len(local_deletions)
-        held = set(local_deletions)
-        removed = [rel for rel in removed if rel not in held]
-    for rel in removed:
-        fold.gone(rel)
-
-    state.set_shadowed(snapshot.shadowed)
-    return Applied(fold.finish(), held_deletions, fold.checked)
-
-
-def apply_findings(
-    state: SyncState,
-    findings: dict[str, RemoteEntry | None],
-    *,
-    started: float,
-    busy: Callable[[str], bool],
-) -> list[str]:
-    """Fold what single requests found out about single paths (an event's HEAD: the entry,
-    or None when S3 answered that there is no such object) as a listing would; return the
-    paths whose remote side changed. Each finding describes S3 at `started` (monotonic)."""
-    fold = _Fold(state, started, busy, 0.0)
-    for rel, entry in findings.items():
-        if entry is not None:
-            fold.listed(rel, entry)
-        elif (ps := state.peek(rel)) is not None and ps.remote is not None and not fold.stale(rel):
-            fold.gone(rel)
-    return fold.finish() + fold.checked
-
-
-class _Fold:
-    """One fold of what S3 holds into `state`: the rules shared by listings and findings."""
-
-    def __init__(
-        self, state: SyncState, started: float, busy: Callable[[str], bool], trust_after: float
-    ) -> None:
-        self._state = state
-        self._started = started
-        self._busy = busy
-        self._trust_after = trust_after
-        self.changed: list[str] = []
-        self.checked: list[str] = []  # same object, new Last-Modified or metadata
-        self._before: dict[str, bool] = {}  # each touched parent: in S3 before the fold
-
-    def stale(self, rel: str) -> bool:
-        """Changed by our own request since S3 was looked at, or being synced right now."""
-        ps = self._state.peek(rel)
-        return ps is not None and (
-            ps.remote_changed_at > self._started - self._trust_after or self._busy(rel)
-        )
-
-    def _note_parents(self, rel: str) -> None:
-        for parent in parents_of(rel):
-            if parent not in self._before:
-                self._before[parent] = self._state.in_s3_through_keys(parent)
-
-    def listed(self, rel: str, entry: RemoteEntry) -> None:
-        state = self._state
-        ps = state.peek(rel)
-        old = ps.remote if ps is not None else None
-        if old is not None and old.same_object(entry):
-            if old.unchanged_in(entry):
-                return
-            if not old.last_modified:
-                # First listing after our own write: learn its Last-Modified. One later than
-                # S3's answer to us is another client's rewrite since (of the same bytes: a
-                # metadata-only copy): ours is then taken as that answer, and the listed one is
-                # a change, to apply as any other.
-                learned = entry.last_modified
-                if old.written_since(entry):
-                    learned = old.written_by
-                adopted = replace(old, last_modified=learned, written_by="")
-                state.set_remote(rel, adopted)
-                assert ps is not None
-                if (
-                    ps.synced is not None
-                    and ps.synced.remote is not None
-                    and ps.synced.remote.same_object(entry)
-                ):
-                    state.set_synced(rel, replace(ps.synced, remote=adopted))
-                if (
-                    learned == entry.last_modified
-                    and not old.metadata_differs(entry)
-                    and not old.settled_by(entry)
-                ):
-                    return
-        if self.stale(rel):
-            return
-        if old is None:
-            self._note_parents(rel)
-        elif old.same_object(entry):  # same content, new Last-Modified (or new metadata)
-            if entry.mode is None and entry.mtime_ns is None:  # listed: keep what is known
-                entry = replace(entry, mtime_ns=old.mtime_ns, mode=old.mode)
-            state.set_remote(rel, entry)
-            self.checked.append(rel)
-            return
-        state.set_remote(rel, entry)
-        self.changed.append(rel)
-
-    def gone(self, rel: str) -> None:
-        self._note_parents(rel)
-        self._state.set_remote(rel, None)
-        self.changed.append(rel)
-
-    def finish(self) -> list[str]:
-        """The changed paths, with every directory whose remote presence flipped."""
-        self.changed += self._state.flipped(self._before)
-        return self.changed
