@@ -303,7 +303,7 @@ class Metrics:
     def bind_gauges(
         self,
         *,
-        directions: Iterable[str],
+        pools: Iterable[str],
         queue_depth: Callable[[str], float],
         in_flight: Callable[[str], float],
         oldest_pending: Callable[[], float],
@@ -311,13 +311,14 @@ class Metrics:
         watches: Callable[[], float],
         unwatched: Callable[[], float],
     ) -> None:
-        """Gauges read at scrape time, so they can never go stale."""
-        for direction in directions:
-            self.queue_depth.labels(direction).set_function(
-                lambda d=direction: queue_depth(d)  # type: ignore[misc]
+        """Gauges read at scrape time, so they can never go stale. The queue gauges have one
+        series per scheduler pool, labelled `direction` (the name users' dashboards know)."""
+        for pool in pools:
+            self.queue_depth.labels(pool).set_function(
+                lambda p=pool: queue_depth(p)  # type: ignore[misc]
             )
-            self.in_flight.labels(direction).set_function(
-                lambda d=direction: in_flight(d)  # type: ignore[misc]
+            self.in_flight.labels(pool).set_function(
+                lambda p=pool: in_flight(p)  # type: ignore[misc]
             )
         self.oldest_pending.set_function(oldest_pending)
         self.files_tracked.set_function(files_tracked)

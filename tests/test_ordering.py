@@ -15,7 +15,7 @@ from sidecar.core.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, UPLOAD, Sched
 
 class Held:
     """A scheduler's `process` that holds every pass until `release` is set, counting the
-    passes under way at once by `key(rel, direction)`, the most seen, and every pass by path."""
+    passes under way at once by `key(rel, pool)`, the most seen, and every pass by path."""
 
     def __init__(self, key: Callable[[str, str], str]) -> None:
         self.key = key
@@ -24,8 +24,8 @@ class Held:
         self.passes: Counter[str] = Counter()
         self.release = asyncio.Event()
 
-    async def __call__(self, rel: str, direction: str) -> None:
-        key = self.key(rel, direction)
+    async def __call__(self, rel: str, pool: str) -> None:
+        key = self.key(rel, pool)
         self.running[key] += 1
         self.most[key] = max(self.most[key], self.running[key])
         self.passes[rel] += 1
@@ -34,10 +34,10 @@ class Held:
 
 
 async def test_one_path_is_never_processed_twice_at_once() -> None:
-    process = Held(lambda rel, direction: rel)
+    process = Held(lambda rel, pool: rel)
     running, most, passes, release = process.running, process.most, process.passes, process.release
-    scheduler = Scheduler(process, {UPLOAD: 4, DOWNLOAD: 2})
-    scheduler.start()
+    scheduler = Scheduler({UPLOAD: 4, DOWNLOAD: 2})
+    scheduler.start(process)
     try:
         scheduler.submit("a", UPLOAD)
         await eventually(lambda: passes["a"] == 1)
@@ -60,11 +60,11 @@ async def test_one_path_is_never_processed_twice_at_once() -> None:
 async def test_a_change_cancels_a_waiting_retry() -> None:
     passes: list[str] = []
 
-    async def process(rel: str, direction: str) -> None:
-        passes.append(direction)
+    async def process(rel: str, pool: str) -> None:
+        passes.append(pool)
 
-    scheduler = Scheduler(process, {UPLOAD: 1, DOWNLOAD: 1})
-    scheduler.start()
+    scheduler = Scheduler({UPLOAD: 1, DOWNLOAD: 1})
+    scheduler.start(process)
     try:
         scheduler.later("x", DOWNLOAD, 3600)
         assert scheduler.has_work() and scheduler.delayed() == 1
@@ -80,11 +80,11 @@ async def test_a_change_cancels_a_waiting_retry() -> None:
 
 
 async def test_oldest_local_change_is_kept_until_done() -> None:
-    async def process(rel: str, direction: str) -> None:
+    async def process(rel: str, pool: str) -> None:
         return None
 
-    scheduler = Scheduler(process, {UPLOAD: 1, DOWNLOAD: 1})
-    scheduler.start()
+    scheduler = Scheduler({UPLOAD: 1, DOWNLOAD: 1})
+    scheduler.start(process)
     try:
         assert scheduler.oldest_local_change() is None
         scheduler.submit("first", UPLOAD)
@@ -105,10 +105,10 @@ async def test_checks_go_two_at_a_time_beside_the_downloads() -> None:
     """What a listing hands back only to learn metadata (the HEAD after our own upload's
     second) goes to the check pool: two at a time, however many there are, while remote
     content changes still use the whole download pool."""
-    process = Held(lambda rel, direction: direction)
+    process = Held(lambda rel, pool: pool)
     running, most, release = process.running, process.most, process.release
-    scheduler = Scheduler(process, {UPLOAD: 4, DOWNLOAD: 8, CHECK: CHECK_WORKERS})
-    scheduler.start()
+    scheduler = Scheduler({UPLOAD: 4, DOWNLOAD: 8, CHECK: CHECK_WORKERS})
+    scheduler.start(process)
     try:
         for index in range(50):
             scheduler.submit(f"settled-{index}", CHECK)
@@ -127,11 +127,11 @@ async def test_checks_go_two_at_a_time_beside_the_downloads() -> None:
 async def test_a_pool_without_workers_hands_its_paths_to_the_download_pool() -> None:
     passes: list[tuple[str, str]] = []
 
-    async def process(rel: str, direction: str) -> None:
-        passes.append((rel, direction))
+    async def process(rel: str, pool: str) -> None:
+        passes.append((rel, pool))
 
-    scheduler = Scheduler(process, {UPLOAD: 1, DOWNLOAD: 1})
-    scheduler.start()
+    scheduler = Scheduler({UPLOAD: 1, DOWNLOAD: 1})
+    scheduler.start(process)
     try:
         scheduler.submit("x", CHECK)
         await asyncio.wait_for(scheduler.wait_idle(), 5)

@@ -6,13 +6,24 @@ being processed are coalesced into one more pass afterwards: the pass looks at t
 so intermediate versions that no longer exist are never uploaded.
 
 Three pools of workers: paths changed locally go to the upload pool, paths changed remotely to
-the download pool, so a burst on one side never starves the other. Paths a listing hands back
+the download pool, so a burst on one side never starves the other. A pool is where a path waits
+and which workers take it, not what its pass does: a pass decides for itself (`reconcile`), and a
+path handed to the download pool may turn out to be an upload. Paths a listing hands back
 only to learn an object's metadata (the same bytes under a new Last-Modified: the one HEAD after
 each of our uploads' second, another client's chmod or touch) go to the check pool, two wide: a
 listing after a burst of uploads finds hundreds of them, and sent sixteen at a time their HEADs
 queued ahead of the next writes' PUTs on a server that answers one request at a time. Measured
 on moto's server, single writes at 20/s, close to visible: p99 64-70 ms with those HEADs in the
 download pool, 17-20 ms two at a time (`bench/run.py --server moto --rows 4`).
+
+The start-up restore hands every path it found (`RESTORE`) to the download pool: most are S3's
+changes to bring into the folder, and the rest (what was synced before a restart) are looked at
+once each, mostly with one lstat. A path among them changed here while the sidecar was down is
+uploaded by the pass that finds it; it is not counted as a local change waiting for S3
+(`local_since`), since none can be flushed before the restore is done.
+
+The workers start with `start(process)`, once: `process` is the pass (the pipeline's), built
+after the scheduler it submits to; what is submitted before waits in the queues.
 """
 
 from __future__ import annotations
@@ -28,43 +39,49 @@ log = logging.getLogger("sidecar.scheduler")
 
 
 # Plain strings, not an Enum: they key dicts on the hot path, and Enum hashing is Python code.
-Direction = Literal["upload", "download", "check"]
+# They are also the `direction` label of the queue metrics (s3sync_queue_depth and
+# s3sync_transfers_in_flight): users' dashboards name them.
+Pool = Literal["upload", "download", "check"]
 UPLOAD: Final = "upload"
 DOWNLOAD: Final = "download"
 CHECK: Final = "check"
-DIRECTIONS: Final[tuple[Direction, ...]] = (UPLOAD, DOWNLOAD, CHECK)
+POOLS: Final[tuple[Pool, ...]] = (UPLOAD, DOWNLOAD, CHECK)
+RESTORE: Final = DOWNLOAD  # the start-up restore's pool (see above)
 CHECK_WORKERS: Final = 2
 
 
+Process = Callable[[str, Pool], Awaitable[None]]  # one pass over a path, in a pool's worker
+
+
 class Scheduler:
-    def __init__(
-        self,
-        process: Callable[[str, Direction], Awaitable[None]],
-        workers: dict[Direction, int],
-    ) -> None:
-        self._process = process
+    def __init__(self, workers: dict[Pool, int]) -> None:
+        self._process: Process | None = None  # given by `start`
         self._workers = workers
         # A pool given no workers hands its paths to the download pool rather than hold them.
-        self._lane: dict[Direction, Direction] = {
-            direction: direction if workers.get(direction) else DOWNLOAD for direction in DIRECTIONS
+        self._lane: dict[Pool, Pool] = {
+            pool: pool if workers.get(pool) else DOWNLOAD for pool in POOLS
         }
-        self._queues: dict[Direction, asyncio.Queue[str]] = {d: asyncio.Queue() for d in DIRECTIONS}
-        self._queued: dict[str, Direction] = {}
-        self._running: dict[str, Direction] = {}
-        self._again: dict[str, Direction] = {}
-        self._delayed: dict[str, tuple[asyncio.TimerHandle, Direction]] = {}
-        self._running_count = dict.fromkeys(DIRECTIONS, 0)
+        self._queues: dict[Pool, asyncio.Queue[str]] = {pool: asyncio.Queue() for pool in POOLS}
+        self._queued: dict[str, Pool] = {}
+        self._running: dict[str, Pool] = {}
+        self._again: dict[str, Pool] = {}
+        self._delayed: dict[str, tuple[asyncio.TimerHandle, Pool]] = {}
+        self._running_count = dict.fromkeys(POOLS, 0)
         self._local_since: dict[str, float] = {}  # insertion order: the first is the oldest
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
         self._settled = asyncio.Event()  # set whenever a local change is done (flush waits)
 
-    def start(self) -> None:
-        for direction, count in self._workers.items():
+    def start(self, process: Process) -> None:
+        """Start every pool's workers, each running `process` on the paths it takes. Once."""
+        if self._process is not None:
+            raise RuntimeError("the scheduler's workers are already started")
+        self._process = process
+        for pool, count in self._workers.items():
             for number in range(count):
                 task = asyncio.get_running_loop().create_task(
-                    self._worker(direction), name=f"{direction}-worker-{number}"
+                    self._worker(pool, process), name=f"{pool}-worker-{number}"
                 )
                 self._tasks.append(task)
 
@@ -81,31 +98,31 @@ class Scheduler:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
-    def submit(self, rel: str, direction: Direction) -> None:
-        direction = self._lane[direction]
-        if direction == UPLOAD and rel not in self._local_since:
+    def submit(self, rel: str, pool: Pool) -> None:
+        pool = self._lane[pool]
+        if pool == UPLOAD and rel not in self._local_since:
             self._local_since[rel] = time.monotonic()
         delayed = self._delayed.pop(rel, None)
         if delayed is not None:
             delayed[0].cancel()
             if delayed[1] == UPLOAD:
-                direction = UPLOAD
+                pool = UPLOAD
         if rel in self._running:
             previous = self._again.get(rel)
-            self._again[rel] = UPLOAD if previous == UPLOAD else direction
+            self._again[rel] = UPLOAD if previous == UPLOAD else pool
             return
         if rel in self._queued:
             return
-        self._queued[rel] = direction
+        self._queued[rel] = pool
         self._idle.clear()
-        self._queues[direction].put_nowait(rel)
+        self._queues[pool].put_nowait(rel)
 
-    def later(self, rel: str, direction: Direction, delay: float) -> None:
+    def later(self, rel: str, pool: Pool, delay: float) -> None:
         """Process `rel` again after `delay` seconds (a retry), unless a change comes first."""
         if rel in self._delayed or rel in self._queued:
             return
         handle = asyncio.get_running_loop().call_later(delay, self._fire, rel)
-        self._delayed[rel] = (handle, direction)
+        self._delayed[rel] = (handle, pool)
         self._idle.clear()
 
     def expedite(self) -> None:
@@ -138,11 +155,11 @@ class Scheduler:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._settled.wait(), timeout)
 
-    def queued(self, direction: Direction) -> int:
-        return self._queues[direction].qsize()
+    def queued(self, pool: Pool) -> int:
+        return self._queues[pool].qsize()
 
-    def running(self, direction: Direction) -> int:
-        return self._running_count[direction]
+    def running(self, pool: Pool) -> int:
+        return self._running_count[pool]
 
     def delayed(self) -> int:
         return len(self._delayed)
@@ -169,24 +186,24 @@ class Scheduler:
             self._idle.clear()
             await self._idle.wait()
 
-    async def _worker(self, direction: Direction) -> None:
-        queue = self._queues[direction]
+    async def _worker(self, pool: Pool, process: Process) -> None:
+        queue = self._queues[pool]
         while True:
             rel = await queue.get()
             if self._queued.pop(rel, None) is None:
                 continue
             if not self._queued:
                 self._queued = {}  # a dict never shrinks: a restore's 100,000 slots go
-            self._running[rel] = direction
-            self._running_count[direction] += 1
+            self._running[rel] = pool
+            self._running_count[pool] += 1
             try:
-                await self._process(rel, direction)
+                await process(rel, pool)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("unexpected error while syncing %r", rel)
             finally:
-                self._running_count[direction] -= 1
+                self._running_count[pool] -= 1
                 del self._running[rel]
                 again = self._again.pop(rel, None)
                 if again is not None:

@@ -25,15 +25,7 @@ from ..aws.credentials import CredentialsProvider
 from ..aws.sqs import QueueClient, QueueUrl
 from ..core.keys import KeyMapper
 from ..core.model import SyncMode
-from ..core.scheduler import (
-    CHECK,
-    CHECK_WORKERS,
-    DIRECTIONS,
-    DOWNLOAD,
-    UPLOAD,
-    Direction,
-    Scheduler,
-)
+from ..core.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, POOLS, UPLOAD, Pool, Scheduler
 from ..core.state import SyncState
 from ..core.store import SyncedStore
 from ..local.events import LocalEvents
@@ -103,7 +95,6 @@ class Engine:
         keys = KeyMapper(options.prefix, len(os.fsencode(root)), options.work_name)
         self.state = SyncState()
         self.scheduler = Scheduler(
-            lambda rel, direction: self.pipeline.process(rel, direction),  # noqa: PLW0108 - built below
             {
                 UPLOAD: options.upload_workers,
                 DOWNLOAD: options.download_workers,
@@ -203,9 +194,9 @@ class Engine:
         )
         scheduler = self.scheduler
         metrics.bind_gauges(
-            directions=DIRECTIONS,
-            queue_depth=lambda d: float(scheduler.queued(cast(Direction, d))),
-            in_flight=lambda d: float(scheduler.running(cast(Direction, d))),
+            pools=POOLS,
+            queue_depth=lambda pool: float(scheduler.queued(cast(Pool, pool))),
+            in_flight=lambda pool: float(scheduler.running(cast(Pool, pool))),
             oldest_pending=self._oldest_pending_age,
             files_tracked=lambda: float(self.state.synced_count),
             watches=lambda: float(self.watcher.watch_count),
@@ -223,7 +214,7 @@ class Engine:
         _clean_work_dir(options.work_dir)
         self.tree.start()
         await self.restore.prepare(self._watch)
-        self.scheduler.start()
+        self.scheduler.start(self.pipeline.process)
         await self.restore.run(self.scheduler)
         loops: list[tuple[Coroutine[Any, Any, None], str]] = [
             (self._persist_loop(), "state-store"),

@@ -28,7 +28,7 @@ from ..aws.credentials import CredentialsError
 from ..core.keys import UnsyncableName, parents_of
 from ..core.model import Hint, Kind, SyncMode
 from ..core.reconcile import Decision, Facts, Op, reconcile
-from ..core.scheduler import DOWNLOAD, UPLOAD, Direction, Scheduler
+from ..core.scheduler import DOWNLOAD, UPLOAD, Pool, Scheduler
 from ..core.state import SyncState
 from ..local.proof import unproven
 from ..local.safefs import UnsafeParentError
@@ -87,21 +87,21 @@ class Pipeline:
         self._submit = submit  # a followup: what an operation asks to be looked at again
         self._passed = passed  # told of every pass's outcome (the start-up restore listens)
 
-    async def process(self, rel: str, direction: Direction) -> None:
-        outcome = await self.run(rel, direction)
+    async def process(self, rel: str, pool: Pool) -> None:
+        outcome = await self.run(rel, pool)
         scheduler = self._scheduler
         verdict = outcome.verdict
         if verdict is Verdict.SETTLED:
             scheduler.done(rel)
         elif verdict is Verdict.AGAIN or (verdict is Verdict.RETRY and outcome.delay <= 0):
-            scheduler.submit(rel, direction)
+            scheduler.submit(rel, pool)
         elif verdict is Verdict.RETRY:
-            scheduler.later(rel, direction, outcome.delay)
+            scheduler.later(rel, pool, outcome.delay)
         self._passed(rel, outcome)
         self._workspace.progress()
         self._state.prune(rel)
 
-    async def run(self, rel: str, direction: Direction) -> Outcome:
+    async def run(self, rel: str, pool: Pool) -> Outcome:
         state = self._state
         ps, seen = state.begin(rel)
         job: Job | None = None
@@ -159,7 +159,7 @@ class Pipeline:
             log.debug("%s changed while it was uploaded; waiting for its close", rel)
             return WAITING if ps.writing else NOW
         except (PreconditionFailed, NotFound, RemoteChanged):
-            return await self._remote_changed(rel, direction)
+            return await self._remote_changed(rel, pool)
         except UnsyncableName as error:
             self._metrics.inc(self._metrics.skipped, error.reason.value)
             log.warning("not syncing %r: %s", rel, error)
@@ -176,16 +176,16 @@ class Pipeline:
             TimeoutError,
             CredentialsError,
         ) as error:
-            return self._failed(rel, direction, error, op)
+            return self._failed(rel, pool, error, op)
         except PermissionError as error:
             # Not settled: a change that was not synced stays pending (and a stop says so);
             # it is retried with back-off, and at once when the path changes.
             self._metrics.inc(self._metrics.skipped, SkipReason.UNREADABLE.value)
             self._metrics.inc(self._metrics.local_errors, "permission")
-            return self._failed(rel, direction, error, op)
+            return self._failed(rel, pool, error, op)
         except OSError as error:
             self._metrics.inc(self._metrics.local_errors, "io")
-            return self._failed(rel, direction, error, op)
+            return self._failed(rel, pool, error, op)
         finally:
             if job is not None:
                 for followup in job.followups:
@@ -194,7 +194,7 @@ class Pipeline:
                     else:
                         self._submit(followup.rel, followup.hint)
 
-    async def _remote_changed(self, rel: str, direction: Direction) -> Outcome:
+    async def _remote_changed(self, rel: str, pool: Pool) -> Outcome:
         """S3 no longer holds what the decision saw: learn what it holds now, decide again."""
         state = self._state
         ps = state.get(rel)
@@ -203,13 +203,13 @@ class Pipeline:
         try:
             await self._workspace.learn_remote(rel)
         except Exception as error:
-            return self._failed(rel, direction, error)
+            return self._failed(rel, pool, error)
         # Gone (or there) in S3 after all: a directory above may now exist in S3 only through
         # its marker, or not at all (a listing would have said so: `fold._Fold.finish`).
         for parent in state.flipped(parents):
             self._scheduler.submit(parent, DOWNLOAD)
         if ps.remote == seen:  # S3 contradicts itself: do not spin on it
-            return self._failed(rel, direction, S3Unavailable(f"{rel!r}: S3 answers disagree"))
+            return self._failed(rel, pool, S3Unavailable(f"{rel!r}: S3 answers disagree"))
         return NOW
 
     def _skip(self, rel: str, decision: Decision) -> None:
@@ -217,26 +217,24 @@ class Pipeline:
         if decision.reason is not SkipReason.EXCLUDED:
             log.warning("not syncing %r: %s", rel, decision.reason.replace("_", " "))
 
-    def _failed(
-        self, rel: str, direction: Direction, error: BaseException, op: Op | None = None
-    ) -> Outcome:
+    def _failed(self, rel: str, pool: Pool, error: BaseException, op: Op | None = None) -> Outcome:
         delay = self._state.failed(rel)
         attempts = self._state.get(rel).failures
-        self._count_error(op, direction)
+        self._count_error(op, pool)
         log.warning(
             "sync of %r failed (attempt %d, retrying in %.0fs): %s", rel, attempts, delay, error
         )
         return Outcome(Verdict.RETRY, delay)
 
-    def _count_error(self, op: Op | None, direction: Direction) -> None:
-        """`result="error"` on the counter of what failed (by direction if nothing was tried)."""
+    def _count_error(self, op: Op | None, pool: Pool) -> None:
+        """`result="error"` on the counter of what failed (by pool if nothing was tried)."""
         metrics = self._metrics
         if op in (Op.DELETE_REMOTE, Op.DELETE_LOCAL, Op.RMDIR):
             metrics.inc(metrics.deletes, "remote" if op is Op.DELETE_REMOTE else "local", "error")
         elif op in (Op.UPLOAD_META, Op.APPLY_REMOTE_META):
             side = "remote" if op is Op.UPLOAD_META else "local"
             metrics.inc(metrics.metadata_updates, side, "error")
-        elif op in (Op.DOWNLOAD, Op.MKDIR) or (op is None and direction != UPLOAD):
+        elif op in (Op.DOWNLOAD, Op.MKDIR) or (op is None and pool != UPLOAD):
             metrics.inc(metrics.downloads, "error")
         else:
             metrics.inc(metrics.uploads, "error")

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from .. import heap
 from ..core.model import Kind, RemoteEntry, Synced
 from ..core.reconcile import too_many_deletions
-from ..core.scheduler import DOWNLOAD, Scheduler
+from ..core.scheduler import RESTORE, Scheduler
 from ..core.state import SyncState
 from ..core.store import SyncedStore
 from ..local.proof import EtagKnowledge
@@ -122,9 +122,10 @@ class Restore:
         self.pending = set(changed) | {rel for rel in loaded if state.get(rel).synced is not None}
 
     async def run(self, scheduler: Scheduler) -> None:
-        """Submit every path found by `prepare`, and wait until each is restored."""
+        """Submit every path found by `prepare` (to the restore's pool: scheduler.py), and
+        wait until each is restored."""
         for rel in self.pending:
-            scheduler.submit(rel, DOWNLOAD)
+            scheduler.submit(rel, RESTORE)
         if not self.pending:
             self.done.set()
         await self.done.wait()
