@@ -108,7 +108,7 @@ def test_lost_events_end_every_writer() -> None:
     state.modified("a", now=1.0)
     state.agree("b", FILE, REMOTE)
     assert sorted(state.lost_events()) == ["a", "b"]
-    assert not state.get("a").writing and state.writing == set()
+    assert not state.get("a").writing and state.writers == set()
 
 
 def test_setting_the_remote_forgets_the_listing_seen_unchanged() -> None:

@@ -160,7 +160,7 @@ class SyncState:
         self.synced_count = 0
         self.remote_count = 0  # paths whose `remote` is known
         self.synced_files = 0  # of those, files and symlinks (what the delete guard counts)
-        self.writing: set[str] = set()  # paths with `writing` set, for the open-file sweep
+        self.writers: set[str] = set()  # paths open for writing (`PathState.writing`): the sweep
         self._shadowed: set[str] = set()  # what the last listing found shadowed
         # Told of every change of a synced record (the on-disk store listens here).
         self.on_synced: Callable[[str, Synced | None], None] | None = None
@@ -214,7 +214,7 @@ class SyncState:
         activity.writing = True
         activity.mod_gen = next(self._generations)
         activity.last_modify = now
-        self.writing.add(rel)
+        self.writers.add(rel)
 
     def closed(self, rel: str) -> None:
         self._not_writing(rel, self.get(rel))
@@ -230,10 +230,10 @@ class SyncState:
     def quiet_writers(self, now: float, timeout: float) -> list[str]:
         """Files modified and not closed for `timeout` seconds: taken as written."""
         quiet: list[str] = []
-        for rel in list(self.writing):
+        for rel in list(self.writers):
             ps = self.paths.get(rel)
             if ps is None or not ps.writing:
-                self.writing.discard(rel)
+                self.writers.discard(rel)
             elif now - ps.last_modify >= timeout:
                 self._not_writing(rel, ps)
                 quiet.append(rel)
@@ -241,17 +241,17 @@ class SyncState:
 
     def lost_events(self) -> list[str]:
         """Inotify overflowed: closes may have been lost. Returns every known path."""
-        for rel in list(self.writing):
+        for rel in list(self.writers):
             ps = self.paths.get(rel)
             if ps is not None:
                 self._not_writing(rel, ps)
-        self.writing.clear()
+        self.writers.clear()
         return list(self.paths)
 
     def _not_writing(self, rel: str, ps: PathState) -> None:
         if ps._activity is not None:
             ps._activity.writing = False
-        self.writing.discard(rel)
+        self.writers.discard(rel)
 
     # -- passes --------------------------------------------------------------------------
 

@@ -263,7 +263,7 @@ class Engine:
                     await asyncio.wait_for(asyncio.shield(rescan), wait)
                 else:
                     await asyncio.wait_for(scheduler.wait_idle(), wait)
-        return sorted(set(scheduler.pending_local()) | self.state.writing)
+        return sorted(set(scheduler.pending_local()) | self.state.writers)
 
     async def flush(self, timeout: float) -> tuple[list[str], list[str]]:  # noqa: ASYNC109
         """Until every local change made before the call is in S3, for at most `timeout`
@@ -299,7 +299,7 @@ class Engine:
             if not waiting or remaining <= 0:
                 break
             await self.scheduler.wait_settled(min(remaining, 1.0))
-        return sorted(waiting), sorted(self.state.writing)
+        return sorted(waiting), sorted(self.state.writers)
 
     async def close(self) -> None:
         """Release everything; a second call has nothing to do."""
