@@ -16,11 +16,11 @@ queued ahead of the next writes' PUTs on a server that answers one request at a 
 on moto's server, single writes at 20/s, close to visible: p99 64-70 ms with those HEADs in the
 download pool, 17-20 ms two at a time (`bench/run.py --server moto --rows 4`).
 
-The start-up restore hands every path it found (`RESTORE`) to the download pool: most are S3's
-changes to bring into the folder, and the rest (what was synced before a restart) are looked at
-once each, mostly with one lstat. A path among them changed here while the sidecar was down is
-uploaded by the pass that finds it; it is not counted as a local change waiting for S3
-(`local_since`), since none can be flushed before the restore is done.
+The start-up restore hands every path it found (`RESTORE`: what S3 changed, and what was synced
+before a restart) to the download pool. Every entry in the folder was already reported to the
+upload pool by the watch that comes first (`Watcher.start`), and a queued path stays where it
+is: what the restore adds to the download pool is what the folder does not hold, S3's to bring
+in, or a synced file deleted here while the sidecar was down (whose pass deletes it in S3).
 
 The workers start with `start(process)`, once: `process` is the pass (the pipeline's), built
 after the scheduler it submits to; what is submitted before waits in the queues.
