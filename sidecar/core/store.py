@@ -9,7 +9,8 @@ sidecar had never stopped.
 SQLite from the standard library, one row per synced path, in the hidden working folder (a
 fresh volume starts without one). Changes are noted in memory as they happen and written in
 batches from one background thread; a crash loses at most the last batch, which only makes
-those paths look never-synced: the safe direction.
+those paths look never-synced: the safe direction. A batch that cannot be written (a full disk)
+is kept for the next, and the failure logged once (`health`, loophealth.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
+from ..loophealth import LoopHealth
 from .model import Kind, LocalEntry, RemoteEntry, Synced
 
 log = logging.getLogger("sidecar.store")
@@ -117,7 +119,9 @@ class SyncedStore:
         self._pending: dict[str, Synced | None] = {}
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-store")
         self._connection: sqlite3.Connection | None = None
-        self._failing = False
+        self.health = LoopHealth[Exception](
+            log, failing="cannot save the sync state (%s); retrying", level=logging.ERROR
+        )
         self.saved_etags_md5: bool | None = None  # proof.EtagKnowledge, as last saved
         self._pending_meta: dict[str, str] = {}
 
@@ -228,11 +232,9 @@ class SyncedStore:
             # lags behind, which makes paths look never-synced after a restart: the safe side.
             self._pending = {**batch, **self._pending}
             self._pending_meta = {**meta, **self._pending_meta}
-            if not self._failing:
-                log.error("cannot save the sync state (%s); retrying", error)
-            self._failing = True
+            self.health.failed(error)
         else:
-            self._failing = False
+            self.health.succeeded()
 
     async def close(self) -> None:
         await self.flush()

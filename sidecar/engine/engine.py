@@ -339,7 +339,7 @@ class Engine:
 
     def _poll_interval(self) -> float:
         """SYNC_POLL_INTERVAL; while the event queue fails, the fallback (at most 10 s)."""
-        if self.changes is not None and self.changes.failing:
+        if self.changes is not None and self.changes.health.failing:
             return self.poller.fallback_interval
         return self.options.poll_interval
 
@@ -370,17 +370,14 @@ class Engine:
         )
 
     def readiness(self) -> dict[str, dict[str, Any]]:
-        poller = self.poller
+        polls = self.options.mode is not SyncMode.UPLOAD_ONLY  # upload-only never lists S3
         return self.health.readiness(
             restore_done=self.restore.done.is_set(),
             restore_pending=len(self.restore.pending),
-            last_poll=poller.last_success_monotonic,
-            last_poll_duration=poller.last_duration,
-            poll_error=poller.last_error,
+            poll=self.poller.health if polls else None,
+            last_poll_duration=self.poller.last_duration,
             credentials=self.credentials,
-            polls=self.options.mode is not SyncMode.UPLOAD_ONLY,
-            queue_error=None if self.changes is None else self.changes.last_error,
-            queue=self.changes is not None,
+            queue=None if self.changes is None else self.changes.health,
         )
 
 

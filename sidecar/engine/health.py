@@ -11,7 +11,8 @@ verdicts built from them.
   restart (a restart would hit the same limit).
 - Readiness (`readiness`, served as `/readyz`): restored, a poll succeeded within three poll
   intervals (plus twice the last listing's duration), credentials valid, and, with an event
-  queue (SYNC_QUEUE_URL), its last call answered.
+  queue (SYNC_QUEUE_URL), its last call answered. The poll and the queue are read from their
+  loops' health records (loophealth.py).
 
 The signals are fed from outside: `set_reachable` by the S3 client after every answer or
 failure, `progressed` by the pipeline after every pass and by transfers as bytes move, and the
@@ -29,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from ..aws.credentials import CredentialsProvider
+from ..loophealth import LoopHealth
 
 log = logging.getLogger("sidecar")
 
@@ -108,34 +110,32 @@ class Health:
         *,
         restore_done: bool,
         restore_pending: int,
-        last_poll: float | None,
+        poll: LoopHealth[Any] | None,
         last_poll_duration: float,
-        poll_error: str | None,
         credentials: CredentialsProvider | None,
-        polls: bool = True,
-        queue: bool = False,
-        queue_error: str | None = None,
+        queue: LoopHealth[Any] | None = None,
     ) -> dict[str, dict[str, Any]]:
-        now = time.monotonic()
-        allowed = 3 * self._poll_interval + 2 * last_poll_duration
-        poll_age = None if last_poll is None else now - last_poll
-        poll: dict[str, Any] = {
-            "ok": poll_age is not None and poll_age <= allowed,
-            "seconds_since_success": None if poll_age is None else round(poll_age, 3),
-            "error": poll_error,
-        }
-        if not polls:  # upload-only: S3 is never listed
-            poll = {"ok": True, "seconds_since_success": None, "error": None, "polls": False}
+        """`poll`: the poller's health (None in upload-only: S3 is never listed); `queue`: the
+        change feed's (None without SYNC_QUEUE_URL)."""
         checks: dict[str, dict[str, Any]] = {
             "restore": {"ok": restore_done, "pending": restore_pending},
-            "poll": poll,
+            "poll": {"ok": True, "seconds_since_success": None, "error": None, "polls": False},
             "credentials": {
                 "ok": credentials is not None and credentials.valid(),
                 "expires": _isoformat(credentials.expiration) if credentials is not None else None,
             },
         }
-        if queue:  # SYNC_QUEUE_URL: failing means changes in S3 arrive a listing late
-            checks["queue"] = {"ok": queue_error is None, "error": queue_error}
+        if poll is not None:
+            allowed = 3 * self._poll_interval + 2 * last_poll_duration
+            last = poll.last_success_monotonic
+            age = None if last is None else time.monotonic() - last
+            checks["poll"] = {
+                "ok": age is not None and age <= allowed,
+                "seconds_since_success": None if age is None else round(age, 3),
+                "error": poll.last_error,
+            }
+        if queue is not None:  # SYNC_QUEUE_URL: failing means changes in S3 arrive a listing late
+            checks["queue"] = {"ok": not queue.failing, "error": queue.last_error}
         return checks
 
 

@@ -96,7 +96,7 @@ class Restore:
             state.set_synced(rel, synced)
         changed: list[str] = []
         if snapshot is not None:
-            self._poller.succeeded()
+            self._poller.health.succeeded()
             self._listed = len(snapshot.entries)
             applied = apply_snapshot(
                 state,

@@ -229,12 +229,12 @@ class Syncer:
         engine = self._engine
         if engine is None:
             return SyncStatus(False, False, None, None, True, None, 0)
-        poller = engine.poller
+        poll = engine.poller.health
         return SyncStatus(
             started=True,
             restore_done=engine.restore.done.is_set(),
-            last_poll_success=poller.last_success_monotonic,
-            last_poll_error=poller.last_error,
+            last_poll_success=poll.last_success_monotonic,
+            last_poll_error=poll.last_error,
             s3_reachable=engine.health.s3_reachable,
             fatal=engine.events.fatal,
             pending_uploads=len(engine.scheduler.pending_local()),

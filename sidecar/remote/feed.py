@@ -3,7 +3,8 @@
 the decision stays in `reconcile`.
 
 One loop (`run`), shaped like the poller: long-poll (20 s, ten messages), handle the batch,
-delete what was handled, and log on transitions only (failing, answering again).
+delete what was handled; its health in one record (`health`, loophealth.py), which logs on
+transitions only (failing, answering again).
 
 Invariants:
 - An event is a hint, never a fact: the object is looked at (one HEAD) and what S3 holds now
@@ -36,6 +37,7 @@ from ..core.keys import KeyMapper, UnsyncableName, parents_of
 from ..core.model import RemoteEntry
 from ..core.scheduler import DOWNLOAD, Scheduler
 from ..core.state import SyncState
+from ..loophealth import LoopHealth
 from ..metrics import Metrics
 from ..s3.client import S3Client
 from ..s3.entries import entry_of
@@ -84,12 +86,13 @@ class ChangeFeed:
         self._poller = poller
         self._metrics = metrics
         self._order: OrderedDict[str, str] = OrderedDict()
-        self.last_error: str | None = None
-        self.last_success: float | None = None  # monotonic: the last answer from the queue
-
-    @property
-    def failing(self) -> bool:
-        return self.last_error is not None
+        self.health = LoopHealth[QueueError](  # a success: the queue answered
+            log,
+            failing="the event queue is failing (%s): listing every %gs until it answers again",
+            recovered="the event queue answers again",
+            errors=metrics.notification_errors,
+            kind=lambda error: error.kind,
+        )
 
     async def run(self) -> None:
         """Receive and handle, forever. Never raises but for cancellation."""
@@ -119,20 +122,10 @@ class ChangeFeed:
                 await self.handle(messages)
 
     def _failed(self, error: QueueError) -> None:
-        self._metrics.inc(self._metrics.notification_errors, error.kind)
-        if self.last_error is None:
-            log.warning(
-                "the event queue is failing (%s): listing every %gs until it answers again",
-                error,
-                self._poller.fallback_interval,
-            )
-        self.last_error = str(error)
+        self.health.failed(error, self._poller.fallback_interval)
 
     def _answered(self) -> None:
-        self.last_success = time.monotonic()
-        if self.last_error is not None:
-            self.last_error = None
-            log.info("the event queue answers again")
+        if self.health.succeeded():
             self._poller.request_listing("events may have been lost while the queue failed")
 
     async def handle(self, messages: list[Message]) -> None:

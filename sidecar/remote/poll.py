@@ -3,8 +3,8 @@ into the state (fold.py: `apply_snapshot`), and hand the paths whose remote side
 download pool.
 
 Shaped like Home Assistant's DataUpdateCoordinator: one typed loop (`run`), one listing at a
-time, an explicit record of the last success and the last failure, logs on transitions only, and
-no exception ever escaping (`poll`).
+time, its health in one record (`health`, loophealth.py: the last success and the last failure,
+logs on transitions only), and no exception ever escaping (`poll`).
 
 Listings give Last-Modified to the second, and a metadata-only copy keeps the ETag: what we saw
 of an object while its Last-Modified second lasted (our own copy, a GET or HEAD, a listing
@@ -38,6 +38,7 @@ from ..core.keys import KeyMapper, UnsyncableName, parents_of
 from ..core.model import RemoteEntry
 from ..core.scheduler import CHECK, DOWNLOAD, Scheduler
 from ..core.state import SyncState
+from ..loophealth import LoopHealth
 from ..metrics import Metrics
 from ..s3.client import S3Client
 from ..s3.metadata import seen_unsettled
@@ -97,9 +98,14 @@ class Poller:
         self._scheduler = scheduler
         self.settings = settings
         self._reported: set[str] = set()
-        self.last_success: float | None = None  # wall clock
-        self.last_success_monotonic: float | None = None
-        self.last_error: str | None = None
+        self.health = LoopHealth[Exception](
+            log,
+            failing="poll failed: %s",
+            recovered="poll succeeded again",
+            describe=lambda error: f"{type(error).__name__}: {error}",
+            results=metrics.polls,
+            success_time=metrics.last_poll_success,
+        )
         self.last_duration = 0.0
         self._wake = asyncio.Event()
         self._pages: dict[bytes, _Page] = {}  # the last listing's settled pages, by digest
@@ -203,19 +209,6 @@ class Poller:
             )
         return entries, shadowed
 
-    def succeeded(self) -> None:
-        self.last_success = time.time()
-        self.last_success_monotonic = time.monotonic()
-        self.last_error = None
-        self._metrics.last_poll_success.set(self.last_success)
-        self._metrics.inc(self._metrics.polls, "ok")
-
-    def failed(self, error: BaseException) -> None:
-        if self.last_error is None:
-            log.warning("poll failed: %s", error)
-        self.last_error = f"{type(error).__name__}: {error}"
-        self._metrics.inc(self._metrics.polls, "error")
-
     @property
     def fallback_interval(self) -> float:
         return self.settings.fallback or self.settings.interval
@@ -260,7 +253,7 @@ class Poller:
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            self.failed(error)
+            self.health.failed(error)
             return
         settings = self.settings
         applied = apply_snapshot(
@@ -272,9 +265,7 @@ class Poller:
             trust_after=settings.trust_after,
             unlisted=self.excluded,
         )
-        if self.last_error is not None:
-            log.info("poll succeeded again")
-        self.succeeded()
+        self.health.succeeded()
         heap.release()  # the pages read and the listing they made, freed
         if applied.held_deletions:
             self._metrics.delete_guard_trips.inc()
