@@ -8,7 +8,7 @@ assigned only here, through named transitions:
 - from a pass over the path: `begin` (what the pass saw), `settled`, `failed`, `raced`;
 - from S3 and the executor: `set_remote`, `set_synced`, `record`, `agree`, `wrote_remote`,
   `forget`, `listed_unchanged`, `proven`;
-- from the start-up restore and listings: `mark_initial`, `set_shadowed`;
+- from the start-up restore and listings: `load_synced`, `mark_initial`, `set_shadowed`;
 - `hinted` also from a pass and from downloads and deletes, when a file's bytes are proven
   not to be the synced ones though its stat is (proof.py).
 
@@ -17,7 +17,8 @@ hints only if none arrived since `begin`), so the next pass still knows the cont
 
 The retry policy (one back-off, two starting points) is here too: `failed` for errors, `raced`
 for a path that changed under the pass. The synced records are also kept on disk (store.py),
-for restarts: `on_synced` hears of every change of one.
+for restarts: the `on_synced` the state is built with hears of every change of one, except the
+records `load_synced` takes from the store itself.
 
 Cost: about 1.3 KB per tracked path in all (measured at 100,000 paths, README "Measured"), of
 which the `PathState` is 80 bytes: what only a path with something going on needs (hints, an
@@ -154,7 +155,7 @@ class Seen:
 
 
 class SyncState:
-    def __init__(self) -> None:
+    def __init__(self, on_synced: Callable[[str, Synced | None], None] | None = None) -> None:
         self.paths: dict[str, PathState] = {}
         self.children: dict[str, int] = {}  # remote keys strictly below each directory
         self.synced_count = 0
@@ -163,7 +164,7 @@ class SyncState:
         self.writers: set[str] = set()  # paths open for writing (`PathState.writing`): the sweep
         self._shadowed: set[str] = set()  # what the last listing found shadowed
         # Told of every change of a synced record (the on-disk store listens here).
-        self.on_synced: Callable[[str, Synced | None], None] | None = None
+        self._on_synced = on_synced
         # Paths the start-up restore found, until a pass settles each (a set, not a field: a
         # restore's worth of small objects made and let go of would stay in the heap as holes).
         self._initial: set[str] = set()
@@ -308,13 +309,26 @@ class SyncState:
         ps.listed = entry
 
     def set_synced(self, rel: str, synced: Synced | None) -> None:
+        self._set_synced(rel, synced, self._on_synced)
+
+    def load_synced(self, records: Mapping[str, Synced]) -> None:
+        """What was synced before a restart, as the store kept it (not told back to it)."""
+        for rel, synced in records.items():
+            self._set_synced(rel, synced, None)
+
+    def _set_synced(
+        self,
+        rel: str,
+        synced: Synced | None,
+        on_synced: Callable[[str, Synced | None], None] | None,
+    ) -> None:
         state = self.get(rel)
         old = state.synced
         if (old is None) != (synced is None):
             self.synced_count += 1 if synced is not None else -1
         self.synced_files += _is_file(synced) - _is_file(old)
-        if self.on_synced is not None and (synced != old or _ctime(synced) != _ctime(old)):
-            self.on_synced(rel, synced)
+        if on_synced is not None and (synced != old or _ctime(synced) != _ctime(old)):
+            on_synced(rel, synced)
         state.synced = synced
 
     def record(self, rel: str, local: LocalEntry, remote: RemoteEntry | None) -> None:

@@ -206,13 +206,6 @@ class SyncedStore:
     async def load(self) -> dict[str, Synced]:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
 
-    async def forget_all(self) -> None:
-        """The saved state does not describe this folder any more: drop it."""
-        self._pending.clear()
-        await asyncio.get_running_loop().run_in_executor(
-            self._thread, lambda: self._reset(self._connect())
-        )
-
     def note(self, rel: str, synced: Synced | None) -> None:
         self._pending[rel] = synced
 

@@ -93,7 +93,10 @@ class Engine:
             connections=options.connections,
         )
         keys = KeyMapper(options.prefix, len(os.fsencode(root)), options.work_name)
-        self.state = SyncState()
+        # The synced records and their copy on disk, paired once: every change of a record
+        # is noted for the store's next write, from the restore's first on.
+        self.store = SyncedStore(os.path.join(work_dir, "state.sqlite3"), options.identity)
+        self.state = SyncState(on_synced=self.store.note)
         self.scheduler = Scheduler(
             {
                 UPLOAD: options.upload_workers,
@@ -144,7 +147,6 @@ class Engine:
                 poller=self.poller,
                 metrics=metrics,
             )
-        self.store = SyncedStore(os.path.join(work_dir, "state.sqlite3"), options.identity)
         self.tree = Tree(root, options.work_name)
         self.etags = EtagKnowledge(on_learned=self.store.note_etags)
         self.restore = Restore(

@@ -92,8 +92,7 @@ class Restore:
                 listing.cancel()
                 await asyncio.gather(listing, return_exceptions=True)
             raise
-        for rel, synced in loaded.items():
-            state.set_synced(rel, synced)
+        state.load_synced(loaded)
         changed: list[str] = []
         if snapshot is not None:
             self._poller.health.succeeded()
@@ -108,15 +107,14 @@ class Restore:
             )
             changed = applied.changed + applied.checked
             if loaded:
-                await self._guard(loaded, missing, snapshot.entries, snapshot.shadowed)
+                self._guard(loaded, missing, snapshot.entries, snapshot.shadowed)
         else:
             # Upload-only: S3 is taken to hold what we last synced there.
             known = {rel: s.remote for rel, s in loaded.items() if s.remote is not None}
             for rel, remote in known.items():
                 state.set_remote(rel, remote)
             if loaded:
-                await self._guard(loaded, missing, known, set())
-        state.on_synced = self._store.note
+                self._guard(loaded, missing, known, set())
         for rel in changed:
             state.mark_initial(rel)
         self.pending = set(changed) | {rel for rel in loaded if state.get(rel).synced is not None}
@@ -149,14 +147,15 @@ class Restore:
             self.pending = set()  # a set never shrinks: let go of 100,000 slots
             self.done.set()
 
-    async def _guard(
+    def _guard(
         self,
         loaded: dict[str, Synced],
         missing_here: int,
         listed: dict[str, RemoteEntry],
         shadowed: set[str],
     ) -> None:
-        """The max-delete guard, for what happened while the sidecar was down."""
+        """The max-delete guard, for what happened while the sidecar was down. A record it
+        drops is dropped from the store too (the state tells it)."""
         files = [rel for rel, synced in loaded.items() if synced.local.kind is not Kind.DIR]
         if not files or self._max_delete >= 100:
             return
@@ -171,7 +170,6 @@ class Restore:
             )
             for rel in loaded:
                 self._state.forget(rel)
-            await self._store.forget_all()
             return
         unlisted = self._poller.excluded
         missing_there = [
@@ -190,7 +188,6 @@ class Restore:
             )
             for rel in missing_there:
                 self._state.forget(rel)
-                self._store.note(rel, None)
 
 
 def _missing_files(tree: Tree, loaded: dict[str, Synced], *, count: bool) -> int:
