@@ -1,12 +1,14 @@
-"""The running parts of a started `Syncer`, built together and closed together.
+"""The running parts of a started `Syncer`, built together (`Parts`) and started, drained and
+closed together (`Engine`).
 
 Data flows one way: inotify events (`LocalEvents`) and listings (`Poller`) mark paths dirty in
 the `Scheduler`; its workers run one `Pipeline` pass per path (facts, `reconcile`, `Executor`).
 `Restore` runs once before the background loops start; `Health` turns the parts' signals into
-liveness and readiness. Every part is built in `__init__` (inside the running loop), so none is
-ever missing; `start`, `drain` and `close` are called once each, in that order, by `Syncer`.
-The folder is held open (`Tree`, safefs.py) from `start` to `close`: operations reach local
-paths only through it.
+liveness and readiness. Every part is built in `Parts.__init__` (inside the running loop), each
+after the parts it uses, so none is ever missing and nothing points at a part built later;
+`start`, `drain` and `close` are called once each, in that order, by `Syncer`. The folder is
+held open (`Tree`, safefs.py) from `start` to `close`: operations reach local paths only
+through it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ..ops.operation import ExecutorSettings, Workspace, is_temp_name
 from ..remote.feed import ChangeFeed
 from ..remote.poll import Poller, PollSettings
 from ..s3.client import S3Client
+from .flush import Flush
 from .health import Health
 from .options import SyncOptions
 from .pipeline import Pipeline
@@ -49,7 +52,10 @@ log = logging.getLogger("sidecar")
 FALLBACK_POLL_INTERVAL = 10.0  # seconds between listings while the event queue fails
 
 
-class Engine:
+class Parts:
+    """Every running part, built once in the order they need each other, and released
+    together (`_release`). `stopping` is read by the passes (set by `Engine` when it stops)."""
+
     def __init__(
         self,
         options: SyncOptions,
@@ -63,9 +69,6 @@ class Engine:
         self.credentials = credentials
         self._owns_credentials = owns_credentials
         self.stopping = False
-        self._watching = False
-        self._closed = False
-        self._tasks: list[asyncio.Task[None]] = []
         root, work_dir = options.root, options.work_dir
         self.health = Health(
             stall_timeout=options.stall_timeout, poll_interval=options.poll_interval
@@ -114,6 +117,9 @@ class Engine:
             exclude_local=options.exclude_local,
             upload_on_create=options.upload_on_create,
             open_file_timeout=options.open_file_timeout,
+        )
+        self._flush = Flush(
+            scheduler=self.scheduler, watcher=self.watcher, events=self.events, state=self.state
         )
         self.poller = Poller(
             s3=self.s3,
@@ -206,6 +212,45 @@ class Engine:
         )
         metrics.bind_folder(str(options.root), options.poll_interval)
 
+    async def _release(self) -> None:
+        """Release every part, the users before what they use."""
+        await self.events.close()
+        self.replaced.close()
+        await self.scheduler.close()
+        await self.watcher.close()
+        self.s3.close()
+        await self.session.close()
+        if self._owns_credentials:
+            await self.credentials.close()
+        await self.store.close()
+        self.tree.close()
+
+    def _watch_failed(self, what: str, error: BaseException) -> None:
+        self.metrics.inc(self.metrics.local_errors, "watch")
+        log.error("%s failed: %s", what, error)
+
+    def _oldest_pending_age(self) -> float:
+        since = self.scheduler.oldest_local_change()
+        return 0.0 if since is None else time.monotonic() - since
+
+
+class Engine(Parts):
+    """The parts' lifecycle (`start`, `drain`, `flush`, `close`) and what they report
+    (`tasks`, `problems`, `degraded`, `readiness`)."""
+
+    def __init__(
+        self,
+        options: SyncOptions,
+        metrics: Metrics,
+        credentials: CredentialsProvider,
+        *,
+        owns_credentials: bool,
+    ) -> None:
+        super().__init__(options, metrics, credentials, owns_credentials=owns_credentials)
+        self._watching = False
+        self._closed = False
+        self._tasks: list[asyncio.Task[None]] = []
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -244,64 +289,11 @@ class Engine:
         Returns the paths whose local changes could not be uploaded in time."""
         self.stopping = True
         await self._cancel_tasks()
-        scheduler, watcher = self.scheduler, self.watcher
-        try:  # nothing reports what was written in them since the last periodic scan
-            await self.events.scan_unwatched()
-        except Exception as error:
-            log.error("scan of unwatched directories failed: %s", error)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            watcher.barrier()  # may report an overflow: the rescan then starts now
-            scheduler.expedite()
-            rescan = self.events.rescanning
-            if rescan is None and not scheduler.has_work():
-                break
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            wait = min(remaining, 1.0) if remaining is not None else None
-            with contextlib.suppress(TimeoutError):
-                if rescan is not None:  # what it finds is submitted as it goes
-                    await asyncio.wait_for(asyncio.shield(rescan), wait)
-                else:
-                    await asyncio.wait_for(scheduler.wait_idle(), wait)
-        return sorted(set(scheduler.pending_local()) | self.state.writers)
+        return await self._flush.drain(timeout)
 
     async def flush(self, timeout: float) -> tuple[list[str], list[str]]:  # noqa: ASYNC109
-        """Until every local change made before the call is in S3, for at most `timeout`
-        seconds. Returns (the paths still waiting, the files open for writing: their unclosed
-        writes are not part of it). A rescan under way (after an inotify overflow) is waited
-        for, and what it finds counts as made before the call."""
-        began = time.monotonic()
-        deadline = began + timeout
-        self.watcher.barrier()  # every write that returned before the call is now known
-        try:
-            await self.events.scan_unwatched()
-        except Exception as error:
-            log.error("scan of unwatched directories failed: %s", error)
-        cutoff = time.monotonic()
-        waiting = set(self.scheduler.local_changes_before(cutoff))
-        while True:
-            self.watcher.barrier()
-            rescan = self.events.rescanning
-            remaining = deadline - time.monotonic()
-            if rescan is not None:
-                if remaining <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(rescan), remaining)
-                cutoff = time.monotonic()
-                waiting |= set(self.scheduler.local_changes_before(cutoff))
-                continue
-            waiting = {
-                rel
-                for rel in waiting
-                if (since := self.scheduler.local_since(rel)) is not None and since <= cutoff
-            }
-            if not waiting or remaining <= 0:
-                break
-            await self.scheduler.wait_settled(min(remaining, 1.0))
-        return sorted(waiting), sorted(self.state.writers)
+        """Until every local change made before the call is in S3 (flush.py)."""
+        return await self._flush.flush(timeout)
 
     async def close(self) -> None:
         """Release everything; a second call has nothing to do."""
@@ -310,16 +302,7 @@ class Engine:
         self._closed = True
         self.stopping = True
         await self._cancel_tasks()
-        await self.events.close()
-        self.replaced.close()
-        await self.scheduler.close()
-        await self.watcher.close()
-        self.s3.close()
-        await self.session.close()
-        if self._owns_credentials:
-            await self.credentials.close()
-        await self.store.close()
-        self.tree.close()
+        await self._release()
 
     async def _cancel_tasks(self) -> None:
         for task in self._tasks:
@@ -335,19 +318,11 @@ class Engine:
 
     # -- signals -------------------------------------------------------------------------
 
-    def _watch_failed(self, what: str, error: BaseException) -> None:
-        self.metrics.inc(self.metrics.local_errors, "watch")
-        log.error("%s failed: %s", what, error)
-
     def _poll_interval(self) -> float:
         """SYNC_POLL_INTERVAL; while the event queue fails, the fallback (at most 10 s)."""
         if self.changes is not None and self.changes.health.failing:
             return self.poller.fallback_interval
         return self.options.poll_interval
-
-    def _oldest_pending_age(self) -> float:
-        since = self.scheduler.oldest_local_change()
-        return 0.0 if since is None else time.monotonic() - since
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
