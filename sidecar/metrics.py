@@ -1,4 +1,7 @@
-"""Every Prometheus metric the sidecar exports, defined in one place.
+"""Every Prometheus metric the sidecar exports, defined in one place, in five groups: what was
+synced (`_Transfers`), S3 and credentials (`_Requests`), what S3 says (`_Remote`), the folder
+(`_Local`) and the work in hand (`_Work`). `Metrics` is all of them; a metric is one attribute of
+it, wherever it is defined.
 
 Each `Syncer` owns its own registry, so several syncers (or test cases) in one process never
 share or double-register counters.
@@ -57,11 +60,10 @@ def _statvfs(directory: str, field: str) -> float:
     return float(blocks * stat.f_frsize)
 
 
-class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
-        r = self.registry
+class _Transfers:
+    """What was synced: transfers, deletes, metadata copies, conflicts, flushes."""
+
+    def _define_transfers(self, r: CollectorRegistry) -> None:
         self.uploads = Counter(
             "s3sync_uploads",
             "Files, symlinks and directory markers uploaded, by result.",
@@ -97,6 +99,32 @@ class Metrics:
         self.downloaded_bytes = Counter(
             "s3sync_downloaded_bytes", "Bytes of object content downloaded.", registry=r
         )
+        self.aborted_changed = Counter(
+            "s3sync_uploads_abandoned_changed",
+            "Uploads abandoned because the file changed while it was read (re-uploaded after).",
+            registry=r,
+        )
+        self.flushes = Counter(
+            "s3sync_flushes",
+            "Durability barriers (POST /flush, Syncer.flush): 'ok' when every change made "
+            "before the call reached S3 in time, 'timeout' otherwise.",
+            ["result"],
+            registry=r,
+        )
+        for result in RESULTS:
+            for counter in (self.uploads, self.downloads):
+                counter.labels(result)
+            for side in SIDES:
+                self.deletes.labels(side, result)
+                self.metadata_updates.labels(side, result)
+        self.flushes.labels("ok")
+        self.flushes.labels("timeout")
+
+
+class _Requests:
+    """S3's requests, and the credentials that sign them."""
+
+    def _define_requests(self, r: CollectorRegistry) -> None:
         self.s3_requests = Counter(
             "s3sync_s3_requests",
             "S3 requests by operation and HTTP status ('error' when no response arrived).",
@@ -116,30 +144,22 @@ class Metrics:
             ["operation", "reason"],
             registry=r,
         )
-        self.skipped = Counter(
-            "s3sync_skipped_paths", "Paths or keys not synced, by reason.", ["reason"], registry=r
-        )
-        self.local_errors = Counter(
-            "s3sync_local_errors",
-            "Local filesystem operations that failed, by operation.",
-            ["operation"],
+        self.credentials_expiry = Gauge(
+            "s3sync_credentials_expiry_timestamp_seconds",
+            "Unix time the current credentials expire (0 when they do not).",
             registry=r,
         )
-        self.aborted_changed = Counter(
-            "s3sync_uploads_abandoned_changed",
-            "Uploads abandoned because the file changed while it was read (re-uploaded after).",
+        self.credentials_refresh_failures = Counter(
+            "s3sync_credentials_refresh_failures",
+            "Failed attempts to fetch credentials.",
             registry=r,
         )
-        self.inotify_overflows = Counter(
-            "s3sync_inotify_overflows",
-            "inotify queue overflows (each triggers a full rescan).",
-            registry=r,
-        )
-        self.delete_guard_trips = Counter(
-            "s3sync_delete_guard_trips",
-            "Polls whose remote deletions were held back by the max-delete guard.",
-            registry=r,
-        )
+
+
+class _Remote:
+    """What S3 says: listings, the max-delete guard, the event queue."""
+
+    def _define_remote(self, r: CollectorRegistry) -> None:
         self.poll_duration = Histogram(
             "s3sync_poll_duration_seconds",
             "Time to list the prefix.",
@@ -154,86 +174,16 @@ class Metrics:
             "Unix time the last successful poll finished.",
             registry=r,
         )
-        self.restore_duration = Gauge(
-            "s3sync_initial_restore_duration_seconds",
-            "Time the initial restore took.",
-            registry=r,
-        )
-        self.restore_done = Gauge(
-            "s3sync_initial_restore_done",
-            "1 once the bucket has been restored into the folder.",
-            registry=r,
-        )
-        self.credentials_expiry = Gauge(
-            "s3sync_credentials_expiry_timestamp_seconds",
-            "Unix time the current credentials expire (0 when they do not).",
-            registry=r,
-        )
-        self.credentials_refresh_failures = Counter(
-            "s3sync_credentials_refresh_failures",
-            "Failed attempts to fetch credentials.",
-            registry=r,
-        )
-        self.queue_depth = Gauge(
-            "s3sync_queue_depth",
-            "Paths waiting to be synced, by the side that changed.",
-            ["direction"],
-            registry=r,
-        )
-        self.in_flight = Gauge(
-            "s3sync_transfers_in_flight",
-            "Paths being synced right now, by direction.",
-            ["direction"],
-            registry=r,
-        )
-        self.oldest_pending = Gauge(
-            "s3sync_oldest_pending_change_age_seconds",
-            "Age of the oldest local change not yet in S3 (the sync lag).",
-            registry=r,
-        )
-        self.files_tracked = Gauge(
-            "s3sync_files_tracked", "Paths known to be in sync on both sides.", registry=r
-        )
-        self.watches = Gauge(
-            "s3sync_inotify_watches", "Directories watched with inotify.", registry=r
-        )
-        self.unwatched = Gauge(
-            "s3sync_inotify_unwatched_directories",
-            "Directories inotify could not watch (max_user_watches reached): scanned "
-            "periodically instead.",
-            registry=r,
-        )
-        self.build_info = Gauge(
-            "s3sync_build_info",
-            "Always 1; the label says which version of s3sync-sidecar runs.",
-            ["version"],
-            registry=r,
-        )
-        self.build_info.labels(__version__).set(1)
         self.poll_interval = Gauge(
             "s3sync_poll_interval_seconds",
             "Seconds between two listings of the prefix (SYNC_POLL_INTERVAL).",
             registry=r,
         )
-        self.volume_free = Gauge(
-            "s3sync_volume_free_bytes",
-            "Bytes free to the sidecar on the filesystem of the synced folder.",
+        self.delete_guard_trips = Counter(
+            "s3sync_delete_guard_trips",
+            "Polls whose remote deletions were held back by the max-delete guard.",
             registry=r,
         )
-        self.volume_size = Gauge(
-            "s3sync_volume_size_bytes",
-            "Size in bytes of the filesystem of the synced folder.",
-            registry=r,
-        )
-        self.flushes = Counter(
-            "s3sync_flushes",
-            "Durability barriers (POST /flush, Syncer.flush): 'ok' when every change made "
-            "before the call reached S3 in time, 'timeout' otherwise.",
-            ["result"],
-            registry=r,
-        )
-        self.flushes.labels("ok")
-        self.flushes.labels("timeout")
         self.notification_events = Counter(
             "s3sync_notification_events",
             "S3 event notifications from SYNC_QUEUE_URL, by result: 'received', then "
@@ -261,23 +211,113 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        for result in RESULTS:
+            self.polls.labels(result)
         for result in NOTIFICATION_EVENT_RESULTS:
             self.notification_events.labels(result)
         for result in NOTIFICATION_MESSAGE_RESULTS:
             self.notification_messages.labels(result)
         for kind in NOTIFICATION_ERROR_KINDS:
             self.notification_errors.labels(kind)
-        ProcessCollector(registry=r)
-        for result in RESULTS:
-            for counter in (self.uploads, self.downloads, self.polls):
-                counter.labels(result)
-            for side in SIDES:
-                self.deletes.labels(side, result)
-                self.metadata_updates.labels(side, result)
+
+
+class _Local:
+    """The folder: what is not synced and why, local errors, inotify, the volume."""
+
+    def _define_local(self, r: CollectorRegistry) -> None:
+        self.skipped = Counter(
+            "s3sync_skipped_paths", "Paths or keys not synced, by reason.", ["reason"], registry=r
+        )
+        self.local_errors = Counter(
+            "s3sync_local_errors",
+            "Local filesystem operations that failed, by operation.",
+            ["operation"],
+            registry=r,
+        )
+        self.inotify_overflows = Counter(
+            "s3sync_inotify_overflows",
+            "inotify queue overflows (each triggers a full rescan).",
+            registry=r,
+        )
+        self.watches = Gauge(
+            "s3sync_inotify_watches", "Directories watched with inotify.", registry=r
+        )
+        self.unwatched = Gauge(
+            "s3sync_inotify_unwatched_directories",
+            "Directories inotify could not watch (max_user_watches reached): scanned "
+            "periodically instead.",
+            registry=r,
+        )
+        self.volume_free = Gauge(
+            "s3sync_volume_free_bytes",
+            "Bytes free to the sidecar on the filesystem of the synced folder.",
+            registry=r,
+        )
+        self.volume_size = Gauge(
+            "s3sync_volume_size_bytes",
+            "Size in bytes of the filesystem of the synced folder.",
+            registry=r,
+        )
         for reason in SkipReason:
             self.skipped.labels(reason.value)
         for operation in LOCAL_ERROR_OPERATIONS:
             self.local_errors.labels(operation)
+
+
+class _Work:
+    """The work in hand: the restore, the queues, what is tracked, the build."""
+
+    def _define_work(self, r: CollectorRegistry) -> None:
+        self.restore_duration = Gauge(
+            "s3sync_initial_restore_duration_seconds",
+            "Time the initial restore took.",
+            registry=r,
+        )
+        self.restore_done = Gauge(
+            "s3sync_initial_restore_done",
+            "1 once the bucket has been restored into the folder.",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "s3sync_queue_depth",
+            "Paths waiting to be synced, by the side that changed.",
+            ["direction"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "s3sync_transfers_in_flight",
+            "Paths being synced right now, by direction.",
+            ["direction"],
+            registry=r,
+        )
+        self.oldest_pending = Gauge(
+            "s3sync_oldest_pending_change_age_seconds",
+            "Age of the oldest local change not yet in S3 (the sync lag).",
+            registry=r,
+        )
+        self.files_tracked = Gauge(
+            "s3sync_files_tracked", "Paths known to be in sync on both sides.", registry=r
+        )
+        self.build_info = Gauge(
+            "s3sync_build_info",
+            "Always 1; the label says which version of s3sync-sidecar runs.",
+            ["version"],
+            registry=r,
+        )
+        self.build_info.labels(__version__).set(1)
+
+
+class Metrics(_Transfers, _Requests, _Remote, _Local, _Work):
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
+        r = self.registry
+        self._define_transfers(r)
+        self._define_requests(r)
+        self._define_remote(r)
+        self._define_local(r)
+        self._define_work(r)
+        ProcessCollector(registry=r)
 
     def bind_folder(self, directory: str, poll_interval: float) -> None:
         """The synced folder's volume, read at scrape time, and the poll interval."""
