@@ -8,6 +8,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 
+import pytest
 from conftest import Bucket, eventually, in_thread
 
 from sidecar.core.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, UPLOAD, Scheduler
@@ -138,6 +139,26 @@ async def test_a_pool_without_workers_hands_its_paths_to_the_download_pool() -> 
     finally:
         await scheduler.close()
     assert passes == [("x", DOWNLOAD)]
+
+
+async def test_paths_submitted_before_the_start_wait_and_a_second_start_is_refused() -> None:
+    passes: list[tuple[str, str]] = []
+
+    async def process(rel: str, pool: str) -> None:
+        passes.append((rel, pool))
+
+    scheduler = Scheduler({UPLOAD: 1, DOWNLOAD: 1})
+    scheduler.submit("early", UPLOAD)  # the watch reports before the workers start
+    assert scheduler.queued(UPLOAD) == 1
+    scheduler.start(process)
+    try:
+        with pytest.raises(RuntimeError, match="already started"):
+            scheduler.start(process)
+        await asyncio.wait_for(scheduler.wait_idle(), 5)
+    finally:
+        await scheduler.close()
+    assert passes == [("early", UPLOAD)]
+    assert len(scheduler.tasks) == 0  # closed: the one start's two workers are gone
 
 
 async def test_writes_and_deletes_of_one_key_reach_s3_in_order(

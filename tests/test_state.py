@@ -119,3 +119,17 @@ def test_setting_the_remote_forgets_the_listing_seen_unchanged() -> None:
     assert state.get("a").listed is listed
     state.set_remote("a", RemoteEntry("e2", 1, "2024-01-02T00:00:00.000Z"))
     assert state.get("a").listed is None
+
+
+def test_records_loaded_from_the_store_are_not_noted_back_and_later_changes_are() -> None:
+    noted: list[tuple[str, Synced | None]] = []
+    state = SyncState(on_synced=lambda rel, synced: noted.append((rel, synced)))
+    loaded = {"a": Synced(FILE, REMOTE), "b": Synced(FILE, REMOTE)}
+    state.load_synced(loaded)
+    assert noted == []
+    assert state.get("a").synced == loaded["a"] and state.synced_count == 2
+    assert state.synced_files == 2
+    state.forget("b")
+    state.agree("c", FILE, REMOTE)
+    state.set_synced("a", loaded["a"])  # the same record: nothing to note
+    assert noted == [("b", None), ("c", Synced(FILE, REMOTE))]
