@@ -213,7 +213,7 @@ class Parts:
         metrics.bind_folder(str(options.root), options.poll_interval)
 
     async def _release(self) -> None:
-        """Release every part, the users before what they use."""
+        """Release every part (once the loops that use them are cancelled)."""
         await self.events.close()
         self.replaced.close()
         await self.scheduler.close()
