@@ -1,4 +1,4 @@
-"""Small filesystem helpers: fingerprints and conflict-copy names.
+"""Small filesystem helpers: fingerprints, conflict-copy names, and the one read size.
 
 Nothing here follows a symlink below the synced folder: a path is looked at only through
 `safefs.Tree`, so a file reached through a symlinked parent (`link/x` where `link` is a
@@ -16,6 +16,11 @@ from ..core.model import LocalEntry, Synced, kind_of_mode
 from .safefs import At, Tree
 
 PERMISSION_BITS = 0o777  # setuid/setgid/sticky from S3 are never applied
+
+# How much of a local file's bytes one read (or one write) moves: an upload's streamed chunk,
+# a download's writev, an MD5 proof, a byte-for-byte comparison, a copy. Also the largest
+# object a download reads whole instead of streaming it.
+READ_SIZE = 1 << 20
 
 
 _MODES: dict[int, int] = {}  # a folder has a few distinct modes: one int object each

@@ -25,12 +25,12 @@ from datetime import UTC, datetime
 
 from ..core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
 from ..core.reconcile import Decision, Op, Winner
-from ..local.localfs import conflict_name, entry_from_stat, in_place
+from ..local.localfs import READ_SIZE, conflict_name, entry_from_stat, in_place
 from ..local.proof import file_is_object
 from ..local.safefs import At, Tree
 from .download import Downloads
 from .operation import Followup, Job, RemoteChanged, Workspace, fetched
-from .upload import READ_CHUNK, Uploads
+from .upload import Uploads
 
 log = logging.getLogger("sidecar.conflict")
 
@@ -90,7 +90,7 @@ def write_new(target: At, source: int, mode: int, times_ns: tuple[int, int] | No
     fd = target.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         offset = 0
-        while chunk := os.pread(source, READ_CHUNK, offset):
+        while chunk := os.pread(source, READ_SIZE, offset):
             offset += len(chunk)
             view = memoryview(chunk)
             while view:
@@ -221,8 +221,8 @@ def _same_content(tree: Tree, rel: str, temp: At) -> bool:
             open(temp.open(os.O_RDONLY), "rb") as b,
         ):
             while True:
-                chunk_a = a.read(READ_CHUNK)
-                chunk_b = b.read(READ_CHUNK)
+                chunk_a = a.read(READ_SIZE)
+                chunk_b = b.read(READ_SIZE)
                 if chunk_a != chunk_b:
                     return False
                 if not chunk_a:

@@ -27,17 +27,22 @@ from collections.abc import Callable
 import aiohttp
 
 from ..core.model import Kind, LocalEntry, RemoteEntry
-from ..local.localfs import PERMISSION_BITS, changed_by_us, entry_from_stat, in_place
+from ..local.localfs import (
+    PERMISSION_BITS,
+    READ_SIZE,
+    changed_by_us,
+    entry_from_stat,
+    in_place,
+)
 from ..local.proof import is_plain_md5, verifiable
 from ..local.safefs import At
 from ..s3.client import ObjectHead, read_capped
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace, fetched
-from .upload import READ_CHUNK
 
 log = logging.getLogger("sidecar.download")
 
 SYMLINK_MAX = 4096
-SMALL_OBJECT = READ_CHUNK  # read whole, not streamed (transport.py: the lean path)
+SMALL_OBJECT = READ_SIZE  # read whole, not streamed (transport.py: the lean path)
 
 
 class Downloads:
@@ -131,7 +136,7 @@ class Downloads:
                     raise IntegrityError(f"{key!r}: more than the {head.size} bytes announced")
                 buffer.append(chunk)
                 buffered += len(chunk)
-                if buffered >= READ_CHUNK:
+                if buffered >= READ_SIZE:
                     block, buffer, buffered = buffer, [], 0
                     await _settled(loop.run_in_executor(None, _write_all, fd, block, md5.update))
                     self._ws.progress()

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from ..core.model import Kind, LocalEntry, RemoteEntry
-from ..local.localfs import entry_from_stat
+from ..local.localfs import READ_SIZE, entry_from_stat
 from ..local.proof import is_plain_md5, verifiable
 from ..s3.client import BodyChanged, PreconditionFailed, PutResult
 from ..s3.metadata import format_mode, format_mtime
@@ -37,7 +37,6 @@ from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspa
 log = logging.getLogger("sidecar.upload")
 
 COPY_MAX = 5 * 1024**3  # CopyObject's single-request limit
-READ_CHUNK = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -189,7 +188,7 @@ class Uploads:
             position = offset
             remaining = length
             while remaining > 0:
-                size = min(READ_CHUNK, remaining)
+                size = min(READ_SIZE, remaining)
                 chunk = await loop.run_in_executor(None, os.pread, up.fd, size, position)
                 if len(chunk) != size or ps.mod_gen != gen:
                     raise self._abandon(up)
