@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from ..core.model import Hint
 from ..metrics import Metrics
-from ..ops.conflict import make_conflict_copy, write_new
+from .conflicts import make_conflict_copy
+from .localfs import write_new
 from .safefs import Tree, UnsafeParentError
 from .watch import IN_CLOSE_WRITE, Watcher
 

@@ -1,7 +1,7 @@
 """Both sides changed: keep both. The version that keeps the name is the local one (a local
 change not yet uploaded is never overwritten), or at start, with no history, the newer mtime;
-the other is kept beside it as `name.sync-conflict-YYYYMMDD-HHMMSS.ext` (`conflict_name`, in
-localfs.py) and uploaded too.
+the other is kept beside it as `name.sync-conflict-YYYYMMDD-HHMMSS.ext` (local/conflicts.py)
+and uploaded too.
 
 Often both sides are the same file (a restart on a volume that survived): that is proven before
 anything is transferred, by MD5 against a single-part ETag, or for a multipart object by its
@@ -15,17 +15,15 @@ never made, and nothing is replaced, beyond a symlinked directory.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import stat
-from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from ..core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
 from ..core.reconcile import Decision, Op, Winner
-from ..local.localfs import READ_SIZE, conflict_name, entry_from_stat, in_place
+from ..local.conflicts import link_as_conflict
+from ..local.localfs import READ_SIZE, entry_from_stat, in_place
 from ..local.proof import file_is_object
 from ..local.safefs import At, Tree
 from .download import Downloads
@@ -33,76 +31,6 @@ from .operation import Followup, Job, RemoteChanged, Workspace, fetched
 from .upload import Uploads
 
 log = logging.getLogger("sidecar.conflict")
-
-
-def link_as_conflict(source: At, beside: At, rel: str) -> str:
-    """Give `source` a free conflict-copy name beside `rel` (whose name in its parent is
-    `beside`): a hard link, or a copy where the filesystem or the directory refuses links.
-    Never overwrites, never follows. Returns the copy's relative path."""
-
-    def make(target: At) -> None:
-        try:
-            source.link_to(target)
-        except OSError as error:
-            if error.errno not in _NO_LINKS:
-                raise
-            _copy_new(source, target)
-
-    return make_conflict_copy(beside, rel, make)
-
-
-def make_conflict_copy(beside: At, rel: str, make: Callable[[At], None]) -> str:
-    """Call `make(target)` with free conflict-copy names beside `rel` until one is not taken
-    (`make` raises FileExistsError for a taken one). Returns the copy's relative path."""
-    moment = datetime.now(UTC)
-    for attempt in range(1000):
-        name = conflict_name(rel, moment, attempt)
-        try:
-            make(At(beside.dir_fd, name.rpartition("/")[2]))
-        except FileExistsError:
-            continue
-        return name
-    raise FileExistsError(rel)
-
-
-# link() fails with these where copying may still work: no hard links on this filesystem,
-# another filesystem, too many links, or a protected_hardlinks refusal on a file not ours.
-_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.EACCES})
-
-
-def _copy_new(source: At, target: At) -> None:
-    """Copy `source` to a new `target` (O_EXCL: FileExistsError if taken), mode and mtime too."""
-    st = source.lstat()
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(source.readlink(), target.name, dir_fd=target.dir_fd)
-        return
-    reader = source.open(os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        write_new(target, reader, stat.S_IMODE(st.st_mode), (st.st_atime_ns, st.st_mtime_ns))
-    finally:
-        os.close(reader)
-
-
-def write_new(target: At, source: int, mode: int, times_ns: tuple[int, int] | None = None) -> None:
-    """A new file at `target` (FileExistsError if taken) with the content of the open file
-    `source` (read from its start), `mode`, and `times_ns` (atime, mtime) if given. Nothing is
-    left at `target` if it fails."""
-    fd = target.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        offset = 0
-        while chunk := os.pread(source, READ_SIZE, offset):
-            offset += len(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
-        if times_ns is not None:
-            os.utime(fd, ns=times_ns)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            target.unlink()
-        raise
-    os.close(fd)
 
 
 class Conflicts:

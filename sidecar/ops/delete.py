@@ -19,9 +19,9 @@ import os
 
 from ..core.keys import parents_of
 from ..core.model import Hint, Kind, kind_of_mode
+from ..local.conflicts import link_as_conflict
 from ..local.localfs import entry_from_stat
 from ..local.safefs import At
-from .conflict import link_as_conflict
 from .operation import Followup, Job, LocalChanged, Workspace
 
 log = logging.getLogger("sidecar.delete")
