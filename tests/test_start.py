@@ -14,6 +14,7 @@ import pytest
 from conftest import REGION, Bucket, eventually, in_thread, metric, requests
 
 from sidecar import Syncer
+from sidecar.local.conflicts import is_conflict
 from sidecar.ops.operation import Workspace, is_temp_name
 from sidecar.s3.client import S3Error
 from sidecar.s3.metadata import format_mode, format_mtime
@@ -88,7 +89,7 @@ async def test_both_sides_kept_at_start(syncer_factory, bucket: Bucket, tmp_path
     assert (folder / "same.txt").read_bytes() == b"same content"
     assert (folder / "differs-local-newer.txt").read_bytes() == b"local and newer"
     assert (folder / "differs-remote-newer.txt").read_bytes() == b"remote and newer"
-    copies = {p.name: p.read_bytes() for p in folder.glob("*.sync-conflict-*")}
+    copies = {p.name: p.read_bytes() for p in folder.iterdir() if is_conflict(p.name)}
     assert sorted(copies.values()) == [b"local and older", b"remote and older"]
 
     def s3_has_everything() -> None:
