@@ -41,9 +41,10 @@ from ..local.proof import EtagKnowledge
 from ..local.replaced import ReplacedVersions
 from ..local.safefs import Tree
 from ..local.watch import Watcher
+from ..local.workdir import is_temp_name
 from ..metrics import Metrics
 from ..ops.executor import Executor
-from ..ops.operation import ExecutorSettings, Workspace, is_temp_name
+from ..ops.operation import ExecutorSettings, Workspace
 from ..remote.feed import ChangeFeed
 from ..remote.poll import Poller, PollSettings
 from ..s3.client import S3Client

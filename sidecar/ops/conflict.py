@@ -14,7 +14,6 @@ never made, and nothing is replaced, beyond a symlinked directory.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
@@ -26,6 +25,7 @@ from ..local.conflicts import link_as_conflict
 from ..local.localfs import READ_SIZE, entry_from_stat, in_place
 from ..local.proof import file_is_object
 from ..local.safefs import At, Tree
+from ..local.workdir import discard
 from .download import Downloads
 from .operation import Followup, Job, RemoteChanged, Workspace, fetched
 from .upload import Uploads
@@ -101,8 +101,7 @@ class Conflicts:
                 ws.state.agree(rel, on_disk, remote_entry)
                 self._log(rel, copy, "the newer S3 version keeps the name, the local version")
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+            discard(temp)
 
     def _same_bytes(self, job: Job, local: LocalEntry, remote: RemoteEntry) -> None:
         """Both sides hold the same bytes: no conflict copy. Their mode or mtime may still

@@ -22,6 +22,7 @@ from ..core.model import Hint, Kind, kind_of_mode
 from ..local.conflicts import link_as_conflict
 from ..local.localfs import entry_from_stat
 from ..local.safefs import At
+from ..local.workdir import temp_name
 from .operation import Followup, Job, LocalChanged, Workspace
 
 log = logging.getLogger("sidecar.delete")
@@ -54,7 +55,7 @@ class Deletes:
         ws = self._ws
         rel = job.rel
         await ws.prove_unchanged(job, bool(ws.etags.md5))
-        aside = ws.tree.temp(ws.temp_name())
+        aside = ws.tree.temp(temp_name())
         with ws.tree.parent(rel) as at:
             ws.recheck(job, expected, at)
             at.rename_to(aside)

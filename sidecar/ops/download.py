@@ -36,6 +36,7 @@ from ..local.localfs import (
 )
 from ..local.proof import is_plain_md5, verifiable
 from ..local.safefs import At
+from ..local.workdir import discard, temp_name
 from ..s3.client import ObjectHead, read_capped
 from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace, fetched
 
@@ -57,7 +58,7 @@ class Downloads:
         if remote.size <= SMALL_OBJECT:
             return await self._fetch_small(key, remote)
         response = await ws.s3.get_object(key, if_match=remote.etag)
-        temp = ws.tree.temp(ws.temp_name())
+        temp = ws.tree.temp(temp_name())
         try:
             head = ObjectHead.from_headers(response.headers)
             mode = head.mode
@@ -73,7 +74,7 @@ class Downloads:
                 await self._write_body(response, temp, head, key)
         except BaseException:
             response.release()
-            _discard(temp)
+            discard(temp)
             raise
         response.release()
         mtime_ns = _mtime(head)
@@ -83,7 +84,7 @@ class Downloads:
             if mtime_ns is not None:
                 temp.utime(mtime_ns)
         except OSError:
-            _discard(temp)
+            discard(temp)
             raise
         ws.metrics.downloaded_bytes.inc(head.size)
         return temp.name, head
@@ -98,7 +99,7 @@ class Downloads:
         body = reply.body
         if len(body) != head.size:
             raise IntegrityError(f"{key!r}: received {len(body)} bytes of {head.size}")
-        temp = ws.tree.temp(ws.temp_name())
+        temp = ws.tree.temp(temp_name())
         mode = head.mode
         try:
             if mode is not None and stat.S_ISLNK(mode):
@@ -112,7 +113,7 @@ class Downloads:
                 _check_etag(head, key, lambda: hashlib.md5(body).hexdigest())  # noqa: S324
                 _create_file(temp, body, mode, _mtime(head))
         except BaseException:
-            _discard(temp)
+            discard(temp)
             raise
         ws.metrics.downloaded_bytes.inc(head.size)
         return temp.name, head
@@ -197,7 +198,7 @@ class Downloads:
                 self._install(temp, at, rel, job.facts.local)
                 on_disk = in_place(at, on_disk)
         except BaseException:
-            _discard(temp)
+            discard(temp)
             raise
         ws.state.agree(rel, on_disk, fetched(remote, head))
         ws.metrics.inc(ws.metrics.downloads, "ok")
@@ -265,12 +266,6 @@ class Downloads:
         assert before is not None  # recheck: it is `local`
         ws.state.agree(rel, changed_by_us(before, updated, job.facts.synced), fetched(remote, head))
         ws.metrics.inc(ws.metrics.metadata_updates, "local", "ok")
-
-
-def _discard(temp: At) -> None:
-    """A temporary file that will not be installed: gone (if it was made at all)."""
-    with contextlib.suppress(FileNotFoundError):
-        temp.unlink()
 
 
 def _check_etag(head: ObjectHead, key: str, md5_hex: Callable[[], str]) -> None:

@@ -5,8 +5,8 @@ barrier.
 
 Every local path is reached through the workspace's `Tree` (safefs.py), from the root's
 descriptor with no symlink followed below it; there is no path-string access to the folder
-here or in any operation. Temporary files are names in the working folder (`temp_name`,
-`Tree.temp`).
+here or in any operation. Temporary files are names in the working folder (`Tree.temp`,
+local/workdir.py).
 
 Every operation re-checks, right before it commits, that the facts it was decided on still hold
 (`Workspace.recheck`), and raises `LocalChanged` when they do not: a decision made on facts
@@ -19,7 +19,6 @@ learns what S3 holds (`Workspace.learn_remote`) and decides again.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,18 +44,6 @@ class RemoteChanged(Exception):
 
 class IntegrityError(Exception):
     """S3 stored something other than what we sent (or sent something other than it claims)."""
-
-
-# Names of temporary files: 32 hex digits, 16 random to this process and 16 of a count in it.
-_TEMP_PREFIX = os.urandom(8).hex()
-_TEMP_NUMBERS = itertools.count()
-_HEX = frozenset("0123456789abcdef")
-
-
-def is_temp_name(name: str) -> bool:
-    """Whether `name` in the working folder is one `Workspace.temp_name` makes (a crash's
-    leftover to clean up at start), and not a file someone else put there."""
-    return len(name) == 32 and _HEX.issuperset(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +110,6 @@ class Workspace:
     def local_entry(self, rel: str) -> LocalEntry | None:
         """What is at `rel` now (absent if reached only through a symlink)."""
         return local_entry(self.tree, rel)
-
-    @staticmethod
-    def temp_name() -> str:
-        """A fresh name for a temporary file in the working folder (`tree.temp(name)`), of
-        the form `is_temp_name` knows: this process's random half and a count (0.6 µs, where
-        `uuid4` took 5, once a download)."""
-        return f"{_TEMP_PREFIX}{next(_TEMP_NUMBERS):016x}"
 
     async def prove_unchanged(self, job: Job, etags_are_md5: bool) -> None:
         """Before replacing or deleting a local file whose stat matches the synced record
