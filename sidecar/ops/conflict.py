@@ -14,6 +14,7 @@ never made, and nothing is replaced, beyond a symlinked directory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
@@ -27,8 +28,10 @@ from ..local.proof import file_is_object
 from ..local.safefs import At, Tree
 from ..local.workdir import discard
 from .download import Downloads
-from .operation import Followup, Job, RemoteChanged, Workspace, fetched
+from .job import Followup, Job, RemoteChanged
+from .operation import fetched
 from .upload import Uploads
+from .workspace import Workspace
 
 log = logging.getLogger("sidecar.conflict")
 
@@ -45,10 +48,11 @@ class Conflicts:
         ws = self._ws
         rel = job.rel
         tree = ws.tree
+        loop = asyncio.get_running_loop()
         # Prove sameness cheaply first, locally, by the ETag (size and mtime are never proof:
         # reproducible builds and archives normalise mtimes).
         if local.kind is Kind.FILE and local.size == remote.size:
-            same = await ws.loop.run_in_executor(
+            same = await loop.run_in_executor(
                 None,
                 file_is_object,
                 tree,
@@ -58,7 +62,7 @@ class Conflicts:
                 ws.settings.multipart_chunksize,
             )
             if same:
-                ws.recheck(job, local)
+                ws.checks.recheck(job, local)
                 head = await ws.s3.head_object(ws.keys.key_for_rel(rel))
                 if head is None or head.etag != remote.etag:
                     raise RemoteChanged(rel)
@@ -72,9 +76,9 @@ class Conflicts:
             if (
                 local.kind is on_disk.kind
                 and local.size == on_disk.size
-                and await ws.loop.run_in_executor(None, _same_content, tree, rel, temp)
+                and await loop.run_in_executor(None, _same_content, tree, rel, temp)
             ):
-                ws.recheck(job, local)
+                ws.checks.recheck(job, local)
                 self._same_bytes(job, local, remote_entry)
                 return
             winner = job.decision.winner
@@ -82,7 +86,7 @@ class Conflicts:
                 winner is Winner.NEWER and local.mtime_ns >= on_disk.mtime_ns
             )
             with tree.parent(rel) as at:
-                ws.recheck(job, local, at)
+                ws.checks.recheck(job, local, at)
                 if local_wins:
                     copy = link_as_conflict(temp, at, rel)
                 else:

@@ -23,7 +23,8 @@ from ..local.conflicts import link_as_conflict
 from ..local.localfs import entry_from_stat
 from ..local.safefs import At
 from ..local.workdir import temp_name
-from .operation import Followup, Job, LocalChanged, Workspace
+from .job import Followup, Job, LocalChanged
+from .workspace import Workspace
 
 log = logging.getLogger("sidecar.delete")
 
@@ -54,10 +55,10 @@ class Deletes:
         assert expected is not None  # reconcile deletes only what exists here
         ws = self._ws
         rel = job.rel
-        await ws.prove_unchanged(job, bool(ws.etags.md5))
+        await ws.checks.prove_unchanged(job, bool(ws.etags.md5))
         aside = ws.tree.temp(temp_name())
         with ws.tree.parent(rel) as at:
-            ws.recheck(job, expected, at)
+            ws.checks.recheck(job, expected, at)
             at.rename_to(aside)
             if entry_from_stat(aside.lstat()) != expected:
                 # Changed in the instant between the check and the move: put it back.
@@ -91,7 +92,7 @@ class Deletes:
     async def rmdir(self, job: Job) -> None:
         ws = self._ws
         rel = job.rel
-        ws.barrier()
+        ws.checks.barrier()
         with ws.tree.parent(rel) as at:
             try:
                 kind = kind_of_mode(at.lstat().st_mode)

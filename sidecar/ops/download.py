@@ -38,7 +38,9 @@ from ..local.proof import is_plain_md5, verifiable
 from ..local.safefs import At
 from ..local.workdir import discard, temp_name
 from ..s3.client import ObjectHead, read_capped
-from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace, fetched
+from .job import IntegrityError, Job, LocalChanged, RemoteChanged
+from .operation import fetched
+from .workspace import Workspace
 
 log = logging.getLogger("sidecar.download")
 
@@ -122,7 +124,7 @@ class Downloads:
         self, response: aiohttp.ClientResponse, temp: At, head: ObjectHead, key: str
     ) -> None:
         md5 = hashlib.md5()  # noqa: S324
-        loop = self._ws.loop
+        loop = asyncio.get_running_loop()
         received = 0
         # 0o666 less the umask, like any new file, when the object carries no mode.
         fd = temp.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -153,7 +155,7 @@ class Downloads:
         """Directories made above a path exist because of S3: record them."""
         ws = self._ws
         for parent in created:
-            entry = ws.local_entry(parent)
+            entry = ws.checks.local_entry(parent)
             if entry is not None:
                 ws.state.record(parent, entry, None)
 
@@ -190,11 +192,11 @@ class Downloads:
         try:
             on_disk = entry_from_stat(temp.lstat())
             ws.etags.saw(head.encryption)
-            await ws.prove_unchanged(job, verifiable(head.encryption))
+            await ws.checks.prove_unchanged(job, verifiable(head.encryption))
             created: list[str] = []
             with ws.tree.parent(rel, created) as at:
                 self._record_created(created)
-                ws.recheck(job, job.facts.local, at)
+                ws.checks.recheck(job, job.facts.local, at)
                 self._install(temp, at, rel, job.facts.local)
                 on_disk = in_place(at, on_disk)
         except BaseException:
@@ -243,7 +245,7 @@ class Downloads:
         if head is None or head.etag != remote.etag:
             raise RemoteChanged(rel)
         with ws.tree.parent(rel) as at:
-            before = ws.recheck(job, local, at)
+            before = ws.checks.recheck(job, local, at)
             if (
                 local.kind is Kind.FILE
                 and head.mode is not None
@@ -258,7 +260,7 @@ class Downloads:
                 raise LocalChanged(rel) from error
             # A write that landed since the check must not be absorbed into the synced record
             # as if it were our chmod/utime: it is uploaded by the next pass instead.
-            ws.recheck(job, updated, at)
+            ws.checks.recheck(job, updated, at)
         if (updated.size, updated.ino, updated.kind) != (local.size, local.ino, local.kind) or (
             head.mtime_ns is not None and updated.mtime_ns != head.mtime_ns
         ):

@@ -2,7 +2,7 @@
 that does it. The operations live by concern in `upload.py` (local to S3), `download.py` (S3 to
 local), `delete.py` (deletes on either side) and `conflict.py` (both sides changed); they are
 the only code that writes to S3 or to the folder, and they share one signature,
-`async (Job) -> None`, and one `Workspace` (operation.py).
+`async (Job) -> None` (job.py), and one `Workspace` (workspace.py).
 
 An operation never calls back into scheduling: what must be looked at again (a conflict copy to
 upload, a parent directory whose last child went) it adds to `job.followups`, which the pipeline
@@ -15,15 +15,16 @@ from ..core.reconcile import Op
 from .conflict import Conflicts
 from .delete import Deletes
 from .download import Downloads
-from .operation import Job, Operation, Workspace
+from .job import Job, Operation
 from .upload import Uploads
+from .workspace import Workspace
 
 
 class Executor:
     """The dispatch table: each `Op` to the one operation that carries it out."""
 
     def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
+        self._state = workspace.state
         uploads = Uploads(workspace)
         downloads = Downloads(workspace)
         conflicts = Conflicts(workspace, uploads, downloads)
@@ -49,10 +50,10 @@ class Executor:
     async def _record(self, job: Job) -> None:
         local = job.facts.local
         assert local is not None  # reconcile records only what exists here
-        self.workspace.state.record(job.rel, local, job.facts.remote)
+        self._state.record(job.rel, local, job.facts.remote)
 
     async def _forget(self, job: Job) -> None:
-        self.workspace.state.forget(job.rel)
+        self._state.forget(job.rel)
 
 
 __all__ = ["Executor"]

@@ -32,7 +32,8 @@ from ..local.localfs import READ_SIZE, entry_from_stat
 from ..local.proof import is_plain_md5, verifiable
 from ..s3.client import BodyChanged, PreconditionFailed, PutResult
 from ..s3.metadata import format_mode, format_mtime
-from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace
+from .job import IntegrityError, Job, LocalChanged, RemoteChanged
+from .workspace import Workspace
 
 log = logging.getLogger("sidecar.upload")
 
@@ -109,7 +110,7 @@ class Uploads:
         if local.kind is Kind.SYMLINK:
             with ws.tree.parent(rel) as at:
                 target = at.readlink()
-                ws.recheck(job, local, at)
+                ws.checks.recheck(job, local, at)
             result = await ws.s3.put_object(
                 key,
                 target,
@@ -152,7 +153,7 @@ class Uploads:
 
     def _recheck_open_file(self, up: _Upload) -> None:
         """Drain inotify: any write that returned before now has bumped `mod_gen`."""
-        self._ws.barrier()
+        self._ws.checks.barrier()
         if up.job.ps.mod_gen != up.job.gen or _fingerprint(os.fstat(up.fd)) != up.fingerprint:
             raise self._abandon(up)
 
@@ -179,7 +180,7 @@ class Uploads:
         check that the file did not change runs before the last chunk leaves: if it fails, the
         request ends short of its Content-Length and S3 stores nothing."""
         ws = self._ws
-        loop = ws.loop
+        loop = asyncio.get_running_loop()
         is_end = offset + length == up.local.size
         ps, gen = up.job.ps, up.job.gen
 
