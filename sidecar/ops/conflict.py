@@ -27,7 +27,7 @@ from ..local.localfs import READ_SIZE, entry_from_stat, in_place
 from ..local.proof import file_is_object
 from ..local.safefs import At, Tree
 from ..local.workdir import discard
-from .download import Downloads
+from .fetch import Fetcher
 from .job import Followup, Job, RemoteChanged
 from .operation import fetched
 from .upload import Uploads
@@ -37,10 +37,10 @@ log = logging.getLogger("sidecar.conflict")
 
 
 class Conflicts:
-    def __init__(self, workspace: Workspace, uploads: Uploads, downloads: Downloads) -> None:
+    def __init__(self, workspace: Workspace, uploads: Uploads, fetcher: Fetcher) -> None:
         self._ws = workspace
         self._uploads = uploads
-        self._downloads = downloads
+        self._fetcher = fetcher
 
     async def resolve(self, job: Job) -> None:
         local, remote = job.facts.local, job.facts.remote
@@ -68,8 +68,7 @@ class Conflicts:
                     raise RemoteChanged(rel)
                 self._same_bytes(job, local, fetched(remote, head))
                 return
-        name, head = await self._downloads.fetch(rel, remote)
-        temp = tree.temp(name)
+        temp, head = await self._fetcher.fetch(rel, remote)
         try:
             on_disk = entry_from_stat(temp.lstat())
             remote_entry = fetched(remote, head)

@@ -15,6 +15,7 @@ from ..core.reconcile import Op
 from .conflict import Conflicts
 from .delete import Deletes
 from .download import Downloads
+from .fetch import Fetcher
 from .job import Job, Operation
 from .upload import Uploads
 from .workspace import Workspace
@@ -25,9 +26,10 @@ class Executor:
 
     def __init__(self, workspace: Workspace) -> None:
         self._state = workspace.state
+        fetcher = Fetcher(workspace)
         uploads = Uploads(workspace)
-        downloads = Downloads(workspace)
-        conflicts = Conflicts(workspace, uploads, downloads)
+        downloads = Downloads(workspace, fetcher)
+        conflicts = Conflicts(workspace, uploads, fetcher)
         deletes = Deletes(workspace)
         self._operations: dict[Op, Operation] = {
             Op.UPLOAD: uploads.upload,
