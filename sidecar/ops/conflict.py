@@ -1,7 +1,9 @@
 """Both sides changed: keep both. The version that keeps the name is the local one (a local
 change not yet uploaded is never overwritten), or at start, with no history, the newer mtime;
 the other is kept beside it as `name.sync-conflict-YYYYMMDD-HHMMSS.ext` (local/conflicts.py)
-and uploaded too.
+and uploaded too (a followup). A local version that keeps the name goes up in the same pass,
+as the executor's own upload (`job.then`), checked against the same facts and conditional on
+the S3 version just kept (`If-Match`).
 
 Often both sides are the same file (a restart on a volume that survived): that is proven before
 anything is transferred, by MD5 against a single-part ETag, or for a multipart object by its
@@ -30,16 +32,14 @@ from ..local.workdir import discard
 from .fetch import Fetcher
 from .job import Followup, Job, RemoteChanged
 from .operation import fetched
-from .upload import Uploads
 from .workspace import Workspace
 
 log = logging.getLogger("sidecar.conflict")
 
 
 class Conflicts:
-    def __init__(self, workspace: Workspace, uploads: Uploads, fetcher: Fetcher) -> None:
+    def __init__(self, workspace: Workspace, fetcher: Fetcher) -> None:
         self._ws = workspace
-        self._uploads = uploads
         self._fetcher = fetcher
 
     async def resolve(self, job: Job) -> None:
@@ -96,10 +96,9 @@ class Conflicts:
             if local_wins:
                 ws.state.set_remote(rel, remote_entry)
                 self._log(rel, copy, "the local version keeps the name, the S3 version")
-                upload = Decision(Op.UPLOAD, if_match=remote_entry.etag)
-                await self._uploads.upload(
-                    Job(rel, job.facts, upload, job.ps, job.gen, job.followups)
-                )
+                # Then the local version goes up over the S3 one just kept: the executor's
+                # upload, in this pass, checked against these same facts.
+                job.then = Decision(Op.UPLOAD, if_match=remote_entry.etag)
             else:
                 ws.state.agree(rel, on_disk, remote_entry)
                 self._log(rel, copy, "the newer S3 version keeps the name, the local version")

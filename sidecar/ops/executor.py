@@ -4,12 +4,15 @@ local), `delete.py` (deletes on either side) and `conflict.py` (both sides chang
 the only code that writes to S3 or to the folder, and they share one signature,
 `async (Job) -> None` (job.py), and one `Workspace` (workspace.py).
 
-An operation never calls back into scheduling: what must be looked at again (a conflict copy to
-upload, a parent directory whose last child went) it adds to `job.followups`, which the pipeline
-submits even when the operation fails halfway.
+An operation never calls another, nor back into scheduling (job.py): what must be looked at
+again it adds to `job.followups`, which the pipeline submits even when the operation fails
+halfway; what must follow in this pass, on the same facts, it leaves in `job.then`, and `run`
+carries that out next, through this same table, as if it had been decided.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from ..core.reconcile import Op
 from .conflict import Conflicts
@@ -29,7 +32,7 @@ class Executor:
         fetcher = Fetcher(workspace)
         uploads = Uploads(workspace)
         downloads = Downloads(workspace, fetcher)
-        conflicts = Conflicts(workspace, uploads, fetcher)
+        conflicts = Conflicts(workspace, fetcher)
         deletes = Deletes(workspace)
         self._operations: dict[Op, Operation] = {
             Op.UPLOAD: uploads.upload,
@@ -48,6 +51,9 @@ class Executor:
 
     async def run(self, job: Job) -> None:
         await self._operations[job.decision.op](job)
+        while job.then is not None:  # the same path, facts and IN_MODIFY count; one followups
+            job = replace(job, decision=job.then, then=None)
+            await self._operations[job.decision.op](job)
 
     async def _record(self, job: Job) -> None:
         local = job.facts.local

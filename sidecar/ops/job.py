@@ -3,9 +3,11 @@ may ask to be looked at again (`Followup`), and the ways it can find the world c
 (`LocalChanged`, `RemoteChanged`, `IntegrityError`). Every operation has one signature,
 `async (Job) -> None` (`Operation`).
 
-An operation never calls back into scheduling: what must be looked at again (a conflict copy
-to upload, a parent directory whose last child went) it adds to `job.followups`, which the
-pipeline submits even when the operation fails halfway.
+An operation never calls another, nor back into scheduling. What must be looked at again in
+another pass (a conflict copy to upload, a parent directory whose last child went) it adds to
+`job.followups`, which the pipeline submits even when the operation fails halfway. What must
+follow in this pass, on the same facts (a conflict won locally: the local version goes up), it
+leaves in `job.then`, which the executor runs next as the decision it is.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Job:
     ps: PathState
     gen: int  # the path's IN_MODIFY count when the decision was made
     followups: list[Followup] = field(default_factory=list)
+    then: Decision | None = None  # carried out next, in this pass, on these facts
 
 
 Operation = Callable[[Job], Awaitable[None]]
