@@ -198,12 +198,12 @@ class Engine:
             metrics=metrics,
             checks=checks,
             etags=self.etags,
-            hold_replaced=self.replaced.hold,
-            progress=self.health.progressed,
         )
         self.pipeline = Pipeline(
             state=self.state,
-            executor=Executor(workspace),
+            executor=Executor(
+                workspace, hold_replaced=self.replaced.hold, progress=self.health.progressed
+            ),
             checks=checks,
             progress=self.health.progressed,
             scheduler=self.scheduler,

@@ -78,6 +78,13 @@ class Checks:
             raise LocalChanged(job.rel)
         return now
 
+    async def is_object(self, rel: str, size: int, etag: str) -> bool | None:
+        """Whether the file at `rel` (of `size` bytes) holds the object with this ETag; None
+        when the ETag cannot tell (`proof.file_is_object`). Read off the loop."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, file_is_object, self._tree, rel, size, etag, self._part_size
+        )
+
     async def prove_unchanged(self, job: Job, etags_are_md5: bool) -> None:
         """Before replacing or deleting a local file whose stat matches the synced record
         because S3 changed: prove by the synced ETag that its bytes are the synced ones too
@@ -100,15 +107,7 @@ class Checks:
         if not self._etags.md5 or synced.remote is None:
             return
         try:
-            same = await asyncio.get_running_loop().run_in_executor(
-                None,
-                file_is_object,
-                self._tree,
-                rel,
-                synced.local.size,
-                synced.remote.etag,
-                self._part_size,
-            )
+            same = await self.is_object(rel, synced.local.size, synced.remote.etag)
         except FileNotFoundError:
             return
         if same is True:

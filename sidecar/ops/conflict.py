@@ -26,7 +26,6 @@ from ..core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
 from ..core.reconcile import Decision, Op, Winner
 from ..local.conflicts import link_as_conflict
 from ..local.localfs import READ_SIZE, entry_from_stat, in_place
-from ..local.proof import file_is_object
 from ..local.safefs import At, Tree
 from ..local.workdir import discard
 from .fetch import Fetcher
@@ -52,15 +51,7 @@ class Conflicts:
         # Prove sameness cheaply first, locally, by the ETag (size and mtime are never proof:
         # reproducible builds and archives normalise mtimes).
         if local.kind is Kind.FILE and local.size == remote.size:
-            same = await loop.run_in_executor(
-                None,
-                file_is_object,
-                tree,
-                rel,
-                local.size,
-                remote.etag,
-                ws.settings.multipart_chunksize,
-            )
+            same = await ws.checks.is_object(rel, local.size, remote.etag)
             if same:
                 ws.checks.recheck(job, local)
                 head = await ws.s3.head_object(ws.keys.key_for_rel(rel))

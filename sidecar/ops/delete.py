@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Callable
 
 from ..core.keys import parents_of
 from ..core.model import Hint, Kind, kind_of_mode
@@ -30,8 +31,9 @@ log = logging.getLogger("sidecar.delete")
 
 
 class Deletes:
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, hold_replaced: Callable[[str, int], None]) -> None:
         self._ws = workspace
+        self._hold_replaced = hold_replaced  # a deleted version an app may still hold open
 
     async def delete_remote(self, job: Job) -> None:
         ws = self._ws
@@ -70,7 +72,7 @@ class Deletes:
             held = -1
         aside.unlink()
         if held >= 0:
-            ws.hold_replaced(rel, held)
+            self._hold_replaced(rel, held)
         ws.state.forget(rel)
         ws.metrics.inc(ws.metrics.deletes, "local", "ok")
         log.info(

@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import stat
+from collections.abc import Callable
 
 from ..core.model import Kind, LocalEntry
 from ..local.localfs import PERMISSION_BITS, changed_by_us, entry_from_stat, in_place
@@ -32,9 +33,14 @@ log = logging.getLogger("sidecar.download")
 
 
 class Downloads:
-    def __init__(self, workspace: Workspace, fetcher: Fetcher) -> None:
+    def __init__(
+        self, workspace: Workspace, fetcher: Fetcher, hold_replaced: Callable[[str, int], None]
+    ) -> None:
         self._ws = workspace
         self._fetcher = fetcher
+        # Given the descriptor of a version no name reaches any more: an app may still write
+        # to it (replaced.py).
+        self._hold_replaced = hold_replaced
 
     def _record_created(self, created: list[str]) -> None:
         """Directories made above a path exist because of S3: record them."""
@@ -65,7 +71,7 @@ class Downloads:
                 old = -1
             temp.replace(at)
             if old >= 0:
-                self._ws.hold_replaced(rel, old)
+                self._hold_replaced(rel, old)
 
     async def download(self, job: Job) -> None:
         remote = job.facts.remote

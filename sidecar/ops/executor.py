@@ -2,7 +2,9 @@
 that does it. The operations live by concern in `upload.py` (local to S3), `download.py` (S3 to
 local), `delete.py` (deletes on either side) and `conflict.py` (both sides changed); they are
 the only code that writes to S3 or to the folder, and they share one signature,
-`async (Job) -> None` (job.py), and one `Workspace` (workspace.py).
+`async (Job) -> None` (job.py), and one `Workspace` (workspace.py). What two of them need is
+below them, never in another operation: the re-checks (checks.py), the fetch into the working
+folder (fetch.py), conflict copies and temporary names (local/).
 
 An operation never calls another, nor back into scheduling (job.py): what must be looked at
 again it adds to `job.followups`, which the pipeline submits even when the operation fails
@@ -12,6 +14,7 @@ carries that out next, through this same table, as if it had been decided.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from ..core.reconcile import Op
@@ -27,13 +30,21 @@ from .workspace import Workspace
 class Executor:
     """The dispatch table: each `Op` to the one operation that carries it out."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        hold_replaced: Callable[[str, int], None],
+        progress: Callable[[], None],
+    ) -> None:
+        """`hold_replaced(rel, fd)`: a version of `rel` no name reaches any more, replaced by
+        a download or deleted because S3 deleted it (replaced.py). `progress()`: bytes moved."""
         self._state = workspace.state
-        fetcher = Fetcher(workspace)
-        uploads = Uploads(workspace)
-        downloads = Downloads(workspace, fetcher)
+        fetcher = Fetcher(workspace, progress)
+        uploads = Uploads(workspace, progress)
+        downloads = Downloads(workspace, fetcher, hold_replaced)
         conflicts = Conflicts(workspace, fetcher)
-        deletes = Deletes(workspace)
+        deletes = Deletes(workspace, hold_replaced)
         self._operations: dict[Op, Operation] = {
             Op.UPLOAD: uploads.upload,
             Op.UPLOAD_META: uploads.upload_meta,

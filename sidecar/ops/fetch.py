@@ -37,8 +37,9 @@ SMALL_OBJECT = READ_SIZE  # read whole, not streamed (transport.py: the lean pat
 class Fetcher:
     """Objects fetched into the working folder (`fetch`)."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, progress: Callable[[], None]) -> None:
         self._ws = workspace
+        self._progress = progress  # called as bytes arrive: a long download is not a stall
 
     async def fetch(self, rel: str, remote: RemoteEntry) -> tuple[At, ObjectHead]:
         """GET the object into a temporary file in the working folder, metadata applied.
@@ -130,7 +131,7 @@ class Fetcher:
                 if buffered >= READ_SIZE:
                     block, buffer, buffered = buffer, [], 0
                     await _settled(loop.run_in_executor(None, _write_all, fd, block, md5.update))
-                    self._ws.progress()
+                    self._progress()
             if buffer:
                 await _settled(loop.run_in_executor(None, _write_all, fd, buffer, md5.update))
         finally:

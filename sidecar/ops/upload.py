@@ -23,6 +23,7 @@ import logging
 import mimetypes
 import os
 from base64 import b64encode
+from collections.abc import Callable
 
 from ..core.model import Kind, LocalEntry, RemoteEntry
 from ..local.localfs import entry_from_stat
@@ -44,8 +45,9 @@ def _content_md5(data: bytes) -> str:
 
 
 class Uploads:
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, progress: Callable[[], None]) -> None:
         self._ws = workspace
+        self._progress = progress  # called as bytes leave: a long upload is not a stall
 
     def _metadata_headers(self, rel: str, local: LocalEntry) -> dict[str, str]:
         return {
@@ -118,7 +120,7 @@ class Uploads:
                 headers=headers,
                 opened=opened,
                 barrier=ws.checks.barrier,
-                progress=ws.progress,
+                progress=self._progress,
                 abandoned=ws.metrics.aborted_changed,
             )
             if local.size <= ws.settings.inline_read_max:

@@ -1,7 +1,9 @@
-"""What the operations act through: the folder (`Tree`), S3 and its key mapping, the state,
-the metrics, and the re-checks (`Checks`, checks.py), as one frozen record the executor hands to
-each. It holds no behaviour of its own: looking again is `Checks`', temporary names are the
-working folder's (local/workdir.py), fetching an object is `Fetch`'s.
+"""What the operations share: the folder (`Tree`), S3 and its key mapping, the state, the
+metrics, the re-checks (`Checks`, checks.py) and the settings, as one frozen record the executor
+hands to each. It holds no behaviour of its own (looking again is `Checks`', temporary names
+are the working folder's, local/workdir.py; fetching an object is `Fetcher`'s, fetch.py), and
+no callback: the executor gives `hold_replaced` only to the operations that replace or delete a
+local file, and `progress` only to those that move bytes.
 
 Every local path is reached through `tree` (safefs.py), from the root's descriptor with no
 symlink followed below it; there is no path-string access to the folder in any operation.
@@ -9,8 +11,6 @@ symlink followed below it; there is no path-string access to the folder in any o
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..core.keys import KeyMapper
@@ -30,17 +30,9 @@ class ExecutorSettings:
     multipart_concurrency: int = 4
 
 
-def _close(rel: str, fd: int) -> None:
-    os.close(fd)
-
-
-def _nothing() -> None:
-    pass
-
-
 @dataclass(frozen=True, slots=True)
 class Workspace:
-    """The parts every operation acts through; see the module."""
+    """The parts the operations act through; see the module."""
 
     settings: ExecutorSettings
     keys: KeyMapper
@@ -50,10 +42,6 @@ class Workspace:
     metrics: Metrics
     checks: Checks  # looked at again right before committing
     etags: EtagKnowledge  # whether this bucket's ETags are MD5s (the checks' too)
-    # Given the descriptor of a version of `rel` no name reaches any more (replaced or
-    # deleted): an app may still write to it (replaced.py).
-    hold_replaced: Callable[[str, int], None] = _close
-    progress: Callable[[], None] = _nothing  # called as bytes move: a long transfer is not a stall
 
 
 __all__ = ["ExecutorSettings", "Workspace"]
