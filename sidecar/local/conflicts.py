@@ -25,9 +25,10 @@ from pathlib import PurePosixPath
 from .localfs import write_new
 from .safefs import At
 
+_MARK = ".sync-conflict-"  # then the moment (`_STAMP`), and the attempt from the second on
 _STAMP = "%Y%m%d-%H%M%S"
 # The tag in a name, then its extension (up to 10 characters with the dot), then its end.
-_TAG = re.compile(r"\.sync-conflict-(\d{8}-\d{6})(?:-(\d+))?(?=(?:\.[^./]{1,9})?\Z)")
+_TAG = re.compile(re.escape(_MARK) + r"(\d{8}-\d{6})(?:-(\d+))?(?=(?:\.[^./]{1,9})?\Z)")
 _ATTEMPTS = 1000
 
 
@@ -36,7 +37,7 @@ def conflict_name(rel: str, moment: datetime, attempt: int) -> str:
     shape, so the extension still opens the file)."""
     path = PurePosixPath(rel)
     stamp = moment.astimezone(UTC).strftime(_STAMP)
-    tag = f".sync-conflict-{stamp}" + (f"-{attempt}" if attempt else "")
+    tag = _MARK + stamp + (f"-{attempt}" if attempt else "")
     suffix = path.suffix if len(path.suffix) <= 10 else ""
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
     while stem and len((stem + tag + suffix).encode("utf-8")) > 255:
