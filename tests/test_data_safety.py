@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from conftest import REGION, Bucket, eventually, in_thread, metric, requests, small_inotify_queue
 
+from sidecar.local.conflicts import existing_conflicts, is_conflict
+
 
 def _env(bucket: Bucket, folder: Path, **extra: str) -> dict[str, str]:
     return {
@@ -237,7 +239,7 @@ async def test_multipart_object_with_same_size_and_mtime_is_compared_by_content(
 
     syncer = await syncer_factory(directory=folder)
     await syncer._running().scheduler.wait_idle()
-    copies = [p for p in folder.iterdir() if "sync-conflict" in p.name]
+    copies = [p for p in folder.iterdir() if is_conflict(p.name)]
     assert (folder / "build.tar").read_bytes() == local
     if same_content:
         assert copies == []
@@ -284,7 +286,7 @@ async def test_writes_to_a_replaced_file_held_open_by_an_app_are_kept(
     if remote_change == "delete":
         assert copy.name == "app.log"  # its name was free: the file comes back
     else:
-        assert "sync-conflict" in copy.name
+        assert existing_conflicts("app.log", [copy.name]) == [copy.name]
         assert log_path.read_bytes() == b"from another client\n"
     await eventually(lambda: bucket.exists(copy.name) and bucket.get(copy.name) == kept)
 

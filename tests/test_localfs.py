@@ -1,11 +1,10 @@
-"""Metadata formats (mtime, mode, HTTP dates), conflict names, and safe parent creation."""
+"""Metadata formats (mtime, mode, HTTP dates), fingerprints, and safe parent creation."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import stat
-from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.core.model import Kind, LocalEntry, RemoteEntry, Synced
-from sidecar.local.localfs import changed_by_us, conflict_name, entry_from_stat, local_entry
+from sidecar.local.localfs import changed_by_us, entry_from_stat, local_entry
 from sidecar.local.safefs import Tree, UnsafeParentError
 from sidecar.s3.metadata import (
     format_mode,
@@ -245,68 +244,6 @@ def test_parse_http_date_garbage_is_none(text: str | None) -> None:
 )
 def test_parse_http_date_overflow_is_none(text: str) -> None:
     assert parse_http_date(text) is None
-
-
-# -- conflict names ----------------------------------------------------------------------
-
-MOMENT = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
-TAG = ".sync-conflict-20261125-120000"
-
-
-@pytest.mark.parametrize(
-    ("rel", "attempt", "name"),
-    [
-        ("report.txt", 0, f"report{TAG}.txt"),
-        ("dir/report.txt", 0, f"dir/report{TAG}.txt"),
-        ("a/b/c/report.txt", 0, f"a/b/c/report{TAG}.txt"),
-        ("archive.tar.gz", 0, f"archive.tar{TAG}.gz"),
-        ("Makefile", 0, f"Makefile{TAG}"),
-        ("dir/Makefile", 0, f"dir/Makefile{TAG}"),
-        (".bashrc", 0, f".bashrc{TAG}"),
-        ("dir/.env.local", 0, f"dir/.env{TAG}.local"),
-        ("a.verylongext", 0, f"a.verylongext{TAG}"),  # "extension" over 10 chars: not one
-        ("a.ten4567xy", 0, f"a{TAG}.ten4567xy"),  # 10 chars with the dot: kept
-        ("report.txt", 1, f"report{TAG}-1.txt"),
-        ("report.txt", 12, f"report{TAG}-12.txt"),
-        ("dir.d/file", 0, f"dir.d/file{TAG}"),
-        ("ünï 😀.txt", 0, f"ünï 😀{TAG}.txt"),
-    ],
-)
-def test_conflict_name(rel: str, attempt: int, name: str) -> None:
-    assert conflict_name(rel, MOMENT, attempt) == name
-
-
-def test_conflict_name_uses_utc() -> None:
-    local = MOMENT.astimezone(timezone(timedelta(hours=5, minutes=30)))
-    assert conflict_name("a.txt", local, 0) == f"a{TAG}.txt"
-
-
-@pytest.mark.parametrize(
-    ("rel", "suffix"),
-    [
-        ("x" * 255, ""),
-        ("x" * 251 + ".txt", ".txt"),
-        ("é" * 127 + ".txt", ".txt"),  # 2-byte characters
-        ("😀" * 63 + ".md", ".md"),  # 4-byte characters
-        ("d/" + "x" * 255, ""),
-    ],
-)
-@pytest.mark.parametrize("attempt", [0, 7, 123])
-def test_long_conflict_names_stay_within_name_max(rel: str, suffix: str, attempt: int) -> None:
-    result = conflict_name(rel, MOMENT, attempt)
-    name = result.rsplit("/", 1)[-1]
-    assert len(name.encode()) <= 255
-    tag = TAG + (f"-{attempt}" if attempt else "")
-    assert name.endswith(tag + suffix)
-    stem = name[: len(name) - len(tag + suffix)]
-    original = rel.rsplit("/", 1)[-1]
-    assert stem and original.startswith(stem)  # truncated, whole characters only
-    assert result.startswith("d/") == rel.startswith("d/")
-
-
-def test_conflict_names_differ_by_attempt() -> None:
-    names = {conflict_name("x" * 300, MOMENT, attempt) for attempt in range(5)}
-    assert len(names) == 5
 
 
 # -- fingerprints ----------------------------------------------------------------------------

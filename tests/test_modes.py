@@ -9,6 +9,8 @@ from typing import Any
 
 from conftest import Bucket, eventually, in_thread, metric, requests
 
+from sidecar.local.conflicts import is_conflict
+
 
 async def test_upload_only(syncer_factory: Any, bucket: Bucket, tmp_path: Path) -> None:
     await in_thread(bucket.put, "theirs.txt", b"another client's")
@@ -85,7 +87,7 @@ async def test_download_only(syncer_factory: Any, bucket: Bucket, tmp_path: Path
     # S3 changes the key: its version takes the name, the local one is kept beside it.
     await in_thread(bucket.put, "doc.txt", b"v2 from S3")
     await eventually(lambda: (folder / "doc.txt").read_bytes() == b"v2 from S3")
-    copies = [p for p in folder.iterdir() if "sync-conflict" in p.name]
+    copies = [p for p in folder.iterdir() if is_conflict(p.name)]
     assert [p.read_bytes() for p in copies] == [b"edited here"]
     await syncer._running().scheduler.wait_idle()
     assert sorted(await in_thread(bucket.list_keys)) == ["doc.txt", "other.txt"]

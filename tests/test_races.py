@@ -173,7 +173,7 @@ async def test_a_same_size_rewrite_whose_events_were_dropped_is_uploaded(
 def test_conflict_copy_falls_back_to_a_copy_where_links_fail(tmp_path: Path) -> None:
     """link() across filesystems fails with EXDEV (as it fails with EPERM or EACCES where hard
     links are refused): the conflict copy is then a real copy, with mode and mtime."""
-    from sidecar.ops.conflict import link_as_conflict
+    from sidecar.local.conflicts import existing_conflicts, link_as_conflict
 
     shm = Path("/dev/shm")
     if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
@@ -195,7 +195,7 @@ def test_conflict_copy_falls_back_to_a_copy_where_links_fail(tmp_path: Path) -> 
         source.unlink()
         os.close(shm_fd)
         os.close(folder_fd)
-    assert first != second and first.startswith("report.sync-conflict-")
+    assert first != second and existing_conflicts("report.txt", [first, second]) == [first, second]
     for name in (first, second):
         copy = tmp_path / name
         assert copy.read_bytes() == b"the S3 version"

@@ -12,6 +12,7 @@ from typing import Any
 
 from conftest import Bucket, eventually, in_thread, metric, requests
 
+from sidecar.local.conflicts import existing_conflicts
 from sidecar.s3.metadata import format_mode, format_mtime
 
 
@@ -199,14 +200,14 @@ async def test_local_unsynced_change_survives_remote_change(syncer_factory, buck
 
     def both_kept() -> None:
         assert bucket.get("shared.txt") == b"LOCAL EDIT"
-        copies = [k for k in bucket.list_keys() if k.startswith("shared.sync-conflict-")]
+        copies = existing_conflicts("shared.txt", bucket.list_keys())
         assert len(copies) == 1, bucket.list_keys()
         assert copies[0].endswith(".txt")
         assert bucket.get(copies[0]) == b"remote edit"
 
     await eventually(lambda: in_thread(both_kept), what="both versions kept in S3")
     assert read(folder / "shared.txt") == b"LOCAL EDIT"
-    local_copies = list(folder.glob("shared.sync-conflict-*.txt"))
+    local_copies = [folder / name for name in existing_conflicts("shared.txt", os.listdir(folder))]
     assert len(local_copies) == 1 and local_copies[0].read_bytes() == b"remote edit"
     assert metric(syncer, "s3sync_conflicts_total") == 1
 
@@ -222,7 +223,7 @@ async def test_conflict_detected_by_conditional_write(syncer_factory, bucket: Bu
 
     def both_kept() -> None:
         assert bucket.get("doc.txt") == b"v2 from here"
-        copies = [k for k in bucket.list_keys() if k.startswith("doc.sync-conflict-")]
+        copies = existing_conflicts("doc.txt", bucket.list_keys())
         assert len(copies) == 1
         assert bucket.get(copies[0]) == b"v2 from elsewhere"
 

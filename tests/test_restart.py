@@ -17,6 +17,7 @@ from asyncinotify import Inotify, Mask
 from conftest import Bucket, eventually, in_thread, metric, requests
 
 from sidecar.engine import restore
+from sidecar.local.conflicts import existing_conflicts, is_conflict
 
 
 async def synced_folder(syncer_factory, bucket: Bucket, tmp_path: Path, count: int = 3) -> Path:
@@ -31,8 +32,8 @@ async def synced_folder(syncer_factory, bucket: Bucket, tmp_path: Path, count: i
 
 
 def conflict_copies(folder: Path, keys: list[str]) -> list[str]:
-    return [p.name for p in folder.rglob("*sync-conflict*")] + [
-        k for k in keys if "sync-conflict" in k
+    return [p.name for p in folder.rglob("*") if is_conflict(p.name)] + [
+        k for k in keys if is_conflict(k)
     ]
 
 
@@ -84,7 +85,7 @@ async def test_changed_on_both_sides_while_down(
     def both_kept() -> None:
         keys = bucket.list_keys()
         assert bucket.get("f00.txt") == b"here"
-        copies = [k for k in keys if k.startswith("f00.sync-conflict-")]
+        copies = existing_conflicts("f00.txt", keys)
         assert len(copies) == 1 and bucket.get(copies[0]) == b"there"
 
     await eventually(lambda: in_thread(both_kept))

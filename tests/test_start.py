@@ -14,7 +14,8 @@ import pytest
 from conftest import REGION, Bucket, eventually, in_thread, metric, requests
 
 from sidecar import Syncer
-from sidecar.ops.operation import Workspace, is_temp_name
+from sidecar.local.conflicts import is_conflict
+from sidecar.local.workdir import is_temp_name, temp_name
 from sidecar.s3.client import S3Error
 from sidecar.s3.metadata import format_mode, format_mtime
 
@@ -88,7 +89,7 @@ async def test_both_sides_kept_at_start(syncer_factory, bucket: Bucket, tmp_path
     assert (folder / "same.txt").read_bytes() == b"same content"
     assert (folder / "differs-local-newer.txt").read_bytes() == b"local and newer"
     assert (folder / "differs-remote-newer.txt").read_bytes() == b"remote and newer"
-    copies = {p.name: p.read_bytes() for p in folder.glob("*.sync-conflict-*")}
+    copies = {p.name: p.read_bytes() for p in folder.iterdir() if is_conflict(p.name)}
     assert sorted(copies.values()) == [b"local and older", b"remote and older"]
 
     def s3_has_everything() -> None:
@@ -135,7 +136,7 @@ async def test_leftover_temporary_files_are_cleaned(
 
 
 def test_temporary_names_are_the_ones_cleaned_at_start() -> None:
-    names = [Workspace.temp_name() for _ in range(10_000)]
+    names = [temp_name() for _ in range(10_000)]
     assert len(set(names)) == len(names)
     assert all(is_temp_name(name) for name in names), "a crash's leftovers would stay"
     for name in ("user-note.txt", "AB" * 16, "ab" * 15, "ab" * 17, "g" * 32):
@@ -144,7 +145,7 @@ def test_temporary_names_are_the_ones_cleaned_at_start() -> None:
         [
             sys.executable,
             "-c",
-            "from sidecar.ops.operation import Workspace; print(Workspace.temp_name())",
+            "from sidecar.local.workdir import temp_name; print(temp_name())",
         ],
         capture_output=True,
         text=True,

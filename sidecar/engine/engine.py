@@ -35,9 +35,11 @@ from ..local.proof import EtagKnowledge
 from ..local.replaced import ReplacedVersions
 from ..local.safefs import Tree
 from ..local.watch import Watcher
+from ..local.workdir import is_temp_name
 from ..metrics import Metrics
+from ..ops.checks import Checks
 from ..ops.executor import Executor
-from ..ops.operation import ExecutorSettings, Workspace, is_temp_name
+from ..ops.workspace import ExecutorSettings, Workspace
 from ..remote.feed import ChangeFeed
 from ..remote.poll import Poller, PollSettings
 from ..s3.client import S3Client
@@ -172,25 +174,37 @@ class Parts:
             submit=self.events.submit,
             quiet=options.open_file_timeout,
         )
+        settings = ExecutorSettings(
+            multipart_threshold=options.multipart_threshold,
+            multipart_chunksize=options.multipart_chunksize,
+            multipart_concurrency=options.multipart_concurrency,
+        )
+        checks = Checks(
+            tree=self.tree,
+            state=self.state,
+            s3=self.s3,
+            keys=keys,
+            barrier=self.watcher.barrier,
+            etags=self.etags,
+            part_size=settings.multipart_chunksize,
+        )
         workspace = Workspace(
-            settings=ExecutorSettings(
-                multipart_threshold=options.multipart_threshold,
-                multipart_chunksize=options.multipart_chunksize,
-                multipart_concurrency=options.multipart_concurrency,
-            ),
+            settings=settings,
             keys=keys,
             tree=self.tree,
             s3=self.s3,
             state=self.state,
             metrics=metrics,
-            barrier=self.watcher.barrier,
-            hold_replaced=self.replaced.hold,
-            progress=self.health.progressed,
+            checks=checks,
             etags=self.etags,
         )
         self.pipeline = Pipeline(
             state=self.state,
-            executor=Executor(workspace),
+            executor=Executor(
+                workspace, hold_replaced=self.replaced.hold, progress=self.health.progressed
+            ),
+            checks=checks,
+            progress=self.health.progressed,
             scheduler=self.scheduler,
             metrics=metrics,
             excluded=self.events.excluded,

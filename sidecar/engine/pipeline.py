@@ -33,8 +33,9 @@ from ..core.state import SyncState
 from ..local.proof import unproven
 from ..local.safefs import UnsafeParentError
 from ..metrics import Metrics
+from ..ops.checks import Checks
 from ..ops.executor import Executor
-from ..ops.operation import IntegrityError, Job, LocalChanged, RemoteChanged
+from ..ops.job import IntegrityError, Job, LocalChanged, RemoteChanged
 from ..s3.client import BodyChanged, NotFound, PreconditionFailed, S3Error, S3Unavailable
 from ..skips import SkipReason
 
@@ -66,6 +67,8 @@ class Pipeline:
         *,
         state: SyncState,
         executor: Executor,
+        checks: Checks,
+        progress: Callable[[], None],
         scheduler: Scheduler,
         metrics: Metrics,
         excluded: Callable[[str], bool],
@@ -78,7 +81,8 @@ class Pipeline:
         self._mode = mode
         self._state = state
         self._executor = executor
-        self._workspace = executor.workspace
+        self._checks = checks  # what is at a path now; proofs of a file's bytes
+        self._progress = progress  # a pass ended: the workers are not stalled
         self._scheduler = scheduler
         self._metrics = metrics
         self._excluded = excluded
@@ -98,7 +102,7 @@ class Pipeline:
         elif verdict is Verdict.RETRY:
             scheduler.later(rel, pool, outcome.delay)
         self._passed(rel, outcome)
-        self._workspace.progress()
+        self._progress()
         self._state.prune(rel)
 
     async def run(self, rel: str, pool: Pool) -> Outcome:
@@ -108,7 +112,7 @@ class Pipeline:
         op: Op | None = None  # what was decided, once it was
         try:
             excluded = self._excluded(rel)
-            local = None if excluded else self._workspace.local_entry(rel)
+            local = None if excluded else self._checks.local_entry(rel)
             if (
                 local is not None
                 and ps.synced is not None
@@ -118,9 +122,9 @@ class Pipeline:
             ):
                 # Its ctime moved, and nothing else shows whether its bytes did: read it
                 # first, then look again (what that found is a hint this pass sees).
-                await self._workspace.prove_synced(rel, ps.synced, local)
+                await self._checks.prove_synced(rel, ps.synced, local)
                 ps, seen = state.begin(rel)
-                local = self._workspace.local_entry(rel)
+                local = self._checks.local_entry(rel)
             is_dir = (local is not None and local.kind is Kind.DIR) or (
                 ps.remote is not None and ps.remote.is_dir
             )
@@ -201,7 +205,7 @@ class Pipeline:
         seen = ps.remote
         parents = {parent: state.in_s3_through_keys(parent) for parent in parents_of(rel)}
         try:
-            await self._workspace.learn_remote(rel)
+            await self._checks.learn_remote(rel)
         except Exception as error:
             return self._failed(rel, pool, error)
         # Gone (or there) in S3 after all: a directory above may now exist in S3 only through

@@ -1,2 +1,2 @@
 """The folder: inotify, paths reached without following symlinks, fingerprints, proofs of
-content, and versions an app may still hold open."""
+content, conflict copies, and versions an app may still hold open."""

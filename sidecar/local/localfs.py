@@ -1,4 +1,4 @@
-"""Small filesystem helpers: fingerprints and conflict-copy names.
+"""Small filesystem helpers: fingerprints, the one read size, a new file written from an open one.
 
 Nothing here follows a symlink below the synced folder: a path is looked at only through
 `safefs.Tree`, so a file reached through a symlinked parent (`link/x` where `link` is a
@@ -7,15 +7,19 @@ symlink) is reported absent, never read.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import replace
-from datetime import UTC, datetime
-from pathlib import PurePosixPath
 
 from ..core.model import LocalEntry, Synced, kind_of_mode
 from .safefs import At, Tree
 
 PERMISSION_BITS = 0o777  # setuid/setgid/sticky from S3 are never applied
+
+# How much of a local file's bytes one read (or one write) moves: an upload's streamed chunk,
+# a download's writev, an MD5 proof, a byte-for-byte comparison, a copy. Also the largest
+# object a download reads whole instead of streaming it.
+READ_SIZE = 1 << 20
 
 
 _MODES: dict[int, int] = {}  # a folder has a few distinct modes: one int object each
@@ -67,15 +71,23 @@ def changed_by_us(before: LocalEntry, after: LocalEntry, synced: Synced | None) 
     return replace(after, ctime_ns=proven)
 
 
-def conflict_name(rel: str, moment: datetime, attempt: int) -> str:
-    """`dir/report.txt` becomes `dir/report.sync-conflict-20261125-120000.txt` (Syncthing's
-    shape, so the extension still opens the file)."""
-    path = PurePosixPath(rel)
-    stamp = moment.astimezone(UTC).strftime("%Y%m%d-%H%M%S")
-    tag = f".sync-conflict-{stamp}" + (f"-{attempt}" if attempt else "")
-    suffix = path.suffix if len(path.suffix) <= 10 else ""
-    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    while stem and len((stem + tag + suffix).encode("utf-8")) > 255:
-        stem = stem[:-1]
-    name = stem + tag + suffix
-    return str(path.with_name(name)) if "/" in rel else name
+def write_new(target: At, source: int, mode: int, times_ns: tuple[int, int] | None = None) -> None:
+    """A new file at `target` (FileExistsError if taken) with the content of the open file
+    `source` (read from its start), `mode`, and `times_ns` (atime, mtime) if given. Nothing is
+    left at `target` if it fails."""
+    fd = target.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        offset = 0
+        while chunk := os.pread(source, READ_SIZE, offset):
+            offset += len(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+        if times_ns is not None:
+            os.utime(fd, ns=times_ns)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            target.unlink()
+        raise
+    os.close(fd)

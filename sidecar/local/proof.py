@@ -15,10 +15,10 @@ import os
 from collections.abc import Callable
 
 from ..core.model import Kind, LocalEntry, Synced
+from .localfs import READ_SIZE
 from .safefs import Tree
 
 _MiB = 1024 * 1024
-READ = 1 << 20
 
 
 def verifiable(encryption: str | None) -> bool:
@@ -48,7 +48,7 @@ def part_sizes(size: int, etag: str, chunksize: int) -> list[int]:
 def md5_of(fd: int) -> str:
     md5 = hashlib.md5()  # noqa: S324 - what S3 puts in an ETag
     offset = 0
-    while chunk := os.pread(fd, READ, offset):
+    while chunk := os.pread(fd, READ_SIZE, offset):
         md5.update(chunk)
         offset += len(chunk)
     return md5.hexdigest()
@@ -62,7 +62,7 @@ def _multipart_etag(fd: int, part_size: int) -> str:
         part = hashlib.md5()  # noqa: S324
         read = 0
         while read < part_size:
-            chunk = os.pread(fd, min(READ, part_size - read), offset)
+            chunk = os.pread(fd, min(READ_SIZE, part_size - read), offset)
             if not chunk:
                 break
             part.update(chunk)

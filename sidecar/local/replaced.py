@@ -28,9 +28,11 @@ from dataclasses import dataclass
 
 from ..core.model import Hint
 from ..metrics import Metrics
-from ..ops.conflict import make_conflict_copy, write_new
+from .conflicts import make_conflict_copy
+from .inotify import IN_CLOSE_WRITE
+from .localfs import write_new
 from .safefs import Tree, UnsafeParentError
-from .watch import IN_CLOSE_WRITE, Watcher
+from .watch import Watcher
 
 log = logging.getLogger("sidecar.replaced")
 

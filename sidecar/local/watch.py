@@ -1,9 +1,8 @@
-"""Recursive inotify, reporting changes as relative paths.
+"""Recursive inotify, reporting changes as relative paths (`LocalChanges`).
 
-asyncinotify owns the inotify instance and the watches; the events themselves are decoded
-here, straight from the kernel's buffer with `struct`, in the event loop's reader callback.
-(asyncinotify builds an `Event`, an `IntFlag`, a `Path` and a weakref for every event: measured
-at ~46 us per event, 140 us of CPU per file written in a burst, where this costs ~3 us.)
+The events are read and decoded here, not by asyncinotify (inotify.py: ~3 us per event where
+asyncinotify's own objects cost ~46), in the event loop's reader callback; which directory each
+watch is on is kept in `Watches` (watches.py).
 
 Events are handled synchronously, in kernel order, so `barrier()` can do what mobius3 needs a
 flush file for: a non-blocking read of everything the kernel has queued. A write that returned
@@ -26,51 +25,31 @@ from __future__ import annotations
 
 import array
 import asyncio
-import contextlib
-import errno
-import fcntl
 import logging
 import os
-import struct
-import termios
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Final, Protocol
+from typing import Protocol
 
-from asyncinotify import Inotify, Mask, Watch
+from asyncinotify import Inotify
 
-from ..core.keys import is_under
+from .inotify import (
+    IN_ATTRIB,
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_IGNORED,
+    IN_ISDIR,
+    IN_MODIFY,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_Q_OVERFLOW,
+    dispatch,
+    read_queued,
+)
+from .watches import Watches
 
 log = logging.getLogger("sidecar.watch")
-
-WATCH_MASK = (
-    Mask.MODIFY
-    | Mask.ATTRIB
-    | Mask.CLOSE_WRITE
-    | Mask.MOVED_FROM
-    | Mask.MOVED_TO
-    | Mask.CREATE
-    | Mask.DELETE
-    | Mask.DELETE_SELF
-    | Mask.ONLYDIR
-    | Mask.DONT_FOLLOW
-    | Mask.EXCL_UNLINK
-)
-
-# Plain ints: IntFlag arithmetic costs microseconds per operation on the hot path.
-IN_MODIFY: Final = int(Mask.MODIFY)
-IN_ATTRIB: Final = int(Mask.ATTRIB)
-IN_CLOSE_WRITE: Final = int(Mask.CLOSE_WRITE)
-IN_MOVED_FROM: Final = int(Mask.MOVED_FROM)
-IN_MOVED_TO: Final = int(Mask.MOVED_TO)
-IN_CREATE: Final = int(Mask.CREATE)
-IN_DELETE: Final = int(Mask.DELETE)
-IN_DELETE_SELF: Final = int(Mask.DELETE_SELF)
-IN_Q_OVERFLOW: Final = int(Mask.Q_OVERFLOW)
-IN_IGNORED: Final = int(Mask.IGNORED)
-IN_ISDIR: Final = int(Mask.ISDIR)
-_EVENT: Final = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len
-_READ_SIZE: Final = 256 * 1024
 
 
 class LocalChanges(Protocol):
@@ -107,14 +86,6 @@ def _list_dirs(root: str, rel_dirs: list[str]) -> list[tuple[str, list[tuple[str
     return listed
 
 
-def _why(error: OSError) -> str:
-    """Why a directory has no watch, as /healthz and the logs say it."""
-    if error.errno == errno.ENOSPC:
-        return "ENOSPC: fs.inotify.max_user_watches reached"
-    name = errno.errorcode.get(error.errno or 0, "error")
-    return f"{name}: {error.strerror or error}"
-
-
 class Watcher:
     _sink: LocalChanges  # set by start()
 
@@ -130,24 +101,22 @@ class Watcher:
         self._inotify: Inotify | None = None
         self._fd = -1
         self._queued = array.array("i", [0])
-        self._rel_by_wd: dict[int, str] = {}
-        self._wd_by_rel: dict[str, int] = {}
-        self._watch_by_wd: dict[int, Watch] = {}
-        self._unwatched: dict[str, str] = {}  # directory -> why it has no watch
+        self._watches = Watches(root, on_error)
+        # Read-only views, looked up once per event.
+        self._dir_of = self._watches.dir_of
+        self._inode_handlers = self._watches.inode_handlers
         self._scans: set[asyncio.Task[None]] = set()
-        # Watches on single files (by descriptor, see `watch_inode`), with their handlers.
-        self._inode_handlers: dict[int, Callable[[int, int], None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.alive = False
 
     @property
     def watch_count(self) -> int:
-        return len(self._rel_by_wd)
+        return self._watches.count()
 
     @property
     def unwatched(self) -> Mapping[str, str]:
         """Directories in the tree that have no watch, and why (read-only view)."""
-        return self._unwatched
+        return self._watches.unwatched
 
     async def start(self, sink: LocalChanges) -> None:
         """Watch the whole tree, report every entry in it through `sink.found`, then every
@@ -158,6 +127,7 @@ class Watcher:
         self._loop = asyncio.get_running_loop()
         inotify = Inotify()
         self._inotify = inotify
+        self._watches.open(inotify)
         self._fd = inotify.fd
         os.set_blocking(self._fd, False)  # barrier() must never wait
         self._loop.add_reader(self._fd, self.barrier)
@@ -173,6 +143,7 @@ class Watcher:
             self._loop.remove_reader(self._fd)
             self._inotify.close()
             self._inotify = None
+            self._watches.open(None)
             self._fd = -1
 
     def barrier(self) -> None:
@@ -181,53 +152,31 @@ class Watcher:
         queued = self._queued
         while fd >= 0:
             try:
-                # Ask how much is queued first: every upload calls this, and most of the time
-                # nothing is, where a read would raise (and build) BlockingIOError.
-                fcntl.ioctl(fd, termios.FIONREAD, queued, True)
-                if not queued[0]:
-                    return
-                data = os.read(fd, _READ_SIZE)
-            except BlockingIOError:
-                return
+                data = read_queued(fd, queued)
             except OSError as error:
                 self.alive = False
                 self._on_error("inotify read", error)
                 return
-            offset = 0
-            size = len(data)
-            unpack = _EVENT.unpack_from
-            while offset < size:
-                wd, mask, _cookie, length = unpack(data, offset)
-                offset += 16
-                name = ""
-                if length:
-                    raw = data[offset : offset + length]
-                    offset += length
-                    end = raw.find(0)
-                    name = os.fsdecode(raw[:end] if end >= 0 else raw)
-                try:
-                    self._handle(wd, mask, name)
-                except Exception as error:
-                    # One bad event must not stop the watcher; the path is reconciled later.
-                    self._on_error("inotify event", error)
+            if data is None:
+                return
+            dispatch(data, self._handle, self._on_error)
 
     def _handle(self, wd: int, mask: int, name: str) -> None:
         if mask & IN_Q_OVERFLOW:
             log.warning("inotify queue overflowed: rescanning the whole folder")
             self._sink.overflowed()
             return
-        rel_dir = self._rel_by_wd.get(wd)
+        rel_dir = self._dir_of.get(wd)
         if rel_dir is None:
             inode = self._inode_handlers.get(wd)
             if inode is not None:
                 if mask & IN_IGNORED:
-                    self._inode_handlers.pop(wd, None)
-                    self._forget_wd(wd)
+                    self._watches.forget_inode(wd)
                 else:
                     inode(wd, mask)
             return  # else a watch already dropped (its directory was moved or deleted)
         if mask & IN_IGNORED:
-            self._forget_wd(wd)
+            self._watches.forget(wd)
             return
         if mask & IN_DELETE_SELF:
             if rel_dir == "":
@@ -261,95 +210,21 @@ class Watcher:
         if mask & IN_MOVED_FROM and is_dir:
             # The watches below keep reporting under the old name: drop them. (A deleted
             # directory's watches go by themselves, with IN_IGNORED.)
-            self._drop_subtree(rel)
+            self._watches.drop_subtree(rel)
         if mask & IN_DELETE:
             if is_dir:
-                self._forget_unwatched(rel)  # (a watched one goes with IN_IGNORED)
+                self._watches.forget_unwatched(rel)  # (a watched one goes with IN_IGNORED)
             sink.removed(rel, is_dir)
         if mask & IN_MOVED_FROM:
             sink.moved_out(rel, is_dir)
 
-    # -- watches -------------------------------------------------------------------------
-
-    def _add_watch(self, rel_dir: str) -> bool:
-        inotify = self._inotify
-        if inotify is None:
-            return False
-        path = os.path.join(self._root, rel_dir) if rel_dir else self._root
-        try:
-            # The synced folder itself may be a symlink (a mounted volume's usual shape):
-            # follow it there, and nowhere below.
-            mask = WATCH_MASK if rel_dir else WATCH_MASK & ~Mask.DONT_FOLLOW
-            watch = inotify.add_watch(Path(path), mask)
-        except (FileNotFoundError, NotADirectoryError):
-            self._unwatched.pop(rel_dir, None)
-            return False
-        except OSError as error:
-            # ENOSPC: fs.inotify.max_user_watches is too low for this tree. The directory is
-            # listed anyway, and again by every `scan_unwatched`.
-            if rel_dir not in self._unwatched:
-                self._on_error(f"watch {rel_dir or '.'}", error)
-            self._unwatched[rel_dir] = _why(error)
-            return False
-        if self._unwatched.pop(rel_dir, None) is not None:
-            log.info("watching %r again", rel_dir)
-        old = self._rel_by_wd.get(watch.wd)
-        if old is not None and old != rel_dir:
-            self._wd_by_rel.pop(old, None)
-        self._rel_by_wd[watch.wd] = rel_dir
-        self._wd_by_rel[rel_dir] = watch.wd
-        self._watch_by_wd[watch.wd] = watch
-        return True
-
     def watch_inode(self, fd: int, handler: Callable[[int, int], None]) -> int | None:
         """Watch the file open as `fd` itself, even once no name reaches it: `handler(wd,
         mask)` hears of its IN_MODIFY and IN_CLOSE_WRITE. None if it cannot be watched."""
-        inotify = self._inotify
-        if inotify is None:
-            return None
-        try:
-            watch = inotify.add_watch(Path(f"/proc/self/fd/{fd}"), Mask.MODIFY | Mask.CLOSE_WRITE)
-        except OSError as error:
-            self._on_error("watch a replaced file", error)
-            return None
-        self._watch_by_wd[watch.wd] = watch
-        self._inode_handlers[watch.wd] = handler
-        return watch.wd
+        return self._watches.watch_inode(fd, handler)
 
     def unwatch_inode(self, wd: int) -> None:
-        watch = self._watch_by_wd.get(wd)
-        if self._inode_handlers.pop(wd, None) is None:
-            return
-        self._forget_wd(wd)
-        if self._inotify is not None and watch is not None:
-            with contextlib.suppress(OSError):
-                self._inotify.rm_watch(watch)
-
-    def _forget_wd(self, wd: int) -> None:
-        rel = self._rel_by_wd.pop(wd, None)
-        self._watch_by_wd.pop(wd, None)
-        watches = getattr(self._inotify, "_watches", None)
-        if isinstance(watches, dict):
-            # asyncinotify forgets a watch when *its* reader sees IN_IGNORED; ours reads instead.
-            watches.pop(wd, None)
-        if rel is not None and self._wd_by_rel.get(rel) == wd:
-            del self._wd_by_rel[rel]
-
-    def _forget_unwatched(self, rel: str) -> None:
-        for sub in [sub for sub in self._unwatched if is_under(sub, rel)]:
-            del self._unwatched[sub]
-
-    def _drop_subtree(self, rel: str) -> None:
-        """A directory left (deleted or moved away): its watches now describe nothing we own."""
-        self._forget_unwatched(rel)
-        inotify = self._inotify
-        for sub, wd in list(self._wd_by_rel.items()):
-            if sub and is_under(sub, rel):
-                watch = self._watch_by_wd.get(wd)
-                self._forget_wd(wd)
-                if inotify is not None and watch is not None:
-                    with contextlib.suppress(OSError):  # already gone with its directory
-                        inotify.rm_watch(watch)
+        self._watches.unwatch_inode(wd)
 
     # -- scanning ------------------------------------------------------------------------
 
@@ -379,14 +254,16 @@ class Watcher:
         watches report for them. Costs one inotify_add_watch and one listing per unwatched
         directory, and a `found` per entry in them; nothing when every directory is watched.
         """
-        if self._unwatched:
-            await self._scan(sorted(self._unwatched), revisit=False)
+        unwatched = self._watches.unwatched
+        if unwatched:
+            await self._scan(sorted(unwatched), revisit=False)
 
     async def _scan(self, level: list[str], *, revisit: bool) -> None:
         loop = asyncio.get_running_loop()
-        unwatched, watched = self._unwatched, self._wd_by_rel
+        watches = self._watches
+        unwatched = watches.unwatched
         while level and self.alive:
-            listable = [rel for rel in level if self._add_watch(rel) or rel in unwatched]
+            listable = [rel for rel in level if watches.add(rel) or rel in unwatched]
             listed = await loop.run_in_executor(None, _list_dirs, self._root, listable)
             level = []
             for rel_dir, entries in listed:
@@ -395,7 +272,7 @@ class Watcher:
                         continue
                     rel = f"{rel_dir}/{name}" if rel_dir else name
                     self._sink.found(rel, is_dir)
-                    if is_dir and (revisit or (rel not in watched and rel not in unwatched)):
+                    if is_dir and (revisit or not (watches.is_watched(rel) or rel in unwatched)):
                         level.append(rel)
 
     async def rescan(self) -> None:

@@ -1,7 +1,9 @@
 """Both sides changed: keep both. The version that keeps the name is the local one (a local
 change not yet uploaded is never overwritten), or at start, with no history, the newer mtime;
-the other is kept beside it as `name.sync-conflict-YYYYMMDD-HHMMSS.ext` (`conflict_name`, in
-localfs.py) and uploaded too.
+the other is kept beside it as `name.sync-conflict-YYYYMMDD-HHMMSS.ext` (local/conflicts.py)
+and uploaded too (a followup). A local version that keeps the name goes up in the same pass,
+as the executor's own upload (`job.then`), checked against the same facts and conditional on
+the S3 version just kept (`If-Match`).
 
 Often both sides are the same file (a restart on a volume that survived): that is proven before
 anything is transferred, by MD5 against a single-part ETag, or for a multipart object by its
@@ -14,102 +16,30 @@ never made, and nothing is replaced, beyond a symlinked directory.
 
 from __future__ import annotations
 
-import contextlib
-import errno
+import asyncio
 import logging
 import os
 import stat
-from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from ..core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
 from ..core.reconcile import Decision, Op, Winner
-from ..local.localfs import conflict_name, entry_from_stat, in_place
-from ..local.proof import file_is_object
+from ..local.conflicts import link_as_conflict
+from ..local.localfs import READ_SIZE, entry_from_stat, in_place
 from ..local.safefs import At, Tree
-from .download import Downloads
-from .operation import Followup, Job, RemoteChanged, Workspace, fetched
-from .upload import READ_CHUNK, Uploads
+from ..local.workdir import discard
+from ..s3.entries import fetched
+from .fetch import Fetcher
+from .job import Followup, Job, RemoteChanged
+from .workspace import Workspace
 
 log = logging.getLogger("sidecar.conflict")
 
 
-def link_as_conflict(source: At, beside: At, rel: str) -> str:
-    """Give `source` a free conflict-copy name beside `rel` (whose name in its parent is
-    `beside`): a hard link, or a copy where the filesystem or the directory refuses links.
-    Never overwrites, never follows. Returns the copy's relative path."""
-
-    def make(target: At) -> None:
-        try:
-            source.link_to(target)
-        except OSError as error:
-            if error.errno not in _NO_LINKS:
-                raise
-            _copy_new(source, target)
-
-    return make_conflict_copy(beside, rel, make)
-
-
-def make_conflict_copy(beside: At, rel: str, make: Callable[[At], None]) -> str:
-    """Call `make(target)` with free conflict-copy names beside `rel` until one is not taken
-    (`make` raises FileExistsError for a taken one). Returns the copy's relative path."""
-    moment = datetime.now(UTC)
-    for attempt in range(1000):
-        name = conflict_name(rel, moment, attempt)
-        try:
-            make(At(beside.dir_fd, name.rpartition("/")[2]))
-        except FileExistsError:
-            continue
-        return name
-    raise FileExistsError(rel)
-
-
-# link() fails with these where copying may still work: no hard links on this filesystem,
-# another filesystem, too many links, or a protected_hardlinks refusal on a file not ours.
-_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.EACCES})
-
-
-def _copy_new(source: At, target: At) -> None:
-    """Copy `source` to a new `target` (O_EXCL: FileExistsError if taken), mode and mtime too."""
-    st = source.lstat()
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(source.readlink(), target.name, dir_fd=target.dir_fd)
-        return
-    reader = source.open(os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        write_new(target, reader, stat.S_IMODE(st.st_mode), (st.st_atime_ns, st.st_mtime_ns))
-    finally:
-        os.close(reader)
-
-
-def write_new(target: At, source: int, mode: int, times_ns: tuple[int, int] | None = None) -> None:
-    """A new file at `target` (FileExistsError if taken) with the content of the open file
-    `source` (read from its start), `mode`, and `times_ns` (atime, mtime) if given. Nothing is
-    left at `target` if it fails."""
-    fd = target.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        offset = 0
-        while chunk := os.pread(source, READ_CHUNK, offset):
-            offset += len(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
-        if times_ns is not None:
-            os.utime(fd, ns=times_ns)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            target.unlink()
-        raise
-    os.close(fd)
-
-
 class Conflicts:
-    def __init__(self, workspace: Workspace, uploads: Uploads, downloads: Downloads) -> None:
+    def __init__(self, workspace: Workspace, fetcher: Fetcher) -> None:
         self._ws = workspace
-        self._uploads = uploads
-        self._downloads = downloads
+        self._fetcher = fetcher
 
     async def resolve(self, job: Job) -> None:
         local, remote = job.facts.local, job.facts.remote
@@ -117,36 +47,28 @@ class Conflicts:
         ws = self._ws
         rel = job.rel
         tree = ws.tree
+        loop = asyncio.get_running_loop()
         # Prove sameness cheaply first, locally, by the ETag (size and mtime are never proof:
         # reproducible builds and archives normalise mtimes).
         if local.kind is Kind.FILE and local.size == remote.size:
-            same = await ws.loop.run_in_executor(
-                None,
-                file_is_object,
-                tree,
-                rel,
-                local.size,
-                remote.etag,
-                ws.settings.multipart_chunksize,
-            )
+            same = await ws.checks.is_object(rel, local.size, remote.etag)
             if same:
-                ws.recheck(job, local)
+                ws.checks.recheck(job, local)
                 head = await ws.s3.head_object(ws.keys.key_for_rel(rel))
                 if head is None or head.etag != remote.etag:
                     raise RemoteChanged(rel)
                 self._same_bytes(job, local, fetched(remote, head))
                 return
-        name, head = await self._downloads.fetch(rel, remote)
-        temp = tree.temp(name)
+        temp, head = await self._fetcher.fetch(rel, remote)
         try:
             on_disk = entry_from_stat(temp.lstat())
             remote_entry = fetched(remote, head)
             if (
                 local.kind is on_disk.kind
                 and local.size == on_disk.size
-                and await ws.loop.run_in_executor(None, _same_content, tree, rel, temp)
+                and await loop.run_in_executor(None, _same_content, tree, rel, temp)
             ):
-                ws.recheck(job, local)
+                ws.checks.recheck(job, local)
                 self._same_bytes(job, local, remote_entry)
                 return
             winner = job.decision.winner
@@ -154,7 +76,7 @@ class Conflicts:
                 winner is Winner.NEWER and local.mtime_ns >= on_disk.mtime_ns
             )
             with tree.parent(rel) as at:
-                ws.recheck(job, local, at)
+                ws.checks.recheck(job, local, at)
                 if local_wins:
                     copy = link_as_conflict(temp, at, rel)
                 else:
@@ -165,16 +87,14 @@ class Conflicts:
             if local_wins:
                 ws.state.set_remote(rel, remote_entry)
                 self._log(rel, copy, "the local version keeps the name, the S3 version")
-                upload = Decision(Op.UPLOAD, if_match=remote_entry.etag)
-                await self._uploads.upload(
-                    Job(rel, job.facts, upload, job.ps, job.gen, job.followups)
-                )
+                # Then the local version goes up over the S3 one just kept: the executor's
+                # upload, in this pass, checked against these same facts.
+                job.then = Decision(Op.UPLOAD, if_match=remote_entry.etag)
             else:
                 ws.state.agree(rel, on_disk, remote_entry)
                 self._log(rel, copy, "the newer S3 version keeps the name, the local version")
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+            discard(temp)
 
     def _same_bytes(self, job: Job, local: LocalEntry, remote: RemoteEntry) -> None:
         """Both sides hold the same bytes: no conflict copy. Their mode or mtime may still
@@ -221,8 +141,8 @@ def _same_content(tree: Tree, rel: str, temp: At) -> bool:
             open(temp.open(os.O_RDONLY), "rb") as b,
         ):
             while True:
-                chunk_a = a.read(READ_CHUNK)
-                chunk_b = b.read(READ_CHUNK)
+                chunk_a = a.read(READ_SIZE)
+                chunk_b = b.read(READ_SIZE)
                 if chunk_a != chunk_b:
                     return False
                 if not chunk_a:

@@ -16,20 +16,24 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Callable
 
 from ..core.keys import parents_of
 from ..core.model import Hint, Kind, kind_of_mode
+from ..local.conflicts import link_as_conflict
 from ..local.localfs import entry_from_stat
 from ..local.safefs import At
-from .conflict import link_as_conflict
-from .operation import Followup, Job, LocalChanged, Workspace
+from ..local.workdir import temp_name
+from .job import Followup, Job, LocalChanged
+from .workspace import Workspace
 
 log = logging.getLogger("sidecar.delete")
 
 
 class Deletes:
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, hold_replaced: Callable[[str, int], None]) -> None:
         self._ws = workspace
+        self._hold_replaced = hold_replaced  # a deleted version an app may still hold open
 
     async def delete_remote(self, job: Job) -> None:
         ws = self._ws
@@ -53,10 +57,10 @@ class Deletes:
         assert expected is not None  # reconcile deletes only what exists here
         ws = self._ws
         rel = job.rel
-        await ws.prove_unchanged(job, bool(ws.etags.md5))
-        aside = ws.tree.temp(ws.temp_name())
+        await ws.checks.prove_unchanged(job, bool(ws.etags.md5))
+        aside = ws.tree.temp(temp_name())
         with ws.tree.parent(rel) as at:
-            ws.recheck(job, expected, at)
+            ws.checks.recheck(job, expected, at)
             at.rename_to(aside)
             if entry_from_stat(aside.lstat()) != expected:
                 # Changed in the instant between the check and the move: put it back.
@@ -68,7 +72,7 @@ class Deletes:
             held = -1
         aside.unlink()
         if held >= 0:
-            ws.hold_replaced(rel, held)
+            self._hold_replaced(rel, held)
         ws.state.forget(rel)
         ws.metrics.inc(ws.metrics.deletes, "local", "ok")
         log.info(
@@ -90,7 +94,7 @@ class Deletes:
     async def rmdir(self, job: Job) -> None:
         ws = self._ws
         rel = job.rel
-        ws.barrier()
+        ws.checks.barrier()
         with ws.tree.parent(rel) as at:
             try:
                 kind = kind_of_mode(at.lstat().st_mode)

@@ -2,32 +2,49 @@
 that does it. The operations live by concern in `upload.py` (local to S3), `download.py` (S3 to
 local), `delete.py` (deletes on either side) and `conflict.py` (both sides changed); they are
 the only code that writes to S3 or to the folder, and they share one signature,
-`async (Job) -> None`, and one `Workspace` (operation.py).
+`async (Job) -> None` (job.py), and one `Workspace` (workspace.py). What two of them need is
+below them, never in another operation: the re-checks (checks.py), the fetch into the working
+folder (fetch.py), conflict copies and temporary names (local/).
 
-An operation never calls back into scheduling: what must be looked at again (a conflict copy to
-upload, a parent directory whose last child went) it adds to `job.followups`, which the pipeline
-submits even when the operation fails halfway.
+An operation never calls another, nor back into scheduling (job.py): what must be looked at
+again it adds to `job.followups`, which the pipeline submits even when the operation fails
+halfway; what must follow in this pass, on the same facts, it leaves in `job.then`, and `run`
+carries that out next, through this same table, as if it had been decided.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
 
 from ..core.reconcile import Op
 from .conflict import Conflicts
 from .delete import Deletes
 from .download import Downloads
-from .operation import Job, Operation, Workspace
+from .fetch import Fetcher
+from .job import Job, Operation
 from .upload import Uploads
+from .workspace import Workspace
 
 
 class Executor:
     """The dispatch table: each `Op` to the one operation that carries it out."""
 
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
-        uploads = Uploads(workspace)
-        downloads = Downloads(workspace)
-        conflicts = Conflicts(workspace, uploads, downloads)
-        deletes = Deletes(workspace)
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        hold_replaced: Callable[[str, int], None],
+        progress: Callable[[], None],
+    ) -> None:
+        """`hold_replaced(rel, fd)`: a version of `rel` no name reaches any more, replaced by
+        a download or deleted because S3 deleted it (replaced.py). `progress()`: bytes moved."""
+        self._state = workspace.state
+        fetcher = Fetcher(workspace, progress)
+        uploads = Uploads(workspace, progress)
+        downloads = Downloads(workspace, fetcher, hold_replaced)
+        conflicts = Conflicts(workspace, fetcher)
+        deletes = Deletes(workspace, hold_replaced)
         self._operations: dict[Op, Operation] = {
             Op.UPLOAD: uploads.upload,
             Op.UPLOAD_META: uploads.upload_meta,
@@ -45,14 +62,17 @@ class Executor:
 
     async def run(self, job: Job) -> None:
         await self._operations[job.decision.op](job)
+        while job.then is not None:  # the same path, facts and IN_MODIFY count; one followups
+            job = replace(job, decision=job.then, then=None)
+            await self._operations[job.decision.op](job)
 
     async def _record(self, job: Job) -> None:
         local = job.facts.local
         assert local is not None  # reconcile records only what exists here
-        self.workspace.state.record(job.rel, local, job.facts.remote)
+        self._state.record(job.rel, local, job.facts.remote)
 
     async def _forget(self, job: Job) -> None:
-        self.workspace.state.forget(job.rel)
+        self._state.forget(job.rel)
 
 
 __all__ = ["Executor"]

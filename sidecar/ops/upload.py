@@ -3,11 +3,12 @@
 
 A file is uploaded in one of three shapes by size: read whole on the loop (up to 256 KiB, one
 PUT with Content-MD5), streamed from a thread (one PUT, its ETag checked against our MD5), or in
-parallel parts (multipart, each part's ETag checked). Whatever the shape, the check that the file
-did not change runs before the last byte leaves: inotify is drained (`barrier`), no IN_MODIFY
-may have arrived and `fstat` must not have moved; otherwise the request is abandoned short of its
-Content-Length, so S3 never stores a torn mix (the writer's close brings the path back).
-What is read is reached through `Tree` (safefs.py): never a file behind a symlinked directory.
+parallel parts (multipart.py, each part's ETag checked). Whatever the shape, the check that the
+file did not change runs before the last byte leaves (upload_source.py): inotify is drained
+(`barrier`), no IN_MODIFY may have arrived and `fstat` must not have moved; otherwise the request
+is abandoned short of its Content-Length, so S3 never stores a torn mix (the writer's close
+brings the path back). What is read is reached through `Tree` (safefs.py): never a file behind a
+symlinked directory.
 
 Measured: the whole pipeline costs 0.6-0.8 ms of CPU per small file, of which aiohttp's request
 machinery is 0.3-0.45 ms and inotify-to-recorded-state about 0.13 ms (README "Measured").
@@ -16,45 +17,27 @@ machinery is 0.3-0.45 ms and inotify-to-recorded-state about 0.13 ms (README "Me
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import logging
-import math
 import mimetypes
 import os
 from base64 import b64encode
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from ..core.model import Kind, LocalEntry, RemoteEntry
 from ..local.localfs import entry_from_stat
 from ..local.proof import is_plain_md5, verifiable
-from ..s3.client import BodyChanged, PreconditionFailed, PutResult
+from ..s3.client import PreconditionFailed, PutResult
 from ..s3.metadata import format_mode, format_mtime
-from .operation import IntegrityError, Job, LocalChanged, RemoteChanged, Workspace
+from .job import IntegrityError, Job, LocalChanged, RemoteChanged
+from .multipart import upload_multipart
+from .upload_source import UploadSource
+from .workspace import Workspace
 
 log = logging.getLogger("sidecar.upload")
 
 COPY_MAX = 5 * 1024**3  # CopyObject's single-request limit
-READ_CHUNK = 1024 * 1024
-
-
-@dataclass(slots=True)
-class _Upload:
-    """One upload in progress: what it reads, and what must not move while it does."""
-
-    job: Job
-    key: str
-    fd: int
-    local: LocalEntry
-    headers: dict[str, str]
-    fingerprint: tuple[int, int, int, int]
-
-
-def _fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
-    """What a concurrent write moves: size, mtime, ctime, inode."""
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _content_md5(data: bytes) -> str:
@@ -62,8 +45,9 @@ def _content_md5(data: bytes) -> str:
 
 
 class Uploads:
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, progress: Callable[[], None]) -> None:
         self._ws = workspace
+        self._progress = progress  # called as bytes leave: a long upload is not a stall
 
     def _metadata_headers(self, rel: str, local: LocalEntry) -> dict[str, str]:
         return {
@@ -110,7 +94,7 @@ class Uploads:
         if local.kind is Kind.SYMLINK:
             with ws.tree.parent(rel) as at:
                 target = at.readlink()
-                ws.recheck(job, local, at)
+                ws.checks.recheck(job, local, at)
             result = await ws.s3.put_object(
                 key,
                 target,
@@ -128,13 +112,23 @@ class Uploads:
             opened = os.fstat(fd)
             if entry_from_stat(opened) != local:
                 raise LocalChanged(rel)
-            up = _Upload(job, key, fd, local, headers, _fingerprint(opened))
+            up = UploadSource(
+                job=job,
+                key=key,
+                fd=fd,
+                local=local,
+                headers=headers,
+                opened=opened,
+                barrier=ws.checks.barrier,
+                progress=self._progress,
+                abandoned=ws.metrics.aborted_changed,
+            )
             if local.size <= ws.settings.inline_read_max:
                 result = await self._upload_small(up)
             elif local.size < ws.settings.multipart_threshold:
                 result = await self._upload_streamed(up)
             else:
-                result = await self._upload_multipart(up)
+                result = await upload_multipart(up, ws.s3, ws.settings)
         finally:
             os.close(fd)
         result = await self._visible(job, key, headers, result)
@@ -147,21 +141,8 @@ class Uploads:
                 extra={"path": rel, "key": key, "bytes": local.size, "operation": "upload"},
             )
 
-    def _abandon(self, up: _Upload) -> BodyChanged:
-        self._ws.metrics.aborted_changed.inc()
-        return BodyChanged(up.job.rel)
-
-    def _recheck_open_file(self, up: _Upload) -> None:
-        """Drain inotify: any write that returned before now has bumped `mod_gen`."""
-        self._ws.barrier()
-        if up.job.ps.mod_gen != up.job.gen or _fingerprint(os.fstat(up.fd)) != up.fingerprint:
-            raise self._abandon(up)
-
-    async def _upload_small(self, up: _Upload) -> PutResult:
-        data = os.pread(up.fd, up.local.size + 1, 0)
-        if len(data) != up.local.size:
-            raise self._abandon(up)
-        self._recheck_open_file(up)
+    async def _upload_small(self, up: UploadSource) -> PutResult:
+        data = up.read_whole()
         decision = up.job.decision
         result = await self._ws.s3.put_object(
             up.key,
@@ -173,42 +154,9 @@ class Uploads:
         )
         return result
 
-    def _file_body(
-        self, up: _Upload, offset: int, length: int, digests: list[str]
-    ) -> Callable[[], AsyncIterator[bytes]]:
-        """A body that streams `length` bytes from `offset`, re-readable for each retry. The
-        check that the file did not change runs before the last chunk leaves: if it fails, the
-        request ends short of its Content-Length and S3 stores nothing."""
-        ws = self._ws
-        loop = ws.loop
-        is_end = offset + length == up.local.size
-        ps, gen = up.job.ps, up.job.gen
-
-        async def body() -> AsyncIterator[bytes]:
-            md5 = hashlib.md5()  # noqa: S324
-            position = offset
-            remaining = length
-            while remaining > 0:
-                size = min(READ_CHUNK, remaining)
-                chunk = await loop.run_in_executor(None, os.pread, up.fd, size, position)
-                if len(chunk) != size or ps.mod_gen != gen:
-                    raise self._abandon(up)
-                await loop.run_in_executor(None, md5.update, chunk)
-                position += size
-                remaining -= size
-                ws.progress()
-                if remaining == 0:
-                    if is_end and os.pread(up.fd, 1, position):
-                        raise self._abandon(up)
-                    self._recheck_open_file(up)
-                    digests.append(md5.hexdigest())
-                yield chunk
-
-        return body
-
-    async def _upload_streamed(self, up: _Upload) -> PutResult:
+    async def _upload_streamed(self, up: UploadSource) -> PutResult:
         digests: list[str] = []
-        body = self._file_body(up, 0, up.local.size, digests)
+        body = up.body(0, up.local.size, digests)
         decision = up.job.decision
         result = await self._ws.s3.put_object(
             up.key,
@@ -226,53 +174,6 @@ class Uploads:
         ):
             raise IntegrityError(f"S3 ETag {result.etag} is not the MD5 of {up.job.rel!r}")
         return result
-
-    async def _upload_multipart(self, up: _Upload) -> PutResult:
-        ws = self._ws
-        s3 = ws.s3
-        size = up.local.size
-        part_size = max(ws.settings.multipart_chunksize, math.ceil(size / 10_000))
-        count = math.ceil(size / part_size)
-        upload_id = await s3.create_multipart_upload(up.key, up.headers)
-        etags: list[str] = [""] * count
-        limit = asyncio.Semaphore(ws.settings.multipart_concurrency)
-        ps, gen = up.job.ps, up.job.gen
-
-        async def send(number: int) -> None:
-            offset = (number - 1) * part_size
-            length = min(part_size, size - offset)
-            async with limit:
-                if ps.mod_gen != gen:
-                    raise self._abandon(up)
-                digests: list[str] = []
-                body = self._file_body(up, offset, length, digests)
-                etag = await s3.upload_part(up.key, upload_id, number, body, length)
-            if digests and is_plain_md5(etag) and etag != digests[-1]:
-                raise IntegrityError(f"part {number} of {up.job.rel!r}: ETag is not its MD5")
-            etags[number - 1] = etag
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                for number in range(1, count + 1):
-                    group.create_task(send(number))
-            self._recheck_open_file(up)
-            decision = up.job.decision
-            return await s3.complete_multipart_upload(
-                up.key,
-                upload_id,
-                etags,
-                if_match=decision.if_match,
-                if_none_match=decision.if_none_match,
-            )
-        except BaseException as error:
-            cause = error
-            if isinstance(error, BaseExceptionGroup):
-                cause = error.exceptions[0]
-            with contextlib.suppress(Exception):
-                await asyncio.shield(s3.abort_multipart_upload(up.key, upload_id))
-            if cause is not error:
-                raise cause from None
-            raise
 
     async def upload_meta(self, job: Job) -> None:
         """Same content, new mode or mtime: copy the object onto itself with new metadata."""

@@ -1,7 +1,7 @@
 """What S3's answers say about an object, as the state knows objects (`RemoteEntry`): a HEAD's
 headers (`entry_of`), and a listed entry completed by the headers of the GET that fetched it
 (`fetched`). Used by the change feed (a HEAD after each event), the pipeline's look after a
-failed condition (`Workspace.learn_remote`), downloads and conflicts.
+failed condition (`Checks.learn_remote`), downloads and conflicts.
 
 Pure: no request is made here. An entry made from a HEAD carries the object's mode and mtime
 (`x-amz-meta-*`), which listings never do; `unsettled` says S3 answered within the object's

@@ -23,11 +23,12 @@ from pathlib import Path
 from conftest import MotoServer, moto_process
 from faultproxy import FaultProxy
 
+from sidecar.local.conflicts import is_conflict
+
 from .act import App, S3Writer
 from .ledger import Ledger
 from .plan import FOLDERS, Step, make_plan
 from .verify import (
-    CONFLICT,
     Tree,
     bucket_tree,
     differences,
@@ -173,7 +174,7 @@ async def run_seed(
         trees, remote = await _snapshot(client, bucket, folders)
         result.lost = lost_versions(ledger, [*trees.values(), remote])
         result.leftovers = leftovers(trees[FOLDERS[0]])
-        result.conflicts = sum(1 for rel in trees[FOLDERS[0]].files if CONFLICT.search(rel))
+        result.conflicts = sum(1 for rel in trees[FOLDERS[0]].files if is_conflict(rel))
         placed = {"outside"} | set().union(*(app.placed for app in apps.values()))
         result.escaped = escapes(world, {*FOLDERS, "logs"}, placed | {"schedule.txt", "steps.log"})
         codes = await asyncio.gather(

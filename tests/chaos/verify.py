@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,6 @@ from sidecar.core.keys import parents_of
 from .ledger import Ledger, digest, link_digest
 
 WORK_DIR = ".s3sync-sidecar"
-CONFLICT = re.compile(r"\.sync-conflict-\d{8}-\d{6}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,75 @@
+"""A large file uploaded in parts: `multipart_concurrency` parts in flight at once, each
+`multipart_chunksize` (more where 10,000 parts would not hold the file), each part's ETag
+checked against the MD5 of what was sent (IntegrityError otherwise).
+
+Whatever fails (a part, the check that the file did not change, a cancellation), the upload
+is aborted, the abort shielded from the cancellation, and a part's error is raised as itself
+(not as a group). Each part's body checks the file before its last byte, and the file is checked
+once more after the last part and before the completion (`UploadSource.check`): a write during
+the upload completes nothing. The completion carries the decision's `If-Match` /
+`If-None-Match`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+
+from ..local.proof import is_plain_md5
+from ..s3.client import PutResult, S3Client
+from .job import IntegrityError
+from .upload_source import UploadSource
+from .workspace import ExecutorSettings
+
+
+async def upload_multipart(
+    source: UploadSource, s3: S3Client, settings: ExecutorSettings
+) -> PutResult:
+    """Upload `source` in parts; what the completion answered."""
+    key = source.key
+    size = source.local.size
+    part_size = max(settings.multipart_chunksize, math.ceil(size / 10_000))
+    count = math.ceil(size / part_size)
+    upload_id = await s3.create_multipart_upload(key, source.headers)
+    etags: list[str] = [""] * count
+    limit = asyncio.Semaphore(settings.multipart_concurrency)
+
+    async def send(number: int) -> None:
+        offset = (number - 1) * part_size
+        length = min(part_size, size - offset)
+        async with limit:
+            if source.changed():
+                raise source.abandon()
+            digests: list[str] = []
+            body = source.body(offset, length, digests)
+            etag = await s3.upload_part(key, upload_id, number, body, length)
+        if digests and is_plain_md5(etag) and etag != digests[-1]:
+            raise IntegrityError(f"part {number} of {source.job.rel!r}: ETag is not its MD5")
+        etags[number - 1] = etag
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for number in range(1, count + 1):
+                group.create_task(send(number))
+        source.check()
+        decision = source.job.decision
+        return await s3.complete_multipart_upload(
+            key,
+            upload_id,
+            etags,
+            if_match=decision.if_match,
+            if_none_match=decision.if_none_match,
+        )
+    except BaseException as error:
+        cause = error
+        if isinstance(error, BaseExceptionGroup):
+            cause = error.exceptions[0]
+        with contextlib.suppress(Exception):
+            await asyncio.shield(s3.abort_multipart_upload(key, upload_id))
+        if cause is not error:
+            raise cause from None
+        raise
+
+
+__all__ = ["upload_multipart"]

@@ -1,0 +1,47 @@
+"""What the operations share: the folder (`Tree`), S3 and its key mapping, the state, the
+metrics, the re-checks (`Checks`, checks.py) and the settings, as one frozen record the executor
+hands to each. It holds no behaviour of its own (looking again is `Checks`', temporary names
+are the working folder's, local/workdir.py; fetching an object is `Fetcher`'s, fetch.py), and
+no callback: the executor gives `hold_replaced` only to the operations that replace or delete a
+local file, and `progress` only to those that move bytes.
+
+Every local path is reached through `tree` (safefs.py), from the root's descriptor with no
+symlink followed below it; there is no path-string access to the folder in any operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.keys import KeyMapper
+from ..core.state import SyncState
+from ..local.proof import EtagKnowledge
+from ..local.safefs import Tree
+from ..metrics import Metrics
+from ..s3.client import S3Client
+from .checks import Checks
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    inline_read_max: int = 256 * 1024  # read in one go on the loop up to this size
+    multipart_threshold: int = 16 * 1024 * 1024
+    multipart_chunksize: int = 16 * 1024 * 1024
+    multipart_concurrency: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """The parts the operations act through; see the module."""
+
+    settings: ExecutorSettings
+    keys: KeyMapper
+    tree: Tree  # the folder, held open: every local path is reached through it
+    s3: S3Client
+    state: SyncState
+    metrics: Metrics
+    checks: Checks  # looked at again right before committing
+    etags: EtagKnowledge  # whether this bucket's ETags are MD5s (the checks' too)
+
+
+__all__ = ["ExecutorSettings", "Workspace"]
