@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
+import ssl
 import time
 from collections.abc import Coroutine
 from typing import Any, cast
@@ -46,9 +48,9 @@ from ..ops.executor import Executor
 from ..ops.operation import ExecutorSettings, Workspace, is_temp_name
 from ..remote.feed import ChangeFeed
 from ..remote.poll import Poller, PollSettings
-from ..s3.client import S3Client
+from ..s3.client import Endpoint, S3Client
+from ..settings.table import Settings
 from .health import Health
-from .options import SyncOptions
 from .pipeline import Pipeline
 from .restore import Restore
 
@@ -60,13 +62,15 @@ FALLBACK_POLL_INTERVAL = 10.0  # seconds between listings while the event queue 
 class Engine:
     def __init__(
         self,
-        options: SyncOptions,
+        settings: Settings,
         metrics: Metrics,
         credentials: CredentialsProvider,
+        ssl_context: ssl.SSLContext | bool | None,
         *,
         owns_credentials: bool,
     ) -> None:
-        self.options = options
+        self.settings = settings
+        self.mode = mode = SyncMode(settings.mode)
         self.metrics = metrics
         self.credentials = credentials
         self._owns_credentials = owns_credentials
@@ -74,16 +78,16 @@ class Engine:
         self._watching = False
         self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
-        root, work_dir = options.root, options.work_dir
+        root, work_dir = settings.directory, settings.work_dir
         self.health = Health(
-            stall_timeout=options.stall_timeout, poll_interval=options.poll_interval
+            stall_timeout=settings.stall_timeout, poll_interval=settings.poll_interval
         )
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=options.connections,
-                limit_per_host=options.connections,
+                limit=settings.connections,
+                limit_per_host=settings.connections,
                 ttl_dns_cache=300,
-                ssl=options.ssl if options.ssl is not None else True,
+                ssl=ssl_context if ssl_context is not None else True,
             ),
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
@@ -91,61 +95,61 @@ class Engine:
         )
         self.s3 = S3Client(
             session=self.session,
-            endpoint=options.endpoint,
-            bucket=options.bucket,
-            region=options.region,
+            endpoint=Endpoint.parse(settings.endpoint, settings.bucket),
+            bucket=settings.bucket,
+            region=settings.region,
             credentials=credentials,
             metrics=metrics,
             on_reachable=self.health.set_reachable,
-            ssl_context=options.ssl,
-            connections=options.connections,
+            ssl_context=ssl_context,
+            connections=settings.connections,
         )
-        keys = KeyMapper(options.prefix, len(os.fsencode(root)), options.work_name)
+        keys = KeyMapper(settings.prefix, len(os.fsencode(root)), settings.work_name)
         self.state = SyncState()
         self.scheduler = Scheduler(
             lambda rel, direction: self.pipeline.process(rel, direction),  # noqa: PLW0108 - built below
             {
-                UPLOAD: options.upload_workers,
-                DOWNLOAD: options.download_workers,
+                UPLOAD: settings.upload_concurrency,
+                DOWNLOAD: settings.download_concurrency,
                 CHECK: CHECK_WORKERS,
             },
         )
-        self.watcher = Watcher(root, options.work_name, self._watch_failed)
+        self.watcher = Watcher(root, settings.work_name, self._watch_failed)
         self.events = LocalEvents(
             root=root,
             state=self.state,
             scheduler=self.scheduler,
             watcher=self.watcher,
             metrics=metrics,
-            exclude_local=options.exclude_local,
-            upload_on_create=options.upload_on_create,
-            open_file_timeout=options.open_file_timeout,
+            exclude_local=re.compile(settings.exclude_local),
+            upload_on_create=re.compile(settings.upload_on_create),
+            open_file_timeout=settings.open_file_timeout,
         )
         self.poller = Poller(
             s3=self.s3,
             keys=keys,
-            exclude_remote=options.exclude_remote,
+            exclude_remote=re.compile(settings.exclude_remote),
             metrics=metrics,
             state=self.state,
             scheduler=self.scheduler,
             settings=PollSettings(
-                options.poll_interval,
-                options.max_delete_percent,
-                options.trust_after,
-                fallback=min(options.poll_interval, FALLBACK_POLL_INTERVAL),
+                settings.poll_interval,
+                settings.max_delete_percent,
+                settings.trust_after,
+                fallback=min(settings.poll_interval, FALLBACK_POLL_INTERVAL),
             ),
         )
         self.changes: ChangeFeed | None = None
-        if options.queue_url is not None and options.mode is not SyncMode.UPLOAD_ONLY:
+        if settings.queue_url is not None and mode is not SyncMode.UPLOAD_ONLY:
             self.changes = ChangeFeed(
                 queue=QueueClient(
                     session=self.session,
-                    queue=QueueUrl.parse(options.queue_url),
-                    region=options.region,
+                    queue=QueueUrl.parse(settings.queue_url),
+                    region=settings.region,
                     credentials=credentials,
                 ),
                 s3=self.s3,
-                bucket=options.bucket,
+                bucket=settings.bucket,
                 keys=keys,
                 excluded=self.poller.excluded,
                 state=self.state,
@@ -153,31 +157,31 @@ class Engine:
                 poller=self.poller,
                 metrics=metrics,
             )
-        self.store = SyncedStore(os.path.join(work_dir, "state.sqlite3"), options.identity)
-        self.tree = Tree(root, options.work_name)
+        self.store = SyncedStore(os.path.join(work_dir, "state.sqlite3"), settings.identity)
+        self.tree = Tree(root, settings.work_name)
         self.etags = EtagKnowledge(on_learned=self.store.note_etags)
         self.restore = Restore(
             state=self.state,
             store=self.store,
             poller=self.poller,
             metrics=metrics,
-            max_delete_percent=options.max_delete_percent,
+            max_delete_percent=settings.max_delete_percent,
             tree=self.tree,
             etags=self.etags,
-            lists=options.mode is not SyncMode.UPLOAD_ONLY,
+            lists=mode is not SyncMode.UPLOAD_ONLY,
         )
         self.replaced = ReplacedVersions(
             tree=self.tree,
             watcher=self.watcher,
             metrics=metrics,
             submit=self.events.submit,
-            quiet=options.open_file_timeout,
+            quiet=settings.open_file_timeout,
         )
         workspace = Workspace(
             settings=ExecutorSettings(
-                multipart_threshold=options.multipart_threshold,
-                multipart_chunksize=options.multipart_chunksize,
-                multipart_concurrency=options.multipart_concurrency,
+                multipart_threshold=settings.multipart_threshold,
+                multipart_chunksize=settings.multipart_chunksize,
+                multipart_concurrency=settings.multipart_concurrency,
             ),
             keys=keys,
             tree=self.tree,
@@ -199,7 +203,7 @@ class Engine:
             stopping=lambda: self.stopping,
             submit=self.events.submit,
             passed=self.restore.passed,
-            mode=options.mode,
+            mode=mode,
         )
         scheduler = self.scheduler
         metrics.bind_gauges(
@@ -211,16 +215,18 @@ class Engine:
             watches=lambda: float(self.watcher.watch_count),
             unwatched=lambda: float(len(self.watcher.unwatched)),
         )
-        metrics.bind_folder(str(options.root), options.poll_interval)
+        metrics.bind_folder(settings.directory, settings.poll_interval)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Restore the bucket into the folder, then start the background loops."""
-        options = self.options
-        log.info("starting: %s <-> s3://%s/%s", options.root, options.bucket, options.prefix)
-        os.makedirs(options.work_dir, exist_ok=True)
-        _clean_work_dir(options.work_dir)
+        settings = self.settings
+        log.info(
+            "starting: %s <-> s3://%s/%s", settings.directory, settings.bucket, settings.prefix
+        )
+        os.makedirs(settings.work_dir, exist_ok=True)
+        _clean_work_dir(settings.work_dir)
         self.tree.start()
         await self.restore.prepare(self._watch)
         self.scheduler.start()
@@ -229,10 +235,10 @@ class Engine:
             (self._persist_loop(), "state-store"),
             (self.events.sweep_loop(), "open-file-sweeper"),
             (self.replaced.sweep_loop(), "replaced-file-sweeper"),
-            (self.events.unwatched_loop(options.poll_interval), "unwatched-scanner"),
+            (self.events.unwatched_loop(settings.poll_interval), "unwatched-scanner"),
             (self.health.lag_loop(), "loop-lag-monitor"),
         ]
-        if options.mode is not SyncMode.UPLOAD_ONLY:  # upload-only never lists S3
+        if self.mode is not SyncMode.UPLOAD_ONLY:  # upload-only never lists S3
             loops.append((self.poller.run(self._poll_interval), "poller"))
         if self.changes is not None:
             loops.append((self.changes.run(), "change-feed"))
@@ -350,7 +356,7 @@ class Engine:
         """SYNC_POLL_INTERVAL; while the event queue fails, the fallback (at most 10 s)."""
         if self.changes is not None and self.changes.failing:
             return self.poller.fallback_interval
-        return self.options.poll_interval
+        return self.settings.poll_interval
 
     def _oldest_pending_age(self) -> float:
         since = self.scheduler.oldest_local_change()
@@ -375,7 +381,7 @@ class Engine:
     def degraded(self) -> list[str]:
         """What works, but less well than it should (served by /healthz with a 200)."""
         return self.health.degraded(
-            unwatched=self.watcher.unwatched, rescan_interval=self.options.poll_interval
+            unwatched=self.watcher.unwatched, rescan_interval=self.settings.poll_interval
         )
 
     def readiness(self) -> dict[str, dict[str, Any]]:
@@ -387,7 +393,7 @@ class Engine:
             last_poll_duration=poller.last_duration,
             poll_error=poller.last_error,
             credentials=self.credentials,
-            polls=self.options.mode is not SyncMode.UPLOAD_ONLY,
+            polls=self.mode is not SyncMode.UPLOAD_ONLY,
             queue_error=None if self.changes is None else self.changes.last_error,
             queue=self.changes is not None,
         )
