@@ -1,6 +1,6 @@
 """The table of settings (sidecar/settings/table.py) and what is built from it: one name per
-setting, each default written once, `Syncer`'s mobius3 signature and the README's tables.
-Pure: no server, no start."""
+setting, each default written once, `Syncer`'s mobius3 signature, the command line and the
+README's tables. Pure: no server, no start."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from sidecar.engine.syncer import DEFAULT_STOP_TIMEOUT, DEFAULT_WORK_DIR, Syncer
+from sidecar.service import cli
 from sidecar.settings import table
 from sidecar.settings.arguments import ARGUMENTS, as_arguments, from_arguments
 from sidecar.settings.config import Variable, load_settings
@@ -40,6 +41,19 @@ MOBIUS3_POSITIONAL = [
     "local_modification_persistance",
     "download_directory",
 ]
+MOBIUS3_FLAGS = {
+    "--prefix",
+    "--exclude-remote",
+    "--exclude-local",
+    "--upload-on-create",
+    "--log-level",
+    "--disable-ssl-verification",
+    "--credentials-source",
+    "--force-ipv4",
+    "--cloudwatch-monitoring-endpoint",
+    "--cloudwatch-monitoring-region",
+    "--cloudwatch-monitoring-namespace",
+}
 
 
 @pytest.fixture
@@ -269,3 +283,43 @@ def test_the_service_s_settings_reach_the_syncer_unchanged(env: dict[str, str]) 
         if not row.service:
             assert getattr(syncer.settings, name) == getattr(settings, name), name
     assert from_arguments(as_arguments(settings)) == syncer.settings
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_the_command_line_has_mobius3_s_flags() -> None:
+    parser = cli._parser()
+    flags = {
+        option
+        for action in parser._actions
+        for option in action.option_strings
+        if option not in ("-h", "--help", "--version")
+    }
+    assert flags == MOBIUS3_FLAGS
+    positional = [action.dest for action in parser._actions if not action.option_strings]
+    assert positional == MOBIUS3_POSITIONAL[:4]
+
+
+def test_the_command_line_maps_onto_the_settings(env: dict[str, str], tmp_path: Path) -> None:
+    folder = str(tmp_path / "cli")
+    argv = [folder, "cli-bucket", ENDPOINT, "us-east-1", "--exclude-local", r"x\.swp$"]
+    argv += ["--exclude-remote", "^tmp/", "--upload-on-create", "^lock$", "--log-level", "debug"]
+    argv += ["--disable-ssl-verification", "--credentials-source", "environment-variables"]
+    settings = cli.settings_from([*argv, "--prefix", "team/"], env)
+    assert (settings.directory, settings.bucket) == (folder, "cli-bucket")
+    assert (settings.endpoint, settings.region) == (ENDPOINT, "us-east-1")
+    assert (settings.prefix, settings.exclude_local) == ("team/", r"x\.swp$")
+    assert (settings.exclude_remote, settings.upload_on_create) == ("^tmp/", "^lock$")
+    assert (settings.log_level, settings.tls_verify) == ("DEBUG", False)
+    assert settings.credentials_source == "environment"
+    assert cli.settings_from([*argv, "--prefix"], env | {"SYNC_PREFIX": "env/"}).prefix == ""
+    unset = cli.settings_from([], env | {"SYNC_PREFIX": "env/"})
+    assert (unset.prefix, unset.tls_verify, unset.credentials_source) == ("env/", True, "auto")
+
+
+def test_the_command_line_help_names_the_variables() -> None:
+    text = cli._parser().format_help()
+    for name, row in ROWS:
+        if row.flag is not None or name in cli.POSITIONAL:
+            assert f"({row.env})" in " ".join(text.split()), name

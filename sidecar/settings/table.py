@@ -3,13 +3,13 @@
 
 Everything else is built from these rows or checked against them by a test: the environment's
 variables and their validation (config.py), `Syncer`'s defaults and keyword arguments
-(arguments.py) and the README's configuration table (`readme_table`; scripts/settings_table.py
-writes it, tests/test_settings_table.py checks it). Adding a setting is a row here, its field in
-`Settings`, and the code that reads it. A row's module-level name is its field's in capitals
-(checked by a test), so `Syncer` can take its defaults by name. Rows are in the order in which
-problems are reported and the README lists them. Standard library and core/model.py only:
-importing it (with setting.py) takes about 10 ms on the shared 2-core test machine, once per
-process.
+(arguments.py), mobius3's command line (service/cli.py) and the README's configuration table
+(`readme_table`; scripts/settings_table.py writes it, tests/test_settings_table.py checks it).
+Adding a setting is a row here, its field in `Settings`, and the code that reads it. A row's
+module-level name is its field's in capitals (checked by a test), so `Syncer` can take its
+defaults by name. Rows are in the order in which problems are reported and the README lists
+them. Standard library and core/model.py only: importing it (with setting.py) takes about
+10 ms on the shared 2-core test machine, once per process.
 """
 
 from __future__ import annotations
