@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sidecar.engine.syncer import DEFAULT_STOP_TIMEOUT, DEFAULT_WORK_DIR, Syncer
-from sidecar.service import cli
+from sidecar.service import cli, healthcheck
 from sidecar.settings import table
 from sidecar.settings.arguments import ARGUMENTS, as_arguments, from_arguments
 from sidecar.settings.config import Variable, load_settings
@@ -101,6 +101,7 @@ def test_defaults_are_the_table_s() -> None:
     ]
     assert table.SHUTDOWN_TIMEOUT.default == DEFAULT_STOP_TIMEOUT
     assert table.WORK_NAME.default == DEFAULT_WORK_DIR
+    assert table.HTTP_PORT.default == healthcheck.DEFAULT_PORT  # which imports nothing of ours
 
 
 @pytest.mark.parametrize("size", [5 * 1024**2, 16 * 1024**2, 6_000_000, 5 * 1024**3, 5_242_881])
