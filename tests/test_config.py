@@ -58,6 +58,7 @@ def test_minimal_env_gives_the_documented_defaults(env: dict[str, str], tmp_path
         "region": "eu-west-2",
         "prefix": "",
         "poll_interval": 10.0,
+        "trust_after": 0.0,
         "exclude_local": "^$",
         "exclude_remote": "^$",
         "upload_on_create": "^$",
@@ -69,6 +70,7 @@ def test_minimal_env_gives_the_documented_defaults(env: dict[str, str], tmp_path
         "ca_bundle": None,
         "multipart_threshold": 16 * MiB,
         "multipart_chunksize": 16 * MiB,
+        "multipart_concurrency": 4,
         "max_delete_percent": 50.0,
         "shutdown_timeout": 25.0,
         "open_file_timeout": 60.0,
@@ -78,6 +80,7 @@ def test_minimal_env_gives_the_documented_defaults(env: dict[str, str], tmp_path
         "credentials_source": "auto",
         "mode": "bidirectional",
         "queue_url": None,
+        "work_name": ".s3sync-sidecar",
     }
     settings = load_settings(env)
     assert {f.name: getattr(settings, f.name) for f in fields(Settings)} == expected

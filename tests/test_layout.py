@@ -40,7 +40,7 @@ def _floor_of(module: str) -> int:
     """The floor of a dotted module name under `sidecar`."""
     parts = module.split(".")
     assert parts[0] == "sidecar", module
-    folder = parts[1] if len(parts) > 2 and parts[1] in FLOORS else ""  # noqa: PLR2004
+    folder = parts[1] if len(parts) > 2 and parts[1] in FLOORS else ""
     return FLOORS.index(folder)
 
 
@@ -124,8 +124,6 @@ def test_the_readme_module_table_names_every_module() -> None:
         for name in re.findall(r"`([\w/]+\.py)`", cell):
             named.add(f"sidecar/{folder}/{name}" if folder else f"sidecar/{name}")
     modules = {
-        str(p.relative_to(ROOT))
-        for p in _modules()
-        if p.name not in ("__init__.py", "__main__.py")
+        str(p.relative_to(ROOT)) for p in _modules() if p.name not in ("__init__.py", "__main__.py")
     }
     assert named == modules

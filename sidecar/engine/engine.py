@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
+import ssl
 import time
 from collections.abc import Coroutine
 from typing import Any, cast
@@ -42,10 +44,10 @@ from ..ops.executor import Executor
 from ..ops.workspace import ExecutorSettings, Workspace
 from ..remote.feed import ChangeFeed
 from ..remote.poll import Poller, PollSettings
-from ..s3.client import S3Client
+from ..s3.client import Endpoint, S3Client
+from ..settings.table import Settings
 from .flush import Flush
 from .health import Health
-from .options import SyncOptions
 from .pipeline import Pipeline
 from .restore import Restore
 
@@ -60,27 +62,29 @@ class Parts:
 
     def __init__(
         self,
-        options: SyncOptions,
+        settings: Settings,
         metrics: Metrics,
         credentials: CredentialsProvider,
+        ssl_context: ssl.SSLContext | bool | None,
         *,
         owns_credentials: bool,
     ) -> None:
-        self.options = options
+        self.settings = settings
+        self.mode = mode = SyncMode(settings.mode)
         self.metrics = metrics
         self.credentials = credentials
         self._owns_credentials = owns_credentials
         self.stopping = False
-        root, work_dir = options.root, options.work_dir
+        root, work_dir = settings.directory, settings.work_dir
         self.health = Health(
-            stall_timeout=options.stall_timeout, poll_interval=options.poll_interval
+            stall_timeout=settings.stall_timeout, poll_interval=settings.poll_interval
         )
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=options.connections,
-                limit_per_host=options.connections,
+                limit=settings.connections,
+                limit_per_host=settings.connections,
                 ttl_dns_cache=300,
-                ssl=options.ssl if options.ssl is not None else True,
+                ssl=ssl_context if ssl_context is not None else True,
             ),
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
@@ -88,37 +92,37 @@ class Parts:
         )
         self.s3 = S3Client(
             session=self.session,
-            endpoint=options.endpoint,
-            bucket=options.bucket,
-            region=options.region,
+            endpoint=Endpoint.parse(settings.endpoint, settings.bucket),
+            bucket=settings.bucket,
+            region=settings.region,
             credentials=credentials,
             metrics=metrics,
             on_reachable=self.health.set_reachable,
-            ssl_context=options.ssl,
-            connections=options.connections,
+            ssl_context=ssl_context,
+            connections=settings.connections,
         )
-        keys = KeyMapper(options.prefix, len(os.fsencode(root)), options.work_name)
+        keys = KeyMapper(settings.prefix, len(os.fsencode(root)), settings.work_name)
         # The synced records and their copy on disk, paired once: every change of a record
         # is noted for the store's next write, from the restore's first on.
-        self.store = SyncedStore(os.path.join(work_dir, "state.sqlite3"), options.identity)
+        self.store = SyncedStore(os.path.join(work_dir, "state.sqlite3"), settings.identity)
         self.state = SyncState(on_synced=self.store.note)
         self.scheduler = Scheduler(
             {
-                UPLOAD: options.upload_workers,
-                DOWNLOAD: options.download_workers,
+                UPLOAD: settings.upload_concurrency,
+                DOWNLOAD: settings.download_concurrency,
                 CHECK: CHECK_WORKERS,
             },
         )
-        self.watcher = Watcher(root, options.work_name, self._watch_failed)
+        self.watcher = Watcher(root, settings.work_name, self._watch_failed)
         self.events = LocalEvents(
             root=root,
             state=self.state,
             scheduler=self.scheduler,
             watcher=self.watcher,
             metrics=metrics,
-            exclude_local=options.exclude_local,
-            upload_on_create=options.upload_on_create,
-            open_file_timeout=options.open_file_timeout,
+            exclude_local=re.compile(settings.exclude_local),
+            upload_on_create=re.compile(settings.upload_on_create),
+            open_file_timeout=settings.open_file_timeout,
         )
         self._flush = Flush(
             scheduler=self.scheduler, watcher=self.watcher, events=self.events, state=self.state
@@ -126,28 +130,28 @@ class Parts:
         self.poller = Poller(
             s3=self.s3,
             keys=keys,
-            exclude_remote=options.exclude_remote,
+            exclude_remote=re.compile(settings.exclude_remote),
             metrics=metrics,
             state=self.state,
             scheduler=self.scheduler,
             settings=PollSettings(
-                options.poll_interval,
-                options.max_delete_percent,
-                options.trust_after,
-                fallback=min(options.poll_interval, FALLBACK_POLL_INTERVAL),
+                settings.poll_interval,
+                settings.max_delete_percent,
+                settings.trust_after,
+                fallback=min(settings.poll_interval, FALLBACK_POLL_INTERVAL),
             ),
         )
         self.changes: ChangeFeed | None = None
-        if options.queue_url is not None and options.mode is not SyncMode.UPLOAD_ONLY:
+        if settings.queue_url is not None and mode is not SyncMode.UPLOAD_ONLY:
             self.changes = ChangeFeed(
                 queue=QueueClient(
                     session=self.session,
-                    queue=QueueUrl.parse(options.queue_url),
-                    region=options.region,
+                    queue=QueueUrl.parse(settings.queue_url),
+                    region=settings.region,
                     credentials=credentials,
                 ),
                 s3=self.s3,
-                bucket=options.bucket,
+                bucket=settings.bucket,
                 keys=keys,
                 excluded=self.poller.excluded,
                 state=self.state,
@@ -155,29 +159,29 @@ class Parts:
                 poller=self.poller,
                 metrics=metrics,
             )
-        self.tree = Tree(root, options.work_name)
+        self.tree = Tree(root, settings.work_name)
         self.etags = EtagKnowledge(on_learned=self.store.note_etags)
         self.restore = Restore(
             state=self.state,
             store=self.store,
             poller=self.poller,
             metrics=metrics,
-            max_delete_percent=options.max_delete_percent,
+            max_delete_percent=settings.max_delete_percent,
             tree=self.tree,
             etags=self.etags,
-            lists=options.mode is not SyncMode.UPLOAD_ONLY,
+            lists=mode is not SyncMode.UPLOAD_ONLY,
         )
         self.replaced = ReplacedVersions(
             tree=self.tree,
             watcher=self.watcher,
             metrics=metrics,
             submit=self.events.submit,
-            quiet=options.open_file_timeout,
+            quiet=settings.open_file_timeout,
         )
-        settings = ExecutorSettings(
-            multipart_threshold=options.multipart_threshold,
-            multipart_chunksize=options.multipart_chunksize,
-            multipart_concurrency=options.multipart_concurrency,
+        executing = ExecutorSettings(
+            multipart_threshold=settings.multipart_threshold,
+            multipart_chunksize=settings.multipart_chunksize,
+            multipart_concurrency=settings.multipart_concurrency,
         )
         checks = Checks(
             tree=self.tree,
@@ -186,10 +190,10 @@ class Parts:
             keys=keys,
             barrier=self.watcher.barrier,
             etags=self.etags,
-            part_size=settings.multipart_chunksize,
+            part_size=executing.multipart_chunksize,
         )
         workspace = Workspace(
-            settings=settings,
+            settings=executing,
             keys=keys,
             tree=self.tree,
             s3=self.s3,
@@ -212,7 +216,7 @@ class Parts:
             stopping=lambda: self.stopping,
             submit=self.events.submit,
             passed=self.restore.passed,
-            mode=options.mode,
+            mode=mode,
         )
         scheduler = self.scheduler
         metrics.bind_gauges(
@@ -224,7 +228,7 @@ class Parts:
             watches=lambda: float(self.watcher.watch_count),
             unwatched=lambda: float(len(self.watcher.unwatched)),
         )
-        metrics.bind_folder(str(options.root), options.poll_interval)
+        metrics.bind_folder(settings.directory, settings.poll_interval)
 
     async def _release(self) -> None:
         """Release every part (once the loops that use them are cancelled)."""
@@ -254,13 +258,16 @@ class Engine(Parts):
 
     def __init__(
         self,
-        options: SyncOptions,
+        settings: Settings,
         metrics: Metrics,
         credentials: CredentialsProvider,
+        ssl_context: ssl.SSLContext | bool | None,
         *,
         owns_credentials: bool,
     ) -> None:
-        super().__init__(options, metrics, credentials, owns_credentials=owns_credentials)
+        super().__init__(
+            settings, metrics, credentials, ssl_context, owns_credentials=owns_credentials
+        )
         self._watching = False
         self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -269,10 +276,12 @@ class Engine(Parts):
 
     async def start(self) -> None:
         """Restore the bucket into the folder, then start the background loops."""
-        options = self.options
-        log.info("starting: %s <-> s3://%s/%s", options.root, options.bucket, options.prefix)
-        os.makedirs(options.work_dir, exist_ok=True)
-        _clean_work_dir(options.work_dir)
+        settings = self.settings
+        log.info(
+            "starting: %s <-> s3://%s/%s", settings.directory, settings.bucket, settings.prefix
+        )
+        os.makedirs(settings.work_dir, exist_ok=True)
+        _clean_work_dir(settings.work_dir)
         self.tree.start()
         await self.restore.prepare(self._watch)
         self.scheduler.start(self.pipeline.process)
@@ -281,10 +290,10 @@ class Engine(Parts):
             (self._persist_loop(), "state-store"),
             (self.events.sweep_loop(), "open-file-sweeper"),
             (self.replaced.sweep_loop(), "replaced-file-sweeper"),
-            (self.events.unwatched_loop(options.poll_interval), "unwatched-scanner"),
+            (self.events.unwatched_loop(settings.poll_interval), "unwatched-scanner"),
             (self.health.lag_loop(), "loop-lag-monitor"),
         ]
-        if options.mode is not SyncMode.UPLOAD_ONLY:  # upload-only never lists S3
+        if self.mode is not SyncMode.UPLOAD_ONLY:  # upload-only never lists S3
             loops.append((self.poller.run(self._poll_interval), "poller"))
         if self.changes is not None:
             loops.append((self.changes.run(), "change-feed"))
@@ -336,7 +345,7 @@ class Engine(Parts):
         """SYNC_POLL_INTERVAL; while the event queue fails, the fallback (at most 10 s)."""
         if self.changes is not None and self.changes.health.failing:
             return self.poller.fallback_interval
-        return self.options.poll_interval
+        return self.settings.poll_interval
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -357,11 +366,11 @@ class Engine(Parts):
     def degraded(self) -> list[str]:
         """What works, but less well than it should (served by /healthz with a 200)."""
         return self.health.degraded(
-            unwatched=self.watcher.unwatched, rescan_interval=self.options.poll_interval
+            unwatched=self.watcher.unwatched, rescan_interval=self.settings.poll_interval
         )
 
     def readiness(self) -> dict[str, dict[str, Any]]:
-        polls = self.options.mode is not SyncMode.UPLOAD_ONLY  # upload-only never lists S3
+        polls = self.mode is not SyncMode.UPLOAD_ONLY  # upload-only never lists S3
         return self.health.readiness(
             restore_done=self.restore.done.is_set(),
             restore_pending=len(self.restore.pending),

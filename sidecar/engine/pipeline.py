@@ -76,7 +76,7 @@ class Pipeline:
         stopping: Callable[[], bool],
         submit: Callable[[str, Hint], None],
         passed: Callable[[str, Outcome], None],
-        mode: SyncMode = SyncMode.BIDIRECTIONAL,
+        mode: SyncMode,
     ) -> None:
         self._mode = mode
         self._state = state

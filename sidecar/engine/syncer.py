@@ -1,6 +1,7 @@
 """`Syncer`: the facade users program against. It keeps mobius3's signature and asyncio API
 (`start, stop = Syncer(...)`) so existing users switch by changing an import, turns the
-arguments into one frozen `SyncOptions`, and moves through one explicit lifecycle:
+arguments into the one frozen `Settings` (mobius3's names mapped by the table of settings,
+defaults from it), and moves through one explicit lifecycle:
 
     NEW --start()--> RESTORING --restored--> SYNCING --stop()--> STOPPING --> CLOSED
 
@@ -15,7 +16,6 @@ import asyncio
 import enum
 import logging
 import os
-import re
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -24,17 +24,28 @@ from typing import Any
 
 from ..aws.chain import provider_from_environment
 from ..aws.credentials import CredentialsProvider
-from ..aws.sqs import QueueUrl
 from ..core.model import SyncMode
 from ..metrics import Metrics
 from ..s3.client import Endpoint
+from ..settings.arguments import from_arguments, unexpected
+from ..settings.table import (
+    DOWNLOAD_CONCURRENCY,
+    EXCLUDE_LOCAL,
+    EXCLUDE_REMOTE,
+    POLL_INTERVAL,
+    PREFIX,
+    SHUTDOWN_TIMEOUT,
+    TRUST_AFTER,
+    UPLOAD_CONCURRENCY,
+    UPLOAD_ON_CREATE,
+    WORK_NAME,
+)
 from .engine import Engine
-from .options import SyncOptions
 
 log = logging.getLogger("sidecar")
 
-DEFAULT_WORK_DIR = ".s3sync-sidecar"
-DEFAULT_STOP_TIMEOUT = 25.0  # the command's SIGTERM budget (SYNC_SHUTDOWN_TIMEOUT)
+DEFAULT_WORK_DIR = WORK_NAME.default
+DEFAULT_STOP_TIMEOUT = SHUTDOWN_TIMEOUT.default  # the command's SIGTERM budget
 
 _IGNORED_MOBIUS3_ARGUMENTS = frozenset(
     {
@@ -99,34 +110,31 @@ class Syncer:
         bucket: str,
         endpoint: str,
         region: str,
-        prefix: str = "",
-        concurrent_uploads: int = 32,
-        concurrent_downloads: int = 16,
-        download_interval: float = 10,
-        exclude_remote: str = r"^$",
-        exclude_local: str = r"^$",
-        upload_on_create: str = r"^$",
-        local_modification_persistance: float = 0,
-        download_directory: str = DEFAULT_WORK_DIR,
+        prefix: str = PREFIX.default,
+        concurrent_uploads: int = UPLOAD_CONCURRENCY.default,
+        concurrent_downloads: int = DOWNLOAD_CONCURRENCY.default,
+        download_interval: float = POLL_INTERVAL.default,
+        exclude_remote: str = EXCLUDE_REMOTE.default,
+        exclude_local: str = EXCLUDE_LOCAL.default,
+        upload_on_create: str = UPLOAD_ON_CREATE.default,
+        local_modification_persistance: float = TRUST_AFTER.default,
+        download_directory: str = WORK_NAME.default,
         *,
         credentials: CredentialsProvider | None = None,
         ssl_context: ssl.SSLContext | bool | None = None,
-        multipart_threshold: int = 16 * 1024 * 1024,
-        multipart_chunksize: int = 16 * 1024 * 1024,
-        multipart_concurrency: int = 4,
-        max_delete_percent: float = 50,
-        open_file_timeout: float = 60,
-        stall_timeout: float = 300,
-        mode: str = "bidirectional",
-        queue_url: str | None = None,
         metrics: Metrics | None = None,
-        **mobius3_arguments: Any,
+        **arguments: Any,
     ) -> None:
-        unknown = set(mobius3_arguments) - _IGNORED_MOBIUS3_ARGUMENTS
+        """Every other setting by its name in the table (settings/table.py): `mode`,
+        `queue_url`, `max_delete_percent`, `multipart_threshold`, ...; mobius3's arguments that
+        are not needed here are accepted and ignored, with a warning."""
+        ignored = arguments.keys() & _IGNORED_MOBIUS3_ARGUMENTS
+        unknown = unexpected(arguments.keys() - ignored)
         if unknown:
-            raise TypeError(f"Syncer() got unexpected arguments: {', '.join(sorted(unknown))}")
-        for name in sorted(mobius3_arguments):
+            raise TypeError(f"Syncer() got unexpected arguments: {', '.join(unknown)}")
+        for name in sorted(ignored):
             log.warning("ignoring mobius3 argument %s: not needed by s3sync-sidecar", name)
+            del arguments[name]
         if prefix and not prefix.endswith("/"):
             log.warning(
                 "prefix %r does not end with '/': keys are the prefix followed by the path, so "
@@ -134,31 +142,26 @@ class Syncer:
                 prefix,
                 prefix + "x/...",
             )
-        self.options = SyncOptions(
-            root=os.path.abspath(os.fspath(directory)),
-            bucket=bucket,
-            endpoint=Endpoint.parse(endpoint, bucket),
-            endpoint_pattern=endpoint,
-            region=region,
-            prefix=prefix,
-            upload_workers=max(1, int(concurrent_uploads)),
-            download_workers=max(1, int(concurrent_downloads)),
-            poll_interval=float(download_interval),
-            exclude_remote=re.compile(exclude_remote),
-            exclude_local=re.compile(exclude_local),
-            upload_on_create=re.compile(upload_on_create),
-            trust_after=float(local_modification_persistance),
-            work_name=download_directory,
-            ssl=ssl_context,
-            multipart_threshold=multipart_threshold,
-            multipart_chunksize=multipart_chunksize,
-            multipart_concurrency=multipart_concurrency,
-            max_delete_percent=float(max_delete_percent),
-            open_file_timeout=float(open_file_timeout),
-            stall_timeout=float(stall_timeout),
-            mode=SyncMode(mode),
-            queue_url=QueueUrl.parse(queue_url).url if queue_url else None,
+        Endpoint.parse(endpoint, bucket)  # ValueError now rather than at start()
+        self.settings = from_arguments(
+            {
+                "directory": directory,
+                "bucket": bucket,
+                "endpoint": endpoint,
+                "region": region,
+                "prefix": prefix,
+                "concurrent_uploads": concurrent_uploads,
+                "concurrent_downloads": concurrent_downloads,
+                "download_interval": download_interval,
+                "exclude_remote": exclude_remote,
+                "exclude_local": exclude_local,
+                "upload_on_create": upload_on_create,
+                "local_modification_persistance": local_modification_persistance,
+                "download_directory": download_directory,
+                **arguments,
+            }
         )
+        self._ssl_context = ssl_context
         self._credentials = credentials  # a provider passed in belongs to the caller
         self.metrics = metrics if metrics is not None else Metrics()
         self._phase = Phase.NEW
@@ -189,7 +192,11 @@ class Syncer:
             # The chain the AWS SDKs use in containers: keys, then the ECS endpoint.
             credentials = provider_from_environment(os.environ)
         engine = self._engine = Engine(
-            self.options, self.metrics, credentials, owns_credentials=self._credentials is None
+            self.settings,
+            self.metrics,
+            credentials,
+            self._ssl_context,
+            owns_credentials=self._credentials is None,
         )
         try:
             await engine.start()
@@ -282,7 +289,7 @@ class Syncer:
     async def poll_once(self) -> None:
         """List the prefix and sync whatever changed in S3 now (nothing in upload-only).
         Never raises."""
-        if self.options.mode is SyncMode.UPLOAD_ONLY:
+        if SyncMode(self.settings.mode) is SyncMode.UPLOAD_ONLY:
             return
         await self._running().poller.poll()
 

@@ -60,8 +60,8 @@ class ReplacedVersions:
         watcher: Watcher,
         metrics: Metrics,
         submit: Callable[[str, Hint], None],
+        quiet: float,  # SYNC_OPEN_FILE_TIMEOUT
         hold: float = 600.0,
-        quiet: float = 60.0,
         limit: int = 256,
     ) -> None:
         self._tree = tree

@@ -24,10 +24,12 @@ from .checks import Checks
 
 @dataclass(frozen=True, slots=True)
 class ExecutorSettings:
+    """The settings operations read (their defaults are the table's: settings/table.py)."""
+
+    multipart_threshold: int
+    multipart_chunksize: int
+    multipart_concurrency: int
     inline_read_max: int = 256 * 1024  # read in one go on the loop up to this size
-    multipart_threshold: int = 16 * 1024 * 1024
-    multipart_chunksize: int = 16 * 1024 * 1024
-    multipart_concurrency: int = 4
 
 
 @dataclass(frozen=True, slots=True)

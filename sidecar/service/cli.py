@@ -12,12 +12,13 @@ import asyncio
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..version import __version__
 
 if TYPE_CHECKING:
     from ..settings.config import Problem, Settings
+    from ..settings.setting import Setting
 
 EXIT_CONFIG = 2
 CREDENTIAL_SOURCES = {
@@ -27,7 +28,23 @@ CREDENTIAL_SOURCES = {
 }
 
 
+POSITIONAL = ("directory", "bucket", "endpoint", "region")  # mobius3's, in its order
+# How a mobius3 flag differs from "takes the setting's text": `--prefix` alone means no prefix.
+_FLAG_OPTIONS: dict[str, dict[str, Any]] = {
+    "--prefix": {"const": ""},
+    "--log-level": {"type": str.upper},
+}
+
+
+def _help(row: Setting[Any]) -> str:
+    from ..settings.setting import plain
+
+    return f"{plain(row.meaning)} ({row.env})".replace("%", "%%")
+
+
 def _parser() -> argparse.ArgumentParser:
+    from ..settings.table import ROWS
+
     parser = argparse.ArgumentParser(
         prog="s3sync-sidecar",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -38,50 +55,25 @@ def _parser() -> argparse.ArgumentParser:
         "[--timeout N]` exits 0 once every change made in the folder before it is in S3.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("directory", nargs="?", help="local folder to sync, e.g. /data")
-    parser.add_argument("bucket", nargs="?", help="bucket name")
-    parser.add_argument(
-        "endpoint",
-        nargs="?",
-        help="endpoint pattern with {} for the bucket, e.g. "
-        "'https://{}.s3.eu-west-2.amazonaws.com/'",
-    )
-    parser.add_argument("region", nargs="?", help="bucket region, e.g. eu-west-2")
-    parser.add_argument(
-        "--prefix",
-        nargs="?",
-        default=None,
-        const="",
-        help="key prefix, often with a trailing slash, e.g. folder/",
-    )
-    parser.add_argument(
-        "--exclude-remote",
-        nargs="?",
-        default=None,
-        help="regex of keys (relative to the prefix) not to download",
-    )
-    parser.add_argument(
-        "--exclude-local", nargs="?", default=None, help="regex of full local paths not to upload"
-    )
-    parser.add_argument(
-        "--upload-on-create",
-        nargs="?",
-        default=None,
-        help="regex of full local paths to upload as soon as created",
-    )
-    parser.add_argument(
-        "--log-level",
-        nargs="?",
-        default=None,
-        type=str.upper,
-        help="DEBUG, INFO, WARNING, ERROR (default INFO)",
-    )
+    rows = dict(ROWS)
+    for name in POSITIONAL:
+        parser.add_argument(name, nargs="?", help=_help(rows[name]))
+    for name, row in ROWS:
+        if row.flag is not None:
+            parser.add_argument(
+                row.flag,
+                nargs="?",
+                default=None,
+                dest=name,
+                help=_help(row),
+                **_FLAG_OPTIONS.get(row.flag, {}),
+            )
     parser.add_argument(
         "--disable-ssl-verification",
         nargs="?",
         const=True,
         default=False,
-        help="do not verify the endpoint's TLS certificate",
+        help="do not verify the endpoint's TLS certificate (SYNC_TLS_VERIFY=false)",
     )
     parser.add_argument(
         "--credentials-source",
@@ -107,35 +99,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The variables that mobius3's positional arguments and flags (the rows' `flag`) set:
+    each is parsed into `args` under its setting's name."""
+    from ..settings.table import ROWS
+
+    overrides: dict[str, str] = {}
+    for name, row in ROWS:
+        if (name in POSITIONAL or row.flag is not None) and row.env is not None:
+            value = getattr(args, name)
+            if value is not None:
+                overrides[row.env] = value
+    if args.disable_ssl_verification:
+        overrides["SYNC_TLS_VERIFY"] = "false"
+    return overrides
+
+
 def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     from ..settings.config import ConfigError, load_settings
 
     args = _parser().parse_args(list(argv))
-    positional = [args.directory, args.bucket, args.endpoint, args.region]
-    given = [value for value in positional if value is not None]
-    if given and len(given) != 4:
+    given = [value for name in POSITIONAL if (value := getattr(args, name)) is not None]
+    if given and len(given) != len(POSITIONAL):
         raise ConfigError([_usage_problem()])
-    overrides: dict[str, str] = {}
-    if given:
-        overrides.update(
-            SYNC_DIR=args.directory,
-            SYNC_BUCKET=args.bucket,
-            SYNC_ENDPOINT=args.endpoint,
-            SYNC_REGION=args.region,
-        )
-    for name, value in (
-        ("SYNC_PREFIX", args.prefix),
-        ("SYNC_EXCLUDE_REMOTE", args.exclude_remote),
-        ("SYNC_EXCLUDE_LOCAL", args.exclude_local),
-        ("SYNC_UPLOAD_ON_CREATE", args.upload_on_create),
-        ("SYNC_LOG_LEVEL", args.log_level),
-    ):
-        if value is not None:
-            overrides[name] = value
-    if args.disable_ssl_verification:
-        overrides["SYNC_TLS_VERIFY"] = "false"
     source = CREDENTIAL_SOURCES.get(args.credentials_source or "", "auto")
-    return load_settings(env, overrides, credentials_source=source)
+    return load_settings(env, flag_overrides(args), credentials_source=source)
 
 
 def _usage_problem() -> Problem:

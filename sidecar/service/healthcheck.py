@@ -18,6 +18,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+# SYNC_HTTP_PORT's default, written here too so that this module imports nothing of the package
+# (tests/test_settings_table.py keeps it equal to the table's).
+DEFAULT_PORT = 9464
+
 
 def target_host(bound: str) -> str:
     """Where to reach a server bound to `bound` (SYNC_HTTP_HOST) from inside its container:
@@ -43,7 +47,7 @@ def sidecar_url(path: str, port: int | None, host: str | None) -> str:
     """The URL of `path` on the local sidecar: `port` and `host` as given, else from
     SYNC_HTTP_PORT (9464) and SYNC_HTTP_HOST. ValueError if SYNC_HTTP_PORT is not a number."""
     if port is None:
-        raw = os.environ.get("SYNC_HTTP_PORT", "9464") or "9464"
+        raw = os.environ.get("SYNC_HTTP_PORT") or str(DEFAULT_PORT)
         try:
             port = int(raw)
         except ValueError:
@@ -57,7 +61,7 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         "--port",
         type=int,
         default=None,
-        help="HTTP port of the sidecar (default: SYNC_HTTP_PORT, else 9464)",
+        help=f"HTTP port of the sidecar (default: SYNC_HTTP_PORT, else {DEFAULT_PORT})",
     )
     parser.add_argument(
         "--host",

@@ -19,7 +19,8 @@ from ..aws.chain import provider_from_environment
 from ..aws.credentials import Credentials, CredentialsProvider
 from ..engine.syncer import Syncer
 from ..metrics import Metrics, without_created_series
-from ..settings.config import Settings
+from ..settings.arguments import as_arguments
+from ..settings.table import Settings
 from .endpoints import HealthServer
 
 log = logging.getLogger("sidecar.service")
@@ -61,26 +62,9 @@ def credentials_provider(
 
 def build_syncer(settings: Settings, metrics: Metrics, credentials: CredentialsProvider) -> Syncer:
     return Syncer(
-        settings.directory,
-        settings.bucket,
-        settings.endpoint,
-        settings.region,
-        prefix=settings.prefix,
-        concurrent_uploads=settings.upload_concurrency,
-        concurrent_downloads=settings.download_concurrency,
-        download_interval=settings.poll_interval,
-        exclude_remote=settings.exclude_remote,
-        exclude_local=settings.exclude_local,
-        upload_on_create=settings.upload_on_create,
+        **as_arguments(settings),
         credentials=credentials,
         ssl_context=ssl_context(settings),
-        multipart_threshold=settings.multipart_threshold,
-        multipart_chunksize=settings.multipart_chunksize,
-        max_delete_percent=settings.max_delete_percent,
-        open_file_timeout=settings.open_file_timeout,
-        stall_timeout=settings.stall_timeout,
-        mode=settings.mode,
-        queue_url=settings.queue_url,
         metrics=metrics,
     )
 

@@ -1,6 +1,9 @@
 """Parsers of setting values: each takes the text of one variable and returns its value, or
 raises ValueError (the caller names the variable and shows the expected form). Pure, except
-`directory` and `existing_file`, which look at the filesystem without changing it."""
+`directory` and `existing_file`, which look at the filesystem without changing it.
+
+At the end, tidiers: what `Syncer` makes of a Python value passed to it (a row's `tidy`), as
+lenient as mobius3 was (a count below 1 is 1) but failing at once on what cannot work."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable
+
+from ..core.model import SyncMode
 
 MIN_PART = 5 * 1024 * 1024  # S3's smallest multipart part
 MAX_PART = 5 * 1024**3  # and its largest
@@ -113,6 +118,14 @@ def parse_size(value: str) -> int:
     return size
 
 
+def format_size(size: int) -> str:
+    """A size as `parse_size` reads it back, in the largest binary unit that divides it."""
+    for unit in ("GiB", "MiB", "KiB"):
+        if size and size % _UNITS[unit.lower()] == 0:
+            return f"{size // _UNITS[unit.lower()]}{unit}"
+    return str(size)
+
+
 def existing_file(value: str) -> str:
     if not os.path.isfile(value) or not os.access(value, os.R_OK):
         raise ValueError
@@ -152,3 +165,28 @@ def queue_url(value: str) -> str:
     from ..aws.sqs import QueueUrl  # noqa: PLC0415 - parsers stay importable on their own
 
     return QueueUrl.parse(value).url
+
+
+# -- tidiers ---------------------------------------------------------------------------------
+
+
+def absolute(directory: str | os.PathLike[str]) -> str:
+    return os.path.abspath(os.fspath(directory))
+
+
+def at_least_one(count: int) -> int:
+    return max(1, int(count))
+
+
+def compiled(pattern: str) -> str:
+    """The pattern, once it is known to compile (re.error now, not at start())."""
+    re.compile(pattern)
+    return pattern
+
+
+def mode_value(mode: str) -> str:
+    return SyncMode(mode).value
+
+
+def optional_queue_url(url: str | None) -> str | None:
+    return queue_url(url) if url else None
