@@ -45,6 +45,9 @@ class App:
     ledger: Ledger
     held: list[Held] = field(default_factory=list)
     placed: set[str] = field(default_factory=set)  # what we put outside the folder
+    # The most files one step took from their names at once (a tree deleted, moved out or
+    # renamed): more than the max-delete guard's floor may rightly trip it in another folder.
+    most_removed: int = 0
 
     def _path(self, rel: str) -> str:
         return str(self.root / rel)
@@ -176,6 +179,7 @@ class App:
             or not self._parent_ready(target)
         ):
             return
+        self._removing(src)
         os.rename(src, dst)
 
     def _move_out(self, step: Step, rel: str) -> None:
@@ -184,6 +188,7 @@ class App:
             return
         for seen in observe_tree(path):
             self.ledger.replace(seen, step.number)
+        self._removing(path)
         moved = self.outside / f"{self.place}-{step.number}"
         os.rename(path, moved)
         world = self.outside.parent
@@ -217,7 +222,15 @@ class App:
             return
         for seen in observe_tree(path):
             self.ledger.replace(seen, step.number)
+        self._removing(path)
         shutil.rmtree(path, ignore_errors=True)
+
+    def _removing(self, path: str) -> None:
+        """`path` is about to leave its name: count the files and links it takes along."""
+        if not os.path.isdir(path) or os.path.islink(path):
+            return
+        count = sum(len(files) for _, _, files in os.walk(path))
+        self.most_removed = max(self.most_removed, count)
 
     def _chmod(self, step: Step, rel: str, mode: str) -> None:
         path = self._path(rel)

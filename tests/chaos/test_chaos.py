@@ -9,6 +9,7 @@ import pytest
 from conftest import MotoServer
 
 from .run import run_seed
+from .verify import Tree, differences
 
 
 @pytest.mark.slow
@@ -17,3 +18,14 @@ async def test_chaos_seed(seed: int, moto_server: MotoServer, tmp_path: Path) ->
     result = await run_seed(seed, 6.0, moto_server, tmp_path)
     assert result.ok, result.report()
     assert result.ops > 0 and result.crashes > 0
+
+
+def test_a_directory_marker_holds_its_parents_in_the_bucket() -> None:
+    """`d0/e0/` alone in the bucket holds `d0` too, as S3's listings show it (seed 90041 was
+    reported diverged for exactly this); a folder directory with nothing below it in the
+    bucket is still a difference."""
+    folder = Tree(files={}, links={}, dirs=frozenset({"d0", "d0/e0"}))
+    bucket = Tree(files={}, links={}, dirs=frozenset({"d0/e0"}))
+    assert differences({"a": folder, "b": folder}, bucket) == []
+    alone = Tree(files={}, links={}, dirs=frozenset({"d0", "d0/e0", "d1"}))
+    assert differences({"a": alone, "b": alone}, bucket) == ["directory 'd1' is not in the bucket"]
