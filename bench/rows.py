@@ -39,6 +39,7 @@ from tools import (
     COPIERS,
     MOBIUS3,
     OURS,
+    OURSELVES,
     Running,
     available,
     copy,
@@ -167,7 +168,7 @@ class Bench:
         return self.logs / f"{name}.log"
 
     def daemons(self) -> list[str]:
-        return [tool for tool in (OURS, MOBIUS3) if tool in self.tools and available(tool)]
+        return [tool for tool in (*OURSELVES, MOBIUS3) if tool in self.tools and available(tool)]
 
     def copiers(self) -> list[str]:
         return [tool for tool in COPIERS if tool in self.tools and available(tool)]
@@ -240,7 +241,7 @@ def burst(bench: Bench, files: int, size: int = 4096) -> Table:
             if tool == LIMIT:
                 keys = [f"{prefix}f{index:06d}" for index in range(files)]
                 seconds, cpu = limit.requests("PUT", bench.server.url, keys, payload, 32)
-            elif tool in (OURS, MOBIUS3):
+            elif tool in (*OURSELVES, MOBIUS3):
                 seconds, cpu = _burst_daemon(bench, tool, prefix, folder, files, payload)
             else:
                 folder.mkdir(parents=True)
@@ -307,7 +308,7 @@ def big_file(bench: Bench, size: int) -> Table:
     for run, tool in table.turns(bench.runs, [*bench.daemons(), *bench.copiers()]):
         prefix, folder = bench.fresh(f"big{mib:.0f}")
         try:
-            if tool in (OURS, MOBIUS3):
+            if tool in (*OURSELVES, MOBIUS3):
                 seconds, cpu, peak = _big_daemon(bench, tool, prefix, folder, size, block)
             else:
                 folder.mkdir(parents=True)
@@ -393,7 +394,7 @@ def restore(bench: Bench, files: int, size: int) -> Table:
             try:
                 if tool == LIMIT:
                     seconds, cpu = limit.requests("GET", bench.server.url, keys, b"", 16)
-                elif tool in (OURS, MOBIUS3):
+                elif tool in (*OURSELVES, MOBIUS3):
                     seconds, cpu = _restore_daemon(bench, tool, source, folder, files, size)
                 else:
                     folder.mkdir(parents=True)
@@ -433,7 +434,7 @@ def _restore_daemon(
 ) -> tuple[float, float]:
     started = time.monotonic()
     with start_daemon(tool, bench.server, folder, prefix, bench.log(f"restore-{tool}")) as running:
-        if tool == OURS:
+        if tool in OURSELVES:
             done = wait_for(running.ready, 1800, "readiness", step=0.01)
         else:
             done = wait_for(
@@ -556,9 +557,9 @@ def _idle_daemon(
             "RSS MiB": rss / 1024,
             "restore s": restored,
         }
-        if tool == OURS:
+        if tool in OURSELVES:
             figures["LIST per hour"] = lists * 3600 / window
-    if tool == OURS:
+    if tool in OURSELVES:
         started = time.monotonic()
         with start_daemon(tool, bench.server, folder, prefix, log, queue_url=queue_url) as again:
             figures["restart s"] = wait_for(again.ready, settle, "readiness", step=0.01) - started
@@ -567,7 +568,7 @@ def _idle_daemon(
 
 def _quiet(running: Running, window: float) -> tuple[float, float]:
     """CPU-seconds and (ours only) LIST requests over `window` seconds of nothing changing."""
-    ours = running.tool == OURS
+    ours = running.tool in OURSELVES
     lists = running.list_requests() if ours else 0.0
     cpu = cpu_seconds(running.pid)
     time.sleep(window)
@@ -599,7 +600,7 @@ def _polling(running: Running, window: float) -> tuple[float, float, float]:
 
 
 def _wait_restored(running: Running, folder: Path, files: int, settle: float) -> float:
-    if running.tool == OURS:
+    if running.tool in OURSELVES:
         return wait_for(running.ready, settle, "readiness", step=0.01)
     return wait_for(lambda: _local_files(folder) >= files, settle, "the restore", step=1.0)
 
@@ -729,7 +730,7 @@ def remote_change(bench: Bench, changes: int = 20, spacing: float = 0.7) -> Tabl
                 poll_interval=300 if queued else 10,
                 queue_url=queue_url,
             ) as running:
-                if tool == OURS:
+                if tool in OURSELVES:
                     wait_for(running.ready, 60, "readiness", step=0.01)
                 else:
                     time.sleep(2)  # mobius3 has no readiness: let its first listing pass

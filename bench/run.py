@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import rows
 from harness import ROOT, pin, start_moto, start_rclone
-from tools import COPIERS, DAEMONS, available
+from tools import BASELINE, COPIERS, DAEMONS, available, use_baseline
 
 ALL_ROWS = "1,2,3,4,5,6,7"
 
@@ -86,6 +86,12 @@ def main() -> None:
         default=",".join((*DAEMONS, *COPIERS)),
         help="comma-separated tools to compare",
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="another checkout's s3sync-sidecar executable (e.g. its .venv/bin/s3sync-sidecar), "
+        "measured beside this one as the tool s3sync-sidecar@base",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes and 1 run")
     parser.add_argument(
         "--pin",
@@ -112,6 +118,9 @@ def main() -> None:
     args = parser.parse_args()
     selected = {int(row) for row in args.rows.split(",")}
     tools = args.tools.split(",")
+    if args.baseline:
+        use_baseline(args.baseline)
+        tools.append(BASELINE)
     quick = args.quick
     runs = 1 if quick else args.runs
     heavy_runs = runs if quick or args.heavy_runs is None else args.heavy_runs

@@ -39,12 +39,26 @@ from harness import (
 )
 
 OURS = "s3sync-sidecar"
+# The same daemon from another checkout (`run.py --baseline`), measured beside this one in the
+# same run: a change's cost or gain, on the same machine at the same hour.
+BASELINE = "s3sync-sidecar@base"
+OURSELVES = (OURS, BASELINE)
 MOBIUS3 = "mobius3"
 DAEMONS = (OURS, MOBIUS3)
+_baseline: list[str] = []  # the baseline's executable, once `use_baseline` names it
+
+
+def use_baseline(executable: str) -> None:
+    """Run `executable` (another checkout's `s3sync-sidecar`) as the tool `BASELINE`."""
+    _baseline[:] = [executable]
+
+
 COPIERS = ("rclone copy", "aws s3 sync", "s5cmd cp")
 
 
 def available(tool: str) -> bool:
+    if tool == BASELINE:
+        return bool(_baseline) and Path(_baseline[0]).exists()
     executable = {
         OURS: "s3sync-sidecar",
         MOBIUS3: "mobius3",
@@ -135,7 +149,7 @@ def start_daemon(
         )
         if queue_url:
             env["SYNC_QUEUE_URL"] = queue_url
-        command = [find_executable("s3sync-sidecar")]
+        command = _baseline[:1] if tool == BASELINE else [find_executable("s3sync-sidecar")]
         with daemon(command, env, log) as process:
             yield Running(tool, process, folder, port)
     elif tool == MOBIUS3:
@@ -160,7 +174,7 @@ def wait_until_watching(
     running: Running, server: Server, prefix: str, timeout: float = 120
 ) -> None:
     """Ours: `/readyz`. mobius3: write sentinels until one reaches the bucket."""
-    if running.tool == OURS:
+    if running.tool in OURSELVES:
         wait_for(running.ready, timeout, f"{running.tool} to be ready", step=0.02)
         return
     deadline = time.monotonic() + timeout
