@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..loophealth import LoopHealth
@@ -112,6 +113,24 @@ def _synced(row: _Row) -> Synced:
     return Synced(LocalEntry(Kind(kind), size, mtime_ns, mode, ino, ctime or 0), remote)
 
 
+class StateUnavailable(Exception):
+    """The saved state is there but cannot be read now (a full disk, an I/O error, a lock held
+    elsewhere): nothing may be decided without it, so the start stops, touching nothing."""
+
+
+# SQLite's own verdicts (`sqlite_errorname`, Python 3.11+), by their primary code: only these
+# prove the file is not a database we can ever read; any other error may pass (ENOSPC, EIO,
+# a lock) and leaves the file as it is.
+_CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def _proven_corrupt(error: BaseException) -> bool:
+    if isinstance(error, ValueError | TypeError):  # a row no version of ours wrote
+        return True
+    name = getattr(error, "sqlite_errorname", "") or ""
+    return isinstance(name, str) and name.startswith(_CORRUPT)
+
+
 class SyncedStore:
     def __init__(self, path: str, identity: str) -> None:
         self._path = path
@@ -140,44 +159,77 @@ class SyncedStore:
         return self._connection
 
     def _load(self) -> dict[str, Synced]:
+        """The saved records, if they are this folder's. A state proven corrupt or proven
+        another's (bucket, prefix, folder, format) is set aside under another name, never
+        deleted, and the start goes on without it; one that cannot be read now raises
+        `StateUnavailable` and is left exactly as it is (seed: a full disk at start made the
+        old code delete it, and deletions made while down were undone)."""
         try:
             connection = self._connect()
             meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
-            if meta.get("format") != _FORMAT or meta.get("identity") != self._identity:
-                if meta:
-                    log.warning(
-                        "the saved sync state is for another bucket, prefix or folder "
-                        "(or an older format): starting without it"
-                    )
-                self._reset(connection)
+            if meta and (meta.get("format") != _FORMAT or meta.get("identity") != self._identity):
+                self._set_aside(
+                    "foreign",
+                    "the saved sync state is for another bucket, prefix or folder (or an older "
+                    "format)",
+                )
+                return {}
+            if not meta:
+                self._claim(self._connect())
                 return {}
             etags = meta.get("etags")
             self.saved_etags_md5 = None if etags is None else etags == "md5"
             rows = connection.execute("SELECT * FROM synced").fetchall()
             return {row[0]: _synced(row) for row in rows}
         except (sqlite3.Error, ValueError, TypeError) as error:
-            log.warning("the saved sync state cannot be read (%s): starting without it", error)
-            self._reset_file()
+            if not _proven_corrupt(error):
+                self._disconnect()
+                raise StateUnavailable(
+                    f"the saved sync state {self._path} cannot be read now ({error}); it is "
+                    "left as it is, and nothing is synced until it can be read (free space, "
+                    "or fix what the error names, then restart)"
+                ) from error
+            self._set_aside(
+                "corrupt", f"the saved sync state cannot be read: it is not a database ({error})"
+            )
             return {}
+        except OSError as error:
+            self._disconnect()
+            raise StateUnavailable(
+                f"the saved sync state {self._path} cannot be read now ({error}); it is left "
+                "as it is"
+            ) from error
 
-    def _reset(self, connection: sqlite3.Connection) -> None:
+    def _claim(self, connection: sqlite3.Connection) -> None:
+        """A new state file: say whose it is."""
         connection.execute("BEGIN")
-        connection.execute("DELETE FROM synced")
-        connection.execute("DELETE FROM meta")
         connection.executemany(
-            "INSERT INTO meta VALUES (?, ?)", [("format", _FORMAT), ("identity", self._identity)]
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [("format", _FORMAT), ("identity", self._identity)],
         )
         connection.execute("COMMIT")
 
-    def _reset_file(self) -> None:
+    def _disconnect(self) -> None:
         if self._connection is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._connection.close()
             self._connection = None
+
+    def _set_aside(self, why: str, reason: str) -> None:
+        """Keep the state file (and its journal) under another name, and start a new one."""
+        self._disconnect()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        aside = f"{self._path}.{why}-{stamp}"
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._path + suffix)
-        self._reset(self._connect())
+                os.rename(self._path + suffix, aside + suffix)
+        log.warning(
+            "%s: kept as %s; starting without it (nothing is deleted at start without a saved "
+            "state)",
+            reason,
+            aside,
+        )
+        self._claim(self._connect())
 
     def _write(self, batch: dict[str, Synced | None], meta: dict[str, str]) -> None:
         connection = self._connect()

@@ -216,6 +216,7 @@ class Parts:
             stopping=lambda: self.stopping,
             submit=self.events.submit,
             passed=self.restore.passed,
+            no_space=self.health.no_space,
             mode=mode,
         )
         scheduler = self.scheduler

@@ -8,7 +8,8 @@ verdicts built from them.
 - Degraded (`degraded`, in `/healthz`'s body, still a 200): syncing, but less well than it
   should. Directories inotify could not watch are synced by a periodic scan instead, with up
   to one scan interval of delay: a reason to raise fs.inotify.max_user_watches, never one to
-  restart (a restart would hit the same limit).
+  restart (a restart would hit the same limit). The parts note other conditions as they begin
+  and end (`degrade`, `recover`): the folder's volume full, for one.
 - Readiness (`readiness`, served as `/readyz`): restored, a poll succeeded within three poll
   intervals (plus twice the last listing's duration), credentials valid, and, with an event
   queue (SYNC_QUEUE_URL), its last call answered. The poll and the queue are read from their
@@ -37,6 +38,7 @@ log = logging.getLogger("sidecar")
 # How recently S3 must have answered for a stalled queue to be our fault, not S3's.
 _S3_ANSWERED_WITHIN = 60.0
 _LOOP_BLOCKED = 10.0
+_NAMED = 5  # subjects of a degraded condition named in /healthz; the rest are counted
 
 
 class Health:
@@ -47,6 +49,8 @@ class Health:
         self._last_s3_answer = 0.0  # monotonic time of the last answer from S3, any status
         self._last_progress = time.monotonic()  # a pass finished or a chunk moved
         self._loop_lag = 0.0
+        # What works less well than it should, by condition and subject (`degrade`).
+        self._conditions: dict[str, dict[str, str]] = {}
 
     def set_reachable(self, reachable: bool) -> None:
         self.s3_reachable = reachable
@@ -94,9 +98,42 @@ class Health:
             problems.append(f"the event loop was blocked for {self._loop_lag:.1f}s")
         return problems
 
+    def degrade(self, condition: str, subject: str, text: str) -> None:
+        """`condition` holds for `subject` (a path, or "" for the whole sidecar): `/healthz`
+        says so (`text`, a line per condition, with how many subjects) until `recover`."""
+        self._conditions.setdefault(condition, {})[subject] = text
+
+    def recover(self, condition: str, subject: str = "") -> None:
+        subjects = self._conditions.get(condition)
+        if subjects is not None:
+            subjects.pop(subject, None)
+            if not subjects:
+                del self._conditions[condition]
+
+    def no_space(self, full: bool) -> None:
+        """The folder's volume refused a write for lack of space (True), or took one (False)."""
+        if full:
+            self.degrade(
+                "no_space",
+                "",
+                "the synced folder's volume is full (ENOSPC): downloads wait, and are retried, "
+                "until there is space",
+            )
+        else:
+            self.recover("no_space")
+
     def degraded(self, *, unwatched: Mapping[str, str], rescan_interval: float) -> list[str]:
-        """One line per reason directories have no inotify watch, with how many."""
+        """One line per reason directories have no inotify watch, with how many; one per
+        condition `degrade` noted, with its subjects (the first few named)."""
         lines: list[str] = []
+        for _, subjects in sorted(self._conditions.items()):
+            text = next(iter(subjects.values()))
+            named = [subject for subject in subjects if subject]
+            if named:
+                shown = ", ".join(repr(subject) for subject in sorted(named)[:_NAMED])
+                more = f" and {len(named) - _NAMED} more" if len(named) > _NAMED else ""
+                text = f"{text}: {len(named)} ({shown}{more})"
+            lines.append(text)
         for why, count in sorted(Counter(unwatched.values()).items()):
             lines.append(
                 f"{count} {'directory is' if count == 1 else 'directories are'} not watched by "

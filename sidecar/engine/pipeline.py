@@ -17,6 +17,7 @@ Followups an operation recorded are submitted however the pass ended.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ SETTLED = Outcome(Verdict.SETTLED)
 AGAIN = Outcome(Verdict.AGAIN)
 WAITING = Outcome(Verdict.WAITING)
 NOW = Outcome(Verdict.RETRY)
+# What writes bytes into the folder: one that succeeds says the volume has room again.
+_WRITES_HERE = frozenset({Op.DOWNLOAD, Op.CONFLICT})
 
 
 class Pipeline:
@@ -76,6 +79,7 @@ class Pipeline:
         stopping: Callable[[], bool],
         submit: Callable[[str, Hint], None],
         passed: Callable[[str, Outcome], None],
+        no_space: Callable[[bool], None],
         mode: SyncMode,
     ) -> None:
         self._mode = mode
@@ -90,6 +94,7 @@ class Pipeline:
         self._stopping = stopping
         self._submit = submit  # a followup: what an operation asks to be looked at again
         self._passed = passed  # told of every pass's outcome (the start-up restore listens)
+        self._no_space = no_space  # the folder's volume is full (True) or took a write again
 
     async def process(self, rel: str, pool: Pool) -> None:
         outcome = await self.run(rel, pool)
@@ -155,6 +160,8 @@ class Pipeline:
                 log.debug("%s: %s", rel, op.value)
                 job = Job(rel, facts, decision, ps, seen.mod_gen)
                 await self._executor.run(job)
+                if op in _WRITES_HERE:
+                    self._no_space(False)
             state.settled(rel, seen)
             return AGAIN if decision.again else SETTLED
         except LocalChanged:
@@ -189,6 +196,8 @@ class Pipeline:
             return self._failed(rel, pool, error, op)
         except OSError as error:
             self._metrics.inc(self._metrics.local_errors, "io")
+            if error.errno == errno.ENOSPC:
+                self._no_space(True)
             return self._failed(rel, pool, error, op)
         finally:
             if job is not None:
