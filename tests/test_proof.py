@@ -33,7 +33,10 @@ def _multipart_etag(data: bytes, part: int) -> str:
         (lambda data: hashlib.md5(data).hexdigest(), True),
         (lambda data: hashlib.md5(data + b"!").hexdigest(), False),
         (lambda data: _multipart_etag(data, 8 * MiB), True),
-        (lambda data: _multipart_etag(data[:-1] + b"?", 8 * MiB), None),  # other bytes: cannot say
+        (
+            lambda data: _multipart_etag(data[:-1] + bytes([data[-1] ^ 1]), 8 * MiB),
+            None,
+        ),  # other bytes: cannot say
         (lambda data: "not-an-md5", None),
     ],
 )
@@ -43,6 +46,28 @@ def test_same_as_object(tmp_path: Path, etag_of: object, answer: bool | None) ->
     try:
         assert callable(etag_of)
         assert same_as_object(fd, len(data), etag_of(data), 8 * MiB) is answer
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("bytes_of", "part", "answer"),
+    [
+        (lambda data: data, 5 * MiB, True),
+        # other bytes, the part size known (we uploaded it): a clear no, never "cannot tell"
+        (lambda data: data[:-1] + bytes([data[-1] ^ 1]), 5 * MiB, False),
+        (lambda data: data[:-1] + bytes([data[-1] ^ 1]), 0, None),  # unknown part size: cannot tell
+    ],
+    ids=["same", "other-bytes-known-part-size", "other-bytes-unknown-part-size"],
+)
+def test_a_known_part_size_proves_a_multipart_etag_either_way(
+    tmp_path: Path, bytes_of: object, part: int, answer: bool | None
+) -> None:
+    data = os.urandom(12 * MiB)
+    etag = _multipart_etag(data, 5 * MiB)  # uploaded in 5 MiB parts: not among the guesses
+    fd = _fd(tmp_path, bytes_of(data))  # type: ignore[operator]
+    try:
+        assert same_as_object(fd, len(data), etag, 16 * MiB, part) is answer
     finally:
         os.close(fd)
 

@@ -399,3 +399,29 @@ async def test_a_rewrite_while_starting_is_not_absorbed_by_a_remote_chmod(
     await syncer._running().scheduler.wait_idle()
     assert requests(syncer, "PutObject") == 0
     assert await in_thread(bucket.get, "f02.txt") == b"v9 2"
+
+
+async def test_a_same_size_rewrite_of_a_file_we_uploaded_in_parts_is_uploaded_at_start(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    """A 12 MiB file the sidecar uploaded in 5 MiB parts, rewritten while it was down with new
+    bytes of the same size and its mtime put back: the part size it used is recorded, so its
+    multipart ETag proves the bytes changed, and the start uploads them (before, the ETag
+    "could not tell" and the change never reached S3)."""
+    folder = tmp_path / "folder"
+    parts = {"multipart_threshold": 5 * 1024 * 1024, "multipart_chunksize": 5 * 1024 * 1024}
+    syncer = await syncer_factory(directory=folder, **parts)
+    (folder / "big.bin").write_bytes(os.urandom(12 * 1024 * 1024))
+    (folder / "small.txt").write_bytes(b"small v1")
+    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == 2), timeout=30)
+    assert "-" in (await in_thread(bucket.head, "big.bin"))["ETag"]
+    assert await syncer.stop(timeout=30) == []
+    rewritten = os.urandom(12 * 1024 * 1024)
+    _rewrite_keeping_size_and_mtime(folder / "big.bin", rewritten)
+    _rewrite_keeping_size_and_mtime(folder / "small.txt", b"small v2")
+    await syncer_factory(directory=folder, **parts)
+    await eventually(lambda: bucket.get("small.txt") == b"small v2", what="the small rewrite")
+    await eventually(
+        lambda: bucket.get("big.bin") == rewritten, timeout=30, what="the 12 MiB rewrite"
+    )
+    assert conflict_copies(folder, await in_thread(bucket.list_keys)) == []

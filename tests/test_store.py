@@ -21,6 +21,7 @@ RECORDS = {
     "unlisted-and-unsettled": Synced(
         FILE, RemoteEntry("e4", 3, "", written_by="1700000003", unsettled=True)
     ),
+    "ours-in-parts": Synced(FILE, RemoteEntry("e5-3", 3, "1700000005", part_size=5 * 1024 * 1024)),
     "dir": Synced(DIR, None),
     "dir/marker": Synced(DIR, RemoteEntry("m", 0, "1700000004", is_dir=True)),
 }
@@ -44,6 +45,7 @@ async def test_a_record_survives_a_restart(tmp_path: Path, rel: str) -> None:
     if expected is not None:
         assert remote is not None
         assert (remote.unsettled, remote.written_by) == (expected.unsettled, expected.written_by)
+        assert remote.part_size == expected.part_size
 
 
 async def test_another_identity_starts_empty(tmp_path: Path) -> None:

@@ -63,9 +63,14 @@ class RemoteEntry:
     mode: int | None = None
     written_by: str = ""
     unsettled: bool = field(default=False, compare=False)
+    # The size of its parts (all but the last), where we uploaded it in parts ourselves: with
+    # it the multipart ETag proves a file's bytes either way (proof.py); 0 when unknown.
+    part_size: int = field(default=0, compare=False)
 
     @classmethod
-    def written(cls, local: LocalEntry, etag: str, answered_at: str = "") -> RemoteEntry:
+    def written(
+        cls, local: LocalEntry, etag: str, answered_at: str = "", part_size: int = 0
+    ) -> RemoteEntry:
         """What S3 holds after we uploaded `local` and it answered `etag` at `answered_at`.
         Unsettled: S3 answered within the write's own second, and another client that learned
         this ETag in that second (a listing, an event, a HEAD) may copy it onto itself with
@@ -74,7 +79,15 @@ class RemoteEntry:
         is_dir = local.kind is Kind.DIR
         size = 0 if is_dir else local.size
         return cls(
-            etag, size, "", is_dir, local.mtime_ns, local.mode, answered_at, unsettled=not is_dir
+            etag,
+            size,
+            "",
+            is_dir,
+            local.mtime_ns,
+            local.mode,
+            answered_at,
+            unsettled=not is_dir,
+            part_size=part_size,
         )
 
     def written_since(self, listed: RemoteEntry) -> bool:

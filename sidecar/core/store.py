@@ -36,9 +36,19 @@ CREATE TABLE IF NOT EXISTS synced (
     kind INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     mode INTEGER NOT NULL, ino INTEGER NOT NULL,
     etag TEXT, rsize INTEGER, last_modified TEXT, is_dir INTEGER,
-    rmtime_ns INTEGER, rmode INTEGER, ctime_ns INTEGER
+    rmtime_ns INTEGER, rmode INTEGER, ctime_ns INTEGER, part_size INTEGER
 );
 """
+# The columns in the order of a row (`_Row`): named, since earlier versions added some later.
+_SELECT = (
+    "SELECT rel, kind, size, mtime_ns, mode, ino, etag, rsize, last_modified, is_dir, "
+    "rmtime_ns, rmode, ctime_ns, part_size FROM synced"
+)
+_UPSERT = (
+    "INSERT OR REPLACE INTO synced (rel, kind, size, mtime_ns, mode, ino, etag, rsize, "
+    "last_modified, is_dir, rmtime_ns, rmode, ctime_ns, part_size) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _Row = tuple[
     str,
     int,
@@ -49,6 +59,7 @@ _Row = tuple[
     str | None,
     int | None,
     str | None,
+    int | None,
     int | None,
     int | None,
     int | None,
@@ -88,13 +99,15 @@ def _row(rel: str, synced: Synced) -> _Row:
         remote.mtime_ns if remote else None,
         remote.mode if remote else None,
         local.ctime_ns,
+        remote.part_size if remote and remote.part_size else None,
     )
 
 
 def _synced(row: _Row) -> Synced:
-    _, kind, size, mtime_ns, mode, ino, etag, rsize, last_modified, is_dir, rmtime, rmode, ctime = (
-        row
-    )
+    (_, kind, size, mtime_ns, mode, ino, etag, rsize, last_modified, is_dir, rmtime, rmode) = row[
+        :12
+    ]
+    ctime, part_size = row[12], row[13]
     remote = None
     if etag is not None:
         column = last_modified or ""
@@ -109,6 +122,7 @@ def _synced(row: _Row) -> Synced:
             rmode,
             written_by=written_by,
             unsettled=unsettled,
+            part_size=part_size or 0,
         )
     return Synced(LocalEntry(Kind(kind), size, mtime_ns, mode, ino, ctime or 0), remote)
 
@@ -153,8 +167,9 @@ class SyncedStore:
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(_SCHEMA)
             columns = {row[1] for row in connection.execute("PRAGMA table_info(synced)")}
-            if "ctime_ns" not in columns:  # saved by an earlier version: kept, ctime unknown
-                connection.execute("ALTER TABLE synced ADD COLUMN ctime_ns INTEGER")
+            for column in ("ctime_ns", "part_size"):  # saved by an earlier version: unknown
+                if column not in columns:
+                    connection.execute(f"ALTER TABLE synced ADD COLUMN {column} INTEGER")
             self._connection = connection
         return self._connection
 
@@ -179,7 +194,7 @@ class SyncedStore:
                 return {}
             etags = meta.get("etags")
             self.saved_etags_md5 = None if etags is None else etags == "md5"
-            rows = connection.execute("SELECT * FROM synced").fetchall()
+            rows = connection.execute(_SELECT).fetchall()
             return {row[0]: _synced(row) for row in rows}
         except (sqlite3.Error, ValueError, TypeError) as error:
             if not _proven_corrupt(error):
@@ -239,7 +254,7 @@ class SyncedStore:
         try:
             connection.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
             connection.executemany(
-                "INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _UPSERT,
                 upserts,
             )
             connection.executemany("DELETE FROM synced WHERE rel = ?", deletes)

@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections.abc import Callable
 
-from ..core.model import Kind, LocalEntry, Synced
+from ..core.model import Kind, LocalEntry, RemoteEntry, Synced
 from .localfs import READ_SIZE
 from .safefs import Tree
 
@@ -75,11 +75,16 @@ def _multipart_etag(fd: int, part_size: int) -> str:
     return f"{digests.hexdigest()}-{count}"
 
 
-def same_as_object(fd: int, size: int, etag: str, chunksize: int) -> bool | None:
+def same_as_object(
+    fd: int, size: int, etag: str, chunksize: int, part_size: int = 0
+) -> bool | None:
     """Whether the open file `fd` (of `size` bytes) holds the object with this ETag; None if
-    the ETag cannot tell. Blocking: run it in an executor."""
+    the ETag cannot tell. `part_size`: the size its parts are known to have had (we uploaded
+    it): a multipart ETag then tells either way. Blocking: run it in an executor."""
     if is_plain_md5(etag):
         return md5_of(fd) == etag
+    if "-" in etag and part_size > 0:
+        return _multipart_etag(fd, part_size) == etag
     if "-" in etag:
         sizes = part_sizes(size, etag, chunksize)
         if not sizes:
@@ -90,11 +95,14 @@ def same_as_object(fd: int, size: int, etag: str, chunksize: int) -> bool | None
     return None
 
 
-def file_is_object(tree: Tree, rel: str, size: int, etag: str, chunksize: int) -> bool | None:
-    """Whether the file at `rel` holds the object with this ETag (`same_as_object`)."""
+def file_is_object(
+    tree: Tree, rel: str, size: int, remote: RemoteEntry, chunksize: int
+) -> bool | None:
+    """Whether the file at `rel` (of `size` bytes) holds the object `remote`, by its ETag and
+    the part size we uploaded it with, if we did (`same_as_object`)."""
     fd = tree.open(rel, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        return same_as_object(fd, size, etag, chunksize)
+        return same_as_object(fd, size, remote.etag, chunksize, remote.part_size)
     finally:
         os.close(fd)
 
@@ -106,7 +114,7 @@ def still_synced(tree: Tree, rel: str, synced: Synced | None, chunksize: int) ->
     would replace or delete the local file because S3 changed."""
     if synced is None or synced.remote is None or synced.local.kind is not Kind.FILE:
         return True
-    return file_is_object(tree, rel, synced.local.size, synced.remote.etag, chunksize) is not False
+    return file_is_object(tree, rel, synced.local.size, synced.remote, chunksize) is not False
 
 
 def unproven(now: LocalEntry, synced: Synced | None) -> bool:

@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Callable
 
 from ..core.keys import KeyMapper
-from ..core.model import Hint, Kind, LocalEntry, Synced
+from ..core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
 from ..core.state import SyncState
 from ..local.localfs import entry_from_stat, local_entry
 from ..local.proof import EtagKnowledge, file_is_object, still_synced
@@ -78,11 +78,11 @@ class Checks:
             raise LocalChanged(job.rel)
         return now
 
-    async def is_object(self, rel: str, size: int, etag: str) -> bool | None:
-        """Whether the file at `rel` (of `size` bytes) holds the object with this ETag; None
-        when the ETag cannot tell (`proof.file_is_object`). Read off the loop."""
+    async def is_object(self, rel: str, size: int, remote: RemoteEntry) -> bool | None:
+        """Whether the file at `rel` (of `size` bytes) holds the object `remote`; None when its
+        ETag cannot tell (`proof.file_is_object`). Read off the loop."""
         return await asyncio.get_running_loop().run_in_executor(
-            None, file_is_object, self._tree, rel, size, etag, self._part_size
+            None, file_is_object, self._tree, rel, size, remote, self._part_size
         )
 
     async def prove_unchanged(self, job: Job, etags_are_md5: bool) -> None:
@@ -107,7 +107,7 @@ class Checks:
         if not self._etags.md5 or synced.remote is None:
             return
         try:
-            same = await self.is_object(rel, synced.local.size, synced.remote.etag)
+            same = await self.is_object(rel, synced.local.size, synced.remote)
         except FileNotFoundError:
             return
         if same is True:

@@ -51,7 +51,7 @@ class Conflicts:
         # Prove sameness cheaply first, locally, by the ETag (size and mtime are never proof:
         # reproducible builds and archives normalise mtimes).
         if local.kind is Kind.FILE and local.size == remote.size:
-            same = await ws.checks.is_object(rel, local.size, remote.etag)
+            same = await ws.checks.is_object(rel, local.size, remote)
             if same:
                 ws.checks.recheck(job, local)
                 head = await ws.s3.head_object(ws.keys.key_for_rel(rel))

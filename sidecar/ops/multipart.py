@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 
 from ..local.proof import is_plain_md5
@@ -54,13 +55,14 @@ async def upload_multipart(
                 group.create_task(send(number))
         source.check()
         decision = source.job.decision
-        return await s3.complete_multipart_upload(
+        done = await s3.complete_multipart_upload(
             key,
             upload_id,
             etags,
             if_match=decision.if_match,
             if_none_match=decision.if_none_match,
         )
+        return dataclasses.replace(done, part_size=part_size)
     except BaseException as error:
         cause = error
         if isinstance(error, BaseExceptionGroup):

@@ -78,7 +78,7 @@ class Uploads:
 
     def _uploaded(self, job: Job, local: LocalEntry, result: PutResult) -> None:
         self._ws.etags.saw(result.encryption)
-        written = RemoteEntry.written(local, result.etag, result.answered_at)
+        written = RemoteEntry.written(local, result.etag, result.answered_at, result.part_size)
         self._ws.state.wrote_remote(job.rel, local, written)
         metrics = self._ws.metrics
         metrics.inc(metrics.uploads, "ok")

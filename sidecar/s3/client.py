@@ -81,6 +81,7 @@ class PutResult:
     etag: str
     encryption: str | None
     answered_at: str = ""
+    part_size: int = 0  # uploaded in parts of this size (all but the last); 0: one PUT
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str], etag: str | None = None) -> PutResult:

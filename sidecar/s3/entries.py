@@ -41,4 +41,5 @@ def fetched(listed: RemoteEntry, head: ObjectHead) -> RemoteEntry:
         head.mtime_ns,
         head.mode,
         unsettled=head.unsettled,
+        part_size=listed.part_size if head.etag in ("", listed.etag) else 0,
     )
