@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return flush(argv[1:])
 
-    from ..settings.config import ConfigError
+    from ..settings.config import ConfigError, unknown_variables
 
     env = dict(os.environ)
     try:
@@ -163,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .service import Service
 
     setup_logging(settings.log_level, settings.log_format)
+    for line in unknown_variables(env):
+        logging.getLogger("sidecar").warning("%s", line)
 
     async def serve() -> int:
         return await Service(settings, env).run()

@@ -8,6 +8,7 @@ the table's order, which is the order problems are reported in.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,21 @@ VARIABLES: tuple[Variable, ...] = tuple(
 )
 
 _BY_NAME = {variable.name: variable for variable in VARIABLES}
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """A line for each `SYNC_*` variable in `env` that no setting reads (a misspelling is
+    otherwise silently ignored), naming the closest known one where there is one."""
+    known = [variable.name.removeprefix("SYNC_") for variable in VARIABLES]
+    lines = []
+    for name in sorted(env):
+        if not name.startswith("SYNC_") or name in _BY_NAME:
+            continue
+        # Compared without the prefix every candidate shares, which would make all look close.
+        close = difflib.get_close_matches(name.removeprefix("SYNC_"), known, n=1, cutoff=0.6)
+        hint = f"; did you mean SYNC_{close[0]}?" if close else ""
+        lines.append(f"{name} is not a setting of s3sync-sidecar and is ignored{hint}")
+    return lines
 
 
 def load_settings(
