@@ -375,6 +375,7 @@ class Engine(Parts):
         return self.health.readiness(
             restore_done=self.restore.done.is_set(),
             restore_pending=len(self.restore.pending),
+            restore_finished_at=self.restore.finished_at,
             poll=self.poller.health if polls else None,
             last_poll_duration=self.poller.last_duration,
             credentials=self.credentials,

@@ -147,13 +147,16 @@ class Health:
         *,
         restore_done: bool,
         restore_pending: int,
+        restore_finished_at: float | None,
         poll: LoopHealth[Any] | None,
         last_poll_duration: float,
         credentials: CredentialsProvider | None,
         queue: LoopHealth[Any] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """`poll`: the poller's health (None in upload-only: S3 is never listed); `queue`: the
-        change feed's (None without SYNC_QUEUE_URL)."""
+        change feed's (None without SYNC_QUEUE_URL). The restore's listing is as fresh as the
+        restore's end (`restore_finished_at`): a long restore is not a stale poll, or `/readyz`
+        would fail just when the folder is ready, until the next listing."""
         checks: dict[str, dict[str, Any]] = {
             "restore": {"ok": restore_done, "pending": restore_pending},
             "poll": {"ok": True, "seconds_since_success": None, "error": None, "polls": False},
@@ -165,6 +168,8 @@ class Health:
         if poll is not None:
             allowed = 3 * self._poll_interval + 2 * last_poll_duration
             last = poll.last_success_monotonic
+            if last is not None and restore_finished_at is not None:
+                last = max(last, restore_finished_at)
             age = None if last is None else time.monotonic() - last
             checks["poll"] = {
                 "ok": age is not None and age <= allowed,

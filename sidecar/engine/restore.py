@@ -57,6 +57,7 @@ class Restore:
         self._metrics = metrics
         self._max_delete = max_delete_percent
         self.done = asyncio.Event()
+        self.finished_at: float | None = None  # monotonic: the restore's listing counts till then
         self.pending: set[str] = set()
         self._started = time.monotonic()
         self._listed = 0
@@ -127,7 +128,8 @@ class Restore:
         if not self.pending:
             self.done.set()
         await self.done.wait()
-        duration = time.monotonic() - self._started
+        self.finished_at = time.monotonic()
+        duration = self.finished_at - self._started
         self._metrics.restore_duration.set(duration)
         self._metrics.restore_done.set(1)
         heap.release()  # a restore's transient tables and buffers, freed
