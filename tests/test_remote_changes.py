@@ -247,16 +247,44 @@ async def test_remote_delete_keeps_a_locally_modified_file(syncer_factory, bucke
 
 
 async def test_remote_change_beats_local_delete(syncer_factory, bucket: Bucket) -> None:
+    """The app deletes the version it has while S3 already holds a newer one that has not
+    reached the folder: the newer one comes back. (Once, on a loaded machine, the newer one had
+    reached the folder before the delete: the first listing's look at our own upload (a HEAD
+    after its second) was still running during the second listing, found v2, and downloaded it
+    before the unlink, which then deleted v2, as a delete of what is there must. The test now
+    waits for that look, so that the unlink meets v1, as it means to.)"""
     syncer = await syncer_factory(download_interval=1000)
     folder: Path = syncer.folder
     (folder / "x.txt").write_bytes(b"v1")
     await eventually(lambda: in_thread(lambda: bucket.exists("x.txt")))
     await syncer.poll_once()
+    await syncer._running().scheduler.wait_idle()  # the look at our own upload, done
     await in_thread(bucket.put, "x.txt", b"v2 remote")
     await syncer.poll_once()  # learn of the new version before the local delete is handled
     (folder / "x.txt").unlink()
     await eventually(lambda: read(folder / "x.txt") == b"v2 remote", what="came back")
     assert await in_thread(bucket.get, "x.txt") == b"v2 remote"
+
+
+async def test_a_local_delete_after_the_remote_version_arrived_deletes_it(
+    syncer_factory, bucket: Bucket
+) -> None:
+    """The other order: the newer version is in the folder when the app deletes the file.
+    That is a delete of what is there, and it reaches S3 (what the app last had open, v1, is
+    no longer anywhere to keep)."""
+    syncer = await syncer_factory(download_interval=1000)
+    folder: Path = syncer.folder
+    (folder / "x.txt").write_bytes(b"v1")
+    await eventually(lambda: in_thread(lambda: bucket.exists("x.txt")))
+    await syncer.poll_once()
+    await syncer._running().scheduler.wait_idle()
+    await in_thread(bucket.put, "x.txt", b"v2 remote")
+    await syncer.poll_once()
+    await eventually(lambda: read(folder / "x.txt") == b"v2 remote", what="v2 downloaded")
+    await syncer._running().scheduler.wait_idle()
+    (folder / "x.txt").unlink()
+    await eventually(lambda: in_thread(lambda: not bucket.exists("x.txt")), what="deleted")
+    assert not (folder / "x.txt").exists()
 
 
 async def test_key_and_directory_with_the_same_name(syncer_factory, bucket: Bucket) -> None:
