@@ -98,8 +98,14 @@ class Scheduler:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
-    def submit(self, rel: str, pool: Pool) -> None:
+    def submit(self, rel: str, pool: Pool, *, rescan: bool = False) -> None:
+        """Process `rel` in `pool`. A change cancels a retry's back-off (the path changed: look
+        at once); a `rescan` (a scan that reports what exists, with nothing new to say) does
+        not: a path failing with back-off is retried when its back-off says, however often a
+        directory without a watch is listed."""
         pool = self._lane[pool]
+        if rescan and rel in self._delayed:
+            return
         if pool == UPLOAD and rel not in self._local_since:
             self._local_since[rel] = time.monotonic()
         delayed = self._delayed.pop(rel, None)
@@ -139,6 +145,12 @@ class Scheduler:
         """The local change at `rel` is in S3 (or there is nothing left to send)."""
         idle = rel not in self._queued and rel not in self._again and rel not in self._delayed
         if idle and self._local_since.pop(rel, None) is not None:
+            self._settled.set()
+
+    def not_local(self, rel: str) -> None:
+        """A pass found no local change at `rel` to send (what waits is S3's, to place here):
+        not a pending local change, for flush, stop and the lag gauge, until one is reported."""
+        if self._local_since.pop(rel, None) is not None:
             self._settled.set()
 
     def local_since(self, rel: str) -> float | None:

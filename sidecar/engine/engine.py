@@ -208,7 +208,7 @@ class Parts:
                 workspace, hold_replaced=self.replaced.hold, progress=self.health.progressed
             ),
             checks=checks,
-            progress=self.health.progressed,
+            health=self.health,
             scheduler=self.scheduler,
             metrics=metrics,
             excluded=self.events.excluded,
@@ -216,7 +216,6 @@ class Parts:
             stopping=lambda: self.stopping,
             submit=self.events.submit,
             passed=self.restore.passed,
-            no_space=self.health.no_space,
             mode=mode,
         )
         scheduler = self.scheduler

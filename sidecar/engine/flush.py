@@ -34,17 +34,18 @@ class Flush:
         self._state = state
 
     async def drain(self, timeout: float | None) -> list[str]:  # noqa: ASYNC109
-        """Finish every queued pass, retrying now what waited for a back-off, for at most
-        `timeout` seconds (None: as long as it takes). Returns the paths whose local changes
-        are not in S3, and the files open for writing."""
+        """Until every local change is in S3, retrying now what waited for a back-off, for at
+        most `timeout` seconds (None: as long as it takes). What waits to come from S3 is not
+        waited for (it is not lost: S3 still holds it for the next start). Returns the paths
+        whose local changes are not in S3, and the files open for writing."""
         scheduler, watcher = self._scheduler, self._watcher
         await self._scan_unwatched()
         deadline = None if timeout is None else time.monotonic() + timeout
+        scheduler.expedite()  # once: what waits for a back-off gets one more try now
         while True:
             watcher.barrier()  # may report an overflow: the rescan then starts now
-            scheduler.expedite()
             rescan = self._events.rescanning
-            if rescan is None and not scheduler.has_work():
+            if rescan is None and not scheduler.pending_local():
                 break
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -54,7 +55,7 @@ class Flush:
                 if rescan is not None:  # what it finds is submitted as it goes
                     await asyncio.wait_for(asyncio.shield(rescan), wait)
                 else:
-                    await asyncio.wait_for(scheduler.wait_idle(), wait)
+                    await scheduler.wait_settled(1.0 if wait is None else wait)
         return sorted(set(scheduler.pending_local()) | self._state.writers)
 
     async def flush(self, timeout: float) -> tuple[list[str], list[str]]:  # noqa: ASYNC109

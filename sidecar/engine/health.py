@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -121,6 +122,23 @@ class Health:
             )
         else:
             self.recover("no_space")
+
+    def denied(self, rel: str) -> bool:
+        """`rel` could not be read or written for want of permission: shown in `/healthz`
+        until a pass over it succeeds. True the first time (the caller says it once)."""
+        first = rel not in self._conditions.get("permission", {})
+        self.degrade(
+            "permission",
+            rel,
+            f"paths this sidecar (uid {os.getuid()}) may not read or write, retried with "
+            "back-off; the app's files must be readable and its folders writable by it",
+        )
+        return first
+
+    def allowed(self, rel: str) -> None:
+        """A pass over `rel` succeeded: whatever was denied there is not any more."""
+        if "permission" in self._conditions:
+            self.recover("permission", rel)
 
     def degraded(self, *, unwatched: Mapping[str, str], rescan_interval: float) -> list[str]:
         """One line per reason directories have no inotify watch, with how many; one per

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 import aiohttp
 
@@ -62,6 +63,18 @@ WAITING = Outcome(Verdict.WAITING)
 NOW = Outcome(Verdict.RETRY)
 # What writes bytes into the folder: one that succeeds says the volume has room again.
 _WRITES_HERE = frozenset({Op.DOWNLOAD, Op.CONFLICT})
+# Decisions that change the folder because of S3: waiting after one is not a local change.
+_FROM_S3 = frozenset({Op.DOWNLOAD, Op.MKDIR, Op.APPLY_REMOTE_META, Op.DELETE_LOCAL, Op.RMDIR})
+STOPPING_RETRY = 2.0  # seconds between tries of a failing path while a stop drains the queue
+
+
+class PassHealth(Protocol):
+    """What a pass tells the sidecar's health (engine/health.py's `Health`)."""
+
+    def progressed(self) -> None: ...
+    def no_space(self, full: bool) -> None: ...
+    def denied(self, rel: str) -> bool: ...  # True the first time, until `allowed`
+    def allowed(self, rel: str) -> None: ...
 
 
 class Pipeline:
@@ -71,7 +84,7 @@ class Pipeline:
         state: SyncState,
         executor: Executor,
         checks: Checks,
-        progress: Callable[[], None],
+        health: PassHealth,
         scheduler: Scheduler,
         metrics: Metrics,
         excluded: Callable[[str], bool],
@@ -79,14 +92,13 @@ class Pipeline:
         stopping: Callable[[], bool],
         submit: Callable[[str, Hint], None],
         passed: Callable[[str, Outcome], None],
-        no_space: Callable[[bool], None],
         mode: SyncMode,
     ) -> None:
         self._mode = mode
         self._state = state
         self._executor = executor
         self._checks = checks  # what is at a path now; proofs of a file's bytes
-        self._progress = progress  # a pass ended: the workers are not stalled
+        self._health = health  # told how passes end: progress, a full volume, a denied path
         self._scheduler = scheduler
         self._metrics = metrics
         self._excluded = excluded
@@ -94,7 +106,6 @@ class Pipeline:
         self._stopping = stopping
         self._submit = submit  # a followup: what an operation asks to be looked at again
         self._passed = passed  # told of every pass's outcome (the start-up restore listens)
-        self._no_space = no_space  # the folder's volume is full (True) or took a write again
 
     async def process(self, rel: str, pool: Pool) -> None:
         outcome = await self.run(rel, pool)
@@ -107,7 +118,7 @@ class Pipeline:
         elif verdict is Verdict.RETRY:
             scheduler.later(rel, pool, outcome.delay)
         self._passed(rel, outcome)
-        self._progress()
+        self._health.progressed()
         self._state.prune(rel)
 
     async def run(self, rel: str, pool: Pool) -> Outcome:
@@ -161,8 +172,9 @@ class Pipeline:
                 job = Job(rel, facts, decision, ps, seen.mod_gen)
                 await self._executor.run(job)
                 if op in _WRITES_HERE:
-                    self._no_space(False)
+                    self._health.no_space(False)
             state.settled(rel, seen)
+            self._health.allowed(rel)
             return AGAIN if decision.again else SETTLED
         except LocalChanged:
             return Outcome(Verdict.RETRY, state.raced(rel))
@@ -190,14 +202,17 @@ class Pipeline:
             return self._failed(rel, pool, error, op)
         except PermissionError as error:
             # Not settled: a change that was not synced stays pending (and a stop says so);
-            # it is retried with back-off, and at once when the path changes.
-            self._metrics.inc(self._metrics.skipped, SkipReason.UNREADABLE.value)
+            # it is retried with back-off, and at once when the path changes. Said once per
+            # path (and shown in /healthz until it passes): most such paths stay so.
+            first = self._health.denied(rel)
+            if first:
+                self._metrics.inc(self._metrics.skipped, SkipReason.UNREADABLE.value)
             self._metrics.inc(self._metrics.local_errors, "permission")
-            return self._failed(rel, pool, error, op)
+            return self._failed(rel, pool, error, op, quiet=not first)
         except OSError as error:
             self._metrics.inc(self._metrics.local_errors, "io")
             if error.errno == errno.ENOSPC:
-                self._no_space(True)
+                self._health.no_space(True)
             return self._failed(rel, pool, error, op)
         finally:
             if job is not None:
@@ -230,12 +245,32 @@ class Pipeline:
         if decision.reason is not SkipReason.EXCLUDED:
             log.warning("not syncing %r: %s", rel, decision.reason.replace("_", " "))
 
-    def _failed(self, rel: str, pool: Pool, error: BaseException, op: Op | None = None) -> Outcome:
+    def _failed(
+        self,
+        rel: str,
+        pool: Pool,
+        error: BaseException,
+        op: Op | None = None,
+        *,
+        quiet: bool = False,
+    ) -> Outcome:
+        """Back off (stopping: briefly, the drain is bounded), and say when the next try is,
+        as it will be. What waits after a decision to change the folder because of S3 is not
+        a local change for S3 (a stop and a flush do not wait for it)."""
         delay = self._state.failed(rel)
+        if self._stopping():
+            delay = min(delay, STOPPING_RETRY)
         attempts = self._state.get(rel).failures
         self._count_error(op, pool)
-        log.warning(
-            "sync of %r failed (attempt %d, retrying in %.0fs): %s", rel, attempts, delay, error
+        if op in _FROM_S3:
+            self._scheduler.not_local(rel)
+        log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "sync of %r failed (attempt %d, retrying in %.0fs): %s",
+            rel,
+            attempts,
+            delay,
+            error,
         )
         return Outcome(Verdict.RETRY, delay)
 

@@ -73,6 +73,12 @@ class LocalEvents:
             self._state.hinted(rel, hint)
         self._scheduler.submit(rel, UPLOAD)
 
+    def _look_again(self, rel: str) -> None:
+        """A scan reports `rel` with nothing new to say: look at it, but a retry's back-off
+        stands (a listing of an unwatched directory every interval is no change)."""
+        if not self.excluded(rel):
+            self._scheduler.submit(rel, UPLOAD, rescan=True)
+
     # -- the watcher's protocol ----------------------------------------------------------
 
     def modified(self, rel: str) -> None:
@@ -116,7 +122,7 @@ class LocalEvents:
         self.submit(rel, Hint.CONTENT)
 
     def found(self, rel: str, is_dir: bool) -> None:
-        self.submit(rel, Hint.NONE)
+        self._look_again(rel)
 
     def overflowed(self) -> None:
         self._metrics.inotify_overflows.inc()
@@ -143,7 +149,7 @@ class LocalEvents:
             while self._rescan_again:
                 self._rescan_again = False
                 for rel in self._state.lost_events():
-                    self.submit(rel, Hint.NONE)
+                    self.submit(rel, Hint.NONE)  # an event of its may be lost: look now
                 await self._watcher.rescan()
         except Exception as error:  # the next overflow, or a restart, rescans again
             self._metrics.inc(self._metrics.local_errors, "watch")
@@ -157,7 +163,7 @@ class LocalEvents:
         if not unwatched:
             return
         for rel in self._state.children_of(unwatched):
-            self.submit(rel, Hint.NONE)
+            self._look_again(rel)
         await self._watcher.scan_unwatched()
 
     async def unwatched_loop(self, interval: float) -> None:
