@@ -35,6 +35,12 @@ _ERROR_500 = (
 )
 
 
+_PRECONDITION = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed</Code>'
+    b"<Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
+)
+
+
 _SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>"
@@ -83,6 +89,9 @@ class Faults:
     down: bool = False  # refuse every request by closing the connection
     delay: float = 0.0  # hold each answer this long (only `methods`, if given)
     hang: bool = False  # never answer (only `methods`, if given)
+    # answer 412 to every request with If-Match (only `methods`, if given), whatever S3 holds,
+    # as a store that matches ETags only in another form does (Ceph RGW, a quoted If-Match)
+    refuse_conditions: bool = False
     chaos: ChaosFaults | None = None  # random faults (see ChaosFaults)
 
 
@@ -161,6 +170,13 @@ class FaultProxy:
             if request.transport is not None:
                 request.transport.abort()
             return web.Response(status=503)
+        if (
+            self.faults.refuse_conditions
+            and "If-Match" in request.headers
+            and self._applies(method)
+        ):
+            await request.read()
+            return web.Response(status=412, body=_PRECONDITION, content_type="application/xml")
         if self.faults.delay and self._applies(method):
             await asyncio.sleep(self.faults.delay)
         chaos = self.faults.chaos

@@ -262,6 +262,17 @@ class Tree:
         with self.parent(rel) as at:
             return at.readlink()
 
+    def names_beside(self, rel: str) -> list[str]:
+        """The names in the directory that holds `rel` (its siblings and itself), reached
+        as every path is, through no symlink. Blocking: a directory may be large."""
+        head = rel.rpartition("/")[0]
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(".", flags, dir_fd=self.root_fd) if not head else self.open(head, flags)
+        try:
+            return os.listdir(fd)
+        finally:
+            os.close(fd)
+
 
 def _check(name: str) -> None:
     if name in _NOT_NAMES:

@@ -108,8 +108,8 @@ class Checks:
             return
         try:
             same = await self.is_object(rel, synced.local.size, synced.remote)
-        except FileNotFoundError:
-            return
+        except (FileNotFoundError, PermissionError):
+            return  # gone, or not ours to read: the decision goes on from what stat says
         if same is True:
             self._state.proven(rel, synced, now.ctime_ns)
         elif same is False:

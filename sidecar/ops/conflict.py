@@ -17,6 +17,7 @@ never made, and nothing is replaced, beyond a symlinked directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
@@ -24,7 +25,7 @@ from dataclasses import replace
 
 from ..core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
 from ..core.reconcile import Decision, Op, Winner
-from ..local.conflicts import link_as_conflict
+from ..local.conflicts import existing_conflicts, link_as_conflict
 from ..local.localfs import READ_SIZE, entry_from_stat, in_place
 from ..local.safefs import At, Tree
 from ..local.workdir import discard
@@ -51,13 +52,21 @@ class Conflicts:
         # Prove sameness cheaply first, locally, by the ETag (size and mtime are never proof:
         # reproducible builds and archives normalise mtimes).
         if local.kind is Kind.FILE and local.size == remote.size:
-            same = await ws.checks.is_object(rel, local.size, remote)
+            try:
+                same = await ws.checks.is_object(rel, local.size, remote)
+            except PermissionError:  # not ours to read: it cannot be proven the same
+                same = None
             if same:
                 ws.checks.recheck(job, local)
                 head = await ws.s3.head_object(ws.keys.key_for_rel(rel))
                 if head is None or head.etag != remote.etag:
                     raise RemoteChanged(rel)
                 self._same_bytes(job, local, fetched(remote, head))
+                return
+        if job.decision.winner is Winner.LOCAL:
+            kept = await self._kept_already(rel, remote, None)
+            if kept is not None:
+                self._keep_local(job, local, remote, kept)
                 return
         temp, head = await self._fetcher.fetch(rel, remote)
         try:
@@ -66,7 +75,7 @@ class Conflicts:
             if (
                 local.kind is on_disk.kind
                 and local.size == on_disk.size
-                and await loop.run_in_executor(None, _same_content, tree, rel, temp)
+                and await loop.run_in_executor(None, _readable_and_same, tree, rel, temp)
             ):
                 ws.checks.recheck(job, local)
                 self._same_bytes(job, local, remote_entry)
@@ -75,6 +84,11 @@ class Conflicts:
             local_wins = winner is Winner.LOCAL or (
                 winner is Winner.NEWER and local.mtime_ns >= on_disk.mtime_ns
             )
+            if local_wins:
+                kept = await self._kept_already(rel, remote_entry, temp)
+                if kept is not None:
+                    self._keep_local(job, local, remote_entry, kept)
+                    return
             with tree.parent(rel) as at:
                 ws.checks.recheck(job, local, at)
                 if local_wins:
@@ -95,6 +109,43 @@ class Conflicts:
                 self._log(rel, copy, "the newer S3 version keeps the name, the local version")
         finally:
             discard(temp)
+
+    def _keep_local(self, job: Job, local: LocalEntry, remote: RemoteEntry, kept: str) -> None:
+        """This S3 version was kept beside the file by an earlier try of this conflict (its
+        upload failed since, or the sidecar restarted): one copy per version, however often
+        the conflict is met again (item 7 of the field report: 30 copies of one version). The
+        local version still goes up over it, in this pass."""
+        ws = self._ws
+        ws.checks.recheck(job, local)
+        ws.state.set_remote(job.rel, remote)
+        log.info("conflict on %s: the S3 version is already kept as %s", job.rel, kept)
+        job.then = Decision(Op.UPLOAD, if_match=remote.etag)
+
+    async def _kept_already(self, rel: str, remote: RemoteEntry, temp: At | None) -> str | None:
+        """A conflict copy of `rel` beside it that holds `remote`'s bytes, if there is one: the
+        name of the first. Proven by the ETag, or, with the object fetched (`temp`), byte for byte.
+        Costs a listing of the directory, and a read of each copy of `rel` of the right size
+        (there is seldom one)."""
+        ws = self._ws
+        if remote.is_dir:
+            return None
+        names = await asyncio.get_running_loop().run_in_executor(None, ws.tree.names_beside, rel)
+        head = rel.rpartition("/")[0]
+        siblings = [f"{head}/{name}" if head else name for name in names]
+        for copy in existing_conflicts(rel, siblings):
+            entry = ws.checks.local_entry(copy)
+            if entry is None or entry.kind is not Kind.FILE or entry.size != remote.size:
+                continue
+            with contextlib.suppress(OSError):
+                if temp is None:
+                    same = await ws.checks.is_object(copy, entry.size, remote)
+                else:
+                    same = await asyncio.get_running_loop().run_in_executor(
+                        None, _same_content, ws.tree, copy, temp
+                    )
+                if same is True:
+                    return copy
+        return None
 
     def _same_bytes(self, job: Job, local: LocalEntry, remote: RemoteEntry) -> None:
         """Both sides hold the same bytes: no conflict copy. Their mode or mtime may still
@@ -126,6 +177,14 @@ class Conflicts:
             copy,
             extra={"path": rel, "operation": "conflict"},
         )
+
+
+def _readable_and_same(tree: Tree, rel: str, temp: At) -> bool:
+    """`_same_content`, False for a file not ours to read (it is kept, and the other beside)."""
+    try:
+        return _same_content(tree, rel, temp)
+    except PermissionError:
+        return False
 
 
 def _same_content(tree: Tree, rel: str, temp: At) -> bool:
