@@ -15,6 +15,7 @@ from aiohttp import web
 from conftest import Bucket
 
 from sidecar.aws.credentials import Credentials, StaticCredentials
+from sidecar.backoff import Backoff
 from sidecar.metrics import Metrics
 from sidecar.s3.client import (
     ERROR_DOCUMENT_LIMIT,
@@ -114,8 +115,7 @@ async def client(hostile: Hostile) -> AsyncIterator[S3Client]:
             credentials=StaticCredentials(Credentials("AKIDEXAMPLE", "secret")),
             metrics=Metrics(),
             max_attempts=3,
-            base_delay=0.01,
-            max_delay=0.02,
+            retry=Backoff(first=0.02, cap=0.02, jitter=True),
         )
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import random
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from ..backoff import CREDENTIALS
 from .credentials import (
     ECS_CONTAINER_HOST,
     FULL_URI,
@@ -55,8 +55,6 @@ class ContainerCredentials:
     # Inside this window callers wait for a running refresh instead of using the old ones.
     _MANDATORY_LEAD = timedelta(minutes=10)
     _COOLDOWN = timedelta(seconds=5)
-    _BACKOFF_BASE = 0.2
-    _BACKOFF_CAP = 2.0
     _MAX_BODY = 64 * 1024
 
     def __init__(
@@ -154,7 +152,7 @@ class ContainerCredentials:
         error = CredentialsError("no attempt made")
         for attempt in range(1, self._attempts + 1):
             if attempt > 1:
-                await asyncio.sleep(self._backoff(attempt - 1))
+                await asyncio.sleep(CREDENTIALS.delay(attempt - 1))
             try:
                 creds = await self._fetch()
             except CredentialsError as failure:
@@ -201,10 +199,6 @@ class ContainerCredentials:
             current.expiration.isoformat(),
         )
         return current
-
-    def _backoff(self, retry: int) -> float:
-        ceiling = min(self._BACKOFF_CAP, self._BACKOFF_BASE * 2 ** (retry - 1))
-        return random.uniform(ceiling / 2, ceiling)
 
     def _authorization(self) -> str | None:
         """The token to send, the file re-read every time (it is rotated under our feet)."""

@@ -12,6 +12,7 @@ import aiohttp
 
 from ..aws.credentials import CredentialsProvider
 from ..aws.sigv4 import UNSIGNED_PAYLOAD, quote_path
+from ..backoff import REQUEST, Backoff
 from ..core.model import normalize_etag, seen_unsettled
 from ..metrics import Metrics
 from . import xml
@@ -96,8 +97,7 @@ class S3Client:
         credentials: CredentialsProvider,
         metrics: Metrics,
         max_attempts: int = 8,
-        base_delay: float = 0.1,
-        max_delay: float = 20.0,
+        retry: Backoff = REQUEST,
         on_reachable: Callable[[bool], None] | None = None,
         ssl_context: ssl.SSLContext | bool | None = None,
         connections: int = 100,
@@ -111,8 +111,7 @@ class S3Client:
             credentials=credentials,
             metrics=metrics,
             max_attempts=max_attempts,
-            base_delay=base_delay,
-            max_delay=max_delay,
+            retry=retry,
             on_reachable=on_reachable,
             ssl_context=ssl_context,
             connections=connections,

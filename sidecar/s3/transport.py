@@ -4,8 +4,9 @@ small PUTs and GETs) goes over `Wire` (wire.py: lean HTTP/1.1, a third of the CP
 streams a body either way goes over the aiohttp session.
 
 Retries live here and only here: connection failures, 5xx, throttling and request timeouts are
-retried with capped, jittered exponential backoff; a rejected or expired credential forces one
-refresh; a clock skew reported by S3 is corrected from its `Date` header. Anything else becomes a
+retried with the one back-off (backoff.py's `REQUEST`: capped, jittered, exponential); a
+rejected or expired credential forces one refresh; a clock skew reported by S3 is corrected from
+its `Date` header. Anything else becomes a
 typed `S3Error` the caller can act on (`PreconditionFailed` is how conditional writes report a
 concurrent change).
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -37,6 +37,7 @@ from yarl import URL
 
 from ..aws.credentials import CredentialsError, CredentialsProvider
 from ..aws.sigv4 import EMPTY_SHA256, canonical_query_string, quote_path, sign_request
+from ..backoff import REQUEST, Backoff
 from ..metrics import Metrics
 from . import xml
 from .errors import BodyChanged, ResponseTooLarge, S3Unavailable, describe, error_for
@@ -196,8 +197,7 @@ class Transport:
         credentials: CredentialsProvider,
         metrics: Metrics,
         max_attempts: int = 8,
-        base_delay: float = 0.1,
-        max_delay: float = 20.0,
+        retry: Backoff = REQUEST,
         on_reachable: Callable[[bool], None] | None = None,
         ssl_context: ssl.SSLContext | bool | None = None,
         connections: int = 100,
@@ -216,8 +216,7 @@ class Transport:
         self._credentials = credentials
         self._metrics = metrics
         self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
+        self._retry = retry
         self._clock_offset = timedelta(0)
         self._on_reachable = on_reachable
 
@@ -403,7 +402,7 @@ class Transport:
             self._on_reachable(reachable)
 
     def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self._max_delay, self._base_delay * 2**attempt))
+        return self._retry.delay(attempt)
 
     def _correct_clock(self, date: str | None) -> None:
         if not date:
