@@ -19,10 +19,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, cast
 
-import aiohttp
-
 from ..aws.credentials import CredentialsProvider
-from ..aws.sqs import QueueClient, QueueUrl
 from ..core.keys import KeyMapper
 from ..core.model import SyncMode
 from ..core.scheduler import (
@@ -46,7 +43,7 @@ from ..ops.executor import Executor
 from ..ops.operation import ExecutorSettings, Workspace, is_temp_name
 from ..remote.feed import ChangeFeed
 from ..remote.poll import Poller, PollSettings
-from ..s3.client import S3Client
+from .clients import Clients
 from .health import Health
 from .options import SyncOptions
 from .pipeline import Pipeline
@@ -69,7 +66,6 @@ class Engine:
         self.options = options
         self.metrics = metrics
         self.credentials = credentials
-        self._owns_credentials = owns_credentials
         self.stopping = False
         self._watching = False
         self._closed = False
@@ -78,28 +74,14 @@ class Engine:
         self.health = Health(
             stall_timeout=options.stall_timeout, poll_interval=options.poll_interval
         )
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=options.connections,
-                limit_per_host=options.connections,
-                ttl_dns_cache=300,
-                ssl=options.ssl if options.ssl is not None else True,
-            ),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-        )
-        self.s3 = S3Client(
-            session=self.session,
-            endpoint=options.endpoint,
-            bucket=options.bucket,
-            region=options.region,
-            credentials=credentials,
-            metrics=metrics,
+        self.clients = Clients.build(
+            options,
+            metrics,
+            credentials,
+            owns_credentials=owns_credentials,
             on_reachable=self.health.set_reachable,
-            ssl_context=options.ssl,
-            connections=options.connections,
         )
+        self.s3 = self.clients.s3
         keys = KeyMapper(options.prefix, len(os.fsencode(root)), options.work_name)
         self.state = SyncState()
         self.scheduler = Scheduler(
@@ -136,14 +118,9 @@ class Engine:
             ),
         )
         self.changes: ChangeFeed | None = None
-        if options.queue_url is not None and options.mode is not SyncMode.UPLOAD_ONLY:
+        if self.clients.queue is not None:
             self.changes = ChangeFeed(
-                queue=QueueClient(
-                    session=self.session,
-                    queue=QueueUrl.parse(options.queue_url),
-                    region=options.region,
-                    credentials=credentials,
-                ),
+                queue=self.clients.queue,
                 s3=self.s3,
                 bucket=options.bucket,
                 keys=keys,
@@ -321,10 +298,7 @@ class Engine:
         self.replaced.close()
         await self.scheduler.close()
         await self.watcher.close()
-        self.s3.close()
-        await self.session.close()
-        if self._owns_credentials:
-            await self.credentials.close()
+        await self.clients.close()
         await self.store.close()
         self.tree.close()
 

@@ -37,7 +37,7 @@ from .upload import READ_CHUNK
 log = logging.getLogger("sidecar.download")
 
 SYMLINK_MAX = 4096
-SMALL_OBJECT = READ_CHUNK  # read whole, not streamed (transport.py: the lean path)
+SMALL_OBJECT = READ_CHUNK  # read whole, not streamed (aws/http.py: `exchange`)
 
 
 class Downloads:

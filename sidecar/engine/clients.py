@@ -1,0 +1,65 @@
+"""What a running `Syncer` talks to AWS with: the one HTTP client (one pool of
+`options.connections` to S3, one TLS set-up, aws/http.py), the credentials, the S3 client and,
+with `SYNC_QUEUE_URL`, the queue client; built together on that one HTTP client and closed
+together. A credentials provider passed in belongs to the caller and is not closed here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..aws.credentials import CredentialsProvider
+from ..aws.http import HttpClient
+from ..aws.sqs import QueueClient, QueueUrl, sqs_requests
+from ..core.model import SyncMode
+from ..metrics import Metrics
+from ..s3.client import S3Client, s3_requests
+from .options import SyncOptions
+
+
+@dataclass(slots=True)
+class Clients:
+    http: HttpClient
+    credentials: CredentialsProvider
+    s3: S3Client
+    queue: QueueClient | None  # only with a queue URL, and never in upload-only mode
+    owns_credentials: bool
+
+    @classmethod
+    def build(
+        cls,
+        options: SyncOptions,
+        metrics: Metrics,
+        credentials: CredentialsProvider,
+        *,
+        owns_credentials: bool,
+        on_reachable: Callable[[bool], None],
+    ) -> Clients:
+        http = HttpClient(tls=options.ssl, connections=options.connections)
+        requests = s3_requests(
+            http,
+            options.endpoint,
+            region=options.region,
+            credentials=credentials,
+            metrics=metrics,
+            on_reachable=on_reachable,
+        )
+        queue = None
+        if options.queue_url is not None and options.mode is not SyncMode.UPLOAD_ONLY:
+            url = QueueUrl.parse(options.queue_url)
+            queue = QueueClient(
+                sqs_requests(http, url, region=options.region, credentials=credentials), url
+            )
+        return cls(
+            http=http,
+            credentials=credentials,
+            s3=S3Client(requests, options.endpoint, options.bucket),
+            queue=queue,
+            owns_credentials=owns_credentials,
+        )
+
+    async def close(self) -> None:
+        """Close the credentials (if they are ours), then every connection."""
+        if self.owns_credentials:
+            await self.credentials.close()
+        await self.http.close()
