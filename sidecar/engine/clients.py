@@ -1,14 +1,16 @@
 """What a running `Syncer` talks to AWS with: the one HTTP client (one pool of
 `options.connections` to S3, one TLS set-up, aws/http.py), the credentials, the S3 client and,
 with `SYNC_QUEUE_URL`, the queue client; built together on that one HTTP client and closed
-together. A credentials provider passed in belongs to the caller and is not closed here."""
+together. Credentials come as a provider, which belongs to the caller and is not closed here, or
+as a factory, whose provider is built on the one HTTP client (so credential fetches share its
+pool and TLS set-up) and closed here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..aws.credentials import CredentialsProvider
+from ..aws.credentials import CredentialsFactory, CredentialsProvider
 from ..aws.http import HttpClient
 from ..aws.sqs import QueueClient, QueueUrl, sqs_requests
 from ..core.model import SyncMode
@@ -30,12 +32,14 @@ class Clients:
         cls,
         options: SyncOptions,
         metrics: Metrics,
-        credentials: CredentialsProvider,
+        credentials: CredentialsProvider | CredentialsFactory,
         *,
-        owns_credentials: bool,
         on_reachable: Callable[[bool], None],
     ) -> Clients:
         http = HttpClient(tls=options.ssl, connections=options.connections)
+        owns_credentials = not isinstance(credentials, CredentialsProvider)
+        if not isinstance(credentials, CredentialsProvider):
+            credentials = credentials(http)
         requests = s3_requests(
             http,
             options.endpoint,

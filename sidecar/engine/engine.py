@@ -19,7 +19,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, cast
 
-from ..aws.credentials import CredentialsProvider
+from ..aws.credentials import CredentialsFactory, CredentialsProvider
 from ..core.keys import KeyMapper
 from ..core.model import SyncMode
 from ..core.scheduler import (
@@ -59,13 +59,12 @@ class Engine:
         self,
         options: SyncOptions,
         metrics: Metrics,
-        credentials: CredentialsProvider,
-        *,
-        owns_credentials: bool,
+        credentials: CredentialsProvider | CredentialsFactory,
     ) -> None:
+        """`credentials`: a provider (the caller's), or a factory building one on the one
+        HTTP client (then the engine's, closed with it)."""
         self.options = options
         self.metrics = metrics
-        self.credentials = credentials
         self.stopping = False
         self._watching = False
         self._closed = False
@@ -75,12 +74,9 @@ class Engine:
             stall_timeout=options.stall_timeout, poll_interval=options.poll_interval
         )
         self.clients = Clients.build(
-            options,
-            metrics,
-            credentials,
-            owns_credentials=owns_credentials,
-            on_reachable=self.health.set_reachable,
+            options, metrics, credentials, on_reachable=self.health.set_reachable
         )
+        self.credentials = self.clients.credentials
         self.s3 = self.clients.s3
         keys = KeyMapper(options.prefix, len(os.fsencode(root)), options.work_name)
         self.state = SyncState()

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..aws.chain import provider_from_environment
-from ..aws.credentials import CredentialsProvider
+from ..aws.credentials import CredentialsFactory, CredentialsProvider
+from ..aws.http import HttpClient
 from ..aws.sqs import QueueUrl
 from ..core.model import SyncMode
 from ..metrics import Metrics
@@ -109,7 +110,7 @@ class Syncer:
         local_modification_persistance: float = 0,
         download_directory: str = DEFAULT_WORK_DIR,
         *,
-        credentials: CredentialsProvider | None = None,
+        credentials: CredentialsProvider | CredentialsFactory | None = None,
         ssl_context: ssl.SSLContext | bool | None = None,
         multipart_threshold: int = 16 * 1024 * 1024,
         multipart_chunksize: int = 16 * 1024 * 1024,
@@ -159,7 +160,8 @@ class Syncer:
             mode=SyncMode(mode),
             queue_url=QueueUrl.parse(queue_url).url if queue_url else None,
         )
-        self._credentials = credentials  # a provider passed in belongs to the caller
+        # A provider passed in belongs to the caller; one a factory builds, to the engine.
+        self._credentials = credentials
         self.metrics = metrics if metrics is not None else Metrics()
         self._phase = Phase.NEW
         self._engine: Engine | None = None
@@ -184,13 +186,9 @@ class Syncer:
         if self._phase is not Phase.NEW:
             raise RuntimeError(f"Syncer already started (it is {self._phase.value})")
         self._phase = Phase.RESTORING
-        credentials = self._credentials
-        if credentials is None:
-            # The chain the AWS SDKs use in containers: keys, then the ECS endpoint.
-            credentials = provider_from_environment(os.environ)
-        engine = self._engine = Engine(
-            self.options, self.metrics, credentials, owns_credentials=self._credentials is None
-        )
+        # By default, the chain the AWS SDKs use in containers: keys, then the ECS endpoint.
+        credentials = _from_environment if self._credentials is None else self._credentials
+        engine = self._engine = Engine(self.options, self.metrics, credentials)
         try:
             await engine.start()
         except BaseException:
@@ -285,6 +283,10 @@ class Syncer:
         if self.options.mode is SyncMode.UPLOAD_ONLY:
             return
         await self._running().poller.poll()
+
+
+def _from_environment(http: HttpClient) -> CredentialsProvider:
+    return provider_from_environment(os.environ, http=http)
 
 
 __all__ = [
