@@ -24,8 +24,12 @@ Invariants:
   answer past its own limit is left unread and `oversized`); a head past aiohttp's line and
   field limits (8 KiB) fails. An answer over its bound closes its connection.
 - A connection goes back to the pool only after a complete answer that lets it stay open
-  (aiohttp's `should_close`: HTTP/1.1, no `Connection: close`, nothing left past the answer);
-  anything else, including any failure, closes it.
+  (aiohttp's `should_close`: HTTP/1.1, no `Connection: close`, no second answer nobody asked
+  for); anything else, including any failure, closes it. Bytes past the answer that are not a
+  whole answer are dropped with the parser (each request gets a new one), so they can make the
+  next answer malformed, never wrong. llhttp decides keep-alive before it is told a HEAD answer
+  has no body: a HEAD answer with neither Content-Length nor chunked (`rclone serve s3`'s 404)
+  closes its connection (aiohttp issue 1769's kind: a cost, not a wrong answer).
 - A request on a kept-alive connection that the server closed before any answer came is sent
   once more on another connection, unless it is a POST (the server may have acted on it).
   Any other failure is the caller's to retry, as an `aiohttp.ClientError`, `OSError` or
