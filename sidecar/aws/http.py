@@ -1,8 +1,8 @@
 """The sidecar's one HTTP client. Every request, to S3, SQS or the container credentials
 endpoint, goes through one aiohttp connector: one connection pool, one TLS set-up (the verify,
 no-verify or CA-bundle choice made once, `tls_context`), one DNS cache, and the one place where
-a proxy would be chosen (`_route`: none today; the link-local credential endpoints must never
-get one).
+a proxy would be chosen (`_route`, for both ways through: none today; the link-local
+credential endpoints must never get one).
 
 Two ways through it, sharing the pool's kept-alive connections:
 
@@ -156,6 +156,11 @@ async def read_bounded(
     then taken in one read instead of one per packet (see the module docstring's figures)."""
     if announced is not None and announced > limit:
         raise ResponseTooLarge(what, limit, announced)
+    if stream.is_eof():  # all here already, as a small answer arrives with its head
+        content = stream.read_nowait()
+        if len(content) > limit:
+            raise ResponseTooLarge(what, limit)
+        return content
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -195,7 +200,7 @@ class HttpClient:
             self._tls = tls_context(verify=tls is not False)
         self.connections = connections
         self._session: aiohttp.ClientSession | None = None
-        self._templates: dict[Origin, aiohttp.ClientRequest] = {}
+        self._routes: dict[Origin, aiohttp.ClientRequest] = {}
         self._kept: weakref.WeakSet[ResponseHandler] = weakref.WeakSet()
         self._closed = False
 
@@ -219,15 +224,17 @@ class HttpClient:
         return session
 
     def _route(self, origin: Origin) -> aiohttp.ClientRequest:
-        """How to reach `origin`: a request aiohttp's connector keys its pool by (host, port,
-        TLS, and the proxy, when one is chosen here)."""
-        template = self._templates.get(origin)
-        if template is None:
-            template = aiohttp.ClientRequest(
+        """How to reach `origin`, for both ways through: a request aiohttp's connector keys its
+        pool by (host, port, TLS) and opens connections for. The one place a proxy would be
+        chosen (its `proxy`; `open` passes the same one, and `exchange` then writes an
+        absolute-form target for plain http); none is today."""
+        route = self._routes.get(origin)
+        if route is None:
+            route = aiohttp.ClientRequest(
                 "GET", URL(f"{origin.scheme}://{origin.host}/"), loop=asyncio.get_running_loop()
             )
-            self._templates[origin] = template
-        return template
+            self._routes[origin] = route
+        return route
 
     async def open(
         self,
@@ -239,13 +246,15 @@ class HttpClient:
         data: bytes | AsyncIterator[bytes] | None = None,
     ) -> aiohttp.ClientResponse:
         """The answer unread, for the caller to read (`read_capped`, or in chunks) and release."""
-        return await self._ready().request(
+        session = self._ready()
+        return await session.request(
             method,
             origin.url(target),
             headers=_with_defaults(origin, headers),
             data=data,
             allow_redirects=False,
             timeout=STREAM_TIMEOUT,  # per read: a transfer takes as long as it takes
+            proxy=self._route(origin).proxy,
         )
 
     async def exchange(
@@ -274,9 +283,9 @@ class HttpClient:
             raise ValueError(f"Content-Length {length} for a body of {size} bytes")
         connector = session.connector
         assert connector is not None
-        template = self._route(origin)
+        route = self._route(origin)
         request = _Request(method, target, sent, body, ok, limit, error_limit)
-        connection = await connector.connect(template, [], _CONNECT_TIMEOUT)
+        connection = await connector.connect(route, [], _CONNECT_TIMEOUT)
         try:
             try:
                 return await self._exchange(connection, request)
@@ -284,7 +293,7 @@ class HttpClient:
                 if connection.protocol not in self._kept or method == "POST":
                     raise stale.error from None
             connection.close()
-            connection = await connector.connect(template, [], _CONNECT_TIMEOUT)
+            connection = await connector.connect(route, [], _CONNECT_TIMEOUT)
             try:
                 return await self._exchange(connection, request)
             except _NoAnswer as stale:
@@ -345,7 +354,7 @@ class HttpClient:
     async def close(self) -> None:
         """Close every connection; a request after this is refused."""
         self._closed = True
-        self._templates.clear()
+        self._routes.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None

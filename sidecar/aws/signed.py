@@ -215,13 +215,17 @@ class SignedRequests:
                 service=self._rules.service,
             )
             send_headers = {"Host": host, "User-Agent": USER_AGENT, **headers, **signed}
-            watch = _BodyWatch()
+            watch: _BodyWatch | None = None
             started = time.monotonic()
             try:
-                if seconds is None or callable(body):
-                    data = watch.wrap(body) if callable(body) else body
+                if callable(body):
+                    watch = _BodyWatch()
                     sent: Answer | aiohttp.ClientResponse = await self._http.open(
-                        self.origin, method, target, send_headers, data=data
+                        self.origin, method, target, send_headers, data=watch.wrap(body)
+                    )
+                elif seconds is None:
+                    sent = await self._http.open(
+                        self.origin, method, target, send_headers, data=body
                     )
                 else:
                     async with asyncio.timeout(seconds):
@@ -240,7 +244,7 @@ class SignedRequests:
             except ResponseTooLarge as error:
                 raise _too_large(operation, subject, error) from None
             except Exception as error:
-                if watch.changed is not None:
+                if watch is not None and watch.changed is not None:
                     raise watch.changed from None
                 if not isinstance(error, aiohttp.ClientError | TimeoutError | OSError):
                     raise
