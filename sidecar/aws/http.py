@@ -13,11 +13,17 @@ Two ways through it, sharing the pool's kept-alive connections:
   the connection). No framing is written here.
 - `open`: a body or an answer streamed (large uploads, downloads), through the `ClientSession`.
 
-Why two: measured on the 2-core development machine against `rclone serve s3`, 2,000 requests
-16 at a time, CPU of the client only (process time), median of 5 runs: a 1 KiB PUT costs 0.48 ms
-through `ClientSession.request` and 0.26 ms through `exchange` (s3/wire.py's hand-written
-framing, which this replaced: 0.21); a HEAD 0.26 ms and 0.16 (wire: 0.135). The session's
-request and response objects, its per-request body task and its timers are the difference.
+Why two (measured on the 2-core development machine against `rclone serve s3`, CPU of the
+client process only, 2,000 requests 16 at a time, medians of 5 to 7 runs side by side, signing
+included, bench/request_cpu.py): a 1 KiB PUT costs 0.39-0.48 ms through `ClientSession.request`
+and 0.25-0.27 through `exchange`; a HEAD 0.26-0.27 and 0.15-0.16. The session's request and
+response objects, its task per request body and its timers are the difference. s3/wire.py, the
+hand-written HTTP/1.1 client this replaced, did 0.20-0.21 and 0.13-0.14: the 0.02-0.06 ms left
+is aiohttp's connection protocol and stream reader around llhttp. Through the whole S3 path
+(metrics, retries, `ObjectHead`) a PUT is 0.32 ms (wire: 0.27-0.29), a HEAD 0.25 (0.17-0.21).
+An unchanged listing of 100,000 keys, which `rclone serve s3` sends in 1-2 KiB chunks, costs
+0.22-0.23 CPU-s of HTTP here (wire: 0.16-0.20; 0.31-0.40 without gathered reads; the session
+0.30-0.35): llhttp hands each chunk to the stream reader on its own.
 
 Invariants:
 - Bounded: an answer's body is read up to its limit and no further (`read_bounded`; an error

@@ -19,6 +19,10 @@ documents: s3/errors.py; SQS's JSON protocol errors: sqs.py), never a second loo
 
 Metrics (requests by status, retries by reason, durations) and the reachability callback are
 reported for the paths that are given them (S3's); SQS's reports none, as before.
+
+Cost: about 0.05 ms of CPU per request on top of the HTTP client's (bench/request_cpu.py: a
+1 KiB PUT 0.32 ms in all), of which signing is 0.012 (its daily key cached, sigv4.py); the rest
+is the headers' dicts, two counters and a histogram, and the answer's headers read by the caller.
 """
 
 from __future__ import annotations
