@@ -218,6 +218,31 @@ async def test_an_answer_nobody_asked_for_closes_the_connection(
     assert script.connections == 2
 
 
+async def test_an_answer_sent_to_an_idle_connection_is_never_taken_for_the_next(
+    client: Pool, script: Script
+) -> None:
+    """Some servers answer 408 on a connection they are about to close for being idle: the
+    connection is not used again, and the next request gets its own answer."""
+    unasked = asyncio.Event()
+
+    async def then_a_408(writer: asyncio.StreamWriter) -> None:
+        writer.write(response(b"a"))
+        await writer.drain()
+        await unasked.wait()
+        writer.write(response(b"", status="408 Request Timeout"))
+
+    script.answers = [then_a_408, response(b"b")]
+    assert (await get(client)).body == b"a"
+    (protocol,) = list(client.http._kept)
+    unasked.set()
+    async with asyncio.timeout(10):
+        while not protocol.should_close:  # the 408 has reached the idle connection
+            await asyncio.sleep(0.01)
+    answer = await get(client)
+    assert (answer.status, answer.body) == (200, b"b")
+    assert script.connections == 2
+
+
 async def test_bytes_past_the_answer_never_become_the_next_answer(
     client: Pool, script: Script
 ) -> None:

@@ -37,6 +37,9 @@ Invariants:
   next answer malformed, never wrong. llhttp decides keep-alive before it is told a HEAD answer
   has no body: a HEAD answer with neither Content-Length nor chunked (`rclone serve s3`'s 404)
   closes its connection (aiohttp issue 1769's kind: a cost, not a wrong answer).
+- A kept-alive connection that received anything while it was idle (an answer nobody asked
+  for, such as a 408 some servers send before closing an idle connection) is closed, never
+  used: that answer cannot be taken for the next request's.
 - A request on a kept-alive connection that the server closed before any answer came is sent
   once more on another connection, unless it is a POST (the server may have acted on it).
   Any other failure is the caller's to retry, as an `aiohttp.ClientError`, `OSError` or
@@ -292,7 +295,12 @@ class HttpClient:
         assert connector is not None
         route = self._route(origin)
         request = _Request(method, target, sent, body, ok, limit, error_limit)
-        connection = await connector.connect(route, [], _CONNECT_TIMEOUT)
+        while True:
+            connection = await connector.connect(route, [], _CONNECT_TIMEOUT)
+            protocol = connection.protocol
+            if protocol is None or not protocol.should_close:
+                break
+            connection.close()  # it received something while idle: an answer nobody asked for
         try:
             try:
                 return await self._exchange(connection, request)
