@@ -273,3 +273,16 @@ def test_origins_are_values() -> None:
     assert Origin("http", "h:1") == Endpoint.parse("http://h:1/{}/", "b").origin
     assert str(Origin("https", "h").url("/b/k?x=1")) == "https://h/b/k?x=1"
     assert parsedate_to_datetime(format_datetime(datetime(2026, 1, 1, tzinfo=UTC), usegmt=True))
+
+
+async def test_an_sqs_answer_nested_too_deep_is_an_error_not_a_crash(
+    clients: Clients, scripted: Scripted
+) -> None:
+    scripted.answers = [(200, {"Content-Type": "application/json"}, b"[" * 100_000)]
+    with pytest.raises(QueueError) as refused:
+        await clients.queue.receive(wait=0)
+    assert refused.value.code == "InvalidAnswer"
+    scripted.answers = [(500, {}, b"[" * 100_000)]
+    with pytest.raises(QueueError) as failed:
+        await clients.queue.receive(wait=0)
+    assert (failed.value.code, failed.value.status) == ("HTTP500", 500)

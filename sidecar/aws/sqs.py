@@ -87,7 +87,7 @@ class SqsRules:
     def refusal(self, method: str, answer: Answer) -> Refusal:
         try:
             document = json.loads(answer.body) if answer.body else None
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting from a hostile endpoint
             document = None
         code, message = _error(document, answer.status)
         return Refusal(
@@ -195,7 +195,7 @@ class QueueClient:
             raise QueueError("", str(error)) from None
         try:
             document = json.loads(answer.body) if answer.body else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting from a hostile endpoint
             document = None
         if not isinstance(document, dict):
             raise QueueError(
