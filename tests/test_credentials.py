@@ -424,6 +424,7 @@ async def test_expiration_from_the_endpoint_ignores_the_local_time_zone(
     [
         (b"not json {" + SECRET.encode(), "not JSON"),
         (b"[1, 2]", "not an object"),
+        (b"[" * 60_000, "not JSON"),  # nested past the decoder's depth
         (b'{"AccessKeyId": "' + b"A" * 70_000 + b'"}', "oversized"),
         (
             json.dumps({"AccessKeyId": "A", "Expiration": "2100-01-01T00:00:00Z"}).encode(),

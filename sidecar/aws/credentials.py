@@ -108,7 +108,7 @@ def parse_credentials(body: bytes, source: str = "the endpoint") -> Credentials:
     """The endpoint's JSON; errors name the missing fields, never a value."""
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise CredentialsError(f"{source} answered with something that is not JSON") from None
     if not isinstance(document, dict):
         raise CredentialsError(f"{source} answered with JSON that is not an object")
