@@ -27,6 +27,7 @@ from sidecar.aws.credentials import (
     StaticCredentials,
     parse_expiration,
 )
+from sidecar.aws.http import HttpClient
 
 SECRET = "SECRET-KEY-wJalrXUtnFEMI-K7MDENG"
 SESSION = "SESSION-TOKEN-FwoGZXIvYXdzEBYaD"
@@ -423,6 +424,7 @@ async def test_expiration_from_the_endpoint_ignores_the_local_time_zone(
     [
         (b"not json {" + SECRET.encode(), "not JSON"),
         (b"[1, 2]", "not an object"),
+        (b"[" * 60_000, "not JSON"),  # nested past the decoder's depth
         (b'{"AccessKeyId": "' + b"A" * 70_000 + b'"}', "oversized"),
         (
             json.dumps({"AccessKeyId": "A", "Expiration": "2100-01-01T00:00:00Z"}).encode(),
@@ -845,3 +847,43 @@ async def test_a_rejected_key_forces_one_refresh_and_one_retry(
         assert len(handed) == 2, "no further refresh was needed"
     finally:
         await provider.close()
+
+
+async def test_a_factory_builds_the_provider_on_the_syncers_one_http_client(
+    bucket: Bucket, syncer_factory, endpoint: FakeEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How the command builds its provider: on the HTTP client S3 uses (one pool, one TLS
+    set-up), owned by the syncer and closed with it; the provider never closes that client."""
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    good = bucket.server.env()
+
+    async def issue() -> dict[str, str]:
+        return {
+            "AccessKeyId": good["AWS_ACCESS_KEY_ID"],
+            "SecretAccessKey": good["AWS_SECRET_ACCESS_KEY"],
+            "Token": "",
+        }
+
+    endpoint.issue = issue
+    built: list[tuple[HttpClient, ContainerCredentials]] = []
+
+    def factory(http: HttpClient) -> ContainerCredentials:
+        provider = ContainerCredentials(url=endpoint.url, http=http)
+        built.append((http, provider))
+        return provider
+
+    syncer = await syncer_factory(credentials=factory)
+    (syncer.folder / "through-the-factory.txt").write_bytes(b"ok")
+    await eventually(lambda: in_thread(lambda: bucket.get("through-the-factory.txt") == b"ok"))
+    ((http, provider),) = built
+    assert http is syncer._engine.clients.http  # the very client S3's requests go through
+    assert len(endpoint.served) == 1 and provider.valid()
+    await provider.close()  # not its client to close: S3 goes on through it
+    (syncer.folder / "after.txt").write_bytes(b"still")
+    await eventually(lambda: in_thread(lambda: bucket.get("after.txt") == b"still"))
+    await syncer.stop()
+    provider.invalidate()
+    with pytest.raises(RuntimeError, match="closed"):  # the syncer closed its one client
+        await provider.get()
+    assert len(endpoint.served) == 1

@@ -15,6 +15,8 @@ from aiohttp import web
 from conftest import Bucket
 
 from sidecar.aws.credentials import Credentials, StaticCredentials
+from sidecar.aws.http import HttpClient
+from sidecar.backoff import Backoff
 from sidecar.metrics import Metrics
 from sidecar.s3.client import (
     ERROR_DOCUMENT_LIMIT,
@@ -25,6 +27,7 @@ from sidecar.s3.client import (
     S3Error,
     S3Unavailable,
     read_capped,
+    s3_requests,
 )
 
 MiB = 1024 * 1024
@@ -105,18 +108,19 @@ async def hostile() -> AsyncIterator[Hostile]:
 
 @pytest.fixture
 async def client(hostile: Hostile) -> AsyncIterator[S3Client]:
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
-        yield S3Client(
-            session=session,
-            endpoint=Endpoint.parse(f"http://127.0.0.1:{hostile.port}/{{}}/", "b"),
-            bucket="b",
-            region="us-east-1",
-            credentials=StaticCredentials(Credentials("AKIDEXAMPLE", "secret")),
-            metrics=Metrics(),
-            max_attempts=3,
-            base_delay=0.01,
-            max_delay=0.02,
-        )
+    http = HttpClient()
+    endpoint = Endpoint.parse(f"http://127.0.0.1:{hostile.port}/{{}}/", "b")
+    requests = s3_requests(
+        http,
+        endpoint,
+        region="us-east-1",
+        credentials=StaticCredentials(Credentials("AKIDEXAMPLE", "secret")),
+        metrics=Metrics(),
+        attempts=3,
+        retry=Backoff(first=0.02, cap=0.02, jitter=True),
+    )
+    yield S3Client(requests, endpoint, "b")
+    await http.close()
 
 
 async def listing(client: S3Client) -> list[str]:
