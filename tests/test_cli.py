@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REGION, SCRIPT, Bucket, MotoServer, eventually, in_thread
+from support.bucket import Bucket
+from support.s3_server import REGION, MotoServer
+from support.sidecars import SCRIPT
+from support.waiting import eventually, in_thread
 
 
 def creds(server: MotoServer) -> dict[str, str]:

@@ -17,7 +17,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
-from conftest import Bucket, MotoServer, eventually, in_thread, metric
+from support.bucket import Bucket
+from support.metrics import metric
+from support.s3_server import MotoServer
+from support.waiting import eventually, in_thread
 
 from sidecar.aws.chain import credential_problems, provider_from_environment
 from sidecar.aws.container import ContainerCredentials, container_credentials_url

@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REGION, Bucket, eventually, in_thread, metric, requests, small_inotify_queue
+from support.bucket import Bucket
+from support.inotify_queue import small_inotify_queue
+from support.metrics import metric, requests
+from support.s3_server import REGION
+from support.waiting import eventually, in_thread
 
 from sidecar.local.conflicts import existing_conflicts, is_conflict
 

@@ -7,7 +7,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from conftest import Bucket, eventually, in_thread, metric
+from support.bucket import Bucket
+from support.metrics import metric
+from support.waiting import eventually, in_thread
 
 
 async def test_server_errors_are_retried(syncer_factory, bucket: Bucket, proxy) -> None:

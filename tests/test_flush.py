@@ -9,7 +9,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import REGION, SCRIPT, Bucket, eventually, free_port, in_thread, metric
+from support.bucket import Bucket
+from support.local_http import free_port
+from support.metrics import metric
+from support.s3_server import REGION
+from support.sidecars import SCRIPT
+from support.waiting import eventually, in_thread
 
 
 async def test_flush_returns_once_every_earlier_change_is_in_s3(

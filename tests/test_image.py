@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REGION, Bucket, free_port
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from support.bucket import Bucket
+from support.local_http import free_port
+from support.s3_server import REGION
 
 import sidecar
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import stat
 
-from conftest import Bucket, eventually, in_thread, metric, requests
+from support.bucket import Bucket
+from support.metrics import metric, requests
+from support.waiting import eventually, in_thread
 
 from sidecar.s3.metadata import parse_mode, parse_mtime
 

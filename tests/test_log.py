@@ -10,7 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
-from conftest import REGION, Bucket, eventually, in_thread
+from support.bucket import Bucket
+from support.s3_server import REGION
+from support.waiting import eventually, in_thread
 
 from sidecar.log import JsonFormatter, TextFormatter, escape_controls
 

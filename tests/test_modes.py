@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import Bucket, eventually, in_thread, metric, requests
+from support.bucket import Bucket
+from support.metrics import metric, requests
+from support.waiting import eventually, in_thread
 
 from sidecar.local.conflicts import is_conflict
 

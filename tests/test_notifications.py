@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Bucket, MotoServer, eventually, in_thread, metric, requests
+from support.bucket import Bucket
+from support.metrics import metric, requests
+from support.s3_server import MotoServer
+from support.waiting import eventually, in_thread
 
 from sidecar.s3.metadata import format_mode
 

@@ -27,9 +27,12 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REGION, Bucket, eventually, free_port
-from conftest import http_get as get
 from prometheus_client.parser import text_string_to_metric_families
+from support.bucket import Bucket
+from support.local_http import free_port
+from support.local_http import http_get as get
+from support.s3_server import REGION
+from support.waiting import eventually
 
 import sidecar
 from sidecar.skips import SkipReason

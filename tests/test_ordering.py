@@ -9,7 +9,8 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from conftest import Bucket, eventually, in_thread
+from support.bucket import Bucket
+from support.waiting import eventually, in_thread
 
 from sidecar.core.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, UPLOAD, Scheduler
 

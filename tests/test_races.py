@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Bucket, eventually, in_thread, metric, small_inotify_queue
+from support.bucket import Bucket
+from support.inotify_queue import small_inotify_queue
+from support.metrics import metric
+from support.waiting import eventually, in_thread
 
 from sidecar.local import safefs
 from sidecar.s3.metadata import format_mode

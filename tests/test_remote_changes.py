@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import Bucket, eventually, in_thread, metric, requests
+from support.bucket import Bucket
+from support.metrics import metric, requests
+from support.waiting import eventually, in_thread
 
 from sidecar.local.conflicts import existing_conflicts
 from sidecar.s3.metadata import format_mode, format_mtime

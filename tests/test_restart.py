@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from asyncinotify import Inotify, Mask
-from conftest import Bucket, eventually, in_thread, metric, requests
+from support.bucket import Bucket
+from support.metrics import metric, requests
+from support.waiting import eventually, in_thread
 
 from sidecar.engine import restore
 from sidecar.local.conflicts import existing_conflicts, is_conflict

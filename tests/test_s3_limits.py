@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import Bucket
+from support.bucket import Bucket
 
 from sidecar.aws.credentials import Credentials, StaticCredentials
 from sidecar.metrics import Metrics

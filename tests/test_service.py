@@ -13,17 +13,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import (
-    REGION,
-    SCRIPT,
-    Bucket,
-    SidecarProcess,
-    eventually,
-    free_port,
-    in_thread,
-)
-from conftest import http_get as get
 from prometheus_client.parser import text_string_to_metric_families
+from support.bucket import Bucket
+from support.local_http import free_port
+from support.local_http import http_get as get
+from support.s3_server import REGION
+from support.sidecars import SCRIPT, SidecarProcess
+from support.waiting import eventually, in_thread
 
 from sidecar.service.endpoints import HealthServer
 from sidecar.service.healthcheck import target_host, url_for

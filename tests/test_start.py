@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REGION, Bucket, eventually, in_thread, metric, requests
+from support.bucket import Bucket
+from support.metrics import metric, requests
+from support.s3_server import REGION
+from support.waiting import eventually, in_thread
 
 from sidecar import Syncer
 from sidecar.local.conflicts import is_conflict

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Bucket, eventually, in_thread, metric
+from support.bucket import Bucket
+from support.metrics import metric
+from support.waiting import eventually, in_thread
 
 from sidecar.local.safefs import Tree, UnsafeParentError
 from sidecar.s3.metadata import format_mode, format_mtime

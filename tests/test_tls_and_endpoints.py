@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REGION, Bucket, MotoServer, eventually, in_thread
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from support.bucket import Bucket
+from support.s3_server import REGION, MotoServer
+from support.waiting import eventually, in_thread
 
 from sidecar.s3.client import Endpoint
 
@@ -129,7 +131,7 @@ def make_ca_and_server_cert(directory: Path) -> tuple[Path, ssl.SSLContext]:
 
 @pytest.fixture
 async def https_proxy(moto_server: MotoServer, tmp_path: Path) -> AsyncIterator[Any]:
-    from faultproxy import FaultProxy
+    from support.faultproxy import FaultProxy
 
     ca_file, context = make_ca_and_server_cert(tmp_path)
     server = FaultProxy(moto_server.url)

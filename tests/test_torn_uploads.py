@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import Bucket, eventually, in_thread
+from support.bucket import Bucket
+from support.waiting import eventually, in_thread
 
 # Large enough that the socket buffers between the sidecar and the throttled proxy (a few MiB
 # on loopback) cannot hold the rest of the file: when the proxy has seen under 4 MiB, the

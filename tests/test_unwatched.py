@@ -18,9 +18,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import REGION, SCRIPT, Bucket, eventually, free_port, in_thread
-from conftest import http_get as get
 from prometheus_client.parser import text_string_to_metric_families
+from support.bucket import Bucket
+from support.local_http import free_port
+from support.local_http import http_get as get
+from support.s3_server import REGION
+from support.sidecars import SCRIPT
+from support.waiting import eventually, in_thread
 
 LIMIT = "/proc/sys/user/max_inotify_watches"
 UNSHARE = shutil.which("unshare")

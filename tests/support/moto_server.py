@@ -1,7 +1,10 @@
-"""moto's server as the tests run it (`python tests/moto_server.py -H 127.0.0.1 -p PORT`), with
-the one S3 behaviour the sidecar relies on that moto 5 lacks: CopyObject honours
+"""moto's server as the tests run it (`python tests/support/moto_server.py -H 127.0.0.1 -p PORT`),
+with the one S3 behaviour the sidecar relies on that moto 5 lacks: CopyObject honours
 `x-amz-copy-source-if-match` (AWS answers 412 when the source's ETag is another; moto copied
-whatever it found, so a copy made on an old read could stamp another client's newer bytes)."""
+whatever it found, so a copy made on an old read could stamp another client's newer bytes).
+
+Run as a script, this folder is first on `sys.path`: no module of `support` may take the name
+of one that moto or its dependencies import (no `moto.py`, `http.py`, `requests.py`)."""
 
 from __future__ import annotations
 
