@@ -7,6 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from support import ROOT
 
 from sidecar.settings.config import (
     VARIABLES,
@@ -24,7 +25,7 @@ GiB = 1024 * MiB
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLESECRET"
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 BY_NAME = {variable.name: variable for variable in VARIABLES}
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = ROOT / "README.md"
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from support import ROOT
 from support.bucket import Bucket
 from support.local_http import free_port
 from support.local_http import http_get as get
@@ -37,7 +38,6 @@ from support.waiting import eventually
 import sidecar
 from sidecar.skips import SkipReason
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yml"

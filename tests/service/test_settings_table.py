@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ROOT
 
 from sidecar.engine.syncer import DEFAULT_STOP_TIMEOUT, DEFAULT_WORK_DIR, Syncer
 from sidecar.service import cli, healthcheck
@@ -23,7 +24,7 @@ from sidecar.settings.parsers import format_size, parse_size
 from sidecar.settings.setting import NO_DEFAULT, Setting
 from sidecar.settings.table import ROWS, Settings, readme_table
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = ROOT / "README.md"
 ENDPOINT = "http://127.0.0.1:9/{}/"
 ROW = dict(ROWS)
 MOBIUS3_POSITIONAL = [

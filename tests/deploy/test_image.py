@@ -28,13 +28,13 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from support import ROOT
 from support.bucket import Bucket
 from support.local_http import free_port
 from support.s3_server import REGION
 
 import sidecar
 
-ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 UID = 1234
 GID = 1234

@@ -36,10 +36,10 @@ import botocore.validate
 import pytest
 import yaml
 from moto import mock_aws
+from support import ROOT
 
 from sidecar.settings.config import VARIABLES, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 TASKDEF_FILE = DEPLOY / "ecs-taskdef.json"
 MODULE = DEPLOY / "terraform"
