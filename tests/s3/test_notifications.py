@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from support.bucket import Bucket
+from support.folders import read
 from support.metrics import metric, requests
 from support.s3_server import MotoServer
 from support.waiting import eventually, in_thread
@@ -64,13 +65,6 @@ def queue(moto_server: MotoServer, bucket: Bucket) -> Queue:
     )
     sqs.purge_queue(QueueUrl=url)
     return Queue(url, arn, sqs)
-
-
-def read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
 
 
 def s3_event(bucket: str, key: str, name: str, etag: str = "", size: int = 0) -> dict[str, Any]:

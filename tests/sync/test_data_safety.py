@@ -12,14 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from support.bucket import Bucket
 from support.inotify_queue import small_inotify_queue
-from support.metrics import metric, requests
+from support.metrics import metric
 from support.s3_server import REGION
 from support.waiting import eventually, in_thread
-
-from sidecar.local.conflicts import existing_conflicts, is_conflict
 
 
 def _env(bucket: Bucket, folder: Path, **extra: str) -> dict[str, str]:
@@ -202,97 +199,7 @@ async def test_failed_deletes_and_metadata_updates_count_as_errors(
 # -- 6: at start, equality rests on content, never on size and mtime ------------------------
 
 
-def _put_multipart(bucket: Bucket, key: str, body: bytes, part: int, mtime: str) -> str:
-    client = bucket.client
-    upload = client.create_multipart_upload(
-        Bucket=bucket.name, Key=key, Metadata={"mtime": mtime, "mode": "33188"}
-    )
-    parts = []
-    for number, offset in enumerate(range(0, len(body), part), start=1):
-        answer = client.upload_part(
-            Bucket=bucket.name,
-            Key=key,
-            UploadId=upload["UploadId"],
-            PartNumber=number,
-            Body=body[offset : offset + part],
-        )
-        parts.append({"ETag": answer["ETag"], "PartNumber": number})
-    done = client.complete_multipart_upload(
-        Bucket=bucket.name,
-        Key=key,
-        UploadId=upload["UploadId"],
-        MultipartUpload={"Parts": parts},
-    )
-    return str(done["ETag"]).strip('"')
-
-
-@pytest.mark.parametrize("same_content", [False, True])
-async def test_multipart_object_with_same_size_and_mtime_is_compared_by_content(
-    syncer_factory: Any, bucket: Bucket, tmp_path: Path, same_content: bool
-) -> None:
-    part = 5 * 1024 * 1024
-    remote = bytes(range(256)) * (2 * part // 256) + b"tail"
-    local = remote if same_content else remote[:-4] + b"TAIL"
-    mtime_ns = 1_700_000_000_000_000_000
-    etag = await in_thread(_put_multipart, bucket, "build.tar", remote, part, "1700000000.0")
-    assert etag.endswith("-3")
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    (folder / "build.tar").write_bytes(local)
-    os.utime(folder / "build.tar", ns=(mtime_ns, mtime_ns))
-
-    syncer = await syncer_factory(directory=folder)
-    await syncer._running().scheduler.wait_idle()
-    copies = [p for p in folder.iterdir() if is_conflict(p.name)]
-    assert (folder / "build.tar").read_bytes() == local
-    if same_content:
-        assert copies == []
-        assert metric(syncer, "s3sync_conflicts_total") == 0
-        assert requests(syncer, "GetObject") == 0  # proven from the file, not downloaded
-    else:
-        assert [p.read_bytes() == remote for p in copies] == [True]
-        await eventually(lambda: bucket.get("build.tar") == local, timeout=30)
-
-
 # -- 2: what an app writes to a file the sidecar replaced or deleted is kept ---------------
-
-
-@pytest.mark.parametrize("remote_change", ["overwrite", "delete"])
-async def test_writes_to_a_replaced_file_held_open_by_an_app_are_kept(
-    syncer_factory: Any, bucket: Bucket, remote_change: str
-) -> None:
-    syncer = await syncer_factory(open_file_timeout=1)
-    log_path = syncer.folder / "app.log"
-    log_path.write_bytes(b"line 1\n")
-    await eventually(lambda: bucket.exists("app.log") and bucket.get("app.log") == b"line 1\n")
-
-    app = open(log_path, "ab")  # noqa: SIM115 - the app holds it open across the change
-    try:
-        if remote_change == "overwrite":
-            await in_thread(bucket.put, "app.log", b"from another client\n")
-            await syncer.poll_once()
-            await eventually(lambda: log_path.read_bytes() == b"from another client\n")
-        else:
-            await in_thread(bucket.delete, "app.log")
-            await syncer.poll_once()
-            await eventually(lambda: not log_path.exists())
-        app.write(b"line 2, written after the change\n")
-        app.flush()
-    finally:
-        app.close()
-    kept = b"line 1\nline 2, written after the change\n"
-
-    def saved() -> list[Path]:
-        return [p for p in syncer.folder.iterdir() if p.is_file() and p.read_bytes() == kept]
-
-    await eventually(lambda: saved(), timeout=20, what="the app's writes kept in the folder")
-    (copy,) = saved()
-    if remote_change == "delete":
-        assert copy.name == "app.log"  # its name was free: the file comes back
-    else:
-        assert existing_conflicts("app.log", [copy.name]) == [copy.name]
-        assert log_path.read_bytes() == b"from another client\n"
-    await eventually(lambda: bucket.exists(copy.name) and bucket.get(copy.name) == kept)
 
 
 # -- 14: a downloaded directory marker's mtime is applied ----------------------------------

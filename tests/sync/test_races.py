@@ -173,39 +173,6 @@ async def test_a_same_size_rewrite_whose_events_were_dropped_is_uploaded(
     assert path.read_bytes() == b"B" * 64
 
 
-def test_conflict_copy_falls_back_to_a_copy_where_links_fail(tmp_path: Path) -> None:
-    """link() across filesystems fails with EXDEV (as it fails with EPERM or EACCES where hard
-    links are refused): the conflict copy is then a real copy, with mode and mtime."""
-    from sidecar.local.conflicts import existing_conflicts, link_as_conflict
-
-    shm = Path("/dev/shm")
-    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
-        pytest.skip("needs /dev/shm on another filesystem than the temporary folder")
-    source = shm / f"s3sync-test-{os.getpid()}"
-    source.write_bytes(b"the S3 version")
-    os.chmod(source, 0o640)
-    os.utime(source, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
-
-    from sidecar.local.safefs import At
-
-    shm_fd = os.open(shm, os.O_RDONLY | os.O_DIRECTORY)
-    folder_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        beside = At(folder_fd, "report.txt")
-        first = link_as_conflict(At(shm_fd, source.name), beside, "report.txt")
-        second = link_as_conflict(At(shm_fd, source.name), beside, "report.txt")
-    finally:
-        source.unlink()
-        os.close(shm_fd)
-        os.close(folder_fd)
-    assert first != second and existing_conflicts("report.txt", [first, second]) == [first, second]
-    for name in (first, second):
-        copy = tmp_path / name
-        assert copy.read_bytes() == b"the S3 version"
-        assert stat.S_IMODE(copy.stat().st_mode) == 0o640
-        assert copy.stat().st_mtime_ns == 1_600_000_000_000_000_000
-
-
 async def test_a_metadata_copy_that_finds_another_object_is_never_taken_for_ours(
     syncer_factory: Any, bucket: Bucket, proxy: Any
 ) -> None:

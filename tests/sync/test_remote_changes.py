@@ -11,18 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from support.bucket import Bucket
+from support.folders import read
 from support.metrics import metric, requests
 from support.waiting import eventually, in_thread
 
-from sidecar.local.conflicts import existing_conflicts
 from sidecar.s3.metadata import format_mode, format_mtime
-
-
-def read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
 
 
 async def test_remote_create_change_delete(syncer_factory, bucket: Bucket) -> None:
@@ -180,56 +173,6 @@ async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) ->
     await eventually(lambda: (folder / "empty-dir").is_dir(), what="marker made a directory")
     await in_thread(bucket.delete, "empty-dir/")
     await eventually(lambda: not (folder / "empty-dir").exists(), what="marker delete")
-
-
-async def test_local_unsynced_change_survives_remote_change(syncer_factory, bucket: Bucket) -> None:
-    syncer = await syncer_factory(download_interval=1000)
-    folder: Path = syncer.folder
-    await in_thread(bucket.put, "shared.txt", b"original")
-    await syncer.poll_once()
-    await eventually(lambda: read(folder / "shared.txt") == b"original")
-
-    # Another client changes it in S3 while this side writes a new version that is not in S3
-    # yet (held open: "writing" until it is closed).
-    await in_thread(bucket.put, "shared.txt", b"remote edit")
-    with open(folder / "shared.txt", "r+b") as file:
-        file.write(b"LOCAL EDIT")
-        file.flush()
-        await syncer.poll_once()
-        syncer._running().watcher.barrier()
-        assert read(folder / "shared.txt") == b"LOCAL EDIT", "local change overwritten"
-    # Closed: the local version keeps the name and goes to S3; the remote one is kept too.
-
-    def both_kept() -> None:
-        assert bucket.get("shared.txt") == b"LOCAL EDIT"
-        copies = existing_conflicts("shared.txt", bucket.list_keys())
-        assert len(copies) == 1, bucket.list_keys()
-        assert copies[0].endswith(".txt")
-        assert bucket.get(copies[0]) == b"remote edit"
-
-    await eventually(lambda: in_thread(both_kept), what="both versions kept in S3")
-    assert read(folder / "shared.txt") == b"LOCAL EDIT"
-    local_copies = [folder / name for name in existing_conflicts("shared.txt", os.listdir(folder))]
-    assert len(local_copies) == 1 and local_copies[0].read_bytes() == b"remote edit"
-    assert metric(syncer, "s3sync_conflicts_total") == 1
-
-
-async def test_conflict_detected_by_conditional_write(syncer_factory, bucket: Bucket) -> None:
-    """The remote change is not seen by a poll first: the If-Match on the upload catches it."""
-    syncer = await syncer_factory(download_interval=1000)
-    folder: Path = syncer.folder
-    (folder / "doc.txt").write_bytes(b"v1")
-    await eventually(lambda: in_thread(lambda: bucket.exists("doc.txt")))
-    await in_thread(bucket.put, "doc.txt", b"v2 from elsewhere")
-    (folder / "doc.txt").write_bytes(b"v2 from here")
-
-    def both_kept() -> None:
-        assert bucket.get("doc.txt") == b"v2 from here"
-        copies = existing_conflicts("doc.txt", bucket.list_keys())
-        assert len(copies) == 1
-        assert bucket.get(copies[0]) == b"v2 from elsewhere"
-
-    await eventually(lambda: in_thread(both_kept))
 
 
 async def test_remote_delete_keeps_a_locally_modified_file(syncer_factory, bucket: Bucket) -> None:

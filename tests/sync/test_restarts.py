@@ -15,28 +15,11 @@ from typing import Any
 import pytest
 from asyncinotify import Inotify, Mask
 from support.bucket import Bucket
+from support.folders import conflict_copies, synced_folder
 from support.metrics import metric, requests
 from support.waiting import eventually, in_thread
 
 from sidecar.engine import restore
-from sidecar.local.conflicts import existing_conflicts, is_conflict
-
-
-async def synced_folder(syncer_factory, bucket: Bucket, tmp_path: Path, count: int = 3) -> Path:
-    """A folder with `count` files synced, then the sidecar stopped (the state saved)."""
-    folder = tmp_path / "folder"
-    syncer = await syncer_factory(directory=folder)
-    for index in range(count):
-        (folder / f"f{index:02d}.txt").write_bytes(f"v1 {index}".encode())
-    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == count))
-    assert await syncer.stop(timeout=30) == []
-    return folder
-
-
-def conflict_copies(folder: Path, keys: list[str]) -> list[str]:
-    return [p.name for p in folder.rglob("*") if is_conflict(p.name)] + [
-        k for k in keys if is_conflict(k)
-    ]
 
 
 async def test_changed_in_s3_while_down(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
@@ -74,23 +57,6 @@ async def test_deleted_here_while_down(syncer_factory, bucket: Bucket, tmp_path:
     await syncer_factory(directory=folder)
     await eventually(lambda: in_thread(lambda: not bucket.exists("f00.txt")))
     assert not (folder / "f00.txt").exists(), "not restored from S3"
-
-
-async def test_changed_on_both_sides_while_down(
-    syncer_factory, bucket: Bucket, tmp_path: Path
-) -> None:
-    folder = await synced_folder(syncer_factory, bucket, tmp_path)
-    (folder / "f00.txt").write_bytes(b"here")
-    await in_thread(bucket.put, "f00.txt", b"there")
-    await syncer_factory(directory=folder)
-
-    def both_kept() -> None:
-        keys = bucket.list_keys()
-        assert bucket.get("f00.txt") == b"here"
-        copies = existing_conflicts("f00.txt", keys)
-        assert len(copies) == 1 and bucket.get(copies[0]) == b"there"
-
-    await eventually(lambda: in_thread(both_kept))
 
 
 async def test_a_wiped_folder_does_not_empty_the_bucket(
