@@ -34,42 +34,6 @@ def _env(bucket: Bucket, folder: Path, **extra: str) -> dict[str, str]:
 # -- 1: excluded keys are invisible to remote-driven decisions ----------------------------
 
 
-async def test_exclude_remote_never_deletes_or_changes_local_files(
-    syncer_factory: Any, bucket: Bucket
-) -> None:
-    syncer = await syncer_factory(exclude_remote=r"^cache/")
-    folder: Path = syncer.folder
-    (folder / "cache").mkdir()
-    (folder / "cache" / "sub").mkdir()
-    (folder / "cache" / "notes.txt").write_bytes(b"local notes")
-    await eventually(lambda: bucket.exists("cache/notes.txt"), what="upload of an excluded key")
-    await eventually(lambda: bucket.exists("cache/sub/"), what="marker of an excluded dir")
-    for _ in range(3):
-        await syncer.poll_once()
-    await syncer._running().scheduler.wait_idle()
-    assert (folder / "cache" / "notes.txt").read_bytes() == b"local notes"
-    assert (folder / "cache" / "sub").is_dir()
-    assert metric(syncer, "s3sync_deletes_total", side="local") == 0
-
-    # Another client changes and deletes excluded keys: still nothing happens here.
-    await in_thread(bucket.put, "cache/notes.txt", b"changed elsewhere")
-    await in_thread(bucket.put, "cache/new.txt", b"never downloaded")
-    await in_thread(bucket.delete, "cache/sub/")
-    for _ in range(3):
-        await syncer.poll_once()
-    await syncer._running().scheduler.wait_idle()
-    assert (folder / "cache" / "notes.txt").read_bytes() == b"local notes"
-    assert not (folder / "cache" / "new.txt").exists()
-    assert (folder / "cache" / "sub").is_dir()
-    await in_thread(bucket.delete, "cache/notes.txt")
-    for _ in range(3):
-        await syncer.poll_once()
-    await syncer._running().scheduler.wait_idle()
-    assert (folder / "cache" / "notes.txt").read_bytes() == b"local notes"
-    assert metric(syncer, "s3sync_deletes_total", side="local") == 0
-    assert metric(syncer, "s3sync_downloads_total") == 0
-
-
 # -- 3: stop after an inotify overflow finishes the rescan ---------------------------------
 
 
@@ -149,51 +113,7 @@ async def test_clean_stop_after_tar_extract_exits_zero(
 # -- 12: empty parents of a remotely deleted key go too -------------------------------------
 
 
-async def test_parents_left_empty_by_a_remote_delete_are_removed(
-    syncer_factory: Any, bucket: Bucket
-) -> None:
-    await in_thread(bucket.put, "a/b/c/d/file", b"deep")
-    await in_thread(bucket.put, "keep/x/file", b"stays")
-    syncer = await syncer_factory()
-    folder: Path = syncer.folder
-    assert (folder / "a/b/c/d/file").read_bytes() == b"deep"
-    (folder / "keep" / "x" / "local.txt").write_bytes(b"local content")
-    await eventually(lambda: bucket.exists("keep/x/local.txt"))
-    await in_thread(bucket.delete, "a/b/c/d/file")
-    await in_thread(bucket.delete, "keep/x/file")
-    await syncer.poll_once()
-    await eventually(lambda: not (folder / "a").exists(), timeout=10, what="a/ removed")
-    assert (folder / "keep" / "x" / "local.txt").read_bytes() == b"local content"
-    assert not (folder / "keep" / "x" / "file").exists()
-
-
 # -- 14: failed deletes and metadata updates are counted as errors -------------------------
-
-
-async def test_failed_deletes_and_metadata_updates_count_as_errors(
-    syncer_factory: Any, bucket: Bucket, proxy: Any
-) -> None:
-    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern)
-    path = syncer.folder / "doomed.txt"
-    path.write_bytes(b"soon deleted")
-    await eventually(lambda: bucket.exists("doomed.txt"))
-    proxy.faults.methods = {"PUT", "DELETE"}  # CopyObject is a PUT
-    proxy.faults.fail_next = 10**6
-    os.chmod(path, 0o600)
-    await eventually(
-        lambda: metric(syncer, "s3sync_metadata_updates_total", side="remote", result="error") >= 1,
-        timeout=60,  # the client itself retries a 500 up to 8 times (~13 s) before it fails
-        what="a failed metadata update counted",
-    )
-    path.unlink()
-    await eventually(
-        lambda: metric(syncer, "s3sync_deletes_total", side="remote", result="error") >= 1,
-        timeout=60,
-        what="a failed delete counted",
-    )
-    assert metric(syncer, "s3sync_uploads_total", result="error") == 0
-    proxy.faults.fail_next = 0
-    await eventually(lambda: not bucket.exists("doomed.txt"), timeout=60)
 
 
 # -- 6: at start, equality rests on content, never on size and mtime ------------------------

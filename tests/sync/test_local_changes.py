@@ -164,39 +164,6 @@ async def test_file_renamed(syncer_factory, bucket: Bucket) -> None:
     await eventually(lambda: in_thread(renamed))
 
 
-async def test_deletes_of_files_and_trees(syncer_factory, bucket: Bucket) -> None:
-    syncer = await syncer_factory()
-    (syncer.folder / "keep.txt").write_bytes(b"keep")
-    (syncer.folder / "gone.txt").write_bytes(b"gone")
-    tree = syncer.folder / "tree" / "deeper"
-    tree.mkdir(parents=True)
-    for index in range(5):
-        (tree / f"{index}.txt").write_bytes(b"x")
-    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == 9), what="all uploaded")
-
-    (syncer.folder / "gone.txt").unlink()
-    import shutil
-
-    shutil.rmtree(syncer.folder / "tree")
-    await eventually(
-        lambda: in_thread(lambda: bucket.list_keys() == ["keep.txt"]), what="only keep.txt left"
-    )
-
-
-async def test_last_file_deleted_keeps_its_directory(syncer_factory, bucket: Bucket) -> None:
-    syncer = await syncer_factory()
-    await in_thread(bucket.put, "docs/only.txt", b"x")  # no marker: an implicit directory
-    await eventually(lambda: (syncer.folder / "docs" / "only.txt").exists())
-    await syncer.poll_once()
-    (syncer.folder / "docs" / "only.txt").unlink()
-    await eventually(
-        lambda: in_thread(lambda: bucket.list_keys() == ["docs/"]),
-        what="the emptied directory kept as a marker",
-    )
-    await syncer.poll_once()
-    assert (syncer.folder / "docs").is_dir()
-
-
 async def test_empty_directory_is_a_marker(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     (syncer.folder / "empty-dir").mkdir()

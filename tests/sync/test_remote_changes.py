@@ -175,35 +175,6 @@ async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) ->
     await eventually(lambda: not (folder / "empty-dir").exists(), what="marker delete")
 
 
-async def test_remote_delete_keeps_a_locally_modified_file(syncer_factory, bucket: Bucket) -> None:
-    syncer = await syncer_factory(download_interval=1000)
-    folder: Path = syncer.folder
-    await in_thread(bucket.put, "keep-me.txt", b"v1")
-    await syncer.poll_once()
-    await eventually(lambda: read(folder / "keep-me.txt") == b"v1")
-    await in_thread(bucket.delete, "keep-me.txt")
-    (folder / "keep-me.txt").write_bytes(b"v2 local")
-    await syncer.poll_once()
-    await eventually(
-        lambda: in_thread(lambda: bucket.get("keep-me.txt") == b"v2 local"),
-        what="local change re-uploaded, not deleted",
-    )
-    assert read(folder / "keep-me.txt") == b"v2 local"
-
-
-async def test_remote_change_beats_local_delete(syncer_factory, bucket: Bucket) -> None:
-    syncer = await syncer_factory(download_interval=1000)
-    folder: Path = syncer.folder
-    (folder / "x.txt").write_bytes(b"v1")
-    await eventually(lambda: in_thread(lambda: bucket.exists("x.txt")))
-    await syncer.poll_once()
-    await in_thread(bucket.put, "x.txt", b"v2 remote")
-    await syncer.poll_once()  # learn of the new version before the local delete is handled
-    (folder / "x.txt").unlink()
-    await eventually(lambda: read(folder / "x.txt") == b"v2 remote", what="came back")
-    assert await in_thread(bucket.get, "x.txt") == b"v2 remote"
-
-
 async def test_key_and_directory_with_the_same_name(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     await in_thread(bucket.put, "a", b"the file")
@@ -285,21 +256,6 @@ async def test_etags_without_quotes_do_not_redownload(syncer_factory, bucket: Bu
     for _ in range(3):
         await syncer.poll_once()
     assert requests(syncer, "GetObject") == 1
-
-
-async def test_max_delete_guard(syncer_factory, bucket: Bucket) -> None:
-    for index in range(30):
-        await in_thread(bucket.put, f"many/{index}.txt", b"x")
-    syncer = await syncer_factory(download_interval=1000, max_delete_percent=50)
-    assert len(list((syncer.folder / "many").iterdir())) == 30
-    for index in range(20):
-        await in_thread(bucket.delete, f"many/{index}.txt")
-    await syncer.poll_once()
-    await syncer.poll_once()
-    assert len(list((syncer.folder / "many").iterdir())) == 30, "mass delete held back"
-    assert metric(syncer, "s3sync_delete_guard_trips_total") == 2
-    for index in range(20):  # and nothing was re-uploaded either
-        assert not await in_thread(bucket.exists, f"many/{index}.txt")
 
 
 def _last_modified(bucket: Bucket, name: str) -> int:

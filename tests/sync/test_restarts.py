@@ -1,7 +1,9 @@
 """Restarts on a folder that survived (EFS, a host path): the synced state saved in the working
 folder makes the sidecar decide as if it had never stopped. Changes made on either side while
-it was down are synced without conflict copies, deletions are propagated, and the max-delete
-guard stands between a wiped folder (or an emptied prefix) and mass deletion."""
+it was down are synced without conflict copies, whatever was rewritten in place (same size, the
+mtime put back) is found by its bytes, and what a start proved is not read again. (Deletions
+made while it was down, and the guard against a wiped folder: test_deletes.py; changes on both
+sides: test_conflicts.py.)"""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 from asyncinotify import Inotify, Mask
 from support.bucket import Bucket
 from support.folders import conflict_copies, synced_folder
-from support.metrics import metric, requests
+from support.metrics import requests
 from support.waiting import eventually, in_thread
 
 from sidecar.engine import restore
@@ -40,47 +42,6 @@ async def test_changed_here_while_down(syncer_factory, bucket: Bucket, tmp_path:
     )
     assert conflict_copies(folder, await in_thread(bucket.list_keys)) == []
     assert requests(syncer, "GetObject") == 0
-
-
-async def test_deleted_in_s3_while_down(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
-    folder = await synced_folder(syncer_factory, bucket, tmp_path)
-    await in_thread(bucket.delete, "f02.txt")
-    await syncer_factory(directory=folder)
-    assert not (folder / "f02.txt").exists(), "deleted here too, not resurrected"
-    assert not await in_thread(bucket.exists, "f02.txt")
-    assert (folder / "f00.txt").exists()
-
-
-async def test_deleted_here_while_down(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
-    folder = await synced_folder(syncer_factory, bucket, tmp_path)
-    (folder / "f00.txt").unlink()
-    await syncer_factory(directory=folder)
-    await eventually(lambda: in_thread(lambda: not bucket.exists("f00.txt")))
-    assert not (folder / "f00.txt").exists(), "not restored from S3"
-
-
-async def test_a_wiped_folder_does_not_empty_the_bucket(
-    syncer_factory, bucket: Bucket, tmp_path: Path
-) -> None:
-    folder = await synced_folder(syncer_factory, bucket, tmp_path, count=30)
-    for index in range(25):  # most of the folder gone, the state file still there
-        (folder / f"f{index:02d}.txt").unlink()
-    syncer = await syncer_factory(directory=folder)
-    assert len(list(folder.glob("f*.txt"))) == 30, "restored from S3"
-    assert len(await in_thread(bucket.list_keys)) == 30, "nothing deleted in S3"
-    assert metric(syncer, "s3sync_delete_guard_trips_total") == 1
-
-
-async def test_an_emptied_prefix_does_not_empty_the_folder(
-    syncer_factory, bucket: Bucket, tmp_path: Path
-) -> None:
-    folder = await synced_folder(syncer_factory, bucket, tmp_path, count=30)
-    for index in range(25):
-        await in_thread(bucket.delete, f"f{index:02d}.txt")
-    syncer = await syncer_factory(directory=folder)
-    assert len(list(folder.glob("f*.txt"))) == 30, "nothing deleted here"
-    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == 30), what="re-upload")
-    assert metric(syncer, "s3sync_delete_guard_trips_total") == 1
 
 
 async def test_state_saved_for_another_prefix_is_not_used(
