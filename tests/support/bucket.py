@@ -63,3 +63,9 @@ class Bucket:
                 return False
             raise
         return True
+
+
+def content_of(bucket: Bucket, key: str, expected: bytes) -> None:
+    """Asserts that S3 holds `key` with these bytes."""
+    assert bucket.exists(key), f"{key} not in S3"
+    assert bucket.get(key) == expected

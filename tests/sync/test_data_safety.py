@@ -125,14 +125,6 @@ async def test_clean_stop_after_tar_extract_exits_zero(
 # -- 14: a downloaded directory marker's mtime is applied ----------------------------------
 
 
-async def test_a_directory_marker_mtime_is_applied(syncer_factory: Any, bucket: Bucket) -> None:
-    await in_thread(bucket.put, "empty/", b"", {"mtime": "1600000000.25", "mode": "16877"})
-    syncer = await syncer_factory()
-    folder: Path = syncer.folder
-    assert (folder / "empty").is_dir()
-    assert os.stat(folder / "empty").st_mtime_ns == 1_600_000_000_250_000_000
-
-
 async def test_stop_in_the_same_instant_as_an_overflow_uploads_what_the_rescan_finds(
     syncer_factory: Any, bucket: Bucket, tmp_path: Path
 ) -> None:

@@ -1,20 +1,17 @@
-"""Local changes reach S3: real inotify on a temp folder, a real moto server checking SigV4."""
+"""Local changes reach S3: real inotify on a temp folder, a real moto server checking SigV4.
+Files of every size and name, trees made and renamed, links, files held open, bursts and what
+is excluded. (Deletes: test_deletes.py; chmod and touch: test_metadata.py.)"""
 
 from __future__ import annotations
 
 import os
 import stat
 
-from support.bucket import Bucket
+from support.bucket import Bucket, content_of
 from support.metrics import metric, requests
 from support.waiting import eventually, in_thread
 
 from sidecar.s3.metadata import parse_mode, parse_mtime
-
-
-def content_of(bucket: Bucket, key: str, expected: bytes) -> None:
-    assert bucket.exists(key), f"{key} not in S3"
-    assert bucket.get(key) == expected
 
 
 async def test_written_file_is_uploaded_with_metadata(syncer_factory, bucket: Bucket) -> None:
@@ -170,38 +167,6 @@ async def test_empty_directory_is_a_marker(syncer_factory, bucket: Bucket) -> No
     await eventually(lambda: in_thread(lambda: bucket.list_keys() == ["empty-dir/"]))
     (syncer.folder / "empty-dir").rmdir()
     await eventually(lambda: in_thread(lambda: bucket.list_keys() == []))
-
-
-async def test_chmod_and_touch_update_metadata_only(syncer_factory, bucket: Bucket) -> None:
-    syncer = await syncer_factory()
-    path = syncer.folder / "script.sh"
-    path.write_bytes(b"#!/bin/sh\n")
-    os.chmod(path, 0o644)
-    await eventually(lambda: in_thread(content_of, bucket, "script.sh", b"#!/bin/sh\n"))
-    etag = (await in_thread(bucket.head, "script.sh"))["ETag"]
-    puts_before = requests(syncer, "PutObject")
-
-    os.chmod(path, 0o755)
-
-    def mode_updated() -> None:
-        meta = bucket.head("script.sh")["Metadata"]
-        assert parse_mode(meta["mode"]) == stat.S_IFREG | 0o755
-
-    await eventually(lambda: in_thread(mode_updated), what="mode in S3")
-    os.utime(path, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
-
-    def mtime_updated() -> None:
-        meta = bucket.head("script.sh")["Metadata"]
-        assert parse_mtime(meta["mtime"]) == 1_600_000_000_000_000_000
-
-    await eventually(lambda: in_thread(mtime_updated), what="mtime in S3")
-    await syncer._running().scheduler.wait_idle()
-    head = await in_thread(bucket.head, "script.sh")
-    assert head["ETag"] == etag, "content unchanged"
-    assert requests(syncer, "PutObject") == puts_before, "no content re-upload"
-    # Two copies each: the second after the first one's second has turned, so that other
-    # clients' listings (Last-Modified to the second, the ETag unchanged) see the change.
-    assert requests(syncer, "CopyObject") == 4
 
 
 async def test_symlinks(syncer_factory, bucket: Bucket) -> None:

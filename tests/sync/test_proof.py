@@ -1,15 +1,20 @@
-"""`sidecar.local.proof`: content proven by an ETag, and what the bucket's ETags can prove."""
+"""Proofs: content proven by an ETag and what the bucket's ETags can prove (local/proof.py), a
+local file's fingerprint, and the ctime a metadata change of ours records with it, which says
+whether the bytes must be proven again (local/localfs.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import pytest
+from support.folders import tree_at
 
 from sidecar.core.model import Kind, LocalEntry, RemoteEntry, Synced
+from sidecar.local.localfs import changed_by_us, entry_from_stat, local_entry
 from sidecar.local.proof import EtagKnowledge, same_as_object, unproven
 
 MiB = 1024 * 1024
@@ -117,3 +122,64 @@ _OBJECT = RemoteEntry("0" * 32, 10)
 )
 def test_unproven(now: LocalEntry, synced: Synced | None, unproven_: bool) -> None:
     assert unproven(now, synced) is unproven_
+
+
+# -- a local file's fingerprint ----------------------------------------------------------------
+
+
+def test_local_entry(tmp_path: Path) -> None:
+    tree = tree_at(tmp_path)
+    path = tmp_path / "f"
+    path.write_bytes(b"hello")
+    os.chmod(path, 0o640)
+    entry = local_entry(tree, "f")
+    st_ = os.lstat(path)
+    assert entry is not None
+    assert entry == entry_from_stat(st_)
+    assert (entry.kind, entry.size, entry.mode, entry.ino) == (
+        Kind.FILE,
+        5,
+        st_.st_mode,
+        st_.st_ino,
+    )
+    assert stat.S_IMODE(entry.mode) == 0o640
+    assert entry.mtime_ns == st_.st_mtime_ns
+    (tmp_path / "link").symlink_to(path)
+    link = local_entry(tree, "link")
+    assert link is not None and link.kind is Kind.SYMLINK
+    (tmp_path / "d").mkdir()
+    d = local_entry(tree, "d")
+    assert d is not None and d.kind is Kind.DIR
+    (tmp_path / "d" / "inner").write_bytes(b"inner")
+    assert local_entry(tree, "missing") is None
+    assert local_entry(tree, "f/under-a-file") is None  # ENOTDIR
+    (tmp_path / "dirlink").symlink_to(tmp_path / "d")
+    assert local_entry(tree, "d/inner") is not None
+    assert local_entry(tree, "dirlink/inner") is None, "never reached through a symlink"
+    tree.close()
+
+
+# -- what a metadata change of ours records ----------------------------------------------------
+
+NS = 1_000_000_000
+_BEFORE = LocalEntry(Kind.FILE, 5, 10 * NS, 0o100644, 7, ctime_ns=100)
+_AFTER = LocalEntry(Kind.FILE, 5, 20 * NS, 0o100600, 7, ctime_ns=300)
+_REMOTE = RemoteEntry("0" * 32, 5)
+
+
+@pytest.mark.parametrize(
+    ("proven_at", "before_ctime", "recorded_ctime"),
+    [
+        (100, 100, 300),  # nothing touched the file since its record: the new ctime
+        (50, 100, 50),  # touched since (a write nothing saw): the record's, so a restart reads
+        (0, 100, 0),  # a record from before ctimes were saved stays without one
+    ],
+)
+def test_changed_by_us_keeps_the_proven_ctime(
+    proven_at: int, before_ctime: int, recorded_ctime: int
+) -> None:
+    synced = Synced(dataclasses.replace(_BEFORE, ctime_ns=proven_at), _REMOTE)
+    before = dataclasses.replace(_BEFORE, ctime_ns=before_ctime)
+    recorded = changed_by_us(before, _AFTER, synced)
+    assert recorded == _AFTER
+    assert recorded.ctime_ns == recorded_ctime

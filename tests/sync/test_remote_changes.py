@@ -1,5 +1,9 @@
 """Remote changes reach the folder: objects created, changed and deleted in S3 by another
-client are found by the poll; a local change that is not yet in S3 is never overwritten."""
+client are found by the poll, within the prefix and outside what is excluded; keys that cannot
+be a safe path here are skipped; listings start every interval and an unchanged listing is not
+read again. (Metadata-only changes: test_metadata.py; a local change not yet in S3:
+test_conflicts.py; deletes: test_deletes.py; through S3 event notifications:
+s3/test_notifications.py.)"""
 
 from __future__ import annotations
 
@@ -8,14 +12,13 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import Any
 
 from support.bucket import Bucket
 from support.folders import read
 from support.metrics import metric, requests
 from support.waiting import eventually, in_thread
 
-from sidecar.s3.metadata import format_mode, format_mtime
+from sidecar.s3.metadata import format_mode
 
 
 async def test_remote_create_change_delete(syncer_factory, bucket: Bucket) -> None:
@@ -33,130 +36,6 @@ async def test_remote_create_change_delete(syncer_factory, bucket: Bucket) -> No
     # Nothing was written back to S3 by the sidecar along the way.
     assert requests(syncer, "PutObject") == 0
     assert requests(syncer, "DeleteObject") == 0
-
-
-async def test_remote_metadata_is_applied(syncer_factory, bucket: Bucket) -> None:
-    syncer = await syncer_factory()
-    mtime = 1_500_000_000_250_000_000
-    await in_thread(
-        bucket.put,
-        "run.sh",
-        b"#!/bin/sh\n",
-        {"mtime": format_mtime(mtime), "mode": format_mode(stat.S_IFREG | 0o750)},
-    )
-    path = syncer.folder / "run.sh"
-    await eventually(lambda: read(path) == b"#!/bin/sh\n")
-    st = os.lstat(path)
-    assert st.st_mtime_ns == mtime
-    assert stat.S_IMODE(st.st_mode) == 0o750
-
-
-async def test_remote_metadata_only_change(syncer_factory, bucket: Bucket) -> None:
-    syncer = await syncer_factory()
-    await in_thread(bucket.put, "tool", b"x", {"mode": format_mode(stat.S_IFREG | 0o644)})
-    path = syncer.folder / "tool"
-    await eventually(lambda: read(path) == b"x")
-    # Listings give Last-Modified to the second: a metadata change is visible only once the
-    # second has turned (the same holds for AWS).
-    written = int((await in_thread(bucket.head, "tool"))["LastModified"].timestamp())
-    await eventually(lambda: time.time() >= written + 1, what="the next second")
-    # Another client chmods it: same content (same ETag), new metadata.
-    await in_thread(
-        bucket.set_metadata,
-        "tool",
-        {"mode": format_mode(stat.S_IFREG | 0o755), "mtime": "1400000000.5"},
-    )
-    await eventually(lambda: stat.S_IMODE(os.lstat(path).st_mode) == 0o755, what="mode")
-    assert os.lstat(path).st_mtime_ns == 1_400_000_000_500_000_000
-
-
-async def test_a_metadata_change_right_after_our_upload_is_applied(
-    syncer_factory, bucket: Bucket
-) -> None:
-    """Another client chmods what we just uploaded before our next listing: that listing is
-    the first to give our write's Last-Modified, and must not take theirs for ours (found by
-    a race test: the change was never applied)."""
-    syncer = await syncer_factory(download_interval=3600)  # polls only when told to
-    path = syncer.folder / "script.sh"
-    path.write_bytes(b"echo hi\n")
-    await eventually(lambda: bucket.exists("script.sh"))
-    await syncer._running().scheduler.wait_idle()
-    written = int((await in_thread(bucket.head, "script.sh"))["LastModified"].timestamp())
-    await eventually(lambda: time.time() >= written + 1, what="the next second")
-    await in_thread(
-        bucket.set_metadata,
-        "script.sh",
-        {"mode": format_mode(stat.S_IFREG | 0o755), "mtime": "1400000000.5"},
-    )
-    await syncer.poll_once()
-    await eventually(lambda: stat.S_IMODE(os.lstat(path).st_mode) == 0o755, what="mode")
-    assert os.lstat(path).st_mtime_ns == 1_400_000_000_500_000_000
-    assert path.read_bytes() == b"echo hi\n"
-    assert metric(syncer, "s3sync_downloads_total") == 0  # the bytes are the same: no GET
-
-
-async def _written_in_a_fresh_second(
-    syncer_factory, bucket: Bucket, tmp_path, name: str, data: bytes
-) -> tuple[Any, Path, Any]:
-    """Syncer `a` uploads `name` at the start of a second; syncer `b` (polled only when told)
-    downloads it. Returns (a, a's path, b)."""
-    a = await syncer_factory(directory=tmp_path / "a")
-    b = await syncer_factory(directory=tmp_path / "b", download_interval=3600)
-    await eventually(lambda: time.time() % 1 < 0.2, what="the start of a second")
-    path = a.folder / name
-    path.write_bytes(data)
-    await eventually(lambda: bucket.exists(name), interval=0.01)
-    await b.poll_once()
-    await b._running().scheduler.wait_idle()
-    assert (b.folder / name).read_bytes() == data
-    return a, path, b
-
-
-async def _mode_reaches(bucket: Bucket, b: Any, name: str, mode: int) -> None:
-    """Until S3 holds `mode` for `name`, then until `b`'s polls bring it to its folder."""
-
-    def mode_in_s3() -> int:
-        return stat.S_IMODE(int(bucket.head(name)["Metadata"]["mode"]))
-
-    await eventually(lambda: mode_in_s3() == mode, interval=0.01, what="the new mode in S3")
-
-    async def mode_in_b() -> bool:
-        await b.poll_once()
-        await b._running().scheduler.wait_idle()
-        return stat.S_IMODE(os.lstat(b.folder / name).st_mode) == mode
-
-    await eventually(mode_in_b, timeout=10, what="the new mode in the other folder")
-
-
-async def test_a_chmod_in_the_second_of_the_write_reaches_other_clients(
-    syncer_factory, bucket: Bucket, tmp_path
-) -> None:
-    """Listings give Last-Modified to the second: a metadata copy made in the same second as
-    the write it follows would be invisible to other clients' listings (found by the chaos
-    test, seed 10: two folders kept mode 644 for good). The copy is made again once the second
-    has turned."""
-    a, path, b = await _written_in_a_fresh_second(
-        syncer_factory, bucket, tmp_path, "run.sh", b"#!/bin/sh\n"
-    )
-    os.chmod(path, 0o755)
-    await _mode_reaches(bucket, b, "run.sh", 0o755)
-    await a._running().scheduler.wait_idle()
-    assert metric(a, "s3sync_metadata_updates_total", side="remote", result="ok") == 1
-
-
-async def test_the_same_bytes_rewritten_with_a_new_mode_in_the_same_second_reach_others(
-    syncer_factory, bucket: Bucket, tmp_path
-) -> None:
-    """Rewritten with identical bytes and a new mode: the PUT keeps the ETag, and in the second
-    of the version before it, listings cannot show it. The object is copied onto itself once
-    the second has turned (found by the chaos test, seed 58 of the second long run)."""
-    _, path, b = await _written_in_a_fresh_second(
-        syncer_factory, bucket, tmp_path, "same.txt", b"same bytes"
-    )
-    with open(path, "wb") as file:
-        file.write(b"same bytes")
-        os.fchmod(file.fileno(), 0o600)
-    await _mode_reaches(bucket, b, "same.txt", 0o600)
 
 
 async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) -> None:
@@ -215,20 +94,6 @@ async def test_hostile_keys_are_skipped(syncer_factory, bucket: Bucket, tmp_path
         assert await in_thread(bucket.exists, key)
 
 
-async def test_symlinked_parent_is_never_written_through(
-    syncer_factory, bucket: Bucket, tmp_path: Path
-) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    syncer = await syncer_factory()
-    os.symlink(outside, syncer.folder / "escape")
-    await eventually(lambda: in_thread(lambda: bucket.exists("escape")))
-    await in_thread(bucket.put, "escape/planted.txt", b"evil")
-    await syncer.poll_once()
-    await syncer.poll_once()
-    assert not (outside / "planted.txt").exists()
-
-
 async def test_exclude_remote(syncer_factory, bucket: Bucket) -> None:
     await in_thread(bucket.put, "cache/big.bin", b"skip me")
     await in_thread(bucket.put, "data.txt", b"keep")
@@ -256,124 +121,6 @@ async def test_etags_without_quotes_do_not_redownload(syncer_factory, bucket: Bu
     for _ in range(3):
         await syncer.poll_once()
     assert requests(syncer, "GetObject") == 1
-
-
-def _last_modified(bucket: Bucket, name: str) -> int:
-    return int(bucket.head(name)["LastModified"].timestamp())
-
-
-def _mode_in_s3(bucket: Bucket, name: str) -> int:
-    return stat.S_IMODE(int(bucket.head(name)["Metadata"]["mode"]))
-
-
-async def _settled_and_polled(syncer: Any, bucket: Bucket, name: str) -> None:
-    """Once S3's second of `name` has turned, one poll and whatever it started."""
-    await syncer._running().scheduler.wait_idle()
-    second = await in_thread(_last_modified, bucket, name)
-    await eventually(lambda: time.time() >= second + 1, what="the next second")
-    await syncer.poll_once()
-    await syncer._running().scheduler.wait_idle()
-
-
-async def test_a_metadata_copy_in_the_second_of_our_download_is_applied(
-    syncer_factory, bucket: Bucket
-) -> None:
-    """We download an object, and in the same second another client copies it onto itself
-    with a new mode: the ETag and the listed Last-Modified stay, so no listing can show it.
-    What we saw within its second is looked at once more after it (a HEAD)."""
-    syncer = await syncer_factory(download_interval=3600)  # polls only when told to
-    path = syncer.folder / "tool"
-    for attempt in range(5):
-        await eventually(lambda: time.time() % 1 < 0.2, what="the start of a second")
-        body = f"version {attempt}\n".encode()
-        await in_thread(bucket.put, "tool", body, {"mode": format_mode(stat.S_IFREG | 0o644)})
-        await syncer.poll_once()
-        await syncer._running().scheduler.wait_idle()
-        assert read(path) == body
-        put_second = await in_thread(_last_modified, bucket, "tool")
-        await in_thread(bucket.set_metadata, "tool", {"mode": format_mode(stat.S_IFREG | 0o755)})
-        if await in_thread(_last_modified, bucket, "tool") == put_second:
-            break  # the download and the copy landed in one second: the case under test
-        await _settled_and_polled(syncer, bucket, "tool")
-    else:
-        raise AssertionError("could not land a copy in the second of the download")
-    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o644
-    heads = requests(syncer, "HeadObject")
-    await _settled_and_polled(syncer, bucket, "tool")
-    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o755
-    assert read(path) == body
-    assert requests(syncer, "HeadObject") == heads + 1  # one look, not a download
-    assert metric(syncer, "s3sync_downloads_total") == attempt + 1
-    await _settled_and_polled(syncer, bucket, "tool")  # and settled: no look after that one
-    assert requests(syncer, "HeadObject") == heads + 1
-
-
-async def test_another_metadata_copy_in_the_second_of_our_upload_is_applied(
-    syncer_factory, bucket: Bucket
-) -> None:
-    """We upload a file, and in the same second another client (which learned our ETag from a
-    listing, an event or a HEAD) copies it onto itself with a new mode: the listed ETag and
-    Last-Modified are those of our upload, so no listing can show it (chaos seed 61 of the
-    sixth run). What we wrote within its second is looked at once after it."""
-    syncer = await syncer_factory(download_interval=3600)
-    theirs = {"mode": format_mode(stat.S_IFREG | 0o705)}
-    for attempt in range(5):
-        name = f"job{attempt}.sh"
-        path = syncer.folder / name
-        path.write_bytes(b"#!/bin/sh\n")
-        await eventually(lambda name=name: bucket.exists(name), interval=0.005, what="upload")
-        ours = await in_thread(_last_modified, bucket, name)
-        await in_thread(bucket.set_metadata, name, theirs)
-        if await in_thread(_last_modified, bucket, name) == ours:
-            break
-    else:
-        raise AssertionError("could not land a copy in the second of our upload")
-    await _settled_and_polled(syncer, bucket, name)
-    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o705
-    assert await in_thread(_mode_in_s3, bucket, name) == 0o705
-    assert path.read_bytes() == b"#!/bin/sh\n"
-
-
-async def test_another_metadata_copy_in_the_second_of_ours_is_applied(
-    syncer_factory, bucket: Bucket
-) -> None:
-    """Two clients copy one object onto itself with different modes in one second (found by
-    the chaos test, the last divergences of its third long run). Listings cannot tell which
-    came last, so our own copy counts as known only once it is looked at after its second."""
-    syncer = await syncer_factory(download_interval=3600)
-    path = syncer.folder / "job.sh"
-    path.write_bytes(b"#!/bin/sh\n")
-    await eventually(lambda: bucket.exists("job.sh"))
-    await _settled_and_polled(syncer, bucket, "job.sh")
-    chmods = 0
-    for ours in (0o700, 0o750, 0o740, 0o710, 0o770):
-        os.chmod(path, ours)
-        chmods += 1
-        await eventually(
-            lambda ours=ours: _mode_in_s3(bucket, "job.sh") == ours, interval=0.01, what="ours"
-        )
-        first = await in_thread(_last_modified, bucket, "job.sh")
-        # Ours is copied once more when its second has turned (Uploads._visible); another
-        # client's copy right after that one lands in its second.
-        await eventually(
-            lambda first=first: _last_modified(bucket, "job.sh") > first,
-            interval=0.005,
-            what="re-copy",
-        )
-        second = await in_thread(_last_modified, bucket, "job.sh")
-        theirs = {"mode": format_mode(stat.S_IFREG | 0o705)}
-        await in_thread(bucket.set_metadata, "job.sh", theirs)
-        if await in_thread(_last_modified, bucket, "job.sh") == second:
-            break
-        await _settled_and_polled(syncer, bucket, "job.sh")
-        assert stat.S_IMODE(os.lstat(path).st_mode) == 0o705
-    else:
-        raise AssertionError("could not land a copy in the second of ours")
-    await _settled_and_polled(syncer, bucket, "job.sh")
-    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o705
-    assert await in_thread(_mode_in_s3, bucket, "job.sh") == 0o705
-    assert path.read_bytes() == b"#!/bin/sh\n"
-    assert metric(syncer, "s3sync_metadata_updates_total", side="remote", result="ok") == chmods
 
 
 async def test_listings_start_every_interval_when_a_listing_is_slow(

@@ -4,7 +4,9 @@ A directory inside the folder that is a symlink to somewhere outside, planted be
 or swapped in while running with renameat2(RENAME_EXCHANGE), must not let any operation read,
 write, copy, chmod or delete a file outside: an upload never sends outside content to S3, a
 download or a conflict never writes outside, a remote delete or chmod never reaches outside.
-Real symlinks, real renameat2, real inotify, a real S3 server; nothing is mocked.
+Real symlinks, real renameat2, real inotify, a real S3 server; nothing is mocked. Then the tree
+the engine holds the folder by: every operation on it refuses a symlinked or file parent, and a
+download's missing parents are made without following one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 from support.bucket import Bucket
+from support.folders import parents_made, tree_at
 from support.metrics import metric
 from support.waiting import eventually, in_thread
 
@@ -226,6 +229,20 @@ async def test_remote_chmod_through_a_swapped_symlink_leaves_the_outside_file(
     assert stat.S_IMODE(os.lstat(outside / "file.txt").st_mode) == 0o644
 
 
+async def test_symlinked_parent_is_never_written_through(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    syncer = await syncer_factory()
+    os.symlink(outside, syncer.folder / "escape")
+    await eventually(lambda: in_thread(lambda: bucket.exists("escape")))
+    await in_thread(bucket.put, "escape/planted.txt", b"evil")
+    await syncer.poll_once()
+    await syncer.poll_once()
+    assert not (outside / "planted.txt").exists()
+
+
 # -- the tree itself: every operation refuses a symlinked parent --------------------------------
 
 
@@ -250,21 +267,13 @@ def tree(tmp_path: Path) -> Any:
     assert sorted(p.name for p in outside.iterdir()) == ["f"]
 
 
-def _ensure_parents(tree: Tree, rel: str) -> list[str]:
-    """What a download does first: open the parent of `rel`, creating what is missing."""
-    created: list[str] = []
-    with tree.parent(rel, created):
-        pass
-    return created
-
-
 @pytest.mark.parametrize("rel", ["link/f", "a/link/f", "link/new/f", "file/f"])
 def test_every_tree_operation_refuses_a_symlinked_or_file_parent(tree: Tree, rel: str) -> None:
     assert tree.lstat_or_none(rel) is None
     for action in (
         lambda: tree.open(rel, os.O_RDONLY),
         lambda: tree.readlink(rel),
-        lambda: _ensure_parents(tree, rel),
+        lambda: parents_made(tree, rel),
     ):
         with pytest.raises(UnsafeParentError):
             action()
@@ -315,7 +324,7 @@ def test_lstat_many_sees_what_lstat_or_none_sees(tree: Tree, tmp_path: Path) -> 
 
 def test_tree_follows_the_root_and_works_below_it(tree: Tree, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    assert _ensure_parents(tree, "x/y/z") == ["x", "x/y"]
+    assert parents_made(tree, "x/y/z") == ["x", "x/y"]
     assert (root / "x" / "y").is_dir()
     fd = tree.open("x/y/z", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.write(fd, b"hello")
@@ -326,3 +335,77 @@ def test_tree_follows_the_root_and_works_below_it(tree: Tree, tmp_path: Path) ->
     with pytest.raises(OSError) as raised:
         tree.open("link", os.O_RDONLY)  # the last component is never followed either
     assert raised.value.errno == errno.ELOOP
+
+
+# -- a download's parents, made safely ----------------------------------------------------------
+
+
+def ensure_parents(root: str, rel: str) -> list[str]:
+    """`parents_made` in the folder `root`, held open for that one call."""
+    tree = tree_at(Path(root))
+    try:
+        return parents_made(tree, rel)
+    finally:
+        tree.close()
+
+
+def test_ensure_parents_creates_missing_directories(tmp_path: Path) -> None:
+    assert ensure_parents(str(tmp_path), "a/b/c/file.txt") == ["a", "a/b", "a/b/c"]
+    assert (tmp_path / "a" / "b" / "c").is_dir()
+    assert not (tmp_path / "a" / "b" / "c" / "file.txt").exists()
+    assert ensure_parents(str(tmp_path), "a/b/c/file.txt") == []
+    assert ensure_parents(str(tmp_path), "a/x/file.txt") == ["a/x"]
+    assert ensure_parents(str(tmp_path), "top.txt") == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".work", "a"]
+
+
+def test_ensure_parents_refuses_a_symlink_to_a_directory(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    with pytest.raises(UnsafeParentError):
+        ensure_parents(str(root), "link/sub/file.txt")
+    with pytest.raises(UnsafeParentError):
+        ensure_parents(str(root), "link/file.txt")
+    assert list(outside.iterdir()) == []  # nothing written through the link
+
+
+def test_ensure_parents_refuses_a_symlink_deeper_down(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "a" / "link").symlink_to(outside)
+    with pytest.raises(UnsafeParentError):
+        ensure_parents(str(root), "a/link/b/c/file.txt")
+    assert list(outside.iterdir()) == []
+
+
+def test_ensure_parents_refuses_a_relative_symlink(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "rel-link").symlink_to("real")
+    with pytest.raises(UnsafeParentError):
+        ensure_parents(str(tmp_path), "rel-link/new/file")
+    assert list((tmp_path / "real").iterdir()) == []
+
+
+def test_ensure_parents_refuses_a_dangling_symlink(tmp_path: Path) -> None:
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(UnsafeParentError):
+        ensure_parents(str(tmp_path), "dangling/file")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_ensure_parents_refuses_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"data")
+    with pytest.raises(UnsafeParentError):
+        ensure_parents(str(tmp_path), "a/b/file.txt")
+    assert (tmp_path / "a").read_bytes() == b"data"
+
+
+def test_ensure_parents_error_is_an_oserror(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(OSError, match="'f'"):
+        ensure_parents(str(tmp_path), "f/x")
