@@ -13,7 +13,7 @@ import pytest
 from support.bucket import Bucket
 from support.metrics import requests
 from support.s3_server import REGION
-from support.waiting import eventually, in_thread
+from support.waiting import in_thread
 
 from sidecar import Syncer
 from sidecar.local.workdir import is_temp_name, temp_name
@@ -65,23 +65,6 @@ async def test_restore_before_start_returns(syncer_factory, bucket: Bucket) -> N
         ["deep/er/file.txt", "no-metadata.bin", "empty/", "link"]
         + [f"many/{i:02d}" for i in range(40)]
     )
-
-
-async def test_restart_on_the_same_folder_transfers_nothing(
-    syncer_factory, bucket: Bucket, tmp_path: Path
-) -> None:
-    folder = tmp_path / "folder"
-    first = await syncer_factory(directory=folder)
-    for index in range(20):
-        (folder / f"f{index}.txt").write_bytes(os.urandom(100))
-    (folder / "sub").mkdir()
-    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == 21))
-    assert await first.stop(timeout=10) == []
-
-    second = await syncer_factory(directory=folder)
-    await second.poll_once()
-    for operation in ("PutObject", "GetObject", "DeleteObject", "CopyObject"):
-        assert requests(second, operation) == 0, operation
 
 
 async def test_leftover_temporary_files_are_cleaned(
