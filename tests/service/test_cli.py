@@ -1,22 +1,23 @@
-"""The real console script, run as a subprocess against the moto server."""
+"""The command line: the real console script, run as a subprocess against the moto server.
+mobius3's arguments and the environment, settings refused before anything is touched (exit 2,
+each setting once), start failures, --help and --version, credentials sources. (The settings
+alone: test_settings.py and test_settings_table.py; stopping: test_shutdown.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support.bucket import Bucket
-from support.s3_server import REGION, MotoServer
+from support.s3_server import REGION
 from support.sidecars import SCRIPT
 from support.waiting import eventually, in_thread
 
-
-def creds(server: MotoServer) -> dict[str, str]:
-    return server.env()
+from sidecar.settings.config import VARIABLES
 
 
 async def test_mobius3_command_line_and_sigterm_after_a_write(
@@ -37,7 +38,7 @@ async def test_mobius3_command_line_and_sigterm_after_a_write(
             "--log-level",
             "INFO",
         ],
-        creds(bucket.server),
+        bucket.server.env(),
     )
     await sidecar.ready()
     assert (folder / "existing.txt").read_bytes() == b"restored"
@@ -58,7 +59,7 @@ async def test_environment_configuration_and_sigint(
     sidecar = run_sidecar(
         [],
         {
-            **creds(bucket.server),
+            **bucket.server.env(),
             "SYNC_DIR": str(folder),
             "SYNC_BUCKET": bucket.name,
             "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
@@ -82,7 +83,7 @@ async def test_bad_settings_touch_nothing(run_sidecar, bucket: Bucket, tmp_path:
     sidecar = run_sidecar(
         [],
         {
-            **creds(bucket.server),
+            **bucket.server.env(),
             "SYNC_DIR": str(folder),
             "SYNC_BUCKET": bucket.name,
             "SYNC_ENDPOINT": "http://127.0.0.1:1/no-placeholder/",
@@ -100,7 +101,53 @@ async def test_bad_settings_touch_nothing(run_sidecar, bucket: Bucket, tmp_path:
     assert "SYNC_ENDPOINT" in text and "{}" in text
     assert not folder.exists(), "nothing touched"
     assert await in_thread(bucket.list_keys) == []
-    assert creds(bucket.server)["AWS_SECRET_ACCESS_KEY"] not in text
+    assert bucket.server.env()["AWS_SECRET_ACCESS_KEY"] not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("SYNC_DIR", ""),
+        ("SYNC_BUCKET", "no/slashes"),
+        ("SYNC_REGION", " "),
+        ("SYNC_ENDPOINT", "ftp://{}.example/"),
+        ("SYNC_PREFIX", "/absolute/"),
+        ("SYNC_POLL_INTERVAL", "0"),
+        ("SYNC_EXCLUDE_LOCAL", "(["),
+        ("SYNC_EXCLUDE_REMOTE", "*bad"),
+        ("SYNC_UPLOAD_ON_CREATE", "[z-a]"),
+        ("SYNC_UPLOAD_CONCURRENCY", "many"),
+        ("SYNC_DOWNLOAD_CONCURRENCY", "1000"),
+        ("SYNC_LOG_LEVEL", "LOUD"),
+        ("SYNC_LOG_FORMAT", "xml"),
+        ("SYNC_TLS_VERIFY", "maybe"),
+        ("SYNC_CA_BUNDLE", "/no/such/ca.pem"),
+        ("SYNC_MULTIPART_THRESHOLD", "1MiB"),
+        ("SYNC_MULTIPART_CHUNKSIZE", "6TB"),
+        ("SYNC_MAX_DELETE_PERCENT", "150"),
+        ("SYNC_SHUTDOWN_TIMEOUT", "-1"),
+        ("SYNC_HTTP_PORT", "70000"),
+        ("SYNC_HTTP_HOST", "not a host"),
+        ("SYNC_STALL_TIMEOUT", "1"),
+        ("SYNC_OPEN_FILE_TIMEOUT", "never"),
+        ("SYNC_MODE", "sideways"),
+        ("SYNC_QUEUE_URL", "my-queue"),
+    ],
+)
+async def test_every_bad_setting_exits_2(run_sidecar, sidecar_env, name: str, bad: str) -> None:
+    process = run_sidecar([], {**sidecar_env, name: bad})
+    assert await process.wait() == 2
+    text = process.text()
+    assert name in text
+    expected = next(v.expected for v in VARIABLES if v.name == name)
+    if name not in ("SYNC_DIR", "SYNC_REGION"):  # empty values read as unset: "required"
+        assert expected in text, text
+    assert not Path(sidecar_env["SYNC_DIR"]).exists(), "nothing touched"
+
+
+def test_every_setting_is_in_the_bad_setting_table() -> None:
+    tested = {name for name, _ in test_every_bad_setting_exits_2.pytestmark[0].args[1]}
+    assert tested == {v.name for v in VARIABLES}
 
 
 async def test_missing_settings_and_credentials(run_sidecar, tmp_path: Path) -> None:
@@ -133,45 +180,10 @@ async def test_partial_positional_arguments(run_sidecar, tmp_path: Path) -> None
 async def test_start_failure_exits_non_zero(run_sidecar, bucket: Bucket, tmp_path: Path) -> None:
     sidecar = run_sidecar(
         [str(tmp_path / "d"), "no-such-bucket", bucket.server.endpoint_pattern, REGION],
-        creds(bucket.server),
+        bucket.server.env(),
     )
     assert await sidecar.wait() == 1
     assert "cannot start" in sidecar.text() and "NoSuchBucket" in sidecar.text()
-
-
-async def test_sigterm_with_s3_unreachable_names_what_is_left(
-    run_sidecar, bucket: Bucket, proxy, tmp_path: Path
-) -> None:
-    folder = tmp_path / "data"
-    sidecar = run_sidecar(
-        [str(folder), bucket.name, proxy.endpoint_pattern, REGION],
-        {**creds(bucket.server), "SYNC_SHUTDOWN_TIMEOUT": "2"},
-    )
-    await sidecar.ready()
-    proxy.faults.down = True
-    (folder / "unsent.txt").write_bytes(b"no way out")
-    started = asyncio.get_running_loop().time()
-    sidecar.process.send_signal(signal.SIGTERM)
-    assert await sidecar.wait() == 1
-    assert asyncio.get_running_loop().time() - started < 15
-    assert "unsent.txt" in sidecar.text()
-
-
-async def test_second_signal_exits_at_once(
-    run_sidecar, bucket: Bucket, proxy, tmp_path: Path
-) -> None:
-    folder = tmp_path / "data"
-    sidecar = run_sidecar(
-        [str(folder), bucket.name, proxy.endpoint_pattern, REGION],
-        {**creds(bucket.server), "SYNC_SHUTDOWN_TIMEOUT": "600"},
-    )
-    await sidecar.ready()
-    proxy.faults.down = True
-    (folder / "stuck.txt").write_bytes(b"stuck")
-    sidecar.process.send_signal(signal.SIGTERM)
-    await eventually(lambda: "SIGTERM received" in sidecar.text())
-    sidecar.process.send_signal(signal.SIGTERM)
-    assert await sidecar.wait(timeout=10) == 128 + signal.SIGTERM
 
 
 def test_python_dash_m_help() -> None:

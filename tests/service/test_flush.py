@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from support.bucket import Bucket
+from support.environments import sidecar_environment
 from support.local_http import free_port
 from support.metrics import metric
-from support.s3_server import REGION
 from support.sidecars import SCRIPT
 from support.waiting import eventually, in_thread
 
@@ -99,14 +99,9 @@ async def test_the_flush_command_and_endpoint(
     folder = tmp_path / "data"
     sidecar = run_sidecar(
         [],
-        {
-            **bucket.server.env(),
-            "SYNC_DIR": str(folder),
-            "SYNC_BUCKET": bucket.name,
-            "SYNC_ENDPOINT": proxy.endpoint_pattern,
-            "SYNC_REGION": REGION,
-            "SYNC_HTTP_PORT": str(port),
-        },
+        sidecar_environment(
+            bucket, folder, SYNC_ENDPOINT=proxy.endpoint_pattern, SYNC_HTTP_PORT=str(port)
+        ),
     )
     await sidecar.ready()
     proxy.faults.methods = {"PUT"}

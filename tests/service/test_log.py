@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from support.bucket import Bucket
-from support.s3_server import REGION
+from support.environments import sidecar_environment
 from support.waiting import eventually, in_thread
 
 from sidecar.log import JsonFormatter, TextFormatter, escape_controls
@@ -81,15 +81,7 @@ async def test_names_cannot_forge_text_log_lines(
     folder = tmp_path / "data"
     sidecar = run_sidecar(
         [],
-        {
-            **bucket.server.env(),
-            "SYNC_DIR": str(folder),
-            "SYNC_BUCKET": bucket.name,
-            "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
-            "SYNC_REGION": REGION,
-            "SYNC_LOG_FORMAT": "text",
-            "SYNC_SHUTDOWN_TIMEOUT": "1",
-        },
+        sidecar_environment(bucket, folder, SYNC_LOG_FORMAT="text", SYNC_SHUTDOWN_TIMEOUT="1"),
     )
     await sidecar.ready()
     assert (folder / remote).read_bytes() == b"from S3"

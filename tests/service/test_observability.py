@@ -1,4 +1,4 @@
-"""The operations files under deploy/ and the metrics they rely on.
+"""Observability: the operations files under deploy/ and the metrics they rely on.
 
 - deploy/prometheus/alerts.yml: `promtool check rules`, and its unit tests
   (deploy/prometheus/alerts.test.yml) with `promtool test rules`;
@@ -7,8 +7,8 @@
 - deploy/cloudwatch/: the CloudWatch agent's configuration for ECS service discovery, matching
   the docker labels of the task definitions;
 - the real command's /metrics: ready for alerts (labelled series at 0 from the start, no
-  `_created` series, process metrics, build info, volume, poll interval) and holding every metric
-  the three files above name.
+  `_created` series, process metrics, build info, volume, poll interval), holding every metric
+  the three files above name, and moving by the right amounts as files are synced.
 
 promtool comes with Debian's `prometheus` package (.ci/run installs it). Without it the promtool
 tests are skipped, saying so, except under CI=true, where they fail.
@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -30,10 +31,11 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from support import ROOT
 from support.bucket import Bucket
+from support.environments import sidecar_environment
 from support.local_http import free_port
 from support.local_http import http_get as get
-from support.s3_server import REGION
-from support.waiting import eventually
+from support.metrics import Scrape, scrape, series
+from support.waiting import eventually, in_thread
 
 import sidecar
 from sidecar.skips import SkipReason
@@ -205,33 +207,12 @@ async def scraped(run_sidecar, bucket: Bucket, tmp_path: Path) -> dict[str, Any]
     folder = tmp_path / "data"
     process = run_sidecar(
         [],
-        {
-            **bucket.server.env(),
-            "SYNC_DIR": str(folder),
-            "SYNC_BUCKET": bucket.name,
-            "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
-            "SYNC_REGION": REGION,
-            "SYNC_POLL_INTERVAL": "7",
-            "SYNC_HTTP_PORT": str(port),
-        },
+        sidecar_environment(bucket, folder, SYNC_POLL_INTERVAL="7", SYNC_HTTP_PORT=str(port)),
     )
     await process.ready()
-    status, text = await get(port, "/metrics")
-    assert status == 200
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    declared: set[str] = set()  # sample names of every family, with samples yet or not
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
-    for family in text_string_to_metric_families(text):
-        declared.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    first = await scrape(port)
     await eventually(lambda: process.process.poll() is None)
-    return {"samples": samples, "declared": declared, "folder": folder}
-
-
-def value(samples: dict[str, Any], name: str, **labels: str) -> float:
-    (found,) = [v for got, v in samples.get(name, []) if got == labels]
-    return float(found)
+    return {"samples": first.samples, "declared": first.declared, "folder": folder}
 
 
 async def test_metrics_are_ready_for_alerts(scraped: dict[str, Any]) -> None:
@@ -241,27 +222,27 @@ async def test_metrics_are_ready_for_alerts(scraped: dict[str, Any]) -> None:
     # so that rate() and increase() see the first error after a start.
     for result in ("ok", "error"):
         for name in ("s3sync_uploads_total", "s3sync_downloads_total"):
-            assert value(samples, name, result=result) == 0, (name, result)
+            assert series(samples, name, result=result) == 0, (name, result)
         for side in ("local", "remote"):
             for name in ("s3sync_deletes_total", "s3sync_metadata_updates_total"):
-                assert value(samples, name, side=side, result=result) == 0, (name, side, result)
-    assert value(samples, "s3sync_polls_total", result="error") == 0
-    assert value(samples, "s3sync_polls_total", result="ok") >= 1  # the restore's listing
+                assert series(samples, name, side=side, result=result) == 0, (name, side, result)
+    assert series(samples, "s3sync_polls_total", result="error") == 0
+    assert series(samples, "s3sync_polls_total", result="ok") >= 1  # the restore's listing
     for reason in SkipReason:
-        assert value(samples, "s3sync_skipped_paths_total", reason=reason.value) == 0, reason
+        assert series(samples, "s3sync_skipped_paths_total", reason=reason.value) == 0, reason
     for operation in ("watch", "io", "permission"):
-        assert value(samples, "s3sync_local_errors_total", operation=operation) == 0
-    assert value(samples, "s3sync_build_info", version=sidecar.__version__) == 1
-    assert value(samples, "s3sync_poll_interval_seconds") == 7
+        assert series(samples, "s3sync_local_errors_total", operation=operation) == 0
+    assert series(samples, "s3sync_build_info", version=sidecar.__version__) == 1
+    assert series(samples, "s3sync_poll_interval_seconds") == 7
     statvfs = os.statvfs(scraped["folder"])
-    size = value(samples, "s3sync_volume_size_bytes")
+    size = series(samples, "s3sync_volume_size_bytes")
     assert size == statvfs.f_blocks * statvfs.f_frsize
-    free = value(samples, "s3sync_volume_free_bytes")
+    free = series(samples, "s3sync_volume_free_bytes")
     assert 0 < free <= size
     assert abs(free - statvfs.f_bavail * statvfs.f_frsize) < 0.05 * size  # moments apart
-    started = value(samples, "process_start_time_seconds")
+    started = series(samples, "process_start_time_seconds")
     assert started > 1.7e9
-    assert value(samples, "process_resident_memory_bytes") > 1 << 20
+    assert series(samples, "process_resident_memory_bytes") > 1 << 20
 
 
 async def test_operations_files_name_only_exported_metrics(scraped: dict[str, Any]) -> None:
@@ -315,3 +296,51 @@ def test_embedding_the_syncer_leaves_created_series_alone() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "app_events_created" in result.stdout
+
+
+async def test_metrics_move_by_the_right_amounts(run_sidecar, sidecar_env, bucket: Bucket) -> None:
+    port = int(sidecar_env["SYNC_HTTP_PORT"])
+    process = run_sidecar([], sidecar_env)
+    await process.answering(port, "/readyz")
+    status, before_text = await get(port, "/metrics")
+    assert status == 200
+    before = Scrape.of(before_text).samples
+    assert series(before, "s3sync_initial_restore_done") == 1
+    assert series(before, "s3sync_uploads_total", result="ok") == 0
+
+    folder = Path(sidecar_env["SYNC_DIR"])
+    sizes = [10, 2000, 30000]
+    for index, size in enumerate(sizes):
+        (folder / f"m{index}.bin").write_bytes(b"z" * size)
+    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == 3))
+    (folder / "m0.bin").unlink()
+    await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == 2))
+    await in_thread(bucket.put, "remote.txt", b"12345")
+    await eventually(lambda: (folder / "remote.txt").exists())
+
+    async def counted() -> None:
+        after = (await scrape(port)).samples
+        assert series(after, "s3sync_uploads_total", result="ok") == 3
+        assert series(after, "s3sync_uploaded_bytes_total") == sum(sizes)
+        assert series(after, "s3sync_s3_requests_total", operation="PutObject", status="200") == 3
+        assert series(after, "s3sync_s3_request_duration_seconds_count", operation="PutObject") == 3
+        assert series(after, "s3sync_deletes_total", side="remote", result="ok") == 1
+        assert series(after, "s3sync_downloads_total", result="ok") == 1
+        assert series(after, "s3sync_downloaded_bytes_total") == 5
+        assert series(after, "s3sync_files_tracked") == 3  # m1, m2, remote.txt
+        assert series(after, "s3sync_queue_depth", direction="upload") == 0
+        assert series(after, "s3sync_oldest_pending_change_age_seconds") == 0
+        assert series(after, "s3sync_inotify_watches") == 1
+        assert series(after, "s3sync_last_successful_poll_timestamp_seconds") > 1.7e9
+        assert series(after, "s3sync_poll_duration_seconds_count") >= 2
+
+    await eventually(counted, what="metrics after known operations")
+    families = list(text_string_to_metric_families((await get(port, "/metrics"))[1]))
+    for family in families:
+        assert family.name.startswith(("s3sync_", "process_")), family.name
+        if family.type == "counter":
+            assert all(s.name.endswith("_total") for s in family.samples), family.name
+    status, body = await get(port, "/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    process.process.send_signal(signal.SIGTERM)
+    assert await process.wait() == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from support import ROOT
+from support.environments import KEY_ID, SECRET
 
 from sidecar.settings.config import (
     VARIABLES,
@@ -22,21 +23,8 @@ from sidecar.settings.config import (
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLESECRET"
-KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 BY_NAME = {variable.name: variable for variable in VARIABLES}
 README = ROOT / "README.md"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "SYNC_DIR": str(tmp_path),
-        "SYNC_BUCKET": "my-bucket",
-        "SYNC_REGION": "eu-west-2",
-        "AWS_ACCESS_KEY_ID": KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-    }
 
 
 def problems_of(env: dict[str, str], overrides: dict[str, str] | None = None) -> list[Problem]:

@@ -57,17 +57,6 @@ MOBIUS3_FLAGS = {
 }
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "SYNC_DIR": str(tmp_path),
-        "SYNC_BUCKET": "my-bucket",
-        "SYNC_REGION": "eu-west-2",
-        "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
-        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
-    }
-
-
 # -- the table ----------------------------------------------------------------------------------
 
 

@@ -1,5 +1,7 @@
-"""Start: the bucket is restored into the folder before `start()` returns; local files that are
-not in the bucket are uploaded, never deleted; when both sides hold a path, both are kept."""
+"""Start: the bucket is restored into the folder before `start()` returns, with its metadata
+and without writing back to S3; a crash's temporary files are cleaned; a missing bucket fails
+the start clearly; mobius3's `start, stop = Syncer(...)` works. (When both sides hold a path at
+start: test_conflicts.py; a restart on a folder that survived: test_restarts.py.)"""
 
 from __future__ import annotations
 

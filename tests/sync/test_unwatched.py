@@ -16,14 +16,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from support.bucket import Bucket
+from support.environments import sidecar_environment
 from support.local_http import free_port
 from support.local_http import http_get as get
-from support.s3_server import REGION
-from support.sidecars import SCRIPT
+from support.metrics import scrape, series
+from support.sidecars import SidecarProcess
 from support.waiting import eventually, in_thread
 
 LIMIT = "/proc/sys/user/max_inotify_watches"
@@ -48,22 +47,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class NamespacedSidecar:
+class NamespacedSidecar(SidecarProcess):
     """`s3sync-sidecar` in a user namespace of its own, whose inotify watch limit we set."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        assert SCRIPT is not None and UNSHARE is not None
-        self.log = log
-        self._output = open(log, "wb")  # noqa: SIM115 - closed in close()
-        self.process = subprocess.Popen(
-            [UNSHARE, "--user", "--map-root-user", SCRIPT],  # unshare execs: same pid
-            env=env,
-            stdout=self._output,
-            stderr=subprocess.STDOUT,
-        )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
+        assert UNSHARE is not None
+        # unshare execs the command: the same pid
+        super().__init__([], env, log, prefix=[UNSHARE, "--user", "--map-root-user"])
 
     def set_watch_limit(self, limit: int) -> None:
         """Watches held stay valid; each new one fails with ENOSPC once `limit` are held."""
@@ -74,61 +64,35 @@ class NamespacedSidecar:
             timeout=10,
         )
 
-    async def wait(self, timeout: float = 60) -> int:
-        return int(await in_thread(self.process.wait, timeout))
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._output.close()
-
 
 @pytest.fixture
 def sidecars(tmp_path: Path) -> Iterator[list[NamespacedSidecar]]:
     started: list[NamespacedSidecar] = []
     yield started
     for sidecar in started:
-        sidecar.close()  # its namespace, and the lowered limit, go with it
+        sidecar.kill()  # its namespace, and the lowered limit, go with it
 
 
 def environment(bucket: Bucket, folder: Path, port: int, poll_interval: float) -> dict[str, str]:
+    """What `run_sidecar` would give the command (these tests start it themselves)."""
     return {
         "PATH": os.environ["PATH"],
-        **bucket.server.env(),
-        "SYNC_DIR": str(folder),
-        "SYNC_BUCKET": bucket.name,
-        "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
-        "SYNC_REGION": REGION,
-        "SYNC_POLL_INTERVAL": str(poll_interval),
-        "SYNC_HTTP_PORT": str(port),
-        "SYNC_LOG_FORMAT": "text",
+        **sidecar_environment(
+            bucket,
+            folder,
+            SYNC_POLL_INTERVAL=str(poll_interval),
+            SYNC_HTTP_PORT=str(port),
+            SYNC_LOG_FORMAT="text",
+        ),
     }
 
 
 async def gauge(port: int, name: str) -> float:
-    status, text = await get(port, "/metrics")
-    assert status == 200
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                return float(sample.value)
-    return 0.0
+    return series((await scrape(port)).samples, name)
 
 
 async def unwatched(port: int, expected: float) -> bool:
     return await gauge(port, "s3sync_inotify_unwatched_directories") == expected
-
-
-async def started(sidecar: NamespacedSidecar, port: int) -> None:
-    async def check() -> bool:
-        assert sidecar.process.poll() is None, sidecar.text()
-        try:
-            return (await get(port, "/startupz"))[0] == 200
-        except aiohttp.ClientError:
-            return False
-
-    await eventually(check, timeout=30, interval=0.1, what="/startupz 200")
 
 
 async def test_unwatched_directories_are_scanned_reported_and_watched_again(
@@ -137,7 +101,7 @@ async def test_unwatched_directories_are_scanned_reported_and_watched_again(
     folder, port = tmp_path / "data", free_port()
     sidecar = NamespacedSidecar(environment(bucket, folder, port, 0.5), tmp_path / "log")
     sidecars.append(sidecar)
-    await started(sidecar, port)
+    await sidecar.answering(port, "/startupz")
     assert await gauge(port, "s3sync_inotify_unwatched_directories") == 0
     status, body = await get(port, "/healthz")
     assert status == 200 and json.loads(body)["status"] == "ok"
@@ -195,7 +159,7 @@ async def test_stop_scans_unwatched_directories_before_exiting(
     folder, port = tmp_path / "data", free_port()
     sidecar = NamespacedSidecar(environment(bucket, folder, port, 60), tmp_path / "log")
     sidecars.append(sidecar)
-    await started(sidecar, port)
+    await sidecar.answering(port, "/startupz")
     sidecar.set_watch_limit(1)
     (folder / "new" / "dir").mkdir(parents=True)
     await eventually(lambda: unwatched(port, 2), what="both new directories unwatched")
