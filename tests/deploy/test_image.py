@@ -30,8 +30,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from support import ROOT
 from support.bucket import Bucket
+from support.environments import sidecar_environment
 from support.local_http import free_port
-from support.s3_server import REGION
+from support.metrics import Samples, Scrape, series
 
 import sidecar
 
@@ -287,15 +288,9 @@ def test_image_config_and_contents(built: Any) -> None:
     assert "SYNC_" in result.stdout
 
 
-def _metrics(port: int) -> dict[str, float]:
+def _metrics(port: int) -> Samples:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
+        return Scrape.of(response.read().decode()).samples
 
 
 @pytest.mark.slow
@@ -309,15 +304,9 @@ def test_sidecar_syncs_a_shared_volume_beside_an_app(
     env_file.write_text(
         "\n".join(
             f"{name}={value}"
-            for name, value in {
-                "SYNC_DIR": "/data",
-                "SYNC_BUCKET": bucket.name,
-                "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
-                "SYNC_REGION": REGION,
-                "SYNC_POLL_INTERVAL": "1",
-                "SYNC_HTTP_PORT": str(port),
-                **bucket.server.env(),
-            }.items()
+            for name, value in sidecar_environment(
+                bucket, "/data", SYNC_POLL_INTERVAL="1", SYNC_HTTP_PORT=str(port)
+            ).items()
         )
         + "\n"
     )
@@ -420,12 +409,12 @@ def _sidecar_beside_app(
 
     # /metrics answers on the configured port (host network).
     metrics = _until(
-        lambda: (m := _metrics(port)).get('s3sync_uploads_total{result="ok"}', 0) >= 1 and m,
+        lambda: series(m := _metrics(port), "s3sync_uploads_total", result="ok") >= 1 and m,
         15,
         "s3sync_uploads_total in /metrics",
     )
-    assert metrics["s3sync_initial_restore_done"] == 1.0
-    assert metrics['s3sync_downloads_total{result="ok"}'] >= 2
+    assert series(metrics, "s3sync_initial_restore_done") == 1.0
+    assert series(metrics, "s3sync_downloads_total", result="ok") >= 2
 
     # SIGTERM right after a burst of writes: every one of them is in S3, exit code 0.
     exec_(app, "sh", "-c",
