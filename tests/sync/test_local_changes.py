@@ -58,7 +58,7 @@ async def test_names_with_special_characters(syncer_factory, bucket: Bucket) -> 
     await eventually(lambda: in_thread(all_uploaded), what="every special name in S3")
 
 
-async def test_empty_file(syncer_factory, bucket: Bucket) -> None:
+async def test_an_empty_file_is_an_empty_object(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     (syncer.folder / "empty").touch()
     await eventually(lambda: in_thread(content_of, bucket, "empty", b""), what="empty object")
@@ -169,7 +169,9 @@ async def test_empty_directory_is_a_marker(syncer_factory, bucket: Bucket) -> No
     await eventually(lambda: in_thread(lambda: bucket.list_keys() == []))
 
 
-async def test_symlinks(syncer_factory, bucket: Bucket) -> None:
+async def test_symlinks_are_uploaded_as_links_never_followed(
+    syncer_factory, bucket: Bucket
+) -> None:
     syncer = await syncer_factory()
     (syncer.folder / "target.txt").write_bytes(b"t")
     os.symlink("target.txt", syncer.folder / "link")

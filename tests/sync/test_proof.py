@@ -127,7 +127,7 @@ def test_unproven(now: LocalEntry, synced: Synced | None, unproven_: bool) -> No
 # -- a local file's fingerprint ----------------------------------------------------------------
 
 
-def test_local_entry(tmp_path: Path) -> None:
+def test_a_local_entry_is_the_lstat_never_through_a_symlink(tmp_path: Path) -> None:
     tree = tree_at(tmp_path)
     path = tmp_path / "f"
     path.write_bytes(b"hello")

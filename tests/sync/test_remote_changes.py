@@ -94,7 +94,7 @@ async def test_hostile_keys_are_skipped(syncer_factory, bucket: Bucket, tmp_path
         assert await in_thread(bucket.exists, key)
 
 
-async def test_exclude_remote(syncer_factory, bucket: Bucket) -> None:
+async def test_excluded_keys_are_never_downloaded(syncer_factory, bucket: Bucket) -> None:
     await in_thread(bucket.put, "cache/big.bin", b"skip me")
     await in_thread(bucket.put, "data.txt", b"keep")
     syncer = await syncer_factory(exclude_remote=r"^cache/")
