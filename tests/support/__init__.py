@@ -2,7 +2,7 @@
 
 - `s3_server`: moto's S3 server as a process with SigV4 on (`moto_process`, `MotoServer`,
   `REGION`); `moto_server.py` is that server, with the one S3 behaviour moto lacks.
-- `bucket`: `Bucket`, a test bucket as another client sees it (botocore).
+- `bucket`: `Bucket`, a test bucket as another client sees it (botocore), and `content_of`.
 - `faultproxy`: `FaultProxy`, a real HTTP proxy in front of moto that slows, fails and drops.
 - `syncers`: `Syncers`, in-process `Syncer`s on temporary folders (the `syncer_factory` fixture).
 - `sidecars`: `SidecarProcess`, the real console script as a subprocess, and `Sidecars`, those
@@ -16,6 +16,7 @@
 - `folders`: `read`, `synced_folder`, `conflict_copies`, and `tree_at` / `parents_made` for the
   folder as the engine holds it.
 - `inotify_queue`: `small_inotify_queue`, to overflow inotify on purpose.
+- `ROOT` (here): the repository, for the tests that read its files.
 
 Importable as `support` from pytest (`pythonpath` in pyproject.toml), from `make chaos`
 (`PYTHONPATH=tests`) and from bench/ (which puts tests/ on `sys.path`). Nothing is imported
