@@ -1,4 +1,4 @@
-"""moto's server as the tests run it (tests/moto_server.py), noting when each object becomes
+"""moto's server as the tests run it (tests/support/moto_server.py), noting when each object becomes
 visible: `python bench/moto_logged.py LOG -H 127.0.0.1 -p PORT`.
 
 moto keeps objects in memory, so the benchmark cannot watch its disk as it watches `rclone serve
@@ -17,8 +17,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import moto_server  # the tests' moto, with their one S3 behaviour added
 from moto.s3.models import S3Backend
+from support import moto_server  # the tests' moto, with their one S3 behaviour added
 
 _put_object = S3Backend.put_object
 

@@ -134,7 +134,7 @@ def start_daemon(
     queue_url: str | None = None,
 ) -> Iterator[Running]:
     folder.mkdir(parents=True, exist_ok=True)
-    if tool == OURS:
+    if tool in OURSELVES:
         port = free_port()
         env = tool_env(
             SYNC_DIR=str(folder),

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/settings_table.py --check  # exit 1 if it differs
 
 The table runs from its header line to the last `SYNC_*` row; rows after it (the AWS credentials)
-are the README's own. tests/test_config.py checks the same equality.
+are the README's own. tests/service/test_settings.py checks the same equality.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "sidecar"
 # From the top floor down: a module may import from its own folder and from any folder below.
 # The top-level modules are the ground floor: every folder may use them, they use no folder.

@@ -1,6 +1,6 @@
 """Build and run the s3sync-sidecar image with podman, where no Docker engine runs.
 
-Used by `tests/test_image.py`, and by hand:
+Used by `tests/deploy/test_image.py`, and by hand:
 
     python3 deploy/image/podman_image.py            # build localhost/s3sync-sidecar:e2e
     python3 deploy/image/podman_image.py --uid 1001 --gid 1001 --tag localhost/s3sync-sidecar:dev

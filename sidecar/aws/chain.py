@@ -29,6 +29,7 @@ from .credentials import (
     env_value,
     environment_credentials,
 )
+from .http import HttpClient
 
 SOURCES = ("auto", "environment", "ecs")
 
@@ -116,6 +117,7 @@ def provider_from_environment(
     env: Mapping[str, str],
     source: str = "auto",
     *,
+    http: HttpClient | None = None,
     on_refresh: Callable[[Credentials], None] | None = None,
     on_failure: Callable[[BaseException], None] | None = None,
 ) -> CredentialsProvider:
@@ -124,7 +126,8 @@ def provider_from_environment(
     (1) `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` (skipped for "ecs");
     (2) `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`; (3) `AWS_CONTAINER_CREDENTIALS_FULL_URI`, with
     `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` (wins) or `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
-    CredentialsError when none applies: validate with `credential_problems` first.
+    CredentialsError when none applies: validate with `credential_problems` first. A source
+    fetched over HTTP uses `http` (the sidecar's one client), else a small client of its own.
     """
     _check_source(source)
     if source != "ecs":
@@ -147,6 +150,7 @@ def provider_from_environment(
         token_file=env_value(env, AUTHORIZATION_TOKEN_FILE) or None,
         on_refresh=on_refresh,
         on_failure=on_failure,
+        http=http,
     )
 
 

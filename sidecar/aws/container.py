@@ -1,17 +1,16 @@
 """Temporary credentials from the container credentials endpoint (ECS, Fargate, EKS Pod
-Identity), refreshed before they expire, under a lock so a burst of requests makes one fetch.
+Identity): one source of refreshing credentials (refreshing.py: refreshed before they expire,
+one fetch at a time), fetched over the sidecar's one HTTP client (http.py) and read up to 64 KiB.
 Only https, or plain http to a loopback or AWS link-local address, is ever asked: anything
-else could send credentials requests and tokens to a stranger.
+else could send credentials requests and tokens to a stranger. No redirect is followed (it
+would carry the token elsewhere).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
-import random
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,12 +23,12 @@ from .credentials import (
     Credentials,
     CredentialsError,
     env_value,
-    notify,
     now_utc,
     parse_credentials,
 )
-
-log = logging.getLogger("sidecar.credentials")
+from .errors import ResponseTooLarge
+from .http import HttpClient, Origin
+from .refreshing import RefreshingCredentials
 
 # Plain-http hosts a FULL_URI may name besides loopback: the ECS agent and EKS Pod Identity.
 _ALLOWED_HTTP_HOSTS = frozenset(
@@ -39,25 +38,12 @@ _ALLOWED_HOSTS_TEXT = (
     "an https:// URL, or an http:// URL whose host is a loopback address "
     "(127.0.0.0/8, [::1], localhost), 169.254.170.2, 169.254.170.23 or [fd00:ec2::23]"
 )
+MAX_BODY = 64 * 1024
 
 
-class ContainerCredentials:
-    """Temporary credentials from the container credentials endpoint (ECS, Fargate, EKS).
-
-    Modelled on aiobotocore's refreshable credentials: they are refreshed *before* they expire,
-    at `expiration - min(15 min, half the lifetime they had when fetched)`, so S3 never sees
-    expired ones; one refresh runs at a time and concurrent callers share its outcome. When the
-    endpoint fails, the cached credentials are used for as long as they are valid (retrying after
-    a short cooldown rather than on every call); expired credentials are never handed out.
-    """
-
-    _REFRESH_LEAD = timedelta(minutes=15)
-    # Inside this window callers wait for a running refresh instead of using the old ones.
-    _MANDATORY_LEAD = timedelta(minutes=10)
-    _COOLDOWN = timedelta(seconds=5)
-    _BACKOFF_BASE = 0.2
-    _BACKOFF_CAP = 2.0
-    _MAX_BODY = 64 * 1024
+class ContainerCredentials(RefreshingCredentials):
+    """Temporary credentials from the container credentials endpoint (ECS, Fargate, EKS), on
+    `http` (the sidecar's one client; without it, a small one of its own, closed by `close`)."""
 
     def __init__(
         self,
@@ -69,142 +55,32 @@ class ContainerCredentials:
         attempts: int = 3,
         on_refresh: Callable[[Credentials], None] | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
+        http: HttpClient | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("the container credentials url must be an http:// or https:// URL")
-        self._url = url
-        # What logs show: no user info, no query (either could carry a secret).
+        # What is sent and what logs show: no user info; logs show no query either (either
+        # could carry a secret).
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         port = f":{parts.port}" if parts.port is not None else ""
-        self._display = f"{parts.scheme}://{host}{port}{parts.path}"
+        super().__init__(
+            display=f"{parts.scheme}://{host}{port}{parts.path}",
+            attempts=attempts,
+            on_refresh=on_refresh,
+            on_failure=on_failure,
+        )
+        self._origin = Origin(parts.scheme, f"{host}{port}")
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._token = token
         self._token_file = token_file
         self._timeout = timeout
-        self._attempts = max(1, attempts)
-        self._on_refresh = on_refresh
-        self._on_failure = on_failure
-        self._session: aiohttp.ClientSession | None = None
-        self._lock = asyncio.Lock()
-        self._credentials: Credentials | None = None
-        self._invalidated = False
-        never = datetime.min.replace(tzinfo=UTC)
-        self._refresh_at = never
-        self._mandatory_at = never
-        self._generation = 0  # bumped when a refresh ends, so waiters can share its outcome
-        self._last_error = ""
-
-    def __repr__(self) -> str:
-        expiration = self.expiration
-        shown = expiration.isoformat() if expiration is not None else None
-        return f"ContainerCredentials(url={self._display!r}, expiration={shown!r})"
-
-    @property
-    def expiration(self) -> datetime | None:
-        return self._credentials.expiration if self._credentials is not None else None
-
-    @property
-    def refresh_at(self) -> datetime | None:
-        """When the next refresh is due (aware UTC), None before the first fetch."""
-        return self._refresh_at if self._credentials is not None else None
-
-    def valid(self) -> bool:
-        """Held, not rejected by S3 since, and not expired."""
-        return self._usable(now_utc()) is not None
-
-    def invalidate(self) -> None:
-        """S3 rejected them: the next `get` fetches, and will not fall back on these."""
-        self._invalidated = True
+        self._owns_http = http is None
+        self._http = http if http is not None else HttpClient(connections=2)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def get(self) -> Credentials:
-        now = now_utc()
-        current = self._usable(now)
-        if current is not None and (
-            now < self._refresh_at or (self._lock.locked() and now < self._mandatory_at)
-        ):
-            # Fresh, or a refresh is running and these are not close enough to expiry to wait.
-            return current
-        generation = self._generation
-        async with self._lock:
-            now = now_utc()
-            current = self._usable(now)
-            if self._generation != generation:
-                # A refresh ended while this caller waited: share its outcome, do not repeat it.
-                if current is not None:
-                    return current
-                if self._last_error:
-                    raise CredentialsError(self._last_error)
-            if current is not None and now < self._refresh_at:
-                return current
-            return await self._refresh()
-
-    def _usable(self, now: datetime) -> Credentials | None:
-        creds = self._credentials
-        if creds is None or self._invalidated or creds.expiration is None:
-            return None
-        return creds if now < creds.expiration else None
-
-    async def _refresh(self) -> Credentials:
-        """Under the lock: `attempts` fetches with backoff, then the cache or an error."""
-        error = CredentialsError("no attempt made")
-        for attempt in range(1, self._attempts + 1):
-            if attempt > 1:
-                await asyncio.sleep(self._backoff(attempt - 1))
-            try:
-                creds = await self._fetch()
-            except CredentialsError as failure:
-                error = failure
-                log.debug("credentials attempt %d/%d failed: %s", attempt, self._attempts, error)
-                notify(self._on_failure, failure, "on_failure")
-                continue
-            self._store(creds)
-            return creds
-        return self._failed(error)
-
-    def _store(self, creds: Credentials) -> None:
-        assert creds.expiration is not None
-        now = now_utc()
-        lifetime = creds.expiration - now
-        self._refresh_at = creds.expiration - min(self._REFRESH_LEAD, lifetime / 2)
-        self._mandatory_at = creds.expiration - min(self._MANDATORY_LEAD, lifetime / 4)
-        self._credentials = creds
-        self._invalidated = False
-        self._last_error = ""
-        self._generation += 1
-        log.info(
-            "fetched credentials from %s; they expire at %s",
-            self._display,
-            creds.expiration.isoformat(),
-        )
-        notify(self._on_refresh, creds, "on_refresh")
-
-    def _failed(self, error: CredentialsError) -> Credentials:
-        now = now_utc()
-        current = self._usable(now)
-        self._generation += 1
-        if current is None:
-            self._last_error = f"no valid credentials: {error}"
-            log.warning("%s", self._last_error)
-            raise CredentialsError(self._last_error)
-        assert current.expiration is not None
-        # Not on every call: wait a little (never past expiry) before trying again.
-        self._refresh_at = now + min(self._COOLDOWN, (current.expiration - now) / 2)
-        self._last_error = str(error)
-        log.warning(
-            "refreshing credentials failed (%s); using the current ones, which expire at %s",
-            error,
-            current.expiration.isoformat(),
-        )
-        return current
-
-    def _backoff(self, retry: int) -> float:
-        ceiling = min(self._BACKOFF_CAP, self._BACKOFF_BASE * 2 ** (retry - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        if self._owns_http:
+            await self._http.close()
 
     def _authorization(self) -> str | None:
         """The token to send, the file re-read every time (it is rotated under our feet)."""
@@ -216,63 +92,36 @@ class ContainerCredentials:
             check_token(token)
         return token
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # Our own small session: the S3 one may be closed or saturated, and proxies from
-            # the environment must not see link-local credential requests (trust_env=False).
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=2),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-            )
-        return self._session
-
     async def _fetch(self) -> Credentials:
+        display = self.display
         headers = {"Accept": "application/json"}
         token = self._authorization()
         if token is not None:
             headers["Authorization"] = token
         try:
-            async with self._client().get(
-                self._url,
-                headers=headers,
-                allow_redirects=False,  # a redirect would carry the token elsewhere
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-            ) as response:
-                if response.status != 200:
-                    raise CredentialsError(f"{self._display} answered HTTP {response.status}")
-                body = await _read_limited(response.content, self._MAX_BODY + 1)
+            async with asyncio.timeout(self._timeout):
+                answer = await self._http.exchange(
+                    self._origin, "GET", self._target, headers, limit=MAX_BODY, error_limit=0
+                )
         except TimeoutError:
-            raise CredentialsError(
-                f"{self._display} did not answer within {self._timeout:g} s"
-            ) from None
+            raise CredentialsError(f"{display} did not answer within {self._timeout:g} s") from None
+        except ResponseTooLarge:
+            raise CredentialsError(f"{display} answered with an oversized body") from None
         except (aiohttp.ClientError, OSError, ValueError) as error:
             # Our own words only: aiohttp's messages may quote the full URL or a header.
             reason = type(error).__name__
             if isinstance(error, OSError) and error.strerror:
                 reason += f": {error.strerror}"
-            raise CredentialsError(f"{self._display} unreachable ({reason})") from None
-        if len(body) > self._MAX_BODY:
-            raise CredentialsError(f"{self._display} answered with an oversized body")
-        creds = parse_credentials(body, self._display)
+            raise CredentialsError(f"{display} unreachable ({reason})") from None
+        if answer.status != 200:
+            raise CredentialsError(f"{display} answered HTTP {answer.status}")
+        creds = parse_credentials(answer.body, display)
         assert creds.expiration is not None
         if creds.expiration <= now_utc():
             raise CredentialsError(
-                f"{self._display} handed out credentials that expired at "
-                f"{creds.expiration.isoformat()}"
+                f"{display} handed out credentials that expired at {creds.expiration.isoformat()}"
             )
         return creds
-
-
-async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """Up to `limit` bytes (a bigger answer is refused, not buffered whole)."""
-    body = bytearray()
-    while len(body) < limit:
-        chunk = await stream.read(limit - len(body))
-        if not chunk:
-            break
-        body += chunk
-    return bytes(body)
 
 
 def check_token(token: str) -> None:

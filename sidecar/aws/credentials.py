@@ -1,8 +1,11 @@
-"""Credentials and where they come from, behind one small interface the S3 client depends on
-(`CredentialsProvider`): keys in the environment (`StaticCredentials`), or the container
-credentials endpoint (`ContainerCredentials`, container.py), chosen by `chain.py` in the order the
-AWS SDKs try them inside a container. Secrets (secret keys, session tokens, authorization
-tokens) never appear in logs, exceptions or reprs.
+"""Credentials and where they come from, behind one small interface the request path depends
+on (`CredentialsProvider`): keys in the environment (`StaticCredentials`), or temporary ones
+refreshed before they expire (refreshing.py), such as the container credentials endpoint's
+(`ContainerCredentials`, container.py); chosen by `chain.py` in the order the AWS SDKs try them
+inside a container. Another source is one more class and one more step in the chain. A
+provider that fetches over HTTP is built on the sidecar's one HTTP client: the `Syncer` takes a
+`CredentialsFactory` that builds it on that client. Secrets (secret keys, session tokens,
+authorization tokens) never appear in logs, exceptions or reprs.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from .http import HttpClient
 
 log = logging.getLogger("sidecar.credentials")
 
@@ -44,6 +50,7 @@ class CredentialsError(Exception):
     """Credentials cannot be had right now (the message never contains a secret)."""
 
 
+@runtime_checkable
 class CredentialsProvider(Protocol):
     async def get(self) -> Credentials:
         """Valid credentials, refreshed first if they are about to expire."""
@@ -63,6 +70,10 @@ class CredentialsProvider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# Builds a provider on the sidecar's one HTTP client (the provider is then the builder's to close).
+CredentialsFactory = Callable[["HttpClient"], CredentialsProvider]
 
 
 class StaticCredentials:
@@ -97,7 +108,7 @@ def parse_credentials(body: bytes, source: str = "the endpoint") -> Credentials:
     """The endpoint's JSON; errors name the missing fields, never a value."""
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise CredentialsError(f"{source} answered with something that is not JSON") from None
     if not isinstance(document, dict):
         raise CredentialsError(f"{source} answered with JSON that is not an object")

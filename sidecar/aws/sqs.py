@@ -1,11 +1,11 @@
 """The three SQS calls the change feed needs (ReceiveMessage, DeleteMessageBatch,
-GetQueueAttributes), over SQS's JSON protocol, each signed with our SigV4 signer like every S3
-request, on the sidecar's one aiohttp session.
+GetQueueAttributes), over SQS's JSON protocol, on the one signed-request path (signed.py) with
+SQS's rules (`SQS_RULES`: a refusal is a JSON document naming its `__type`).
 
-No retries here: the caller (`changes.ChangeFeed`) is a loop that backs off and says when the
-queue is failing. An expired credential is refreshed once, as for S3. Answers are read up to
-`ANSWER_LIMIT` (ten messages of SQS's largest size, with room): a hostile endpoint cannot
-exhaust memory.
+No retries here (`attempts=1`): the caller (`feed.ChangeFeed`) is a loop that backs off and says
+when the queue is failing. An expired credential is refreshed once, as for S3. Answers are read
+up to `ANSWER_LIMIT` (ten messages of SQS's largest size, with room): a hostile endpoint cannot
+exhaust memory. Every failure is a `QueueError`.
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-
-from ..s3.errors import ResponseTooLarge
-from ..s3.transport import USER_AGENT, read_capped
 from .credentials import CredentialsProvider
-from .sigv4 import sign_request
+from .errors import ResponseTooLarge, Unavailable
+from .http import Answer, HttpClient, Origin
+from .signed import Refusal, SignedRequests
 
 ANSWER_LIMIT = 4 * 1024 * 1024
 LONG_POLL = 20  # seconds: SQS's longest wait
@@ -82,19 +79,51 @@ class QueueUrl:
         return cls(url.strip(), parts.scheme, parts.netloc, match.group(1) if match else None)
 
 
+class SqsRules:
+    """SQS's refusals: JSON documents; an unknown or expired credential is refreshed once."""
+
+    service = "sqs"
+
+    def refusal(self, method: str, answer: Answer) -> Refusal:
+        try:
+            document = json.loads(answer.body) if answer.body else None
+        except (ValueError, RecursionError):  # deep nesting from a hostile endpoint
+            document = None
+        code, message = _error(document, answer.status)
+        return Refusal(
+            code,
+            message,
+            retry=answer.status >= 500 or answer.status == 429,
+            refresh=code in _CREDENTIAL_ERRORS,
+        )
+
+    def error(self, operation: str, subject: str, status: int, refusal: Refusal) -> QueueError:
+        return QueueError(refusal.code, f"{operation}: {refusal.message}", status)
+
+
+SQS_RULES = SqsRules()
+
+
+def sqs_requests(
+    http: HttpClient, queue: QueueUrl, *, region: str, credentials: CredentialsProvider
+) -> SignedRequests:
+    """The signed-request path to `queue` (in the region its host names, else `region`)."""
+    return SignedRequests(
+        http=http,
+        origin=Origin(queue.scheme, queue.host),
+        region=queue.region or region,
+        credentials=credentials,
+        rules=SQS_RULES,
+        limit=ANSWER_LIMIT,
+        error_limit=ANSWER_LIMIT,
+        attempts=1,
+    )
+
+
 class QueueClient:
-    def __init__(
-        self,
-        *,
-        session: aiohttp.ClientSession,
-        queue: QueueUrl,
-        region: str,
-        credentials: CredentialsProvider,
-    ) -> None:
-        self._session = session
+    def __init__(self, requests: SignedRequests, queue: QueueUrl) -> None:
+        self._requests = requests
         self.queue = queue
-        self._region = queue.region or region
-        self._credentials = credentials
 
     async def receive(self, *, wait: int = LONG_POLL, limit: int = 10) -> list[Message]:
         answer = await self._call(
@@ -146,65 +175,33 @@ class QueueClient:
         self, action: str, payload: dict[str, Any], *, seconds: float
     ) -> dict[str, Any]:
         body = json.dumps({"QueueUrl": self.queue.url, **payload}).encode()
-        refreshed = False
-        while True:
-            try:
-                return await self._send(action, body, seconds)
-            except QueueError as error:
-                if error.code in _CREDENTIAL_ERRORS and not refreshed:
-                    refreshed = True
-                    self._credentials.invalidate()
-                    continue
-                raise
-
-    async def _send(self, action: str, body: bytes, seconds: float) -> dict[str, Any]:
         try:
-            creds = await self._credentials.get()
-        except Exception as error:
-            raise QueueError("", f"no credentials: {error}") from error
-        headers = {
-            "Content-Type": "application/x-amz-json-1.0",
-            "X-Amz-Target": f"AmazonSQS.{action}",
-        }
-        signed = sign_request(
-            method="POST",
-            host=self.queue.host,
-            path="/",
-            query="",
-            headers=headers,
-            payload_hash=hashlib.sha256(body).hexdigest(),
-            access_key_id=creds.access_key_id,
-            secret_access_key=creds.secret_access_key,
-            session_token=creds.session_token,
-            region=self._region,
-            now=datetime.now(UTC),
-            service="sqs",
-        )
-        url = f"{self.queue.scheme}://{self.queue.host}/"
-        try:
-            async with self._session.post(
-                url,
-                data=body,
-                headers={"Host": self.queue.host, "User-Agent": USER_AGENT, **headers, **signed},
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=seconds, sock_connect=10),
-            ) as response:
-                content = await read_capped(response, ANSWER_LIMIT)
-                status = response.status
+            answer = await self._requests.request(
+                action,
+                "POST",
+                "/",
+                subject=self.queue.url,
+                headers={
+                    "Content-Type": "application/x-amz-json-1.0",
+                    "X-Amz-Target": f"AmazonSQS.{action}",
+                },
+                body=body,
+                payload_hash=hashlib.sha256(body).hexdigest(),
+                seconds=seconds,
+            )
         except ResponseTooLarge as error:
             raise QueueError("AnswerTooLarge", str(error), 200) from None
-        except (aiohttp.ClientError, TimeoutError, OSError) as error:
-            raise QueueError("", f"{action}: {type(error).__name__}: {error}") from None
+        except Unavailable as error:
+            raise QueueError("", str(error)) from None
         try:
-            answer = json.loads(content) if content else {}
-        except ValueError:
-            answer = None
-        if status != 200:
-            code, message = _error(answer, status)
-            raise QueueError(code, f"{action}: {message}", status)
-        if not isinstance(answer, dict):
-            raise QueueError("InvalidAnswer", f"{action}: the answer is not a JSON object", status)
-        return answer
+            document = json.loads(answer.body) if answer.body else {}
+        except (ValueError, RecursionError):  # deep nesting from a hostile endpoint
+            document = None
+        if not isinstance(document, dict):
+            raise QueueError(
+                "InvalidAnswer", f"{action}: the answer is not a JSON object", answer.status
+            )
+        return document
 
 
 def _error(answer: Any, status: int) -> tuple[str, str]:

@@ -2,9 +2,10 @@
 and what both sides agreed on when the path was last synced.
 
 This is pure: no I/O, no clock, no globals. Start-up, inotify events, polls, overflow rescans and
-retries all come here, so a rule is written once and tested exhaustively (tests/test_reconcile.py
-walks every row). The executor re-checks the local facts just before it acts, so a decision made
-on facts that changed a moment later is abandoned, never applied.
+retries all come here, so a rule is written once and tested exhaustively
+(tests/sync/test_reconcile.py walks every row). The executor re-checks the local facts just
+before it acts, so a decision made on facts that changed a moment later is abandoned, never
+applied.
 
 Safety rules encoded here:
 - a file that was never seen on both sides is never deleted; one side's copy is uploaded or

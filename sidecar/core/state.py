@@ -15,10 +15,10 @@ assigned only here, through named transitions:
 Invariant: a hint that arrives while a pass is running survives that pass (`settled` clears the
 hints only if none arrived since `begin`), so the next pass still knows the content changed.
 
-The retry policy (one back-off, two starting points) is here too: `failed` for errors, `raced`
-for a path that changed under the pass. The synced records are also kept on disk (store.py),
-for restarts: the `on_synced` the state is built with hears of every change of one, except the
-records `load_synced` takes from the store itself.
+The retry timing of a path is here too: `failed` for errors, `raced` for a path that changed
+under the pass, each a named starting point of the one back-off (backoff.py). The synced
+records are also kept on disk (store.py), for restarts: the `on_synced` the state is built with
+hears of every change of one, except the records `load_synced` takes from the store itself.
 
 Cost: about 1.3 KB per tracked path in all (measured at 100,000 paths, README "Measured"), of
 which the `PathState` is 80 bytes: what only a path with something going on needs (hints, an
@@ -35,21 +35,11 @@ from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar, cast
 
+from ..backoff import PATH_FAILED, PATH_RACED
 from .keys import parents_of
 from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced
 
 _T = TypeVar("_T")
-
-# Retry policy: delay = min(cap, base * 2**attempt), after `free` immediate retries.
-_FAILED = (0, 0.5, 300.0)  # an error (S3, network, I/O): back off up to five minutes
-_RACED = (3, 0.05, 5.0)  # the path changed under the pass: retry at once, then back off gently
-
-
-def backoff(attempt: int, free: int, base: float, cap: float) -> float:
-    """The one back-off: 0 for the first `free` attempts, then doubling up to `cap`."""
-    if attempt <= free:
-        return 0.0
-    return min(cap, base * 2.0 ** min(attempt, 10))
 
 
 class _Activity:
@@ -279,13 +269,13 @@ class SyncState:
         """The pass failed: how long to wait before the next attempt."""
         activity = self.get(rel)._active()
         activity.failures += 1
-        return backoff(activity.failures, *_FAILED)
+        return PATH_FAILED.delay(activity.failures)
 
     def raced(self, rel: str) -> float:
         """The path changed under the pass: how long to wait before deciding again."""
         activity = self.get(rel)._active()
         activity.races += 1
-        return backoff(activity.races, *_RACED)
+        return PATH_RACED.delay(activity.races)
 
     # -- facts from S3 and from the executor --------------------------------------------
 

@@ -23,10 +23,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, cast
 
-import aiohttp
-
-from ..aws.credentials import CredentialsProvider
-from ..aws.sqs import QueueClient, QueueUrl
+from ..aws.credentials import CredentialsFactory, CredentialsProvider
 from ..core.keys import KeyMapper
 from ..core.model import SyncMode
 from ..core.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, POOLS, UPLOAD, Pool, Scheduler
@@ -44,8 +41,8 @@ from ..ops.executor import Executor
 from ..ops.workspace import ExecutorSettings, Workspace
 from ..remote.feed import ChangeFeed
 from ..remote.poll import Poller, PollSettings
-from ..s3.client import Endpoint, S3Client
 from ..settings.table import Settings
+from .clients import Clients
 from .flush import Flush
 from .health import Health
 from .pipeline import Pipeline
@@ -64,43 +61,28 @@ class Parts:
         self,
         settings: Settings,
         metrics: Metrics,
-        credentials: CredentialsProvider,
+        credentials: CredentialsProvider | CredentialsFactory,
         ssl_context: ssl.SSLContext | bool | None,
-        *,
-        owns_credentials: bool,
     ) -> None:
+        """`credentials`: a provider (the caller's), or a factory building one on the one
+        HTTP client (then the engine's, closed with it)."""
         self.settings = settings
         self.mode = mode = SyncMode(settings.mode)
         self.metrics = metrics
-        self.credentials = credentials
-        self._owns_credentials = owns_credentials
         self.stopping = False
+        # The engine's lifecycle: loops started by `Engine.start`, watched, closed.
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watching = False
+        self._closed = False
         root, work_dir = settings.directory, settings.work_dir
         self.health = Health(
             stall_timeout=settings.stall_timeout, poll_interval=settings.poll_interval
         )
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=settings.connections,
-                limit_per_host=settings.connections,
-                ttl_dns_cache=300,
-                ssl=ssl_context if ssl_context is not None else True,
-            ),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+        self.clients = Clients.build(
+            settings, metrics, credentials, tls=ssl_context, on_reachable=self.health.set_reachable
         )
-        self.s3 = S3Client(
-            session=self.session,
-            endpoint=Endpoint.parse(settings.endpoint, settings.bucket),
-            bucket=settings.bucket,
-            region=settings.region,
-            credentials=credentials,
-            metrics=metrics,
-            on_reachable=self.health.set_reachable,
-            ssl_context=ssl_context,
-            connections=settings.connections,
-        )
+        self.credentials = self.clients.credentials
+        self.s3 = self.clients.s3
         keys = KeyMapper(settings.prefix, len(os.fsencode(root)), settings.work_name)
         # The synced records and their copy on disk, paired once: every change of a record
         # is noted for the store's next write, from the restore's first on.
@@ -142,14 +124,9 @@ class Parts:
             ),
         )
         self.changes: ChangeFeed | None = None
-        if settings.queue_url is not None and mode is not SyncMode.UPLOAD_ONLY:
+        if self.clients.queue is not None:
             self.changes = ChangeFeed(
-                queue=QueueClient(
-                    session=self.session,
-                    queue=QueueUrl.parse(settings.queue_url),
-                    region=settings.region,
-                    credentials=credentials,
-                ),
+                queue=self.clients.queue,
                 s3=self.s3,
                 bucket=settings.bucket,
                 keys=keys,
@@ -236,10 +213,7 @@ class Parts:
         self.replaced.close()
         await self.scheduler.close()
         await self.watcher.close()
-        self.s3.close()
-        await self.session.close()
-        if self._owns_credentials:
-            await self.credentials.close()
+        await self.clients.close()
         await self.store.close()
         self.tree.close()
 
@@ -255,22 +229,6 @@ class Parts:
 class Engine(Parts):
     """The parts' lifecycle (`start`, `drain`, `flush`, `close`) and what they report
     (`tasks`, `problems`, `degraded`, `readiness`)."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        metrics: Metrics,
-        credentials: CredentialsProvider,
-        ssl_context: ssl.SSLContext | bool | None,
-        *,
-        owns_credentials: bool,
-    ) -> None:
-        super().__init__(
-            settings, metrics, credentials, ssl_context, owns_credentials=owns_credentials
-        )
-        self._watching = False
-        self._closed = False
-        self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..aws.chain import provider_from_environment
-from ..aws.credentials import CredentialsProvider
+from ..aws.credentials import CredentialsFactory, CredentialsProvider
+from ..aws.http import HttpClient
 from ..core.model import SyncMode
 from ..metrics import Metrics
 from ..s3.client import Endpoint
@@ -120,7 +121,7 @@ class Syncer:
         local_modification_persistance: float = TRUST_AFTER.default,
         download_directory: str = WORK_NAME.default,
         *,
-        credentials: CredentialsProvider | None = None,
+        credentials: CredentialsProvider | CredentialsFactory | None = None,
         ssl_context: ssl.SSLContext | bool | None = None,
         metrics: Metrics | None = None,
         **arguments: Any,
@@ -162,7 +163,8 @@ class Syncer:
             }
         )
         self._ssl_context = ssl_context
-        self._credentials = credentials  # a provider passed in belongs to the caller
+        # A provider passed in belongs to the caller; one a factory builds, to the engine.
+        self._credentials = credentials
         self.metrics = metrics if metrics is not None else Metrics()
         self._phase = Phase.NEW
         self._engine: Engine | None = None
@@ -187,17 +189,9 @@ class Syncer:
         if self._phase is not Phase.NEW:
             raise RuntimeError(f"Syncer already started (it is {self._phase.value})")
         self._phase = Phase.RESTORING
-        credentials = self._credentials
-        if credentials is None:
-            # The chain the AWS SDKs use in containers: keys, then the ECS endpoint.
-            credentials = provider_from_environment(os.environ)
-        engine = self._engine = Engine(
-            self.settings,
-            self.metrics,
-            credentials,
-            self._ssl_context,
-            owns_credentials=self._credentials is None,
-        )
+        # By default, the chain the AWS SDKs use in containers: keys, then the ECS endpoint.
+        credentials = _from_environment if self._credentials is None else self._credentials
+        engine = self._engine = Engine(self.settings, self.metrics, credentials, self._ssl_context)
         try:
             await engine.start()
         except BaseException:
@@ -292,6 +286,10 @@ class Syncer:
         if SyncMode(self.settings.mode) is SyncMode.UPLOAD_ONLY:
             return
         await self._running().poller.poll()
+
+
+def _from_environment(http: HttpClient) -> CredentialsProvider:
+    return provider_from_environment(os.environ, http=http)
 
 
 __all__ = [

@@ -31,7 +31,7 @@ from .job import IntegrityError
 from .workspace import Workspace
 
 SYMLINK_MAX = 4096
-SMALL_OBJECT = READ_SIZE  # read whole, not streamed (transport.py: the lean path)
+SMALL_OBJECT = READ_SIZE  # read whole, not streamed (aws/http.py: `exchange`)
 
 
 class Fetcher:

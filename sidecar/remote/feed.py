@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..aws.sqs import Message, QueueClient, QueueError
+from ..backoff import QUEUE
 from ..core.keys import KeyMapper, UnsyncableName, parents_of
 from ..core.model import RemoteEntry
 from ..core.scheduler import DOWNLOAD, Scheduler
@@ -50,7 +51,6 @@ log = logging.getLogger("sidecar.changes")
 
 ORDER_MEMORY = 100_000  # keys whose last applied sequencer is remembered
 HEADS_AT_ONCE = 8
-MAX_BACKOFF = 60.0
 
 
 @dataclass(slots=True)
@@ -96,7 +96,7 @@ class ChangeFeed:
 
     async def run(self) -> None:
         """Receive and handle, forever. Never raises but for cancellation."""
-        backoff = 1.0
+        failures = 0  # in a row: how long to wait after the next (backoff.py's QUEUE)
         try:
             attributes = await self._queue.attributes()
         except QueueError as error:
@@ -113,10 +113,10 @@ class ChangeFeed:
                 messages = await self._queue.receive()
             except QueueError as error:
                 self._failed(error)
-                await asyncio.sleep(backoff)
-                backoff = min(MAX_BACKOFF, backoff * 2)
+                failures += 1
+                await asyncio.sleep(QUEUE.delay(failures))
                 continue
-            backoff = 1.0
+            failures = 0
             self._answered()
             if messages:
                 await self.handle(messages)

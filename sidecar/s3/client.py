@@ -1,20 +1,29 @@
-"""Typed S3 operations: what the sidecar asks of S3, one method each, over a `Transport`
-(transport.py: signing, retries, bounds). Conditional writes report a concurrent change as
-`PreconditionFailed`; a key that is gone is `None` (HEAD) or nothing to do (DELETE)."""
+"""Typed S3 operations: what the sidecar asks of S3, one method each, over S3's signed-request
+path (`s3_requests`: aws/signed.py with S3's rules, s3/errors.py). Conditional writes report a
+concurrent change as `PreconditionFailed`; a key that is gone is `None` (HEAD) or nothing to do
+(DELETE). Every request that creates an object version (PutObject, CreateMultipartUpload,
+CopyObject) takes its headers through `_writing`, the one place for what every write must say
+(`write_headers`)."""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator, Callable, Container, Mapping
 from dataclasses import dataclass, replace
 
 import aiohttp
 
 from ..aws.credentials import CredentialsProvider
+from ..aws.http import Answer, HttpClient, read_capped
+from ..aws.signed import BodyFactory, SignedRequests
 from ..aws.sigv4 import UNSIGNED_PAYLOAD, quote_path
+from ..backoff import REQUEST, Backoff
 from ..metrics import Metrics
 from . import xml
+from .endpoint import Endpoint
 from .errors import (
+    ERROR_DOCUMENT_LIMIT,
+    RESULT_LIMIT,
+    S3_RULES,
     BodyChanged,
     NotFound,
     PreconditionFailed,
@@ -30,15 +39,36 @@ from .metadata import (
     parse_mtime,
     seen_unsettled,
 )
-from .transport import (
-    ERROR_DOCUMENT_LIMIT,
-    RESULT_LIMIT,
-    BodyFactory,
-    Endpoint,
-    Reply,
-    Transport,
-    read_capped,
-)
+
+Reply = Answer  # a whole answer: status, headers, body
+
+
+def s3_requests(
+    http: HttpClient,
+    endpoint: Endpoint,
+    *,
+    region: str,
+    credentials: CredentialsProvider,
+    metrics: Metrics,
+    on_reachable: Callable[[bool], None] | None = None,
+    attempts: int = 8,
+    retry: Backoff = REQUEST,
+) -> SignedRequests:
+    """The signed-request path to S3 at `endpoint`: S3's rules and bounds, counted in
+    `metrics` (s3_requests, s3_retries, durations), reachability told to `on_reachable`."""
+    return SignedRequests(
+        http=http,
+        origin=endpoint.origin,
+        region=region,
+        credentials=credentials,
+        rules=S3_RULES,
+        limit=RESULT_LIMIT,
+        error_limit=ERROR_DOCUMENT_LIMIT,
+        attempts=attempts,
+        retry=retry,
+        metrics=metrics,
+        on_reachable=on_reachable,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,39 +125,24 @@ class PutResult:
 class S3Client:
     def __init__(
         self,
-        *,
-        session: aiohttp.ClientSession,
+        requests: SignedRequests,
         endpoint: Endpoint,
         bucket: str,
-        region: str,
-        credentials: CredentialsProvider,
-        metrics: Metrics,
-        max_attempts: int = 8,
-        base_delay: float = 0.1,
-        max_delay: float = 20.0,
-        on_reachable: Callable[[bool], None] | None = None,
-        ssl_context: ssl.SSLContext | bool | None = None,
-        connections: int = 100,
+        *,
+        write_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.bucket = bucket
-        self._transport = Transport(
-            session=session,
-            endpoint=endpoint,
-            region=region,
-            credentials=credentials,
-            metrics=metrics,
-            max_attempts=max_attempts,
-            base_delay=base_delay,
-            max_delay=max_delay,
-            on_reachable=on_reachable,
-            ssl_context=ssl_context,
-            connections=connections,
-        )
+        self._requests = requests
+        self._write_headers = dict(write_headers or {})
 
-    def close(self) -> None:
-        """Close kept-alive connections of our own (the session is the caller's)."""
-        self._transport.close()
+    def _path(self, key: str | None) -> str:
+        return self.endpoint.path_for(key) if key is not None else self.endpoint.base_path
+
+    def _writing(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers of a request that creates an object version, with what every write
+        must carry (`write_headers`)."""
+        return {**headers, **self._write_headers}
 
     # -- operations ----------------------------------------------------------------------
 
@@ -143,14 +158,15 @@ class S3Client:
     ) -> PutResult:
         all_headers = {
             "Content-Length": str(length),
-            **headers,
+            **self._writing(headers),
             **_conditions(if_match, if_none_match),
         }
         try:
-            response = await self._transport.request(
+            response = await self._requests.request(
                 "PutObject",
                 "PUT",
-                key,
+                self._path(key),
+                subject=key,
                 headers=all_headers,
                 body=body,
                 payload_hash=UNSIGNED_PAYLOAD,
@@ -165,7 +181,9 @@ class S3Client:
 
     async def head_object(self, key: str) -> ObjectHead | None:
         try:
-            response = await self._transport.request("HeadObject", "HEAD", key)
+            response = await self._requests.request(
+                "HeadObject", "HEAD", self._path(key), subject=key
+            )
         except NotFound:
             return None
         return ObjectHead.from_headers(response.headers)
@@ -173,19 +191,27 @@ class S3Client:
     async def get_object(self, key: str, *, if_match: str | None = None) -> aiohttp.ClientResponse:
         """The streaming response; the caller reads `.content` and must `release()` it."""
         headers = {"If-Match": f'"{if_match}"'} if if_match else {}
-        response = await self._transport.stream("GetObject", "GET", key, headers=headers)
-        return response
+        return await self._requests.stream(
+            "GetObject", "GET", self._path(key), subject=key, headers=headers
+        )
 
     async def get_small_object(self, key: str, *, if_match: str | None = None) -> Reply:
         """The whole object, read up to `RESULT_LIMIT` (else `ResponseTooLarge`): for objects
         known to be small."""
         headers = {"If-Match": f'"{if_match}"'} if if_match else {}
-        return await self._transport.request("GetObject", "GET", key, headers=headers)
+        return await self._requests.request(
+            "GetObject", "GET", self._path(key), subject=key, headers=headers
+        )
 
     async def delete_object(self, key: str, *, if_match: str | None = None) -> None:
         try:
-            await self._transport.request(
-                "DeleteObject", "DELETE", key, headers=_conditions(if_match, False), ok=(200, 204)
+            await self._requests.request(
+                "DeleteObject",
+                "DELETE",
+                self._path(key),
+                subject=key,
+                headers=_conditions(if_match, False),
+                ok=(200, 204),
             )
         except NotFound:
             return
@@ -197,11 +223,13 @@ class S3Client:
         copy_headers = {
             "x-amz-copy-source": "/" + self.bucket + "/" + quote_path(key),
             "x-amz-metadata-directive": "REPLACE",
-            **headers,
+            **self._writing(headers),
         }
         if if_match:
             copy_headers["x-amz-copy-source-if-match"] = f'"{if_match}"'
-        response = await self._transport.request("CopyObject", "PUT", key, headers=copy_headers)
+        response = await self._requests.request(
+            "CopyObject", "PUT", self._path(key), subject=key, headers=copy_headers
+        )
         try:
             return xml.parse_copy_result(response.body)
         except xml.MalformedResponse as error:
@@ -222,7 +250,9 @@ class S3Client:
             ]
             if token:
                 query.append(("continuation-token", token))
-            response = await self._transport.request("ListObjectsV2", "GET", None, query=query)
+            response = await self._requests.request(
+                "ListObjectsV2", "GET", self._path(None), query=query
+            )
             page = xml.parse_list_page(response.body, held)
             answered_at = normalize_last_modified(response.headers.get("Date", ""))
             page = replace(page, answered_at=answered_at)
@@ -232,18 +262,24 @@ class S3Client:
             token = page.next_token
 
     async def create_multipart_upload(self, key: str, headers: Mapping[str, str]) -> str:
-        response = await self._transport.request(
-            "CreateMultipartUpload", "POST", key, query=[("uploads", "")], headers=headers
+        response = await self._requests.request(
+            "CreateMultipartUpload",
+            "POST",
+            self._path(key),
+            subject=key,
+            query=[("uploads", "")],
+            headers=self._writing(headers),
         )
         return xml.parse_initiate_multipart(response.body)
 
     async def upload_part(
         self, key: str, upload_id: str, number: int, body: BodyFactory, length: int
     ) -> str:
-        response = await self._transport.request(
+        response = await self._requests.request(
             "UploadPart",
             "PUT",
-            key,
+            self._path(key),
+            subject=key,
             query=[("partNumber", str(number)), ("uploadId", upload_id)],
             headers={"Content-Length": str(length)},
             body=body,
@@ -261,10 +297,11 @@ class S3Client:
         if_none_match: bool = False,
     ) -> PutResult:
         document = xml.build_complete_multipart(etags)
-        response = await self._transport.request(
+        response = await self._requests.request(
             "CompleteMultipartUpload",
             "POST",
-            key,
+            self._path(key),
+            subject=key,
             query=[("uploadId", upload_id)],
             headers={
                 "Content-Length": str(len(document)),
@@ -284,10 +321,11 @@ class S3Client:
 
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         try:
-            await self._transport.request(
+            await self._requests.request(
                 "AbortMultipartUpload",
                 "DELETE",
-                key,
+                self._path(key),
+                subject=key,
                 query=[("uploadId", upload_id)],
                 ok=(200, 204),
             )
@@ -313,9 +351,11 @@ __all__ = [
     "ObjectHead",
     "PreconditionFailed",
     "PutResult",
+    "Reply",
     "ResponseTooLarge",
     "S3Client",
     "S3Error",
     "S3Unavailable",
     "read_capped",
+    "s3_requests",
 ]

@@ -1,9 +1,45 @@
-"""What S3 access can raise: an answer that is not a success (`S3Error`, with
-`PreconditionFailed` for a conditional write that found another version and `NotFound`), no
-answer at all (`S3Unavailable`, and `ResponseTooLarge` for an answer over its bound), and an
-upload whose local file changed while it was sent (`BodyChanged`)."""
+"""What S3 access can raise, and how S3 refuses. An answer that is not a success is an
+`S3Error` (`PreconditionFailed` for a conditional write that found another version, `NotFound`);
+no answer at all is `S3Unavailable` (`ResponseTooLarge` for an answer over its bound); an upload
+whose local file changed while it was sent is `BodyChanged`. The last three are any AWS
+request's (aws/errors.py), under the names S3's callers know.
+
+`S3_RULES` is S3's part of the one signed-request path (aws/signed.py): an error is an XML
+document, read up to `ERROR_DOCUMENT_LIMIT`; 5xx, 429 and the codes S3 documents as transient
+are sent again; a rejected or expired credential (or a HEAD's bodyless 400/403, which may be
+one) is refreshed once; `RequestTimeTooSkewed` corrects the clock.
+"""
 
 from __future__ import annotations
+
+from ..aws.errors import BodyChanged, ResponseTooLarge, Unavailable
+from ..aws.http import Answer
+from ..aws.signed import Refusal
+from . import xml
+
+# No answer is read without a bound: a broken or hostile endpoint cannot exhaust memory. An
+# error document is read up to 64 KiB, and past that only its status counts; any other answer
+# read whole (listings, XML results) up to 8 MiB, twice a worst-case page of 1,000 URL-encoded
+# 1,024-byte keys.
+ERROR_DOCUMENT_LIMIT = 64 * 1024
+RESULT_LIMIT = 8 * 1024 * 1024
+
+S3Unavailable = Unavailable  # no answer from S3 after every retry
+
+_RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 429})
+_RETRYABLE_CODES = frozenset(
+    {
+        "RequestTimeout",
+        "SlowDown",
+        "InternalError",
+        "OperationAborted",
+        "ServiceUnavailable",
+        "RequestTimeTooSkewed",
+    }
+)
+_CREDENTIAL_CODES = frozenset(
+    {"ExpiredToken", "InvalidAccessKeyId", "InvalidToken", "TokenRefreshRequired"}
+)
 
 
 class S3Error(Exception):
@@ -25,25 +61,6 @@ class NotFound(S3Error):
     pass
 
 
-class S3Unavailable(Exception):
-    """No answer from S3 after every retry (network down, endpoint wrong, credentials absent)."""
-
-
-class ResponseTooLarge(S3Unavailable):
-    """An answer longer than it may be, announced or sent: a broken or hostile endpoint. The
-    response was closed, not read on; no more than `limit` bytes of it were kept."""
-
-    def __init__(self, what: str, limit: int, announced: int | None = None) -> None:
-        size = f"announces {announced} bytes" if announced is not None else "sends more"
-        super().__init__(f"{what}: the answer {size}, over the limit of {limit} bytes")
-        self.limit = limit
-        self.announced = announced
-
-
-class BodyChanged(Exception):
-    """The local file changed while its content was being sent; the upload was abandoned."""
-
-
 def error_for(operation: str, status: int, code: str, message: str, key: str) -> S3Error:
     if status == 412 or code == "PreconditionFailed":
         return PreconditionFailed(operation, status, code, message, key)
@@ -52,6 +69,44 @@ def error_for(operation: str, status: int, code: str, message: str, key: str) ->
     return S3Error(operation, status, code, message, key)
 
 
-def describe(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return f"{type(error).__name__}: {text}" if text != type(error).__name__ else text
+class S3Rules:
+    """S3's refusals: XML error documents (see the module docstring)."""
+
+    service = "s3"
+
+    def refusal(self, method: str, answer: Answer) -> Refusal:
+        document = xml.parse_error(answer.body)
+        code = document.code if document else ""
+        message = document.message if document else ""
+        if answer.oversized:  # only the status is known; 5xx and 429 are retried as usual
+            message = f"(an error document over {ERROR_DOCUMENT_LIMIT} bytes, not read)"
+        # A HEAD error has no body to name its code: a 400/403 there may be an expired
+        # credential too, worth one refresh.
+        bodyless_denial = method == "HEAD" and not code and answer.status in (400, 403)
+        return Refusal(
+            code,
+            message,
+            retry=answer.status in _RETRYABLE_STATUS or code in _RETRYABLE_CODES,
+            refresh=code in _CREDENTIAL_CODES or bodyless_denial,
+            skewed=code == "RequestTimeTooSkewed",
+        )
+
+    def error(self, operation: str, subject: str, status: int, refusal: Refusal) -> S3Error:
+        return error_for(operation, status, refusal.code, refusal.message, subject)
+
+
+S3_RULES = S3Rules()
+
+__all__ = [
+    "ERROR_DOCUMENT_LIMIT",
+    "RESULT_LIMIT",
+    "S3_RULES",
+    "BodyChanged",
+    "NotFound",
+    "PreconditionFailed",
+    "ResponseTooLarge",
+    "S3Error",
+    "S3Rules",
+    "S3Unavailable",
+    "error_for",
+]

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Sequence
 
 # SYNC_HTTP_PORT's default, written here too so that this module imports nothing of the package
-# (tests/test_settings_table.py keeps it equal to the table's).
+# (tests/service/test_settings_table.py keeps it equal to the table's).
 DEFAULT_PORT = 9464
 
 

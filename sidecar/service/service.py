@@ -16,7 +16,8 @@ import ssl
 from collections.abc import Mapping
 
 from ..aws.chain import provider_from_environment
-from ..aws.credentials import Credentials, CredentialsProvider
+from ..aws.credentials import Credentials, CredentialsFactory, CredentialsProvider
+from ..aws.http import HttpClient, tls_context
 from ..engine.syncer import Syncer
 from ..metrics import Metrics, without_created_series
 from ..settings.arguments import as_arguments
@@ -31,22 +32,16 @@ EXIT_FAILED = 1
 SUPERVISE_EVERY = 1.0
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext | bool:
-    if not settings.tls_verify:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if settings.ca_bundle:
-        context = ssl.create_default_context()
-        context.load_verify_locations(cafile=settings.ca_bundle)
-        return context
-    return True
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    return tls_context(verify=settings.tls_verify, ca_bundle=settings.ca_bundle)
 
 
-def credentials_provider(
+def credentials_factory(
     settings: Settings, env: Mapping[str, str], metrics: Metrics
-) -> CredentialsProvider:
+) -> CredentialsFactory:
+    """Builds the provider the settings name, on the sidecar's one HTTP client, its refreshes
+    and failures shown in `metrics`."""
+
     def refreshed(credentials: Credentials) -> None:
         expiration = credentials.expiration
         metrics.credentials_expiry.set(expiration.timestamp() if expiration else 0)
@@ -55,12 +50,19 @@ def credentials_provider(
         metrics.credentials_refresh_failures.inc()
         log.warning("fetching credentials failed: %s", error)
 
-    return provider_from_environment(
-        env, settings.credentials_source, on_refresh=refreshed, on_failure=failed
-    )
+    def build(http: HttpClient) -> CredentialsProvider:
+        return provider_from_environment(
+            env,
+            settings.credentials_source,
+            http=http,
+            on_refresh=refreshed,
+            on_failure=failed,
+        )
+
+    return build
 
 
-def build_syncer(settings: Settings, metrics: Metrics, credentials: CredentialsProvider) -> Syncer:
+def build_syncer(settings: Settings, metrics: Metrics, credentials: CredentialsFactory) -> Syncer:
     return Syncer(
         **as_arguments(settings),
         credentials=credentials,
@@ -74,8 +76,7 @@ class Service:
         self.settings = settings
         without_created_series()  # the command's process: nothing else's metrics live here
         metrics = Metrics()
-        self.credentials = credentials_provider(settings, env, metrics)
-        self.syncer = build_syncer(settings, metrics, self.credentials)
+        self.syncer = build_syncer(settings, metrics, credentials_factory(settings, env, metrics))
         self.http = HealthServer(self.syncer, settings.http_host, settings.http_port)
         self._stop = asyncio.Event()
         self._signals: list[int] = []
@@ -115,7 +116,6 @@ class Service:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
             await self.http.close()
-            await self.credentials.close()
 
     async def _run(self) -> int:
         starting = asyncio.create_task(self.syncer.start(), name="start")

@@ -4,7 +4,8 @@
 Everything else is built from these rows or checked against them by a test: the environment's
 variables and their validation (config.py), `Syncer`'s defaults and keyword arguments
 (arguments.py), mobius3's command line (service/cli.py) and the README's configuration table
-(`readme_table`; scripts/settings_table.py writes it, tests/test_settings_table.py checks it).
+(`readme_table`; scripts/settings_table.py writes it, tests/service/test_settings_table.py checks
+it).
 Adding a setting is a row here, its field in `Settings`, and the code that reads it. A row's
 module-level name is its field's in capitals (checked by a test), so `Syncer` can take its
 defaults by name. Rows are in the order in which problems are reported and the README lists

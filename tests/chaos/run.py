@@ -20,8 +20,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import MotoServer, moto_process
-from faultproxy import FaultProxy
+from support.faultproxy import FaultProxy
+from support.s3_server import MotoServer, moto_process
 
 from sidecar.local.conflicts import is_conflict
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import MotoServer
+from support.s3_server import MotoServer
 
 from .run import run_seed
 from .verify import Tree, differences

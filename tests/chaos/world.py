@@ -7,14 +7,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import REGION, MotoServer, free_port
-from faultproxy import CHAOS_KINDS, ChaosFaults, FaultProxy
-
-SCRIPT = str(Path(sys.executable).parent / "s3sync-sidecar")
+from support.faultproxy import CHAOS_KINDS, ChaosFaults, FaultProxy
+from support.local_http import free_port
+from support.s3_server import REGION, MotoServer
+from support.sidecars import SCRIPT
 
 
 def chaos_faults(rng: random.Random) -> ChaosFaults:
@@ -41,6 +40,7 @@ class Sidecar:
 
     def start(self) -> None:
         self.starts += 1
+        assert SCRIPT is not None, "the console script is installed"
         with open(self.log, "ab") as output:
             output.write(f"--- start {self.starts}\n".encode())
             output.flush()

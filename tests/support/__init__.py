@@ -1,0 +1,27 @@
+"""What the tests share, each written once; tests/conftest.py's fixtures are thin wrappers of it.
+
+- `s3_server`: moto's S3 server as a process with SigV4 on (`moto_process`, `MotoServer`,
+  `REGION`); `moto_server.py` is that server, with the one S3 behaviour moto lacks.
+- `bucket`: `Bucket`, a test bucket as another client sees it (botocore), and `content_of`.
+- `faultproxy`: `FaultProxy`, a real HTTP proxy in front of moto that slows, fails and drops.
+- `syncers`: `Syncers`, in-process `Syncer`s on temporary folders (the `syncer_factory` fixture).
+- `sidecars`: `SidecarProcess`, the real console script as a subprocess, and `Sidecars`, those
+  a test starts (the `run_sidecar` fixture).
+- `environments`: a sidecar's environment against the test bucket (`sidecar_environment`), and
+  the least `load_settings` accepts, with no server behind it (`minimal_environment`).
+- `waiting`: `eventually` (a deadline poll, never a bare sleep) and `in_thread`.
+- `metrics`: in process, `metric` (summed over the labels not named) and `requests`; from a
+  /metrics text, `scrape`, `Scrape` and `series` (the one series with exactly these labels).
+- `local_http`: `free_port` and `http_get`, on 127.0.0.1.
+- `folders`: `read`, `synced_folder`, `conflict_copies`, and `tree_at` / `parents_made` for the
+  folder as the engine holds it.
+- `inotify_queue`: `small_inotify_queue`, to overflow inotify on purpose.
+- `ROOT` (here): the repository, for the tests that read its files.
+
+Importable as `support` from pytest (`pythonpath` in pyproject.toml), from `make chaos`
+(`PYTHONPATH=tests`) and from bench/ (which puts tests/ on `sys.path`). Nothing is imported
+here, so that `support.moto_server` stays cheap to import."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository
