@@ -98,7 +98,7 @@ class Scheduler:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
-    def submit(self, rel: str, pool: Pool, *, rescan: bool = False) -> None:
+    def submit(self, rel: str, pool: Pool, *, rescan: bool = False, retry: bool = False) -> None:
         """Process `rel` in `pool`. A change cancels a retry's back-off (the path changed: look
         at once); a `rescan` (a scan that reports what exists, with nothing new to say) does
         not: a path failing with back-off is retried when its back-off says, however often a
@@ -106,7 +106,9 @@ class Scheduler:
         pool = self._lane[pool]
         if rescan and rel in self._delayed:
             return
-        if pool == UPLOAD and rel not in self._local_since:
+        if pool == UPLOAD and not retry and rel not in self._local_since:
+            # A retry is not a new change: whether a local change waits was said before (and
+            # `not_local` may have found that none does).
             self._local_since[rel] = time.monotonic()
         delayed = self._delayed.pop(rel, None)
         if delayed is not None:
@@ -132,14 +134,17 @@ class Scheduler:
         self._idle.clear()
 
     def expedite(self) -> None:
-        """Shutting down: retry now whatever was waiting for a backoff to end."""
-        for rel in list(self._delayed):
+        """Shutting down: retry now whatever was waiting for a backoff to end (its timer
+        cancelled: left, it would fire later and take the next retry's place, doubling the
+        tries of a path that keeps failing)."""
+        for rel, (handle, _) in list(self._delayed.items()):
+            handle.cancel()
             self._fire(rel)
 
     def _fire(self, rel: str) -> None:
         entry = self._delayed.pop(rel, None)
         if entry is not None:
-            self.submit(rel, entry[1])
+            self.submit(rel, entry[1], retry=True)
 
     def done(self, rel: str) -> None:
         """The local change at `rel` is in S3 (or there is nothing left to send)."""

@@ -8,158 +8,18 @@ Needs root to switch users (`setpriv`); skipped with the reason otherwise."""
 
 from __future__ import annotations
 
+import itertools
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from support.bucket import Bucket
-from support.local_http import free_port, http_get
-from support.s3_server import REGION
+from support.local_http import http_get
+from support.users import SHARED_GID, SIDECAR_UID, NonRootSidecar, app, start
+from support.volumes import fill, free, small_volume
 from support.waiting import eventually, in_thread
 
-SIDECAR_UID, APP_UID, SHARED_GID = 64000, 64001, 64100
-SETPRIV = shutil.which("setpriv")
-ROOT = Path(__file__).resolve().parent.parent
-SITE = next(p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir())
-
-
-def _interpreter() -> str | None:
-    """A Python of this version that the sidecar's user can run: this one, unless it lives
-    somewhere private (pyenv under /root, mode 0700), else the system's; None if neither."""
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (sys.executable, f"/usr/bin/{version}"):
-        reachable = subprocess.run(
-            [*_as(SIDECAR_UID), candidate, "-c", "pass"], capture_output=True, check=False
-        )
-        if reachable.returncode == 0:
-            return candidate
-    return None
-
-
-def _as(uid: int) -> list[str]:
-    """The command prefix that runs what follows as `uid`, in the shared group, umask 002."""
-    assert SETPRIV is not None
-    return [SETPRIV, f"--reuid={uid}", f"--regid={SHARED_GID}", "--clear-groups", "--"]
-
-
-_RUN_WITH_UMASK = (
-    "import os, runpy; os.umask(0o002); runpy.run_module('sidecar', run_name='__main__')"
-)
-PYTHON = _interpreter() if os.geteuid() == 0 and SETPRIV is not None else None
-
-
-@pytest.fixture
-def volume() -> Iterator[Path]:
-    """A shared folder both users can reach: its parents are traversable, it is owned by the
-    sidecar's user and the shared group, group-writable with the setgid bit."""
-    if os.geteuid() != 0 or SETPRIV is None:
-        pytest.skip("switching users needs root and setpriv (util-linux)")
-    if PYTHON is None:
-        pytest.skip(
-            f"no Python {sys.version_info.major}.{sys.version_info.minor} that uid "
-            f"{SIDECAR_UID} may run (this one is under a private directory)"
-        )
-    base = Path(tempfile.mkdtemp(prefix="s3sync-nonroot-"))
-    os.chmod(base, 0o755)
-    shared = base / "shared"
-    shared.mkdir()
-    os.chown(shared, SIDECAR_UID, SHARED_GID)
-    os.chmod(shared, 0o2775)
-    try:
-        yield shared
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def app(script: str) -> None:
-    """Run `script` (Python) as the app's user, with umask 002, in the shared folder's parent;
-    fails the test if it fails."""
-    subprocess.run(
-        [*_as(APP_UID), PYTHON or "python3", "-c", f"import os\nos.umask(0o002)\n{script}"],
-        check=True,
-        timeout=30,
-    )
-
-
-class NonRootSidecar:
-    """`s3sync-sidecar` run as the sidecar's user on `folder` (umask 002, as the image sets)."""
-
-    def __init__(self, bucket: Bucket, folder: Path, log: Path, **env: str) -> None:
-        assert PYTHON is not None
-        self.port = free_port()
-        self.log = log
-        self._output = open(log, "wb")  # noqa: SIM115 - closed in stop()/kill()
-        full_env = {
-            "PATH": os.environ["PATH"],
-            # The package from this checkout and its dependencies from this venv, run by an
-            # interpreter the sidecar's user may reach (the venv's may be under /root).
-            "PYTHONPATH": f"{ROOT}{os.pathsep}{SITE}",
-            **bucket.server.env(),
-            "SYNC_DIR": str(folder),
-            "SYNC_BUCKET": bucket.name,
-            "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
-            "SYNC_REGION": REGION,
-            "SYNC_LOG_FORMAT": "text",
-            "SYNC_HTTP_HOST": "127.0.0.1",
-            "SYNC_HTTP_PORT": str(self.port),
-            "SYNC_POLL_INTERVAL": "1",
-            **env,
-        }
-        self.process = subprocess.Popen(
-            [*_as(SIDECAR_UID), PYTHON, "-c", _RUN_WITH_UMASK],
-            env=full_env,
-            stdout=self._output,
-            stderr=subprocess.STDOUT,
-        )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    async def ready(self) -> None:
-        await eventually(
-            lambda: "syncing" in self.text() or self.process.poll() is not None,
-            timeout=30,
-            what="the initial restore",
-        )
-        assert self.process.poll() is None, self.text()
-
-    async def stop(self, timeout: float = 60) -> tuple[int, float]:
-        """SIGTERM; (exit code, seconds it took)."""
-        began = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        code = await in_thread(self.process.wait, timeout)
-        self._output.close()
-        return int(code), time.monotonic() - began
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._output.close()
-
-
-@pytest.fixture
-def nonroot(bucket: Bucket, volume: Path, tmp_path: Path) -> Iterator[list[NonRootSidecar]]:
-    started: list[NonRootSidecar] = []
-    yield started
-    for sidecar in started:
-        sidecar.kill()
-
-
-async def start(
-    started: list[NonRootSidecar], bucket: Bucket, folder: Path, tmp_path: Path, **env: str
-) -> NonRootSidecar:
-    sidecar = NonRootSidecar(bucket, folder, tmp_path / f"sidecar-{len(started)}.log", **env)
-    started.append(sidecar)
-    await sidecar.ready()
-    return sidecar
+from sidecar.local.conflicts import existing_conflicts
 
 
 async def test_the_sidecar_runs_as_its_own_user_beside_the_app(
@@ -208,3 +68,127 @@ async def test_a_key_in_a_folder_the_app_made_private_is_not_a_local_change(
     assert code == 0, sidecar.text()
     assert seconds < 10
     assert "not uploaded" not in sidecar.text()
+
+
+async def test_a_file_the_app_made_private_never_blocks_the_version_in_s3(
+    nonroot: list[NonRootSidecar], bucket: Bucket, volume: Path, tmp_path: Path
+) -> None:
+    """The app writes `notes.txt` (synced), then makes it private (`chmod 600`, its own file);
+    another client puts a new `notes.txt`. The sidecar cannot read the app's file to prove it
+    unchanged, so it keeps it, and keeps S3's version beside it as one conflict copy, however
+    often it tries again; /healthz names the file it cannot read (before: every retry failed
+    reading it, forever, and the new bytes never arrived)."""
+    sidecar = await start(nonroot, bucket, volume, tmp_path)
+    app(f"open({str(volume / 'notes.txt')!r}, 'w').write('v1 from the app')")
+    await eventually(lambda: bucket.exists("notes.txt"))
+    await sidecar.flush()
+    app(f"os.chmod({str(volume / 'notes.txt')!r}, 0o600)")
+    await in_thread(bucket.put, "notes.txt", b"v2 from another client")
+
+    def copies() -> list[str]:
+        return existing_conflicts("notes.txt", [p.name for p in volume.iterdir()])
+
+    await eventually(lambda: len(copies()) == 1, timeout=30, what="S3's version beside it")
+    assert (volume / copies()[0]).read_bytes() == b"v2 from another client"
+    time.sleep(5)
+    assert len(copies()) == 1
+    status, body = await http_get(sidecar.port, "/healthz")
+    assert status == 200 and "notes.txt" in body, body
+    os.chmod(volume / "notes.txt", 0o644)  # as root: what the app wrote is still there
+    assert (volume / "notes.txt").read_bytes() == b"v1 from the app"
+
+
+async def test_a_stop_retries_what_it_cannot_send_as_often_as_its_log_says(
+    nonroot: list[NonRootSidecar], bucket: Bucket, volume: Path, tmp_path: Path
+) -> None:
+    """A file the app keeps private cannot be uploaded: at a stop, the drain tries it again
+    every few seconds, each line saying when the next try is, and the gaps between tries are
+    what the lines said (before: "retrying in 300s", every second); the stop then names it."""
+    sidecar = await start(
+        nonroot, bucket, volume, tmp_path, SYNC_LOG_LEVEL="DEBUG", SYNC_SHUTDOWN_TIMEOUT="9"
+    )
+    app(
+        f"fd = os.open({str(volume / 'secret.txt')!r}, os.O_WRONLY | os.O_CREAT, 0o600)\n"
+        "os.write(fd, b'private')\nos.close(fd)"
+    )
+    await eventually(lambda: "'secret.txt' failed" in sidecar.text(), what="a first failure")
+    code, _ = await sidecar.stop()
+    assert code == 1, sidecar.text()
+    text = sidecar.text()
+    after = text[text.index("SIGTERM received") :]
+    tries = [line for line in after.splitlines() if "'secret.txt' failed" in line]
+    assert len(tries) >= 3, after
+    said = [float(line.rpartition("retrying in ")[2].split("s")[0]) for line in tries]
+    assert max(said) <= 2, tries
+    stamps = [_stamp(line) for line in tries]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
+    assert all(0.5 <= gap <= 3.5 for gap in gaps), (gaps, tries)
+    assert "not uploaded: secret.txt" in after
+
+
+def _stamp(line: str) -> float:
+    """The time of a text log line (`2026-12-06 06:15:49,481 ...`), in seconds."""
+    clock = line.split(" ")[1]
+    hours, minutes, seconds = clock.replace(",", ".").split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+async def test_a_full_volume_at_start_stops_the_start_and_keeps_the_state(
+    nonroot: list[NonRootSidecar], bucket: Bucket, volume: Path, tmp_path: Path
+) -> None:
+    """Item 4 as the image meets it: the sidecar (uid 64000) on a volume of its own that is
+    full at a restart. The start fails (exit 1) touching nothing: the state's bytes are the
+    same, nothing was uploaded or deleted; with space again, what was deleted on each side
+    while it was down is deleted on the other."""
+    with small_volume(
+        volume.parent / "small", "4m", f"mode=2775,uid={SIDECAR_UID},gid={SHARED_GID}"
+    ) as volume:  # beside the shared folder: its parents are reachable by both users
+        sidecar = await start(nonroot, bucket, volume, tmp_path)
+        for name in ("gone-in-s3.txt", "gone-here.txt", "kept.txt"):
+            app(f"open({str(volume / name)!r}, 'w').write({name!r})")
+        await eventually(lambda: len(bucket.list_keys()) == 3)
+        await sidecar.flush()
+        code, _ = await sidecar.stop()
+        assert code == 0, sidecar.text()
+        await in_thread(bucket.delete, "gone-in-s3.txt")
+        app(f"os.unlink({str(volume / 'gone-here.txt')!r})")
+        state = volume / ".s3sync-sidecar" / "state.sqlite3"
+        before = state.read_bytes()
+        filler = fill(volume)
+        failed = NonRootSidecar(bucket, volume, tmp_path / "full.log")
+        nonroot.append(failed)
+        assert await in_thread(failed.process.wait, 60) == 1
+        assert "cannot be read now" in failed.text(), failed.text()
+        assert state.read_bytes() == before
+        assert sorted(bucket.list_keys()) == ["gone-here.txt", "kept.txt"]
+        assert sorted(p.name for p in volume.glob("*.txt")) == ["gone-in-s3.txt", "kept.txt"]
+        free(volume, filler)
+        await start(nonroot, bucket, volume, tmp_path)
+        await eventually(lambda: bucket.list_keys() == ["kept.txt"], what="deleted in S3")
+        await eventually(
+            lambda: sorted(p.name for p in volume.glob("*.txt")) == ["kept.txt"],
+            what="deleted here",
+        )
+
+
+async def test_a_rewrite_of_a_file_we_uploaded_in_parts_made_while_down_is_uploaded(
+    nonroot: list[NonRootSidecar], bucket: Bucket, volume: Path, tmp_path: Path
+) -> None:
+    """Item 10 as the image meets it: the app's 12 MiB file, uploaded by the sidecar in 5 MiB
+    parts, rewritten by the app while the sidecar was down (same size, mtime put back): the
+    restart uploads the new bytes."""
+    parts = {"SYNC_MULTIPART_THRESHOLD": "5MiB", "SYNC_MULTIPART_CHUNKSIZE": "5MiB"}
+    sidecar = await start(nonroot, bucket, volume, tmp_path, **parts)
+    big = volume / "big.bin"
+    app(f"open({str(big)!r}, 'wb').write(os.urandom(12 * 1024 * 1024))")
+    await eventually(lambda: bucket.exists("big.bin"), timeout=30)
+    await sidecar.flush()
+    assert (await sidecar.stop())[0] == 0, sidecar.text()
+    app(
+        f"st = os.stat({str(big)!r})\n"
+        f"open({str(big)!r}, 'r+b').write(b'new bytes, same size')\n"
+        f"os.utime({str(big)!r}, ns=(st.st_atime_ns, st.st_mtime_ns))"
+    )
+    rewritten = big.read_bytes()
+    await start(nonroot, bucket, volume, tmp_path, **parts)
+    await eventually(lambda: bucket.get("big.bin") == rewritten, timeout=60, what="the rewrite")

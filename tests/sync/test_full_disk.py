@@ -6,19 +6,15 @@ Needs root (or the right to mount): skipped with the reason otherwise."""
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
 import sqlite3
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.bucket import Bucket
 from support.metrics import metric, requests
+from support.volumes import fill, small_volume
 from support.waiting import eventually, in_thread
 
 from sidecar.core.model import Kind, LocalEntry, RemoteEntry, Synced
@@ -26,41 +22,6 @@ from sidecar.core.store import StateUnavailable, SyncedStore
 
 FILE = LocalEntry(Kind.FILE, size=3, mtime_ns=1_000, mode=0o100644, ino=9, ctime_ns=2_000)
 RECORD = Synced(FILE, RemoteEntry("e1", 3, "1700000000"))
-
-
-@contextlib.contextmanager
-def small_volume(where: Path, size: str = "2m") -> Iterator[Path]:
-    """A tmpfs of `size` mounted at `where` for the test's length."""
-    where.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small volume here: {mounted.stderr.decode().strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(volume: Path) -> Path:
-    """Fill `volume` to the last byte: the file written, to remove when space is wanted."""
-    filler = volume / f".filler-{uuid.uuid4().hex}"
-    with open(filler, "wb") as file:
-        block = b"\0" * 65536
-        try:
-            while True:
-                file.write(block)
-                file.flush()
-        except OSError as error:
-            assert error.errno == errno.ENOSPC
-    with contextlib.suppress(OSError), open(volume / ".filler-last", "wb") as file:
-        for _ in range(65536):  # the blocks a 64 KiB write could not have
-            file.write(b"\0")
-            file.flush()
-    return filler
 
 
 async def test_a_state_that_cannot_be_read_now_is_left_as_it_is(tmp_path: Path) -> None:

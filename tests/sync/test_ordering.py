@@ -5,6 +5,7 @@ promise end to end: a churn of writes and deletes on one key reaches S3 in order
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 from collections.abc import Callable
 
@@ -79,6 +80,30 @@ async def test_a_change_cancels_a_waiting_retry() -> None:
         assert passes == [DOWNLOAD, UPLOAD]
     finally:
         await scheduler.close()
+
+
+async def test_an_expedited_retry_does_not_also_fire_when_its_time_comes() -> None:
+    """A stop retries a failing path now; the timer of its back-off is cancelled, or it fires
+    later and takes the next retry's place: two chains of tries, one every second while each
+    line said two (the stop drain of the field report's item 8)."""
+    passes: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def process(rel: str, pool: str) -> None:
+        passes.append(loop.time())
+        scheduler.later(rel, pool, 0.4)  # fails again: the next try in 0.4 s
+
+    scheduler = Scheduler({UPLOAD: 1})
+    scheduler.start(process)
+    try:
+        scheduler.later("x", UPLOAD, 0.2)
+        scheduler.expedite()
+        await asyncio.sleep(1.5)
+    finally:
+        await scheduler.close()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(passes)]
+    assert len(passes) in (4, 5), passes  # at once, then every 0.4 s; not a second chain
+    assert min(gaps) >= 0.35, gaps
 
 
 async def test_oldest_local_change_is_kept_until_done() -> None:
