@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from support.bucket import Bucket
-from support.s3_server import REGION
+from support.environments import sidecar_environment
 from support.waiting import eventually
 
 from sidecar.settings.config import unknown_variables
@@ -45,17 +45,7 @@ async def test_a_misspelled_variable_is_warned_about_at_start(
     run_sidecar, bucket: Bucket, tmp_path: Path
 ) -> None:
     folder = tmp_path / "data"
-    sidecar = run_sidecar(
-        [],
-        {
-            **bucket.server.env(),
-            "SYNC_DIR": str(folder),
-            "SYNC_BUCKET": bucket.name,
-            "SYNC_BUKCET": "typo",
-            "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
-            "AWS_REGION": REGION,
-        },
-    )
+    sidecar = run_sidecar([], sidecar_environment(bucket, folder, SYNC_BUKCET="typo"))
     await eventually(lambda: "restored" in sidecar.text(), timeout=30)
     assert "SYNC_BUKCET is not a setting" in sidecar.text()
     assert "did you mean SYNC_BUCKET?" in sidecar.text()

@@ -18,16 +18,24 @@ SCRIPT = shutil.which("s3sync-sidecar", path=str(Path(sys.executable).parent))
 
 
 class SidecarProcess:
-    """A running `s3sync-sidecar` command (after `prefix`, e.g. `unshare ...`, which execs it)."""
+    """A running `s3sync-sidecar` command (after `prefix`, e.g. `unshare ...`, which execs it),
+    or `command` instead of the console script (the non-root lane's `python -m sidecar`)."""
 
     def __init__(
-        self, args: list[str], env: dict[str, str], log: Path, prefix: Sequence[str] = ()
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log: Path,
+        prefix: Sequence[str] = (),
+        command: Sequence[str] | None = None,
     ) -> None:
         self.log = log
         self._output = open(log, "wb")  # noqa: SIM115 - closed in wait() or kill()
-        assert SCRIPT is not None, "the console script is installed"
+        if command is None:
+            assert SCRIPT is not None, "the console script is installed"
+            command = [SCRIPT]
         self.process = subprocess.Popen(
-            [*prefix, SCRIPT, *args], env=env, stdout=self._output, stderr=subprocess.STDOUT
+            [*prefix, *command, *args], env=env, stdout=self._output, stderr=subprocess.STDOUT
         )
 
     def text(self) -> str:

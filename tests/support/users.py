@@ -21,9 +21,10 @@ import aiohttp
 
 from . import ROOT
 from .bucket import Bucket
+from .environments import sidecar_environment
 from .local_http import free_port
-from .s3_server import REGION
-from .waiting import eventually, in_thread
+from .sidecars import SidecarProcess
+from .waiting import in_thread
 
 SIDECAR_UID, APP_UID, SHARED_GID = 64000, 64001, 64100
 SETPRIV = shutil.which("setpriv")
@@ -65,47 +66,30 @@ def app(script: str) -> None:
     )
 
 
-class NonRootSidecar:
+class NonRootSidecar(SidecarProcess):
     """`s3sync-sidecar` run as the sidecar's user on `folder` (umask 002, as the image sets)."""
 
     def __init__(self, bucket: Bucket, folder: Path, log: Path, **env: str) -> None:
         assert PYTHON is not None
         self.port = free_port()
-        self.log = log
-        self._output = open(log, "wb")  # noqa: SIM115 - closed in stop()/kill()
         full_env = {
             "PATH": os.environ["PATH"],
             # The package from this checkout and its dependencies from this venv, run by an
             # interpreter the sidecar's user may reach (the venv's may be under /root).
             "PYTHONPATH": f"{ROOT}{os.pathsep}{SITE}",
-            **bucket.server.env(),
-            "SYNC_DIR": str(folder),
-            "SYNC_BUCKET": bucket.name,
-            "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
-            "SYNC_REGION": REGION,
-            "SYNC_LOG_FORMAT": "text",
-            "SYNC_HTTP_HOST": "127.0.0.1",
-            "SYNC_HTTP_PORT": str(self.port),
-            "SYNC_POLL_INTERVAL": "1",
-            **env,
+            **sidecar_environment(
+                bucket,
+                folder,
+                SYNC_LOG_FORMAT="text",
+                SYNC_HTTP_HOST="127.0.0.1",
+                SYNC_HTTP_PORT=str(self.port),
+                SYNC_POLL_INTERVAL="1",
+                **env,
+            ),
         }
-        self.process = subprocess.Popen(
-            [*_as(SIDECAR_UID), PYTHON, "-c", _RUN_WITH_UMASK],
-            env=full_env,
-            stdout=self._output,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            [], full_env, log, command=[*_as(SIDECAR_UID), PYTHON, "-c", _RUN_WITH_UMASK]
         )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    async def ready(self) -> None:
-        await eventually(
-            lambda: "syncing" in self.text() or self.process.poll() is not None,
-            timeout=30,
-            what="the initial restore",
-        )
-        assert self.process.poll() is None, self.text()
 
     async def stop(self, timeout: float = 60) -> tuple[int, float]:
         """SIGTERM; (exit code, seconds it took)."""
@@ -122,12 +106,6 @@ class NonRootSidecar:
             session.post(f"http://127.0.0.1:{self.port}/flush?timeout={timeout}") as answer,
         ):
             assert answer.status == 200, await answer.text()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._output.close()
 
 
 async def start(
