@@ -8,9 +8,12 @@ Two ways through it, sharing the pool's kept-alive connections:
 
 - `exchange`: a body in memory, the answer read whole (small PUTs and GETs, HEADs, DELETEs,
   listings, SQS calls, credentials). Built from aiohttp's own parts without its `ClientSession`:
-  the connector hands out a connection, aiohttp's `StreamWriter` writes the request, and its
-  llhttp parser (`ResponseHandler`) frames the answer (Content-Length, chunked, to the end of
-  the connection). No framing is written here.
+  the connector hands out a connection, the request's head (serialised by aiohttp's own C
+  serialiser, which refuses control characters in headers) and its body go out in one write,
+  and aiohttp's llhttp parser (`ResponseHandler`) frames the answer (Content-Length, chunked,
+  to the end of the connection). No framing is written here. Without `StreamWriter` and its
+  two awaits, bench row 1 went from 0.92-0.95x the hand-written client's CPU per file to
+  1.03x (same run, the two side by side).
 - `open`: a body or an answer streamed (large uploads, downloads), through the `ClientSession`.
 
 Why two (measured on the 2-core development machine against `rclone serve s3`, CPU of the
@@ -61,7 +64,7 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.connector import Connection
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.http_writer import StreamWriter
+from aiohttp.http_writer import _serialize_headers as serialize_headers
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -327,12 +330,13 @@ class HttpClient:
             protocol.set_response_params(
                 skip_payload=method == "HEAD", read_until_eof=True, auto_decompress=False
             )
-            writer = StreamWriter(protocol, asyncio.get_running_loop())
-            await writer.write_headers(f"{method} {request.target} HTTP/1.1", request.headers)
-            if request.body:
-                await writer.write_eof(request.body)
-            else:
-                writer.set_eof()
+            transport = protocol.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the connection closed before the request was sent")
+            # aiohttp's own serialiser (C; it refuses control characters in a header, as
+            # `StreamWriter` does), the head and a body in memory in one write: one syscall.
+            head = serialize_headers(f"{method} {request.target} HTTP/1.1", request.headers)
+            transport.write(head + request.body if request.body else head)
             while True:
                 message, payload = await protocol.read()
                 if not 100 <= message.code < 200:
