@@ -18,6 +18,10 @@
   made before the call is in S3; 504 when `timeout` seconds pass first, naming what is pending;
   503 while not syncing (restoring, stopping). Files still open for writing are listed, not
   waited for. One flush costs an inotify drain and a wait: nothing is listed or re-read.
+
+No endpoint asks who calls it: whoever reaches the port may read every one and flush (by
+default the port is on every interface). How long a request may take is aiohttp's to enforce,
+with the options set here.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from ..engine.syncer import DEFAULT_FLUSH_TIMEOUT
+from ..settings.table import HTTP_REQUEST_TIMEOUT
 
 if TYPE_CHECKING:
     from ..engine.syncer import Syncer
@@ -37,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar.http")
 
 MAX_FLUSH_TIMEOUT = 3600.0
+MAX_LINE = 4096  # bytes of the request line and of each header
+MAX_HEADERS = 32
+SHUTDOWN_GRACE = 1.0  # seconds a stop waits for handlers still running (a flush)
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:
@@ -44,10 +52,26 @@ def _json(status: int, body: dict[str, Any]) -> web.Response:
 
 
 class HealthServer:
-    def __init__(self, syncer: Syncer, host: str, port: int) -> None:
+    """The endpoints on aiohttp's server. What a peer sends is bounded by aiohttp's own options:
+    a request's line and headers must arrive within `deadline` seconds (SYNC_HTTP_REQUEST_TIMEOUT)
+    of the connection or of the previous answer (an idle keep-alive connection is closed then
+    too), within `MAX_LINE` bytes a line and `MAX_HEADERS` headers; no endpoint reads a body, and
+    what is left of one after the answer is read and dropped for at most `deadline` seconds, then
+    the connection closed. A handler whose peer goes away is cancelled (a flush no one waits for
+    stops waiting), and a stop waits `SHUTDOWN_GRACE` seconds for handlers still running."""
+
+    def __init__(
+        self,
+        syncer: Syncer,
+        host: str,
+        port: int,
+        *,
+        deadline: float = HTTP_REQUEST_TIMEOUT.default,
+    ) -> None:
         self._syncer = syncer
         self._host = host
         self._port = port
+        self._deadline = deadline
         self._runner: web.AppRunner | None = None
         self._restored_once = False
 
@@ -61,14 +85,26 @@ class HealthServer:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.application(), access_log=None)
+        self._runner = web.AppRunner(
+            self.application(),
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=SHUTDOWN_GRACE,
+            keepalive_timeout=self._deadline,
+            lingering_time=self._deadline,
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_LINE,
+            max_headers=MAX_HEADERS,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         log.info(
-            "serving /metrics, /healthz, /readyz and /startupz on %s port %d",
+            "serving /metrics, /healthz, /readyz, /startupz and POST /flush on %s port %d: "
+            "requests within %gs",
             self._host,
             self._port,
+            self._deadline,
         )
 
     @property

@@ -77,7 +77,12 @@ class Service:
         without_created_series()  # the command's process: nothing else's metrics live here
         metrics = Metrics()
         self.syncer = build_syncer(settings, metrics, credentials_factory(settings, env, metrics))
-        self.http = HealthServer(self.syncer, settings.http_host, settings.http_port)
+        self.http = HealthServer(
+            self.syncer,
+            settings.http_host,
+            settings.http_port,
+            deadline=settings.http_request_timeout,
+        )
         self._stop = asyncio.Event()
         self._signals: list[int] = []
 

@@ -259,6 +259,17 @@ HTTP_HOST = Setting(
     note="all interfaces",
     service=True,
 )
+HTTP_REQUEST_TIMEOUT = Setting(
+    5.0,
+    env="SYNC_HTTP_REQUEST_TIMEOUT",
+    parse=parsers.number(1, 60),
+    expected="seconds, a number from 1 to 60",
+    meaning="Seconds a request to those endpoints may take to arrive (its line and headers, "
+    "from the connection or the previous answer), that the rest of a body is waited for, and "
+    "that an answer may go unread; then the connection is closed.",
+    example="10",
+    service=True,
+)
 STALL_TIMEOUT = Setting(
     300.0,
     env="SYNC_STALL_TIMEOUT",
@@ -340,6 +351,7 @@ class Settings:
     shutdown_timeout: float = SHUTDOWN_TIMEOUT.field()
     http_port: int = HTTP_PORT.field()
     http_host: str = HTTP_HOST.field()
+    http_request_timeout: float = HTTP_REQUEST_TIMEOUT.field()
     stall_timeout: float = STALL_TIMEOUT.field()
     mode: str = MODE.field()  # a SyncMode's value
     queue_url: str | None = QUEUE_URL.field()

@@ -65,6 +65,7 @@ def test_minimal_env_gives_the_documented_defaults(env: dict[str, str], tmp_path
         "open_file_timeout": 60.0,
         "http_port": 9464,
         "http_host": "0.0.0.0",
+        "http_request_timeout": 5.0,
         "stall_timeout": 300.0,
         "credentials_source": "auto",
         "mode": "bidirectional",
@@ -228,6 +229,9 @@ BAD: list[tuple[str, str]] = [
     ("SYNC_HTTP_HOST", "-sidecar.internal"),
     ("SYNC_HTTP_HOST", "a..b"),
     ("SYNC_HTTP_HOST", "x" * 64),
+    ("SYNC_HTTP_REQUEST_TIMEOUT", "0.9"),
+    ("SYNC_HTTP_REQUEST_TIMEOUT", "61"),
+    ("SYNC_HTTP_REQUEST_TIMEOUT", "nan"),
     ("SYNC_STALL_TIMEOUT", "9.9"),
     ("SYNC_STALL_TIMEOUT", "86401"),
     ("SYNC_OPEN_FILE_TIMEOUT", "0.5"),
@@ -385,6 +389,8 @@ def test_parse_size_refuses(value: str) -> None:
         ("SYNC_HTTP_HOST", "::", "http_host", "::"),
         ("SYNC_HTTP_HOST", "localhost", "http_host", "localhost"),
         ("SYNC_HTTP_HOST", "sidecar.internal", "http_host", "sidecar.internal"),
+        ("SYNC_HTTP_REQUEST_TIMEOUT", "1", "http_request_timeout", 1.0),
+        ("SYNC_HTTP_REQUEST_TIMEOUT", "60", "http_request_timeout", 60.0),
     ],
 )
 def test_valid_values(

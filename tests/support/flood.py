@@ -69,26 +69,29 @@ class Held(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
+    def hang_up(self) -> None:
+        """Closes our side gracefully (FIN): the server closes its own, and `ended` is set once
+        it has (its socket is closed by then, not merely about to be)."""
+        assert self.transport is not None
+        self.transport.write_eof()
+
     def close(self) -> None:
+        """Aborts it (a reset): the server finds out when it next looks."""
         if self.transport is not None:
             self.transport.abort()
 
 
 async def hold(
     port: int, request: bytes = INCOMPLETE, source: str = OUTSIDE, timeout: float = 2.0
-) -> Held | None:
-    """A connection to 127.0.0.1:port from `source` that has sent `request`; None if it could
-    not connect within `timeout` (a server that stopped accepting)."""
+) -> Held:
+    """A connection to 127.0.0.1:port from `source` that has sent `request`. TimeoutError if it
+    could not connect within `timeout` (a server that stopped accepting), ConnectionResetError
+    if the server reset it before the connect call returned."""
     loop = asyncio.get_running_loop()
-    try:
-        _, held = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: Held(request), "127.0.0.1", port, local_addr=(source, 0)
-            ),
-            timeout,
-        )
-    except (OSError, TimeoutError):
-        return None
+    _, held = await asyncio.wait_for(
+        loop.create_connection(lambda: Held(request), "127.0.0.1", port, local_addr=(source, 0)),
+        timeout,
+    )
     return held
 
 
@@ -113,7 +116,9 @@ class Flood:
         self.rate = rate
         self.connections: list[Held] = []
         self.attempts = 0
-        self.failed = 0  # could not connect in time
+        self.reset = 0  # reset by the server before the connect call returned
+        self.timed_out = 0  # could not connect in time: not accepted
+        self.failed = 0  # could not connect otherwise
         self.finished = 0  # attempts that connected or failed
         self.most_open = 0
         self._connecting = 0
@@ -142,22 +147,26 @@ class Flood:
     def open_now(self) -> int:
         return sum(1 for held in self.connections if held.ended is None)
 
-    def ended_within(self, seconds: float) -> int:
-        """Connections the server ended within `seconds` of their opening."""
-        return sum(1 for h in self.connections if h.ended is not None and h.lasted <= seconds)
+    def refused(self, within: float = 1.0) -> int:
+        """Connections the server ended within `within` seconds of their opening, or reset
+        before they were open."""
+        ended = sum(1 for h in self.connections if h.ended is not None and h.lasted <= within)
+        return ended + self.reset
 
     async def _open_one(self) -> None:
         try:
-            held = await hold(self.port, self.request, self.source)
+            self.connections.append(await hold(self.port, self.request, self.source))
+        except ConnectionResetError:
+            self.reset += 1
+        except TimeoutError:
+            self.timed_out += 1
+        except OSError:
+            self.failed += 1
         finally:
             self._connecting -= 1
             self.finished += 1
             if self.finished >= self.count:
                 self._all_tried.set()
-        if held is None:
-            self.failed += 1
-        else:
-            self.connections.append(held)
 
     async def _keep(self) -> None:
         opening: set[asyncio.Task[None]] = set()
