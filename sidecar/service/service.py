@@ -22,6 +22,7 @@ from ..engine.syncer import Syncer
 from ..metrics import Metrics, without_created_series
 from ..settings.arguments import as_arguments
 from ..settings.table import Settings
+from .descriptors import raise_open_files_limit, reserve
 from .endpoints import HealthServer
 
 log = logging.getLogger("sidecar.service")
@@ -105,6 +106,11 @@ class Service:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
+        limit = raise_open_files_limit()
+        kept = reserve(self.settings.connections, limit.soft)
+        log.info(
+            "%s; %d kept for the sync, never taken by HTTP connections", limit.describe(), kept
+        )
         try:
             try:
                 await self.http.start()

@@ -10,10 +10,15 @@ task)."""
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
-from support.flood import hold
+import pytest
+from support.flood import hold, limited
 from support.local_http import http_get as get
 from support.waiting import eventually
+
+from sidecar.service.descriptors import COUNT_EVERY, Budget, reserve
 
 
 async def test_requests_that_never_complete_are_closed_at_the_deadline(
@@ -55,3 +60,58 @@ async def test_requests_that_never_complete_are_closed_at_the_deadline(
     assert idle.received.startswith(b"HTTP/1.1 200 "), idle.received[:100]
     status, _ = await get(port, "/healthz")
     assert status == 200
+
+
+def _limits_of(pid: int) -> tuple[int, int]:
+    text = Path(f"/proc/{pid}/limits").read_text()
+    found = re.search(r"^Max open files\s+(\d+)\s+(\d+)", text, re.MULTILINE)
+    assert found is not None, text
+    return int(found[1]), int(found[2])
+
+
+async def test_the_soft_open_files_limit_is_raised_to_the_hard_one_at_start(
+    run_sidecar, sidecar_env
+) -> None:
+    port = int(sidecar_env["SYNC_HTTP_PORT"])
+    process = run_sidecar([], sidecar_env, prefix=limited(256, 4096))
+    await process.answering(port, "/startupz")
+    assert _limits_of(process.process.pid) == (4096, 4096)
+    assert "open files limit raised from 256 to 4096 (the hard limit)" in process.text()
+    kept = reserve(32 + 16 + 4, 4096)
+    assert f"{kept} kept for the sync" in process.text()
+
+
+# -- the rules, row by row ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("transfers", "soft", "kept"),
+    [
+        (52, 1024, 168),  # the defaults: 32 uploads + 16 downloads + 4 parts, twice, plus 64
+        (52, 256, 128),  # at most half the limit
+        (1028, 1 << 20, 2120),
+        (0, 100, 50),
+    ],
+)
+def test_reserve(transfers: int, soft: int, kept: int) -> None:
+    assert reserve(transfers, soft) == kept
+
+
+def test_the_budget_counts_at_most_every_tenth_of_a_second_and_adds_what_it_let_in() -> None:
+    now = [0.0]
+    counts = [100]
+    budget = Budget(32, count=lambda: counts[0], limit=lambda: 256, clock=lambda: now[0])
+    assert budget.ceiling() == 128
+    assert budget.room() and budget.counted == 100
+    counts[0] = 127
+    for _ in range(27):
+        budget.took()
+    assert budget.counted == 127 and budget.room()  # not counted again yet
+    budget.took()
+    assert not budget.room()  # 128 open: at the ceiling
+    counts[0] = 90
+    assert not budget.room()
+    now[0] += COUNT_EVERY
+    assert budget.room() and budget.counted == 90
+    counts[0] = 200
+    assert not budget.room(fresh=True)
