@@ -82,7 +82,9 @@ class Service:
             self.syncer,
             settings.http_host,
             settings.http_port,
+            max_connections=settings.http_max_connections,
             deadline=settings.http_request_timeout,
+            transfer_connections=settings.connections,
         )
         self._stop = asyncio.Event()
         self._signals: list[int] = []
