@@ -243,8 +243,9 @@ async def test_descriptors_are_kept_for_the_sync_whatever_the_connection_limit(
     run_sidecar, sidecar_env, bucket: Bucket
 ) -> None:
     """With the connection limit set past the open-files limit, a flood larger than that limit
-    still leaves the sync its reserve: the endpoints stop accepting at the ceiling (logged, the
-    gauge at 0), the sync goes on, and they accept again once the flood's connections close."""
+    still leaves the sync its reserve: the sidecar's descriptors never pass the ceiling, the
+    endpoints stop accepting there (logged; /metrics cannot be asked then), the sync goes on,
+    and they accept again once the flood's connections close (the gauge back at 1)."""
     port = int(sidecar_env["SYNC_HTTP_PORT"])
     folder = Path(sidecar_env["SYNC_DIR"])
     env = {**sidecar_env, "SYNC_HTTP_MAX_CONNECTIONS": "65536"}
