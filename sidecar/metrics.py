@@ -1,7 +1,7 @@
-"""Every Prometheus metric the sidecar exports, defined in one place, in five groups: what was
+"""Every Prometheus metric the sidecar exports, defined in one place, in six groups: what was
 synced (`_Transfers`), S3 and credentials (`_Requests`), what S3 says (`_Remote`), the folder
-(`_Local`) and the work in hand (`_Work`). `Metrics` is all of them; a metric is one attribute of
-it, wherever it is defined.
+(`_Local`), the work in hand (`_Work`) and the HTTP endpoints' door (`_Endpoints`). `Metrics` is
+all of them; a metric is one attribute of it, wherever it is defined.
 
 Each `Syncer` owns its own registry, so several syncers (or test cases) in one process never
 share or double-register counters.
@@ -40,6 +40,7 @@ SIDES = ("local", "remote")
 LOCAL_ERROR_OPERATIONS = ("watch", "io", "permission")
 NOTIFICATION_EVENT_RESULTS = ("received", "applied", "ignored")
 NOTIFICATION_MESSAGE_RESULTS = ("handled", "test", "malformed")
+HTTP_PEERS = ("task", "outside")
 NOTIFICATION_ERROR_KINDS = ("unreachable", "denied", "missing", "throttled", "error")
 
 
@@ -307,7 +308,36 @@ class _Work:
         self.build_info.labels(__version__).set(1)
 
 
-class Metrics(_Transfers, _Requests, _Remote, _Local, _Work):
+class _Endpoints:
+    """The HTTP endpoints' door: connections open and refused, by peer, and whether it accepts."""
+
+    def _define_endpoints(self, r: CollectorRegistry) -> None:
+        self.http_connections = Gauge(
+            "s3sync_http_connections",
+            "Connections open to the HTTP endpoints, by peer: 'task' (from inside the task: the "
+            "health check, the app) or 'outside'.",
+            ["peer"],
+            registry=r,
+        )
+        self.http_refused = Counter(
+            "s3sync_http_connections_refused",
+            "Connections to the HTTP endpoints reset at once because the peer's share of "
+            "SYNC_HTTP_MAX_CONNECTIONS was taken, by peer ('task' or 'outside').",
+            ["peer"],
+            registry=r,
+        )
+        self.http_accepting = Gauge(
+            "s3sync_http_accepting",
+            "1 while the HTTP endpoints accept connections; 0 while they wait because open "
+            "files are short (the descriptors kept for the sync are never taken).",
+            registry=r,
+        )
+        for peer in HTTP_PEERS:
+            self.http_refused.labels(peer)
+        self.http_accepting.set(1)
+
+
+class Metrics(_Transfers, _Requests, _Remote, _Local, _Work, _Endpoints):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
@@ -317,6 +347,7 @@ class Metrics(_Transfers, _Requests, _Remote, _Local, _Work):
         self._define_remote(r)
         self._define_local(r)
         self._define_work(r)
+        self._define_endpoints(r)
         ProcessCollector(registry=r)
 
     def bind_folder(self, directory: str, poll_interval: float) -> None:

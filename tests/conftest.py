@@ -50,8 +50,9 @@ async def proxy(moto_server: MotoServer) -> AsyncIterator[FaultProxy]:
 
 
 @pytest.fixture
-def run_sidecar(tmp_path: Path) -> Iterator[Callable[[list[str], dict[str, str]], SidecarProcess]]:
-    """Start `s3sync-sidecar` commands (args, env); each is killed at the end if still running.
+def run_sidecar(tmp_path: Path) -> Iterator[Callable[..., SidecarProcess]]:
+    """Start `s3sync-sidecar` commands (args, env, optionally a `prefix` that execs them); each
+    is killed at the end if still running.
     The environment starts from PATH, text logs and a free HTTP port; `env` overrides."""
     sidecars = Sidecars(tmp_path)
     yield sidecars.start

@@ -18,6 +18,10 @@
   made before the call is in S3; 504 when `timeout` seconds pass first, naming what is pending;
   503 while not syncing (restoring, stopping). Files still open for writing are listed, not
   waited for. One flush costs an inotify drain and a wait: nothing is listed or re-read.
+
+No endpoint asks who calls it: whoever reaches the port may read every one and flush (by
+default the port is on every interface). Who is let in, how many at once, and that the sync's
+open files are never taken is listener.py's; how long a request may take is aiohttp's, set here.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from ..engine.syncer import DEFAULT_FLUSH_TIMEOUT
+from ..settings.table import HTTP_MAX_CONNECTIONS, HTTP_REQUEST_TIMEOUT
+from .descriptors import Budget
+from .listener import Listener, outside_share
 
 if TYPE_CHECKING:
     from ..engine.syncer import Syncer
@@ -37,6 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar.http")
 
 MAX_FLUSH_TIMEOUT = 3600.0
+MAX_LINE = 4096  # bytes of the request line and of each header
+MAX_HEADERS = 32
+SHUTDOWN_GRACE = 1.0  # seconds a stop waits for handlers still running (a flush)
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:
@@ -44,11 +54,34 @@ def _json(status: int, body: dict[str, Any]) -> web.Response:
 
 
 class HealthServer:
-    def __init__(self, syncer: Syncer, host: str, port: int) -> None:
+    """The endpoints on aiohttp's server, behind the `Listener` (listener.py: how many
+    connections, from whom, and never the sync's descriptors). What a peer sends is bounded by
+    aiohttp's own options: a request's line and headers must arrive within `deadline` seconds
+    (SYNC_HTTP_REQUEST_TIMEOUT) of the connection or of the previous answer (an idle keep-alive
+    connection is closed then too), within `MAX_LINE` bytes a line and `MAX_HEADERS` headers; no
+    endpoint reads a body, and what is left of one after the answer is read and dropped for at
+    most `deadline` seconds, then the connection closed. A handler whose peer goes away is
+    cancelled (a flush no one waits for stops waiting), and a stop waits `SHUTDOWN_GRACE`
+    seconds for handlers still running."""
+
+    def __init__(
+        self,
+        syncer: Syncer,
+        host: str,
+        port: int,
+        *,
+        max_connections: int = HTTP_MAX_CONNECTIONS.default,
+        deadline: float = HTTP_REQUEST_TIMEOUT.default,
+        transfer_connections: int = 0,
+    ) -> None:
         self._syncer = syncer
         self._host = host
         self._port = port
+        self._max_connections = max_connections
+        self._deadline = deadline
+        self._transfer_connections = transfer_connections
         self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self._restored_once = False
 
     def application(self) -> web.Application:
@@ -61,24 +94,52 @@ class HealthServer:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.application(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        """Serving, or OSError (the address cannot be bound) with nothing left open."""
+        runner = web.AppRunner(
+            self.application(),
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=SHUTDOWN_GRACE,
+            keepalive_timeout=self._deadline,
+            lingering_time=self._deadline,
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_LINE,
+            max_headers=MAX_HEADERS,
+        )
+        await runner.setup()
+        assert runner.server is not None
+        listener = Listener(
+            runner.server,
+            limit=self._max_connections,
+            budget=Budget(self._transfer_connections),
+            metrics=self._syncer.metrics,
+            deadline=self._deadline,
+        )
+        try:
+            await listener.start(self._host, self._port)
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner, self._listener = runner, listener
         log.info(
-            "serving /metrics, /healthz, /readyz and /startupz on %s port %d",
+            "serving /metrics, /healthz, /readyz, /startupz and POST /flush on %s port %d: at "
+            "most %d connections (%d from outside the task), requests within %gs",
             self._host,
             self._port,
+            listener.limit,
+            outside_share(listener.limit),
+            self._deadline,
         )
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """(address, port) of every listening socket, once started."""
-        if self._runner is None:
-            return []
-        return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
+        return [] if self._listener is None else self._listener.addresses
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -22,6 +22,7 @@ from ..engine.syncer import Syncer
 from ..metrics import Metrics, without_created_series
 from ..settings.arguments import as_arguments
 from ..settings.table import Settings
+from .descriptors import raise_open_files_limit, reserve
 from .endpoints import HealthServer
 
 log = logging.getLogger("sidecar.service")
@@ -77,7 +78,14 @@ class Service:
         without_created_series()  # the command's process: nothing else's metrics live here
         metrics = Metrics()
         self.syncer = build_syncer(settings, metrics, credentials_factory(settings, env, metrics))
-        self.http = HealthServer(self.syncer, settings.http_host, settings.http_port)
+        self.http = HealthServer(
+            self.syncer,
+            settings.http_host,
+            settings.http_port,
+            max_connections=settings.http_max_connections,
+            deadline=settings.http_request_timeout,
+            transfer_connections=settings.connections,
+        )
         self._stop = asyncio.Event()
         self._signals: list[int] = []
 
@@ -100,6 +108,11 @@ class Service:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
+        limit = raise_open_files_limit()
+        kept = reserve(self.settings.connections, limit.soft)
+        log.info(
+            "%s; %d kept for the sync, never taken by HTTP connections", limit.describe(), kept
+        )
         try:
             try:
                 await self.http.start()

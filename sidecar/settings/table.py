@@ -259,6 +259,29 @@ HTTP_HOST = Setting(
     note="all interfaces",
     service=True,
 )
+HTTP_MAX_CONNECTIONS = Setting(
+    64,
+    env="SYNC_HTTP_MAX_CONNECTIONS",
+    parse=parsers.integer(8, 65536),
+    expected="an integer from 8 to 65536",
+    meaning="Connections to those endpoints open at once; a quarter of them only for "
+    "connections from inside the task (the health check, the app), so that a flood from the "
+    "network never locks them out. One more is reset at once and counted (see "
+    "[HTTP endpoints](#http-endpoints-sync_http_port-9464)).",
+    example="256",
+    service=True,
+)
+HTTP_REQUEST_TIMEOUT = Setting(
+    5.0,
+    env="SYNC_HTTP_REQUEST_TIMEOUT",
+    parse=parsers.number(1, 60),
+    expected="seconds, a number from 1 to 60",
+    meaning="Seconds a request to those endpoints may take to arrive (its line and headers, "
+    "from the connection or the previous answer), that the rest of a body is waited for, and "
+    "that an answer may go unread; then the connection is closed.",
+    example="10",
+    service=True,
+)
 STALL_TIMEOUT = Setting(
     300.0,
     env="SYNC_STALL_TIMEOUT",
@@ -340,6 +363,8 @@ class Settings:
     shutdown_timeout: float = SHUTDOWN_TIMEOUT.field()
     http_port: int = HTTP_PORT.field()
     http_host: str = HTTP_HOST.field()
+    http_max_connections: int = HTTP_MAX_CONNECTIONS.field()
+    http_request_timeout: float = HTTP_REQUEST_TIMEOUT.field()
     stall_timeout: float = STALL_TIMEOUT.field()
     mode: str = MODE.field()  # a SyncMode's value
     queue_url: str | None = QUEUE_URL.field()

@@ -128,6 +128,8 @@ async def test_bad_settings_touch_nothing(run_sidecar, bucket: Bucket, tmp_path:
         ("SYNC_SHUTDOWN_TIMEOUT", "-1"),
         ("SYNC_HTTP_PORT", "70000"),
         ("SYNC_HTTP_HOST", "not a host"),
+        ("SYNC_HTTP_MAX_CONNECTIONS", "4"),
+        ("SYNC_HTTP_REQUEST_TIMEOUT", "0.5"),
         ("SYNC_STALL_TIMEOUT", "1"),
         ("SYNC_OPEN_FILE_TIMEOUT", "never"),
         ("SYNC_MODE", "sideways"),

@@ -232,6 +232,9 @@ async def test_metrics_are_ready_for_alerts(scraped: dict[str, Any]) -> None:
         assert series(samples, "s3sync_skipped_paths_total", reason=reason.value) == 0, reason
     for operation in ("watch", "io", "permission"):
         assert series(samples, "s3sync_local_errors_total", operation=operation) == 0
+    for peer in ("task", "outside"):
+        assert series(samples, "s3sync_http_connections_refused_total", peer=peer) == 0, peer
+    assert series(samples, "s3sync_http_accepting") == 1
     assert series(samples, "s3sync_build_info", version=sidecar.__version__) == 1
     assert series(samples, "s3sync_poll_interval_seconds") == 7
     statvfs = os.statvfs(scraped["folder"])

@@ -5,14 +5,16 @@
 - `bucket`: `Bucket`, a test bucket as another client sees it (botocore), and `content_of`.
 - `faultproxy`: `FaultProxy`, a real HTTP proxy in front of moto that slows, fails and drops.
 - `syncers`: `Syncers`, in-process `Syncer`s on temporary folders (the `syncer_factory` fixture).
-- `sidecars`: `SidecarProcess`, the real console script as a subprocess, and `Sidecars`, those
-  a test starts (the `run_sidecar` fixture).
+- `sidecars`: `SidecarProcess`, the real console script as a subprocess (after a prefix that
+  execs it, e.g. `prlimit`), and `Sidecars`, those a test starts (the `run_sidecar` fixture).
 - `environments`: a sidecar's environment against the test bucket (`sidecar_environment`), and
   the least `load_settings` accepts, with no server behind it (`minimal_environment`).
 - `waiting`: `eventually` (a deadline poll, never a bare sleep) and `in_thread`.
 - `metrics`: in process, `metric` (summed over the labels not named) and `requests`; from a
   /metrics text, `scrape`, `Scrape` and `series` (the one series with exactly these labels).
 - `local_http`: `free_port` and `http_get`, on 127.0.0.1.
+- `flood`: `Flood`, a connection flood of unfinished requests on a local port from an outside
+  peer (127.0.0.2), `hold` for one such connection, and `limited` (an open-files limit).
 - `folders`: `read`, `synced_folder`, `conflict_copies`, and `tree_at` / `parents_made` for the
   folder as the engine holds it.
 - `inotify_queue`: `small_inotify_queue`, to overflow inotify on purpose.

@@ -77,21 +77,25 @@ class SidecarProcess:
 
 
 class Sidecars:
-    """Starts commands (args, env) logging into `logs`; `kill_all` kills those still running.
+    """Starts commands (args, env, and a `prefix` that execs them, e.g. `prlimit ...`) logging
+    into `logs`; `kill_all` kills those still running.
     The environment starts from PATH, text logs and a free HTTP port; `env` overrides."""
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
         self.running: list[SidecarProcess] = []
 
-    def start(self, args: list[str], env: dict[str, str]) -> SidecarProcess:
+    def start(
+        self, args: list[str], env: dict[str, str], prefix: Sequence[str] = ()
+    ) -> SidecarProcess:
         full_env = {
             "PATH": os.environ["PATH"],
             "SYNC_LOG_FORMAT": "text",
             "SYNC_HTTP_PORT": str(free_port()),
             **env,
         }
-        sidecar = SidecarProcess(args, full_env, self.logs / f"sidecar-{len(self.running)}.log")
+        log = self.logs / f"sidecar-{len(self.running)}.log"
+        sidecar = SidecarProcess(args, full_env, log, prefix)
         self.running.append(sidecar)
         return sidecar
 
