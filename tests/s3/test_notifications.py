@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from support.bucket import Bucket
 from support.folders import read
+from support.hostile import SQS_LIMIT
 from support.metrics import metric, requests
 from support.s3_server import MotoServer
 from support.waiting import eventually, in_thread
@@ -258,3 +259,24 @@ async def test_another_metadata_copy_in_the_second_of_our_upload_is_applied(
     await handled(syncer, queue)
     assert stat.S_IMODE(os.lstat(path).st_mode) == 0o700
     assert path.read_bytes() == await in_thread(bucket.get, "tool.sh")
+
+
+async def test_messages_too_large_to_read_ten_at_a_time_are_read_one_at_a_time(
+    syncer_factory, bucket: Bucket, queue: Queue
+) -> None:
+    """Ten bodies of SQS's largest size make one answer of 10 MiB, over what the client reads:
+    that receive fails (once), and the next ones ask for a message each, so that each is read
+    and deleted rather than the whole batch coming back and failing forever."""
+    await in_thread(
+        lambda: queue.sqs.set_queue_attributes(
+            QueueUrl=queue.url, Attributes={"VisibilityTimeout": "2"}
+        )
+    )
+    for _ in range(10):
+        await in_thread(queue.send, "x" * SQS_LIMIT)
+    syncer = await syncer_factory(download_interval=HOUR, queue_url=queue.url)
+    await eventually(lambda: queue.waiting() == 0, timeout=45, what="every message deleted")
+    assert metric(syncer, "s3sync_notification_messages_total", result="malformed") == 10
+    await in_thread(bucket.put, "after.txt", b"after")
+    await eventually(lambda: read(syncer.folder / "after.txt") == b"after")
+    assert syncer._running().problems() == []
