@@ -14,13 +14,21 @@ Invariants:
 - No request for what is known to be stale or ours: events for other buckets, keys outside
   the prefix or excluded, removals of what we know is gone, and creations of the ETag we know
   with a Last-Modified second after the event's time.
-- A message is deleted only once every event in it was ignored or folded in; one whose HEAD
-  failed comes back after the queue's visibility timeout (and goes to its dead-letter queue
-  after its receive count). A malformed message is logged, counted and deleted.
-- The queue failing (unreachable, denied, missing) is logged once, counted, shown by
-  readiness, and backed off (1 s doubling to 60 s); meanwhile listings run at the fallback
-  interval, and one runs as soon as the queue answers again: events sent while it was away
-  may be lost. An `s3:TestEvent` also asks for a listing.
+- Nothing a sender puts on the queue ends the loop, and so the process. A message is deleted
+  only once every event in it was ignored or folded in; one whose HEAD failed comes back after
+  the queue's visibility timeout (and goes to its dead-letter queue after its receive count).
+  A body that is not an event notification, of any size, depth or encoding, is malformed
+  (events.py): logged once, counted and deleted. Any exception in handling a batch is
+  contained: the batch is handled again a message at a time, and a message that fails alone
+  is deleted with one warning (the first of a run with its traceback), counted (`failed`),
+  and a listing is asked for, which finds whatever it named.
+- The queue failing (unreachable, denied, missing, an answer it cannot read) is logged once,
+  counted, shown by readiness and in `/healthz`'s degraded list, and backed off (1 s doubling
+  to 60 s); meanwhile listings run at the fallback interval, and one runs as soon as the queue
+  answers again: events sent while it was away may be lost. `FAILED_IN_A_ROW` messages failing
+  in a row degrade the feed the same way (`/healthz` says so, listings at the fallback
+  interval) until one is handled; neither ever makes the process exit. An `s3:TestEvent` also
+  asks for a listing.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..aws.sqs import Message, QueueClient, QueueError
 from ..backoff import QUEUE
@@ -51,6 +60,16 @@ log = logging.getLogger("sidecar.changes")
 
 ORDER_MEMORY = 100_000  # keys whose last applied sequencer is remembered
 HEADS_AT_ONCE = 8
+FAILED_IN_A_ROW = 3  # messages whose handling failed, in a row, that degrade the feed
+QUEUE_FAILING = "event_queue"  # Health conditions (`/healthz`'s degraded list)
+EVENTS_FAILING = "event_handling"
+
+
+class FeedHealth(Protocol):
+    """What the feed tells the sidecar's health (engine/health.py's `Health`)."""
+
+    def degrade(self, condition: str, subject: str, text: str) -> None: ...
+    def recover(self, condition: str, subject: str = "") -> None: ...
 
 
 @dataclass(slots=True)
@@ -60,6 +79,40 @@ class _Batch:
     wanted: dict[str, tuple[str, bool, ObjectEvent]] = field(default_factory=dict)
     waiting: dict[str, set[str]] = field(default_factory=dict)  # receipt -> keys
     done: list[str] = field(default_factory=list)  # receipts with nothing left to look at
+
+
+class Handling:
+    """Messages whose handling raised, in a row: `FAILED_IN_A_ROW` of them degrade the feed
+    (said once, and in `/healthz`) until one is handled."""
+
+    def __init__(self, conditions: FeedHealth, fallback: Callable[[], float]) -> None:
+        self._conditions = conditions
+        self._fallback = fallback
+        self.in_a_row = 0
+
+    @property
+    def failing(self) -> bool:
+        return self.in_a_row >= FAILED_IN_A_ROW
+
+    def failed(self, error: Exception) -> None:
+        self.in_a_row += 1
+        if self.in_a_row == FAILED_IN_A_ROW:
+            fallback = self._fallback()
+            log.warning(
+                "S3 events keep failing to be handled: listing every %gs until one is", fallback
+            )
+            self._conditions.degrade(
+                EVENTS_FAILING,
+                "",
+                f"S3 events from SYNC_QUEUE_URL keep failing to be handled ({_short(error)}): "
+                f"changes in S3 are found by listing every {fallback:g}s until one is",
+            )
+
+    def handled(self) -> None:
+        if self.failing:
+            log.info("S3 events are handled again")
+            self._conditions.recover(EVENTS_FAILING)
+        self.in_a_row = 0
 
 
 class ChangeFeed:
@@ -75,6 +128,7 @@ class ChangeFeed:
         scheduler: Scheduler,
         poller: Poller,
         metrics: Metrics,
+        conditions: FeedHealth,
     ) -> None:
         self._queue = queue
         self._s3 = s3
@@ -85,21 +139,29 @@ class ChangeFeed:
         self._scheduler = scheduler
         self._poller = poller
         self._metrics = metrics
+        self._conditions = conditions
         self._order: OrderedDict[str, str] = OrderedDict()
-        self.health = LoopHealth[QueueError](  # a success: the queue answered
+        self.handling = Handling(conditions, lambda: poller.fallback_interval)
+        self.health = LoopHealth[Exception](  # a success: the queue answered
             log,
             failing="the event queue is failing (%s): listing every %gs until it answers again",
             recovered="the event queue answers again",
             errors=metrics.notification_errors,
-            kind=lambda error: error.kind,
+            kind=lambda error: error.kind if isinstance(error, QueueError) else "error",
         )
+
+    @property
+    def degraded(self) -> bool:
+        """Whether S3's changes are found by listing (at the fallback interval) instead: the
+        queue fails, or the events it brings keep failing."""
+        return self.health.failing or self.handling.failing
 
     async def run(self) -> None:
         """Receive and handle, forever. Never raises but for cancellation."""
         failures = 0  # in a row: how long to wait after the next (backoff.py's QUEUE)
         try:
             attributes = await self._queue.attributes()
-        except QueueError as error:
+        except Exception as error:
             self._failed(error)
         else:
             self._answered()
@@ -111,7 +173,7 @@ class ChangeFeed:
         while True:
             try:
                 messages = await self._queue.receive()
-            except QueueError as error:
+            except Exception as error:  # a QueueError; anything else is contained the same way
                 self._failed(error)
                 failures += 1
                 await asyncio.sleep(QUEUE.delay(failures))
@@ -119,14 +181,56 @@ class ChangeFeed:
             failures = 0
             self._answered()
             if messages:
-                await self.handle(messages)
+                await self._contained(messages)
 
-    def _failed(self, error: QueueError) -> None:
-        self.health.failed(error, self._poller.fallback_interval)
+    def _failed(self, error: Exception) -> None:
+        fallback = self._poller.fallback_interval
+        if self.health.failed(error, fallback):
+            self._conditions.degrade(
+                QUEUE_FAILING,
+                "",
+                f"the event queue (SYNC_QUEUE_URL) is failing ({_short(error)}): changes in "
+                f"S3 are found by listing every {fallback:g}s until it answers again",
+            )
 
     def _answered(self) -> None:
         if self.health.succeeded():
+            self._conditions.recover(QUEUE_FAILING)
             self._poller.request_listing("events may have been lost while the queue failed")
+
+    async def _contained(self, messages: list[Message]) -> None:
+        """`handle`, with any exception contained: the batch again a message at a time, and a
+        message that fails alone deleted (`_unhandled`). Never raises but for cancellation."""
+        try:
+            await self.handle(messages)
+            return
+        except Exception as error:
+            if len(messages) == 1:
+                await self._unhandled(messages[0], error)
+                return
+        for message in messages:
+            try:
+                await self.handle([message])
+            except Exception as error:
+                await self._unhandled(message, error)
+
+    async def _unhandled(self, message: Message, error: Exception) -> None:
+        """A message whose handling raised, alone: deleted with one warning (the first in a row
+        with its traceback), counted, and a listing asked for to find what it named."""
+        first = self.handling.in_a_row == 0
+        self._metrics.inc(self._metrics.notification_messages, "failed")
+        log.warning(
+            "deleting a message whose handling failed (%s): %s; listing the prefix instead",
+            message.id,
+            _short(error),
+            exc_info=error if first else None,
+        )
+        self._poller.request_listing("an event could not be handled")
+        self.handling.failed(error)
+        try:
+            await self._delete([message.receipt])
+        except Exception as failure:  # it comes back after the visibility timeout
+            log.debug("could not delete message %s: %s", message.id, _short(failure))
 
     async def handle(self, messages: list[Message]) -> None:
         """Look at what a batch names, fold it in, and delete what was handled."""
@@ -167,6 +271,7 @@ class ChangeFeed:
             receipt for receipt, keys in batch.waiting.items() if not keys & failed
         ]
         await self._delete(handled)
+        self.handling.handled()
 
     def _target(self, event: ObjectEvent) -> tuple[str, bool] | None:
         """The path an event is about, or None when it needs no look."""
@@ -214,7 +319,7 @@ class ChangeFeed:
                     head = await self._s3.head_object(key)
                 except Exception as error:  # a 403, S3 away: the message comes back later
                     failed.add(key)
-                    log.warning("cannot look at %r after its event: %s", key, error)
+                    log.warning("cannot look at %r after its event: %s", key, _short(error))
                     return
             findings[rel] = None if head is None else entry_of(head, is_dir=is_dir)
 
@@ -270,3 +375,9 @@ def _covers(known: RemoteEntry, event: ObjectEvent) -> bool:
         return False
     second = known.last_modified or known.written_by
     return second.isdigit() and int(second) > int(event.time)
+
+
+def _short(error: BaseException) -> str:
+    """An error in a few words for a log line or `/healthz` (its text may quote a message)."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 300 else text[:297] + "..."

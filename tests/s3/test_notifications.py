@@ -6,7 +6,9 @@ arrives sooner came through the queue."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import stat
 import time
 import uuid
@@ -16,12 +18,16 @@ from typing import Any
 
 import pytest
 from support.bucket import Bucket
+from support.environments import sidecar_environment
 from support.folders import read
-from support.hostile import SQS_LIMIT
-from support.metrics import metric, requests
+from support.hostile import HOSTILE_BODIES, NOT_UTF8_BYTES, NOT_UTF8_MARK, SQS_LIMIT
+from support.local_http import free_port, http_get
+from support.metrics import metric, requests, scrape, series
 from support.s3_server import MotoServer
+from support.sidecars import SidecarProcess
 from support.waiting import eventually, in_thread
 
+from sidecar.remote import feed
 from sidecar.s3.metadata import format_mode
 
 HOUR = 3600
@@ -261,6 +267,78 @@ async def test_another_metadata_copy_in_the_second_of_our_upload_is_applied(
     assert path.read_bytes() == await in_thread(bucket.get, "tool.sh")
 
 
+def through(proxy: Any, url: str) -> str:
+    """`url` by way of the fault proxy."""
+    return url.replace(url.split("/")[2], f"127.0.0.1:{proxy.port}")
+
+
+async def test_no_message_ends_the_process_and_each_is_deleted_with_one_warning(
+    run_sidecar, bucket: Bucket, queue: Queue, proxy: Any, tmp_path: Path
+) -> None:
+    """Issue 24, item 2: `"[" * 5000` on the queue killed the change feed, and so the process,
+    again after every restart. Every body a sender can put there (support/hostile.py: nested
+    past the decoder's depth, near SQS's size limit, bytes that are not UTF-8, the wrong shape
+    at every level, SNS wrapping garbage, EventBridge without its detail), waiting at the start
+    or arriving later, is deleted with one warning and counted, the real command keeps running
+    and healthy, and the genuine events among them are applied at once."""
+    proxy.faults.replace = (NOT_UTF8_MARK.encode(), NOT_UTF8_BYTES)
+    names = list(HOSTILE_BODIES)
+    for name in names[::2]:  # waiting when the sidecar starts, as after a restart
+        await in_thread(queue.send, HOSTILE_BODIES[name])
+    port = free_port()
+    folder = tmp_path / "data"
+    sidecar: SidecarProcess = run_sidecar(
+        [],
+        sidecar_environment(
+            bucket,
+            folder,
+            SYNC_QUEUE_URL=through(proxy, queue.url),
+            SYNC_POLL_INTERVAL=str(HOUR),
+            SYNC_HTTP_PORT=str(port),
+        ),
+    )
+    await sidecar.answering(port, "/readyz")
+    listed = series(
+        (await scrape(port)).samples,
+        "s3sync_s3_requests_total",
+        operation="ListObjectsV2",
+        status="200",
+    )
+
+    def alive() -> None:
+        assert sidecar.process.poll() is None, sidecar.text()
+
+    def arrived(name: str, data: bytes) -> bool:
+        alive()
+        return read(folder / name) == data
+
+    def emptied() -> bool:
+        alive()
+        return queue.waiting() == 0
+
+    await in_thread(bucket.put, "first.txt", b"first")
+    await eventually(lambda: arrived("first.txt", b"first"), what="an event after the first")
+    for name in names[1::2]:
+        await in_thread(queue.send, HOSTILE_BODIES[name])
+    await in_thread(bucket.put, "second.txt", b"second")
+    await eventually(lambda: arrived("second.txt", b"second"), what="an event after the rest")
+    await eventually(emptied, timeout=30, what="every message deleted")
+    alive()
+    assert sidecar.text().count("deleting a message the sidecar cannot read") == len(names)
+    samples = (await scrape(port)).samples
+    assert series(samples, "s3sync_notification_messages_total", result="malformed") == len(names)
+    assert series(samples, "s3sync_notification_messages_total", result="failed") == 0
+    assert series(samples, "s3sync_notification_events_total", result="applied") >= 2
+    assert (
+        series(samples, "s3sync_s3_requests_total", operation="ListObjectsV2", status="200")
+        == listed
+    ), "both files came through the queue, none by a listing"
+    status, body = await http_get(port, "/healthz")
+    assert (status, json.loads(body)) == (200, {"status": "ok", "problems": [], "degraded": []})
+    sidecar.process.send_signal(signal.SIGTERM)
+    assert await sidecar.wait() == 0, sidecar.text()
+
+
 async def test_messages_too_large_to_read_ten_at_a_time_are_read_one_at_a_time(
     syncer_factory, bucket: Bucket, queue: Queue
 ) -> None:
@@ -280,3 +358,44 @@ async def test_messages_too_large_to_read_ten_at_a_time_are_read_one_at_a_time(
     await in_thread(bucket.put, "after.txt", b"after")
     await eventually(lambda: read(syncer.folder / "after.txt") == b"after")
     assert syncer._running().problems() == []
+
+
+async def test_a_feed_that_keeps_failing_lists_instead_says_so_and_recovers(
+    syncer_factory, bucket: Bucket, queue: Queue, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    """Any exception in handling a batch is contained (here a fold that raises, as a bug
+    would): each message is deleted with one warning and counted, a listing finds what it
+    named, and after three in a row the feed is degraded (listings at the fallback interval,
+    said in /healthz's degraded list) until an event is handled again. No task ends."""
+    fold = feed.apply_findings
+    broken = True
+
+    def failing_fold(*args: Any, **kwargs: Any) -> list[str]:
+        if broken:
+            raise RuntimeError("a bug in the fold")
+        return fold(*args, **kwargs)
+
+    monkeypatch.setattr(feed, "apply_findings", failing_fold)
+    syncer = await syncer_factory(download_interval=HOUR, queue_url=queue.url)
+    engine = syncer._running()
+    caplog.set_level(logging.INFO, logger="sidecar")
+    for number in range(3):
+        await in_thread(bucket.put, f"f{number}.txt", b"listed")
+    await eventually(
+        lambda: all(read(syncer.folder / f"f{n}.txt") == b"listed" for n in range(3)),
+        what="what the messages named, found by the listings they asked for",
+    )
+    await handled(syncer, queue)
+    assert metric(syncer, "s3sync_notification_messages_total", result="failed") == 3
+    warnings = [r for r in caplog.records if "whose handling failed" in r.getMessage()]
+    assert len(warnings) == 3 and [bool(r.exc_info) for r in warnings] == [True, False, False]
+    assert any("keep failing to be handled" in line for line in syncer.degraded())
+    assert engine._poll_interval() == engine.poller.fallback_interval
+    assert engine.problems() == []
+
+    broken = False
+    await in_thread(bucket.put, "after.txt", b"through the queue")
+    await eventually(lambda: read(syncer.folder / "after.txt") == b"through the queue")
+    await eventually(lambda: syncer.degraded() == [], what="the feed no longer degraded")
+    assert engine._poll_interval() == HOUR
+    assert "S3 events are handled again" in caplog.text
