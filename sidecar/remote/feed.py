@@ -9,8 +9,15 @@ transitions only (failing, answering again).
 Invariants:
 - An event is a hint, never a fact: the object is looked at (one HEAD) and what S3 holds now
   is folded in. An old, duplicated or reordered event therefore cannot undo a newer change,
-  and a removal event for an object that exists deletes nothing. Per-key `sequencer` order
-  (when events carry one) skips events older than one already applied, without a request.
+  and a removal event for an object that exists deletes nothing.
+- Only what S3 confirmed is remembered (`Confirmed`): an event's sequencer is kept for its key
+  only when the HEAD made after it found what it says (the object with its ETag, and its size
+  when it gives one; for a removal, no object), and it then spares exactly that event's
+  repeats (S3 delivers at least once) a request. A sequencer itself is never proof: S3's
+  answers carry none, and anyone allowed to send to the queue can write `F`x40. So no
+  sequencer, however high, makes the feed pass over an event with another: a genuine later
+  change (a lower sequencer than a forged one) is looked at at once, and a reordered older
+  event costs one HEAD, which finds the newer object and changes nothing.
 - No request for what is known to be stale or ours: events for other buckets, keys outside
   the prefix or excluded, removals of what we know is gone, and creations of the ETag we know
   with a Last-Modified second after the event's time.
@@ -58,7 +65,7 @@ from .poll import Poller
 
 log = logging.getLogger("sidecar.changes")
 
-ORDER_MEMORY = 100_000  # keys whose last applied sequencer is remembered
+ORDER_MEMORY = 100_000  # keys whose last confirmed sequencer is remembered
 HEADS_AT_ONCE = 8
 FAILED_IN_A_ROW = 3  # messages whose handling failed, in a row, that degrade the feed
 QUEUE_FAILING = "event_queue"  # Health conditions (`/healthz`'s degraded list)
@@ -73,12 +80,51 @@ class FeedHealth(Protocol):
 
 
 @dataclass(slots=True)
+class _Wanted:
+    """A key to look at: its path, and every event of the batch that named it."""
+
+    rel: str
+    is_dir: bool
+    events: list[ObjectEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class _Batch:
     """One received batch: the events to look at, and which messages wait on which keys."""
 
-    wanted: dict[str, tuple[str, bool, ObjectEvent]] = field(default_factory=dict)
+    wanted: dict[str, _Wanted] = field(default_factory=dict)
     waiting: dict[str, set[str]] = field(default_factory=dict)  # receipt -> keys
     done: list[str] = field(default_factory=list)  # receipts with nothing left to look at
+
+
+class Confirmed:
+    """Per key, the sequencer of the last event S3 confirmed (for the `ORDER_MEMORY` keys
+    confirmed last): a repeat of it needs no request. Nothing else is ever remembered."""
+
+    def __init__(self) -> None:
+        self._sequencers: OrderedDict[str, str] = OrderedDict()
+
+    def repeats(self, event: ObjectEvent) -> bool:
+        """Whether `event` is one S3 confirmed already (the same key and sequencer)."""
+        known = self._sequencers.get(event.key)
+        return bool(event.sequencer) and known == sequencer_order(event.sequencer)
+
+    def learn(
+        self, key: str, events: list[ObjectEvent], found: RemoteEntry | None
+    ) -> ObjectEvent | None:
+        """Of the events that named `key`, the latest that what one HEAD made after them found
+        (`found`: the object, or None for none) confirms, its sequencer now remembered; None
+        when the HEAD confirmed none of them (forged, or overtaken by another change)."""
+        confirmed = [event for event in events if _confirms(event, found)]
+        if not confirmed:
+            return None
+        latest = max(confirmed, key=lambda event: sequencer_order(event.sequencer))
+        if latest.sequencer:
+            self._sequencers[key] = sequencer_order(latest.sequencer)
+            self._sequencers.move_to_end(key)
+            if len(self._sequencers) > ORDER_MEMORY:
+                self._sequencers.popitem(last=False)
+        return latest
 
 
 class Handling:
@@ -140,7 +186,7 @@ class ChangeFeed:
         self._poller = poller
         self._metrics = metrics
         self._conditions = conditions
-        self._order: OrderedDict[str, str] = OrderedDict()
+        self._confirmed = Confirmed()
         self.handling = Handling(conditions, lambda: poller.fallback_interval)
         self.health = LoopHealth[Exception](  # a success: the queue answered
             log,
@@ -259,8 +305,8 @@ class ChangeFeed:
                 if target is None:
                     metrics.inc(metrics.notification_events, "ignored")
                     continue
-                rel, is_dir = target
-                batch.wanted[event.key] = (rel, is_dir, _later(batch.wanted.get(event.key), event))
+                wanted = batch.wanted.setdefault(event.key, _Wanted(*target))
+                wanted.events.append(event)
                 keys.add(event.key)
             if keys:
                 batch.waiting[message.receipt] = keys
@@ -286,10 +332,8 @@ class ChangeFeed:
             return None  # the listing reports it (once), as for any such key
         if self._excluded(name.rel, name.is_dir):
             return None
-        if event.sequencer:
-            last = self._order.get(event.key)
-            if last is not None and sequencer_order(event.sequencer) <= last:
-                return None
+        if self._confirmed.repeats(event):
+            return None
         state = self._state
         if any(
             (ps := state.peek(p)) is not None and ps.remote is not None and not ps.remote.is_dir
@@ -310,39 +354,31 @@ class ChangeFeed:
             return set()
         started = time.monotonic()
         limit = asyncio.Semaphore(HEADS_AT_ONCE)
-        findings: dict[str, RemoteEntry | None] = {}
+        found: dict[str, RemoteEntry | None] = {}  # by key
         failed: set[str] = set()
 
-        async def look(key: str, rel: str, is_dir: bool) -> None:
+        async def look(key: str, wanted: _Wanted) -> None:
             async with limit:
                 try:
                     head = await self._s3.head_object(key)
+                    found[key] = None if head is None else entry_of(head, is_dir=wanted.is_dir)
                 except Exception as error:  # a 403, S3 away: the message comes back later
                     failed.add(key)
                     log.warning("cannot look at %r after its event: %s", key, _short(error))
-                    return
-            findings[rel] = None if head is None else entry_of(head, is_dir=is_dir)
 
-        await asyncio.gather(
-            *(look(key, rel, is_dir) for key, (rel, is_dir, _) in batch.wanted.items())
-        )
+        await asyncio.gather(*(look(key, wanted) for key, wanted in batch.wanted.items()))
+        findings = {batch.wanted[key].rel: entry for key, entry in found.items()}
         changed = apply_findings(
             self._state, findings, started=started, busy=self._scheduler.is_busy
         )
         for rel in changed:
             self._scheduler.submit(rel, DOWNLOAD)
         metrics, now = self._metrics, time.time()
-        for key, (_, _, event) in batch.wanted.items():
-            if key in failed:
-                continue
+        for key, entry in found.items():
             metrics.inc(metrics.notification_events, "applied")
-            if event.time is not None:
-                metrics.observe(metrics.notification_lag, value=max(0.0, now - event.time))
-            if event.sequencer:
-                self._order[key] = sequencer_order(event.sequencer)
-                self._order.move_to_end(key)
-                if len(self._order) > ORDER_MEMORY:
-                    self._order.popitem(last=False)
+            confirmed = self._confirmed.learn(key, batch.wanted[key].events, entry)
+            if confirmed is not None and confirmed.time is not None:
+                metrics.observe(metrics.notification_lag, value=max(0.0, now - confirmed.time))
         return failed
 
     async def _delete(self, receipts: list[str]) -> None:
@@ -356,14 +392,17 @@ class ChangeFeed:
                 log.debug("%d messages were not deleted; they will come back", undeleted)
 
 
-def _later(seen: tuple[str, bool, ObjectEvent] | None, event: ObjectEvent) -> ObjectEvent:
-    """Of two events for one key in a batch, the one S3 ordered later (for the lag and order)."""
-    if seen is None:
-        return event
-    old = seen[2]
-    if event.sequencer and old.sequencer:
-        return event if sequencer_order(event.sequencer) > sequencer_order(old.sequencer) else old
-    return event
+def _confirms(event: ObjectEvent, found: RemoteEntry | None) -> bool:
+    """Whether what a HEAD made after `event` found is what the event says S3 did: for a
+    creation, the object with its ETag (and size, when it gives one); for a removal, none."""
+    if not event.created:
+        return found is None
+    return (
+        found is not None
+        and bool(event.etag)
+        and normalize_etag(event.etag) == normalize_etag(found.etag)
+        and (event.size is None or event.size == found.size)
+    )
 
 
 def _covers(known: RemoteEntry, event: ObjectEvent) -> bool:

@@ -53,15 +53,28 @@ class Queue:
         )
 
 
-@pytest.fixture
-def queue(moto_server: MotoServer, bucket: Bucket) -> Queue:
-    """A queue receiving the bucket's ObjectCreated/ObjectRemoved events, emptied of the test
-    event S3 sends when the notification is configured."""
+def new_queue(moto_server: MotoServer) -> Queue:
     sqs = moto_server.client("sqs")
     url = sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:12]}")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
+    return Queue(url, arn, sqs)
+
+
+@pytest.fixture
+def quiet_queue(moto_server: MotoServer, bucket: Bucket) -> Queue:
+    """A queue the bucket does not notify: the test is S3's only voice on it, and sends events
+    as S3 writes them, sequencers included (moto's own carry none)."""
+    return new_queue(moto_server)
+
+
+@pytest.fixture
+def queue(moto_server: MotoServer, bucket: Bucket) -> Queue:
+    """A queue receiving the bucket's ObjectCreated/ObjectRemoved events, emptied of the test
+    event S3 sends when the notification is configured."""
+    queue = new_queue(moto_server)
+    sqs, url, arn = queue.sqs, queue.url, queue.arn
     bucket.client.put_bucket_notification_configuration(
         Bucket=bucket.name,
         NotificationConfiguration={
@@ -71,13 +84,17 @@ def queue(moto_server: MotoServer, bucket: Bucket) -> Queue:
         },
     )
     sqs.purge_queue(QueueUrl=url)
-    return Queue(url, arn, sqs)
+    return queue
 
 
-def s3_event(bucket: str, key: str, name: str, etag: str = "", size: int = 0) -> dict[str, Any]:
+def s3_event(
+    bucket: str, key: str, name: str, etag: str = "", size: int = 0, sequencer: str = ""
+) -> dict[str, Any]:
     obj: dict[str, Any] = {"key": key}
     if name.startswith("ObjectCreated"):
         obj |= {"eTag": etag, "size": size}
+    if sequencer:
+        obj["sequencer"] = sequencer
     return {
         "Records": [
             {
@@ -267,6 +284,11 @@ async def test_another_metadata_copy_in_the_second_of_our_upload_is_applied(
     assert path.read_bytes() == await in_thread(bucket.get, "tool.sh")
 
 
+def looks(syncer: Any) -> int:
+    """How many keys the change feed looked at (a HEAD each) after their events."""
+    return int(metric(syncer, "s3sync_notification_events_total", result="applied"))
+
+
 def through(proxy: Any, url: str) -> str:
     """`url` by way of the fault proxy."""
     return url.replace(url.split("/")[2], f"127.0.0.1:{proxy.port}")
@@ -399,3 +421,97 @@ async def test_a_feed_that_keeps_failing_lists_instead_says_so_and_recovers(
     await eventually(lambda: syncer.degraded() == [], what="the feed no longer degraded")
     assert engine._poll_interval() == HOUR
     assert "S3 events are handled again" in caplog.text
+
+
+FORGED = "F" * 40
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    ["another-etag", "no-object", "a-removal-of-an-object-that-exists", "the-objects-own-etag"],
+)
+async def test_a_forged_event_never_silences_the_genuine_ones(
+    syncer_factory, bucket: Bucket, quiet_queue: Queue, forgery: str
+) -> None:
+    """Issue 24, item 3: a creation event for doc.txt with sequencer F x40 was remembered
+    whatever its HEAD found, and every genuine event after it (a lower sequencer) was dropped
+    until the next listing. Now only what S3 confirmed is remembered, and a sequencer, which
+    S3's answers never confirm, silences nothing: not even when the forger knows the object's
+    ETag (the MD5 of bytes it knows), so that the HEAD finds what the event says."""
+    syncer = await syncer_factory(download_interval=HOUR, queue_url=quiet_queue.url)
+    doc = syncer.folder / "doc.txt"
+    listings = requests(syncer, "ListObjectsV2")
+    genuine = iter(f"0064D3901D0005924{n}" for n in range(10))  # S3's, rising
+
+    async def put(data: bytes) -> str:
+        etag = await in_thread(bucket.put, "doc.txt", data)
+        event = s3_event(
+            bucket.name, "doc.txt", "ObjectCreated:Put", etag, len(data), next(genuine)
+        )
+        await in_thread(quiet_queue.send, event)
+        return str(etag)
+
+    etag = ""
+    if forgery != "no-object":
+        etag = await put(b"v1")
+        await eventually(lambda: read(doc) == b"v1", what="v1, through its event")
+        await handled(syncer, quiet_queue)
+    forged = {
+        "another-etag": s3_event(bucket.name, "doc.txt", "ObjectCreated:Put", "0" * 32, 2, FORGED),
+        "no-object": s3_event(bucket.name, "doc.txt", "ObjectCreated:Put", "0" * 32, 2, FORGED),
+        "a-removal-of-an-object-that-exists": s3_event(
+            bucket.name, "doc.txt", "ObjectRemoved:Delete", sequencer=FORGED
+        ),
+        "the-objects-own-etag": s3_event(
+            bucket.name, "doc.txt", "ObjectCreated:Put", etag, 2, FORGED
+        ),
+    }[forgery]
+    looked = looks(syncer)
+    await in_thread(quiet_queue.send, forged)
+    await handled(syncer, quiet_queue)
+    assert looks(syncer) == looked + 1  # looked at, like any event
+    assert read(doc) == (None if forgery == "no-object" else b"v1")  # and it changed nothing
+
+    await put(b"v2, genuine")
+    await eventually(
+        lambda: read(doc) == b"v2, genuine",
+        timeout=10,
+        what="the genuine change at once, not at the next listing (an hour away)",
+    )
+    assert requests(syncer, "ListObjectsV2") == listings  # the queue's doing, not a listing's
+
+
+async def test_a_repeat_of_an_event_s3_confirmed_costs_no_request(
+    syncer_factory, bucket: Bucket, quiet_queue: Queue
+) -> None:
+    """S3 delivers at least once: the repeats of an event whose HEAD confirmed it are spared a
+    request; those of an event S3 did not confirm are looked at each time (nothing of them is
+    remembered); a reordered older event costs a look that changes nothing."""
+    syncer = await syncer_factory(download_interval=HOUR, queue_url=quiet_queue.url)
+    doc = syncer.folder / "doc.txt"
+    etag = await in_thread(bucket.put, "doc.txt", b"v1")
+    first = s3_event(bucket.name, "doc.txt", "ObjectCreated:Put", etag, 2, "0064D3901D00059241")
+    await in_thread(quiet_queue.send, first)
+    await eventually(lambda: read(doc) == b"v1")
+    await handled(syncer, quiet_queue)
+    looked, heads = looks(syncer), requests(syncer, "HeadObject")
+    for _ in range(2):
+        await in_thread(quiet_queue.send, first)
+        await handled(syncer, quiet_queue)
+    assert (looks(syncer), requests(syncer, "HeadObject")) == (looked, heads)
+    assert metric(syncer, "s3sync_notification_events_total", result="ignored") == 2
+
+    unconfirmed = s3_event(bucket.name, "doc.txt", "ObjectCreated:Put", "0" * 32, 2, FORGED)
+    for _ in range(2):
+        await in_thread(quiet_queue.send, unconfirmed)
+        await handled(syncer, quiet_queue)
+    assert looks(syncer) == looked + 2
+
+    etag = await in_thread(bucket.put, "doc.txt", b"v2 now")
+    second = s3_event(bucket.name, "doc.txt", "ObjectCreated:Put", etag, 6, "0064D3901D00059242")
+    await in_thread(quiet_queue.send, second)
+    await eventually(lambda: read(doc) == b"v2 now")
+    await in_thread(quiet_queue.send, first)  # late, after the newer one
+    await handled(syncer, quiet_queue)
+    assert read(doc) == b"v2 now"
+    assert metric(syncer, "s3sync_downloads_total") == 2
