@@ -5,6 +5,7 @@ arrives sooner came through the queue."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -247,6 +248,26 @@ async def test_an_unreachable_queue_is_reported_and_listings_take_over(
     await in_thread(bucket.put, "after.txt", b"through the queue")
     await eventually(lambda: read(syncer.folder / "after.txt") == b"through the queue")
     assert syncer._running().problems() == []
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2])
+async def test_a_listing_asked_for_as_the_sidecar_stops_never_holds_up_the_stop(
+    syncer_factory, bucket: Bucket, queue: Queue, turns: int
+) -> None:
+    """The feed asks for listings at any moment (the queue failing or back, a test event, an
+    event it could not handle), the stop's among them. The poller waited for the ask with
+    asyncio.wait_for, which on Python 3.11 swallows a cancellation that comes just after what
+    it waits for: the poller went back to waiting an hour, and the stop waited for it."""
+    syncer = await syncer_factory(download_interval=HOUR, queue_url=queue.url)
+    poller = next(t for t in syncer.internal_tasks if t.get_name() == "poller")
+    syncer._running().poller.request_listing("a test")
+    for _ in range(turns):  # the cancellation that many loop turns after the ask
+        await asyncio.sleep(0)
+    poller.cancel()
+    try:
+        await eventually(poller.done, timeout=5, what="the poller ended by its cancellation")
+    finally:
+        poller.cancel()  # once more, so that a poller that went on lets the test end
 
 
 async def test_another_metadata_copy_in_the_second_of_our_upload_is_applied(
