@@ -31,11 +31,11 @@ Invariants:
   and a listing is asked for, which finds whatever it named.
 - The queue failing (unreachable, denied, missing, an answer it cannot read) is logged once,
   counted, shown by readiness and in `/healthz`'s degraded list, and backed off (1 s doubling
-  to 60 s); meanwhile listings run at the fallback interval, and one runs as soon as the queue
-  answers again: events sent while it was away may be lost. `FAILED_IN_A_ROW` messages failing
-  in a row degrade the feed the same way (`/healthz` says so, listings at the fallback
-  interval) until one is handled; neither ever makes the process exit. An `s3:TestEvent` also
-  asks for a listing.
+  to 60 s); a listing runs at once and then at the fallback interval, and one runs as soon as
+  the queue answers again: events sent while it was away may be lost. `FAILED_IN_A_ROW`
+  messages failing in a row degrade the feed the same way (`/healthz` says so, listings at the
+  fallback interval) until one is handled; neither ever makes the process exit. An
+  `s3:TestEvent` also asks for a listing.
 """
 
 from __future__ import annotations
@@ -238,6 +238,8 @@ class ChangeFeed:
                 f"the event queue (SYNC_QUEUE_URL) is failing ({_short(error)}): changes in "
                 f"S3 are found by listing every {fallback:g}s until it answers again",
             )
+            # now, and from then on at the fallback interval, not after the interval under way
+            self._poller.request_listing("the event queue is failing")
 
     def _answered(self) -> None:
         if self.health.succeeded():

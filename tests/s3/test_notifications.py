@@ -250,6 +250,40 @@ async def test_an_unreachable_queue_is_reported_and_listings_take_over(
     assert syncer._running().problems() == []
 
 
+async def test_a_queue_that_fails_between_listings_an_hour_apart_is_listed_for_at_once(
+    syncer_factory, bucket: Bucket, queue: Queue, proxy: Any
+) -> None:
+    """With the queue doing the work, listings are far apart (here an hour). When it goes
+    away, the prefix is listed at once and then at the fallback interval (not after the hour
+    under way), and /healthz lists the feed as degraded until the queue answers again."""
+    syncer = await syncer_factory(download_interval=HOUR, queue_url=through(proxy, queue.url))
+    engine = syncer._running()
+    await in_thread(bucket.put, "before.txt", b"through the queue")
+    await eventually(lambda: read(syncer.folder / "before.txt") == b"through the queue")
+    assert syncer.degraded() == []
+
+    proxy.faults.down = True  # the long poll under way ends (up to 20 s), the next one fails
+    await eventually(
+        lambda: any(
+            "event queue (SYNC_QUEUE_URL) is failing" in line for line in syncer.degraded()
+        ),
+        timeout=45,
+        what="/healthz says the feed is degraded",
+    )
+    assert engine._poll_interval() == engine.poller.fallback_interval
+    await in_thread(bucket.put, "meanwhile.txt", b"found by a listing")
+    await eventually(
+        lambda: read(syncer.folder / "meanwhile.txt") == b"found by a listing",
+        timeout=25,
+        what="a listing within the fallback interval, not after the hour under way",
+    )
+
+    proxy.faults.down = False
+    await eventually(lambda: syncer.degraded() == [], timeout=90, what="the queue back")
+    assert engine._poll_interval() == HOUR
+    assert engine.problems() == []
+
+
 @pytest.mark.parametrize("turns", [0, 1, 2])
 async def test_a_listing_asked_for_as_the_sidecar_stops_never_holds_up_the_stop(
     syncer_factory, bucket: Bucket, queue: Queue, turns: int
