@@ -39,7 +39,7 @@ RESULTS = ("ok", "error")
 SIDES = ("local", "remote")
 LOCAL_ERROR_OPERATIONS = ("watch", "io", "permission")
 NOTIFICATION_EVENT_RESULTS = ("received", "applied", "ignored")
-NOTIFICATION_MESSAGE_RESULTS = ("handled", "test", "malformed")
+NOTIFICATION_MESSAGE_RESULTS = ("handled", "test", "malformed", "failed")
 HTTP_PEERS = ("task", "outside")
 NOTIFICATION_ERROR_KINDS = ("unreachable", "denied", "missing", "throttled", "error")
 
@@ -196,13 +196,14 @@ class _Remote:
         self.notification_messages = Counter(
             "s3sync_notification_messages",
             "SQS messages from SYNC_QUEUE_URL, by result: 'handled', 'test' (S3's test "
-            "event: a listing follows) or 'malformed' (logged and deleted).",
+            "event: a listing follows), 'malformed' (logged and deleted) or 'failed' (its "
+            "handling raised: logged and deleted, a listing follows).",
             ["result"],
             registry=r,
         )
         self.notification_lag = Histogram(
             "s3sync_notification_lag_seconds",
-            "From an event's time in S3 to its change handed to the workers.",
+            "From an event's time in S3 to its change handed to the workers (events S3 confirmed).",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

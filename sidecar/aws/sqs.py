@@ -3,9 +3,16 @@ GetQueueAttributes), over SQS's JSON protocol, on the one signed-request path (s
 SQS's rules (`SQS_RULES`: a refusal is a JSON document naming its `__type`).
 
 No retries here (`attempts=1`): the caller (`feed.ChangeFeed`) is a loop that backs off and says
-when the queue is failing. An expired credential is refreshed once, as for S3. Answers are read
-up to `ANSWER_LIMIT` (ten messages of SQS's largest size, with room): a hostile endpoint cannot
-exhaust memory. Every failure is a `QueueError`.
+when the queue is failing. An expired credential is refreshed once, as for S3. Every failure is a
+`QueueError`.
+
+Whatever the messages hold, each can be received (and so deleted): answers are read up to
+`ANSWER_LIMIT`, enough for one message of SQS's largest size (1 MiB) as JSON escapes it at worst,
+so that a hostile endpoint cannot exhaust memory; ten such messages do not fit, so after an
+answer over the limit the next `ONE_AT_A_TIME` receives ask for one message each (the ten come
+back after the queue's visibility timeout). An answer is decoded as UTF-8 with the bytes that
+are not UTF-8 kept as lone surrogates (`surrogateescape`): a body holding such bytes is the
+parser's to refuse (events.py), and never stops the answer's other messages being read.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from .errors import ResponseTooLarge, Unavailable
 from .http import Answer, HttpClient, Origin
 from .signed import Refusal, SignedRequests
 
-ANSWER_LIMIT = 4 * 1024 * 1024
+# One message of SQS's largest size (1 MiB) escaped at worst (6 bytes a byte: "\u0001"), with room
+ANSWER_LIMIT = 8 * 1024 * 1024
+ONE_AT_A_TIME = 10  # receives of one message each, after an answer over ANSWER_LIMIT
 LONG_POLL = 20  # seconds: SQS's longest wait
 
 _REGION_IN_HOST = re.compile(r"^(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d)\.(?:queue\.)?amazonaws\.com")
@@ -124,13 +133,23 @@ class QueueClient:
     def __init__(self, requests: SignedRequests, queue: QueueUrl) -> None:
         self._requests = requests
         self.queue = queue
+        self._one_at_a_time = 0  # receives left that ask for one message (after one too large)
 
     async def receive(self, *, wait: int = LONG_POLL, limit: int = 10) -> list[Message]:
-        answer = await self._call(
-            "ReceiveMessage",
-            {"MaxNumberOfMessages": limit, "WaitTimeSeconds": wait},
-            seconds=wait + 20,
-        )
+        """Up to `limit` messages (one while the answers are too large for more, see above)."""
+        single = self._one_at_a_time > 0
+        try:
+            answer = await self._call(
+                "ReceiveMessage",
+                {"MaxNumberOfMessages": 1 if single else limit, "WaitTimeSeconds": wait},
+                seconds=wait + 20,
+            )
+        except QueueError as error:
+            if error.code == "AnswerTooLarge" and not single and limit > 1:
+                self._one_at_a_time = ONE_AT_A_TIME
+            raise
+        if single:
+            self._one_at_a_time -= 1
         messages = answer.get("Messages") or []
         if not isinstance(messages, list):
             raise QueueError("InvalidAnswer", "ReceiveMessage: Messages is not a list", 200)
@@ -141,10 +160,10 @@ class QueueClient:
             receipt = message.get("ReceiptHandle")
             if not isinstance(receipt, str):
                 continue
-            body = message.get("Body")
+            body, name = message.get("Body"), message.get("MessageId")
             received.append(
                 Message(
-                    str(message.get("MessageId", "")),
+                    _loggable(name),
                     receipt,
                     body if isinstance(body, str) else "",
                 )
@@ -194,7 +213,8 @@ class QueueClient:
         except Unavailable as error:
             raise QueueError("", str(error)) from None
         try:
-            document = json.loads(answer.body) if answer.body else {}
+            text = answer.body.decode("utf-8", "surrogateescape") if answer.body else "{}"
+            document = json.loads(text)
         except (ValueError, RecursionError):  # deep nesting from a hostile endpoint
             document = None
         if not isinstance(document, dict):
@@ -210,3 +230,9 @@ def _error(answer: Any, status: int) -> tuple[str, str]:
         message = str(answer.get("message") or answer.get("Message") or "")
         return code or f"HTTP{status}", message or f"HTTP {status}"
     return f"HTTP{status}", f"HTTP {status}"
+
+
+def _loggable(name: Any) -> str:
+    """A message's id, for the log only: what is not UTF-8 in it escaped, so that it can be
+    written."""
+    return name.encode("utf-8", "backslashreplace").decode() if isinstance(name, str) else ""

@@ -135,6 +135,7 @@ class Parts:
                 scheduler=self.scheduler,
                 poller=self.poller,
                 metrics=metrics,
+                conditions=self.health,
             )
         self.tree = Tree(root, settings.work_name)
         self.etags = EtagKnowledge(on_learned=self.store.note_etags)
@@ -300,8 +301,9 @@ class Engine(Parts):
     # -- signals -------------------------------------------------------------------------
 
     def _poll_interval(self) -> float:
-        """SYNC_POLL_INTERVAL; while the event queue fails, the fallback (at most 10 s)."""
-        if self.changes is not None and self.changes.health.failing:
+        """SYNC_POLL_INTERVAL; while the change feed is degraded (its queue fails, or its
+        events keep failing to be handled), the fallback (at most 10 s)."""
+        if self.changes is not None and self.changes.degraded:
             return self.poller.fallback_interval
         return self.settings.poll_interval
 

@@ -9,7 +9,9 @@ verdicts built from them.
   should. Directories inotify could not watch are synced by a periodic scan instead, with up
   to one scan interval of delay: a reason to raise fs.inotify.max_user_watches, never one to
   restart (a restart would hit the same limit). The parts note other conditions as they begin
-  and end (`degrade`, `recover`): the folder's volume full, for one.
+  and end (`degrade`, `recover`): the folder's volume full, paths it may not read or write, the
+  change feed failing (its queue, or its events: the prefix is then listed at the fallback
+  interval).
 - Readiness (`readiness`, served as `/readyz`): restored, a poll succeeded within three poll
   intervals (plus twice the last listing's duration), credentials valid, and, with an event
   queue (SYNC_QUEUE_URL), its last call answered. The poll and the queue are read from their

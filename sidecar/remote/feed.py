@@ -9,18 +9,33 @@ transitions only (failing, answering again).
 Invariants:
 - An event is a hint, never a fact: the object is looked at (one HEAD) and what S3 holds now
   is folded in. An old, duplicated or reordered event therefore cannot undo a newer change,
-  and a removal event for an object that exists deletes nothing. Per-key `sequencer` order
-  (when events carry one) skips events older than one already applied, without a request.
+  and a removal event for an object that exists deletes nothing.
+- Only what S3 confirmed is remembered (`Confirmed`): an event's sequencer is kept for its key
+  only when the HEAD made after it found what it says (the object with its ETag, and its size
+  when it gives one; for a removal, no object), and it then spares exactly that event's
+  repeats (S3 delivers at least once) a request. A sequencer itself is never proof: S3's
+  answers carry none, and anyone allowed to send to the queue can write `F`x40. So no
+  sequencer, however high, makes the feed pass over an event with another: a genuine later
+  change (a lower sequencer than a forged one) is looked at at once, and a reordered older
+  event costs one HEAD, which finds the newer object and changes nothing.
 - No request for what is known to be stale or ours: events for other buckets, keys outside
   the prefix or excluded, removals of what we know is gone, and creations of the ETag we know
   with a Last-Modified second after the event's time.
-- A message is deleted only once every event in it was ignored or folded in; one whose HEAD
-  failed comes back after the queue's visibility timeout (and goes to its dead-letter queue
-  after its receive count). A malformed message is logged, counted and deleted.
-- The queue failing (unreachable, denied, missing) is logged once, counted, shown by
-  readiness, and backed off (1 s doubling to 60 s); meanwhile listings run at the fallback
-  interval, and one runs as soon as the queue answers again: events sent while it was away
-  may be lost. An `s3:TestEvent` also asks for a listing.
+- Nothing a sender puts on the queue ends the loop, and so the process. A message is deleted
+  only once every event in it was ignored or folded in; one whose HEAD failed comes back after
+  the queue's visibility timeout (and goes to its dead-letter queue after its receive count).
+  A body that is not an event notification, of any size, depth or encoding, is malformed
+  (events.py): logged once, counted and deleted. Any exception in handling a batch is
+  contained: the batch is handled again a message at a time, and a message that fails alone
+  is deleted with one warning (the first of a run with its traceback), counted (`failed`),
+  and a listing is asked for, which finds whatever it named.
+- The queue failing (unreachable, denied, missing, an answer it cannot read) is logged once,
+  counted, shown by readiness and in `/healthz`'s degraded list, and backed off (1 s doubling
+  to 60 s); a listing runs at once and then at the fallback interval, and one runs as soon as
+  the queue answers again: events sent while it was away may be lost. `FAILED_IN_A_ROW`
+  messages failing in a row degrade the feed the same way (`/healthz` says so, listings at the
+  fallback interval) until one is handled; neither ever makes the process exit. An
+  `s3:TestEvent` also asks for a listing.
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..aws.sqs import Message, QueueClient, QueueError
 from ..backoff import QUEUE
@@ -49,17 +65,100 @@ from .poll import Poller
 
 log = logging.getLogger("sidecar.changes")
 
-ORDER_MEMORY = 100_000  # keys whose last applied sequencer is remembered
+ORDER_MEMORY = 100_000  # keys whose last confirmed sequencer is remembered
 HEADS_AT_ONCE = 8
+FAILED_IN_A_ROW = 3  # messages whose handling failed, in a row, that degrade the feed
+QUEUE_FAILING = "event_queue"  # Health conditions (`/healthz`'s degraded list)
+EVENTS_FAILING = "event_handling"
+
+
+class FeedHealth(Protocol):
+    """What the feed tells the sidecar's health (engine/health.py's `Health`)."""
+
+    def degrade(self, condition: str, subject: str, text: str) -> None: ...
+    def recover(self, condition: str, subject: str = "") -> None: ...
+
+
+@dataclass(slots=True)
+class _Wanted:
+    """A key to look at: its path, and every event of the batch that named it."""
+
+    rel: str
+    is_dir: bool
+    events: list[ObjectEvent] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class _Batch:
     """One received batch: the events to look at, and which messages wait on which keys."""
 
-    wanted: dict[str, tuple[str, bool, ObjectEvent]] = field(default_factory=dict)
+    wanted: dict[str, _Wanted] = field(default_factory=dict)
     waiting: dict[str, set[str]] = field(default_factory=dict)  # receipt -> keys
     done: list[str] = field(default_factory=list)  # receipts with nothing left to look at
+
+
+class Confirmed:
+    """Per key, the sequencer of the last event S3 confirmed (for the `ORDER_MEMORY` keys
+    confirmed last): a repeat of it needs no request. Nothing else is ever remembered."""
+
+    def __init__(self) -> None:
+        self._sequencers: OrderedDict[str, str] = OrderedDict()
+
+    def repeats(self, event: ObjectEvent) -> bool:
+        """Whether `event` is one S3 confirmed already (the same key and sequencer)."""
+        known = self._sequencers.get(event.key)
+        return bool(event.sequencer) and known == sequencer_order(event.sequencer)
+
+    def learn(
+        self, key: str, events: list[ObjectEvent], found: RemoteEntry | None
+    ) -> ObjectEvent | None:
+        """Of the events that named `key`, the latest that what one HEAD made after them found
+        (`found`: the object, or None for none) confirms, its sequencer now remembered; None
+        when the HEAD confirmed none of them (forged, or overtaken by another change)."""
+        confirmed = [event for event in events if _confirms(event, found)]
+        if not confirmed:
+            return None
+        latest = max(confirmed, key=lambda event: sequencer_order(event.sequencer))
+        if latest.sequencer:
+            self._sequencers[key] = sequencer_order(latest.sequencer)
+            self._sequencers.move_to_end(key)
+            if len(self._sequencers) > ORDER_MEMORY:
+                self._sequencers.popitem(last=False)
+        return latest
+
+
+class Handling:
+    """Messages whose handling raised, in a row: `FAILED_IN_A_ROW` of them degrade the feed
+    (said once, and in `/healthz`) until one is handled."""
+
+    def __init__(self, conditions: FeedHealth, fallback: Callable[[], float]) -> None:
+        self._conditions = conditions
+        self._fallback = fallback
+        self.in_a_row = 0
+
+    @property
+    def failing(self) -> bool:
+        return self.in_a_row >= FAILED_IN_A_ROW
+
+    def failed(self, error: Exception) -> None:
+        self.in_a_row += 1
+        if self.in_a_row == FAILED_IN_A_ROW:
+            fallback = self._fallback()
+            log.warning(
+                "S3 events keep failing to be handled: listing every %gs until one is", fallback
+            )
+            self._conditions.degrade(
+                EVENTS_FAILING,
+                "",
+                f"S3 events from SYNC_QUEUE_URL keep failing to be handled ({_short(error)}): "
+                f"changes in S3 are found by listing every {fallback:g}s until one is",
+            )
+
+    def handled(self) -> None:
+        if self.failing:
+            log.info("S3 events are handled again")
+            self._conditions.recover(EVENTS_FAILING)
+        self.in_a_row = 0
 
 
 class ChangeFeed:
@@ -75,6 +174,7 @@ class ChangeFeed:
         scheduler: Scheduler,
         poller: Poller,
         metrics: Metrics,
+        conditions: FeedHealth,
     ) -> None:
         self._queue = queue
         self._s3 = s3
@@ -85,21 +185,29 @@ class ChangeFeed:
         self._scheduler = scheduler
         self._poller = poller
         self._metrics = metrics
-        self._order: OrderedDict[str, str] = OrderedDict()
-        self.health = LoopHealth[QueueError](  # a success: the queue answered
+        self._conditions = conditions
+        self._confirmed = Confirmed()
+        self.handling = Handling(conditions, lambda: poller.fallback_interval)
+        self.health = LoopHealth[Exception](  # a success: the queue answered
             log,
             failing="the event queue is failing (%s): listing every %gs until it answers again",
             recovered="the event queue answers again",
             errors=metrics.notification_errors,
-            kind=lambda error: error.kind,
+            kind=lambda error: error.kind if isinstance(error, QueueError) else "error",
         )
+
+    @property
+    def degraded(self) -> bool:
+        """Whether S3's changes are found by listing (at the fallback interval) instead: the
+        queue fails, or the events it brings keep failing."""
+        return self.health.failing or self.handling.failing
 
     async def run(self) -> None:
         """Receive and handle, forever. Never raises but for cancellation."""
         failures = 0  # in a row: how long to wait after the next (backoff.py's QUEUE)
         try:
             attributes = await self._queue.attributes()
-        except QueueError as error:
+        except Exception as error:
             self._failed(error)
         else:
             self._answered()
@@ -111,7 +219,7 @@ class ChangeFeed:
         while True:
             try:
                 messages = await self._queue.receive()
-            except QueueError as error:
+            except Exception as error:  # a QueueError; anything else is contained the same way
                 self._failed(error)
                 failures += 1
                 await asyncio.sleep(QUEUE.delay(failures))
@@ -119,14 +227,58 @@ class ChangeFeed:
             failures = 0
             self._answered()
             if messages:
-                await self.handle(messages)
+                await self._contained(messages)
 
-    def _failed(self, error: QueueError) -> None:
-        self.health.failed(error, self._poller.fallback_interval)
+    def _failed(self, error: Exception) -> None:
+        fallback = self._poller.fallback_interval
+        if self.health.failed(error, fallback):
+            self._conditions.degrade(
+                QUEUE_FAILING,
+                "",
+                f"the event queue (SYNC_QUEUE_URL) is failing ({_short(error)}): changes in "
+                f"S3 are found by listing every {fallback:g}s until it answers again",
+            )
+            # now, and from then on at the fallback interval, not after the interval under way
+            self._poller.request_listing("the event queue is failing")
 
     def _answered(self) -> None:
         if self.health.succeeded():
+            self._conditions.recover(QUEUE_FAILING)
             self._poller.request_listing("events may have been lost while the queue failed")
+
+    async def _contained(self, messages: list[Message]) -> None:
+        """`handle`, with any exception contained: the batch again a message at a time, and a
+        message that fails alone deleted (`_unhandled`). Never raises but for cancellation."""
+        try:
+            await self.handle(messages)
+            return
+        except Exception as error:
+            if len(messages) == 1:
+                await self._unhandled(messages[0], error)
+                return
+        for message in messages:
+            try:
+                await self.handle([message])
+            except Exception as error:
+                await self._unhandled(message, error)
+
+    async def _unhandled(self, message: Message, error: Exception) -> None:
+        """A message whose handling raised, alone: deleted with one warning (the first in a row
+        with its traceback), counted, and a listing asked for to find what it named."""
+        first = self.handling.in_a_row == 0
+        self._metrics.inc(self._metrics.notification_messages, "failed")
+        log.warning(
+            "deleting a message whose handling failed (%s): %s; listing the prefix instead",
+            message.id,
+            _short(error),
+            exc_info=error if first else None,
+        )
+        self._poller.request_listing("an event could not be handled")
+        self.handling.failed(error)
+        try:
+            await self._delete([message.receipt])
+        except Exception as failure:  # it comes back after the visibility timeout
+            log.debug("could not delete message %s: %s", message.id, _short(failure))
 
     async def handle(self, messages: list[Message]) -> None:
         """Look at what a batch names, fold it in, and delete what was handled."""
@@ -155,8 +307,8 @@ class ChangeFeed:
                 if target is None:
                     metrics.inc(metrics.notification_events, "ignored")
                     continue
-                rel, is_dir = target
-                batch.wanted[event.key] = (rel, is_dir, _later(batch.wanted.get(event.key), event))
+                wanted = batch.wanted.setdefault(event.key, _Wanted(*target))
+                wanted.events.append(event)
                 keys.add(event.key)
             if keys:
                 batch.waiting[message.receipt] = keys
@@ -167,6 +319,7 @@ class ChangeFeed:
             receipt for receipt, keys in batch.waiting.items() if not keys & failed
         ]
         await self._delete(handled)
+        self.handling.handled()
 
     def _target(self, event: ObjectEvent) -> tuple[str, bool] | None:
         """The path an event is about, or None when it needs no look."""
@@ -181,10 +334,8 @@ class ChangeFeed:
             return None  # the listing reports it (once), as for any such key
         if self._excluded(name.rel, name.is_dir):
             return None
-        if event.sequencer:
-            last = self._order.get(event.key)
-            if last is not None and sequencer_order(event.sequencer) <= last:
-                return None
+        if self._confirmed.repeats(event):
+            return None
         state = self._state
         if any(
             (ps := state.peek(p)) is not None and ps.remote is not None and not ps.remote.is_dir
@@ -205,39 +356,31 @@ class ChangeFeed:
             return set()
         started = time.monotonic()
         limit = asyncio.Semaphore(HEADS_AT_ONCE)
-        findings: dict[str, RemoteEntry | None] = {}
+        found: dict[str, RemoteEntry | None] = {}  # by key
         failed: set[str] = set()
 
-        async def look(key: str, rel: str, is_dir: bool) -> None:
+        async def look(key: str, wanted: _Wanted) -> None:
             async with limit:
                 try:
                     head = await self._s3.head_object(key)
+                    found[key] = None if head is None else entry_of(head, is_dir=wanted.is_dir)
                 except Exception as error:  # a 403, S3 away: the message comes back later
                     failed.add(key)
-                    log.warning("cannot look at %r after its event: %s", key, error)
-                    return
-            findings[rel] = None if head is None else entry_of(head, is_dir=is_dir)
+                    log.warning("cannot look at %r after its event: %s", key, _short(error))
 
-        await asyncio.gather(
-            *(look(key, rel, is_dir) for key, (rel, is_dir, _) in batch.wanted.items())
-        )
+        await asyncio.gather(*(look(key, wanted) for key, wanted in batch.wanted.items()))
+        findings = {batch.wanted[key].rel: entry for key, entry in found.items()}
         changed = apply_findings(
             self._state, findings, started=started, busy=self._scheduler.is_busy
         )
         for rel in changed:
             self._scheduler.submit(rel, DOWNLOAD)
         metrics, now = self._metrics, time.time()
-        for key, (_, _, event) in batch.wanted.items():
-            if key in failed:
-                continue
+        for key, entry in found.items():
             metrics.inc(metrics.notification_events, "applied")
-            if event.time is not None:
-                metrics.observe(metrics.notification_lag, value=max(0.0, now - event.time))
-            if event.sequencer:
-                self._order[key] = sequencer_order(event.sequencer)
-                self._order.move_to_end(key)
-                if len(self._order) > ORDER_MEMORY:
-                    self._order.popitem(last=False)
+            confirmed = self._confirmed.learn(key, batch.wanted[key].events, entry)
+            if confirmed is not None and confirmed.time is not None:
+                metrics.observe(metrics.notification_lag, value=max(0.0, now - confirmed.time))
         return failed
 
     async def _delete(self, receipts: list[str]) -> None:
@@ -251,14 +394,17 @@ class ChangeFeed:
                 log.debug("%d messages were not deleted; they will come back", undeleted)
 
 
-def _later(seen: tuple[str, bool, ObjectEvent] | None, event: ObjectEvent) -> ObjectEvent:
-    """Of two events for one key in a batch, the one S3 ordered later (for the lag and order)."""
-    if seen is None:
-        return event
-    old = seen[2]
-    if event.sequencer and old.sequencer:
-        return event if sequencer_order(event.sequencer) > sequencer_order(old.sequencer) else old
-    return event
+def _confirms(event: ObjectEvent, found: RemoteEntry | None) -> bool:
+    """Whether what a HEAD made after `event` found is what the event says S3 did: for a
+    creation, the object with its ETag (and size, when it gives one); for a removal, none."""
+    if not event.created:
+        return found is None
+    return (
+        found is not None
+        and bool(event.etag)
+        and normalize_etag(event.etag) == normalize_etag(found.etag)
+        and (event.size is None or event.size == found.size)
+    )
 
 
 def _covers(known: RemoteEntry, event: ObjectEvent) -> bool:
@@ -270,3 +416,9 @@ def _covers(known: RemoteEntry, event: ObjectEvent) -> bool:
         return False
     second = known.last_modified or known.written_by
     return second.isdigit() and int(second) > int(event.time)
+
+
+def _short(error: BaseException) -> str:
+    """An error in a few words for a log line or `/healthz` (its text may quote a message)."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -232,8 +232,12 @@ class Poller:
             period = self.settings.interval if interval is None else interval()
             wait = started + period - time.monotonic()
             if wait > 0:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+                # that comes just after the wake (an ask for a listing as the sidecar stops),
+                # and the stop would wait for this loop's next interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
             elif not overrun:
                 log.warning(
                     "listing the prefix took %.1f s, longer than the poll interval (%g s): "

@@ -14,6 +14,16 @@ Accepted forms, each raw or wrapped in an SNS notification (`{"Type": "Notificat
 Anything else is `MalformedMessage`: a message is never half understood. Events of other kinds
 (restores, tagging, lifecycle transitions) parse to no event: they change no bytes we sync.
 
+A body is whatever anyone allowed to send to the queue put there, so every body ends in a
+`Notification` or a `MalformedMessage`, never in another exception: one over `MAX_MESSAGE_BYTES`
+(an S3 event is about 1 KiB) is not parsed; JSON nested deeper than the decoder goes
+(`"[" * 5000`: a RecursionError) is malformed, as is text that is not UTF-8 (lone surrogates,
+from a JSON escape or from bytes the SQS answer did not hold as UTF-8); every field read is
+checked for its type before it is used (nothing is `str()`-ed: a list nested 990 deep in an
+`eTag` would recurse), and a field S3 always gives in one form (a key as UTF-8 of at most
+1,024 bytes, a sequencer in hexadecimal, a size a count of bytes) in another makes the message
+malformed; an absent optional field is absent.
+
 `sequencer` is S3's per-key order (events arrive in any order and at least once): hexadecimal
 of varying length, compared after left-padding (`sequencer_order`).
 """
@@ -21,12 +31,17 @@ of varying length, compared after left-padding (`sequencer_order`).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_to_bytes
 
-MAX_MESSAGE_BYTES = 256 * 1024  # SQS's largest message
+from ..core.keys import KEY_MAX
+
+MAX_MESSAGE_BYTES = 256 * 1024  # more than any event notification (SQS allows 1 MiB)
+MAX_SEQUENCER = 64  # hexadecimal digits; S3's have 16 to 18
+_HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
 class MalformedMessage(ValueError):
@@ -59,22 +74,16 @@ def sequencer_order(sequencer: str) -> str:
 
 
 def parse_message(body: str) -> Notification:
-    if len(body.encode()) > MAX_MESSAGE_BYTES:
-        raise MalformedMessage(f"a message of {len(body.encode())} bytes, over SQS's limit")
-    try:
-        document = json.loads(body)
-    except ValueError as error:
-        raise MalformedMessage(f"not JSON: {error}") from None
+    """The events in one message's body; `MalformedMessage` (only) for anything else."""
+    size = len(body.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_BYTES:
+        raise MalformedMessage(f"a message of {size} bytes, more than any S3 event notification")
+    document = _json(body, "")
     if isinstance(document, dict) and document.get("Type") == "Notification":
         inner = document.get("Message")
         if not isinstance(inner, str):
             raise MalformedMessage("an SNS notification without a Message")
-        try:
-            document = json.loads(inner)
-        except ValueError as error:
-            raise MalformedMessage(
-                f"an SNS notification whose Message is not JSON: {error}"
-            ) from None
+        document = _json(inner, "an SNS notification whose Message is ")
     if not isinstance(document, dict):
         raise MalformedMessage("not a JSON object")
     if document.get("Event") == "s3:TestEvent":
@@ -85,6 +94,15 @@ def parse_message(body: str) -> Notification:
         event = _eventbridge(document)
         return Notification(() if event is None else (event,))
     raise MalformedMessage("neither an S3 notification, an EventBridge event nor a test event")
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise MalformedMessage(f"{what}JSON nested too deep to read") from None
+    except ValueError as error:
+        raise MalformedMessage(f"{what}not JSON: {error}") from None
 
 
 def _s3_records(records: Any) -> list[ObjectEvent]:
@@ -103,11 +121,11 @@ def _s3_records(records: Any) -> list[ObjectEvent]:
         events.append(
             ObjectEvent(
                 bucket=_text(_object(s3, "bucket"), "name"),
-                key=unquote_plus(_text(obj, "key")),
+                key=_key(_text(obj, "key"), encoded=True),
                 created=created,
-                etag=str(obj.get("eTag") or "").strip('"'),
+                etag=_optional_text(obj, "eTag").strip('"'),
                 size=_size(obj),
-                sequencer=str(obj.get("sequencer") or ""),
+                sequencer=_sequencer(obj),
                 time=_time(record.get("eventTime")),
                 name=name,
             )
@@ -123,13 +141,13 @@ def _eventbridge(document: dict[str, Any]) -> ObjectEvent | None:
     obj = _object(detail, "object")
     return ObjectEvent(
         bucket=_text(_object(detail, "bucket"), "name"),
-        key=_text(obj, "key"),  # EventBridge gives the key as it is
+        key=_key(_text(obj, "key"), encoded=False),  # EventBridge gives the key as it is
         created=kind == "Object Created",
-        etag=str(obj.get("etag") or "").strip('"'),
+        etag=_optional_text(obj, "etag").strip('"'),
         size=_size(obj),
-        sequencer=str(obj.get("sequencer") or ""),
+        sequencer=_sequencer(obj),
         time=_time(document.get("time")),
-        name=str(detail.get("reason") or kind),
+        name=_optional_text(detail, "reason") or kind,
     )
 
 
@@ -147,9 +165,43 @@ def _text(parent: dict[str, Any], name: str) -> str:
     return value
 
 
+def _optional_text(parent: dict[str, Any], name: str) -> str:
+    """A field that may be absent (""), but is text when it is there."""
+    value = parent.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise MalformedMessage(f"{name!r} is not text")
+    return value
+
+
+def _key(text: str, *, encoded: bool) -> str:
+    """An object's key as S3 holds it: UTF-8 (after URL-decoding S3's form, `+` for spaces) of
+    at most 1,024 bytes, as S3 allows; anything else is no key S3 could have sent."""
+    try:
+        data = unquote_to_bytes(text.replace("+", " ")) if encoded else text.encode("utf-8")
+        key = data.decode("utf-8")
+    except UnicodeError:
+        raise MalformedMessage("a key that is not UTF-8") from None
+    if len(data) > KEY_MAX:
+        raise MalformedMessage(f"a key of {len(data)} bytes, longer than S3 allows")
+    return key
+
+
+def _sequencer(obj: dict[str, Any]) -> str:
+    value = _optional_text(obj, "sequencer")
+    if value and (len(value) > MAX_SEQUENCER or not _HEX.fullmatch(value)):
+        raise MalformedMessage("a sequencer that is not S3's (hexadecimal)")
+    return value
+
+
 def _size(obj: dict[str, Any]) -> int | None:
     size = obj.get("size")
-    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+    if size is None:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise MalformedMessage("'size' is not a count of bytes")
+    return size
 
 
 def _time(value: Any) -> float | None:
@@ -157,5 +209,5 @@ def _time(value: Any) -> float | None:
         return None
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError):
         return None

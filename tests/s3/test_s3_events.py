@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from support.hostile import HOSTILE_BODIES, received
 
 from sidecar.s3.events import (
     MAX_MESSAGE_BYTES,
@@ -105,6 +106,7 @@ def test_the_test_event() -> None:
 @pytest.mark.parametrize(
     "body",
     [
+        "",
         "not json",
         "[]",
         "{}",
@@ -121,6 +123,28 @@ def test_the_test_event() -> None:
 def test_what_is_not_understood_is_malformed(body: str) -> None:
     with pytest.raises(MalformedMessage):
         parse_message(body)
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_BODIES))
+def test_no_body_a_sender_writes_raises_anything_but_malformed(name: str) -> None:
+    """Nested past the decoder's depth, huge, not UTF-8, or the wrong shape at any level: each
+    is malformed, and nothing else (a RecursionError or UnicodeError would end the feed)."""
+    with pytest.raises(MalformedMessage):
+        parse_message(received(HOSTILE_BODIES[name]))
+
+
+def test_absent_optional_fields_are_absent() -> None:
+    record = s3_record(key="team/k%C3%A9y")
+    del record["s3"]["object"]["eTag"], record["s3"]["object"]["size"]
+    del record["s3"]["object"]["sequencer"], record["eventTime"]
+    (event,) = parse_message(json.dumps({"Records": [record]})).events
+    assert (event.key, event.etag, event.size, event.sequencer, event.time) == (
+        "team/kéy",
+        "",
+        None,
+        "",
+        None,
+    )
 
 
 def test_sequencers_of_different_lengths_compare_as_numbers() -> None:

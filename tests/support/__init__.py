@@ -3,7 +3,9 @@
 - `s3_server`: moto's S3 server as a process with SigV4 on (`moto_process`, `MotoServer`,
   `REGION`); `moto_server.py` is that server, with the one S3 behaviour moto lacks.
 - `bucket`: `Bucket`, a test bucket as another client sees it (botocore), and `content_of`.
-- `faultproxy`: `FaultProxy`, a real HTTP proxy in front of moto that slows, fails and drops.
+- `faultproxy`: `FaultProxy`, a real HTTP proxy in front of moto that slows, fails, drops and
+  rewrites.
+- `hostile`: queue message bodies no S3 sender writes (`HOSTILE_BODIES`), for the change feed.
 - `syncers`: `Syncers`, in-process `Syncer`s on temporary folders (the `syncer_factory` fixture).
 - `sidecars`: `SidecarProcess`, the real console script as a subprocess (after a prefix that
   execs it, e.g. `prlimit`), and `Sidecars`, those a test starts (the `run_sidecar` fixture).

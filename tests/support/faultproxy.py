@@ -93,6 +93,8 @@ class Faults:
     # as a store that matches ETags only in another form does (Ceph RGW, a quoted If-Match)
     refuse_conditions: bool = False
     chaos: ChaosFaults | None = None  # random faults (see ChaosFaults)
+    # in every answer's body, these bytes written in place of those (what no honest server sends)
+    replace: tuple[bytes, bytes] | None = None
 
 
 class FaultProxy:
@@ -209,6 +211,8 @@ class FaultProxy:
                 allow_redirects=False,
             ) as upstream:
                 body = await upstream.read()
+                if self.faults.replace is not None:
+                    body = body.replace(*self.faults.replace)
                 out_headers = {
                     k: v
                     for k, v in upstream.headers.items()
