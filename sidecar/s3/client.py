@@ -32,6 +32,7 @@ from .errors import (
     S3Unavailable,
 )
 from .metadata import (
+    is_archived,
     normalize_etag,
     normalize_last_modified,
     parse_http_date,
@@ -82,6 +83,7 @@ class ObjectHead:
     content_type: str
     encryption: str | None
     answered_at: str = ""  # the server's `Date`, normalised like Last-Modified
+    archived: bool = False  # a GET is refused until it is restored (metadata.is_archived)
 
     @property
     def unsettled(self) -> bool:
@@ -100,6 +102,11 @@ class ObjectHead:
             content_type=headers.get("Content-Type", ""),
             encryption=headers.get("x-amz-server-side-encryption"),
             answered_at=normalize_last_modified(headers.get("Date", "")),
+            archived=is_archived(
+                headers.get("x-amz-storage-class"),
+                headers.get("x-amz-archive-status"),
+                headers.get("x-amz-restore"),
+            ),
         )
 
 
