@@ -278,6 +278,39 @@ async def test_an_archive_tier_the_listing_cannot_show_is_found_by_its_refused_g
     assert await syncer.stop(timeout=10) == []
 
 
+async def test_a_chmod_of_a_file_whose_object_was_archived_since_reaches_s3(
+    syncer_factory, bucket: Bucket
+) -> None:
+    """S3 will not copy an archived object onto itself (403 ObjectNotInActiveTierError): the
+    file is uploaded whole instead, once, rather than the copy retried for ever."""
+    syncer = await syncer_factory(download_interval=0.3)
+    folder: Path = syncer.folder
+    (folder / "kept.txt").write_bytes(b"kept")
+    await eventually(lambda: in_thread(lambda: bucket.get("kept.txt") == b"kept"))
+
+    def archive() -> None:  # a lifecycle rule's transition, as a client can make one
+        bucket.client.copy_object(
+            Bucket=bucket.name,
+            Key="kept.txt",
+            CopySource={"Bucket": bucket.name, "Key": "kept.txt"},
+            StorageClass="GLACIER",
+        )
+
+    await in_thread(archive)
+    await syncer.poll_once()
+    (folder / "kept.txt").chmod(0o600)
+
+    def mode_in_s3() -> None:
+        head = bucket.head("kept.txt")
+        assert int(head["Metadata"]["mode"]) & 0o777 == 0o600
+        assert "StorageClass" not in head, "uploaded whole: a readable object again"
+
+    await eventually(lambda: in_thread(mode_in_s3), timeout=30, what="the new mode in S3")
+    assert read(folder / "kept.txt") == b"kept"
+    assert metric(syncer, "s3sync_metadata_updates_total", side="remote", result="error") == 0
+    assert await syncer.stop(timeout=10) == []
+
+
 async def test_looks_come_when_the_log_says_and_slow_down(caplog: pytest.LogCaptureFixture) -> None:
     """One poll interval after the skip, then doubling; a pass before the look (a listing
     handing the path back) does not put it off; a new version starts over, said again."""
