@@ -7,6 +7,7 @@ CopyObject) takes its headers through `_writing`, the one place for what every w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Container, Mapping
 from dataclasses import dataclass, replace
 
@@ -14,6 +15,7 @@ import aiohttp
 
 from ..aws.credentials import CredentialsProvider
 from ..aws.http import Answer, HttpClient, read_capped
+from ..aws.outage import Outage
 from ..aws.signed import BodyFactory, SignedRequests
 from ..aws.sigv4 import UNSIGNED_PAYLOAD, quote_path
 from ..backoff import REQUEST, Backoff
@@ -56,7 +58,8 @@ def s3_requests(
     retry: Backoff = REQUEST,
 ) -> SignedRequests:
     """The signed-request path to S3 at `endpoint`: S3's rules and bounds, counted in
-    `metrics` (s3_requests, s3_retries, durations), reachability told to `on_reachable`."""
+    `metrics` (s3_requests, s3_retries, durations), reachability told to `on_reachable`, its
+    outages said when they begin and end (aws/outage.py)."""
     return SignedRequests(
         http=http,
         origin=endpoint.origin,
@@ -69,6 +72,7 @@ def s3_requests(
         retry=retry,
         metrics=metrics,
         on_reachable=on_reachable,
+        outage=Outage("S3", logging.getLogger("sidecar.s3")),
     )
 
 
