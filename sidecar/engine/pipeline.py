@@ -9,6 +9,8 @@ when X fails" has one answer:
 - S3 changed under it (`PreconditionFailed`, `NotFound`, `RemoteChanged`): learn what S3 holds
   (one HEAD), then decide again; if S3 contradicts itself, back off as a failure;
 - an error (S3, network, credentials, I/O): back off (state.py holds the one retry policy);
+  S3 not answering while its outage is under way (said once by aws/outage.py) is not said
+  again per path;
 - a name that cannot be synced: counted, logged, and left until it changes;
 - a file or directory we may not read or write: counted, and retried like an error (never
   settled: the change is still pending, and a stop reports it);
@@ -41,7 +43,14 @@ from ..metrics import Metrics
 from ..ops.checks import Checks
 from ..ops.executor import Executor
 from ..ops.job import Archived, IntegrityError, Job, LocalChanged, RemoteChanged
-from ..s3.client import BodyChanged, NotFound, PreconditionFailed, S3Error, S3Unavailable
+from ..s3.client import (
+    BodyChanged,
+    NotFound,
+    PreconditionFailed,
+    ResponseTooLarge,
+    S3Error,
+    S3Unavailable,
+)
 from ..skips import SkipReason
 from .archived import ArchivedObjects
 
@@ -73,7 +82,9 @@ STOPPING_RETRY = 2.0  # seconds between tries of a failing path while a stop dra
 
 
 class PassHealth(Protocol):
-    """What a pass tells the sidecar's health (engine/health.py's `Health`)."""
+    """What a pass tells the sidecar's health (engine/health.py's `Health`), and asks it."""
+
+    s3_reachable: bool  # False from a request without an answer until the next answer
 
     def progressed(self) -> None: ...
     def no_space(self, full: bool) -> None: ...
@@ -288,6 +299,8 @@ class Pipeline:
             delay = min(delay, STOPPING_RETRY)
         attempts = self._state.get(rel).failures
         self._count_error(op, pool)
+        if not self._health.s3_reachable and _unanswered(error):
+            quiet = True  # S3's outage is said once, when it begins and when it ends
         if op in _FROM_S3:
             self._scheduler.not_local(rel)
         log.log(
@@ -312,3 +325,8 @@ class Pipeline:
             metrics.inc(metrics.downloads, "error")
         else:
             metrics.inc(metrics.uploads, "error")
+
+
+def _unanswered(error: BaseException) -> bool:
+    """No answer from S3 after every try (not an answer over its bound: S3 answered that)."""
+    return isinstance(error, S3Unavailable) and not isinstance(error, ResponseTooLarge)

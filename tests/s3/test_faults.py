@@ -5,10 +5,12 @@ lost. Also `stop()` draining the queue."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
 
+import pytest
 from support.bucket import Bucket
 from support.environments import sidecar_environment
 from support.local_http import free_port
@@ -41,8 +43,15 @@ async def test_dropped_connections_are_retried(syncer_factory, bucket: Bucket, p
     )
 
 
-async def test_unreachable_s3_loses_nothing(syncer_factory, bucket: Bucket, proxy) -> None:
+async def test_unreachable_s3_loses_nothing(
+    syncer_factory, bucket: Bucket, proxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing lost, and said once: S3 not answering, what is retried and why, when it
+    answers again; no line per try, nor per path waiting for S3 (before: a warning per path
+    at each of its attempts)."""
     syncer = await syncer_factory(endpoint=proxy.endpoint_pattern)
+    caplog.set_level(logging.INFO)
+    caplog.clear()
     proxy.faults.down = True
     for index in range(20):
         (syncer.folder / f"offline-{index}.txt").write_bytes(str(index).encode())
@@ -70,6 +79,12 @@ async def test_unreachable_s3_loses_nothing(syncer_factory, bucket: Bucket, prox
     await eventually(lambda: in_thread(all_there), timeout=90, what="every file after recovery")
     await eventually(lambda: syncer.status().s3_reachable)
     await eventually(lambda: metric(syncer, "s3sync_oldest_pending_change_age_seconds") == 0)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    outage = [m for m in said if "S3 is not answering" in m]
+    assert len(outage) == 1, said
+    assert "retrying" in outage[0] and "with back-off" in outage[0]
+    assert len([m for m in said if "S3 answers again" in m]) == 1, said
+    assert not [m for m in said if "offline-" in m and "failed" in m], said
 
 
 async def test_inotify_overflow_triggers_a_rescan(syncer_factory, bucket: Bucket) -> None:
