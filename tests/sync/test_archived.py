@@ -250,6 +250,25 @@ def test_a_listing_never_changes_what_is_known_of_an_objects_readability() -> No
     assert remote == newer and remote.archived
 
 
+def test_an_object_looked_at_again_after_its_second_keeps_what_a_refused_get_found() -> None:
+    """Seen within its Last-Modified second, it is handed back once after it (one more look):
+    its listed class (an archive tier lists as INTELLIGENT_TIERING) must not undo what its
+    refused GET found, or it would be asked for again."""
+    state = SyncState()
+    state.set_remote("tiered.bin", replace(LISTED, archived=True, unsettled=True))
+    listed = replace(LISTED, archived=False, unsettled=False)
+    applied = apply_snapshot(
+        state,
+        Snapshot({"tiered.bin": listed}, set(), 0.0),
+        busy=lambda rel: False,
+        max_delete_percent=50,
+        initial=False,
+    )
+    assert applied.checked == ["tiered.bin"]
+    remote = state.get("tiered.bin").remote
+    assert remote is not None and remote.archived and not remote.unsettled
+
+
 def test_a_refused_get_marks_only_that_version_archived() -> None:
     state = SyncState()
     state.set_remote("cold.txt", replace(LISTED, archived=False))
