@@ -7,12 +7,14 @@ pool and TLS set-up) and closed here."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..aws.credentials import CredentialsFactory, CredentialsProvider
 from ..aws.http import HttpClient
+from ..aws.outage import Outage
 from ..aws.sqs import QueueClient, QueueUrl, sqs_requests
 from ..core.model import SyncMode
 from ..metrics import Metrics
@@ -28,6 +30,7 @@ class Clients:
     s3: S3Client
     queue: QueueClient | None  # only with a queue URL, and never in upload-only mode
     owns_credentials: bool
+    s3_outage: Outage  # S3 not answering, or answering with errors, said on transitions
 
     @classmethod
     def build(
@@ -44,6 +47,7 @@ class Clients:
         owns_credentials = not isinstance(credentials, CredentialsProvider)
         if not isinstance(credentials, CredentialsProvider):
             credentials = credentials(http)
+        s3_outage = Outage("S3", logging.getLogger("sidecar.s3"))
         requests = s3_requests(
             http,
             endpoint,
@@ -51,6 +55,7 @@ class Clients:
             credentials=credentials,
             metrics=metrics,
             on_reachable=on_reachable,
+            outage=s3_outage,
         )
         queue = None
         if settings.queue_url is not None and SyncMode(settings.mode) is not SyncMode.UPLOAD_ONLY:
@@ -64,6 +69,7 @@ class Clients:
             s3=S3Client(requests, endpoint, settings.bucket),
             queue=queue,
             owns_credentials=owns_credentials,
+            s3_outage=s3_outage,
         )
 
     async def close(self) -> None:

@@ -205,6 +205,7 @@ class Parts:
             submit=self.events.submit,
             passed=self.restore.passed,
             mode=mode,
+            s3_failing=lambda: self.clients.s3_outage.under_way,
         )
         scheduler = self.scheduler
         metrics.bind_gauges(

@@ -9,8 +9,8 @@ when X fails" has one answer:
 - S3 changed under it (`PreconditionFailed`, `NotFound`, `RemoteChanged`): learn what S3 holds
   (one HEAD), then decide again; if S3 contradicts itself, back off as a failure;
 - an error (S3, network, credentials, I/O): back off (state.py holds the one retry policy);
-  S3 not answering while its outage is under way (said once by aws/outage.py) is not said
-  again per path;
+  S3 not answering, or failing every try, while its outage is under way (said when it begins
+  and ends, aws/outage.py) is not said again per path;
 - a name that cannot be synced: counted, logged, and left until it changes;
 - a file or directory we may not read or write: counted, and retried like an error (never
   settled: the change is still pending, and a stop reports it);
@@ -82,9 +82,7 @@ STOPPING_RETRY = 2.0  # seconds between tries of a failing path while a stop dra
 
 
 class PassHealth(Protocol):
-    """What a pass tells the sidecar's health (engine/health.py's `Health`), and asks it."""
-
-    s3_reachable: bool  # False from a request without an answer until the next answer
+    """What a pass tells the sidecar's health (engine/health.py's `Health`)."""
 
     def progressed(self) -> None: ...
     def no_space(self, full: bool) -> None: ...
@@ -109,6 +107,7 @@ class Pipeline:
         submit: Callable[[str, Hint], None],
         passed: Callable[[str, Outcome], None],
         mode: SyncMode,
+        s3_failing: Callable[[], bool] = lambda: False,
     ) -> None:
         self._mode = mode
         self._state = state
@@ -123,6 +122,7 @@ class Pipeline:
         self._stopping = stopping
         self._submit = submit  # a followup: what an operation asks to be looked at again
         self._passed = passed  # told of every pass's outcome (the start-up restore listens)
+        self._s3_failing = s3_failing  # S3's outage under way (aws/outage.py): said already
 
     async def process(self, rel: str, pool: Pool) -> None:
         outcome = await self.run(rel, pool)
@@ -274,7 +274,8 @@ class Pipeline:
         if op is Op.CONFLICT and self._mode is not SyncMode.DOWNLOAD_ONLY:
             return WAITING
         self._scheduler.not_local(rel)
-        self._state.settled(rel, seen)
+        if op is not Op.CONFLICT:  # a download: no local change was seen (its hints go)
+            self._state.settled(rel, seen)
         return SETTLED
 
     def _skip(self, rel: str, decision: Decision) -> None:
@@ -299,7 +300,7 @@ class Pipeline:
             delay = min(delay, STOPPING_RETRY)
         attempts = self._state.get(rel).failures
         self._count_error(op, pool)
-        if not self._health.s3_reachable and _unanswered(error):
+        if _s3_failed(error) and self._s3_failing():
             quiet = True  # S3's outage is said once, when it begins and when it ends
         if op in _FROM_S3:
             self._scheduler.not_local(rel)
@@ -327,6 +328,9 @@ class Pipeline:
             metrics.inc(metrics.uploads, "error")
 
 
-def _unanswered(error: BaseException) -> bool:
-    """No answer from S3 after every try (not an answer over its bound: S3 answered that)."""
+def _s3_failed(error: BaseException) -> bool:
+    """S3 gave no answer after every try (an answer over its bound is one), or answered each
+    with what is retried (5xx, throttling)."""
+    if isinstance(error, S3Error):
+        return error.status >= 500 or error.status == 429
     return isinstance(error, S3Unavailable) and not isinstance(error, ResponseTooLarge)

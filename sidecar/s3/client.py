@@ -56,6 +56,7 @@ def s3_requests(
     on_reachable: Callable[[bool], None] | None = None,
     attempts: int = 8,
     retry: Backoff = REQUEST,
+    outage: Outage | None = None,
 ) -> SignedRequests:
     """The signed-request path to S3 at `endpoint`: S3's rules and bounds, counted in
     `metrics` (s3_requests, s3_retries, durations), reachability told to `on_reachable`, its
@@ -72,7 +73,7 @@ def s3_requests(
         retry=retry,
         metrics=metrics,
         on_reachable=on_reachable,
-        outage=Outage("S3", logging.getLogger("sidecar.s3")),
+        outage=outage or Outage("S3", logging.getLogger("sidecar.s3")),
     )
 
 

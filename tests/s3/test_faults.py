@@ -192,3 +192,34 @@ async def test_an_endpoint_refusing_connections_at_start_is_said_at_once(
     assert [line for line in lines if "retry" in line.lower()] == [said], lines
     assert any("cannot start" in line for line in lines), lines
     assert "S3 answers again" not in sidecar.text()
+
+
+async def test_s3_failing_every_try_of_an_upload_is_said_once(
+    syncer_factory, bucket: Bucket, proxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """S3 answers, but every PUT with a 500 (listings succeed): one line when it begins, one
+    when the upload gets through; the path's own failures meanwhile are not said again."""
+    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern)
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    proxy.faults.methods = {"PUT"}
+    proxy.faults.fail_next = 1_000
+    (syncer.folder / "refused.txt").write_bytes(b"refused for a while")
+    await eventually(
+        lambda: metric(syncer, "s3sync_uploads_total", result="error") >= 1,
+        timeout=60,
+        what="an upload that failed every try",
+    )
+    proxy.faults.fail_next = 0
+    await eventually(
+        lambda: in_thread(lambda: bucket.get("refused.txt") == b"refused for a while"),
+        timeout=60,
+    )
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    outage = [m for m in said if m.startswith("S3 answers HTTP 500")]
+    assert len(outage) == 1, said
+    assert "retrying PutObject with back-off" in outage[0]
+    await eventually(
+        lambda: any(r.getMessage().startswith("S3 answers again") for r in caplog.records)
+    )
+    assert not [m for m in said if "refused.txt" in m and "failed" in m], said
