@@ -1,9 +1,10 @@
 """What a running `Syncer` talks to AWS with: the one HTTP client (one pool of
-`settings.connections` to S3, one TLS set-up, aws/http.py), the credentials, the S3 client and,
-with `SYNC_QUEUE_URL`, the queue client; built together on that one HTTP client and closed
-together. Credentials come as a provider, which belongs to the caller and is not closed here, or
-as a factory, whose provider is built on the one HTTP client (so credential fetches share its
-pool and TLS set-up) and closed here."""
+`settings.connections` to S3, one TLS set-up, aws/http.py), the credentials, the S3 client (and
+the record of S3's outages, aws/outage.py, which the passes ask) and, with `SYNC_QUEUE_URL`, the
+queue client; built together on that one HTTP client and closed together. Credentials come as a
+provider, which belongs to the caller and is not closed here, or as a factory, whose provider is
+built on the one HTTP client (so credential fetches share its pool and TLS set-up) and closed
+here."""
 
 from __future__ import annotations
 
