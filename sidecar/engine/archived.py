@@ -68,9 +68,10 @@ class ArchivedObjects:
         self._heap: list[tuple[float, str]] = []  # (due, rel); stale rows are passed over
         self._timer: asyncio.TimerHandle | None = None
         self._text = (
-            "objects S3 holds archived (GLACIER, DEEP_ARCHIVE), not downloaded until they are "
-            f"restored in S3; each is looked at again (a HEAD) {looks.first:g}s after it was "
-            f"found, then at doubling intervals up to every {looks.cap:g}s"
+            "objects S3 holds archived (GLACIER, DEEP_ARCHIVE, an archive tier), not downloaded "
+            "until they are restored in S3; each is looked at again (a HEAD) "
+            f"{looks.first:g}s after it was found, then at doubling intervals up to every "
+            f"{looks.cap:g}s"
         )
 
     def __len__(self) -> int:
@@ -90,8 +91,9 @@ class ArchivedObjects:
             self._metrics.inc(self._metrics.skipped, SkipReason.ARCHIVED.value)
             self._health.degrade(_CONDITION, rel, self._text)
             log.warning(
-                "not syncing %r: S3 holds it archived (GLACIER, DEEP_ARCHIVE): it is not "
-                "downloaded until it is restored in S3 (RestoreObject); looked at again in %gs, "
+                "not syncing %r: S3 holds it archived (GLACIER, DEEP_ARCHIVE, an archive tier): "
+                "it is not downloaded until it is restored in S3 (RestoreObject); looked at "
+                "again in %gs, "
                 "then at doubling intervals up to every %gs",
                 rel,
                 self._looks.ceiling(1),
