@@ -12,6 +12,9 @@ point here, beside the others, so the product's retry timing reads in one place:
   as one burst.
 - `CREDENTIALS` (aws/container.py): one fetch from the container credentials endpoint.
 - `QUEUE` (remote/feed.py): the SQS long poll after the queue failed.
+- `archived_looks` (engine/archived.py): an object S3 holds archived, looked at again (one
+  HEAD) one poll interval after it was skipped, then at doubling intervals up to an hour; no
+  jitter, so that the log can say when.
 
 Pure: the clock and the random draw are the caller's (`delay` takes the draw).
 """
@@ -58,3 +61,10 @@ PATH_RACED = Backoff(first=0.8, cap=5.0, free=3)  # three at once, then 0.8 s do
 REQUEST = Backoff(first=0.2, cap=20.0, jitter=True)  # up to 0.2 s doubling to 20 s
 CREDENTIALS = Backoff(first=0.2, cap=2.0, jitter=True)  # up to 0.2 s doubling to 2 s
 QUEUE = Backoff(first=1.0, cap=60.0)  # 1 s doubling to a minute
+ARCHIVED_LOOKS_CAP = 3600.0  # an archived object is looked at again at least once an hour
+
+
+def archived_looks(poll_interval: float) -> Backoff:
+    """From one poll interval, doubling to an hour (never under the interval itself)."""
+    first = max(poll_interval, 0.1)
+    return Backoff(first=first, cap=max(first, ARCHIVED_LOOKS_CAP))

@@ -1,7 +1,7 @@
 """Why a key or a path is not synced: the one vocabulary of skips, used by the key mapping
 (`core/keys.py`: names that cannot be paths or keys), the decision (`core/reconcile.py`:
 unsupported types, type conflicts, excluded paths), listings (shadowed keys) and passes
-(unreadable files, unsafe parents).
+(unreadable files, unsafe parents, objects S3 holds archived).
 
 Each value is a label of `s3sync_skipped_paths_total{reason}`, created at 0 with the metrics
 (metrics.py), so the set is small and its values never change: alerts and dashboards name them.
@@ -26,3 +26,4 @@ class SkipReason(StrEnum):
     UNSUPPORTED_TYPE = "unsupported_type"
     UNREADABLE = "unreadable"
     OUTSIDE_PREFIX = "outside_prefix"
+    ARCHIVED = "archived"  # GLACIER, DEEP_ARCHIVE: not readable until restored in S3

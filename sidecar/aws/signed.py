@@ -17,8 +17,10 @@ documents: s3/errors.py; SQS's JSON protocol errors: sqs.py), never a second loo
   retry comes later); a refusal's document up to `error_limit`, past which only its status
   counts.
 
-Metrics (requests by status, retries by reason, durations) and the reachability callback are
-reported for the paths that are given them (S3's); SQS's reports none, as before.
+Metrics (requests by status, retries by reason, durations), the reachability callback and the
+outage record (outage.py: what is retried and why, said once when requests begin to fail and
+once when the service answers again) are reported for the paths that are given them (S3's);
+SQS's reports none, as before (its caller, the change feed, logs its own transitions).
 
 Cost: about 0.05 ms of CPU per request on top of the HTTP client's (bench/request_cpu.py: a
 1 KiB PUT 0.32 ms in all), of which signing is 0.012 (its daily key cached, sigv4.py); the rest
@@ -43,6 +45,7 @@ from ..metrics import Metrics
 from .credentials import CredentialsError, CredentialsProvider
 from .errors import BodyChanged, ResponseTooLarge, Unavailable, describe
 from .http import USER_AGENT, Answer, HttpClient, Origin, read_bounded, read_capped
+from .outage import Outage
 from .sigv4 import EMPTY_SHA256, canonical_query_string, sign_request
 
 log = logging.getLogger("sidecar.aws")
@@ -112,6 +115,7 @@ class SignedRequests:
         retry: Backoff = REQUEST,
         metrics: Metrics | None = None,
         on_reachable: Callable[[bool], None] | None = None,
+        outage: Outage | None = None,
     ) -> None:
         self.origin = origin
         self.credentials = credentials
@@ -123,7 +127,8 @@ class SignedRequests:
         self._attempts = attempts
         self._retry = retry
         self._metrics = metrics
-        self._on_reachable = on_reachable
+        self._on_reachable = on_reachable or _nobody
+        self._outage = outage
         self._clock_offset = timedelta(0)
 
     async def request(
@@ -194,113 +199,127 @@ class SignedRequests:
         host = self.origin.host
         refreshed = False
         attempt = 0
-        while True:
-            attempt += 1
-            try:
-                creds = await self.credentials.get()
-            except CredentialsError as error:
-                if attempt >= self._attempts:
-                    raise Unavailable(f"{operation}: no credentials: {error}") from error
-                self._count_retry(operation, "credentials")
-                await asyncio.sleep(self._retry.delay(attempt))
-                continue
-            signed = sign_request(
-                method=method,
-                host=host,
-                path=path,
-                query=query_string,
-                headers=headers,
-                payload_hash=payload_hash,
-                access_key_id=creds.access_key_id,
-                secret_access_key=creds.secret_access_key,
-                session_token=creds.session_token,
-                region=self._region,
-                now=datetime.now(UTC) + self._clock_offset,
-                service=self._rules.service,
-            )
-            send_headers = {"Host": host, "User-Agent": USER_AGENT, **headers, **signed}
-            watch: _BodyWatch | None = None
-            started = time.monotonic()
-            try:
-                if callable(body):
-                    watch = _BodyWatch()
-                    sent: Answer | aiohttp.ClientResponse = await self._http.open(
-                        self.origin, method, target, send_headers, data=watch.wrap(body)
-                    )
-                elif seconds is None:
-                    sent = await self._http.open(
-                        self.origin, method, target, send_headers, data=body
-                    )
-                else:
-                    async with asyncio.timeout(seconds):
-                        sent = await self._http.exchange(
-                            self.origin,
-                            method,
-                            target,
-                            send_headers,
-                            body,
-                            ok=ok,
-                            limit=self._limit,
-                            error_limit=self._error_limit,
-                        )
-            except asyncio.CancelledError:
-                raise
-            except ResponseTooLarge as error:
-                raise _too_large(operation, subject, error) from None
-            except Exception as error:
-                if watch is not None and watch.changed is not None:
-                    raise watch.changed from None
-                if not isinstance(error, aiohttp.ClientError | TimeoutError | OSError):
-                    raise
-                self._count(operation, "error")
-                self._reachable(False)
-                if attempt >= self._attempts:
-                    raise Unavailable(f"{operation} {subject!r}: {describe(error)}") from error
-                self._count_retry(operation, "connection")
-                log.debug("retrying %s after %s", operation, describe(error))
-                await asyncio.sleep(self._retry.delay(attempt))
-                continue
-            if self._metrics is not None:
-                metrics = self._metrics
-                metrics.observe(
-                    metrics.s3_request_duration, operation, value=time.monotonic() - started
-                )
-            self._count(operation, str(sent.status))
-            self._reachable(True)
-            if isinstance(sent, Answer):
-                if sent.status in ok:
-                    return sent
-                answer = sent
-            elif sent.status in ok:
-                if seconds is None:
-                    return sent  # streamed to the caller
+        tries = _Tries()  # whether S3 answered: the outage record is told at the end
+        try:
+            while True:
+                attempt += 1
                 try:
-                    content = await read_capped(sent, self._limit)
-                except ResponseTooLarge as error:
-                    raise _too_large(operation, subject, error) from None
-                except (aiohttp.ClientError, TimeoutError) as error:
-                    sent.release()
+                    creds = await self.credentials.get()
+                except CredentialsError as error:
                     if attempt >= self._attempts:
-                        raise Unavailable(f"{operation}: {describe(error)}") from error
-                    self._count_retry(operation, "connection")
+                        raise Unavailable(f"{operation}: no credentials: {error}") from error
+                    self._count_retry(operation, "credentials")
                     await asyncio.sleep(self._retry.delay(attempt))
                     continue
-                return Answer(sent.status, sent.headers, content)
-            else:
-                answer = await _refusal_of(sent, self._error_limit)
-            refusal = self._rules.refusal(method, answer)
-            if refusal.refresh and not refreshed:
-                refreshed = True
-                self.credentials.invalidate()
-                self._count_retry(operation, "credentials")
-                continue
-            if refusal.skewed:
-                self._correct_clock(answer.headers.get("Date"))
-            if refusal.retry and attempt < self._attempts:
-                self._count_retry(operation, refusal.code or str(answer.status))
-                await asyncio.sleep(self._retry.delay(attempt))
-                continue
-            raise self._rules.error(operation, subject, answer.status, refusal)
+                signed = sign_request(
+                    method=method,
+                    host=host,
+                    path=path,
+                    query=query_string,
+                    headers=headers,
+                    payload_hash=payload_hash,
+                    access_key_id=creds.access_key_id,
+                    secret_access_key=creds.secret_access_key,
+                    session_token=creds.session_token,
+                    region=self._region,
+                    now=datetime.now(UTC) + self._clock_offset,
+                    service=self._rules.service,
+                )
+                send_headers = {"Host": host, "User-Agent": USER_AGENT, **headers, **signed}
+                watch: _BodyWatch | None = None
+                started = time.monotonic()
+                try:
+                    if callable(body):
+                        watch = _BodyWatch()
+                        sent: Answer | aiohttp.ClientResponse = await self._http.open(
+                            self.origin, method, target, send_headers, data=watch.wrap(body)
+                        )
+                    elif seconds is None:
+                        sent = await self._http.open(
+                            self.origin, method, target, send_headers, data=body
+                        )
+                    else:
+                        async with asyncio.timeout(seconds):
+                            sent = await self._http.exchange(
+                                self.origin,
+                                method,
+                                target,
+                                send_headers,
+                                body,
+                                ok=ok,
+                                limit=self._limit,
+                                error_limit=self._error_limit,
+                            )
+                except asyncio.CancelledError:
+                    raise
+                except ResponseTooLarge as error:
+                    raise _too_large(operation, subject, error) from None
+                except Exception as error:
+                    if watch is not None and watch.changed is not None:
+                        raise watch.changed from None
+                    if not isinstance(error, aiohttp.ClientError | TimeoutError | OSError):
+                        raise
+                    self._count(operation, "error")
+                    self._on_reachable(False)
+                    if attempt >= self._attempts:
+                        raise Unavailable(f"{operation} {subject!r}: {describe(error)}") from error
+                    self._count_retry(operation, "connection")
+                    self._failed(tries, operation, f"is not answering ({describe(error)})", attempt)
+                    await asyncio.sleep(self._retry.delay(attempt))
+                    continue
+                if self._metrics is not None:
+                    metrics = self._metrics
+                    metrics.observe(
+                        metrics.s3_request_duration, operation, value=time.monotonic() - started
+                    )
+                self._count(operation, str(sent.status))
+                self._on_reachable(True)
+                if isinstance(sent, Answer):
+                    if sent.status in ok:
+                        tries.answered = True
+                        return sent
+                    answer = sent
+                elif sent.status in ok:
+                    if seconds is None:
+                        tries.answered = True
+                        return sent  # streamed to the caller
+                    try:
+                        content = await read_capped(sent, self._limit)
+                    except ResponseTooLarge as error:
+                        raise _too_large(operation, subject, error) from None
+                    except (aiohttp.ClientError, TimeoutError) as error:
+                        sent.release()
+                        if attempt >= self._attempts:
+                            raise Unavailable(f"{operation}: {describe(error)}") from error
+                        self._count_retry(operation, "connection")
+                        why = f"is not answering (its answer cut: {describe(error)})"
+                        self._failed(tries, operation, why, attempt)
+                        await asyncio.sleep(self._retry.delay(attempt))
+                        continue
+                    tries.answered = True
+                    return Answer(sent.status, sent.headers, content)
+                else:
+                    answer = await _refusal_of(sent, self._error_limit)
+                refusal = self._rules.refusal(method, answer)
+                if refusal.refresh and not refreshed:
+                    refreshed = True
+                    self.credentials.invalidate()
+                    self._count_retry(operation, "credentials")
+                    continue
+                if refusal.skewed:
+                    self._correct_clock(answer.headers.get("Date"))
+                if refusal.retry and attempt < self._attempts:
+                    self._count_retry(operation, refusal.code or str(answer.status))
+                    why = f"answers HTTP {answer.status} {refusal.code}".rstrip()
+                    self._failed(tries, operation, why, attempt)
+                    await asyncio.sleep(self._retry.delay(attempt))
+                    continue
+                if not refusal.retry:
+                    tries.answered = True  # a refusal it means (404, 412, 403): S3 answers
+                raise self._rules.error(operation, subject, answer.status, refusal)
+        finally:
+            if self._outage is not None:
+                self._outage.ended(tries, tries.answered)
 
     def _count(self, operation: str, status: str) -> None:
         if self._metrics is not None:
@@ -310,15 +329,15 @@ class SignedRequests:
         if self._metrics is not None:
             self._metrics.inc(self._metrics.s3_retries, operation, reason)
 
-    def _reachable(self, reachable: bool) -> None:
-        if self._on_reachable is not None:
-            self._on_reachable(reachable)
+    def _failed(self, tries: _Tries, operation: str, why: str, attempt: int) -> None:
+        if self._outage is not None:  # try `attempt` failed, and is retried
+            self._outage.failed(
+                tries, operation, why, attempt=attempt, attempts=self._attempts, retry=self._retry
+            )
 
     def _correct_clock(self, date: str | None) -> None:
-        if not date:
-            return
         try:
-            server = parsedate_to_datetime(date)
+            server = parsedate_to_datetime(date or "")
         except (TypeError, ValueError):
             return
         self._clock_offset = server - datetime.now(UTC)
@@ -327,6 +346,19 @@ class SignedRequests:
             self._rules.service.upper(),
             self._clock_offset,
         )
+
+
+def _nobody(reachable: bool) -> None:
+    """Told whether the service answered, when no one else is."""
+
+
+class _Tries:
+    """One request's tries, as the outage record knows them (its token)."""
+
+    __slots__ = ("answered",)
+
+    def __init__(self) -> None:
+        self.answered = False
 
 
 def _too_large(operation: str, subject: str, error: ResponseTooLarge) -> ResponseTooLarge:

@@ -53,7 +53,12 @@ class RemoteEntry:
     (or we copied it onto itself). Another write in that same second keeping the ETag (a
     metadata-only copy) would move neither, so no listing can show it: once a listing is made
     after that second, the object is looked at once more (a HEAD) before it counts as known.
-    Like git's "racy" index entries, to the second of S3's clock."""
+    Like git's "racy" index entries, to the second of S3's clock.
+
+    `archived`: S3 holds it in an archive storage class (GLACIER, DEEP_ARCHIVE, an archive
+    tier) and would refuse its GET until it is restored. A listing says so from the class
+    alone; a HEAD or a GET knows whether a restored copy can be read. Not part of equality:
+    it is the same object either way."""
 
     etag: str
     size: int
@@ -66,6 +71,7 @@ class RemoteEntry:
     # The size of its parts (all but the last), where we uploaded it in parts ourselves: with
     # it the multipart ETag proves a file's bytes either way (proof.py); 0 when unknown.
     part_size: int = field(default=0, compare=False)
+    archived: bool = field(default=False, compare=False)
 
     @classmethod
     def written(
@@ -106,7 +112,9 @@ class RemoteEntry:
         object: the same object with the same Last-Modified, no other metadata (a HEAD after
         an event can find a metadata-only copy within the same second), and nothing to look at
         again (`settled_by`). The fold's first check; at 100,000 unchanged keys it is most of
-        a listing's fold."""
+        a listing's fold. `archived` is not compared: a listing gives a restored object's
+        class too, and shows an archive tier as no class at all; what a HEAD or a refused GET
+        learned stands until the object changes (engine/archived.py looks again)."""
         return listed is self or (
             self.same_object(listed)
             and self.last_modified == listed.last_modified

@@ -293,6 +293,15 @@ class SyncState:
         state.remote = entry
         state.listed = None
 
+    def found_archived(self, rel: str, etag: str) -> None:
+        """S3 refused to read version `etag` at `rel` until it is restored: known so, until S3
+        says otherwise (a HEAD, a new version), so that no pass asks for it again."""
+        ps = self.get(rel)
+        remote = ps.remote
+        if remote is not None and remote.etag == etag and not remote.archived:
+            ps.remote = replace(remote, archived=True)
+            ps.listed = None
+
     def listed_unchanged(self, ps: PathState, entry: RemoteEntry) -> None:
         """A listing's `entry` was found to tell nothing new about `ps.remote`: the same entry
         in the next listing (a page taken again as it was) needs no comparison."""

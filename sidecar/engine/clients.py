@@ -1,18 +1,21 @@
 """What a running `Syncer` talks to AWS with: the one HTTP client (one pool of
-`settings.connections` to S3, one TLS set-up, aws/http.py), the credentials, the S3 client and,
-with `SYNC_QUEUE_URL`, the queue client; built together on that one HTTP client and closed
-together. Credentials come as a provider, which belongs to the caller and is not closed here, or
-as a factory, whose provider is built on the one HTTP client (so credential fetches share its
-pool and TLS set-up) and closed here."""
+`settings.connections` to S3, one TLS set-up, aws/http.py), the credentials, the S3 client (and
+the record of S3's outages, aws/outage.py, which the passes ask) and, with `SYNC_QUEUE_URL`, the
+queue client; built together on that one HTTP client and closed together. Credentials come as a
+provider, which belongs to the caller and is not closed here, or as a factory, whose provider is
+built on the one HTTP client (so credential fetches share its pool and TLS set-up) and closed
+here."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..aws.credentials import CredentialsFactory, CredentialsProvider
 from ..aws.http import HttpClient
+from ..aws.outage import Outage
 from ..aws.sqs import QueueClient, QueueUrl, sqs_requests
 from ..core.model import SyncMode
 from ..metrics import Metrics
@@ -28,6 +31,7 @@ class Clients:
     s3: S3Client
     queue: QueueClient | None  # only with a queue URL, and never in upload-only mode
     owns_credentials: bool
+    s3_outage: Outage  # S3 not answering, or answering with errors, said on transitions
 
     @classmethod
     def build(
@@ -44,6 +48,7 @@ class Clients:
         owns_credentials = not isinstance(credentials, CredentialsProvider)
         if not isinstance(credentials, CredentialsProvider):
             credentials = credentials(http)
+        s3_outage = Outage("S3", logging.getLogger("sidecar.s3"))
         requests = s3_requests(
             http,
             endpoint,
@@ -51,6 +56,7 @@ class Clients:
             credentials=credentials,
             metrics=metrics,
             on_reachable=on_reachable,
+            outage=s3_outage,
         )
         queue = None
         if settings.queue_url is not None and SyncMode(settings.mode) is not SyncMode.UPLOAD_ONLY:
@@ -64,6 +70,7 @@ class Clients:
             s3=S3Client(requests, endpoint, settings.bucket),
             queue=queue,
             owns_credentials=owns_credentials,
+            s3_outage=s3_outage,
         )
 
     async def close(self) -> None:

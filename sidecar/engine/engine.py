@@ -24,6 +24,7 @@ from collections.abc import Coroutine
 from typing import Any, cast
 
 from ..aws.credentials import CredentialsFactory, CredentialsProvider
+from ..backoff import archived_looks
 from ..core.keys import KeyMapper
 from ..core.model import SyncMode
 from ..core.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, POOLS, UPLOAD, Pool, Scheduler
@@ -42,6 +43,7 @@ from ..ops.workspace import ExecutorSettings, Workspace
 from ..remote.feed import ChangeFeed
 from ..remote.poll import Poller, PollSettings
 from ..settings.table import Settings
+from .archived import ArchivedObjects
 from .clients import Clients
 from .flush import Flush
 from .health import Health
@@ -139,6 +141,13 @@ class Parts:
             )
         self.tree = Tree(root, settings.work_name)
         self.etags = EtagKnowledge(on_learned=self.store.note_etags)
+        scheduler = self.scheduler
+        self.archived = ArchivedObjects(
+            looks=archived_looks(settings.poll_interval),
+            health=self.health,
+            metrics=metrics,
+            submit=lambda rel: scheduler.submit(rel, CHECK),
+        )
         self.restore = Restore(
             state=self.state,
             store=self.store,
@@ -148,6 +157,7 @@ class Parts:
             tree=self.tree,
             etags=self.etags,
             lists=mode is not SyncMode.UPLOAD_ONLY,
+            archived=lambda: len(self.archived),
         )
         self.replaced = ReplacedVersions(
             tree=self.tree,
@@ -187,6 +197,7 @@ class Parts:
             ),
             checks=checks,
             health=self.health,
+            archived=self.archived,
             scheduler=self.scheduler,
             metrics=metrics,
             excluded=self.events.excluded,
@@ -195,6 +206,7 @@ class Parts:
             submit=self.events.submit,
             passed=self.restore.passed,
             mode=mode,
+            s3_failing=lambda: self.clients.s3_outage.under_way,
         )
         scheduler = self.scheduler
         metrics.bind_gauges(
@@ -212,6 +224,7 @@ class Parts:
         """Release every part (once the loops that use them are cancelled)."""
         await self.events.close()
         self.replaced.close()
+        self.archived.close()
         await self.scheduler.close()
         await self.watcher.close()
         await self.clients.close()

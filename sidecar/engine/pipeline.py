@@ -9,9 +9,14 @@ when X fails" has one answer:
 - S3 changed under it (`PreconditionFailed`, `NotFound`, `RemoteChanged`): learn what S3 holds
   (one HEAD), then decide again; if S3 contradicts itself, back off as a failure;
 - an error (S3, network, credentials, I/O): back off (state.py holds the one retry policy);
+  S3 not answering, or failing every try, while its outage is under way (said when it begins
+  and ends, aws/outage.py) is not said again per path;
 - a name that cannot be synced: counted, logged, and left until it changes;
 - a file or directory we may not read or write: counted, and retried like an error (never
-  settled: the change is still pending, and a stop reports it).
+  settled: the change is still pending, and a stop reports it);
+- an object S3 holds archived (`Archived`): said once, looked at again at a slowing pace
+  (archived.py); a download settles (nothing local waits), a conflict waits with its local
+  change still pending. A pass whose look is due begins with one HEAD (restored yet?).
 Followups an operation recorded are submitted however the pass ended.
 """
 
@@ -31,15 +36,23 @@ from ..core.keys import UnsyncableName, parents_of
 from ..core.model import Hint, Kind, SyncMode
 from ..core.reconcile import Decision, Facts, Op, reconcile
 from ..core.scheduler import DOWNLOAD, UPLOAD, Pool, Scheduler
-from ..core.state import SyncState
+from ..core.state import Seen, SyncState
 from ..local.proof import unproven
 from ..local.safefs import UnsafeParentError
 from ..metrics import Metrics
 from ..ops.checks import Checks
 from ..ops.executor import Executor
-from ..ops.job import IntegrityError, Job, LocalChanged, RemoteChanged
-from ..s3.client import BodyChanged, NotFound, PreconditionFailed, S3Error, S3Unavailable
+from ..ops.job import Archived, IntegrityError, Job, LocalChanged, RemoteChanged
+from ..s3.client import (
+    BodyChanged,
+    NotFound,
+    PreconditionFailed,
+    ResponseTooLarge,
+    S3Error,
+    S3Unavailable,
+)
 from ..skips import SkipReason
+from .archived import ArchivedObjects
 
 log = logging.getLogger("sidecar")
 
@@ -47,7 +60,7 @@ log = logging.getLogger("sidecar")
 class Verdict(Enum):
     SETTLED = "settled"  # nothing left to do until something changes
     AGAIN = "again"  # decide once more, now (a path that changed type)
-    WAITING = "waiting"  # being written: its close brings it back
+    WAITING = "waiting"  # brought back by an event: its close, its archived object readable
     RETRY = "retry"  # decide again after `delay` seconds
 
 
@@ -85,6 +98,7 @@ class Pipeline:
         executor: Executor,
         checks: Checks,
         health: PassHealth,
+        archived: ArchivedObjects,
         scheduler: Scheduler,
         metrics: Metrics,
         excluded: Callable[[str], bool],
@@ -93,12 +107,14 @@ class Pipeline:
         submit: Callable[[str, Hint], None],
         passed: Callable[[str, Outcome], None],
         mode: SyncMode,
+        s3_failing: Callable[[], bool] = lambda: False,
     ) -> None:
         self._mode = mode
         self._state = state
         self._executor = executor
         self._checks = checks  # what is at a path now; proofs of a file's bytes
         self._health = health  # told how passes end: progress, a full volume, a denied path
+        self._archived = archived  # objects S3 holds archived: skipped, looked at again
         self._scheduler = scheduler
         self._metrics = metrics
         self._excluded = excluded
@@ -106,6 +122,7 @@ class Pipeline:
         self._stopping = stopping
         self._submit = submit  # a followup: what an operation asks to be looked at again
         self._passed = passed  # told of every pass's outcome (the start-up restore listens)
+        self._s3_failing = s3_failing  # S3's outage under way (aws/outage.py): said already
 
     async def process(self, rel: str, pool: Pool) -> None:
         outcome = await self.run(rel, pool)
@@ -127,6 +144,9 @@ class Pipeline:
         job: Job | None = None
         op: Op | None = None  # what was decided, once it was
         try:
+            if self._archived.due(rel):  # archived when last seen: restored since? (a HEAD)
+                await self._checks.learn_remote(rel)
+                ps, seen = state.begin(rel)
             excluded = self._excluded(rel)
             local = None if excluded else self._checks.local_entry(rel)
             if (
@@ -166,6 +186,7 @@ class Pipeline:
                 return WAITING
             if op is Op.SKIP:
                 self._skip(rel, decision)
+                self._archived.cleared(rel)
                 return SETTLED
             if op is not Op.NOTHING:
                 log.debug("%s: %s", rel, op.value)
@@ -175,6 +196,7 @@ class Pipeline:
                     self._health.no_space(False)
             state.settled(rel, seen)
             self._health.allowed(rel)
+            self._archived.cleared(rel)
             return AGAIN if decision.again else SETTLED
         except LocalChanged:
             return Outcome(Verdict.RETRY, state.raced(rel))
@@ -183,6 +205,8 @@ class Pipeline:
             return WAITING if ps.writing else NOW
         except (PreconditionFailed, NotFound, RemoteChanged):
             return await self._remote_changed(rel, pool)
+        except Archived as error:
+            return self._archived_skip(rel, seen, op, error)
         except UnsyncableName as error:
             self._metrics.inc(self._metrics.skipped, error.reason.value)
             log.warning("not syncing %r: %s", rel, error)
@@ -240,6 +264,20 @@ class Pipeline:
             return self._failed(rel, pool, S3Unavailable(f"{rel!r}: S3 answers disagree"))
         return NOW
 
+    def _archived_skip(self, rel: str, seen: Seen, op: Op | None, error: Archived) -> Outcome:
+        """S3's version cannot be read until it is restored: known so (the next pass asks
+        for nothing), said once, looked at again later (archived.py). A download settles:
+        nothing local waits. A conflict waits, its local change pending (S3's version is kept
+        beside it once it can be read); in download-only a local change never goes to S3."""
+        self._state.found_archived(rel, error.etag)
+        self._archived.skipped(rel, error.etag)
+        if op is Op.CONFLICT and self._mode is not SyncMode.DOWNLOAD_ONLY:
+            return WAITING
+        self._scheduler.not_local(rel)
+        if op is not Op.CONFLICT:  # a download: no local change was seen (its hints go)
+            self._state.settled(rel, seen)
+        return SETTLED
+
     def _skip(self, rel: str, decision: Decision) -> None:
         self._metrics.inc(self._metrics.skipped, decision.reason)
         if decision.reason is not SkipReason.EXCLUDED:
@@ -262,6 +300,8 @@ class Pipeline:
             delay = min(delay, STOPPING_RETRY)
         attempts = self._state.get(rel).failures
         self._count_error(op, pool)
+        if _s3_failed(error) and self._s3_failing():
+            quiet = True  # S3's outage is said once, when it begins and when it ends
         if op in _FROM_S3:
             self._scheduler.not_local(rel)
         log.log(
@@ -286,3 +326,11 @@ class Pipeline:
             metrics.inc(metrics.downloads, "error")
         else:
             metrics.inc(metrics.uploads, "error")
+
+
+def _s3_failed(error: BaseException) -> bool:
+    """S3 gave no answer after every try (an answer over its bound is one), or answered each
+    with what is retried (5xx, throttling)."""
+    if isinstance(error, S3Error):
+        return error.status >= 500 or error.status == 429
+    return isinstance(error, S3Unavailable) and not isinstance(error, ResponseTooLarge)

@@ -9,6 +9,8 @@ dropped instead of their deletions propagated: those files are restored or uploa
 
 A path counts as restored once a pass settles it, finds it being written, or has failed three
 times (then it is logged and still retried in the background: readiness must not wait forever).
+An object S3 holds archived is settled unfetched (archived.py): the log's "restored N objects"
+leaves it out, and says how many were left archived.
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ class Restore:
         tree: Tree,
         etags: EtagKnowledge,
         lists: bool = True,
+        archived: Callable[[], int] = lambda: 0,
     ) -> None:
         self._lists = lists  # False in upload-only: S3 is never listed
+        self._archived = archived  # how many objects passes left archived in S3
         self._tree = tree
         self._etags = etags
         self._state = state
@@ -133,7 +137,9 @@ class Restore:
         self._metrics.restore_duration.set(duration)
         self._metrics.restore_done.set(1)
         heap.release()  # a restore's transient tables and buffers, freed
-        log.info("restored %d objects in %.2fs; syncing", self._listed, duration)
+        archived = min(self._archived(), self._listed)
+        left = f" ({archived} left archived in S3, fetched once restored there)" if archived else ""
+        log.info("restored %d objects in %.2fs%s; syncing", self._listed - archived, duration, left)
 
     def passed(self, rel: str, outcome: Outcome) -> None:
         """A pass over `rel` ended (the pipeline tells every one)."""

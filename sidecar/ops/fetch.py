@@ -8,6 +8,10 @@ hostile endpoint cannot fill the disk or the memory. Only permission bits are ap
 never setuid, setgid or sticky. An object up to one read's size (1 MiB) is read whole and
 written through one descriptor; a larger one is streamed, written with one writev per MiB off
 the event loop.
+
+An object S3 holds archived is not asked for (`Archived`, without a request) when what S3 said
+of it says so; a GET S3 refuses for that reason (403 InvalidObjectState: an archive tier the
+listing could not show, or a restored copy that expired) is `Archived` too.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from ..local.localfs import PERMISSION_BITS, READ_SIZE
 from ..local.proof import is_plain_md5, verifiable
 from ..local.safefs import At
 from ..local.workdir import discard, temp_name
-from ..s3.client import ObjectHead, read_capped
-from .job import IntegrityError
+from ..s3.client import ObjectHead, S3Error, read_capped
+from .job import Archived, IntegrityError
 from .workspace import Workspace
 
 SYMLINK_MAX = 4096
@@ -44,6 +48,16 @@ class Fetcher:
     async def fetch(self, rel: str, remote: RemoteEntry) -> tuple[At, ObjectHead]:
         """GET the object into a temporary file in the working folder, metadata applied.
         Returns that file (`tree.temp(name)`), which the caller installs or discards."""
+        if remote.archived:
+            raise Archived(rel, remote.etag)
+        try:
+            return await self._fetch(rel, remote)
+        except S3Error as error:
+            if error.archived:
+                raise Archived(rel, remote.etag) from error
+            raise
+
+    async def _fetch(self, rel: str, remote: RemoteEntry) -> tuple[At, ObjectHead]:
         ws = self._ws
         key = ws.keys.key_for_rel(rel)
         if remote.size <= SMALL_OBJECT:

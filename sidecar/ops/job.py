@@ -1,7 +1,7 @@
 """What an operation is given and what it can end with: the job it carries out (`Job`), what it
 may ask to be looked at again (`Followup`), and the ways it can find the world changed
-(`LocalChanged`, `RemoteChanged`, `IntegrityError`). Every operation has one signature,
-`async (Job) -> None` (`Operation`).
+(`LocalChanged`, `RemoteChanged`, `IntegrityError`) or S3's bytes out of reach (`Archived`).
+Every operation has one signature, `async (Job) -> None` (`Operation`).
 
 An operation never calls another, nor back into scheduling. What must be looked at again in
 another pass (a conflict copy to upload, a parent directory whose last child went) it adds to
@@ -32,6 +32,17 @@ class IntegrityError(Exception):
     """S3 stored something other than what we sent (or sent something other than it claims)."""
 
 
+class Archived(Exception):
+    """S3 holds the object (`etag`) in an archive storage class: its bytes cannot be read until
+    it is restored in S3. Known from what S3 said of it (`RemoteEntry.archived`), or from a
+    GET it refused (403 InvalidObjectState)."""
+
+    def __init__(self, rel: str, etag: str) -> None:
+        super().__init__(f"{rel!r} is archived in S3: it can be read once it is restored")
+        self.rel = rel
+        self.etag = etag
+
+
 @dataclass(frozen=True, slots=True)
 class Followup:
     """A path to look at again because of what an operation did: a local change (`hint`: what
@@ -58,4 +69,12 @@ class Job:
 Operation = Callable[[Job], Awaitable[None]]
 
 
-__all__ = ["Followup", "IntegrityError", "Job", "LocalChanged", "Operation", "RemoteChanged"]
+__all__ = [
+    "Archived",
+    "Followup",
+    "IntegrityError",
+    "Job",
+    "LocalChanged",
+    "Operation",
+    "RemoteChanged",
+]

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from ..core.model import Kind, LocalEntry, RemoteEntry
 from ..local.localfs import entry_from_stat
 from ..local.proof import is_plain_md5, verifiable
-from ..s3.client import PreconditionFailed, PutResult
+from ..s3.client import PreconditionFailed, PutResult, S3Error
 from ..s3.metadata import format_mode, format_mtime
 from .job import IntegrityError, Job, LocalChanged, RemoteChanged
 from .multipart import upload_multipart
@@ -176,19 +176,26 @@ class Uploads:
         return result
 
     async def upload_meta(self, job: Job) -> None:
-        """Same content, new mode or mtime: copy the object onto itself with new metadata."""
+        """Same content, new mode or mtime: copy the object onto itself with new metadata.
+        What S3 will not copy (over 5 GiB; archived, not restored) is uploaded whole."""
         local, remote = job.facts.local, job.facts.remote
         assert local is not None  # reconcile updates metadata only of what exists here
-        if remote is None or remote.size >= COPY_MAX:
+        if remote is None or remote.size >= COPY_MAX or remote.archived:
             await self.upload(job)
             return
         ws = self._ws
         rel = job.rel
         key = ws.keys.key_for_rel(rel)
         headers = self._metadata_headers(rel, local)
-        etag, last_modified = await ws.s3.copy_object_metadata(
-            key, headers, if_match=job.decision.if_match
-        )
+        try:
+            etag, last_modified = await ws.s3.copy_object_metadata(
+                key, headers, if_match=job.decision.if_match
+            )
+        except S3Error as error:
+            if not error.archived:  # archived since we learned of it (a lifecycle rule)
+                raise
+            await self.upload(job)
+            return
         _same_object_copied(rel, etag, remote.etag)
         # A copy keeps the ETag: made visible like any such write (copied once more).
         copied = await self._visible(job, key, headers, PutResult(remote.etag, None, last_modified))

@@ -41,7 +41,7 @@ from ..core.state import SyncState
 from ..loophealth import LoopHealth
 from ..metrics import Metrics
 from ..s3.client import S3Client
-from ..s3.metadata import seen_unsettled
+from ..s3.metadata import archived_class, seen_unsettled
 from ..s3.xml import ListPage
 from ..skips import SkipReason
 from .fold import Snapshot, apply_snapshot
@@ -181,6 +181,7 @@ class Poller:
                     listed.last_modified,
                     name.is_dir,
                     unsettled=unsettled,
+                    archived=archived_class(listed.storage_class),
                 )
             )
         return _Page(tuple(rels), tuple(entries), settled)

@@ -7,6 +7,7 @@ CopyObject) takes its headers through `_writing`, the one place for what every w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Container, Mapping
 from dataclasses import dataclass, replace
 
@@ -14,6 +15,7 @@ import aiohttp
 
 from ..aws.credentials import CredentialsProvider
 from ..aws.http import Answer, HttpClient, read_capped
+from ..aws.outage import Outage
 from ..aws.signed import BodyFactory, SignedRequests
 from ..aws.sigv4 import UNSIGNED_PAYLOAD, quote_path
 from ..backoff import REQUEST, Backoff
@@ -32,6 +34,7 @@ from .errors import (
     S3Unavailable,
 )
 from .metadata import (
+    is_archived,
     normalize_etag,
     normalize_last_modified,
     parse_http_date,
@@ -53,9 +56,11 @@ def s3_requests(
     on_reachable: Callable[[bool], None] | None = None,
     attempts: int = 8,
     retry: Backoff = REQUEST,
+    outage: Outage | None = None,
 ) -> SignedRequests:
     """The signed-request path to S3 at `endpoint`: S3's rules and bounds, counted in
-    `metrics` (s3_requests, s3_retries, durations), reachability told to `on_reachable`."""
+    `metrics` (s3_requests, s3_retries, durations), reachability told to `on_reachable`, its
+    outages said when they begin and end (aws/outage.py)."""
     return SignedRequests(
         http=http,
         origin=endpoint.origin,
@@ -68,6 +73,7 @@ def s3_requests(
         retry=retry,
         metrics=metrics,
         on_reachable=on_reachable,
+        outage=outage or Outage("S3", logging.getLogger("sidecar.s3")),
     )
 
 
@@ -82,6 +88,7 @@ class ObjectHead:
     content_type: str
     encryption: str | None
     answered_at: str = ""  # the server's `Date`, normalised like Last-Modified
+    archived: bool = False  # a GET is refused until it is restored (metadata.is_archived)
 
     @property
     def unsettled(self) -> bool:
@@ -100,6 +107,11 @@ class ObjectHead:
             content_type=headers.get("Content-Type", ""),
             encryption=headers.get("x-amz-server-side-encryption"),
             answered_at=normalize_last_modified(headers.get("Date", "")),
+            archived=is_archived(
+                headers.get("x-amz-storage-class"),
+                headers.get("x-amz-archive-status"),
+                headers.get("x-amz-restore"),
+            ),
         )
 
 

@@ -5,7 +5,8 @@ failed condition (`Checks.learn_remote`), downloads and conflicts.
 
 Pure: no request is made here. An entry made from a HEAD carries the object's mode and mtime
 (`x-amz-meta-*`), which listings never do; `unsettled` says S3 answered within the object's
-Last-Modified second (metadata.seen_unsettled).
+Last-Modified second (metadata.seen_unsettled); `archived`, whether its GET would be refused
+until it is restored (metadata.is_archived).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def entry_of(head: ObjectHead, *, is_dir: bool = False) -> RemoteEntry:
         head.mtime_ns,
         head.mode,
         unsettled=head.unsettled,
+        archived=head.archived,
     )
 
 
@@ -42,4 +44,5 @@ def fetched(listed: RemoteEntry, head: ObjectHead) -> RemoteEntry:
         head.mode,
         unsettled=head.unsettled,
         part_size=listed.part_size if head.etag in ("", listed.etag) else 0,
+        archived=head.archived,
     )

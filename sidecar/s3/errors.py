@@ -37,6 +37,9 @@ _RETRYABLE_CODES = frozenset(
         "RequestTimeTooSkewed",
     }
 )
+# What S3 answers (403) to a GET, or a copy's source, in an archive storage class that is not
+# restored: GET says InvalidObjectState, CopyObject ObjectNotInActiveTierError.
+_ARCHIVED_CODES = frozenset({"InvalidObjectState", "ObjectNotInActiveTierError"})
 _CREDENTIAL_CODES = frozenset(
     {"ExpiredToken", "InvalidAccessKeyId", "InvalidToken", "TokenRefreshRequired"}
 )
@@ -51,6 +54,11 @@ class S3Error(Exception):
         self.status = status
         self.code = code
         self.key = key
+
+    @property
+    def archived(self) -> bool:
+        """A read (GET, a copy's source) refused because the object is archived, not restored."""
+        return self.code in _ARCHIVED_CODES
 
 
 class PreconditionFailed(S3Error):

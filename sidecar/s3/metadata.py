@@ -1,7 +1,8 @@
 """S3's wire formats for what the sidecar stores or reads beside an object: `x-amz-meta-mtime`,
 `x-amz-meta-mode` (mobius3's and rclone's forms), `Last-Modified` in its two date forms, ETags
 with or without their quotes, and whether an object seen at the server's `Date` may still change
-within its Last-Modified second (`seen_unsettled`).
+within its Last-Modified second (`seen_unsettled`), and whether its bytes can be read now or
+only once it is restored (`is_archived`: its storage class, archive tier and restore status).
 
 Pure functions; every parser returns None (never raises) for a value it cannot use, since these
 headers come from other tools and other clients.
@@ -136,3 +137,25 @@ def _plausible(mode: int) -> bool:
     if stat.S_IFMT(mode) == 0:
         return mode <= 0o7777
     return kind_of_mode(mode) is not Kind.OTHER
+
+
+# Storage classes whose objects S3 will not GET (403 InvalidObjectState) until a RestoreObject
+# has finished; GLACIER_IR (Instant Retrieval) is read as any other class.
+ARCHIVED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+# Intelligent-Tiering's opt-in archive tiers (`x-amz-archive-status`), refused the same way.
+_ARCHIVE_TIERS = frozenset({"ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS"})
+
+
+def is_archived(storage_class: str | None, archive_status: str | None, restore: str | None) -> bool:
+    """Whether a GET of the object would be refused until it is restored, from a HEAD's (or
+    GET's) `x-amz-storage-class`, `x-amz-archive-status` and `x-amz-restore`: archived, and
+    no restored copy to read (`ongoing-request="false"`, S3's form; while a restore is under
+    way it says "true"). A listing gives only the class: `archived_class`."""
+    archived = archived_class(storage_class) or (archive_status or "").strip() in _ARCHIVE_TIERS
+    return archived and 'ongoing-request="false"' not in (restore or "").replace(" ", "")
+
+
+def archived_class(storage_class: str | None) -> bool:
+    """Whether objects of this listed storage class are archived (their restore status is
+    known only from a HEAD)."""
+    return (storage_class or "").strip().upper() in ARCHIVED_CLASSES

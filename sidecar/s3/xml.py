@@ -17,6 +17,7 @@ class ListedObject:
     etag: str  # normalised (no quotes)
     size: int
     last_modified: str
+    storage_class: str = ""  # as listed ("" when the store lists none: read as STANDARD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,9 @@ def parse_list_objects_v2(body: bytes) -> ListPage:
         raise MalformedResponse(f"not a ListBucketResult: <{_local(root.tag)}>")
     namespace = root.tag[: -len("ListBucketResult")]
     contents = namespace + "Contents"
-    names = {namespace + name: name for name in ("Key", "ETag", "Size", "LastModified")}
+    names = {
+        namespace + name: name for name in ("Key", "ETag", "Size", "LastModified", "StorageClass")
+    }
     objects: list[ListedObject] = []
     append = objects.append
     next_token: str | None = None
@@ -112,7 +115,7 @@ def parse_list_objects_v2(body: bytes) -> ListPage:
     for child in root:
         tag = child.tag
         if tag == contents or (tag[:1] == "{" and _local(tag) == "Contents"):
-            key = etag = last_modified = ""
+            key = etag = last_modified = storage_class = ""
             size_text = "0"
             for field in child:
                 name = names.get(field.tag) or _local(field.tag)
@@ -124,13 +127,19 @@ def parse_list_objects_v2(body: bytes) -> ListPage:
                     size_text = field.text or "0"
                 elif name == "LastModified":
                     last_modified = field.text or ""
+                elif name == "StorageClass":
+                    storage_class = field.text or ""
             try:
                 size = int(size_text)
             except ValueError as error:
                 raise MalformedResponse(f"bad Size in listing of {key!r}: {size_text!r}") from error
             append(
                 ListedObject(
-                    key, normalize_etag(etag), size, normalize_last_modified(last_modified)
+                    key,
+                    normalize_etag(etag),
+                    size,
+                    normalize_last_modified(last_modified),
+                    storage_class,
                 )
             )
             continue

@@ -1,41 +1,28 @@
-"""The non-root lane's fixtures: a shared folder both users reach, and the sidecars started on
-it (killed at the end). See tests/support/users.py."""
+"""The non-root lane's fixtures: the shared volume (skipped, with the reason, where users
+cannot be switched) and the sidecars started on it (support/users.py)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.bucket import Bucket
-from support.users import PYTHON, SETPRIV, SHARED_GID, SIDECAR_UID, NonRootSidecar
+from support.users import NonRootSidecar, shared_volume, why_not_usable
 
 
 @pytest.fixture
 def volume() -> Iterator[Path]:
-    """A shared folder both users can reach: its parents are traversable, it is owned by the
-    sidecar's user and the shared group, group-writable with the setgid bit."""
-    if os.geteuid() != 0 or SETPRIV is None:
-        pytest.skip("switching users needs root and setpriv (util-linux)")
-    if PYTHON is None:
-        pytest.skip(
-            f"no Python {sys.version_info.major}.{sys.version_info.minor} that uid "
-            f"{SIDECAR_UID} may run (this one is under a private directory)"
-        )
-    base = Path(tempfile.mkdtemp(prefix="s3sync-nonroot-"))
-    os.chmod(base, 0o755)
-    shared = base / "shared"
-    shared.mkdir()
-    os.chown(shared, SIDECAR_UID, SHARED_GID)
-    os.chmod(shared, 0o2775)
+    """A shared folder both users can reach (support.users.shared_volume)."""
+    reason = why_not_usable()
+    if reason is not None:
+        pytest.skip(reason)
+    shared = shared_volume()
     try:
         yield shared
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(shared.parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -53,6 +53,7 @@ LIST_PAGE = f"""<?xml version="1.0" encoding="UTF-8"?>
     <LastModified>2024-01-02T03:04:07.000Z</LastModified>
     <ETag>"3858f62230ac3c915f300c664312c11f-9"</ETag>
     <Size>75000000</Size>
+    <StorageClass>GLACIER</StorageClass>
   </Contents>
   <Contents>
     <Key>team/%26%3C%3E.txt</Key>
@@ -68,20 +69,24 @@ def test_parse_list_objects_v2_page() -> None:
     page = parse_list_objects_v2(LIST_PAGE)
     assert page == ListPage(
         objects=[
-            ListedObject("team/a+b.txt", "9b2cf535f27731c974343645a3985328", 1234, "1704164645"),
+            ListedObject(
+                "team/a+b.txt", "9b2cf535f27731c974343645a3985328", 1234, "1704164645", "STANDARD"
+            ),
             ListedObject(
                 "team/%ED%95%9C%EA%B8%80/",
                 "d41d8cd98f00b204e9800998ecf8427e",
                 0,
                 "1704164646",
+                "STANDARD",
             ),
             ListedObject(
                 "team/big.bin",
                 "3858f62230ac3c915f300c664312c11f-9",
                 75_000_000,
                 "1704164647",
+                "GLACIER",  # archived: a GET is refused until it is restored
             ),
-            ListedObject("team/%26%3C%3E.txt", "weak", 3, "1704164648"),
+            ListedObject("team/%26%3C%3E.txt", "weak", 3, "1704164648"),  # no class: STANDARD
         ],
         next_token="1w41l63U0xa8q7smH50vCxyTQqdxo69O3EmK28Bi5PcROI4wI/EyIJg==",
         encoded=True,

@@ -5,11 +5,14 @@ the clients are the product's own; only the server's answers are chosen by the t
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -19,8 +22,9 @@ from support.waiting import in_thread
 
 from sidecar.aws.credentials import Credentials, StaticCredentials
 from sidecar.aws.http import HttpClient, Origin
+from sidecar.aws.outage import Outage
 from sidecar.aws.sqs import ANSWER_LIMIT, QueueClient, QueueError, QueueUrl, sqs_requests
-from sidecar.backoff import Backoff
+from sidecar.backoff import REQUEST, Backoff
 from sidecar.metrics import Metrics
 from sidecar.s3.client import Endpoint, S3Client, S3Error, s3_requests
 
@@ -288,3 +292,76 @@ async def test_an_sqs_answer_nested_too_deep_is_an_error_not_a_crash(
     with pytest.raises(QueueError) as failed:
         await clients.queue.receive(wait=0)
     assert (failed.value.code, failed.value.status) == ("HTTP500", 500)
+
+
+async def test_an_s3_outage_is_said_when_it_begins_and_when_it_ends_not_per_try(
+    clients: Clients, scripted: Scripted, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    scripted.answers = [(500, {}, s3_error("InternalError")), (503, {}, b"")] * 2
+    # Two requests at once: their failures are one outage, which ends with the last of them.
+    first, second = await asyncio.gather(
+        clients.s3.get_small_object("a"), clients.s3.get_small_object("b")
+    )
+    assert first.status == second.status == 200
+    scripted.answers = [(404, {}, b"")]
+    assert await clients.s3.head_object("gone") is None  # 404: an answer, nothing to say
+    said = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r.levelname for r in said] == ["WARNING", "INFO"], [r.getMessage() for r in said]
+    assert said[0].getMessage() == (
+        "S3 answers HTTP 500 InternalError: retrying GetObject with back-off (up to 7 more "
+        "tries, with at most 0s of waits)"
+    )
+    assert said[1].getMessage().startswith("S3 answers again, after ")
+    assert said[1].getMessage().endswith("(4 failed tries retried)")
+    assert len([r for r in caplog.records if "retrying GetObject" in r.getMessage()]) == 4
+
+
+async def test_a_request_that_gives_up_leaves_the_outage_going(
+    clients: Clients, scripted: Scripted, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing answered it: the outage ends only with an answer."""
+    caplog.set_level(logging.INFO)
+    scripted.answers = [(503, {}, b"")] * 8
+    with pytest.raises(S3Error):
+        await clients.s3.get_small_object("k")
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.INFO] == ["WARNING"]
+    await clients.s3.get_small_object("k")
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.INFO] == [
+        "WARNING",
+        "INFO",
+    ]
+
+
+FIRST_OF_8: dict[str, Any] = {"attempt": 1, "attempts": 8, "retry": REQUEST}
+SECOND_OF_8: dict[str, Any] = {"attempt": 2, "attempts": 8, "retry": REQUEST}
+
+
+def test_a_store_that_fails_now_and_then_says_three_outages_a_window(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Throttling under load: two lines per fault would flood the log. A fourth outage within
+    the window is said only once the window allows, with how long it has lasted."""
+    caplog.set_level(logging.DEBUG)
+    now = [0.0]
+    outage = Outage("S3", logging.getLogger("test.outage"), per_window=3, clock=lambda: now[0])
+    for _ in range(4):
+        now[0] += 1.0
+        token = object()
+        outage.failed(token, "PutObject", "answers HTTP 503 SlowDown", **FIRST_OF_8)
+        outage.ended(token, answered=True)
+    levels = [r.levelname for r in caplog.records]
+    assert levels == ["WARNING", "INFO"] * 3 + ["DEBUG", "DEBUG"]
+    token = object()
+    outage.failed(token, "PutObject", "answers HTTP 503 SlowDown", **FIRST_OF_8)
+    assert caplog.records[-1].levelname == "DEBUG"
+    now[0] = 61.0  # a minute after the first outage was said
+    outage.failed(token, "PutObject", "answers HTTP 503 SlowDown", **SECOND_OF_8)
+    assert caplog.records[-1].levelname == "WARNING"
+    assert "for 57s now" in caplog.records[-1].getMessage()
+    assert outage.under_way
+    outage.ended(token, answered=False)  # gave up: nothing answered
+    assert outage.under_way
+    outage.ended(object(), answered=True)
+    assert not outage.under_way
+    assert caplog.records[-1].levelname == "INFO"

@@ -20,6 +20,8 @@
 - `folders`: `read`, `synced_folder`, `conflict_copies`, and `tree_at` / `parents_made` for the
   folder as the engine holds it.
 - `inotify_queue`: `small_inotify_queue`, to overflow inotify on purpose.
+- `nonroot`: the sidecar as the image runs it, as uid 64000 beside an app writing as uid 64001
+  (`NonRootSidecar`, `start`, `app`, `shared_volume`), for tests/nonroot/.
 - `ROOT` (here): the repository, for the tests that read its files.
 
 Importable as `support` from pytest (`pythonpath` in pyproject.toml), from `make chaos`

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import ssl
 import time
 from collections import Counter
@@ -92,6 +93,9 @@ class Faults:
     # answer 412 to every request with If-Match (only `methods`, if given), whatever S3 holds,
     # as a store that matches ETags only in another form does (Ceph RGW, a quoted If-Match)
     refuse_conditions: bool = False
+    # list every object with this StorageClass, as a store that lists another class than the
+    # one that decides (an Intelligent-Tiering archive tier shows only in a HEAD)
+    listed_class: str | None = None
     chaos: ChaosFaults | None = None  # random faults (see ChaosFaults)
     # in every answer's body, these bytes written in place of those (what no honest server sends)
     replace: tuple[bytes, bytes] | None = None
@@ -213,6 +217,9 @@ class FaultProxy:
                 body = await upstream.read()
                 if self.faults.replace is not None:
                     body = body.replace(*self.faults.replace)
+                if self.faults.listed_class is not None and "list-type" in request.query:
+                    listed = f"<StorageClass>{self.faults.listed_class}</StorageClass>".encode()
+                    body = re.sub(rb"<StorageClass>[^<]*</StorageClass>", listed, body)
                 out_headers = {
                     k: v
                     for k, v in upstream.headers.items()

@@ -42,9 +42,10 @@ class SidecarProcess:
         return self.log.read_text(errors="replace")
 
     async def ready(self) -> None:
-        """Until the initial restore is done (its log line), failing if the process exits."""
+        """Until the initial restore is done (its log line, "restored N objects …; syncing";
+        not a skip's "not syncing …"), failing if the process exits."""
         await eventually(
-            lambda: "syncing" in self.text() or self.process.poll() is not None,
+            lambda: "; syncing" in self.text() or self.process.poll() is not None,
             timeout=30,
             what="the initial restore",
         )

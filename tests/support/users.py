@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -115,3 +116,28 @@ async def start(
     started.append(sidecar)
     await sidecar.ready()
     return sidecar
+
+
+def why_not_usable() -> str | None:
+    """Why the lane cannot run here (for a skip), or None."""
+    if os.geteuid() != 0 or SETPRIV is None:
+        return "switching users needs root and setpriv (util-linux)"
+    if PYTHON is None:
+        return (
+            f"no Python {sys.version_info.major}.{sys.version_info.minor} that uid "
+            f"{SIDECAR_UID} may run (this one is under a private directory)"
+        )
+    return None
+
+
+def shared_volume() -> Path:
+    """A shared folder both users can reach: its parents are traversable, it is owned by the
+    sidecar's user and the shared group, group-writable with the setgid bit. Its parent is
+    the caller's to remove."""
+    base = Path(tempfile.mkdtemp(prefix="s3sync-nonroot-"))
+    os.chmod(base, 0o755)
+    shared = base / "shared"
+    shared.mkdir()
+    os.chown(shared, SIDECAR_UID, SHARED_GID)
+    os.chmod(shared, 0o2775)
+    return shared
