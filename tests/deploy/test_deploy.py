@@ -167,7 +167,11 @@ def app_only_taskdef() -> dict[str, Any]:
     return taskdef
 
 
-def jq_merged_taskdef(tmp_path: Path) -> dict[str, Any]:
+def run_readme_jq(
+    tmp_path: Path, taskdef: dict[str, Any], apps: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The README's jq line on `taskdef` (as my-taskdef.json), naming `apps` as the containers
+    that use the folder (None: the README's own choice)."""
     jq = shutil.which("jq")
     if jq is None:
         if os.environ.get("CI") == "true":
@@ -176,14 +180,20 @@ def jq_merged_taskdef(tmp_path: Path) -> dict[str, Any]:
             )
         pytest.skip("jq is not installed (apt-get install jq)")
     mine = tmp_path / "my-taskdef.json"
-    mine.write_text(json.dumps(app_only_taskdef()))
+    mine.write_text(json.dumps(taskdef))
     args = readme_jq_command()
     assert args[0] == "jq" and "sidecar-container.json" in args
     args = [str(SIDECAR_FILE) if a == "sidecar-container.json" else a for a in args]
     args[-1] = str(mine)
-    result = subprocess.run(
-        [jq, *args[1:]], capture_output=True, text=True, timeout=30, check=False
-    )
+    if apps is not None:
+        args[args.index("--arg") + 2] = apps
+    return subprocess.run([jq, *args[1:]], capture_output=True, text=True, timeout=30, check=False)
+
+
+def jq_merged_taskdef(
+    tmp_path: Path, taskdef: dict[str, Any] | None = None, apps: str | None = None
+) -> dict[str, Any]:
+    result = run_readme_jq(tmp_path, app_only_taskdef() if taskdef is None else taskdef, apps)
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
 
@@ -803,6 +813,90 @@ def test_readme_jq_merge_gives_the_complete_task_definition(tmp_path: Path) -> N
     """The README's jq line, on ecs-taskdef.json without the sidecar and its wiring, gives
     ecs-taskdef.json back: the sidecar, the volume, the apps' mount points and dependsOn."""
     assert jq_merged_taskdef(tmp_path) == load_taskdef()
+
+
+# A task with a FireLens log router, the CloudWatch agent and the X-Ray daemon beside two apps:
+# the apps use the folder; the others must never wait for the restore.
+TASK_WITH_AGENTS: dict[str, Any] = {
+    "family": "app-with-agents",
+    "networkMode": "awsvpc",
+    "requiresCompatibilities": ["FARGATE"],
+    "cpu": "1024",
+    "memory": "2048",
+    "containerDefinitions": [
+        {
+            "name": "app",
+            "image": "app:1",
+            "essential": True,
+            "user": "1000:1000",
+            "dependsOn": [{"containerName": "log_router", "condition": "START"}],
+            "logConfiguration": {"logDriver": "awsfirelens", "options": {"Name": "cloudwatch"}},
+        },
+        {
+            "name": "worker",
+            "image": "worker:1",
+            "user": "1000:1000",
+            "mountPoints": [{"sourceVolume": "cache", "containerPath": "/cache"}],
+        },
+        {
+            "name": "log_router",
+            "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable",
+            "essential": True,
+            "firelensConfiguration": {"type": "fluentbit"},
+        },
+        {
+            "name": "cloudwatch-agent",
+            "image": "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:latest",
+            "essential": False,
+        },
+        {
+            "name": "xray-daemon",
+            "image": "public.ecr.aws/xray/aws-xray-daemon:latest",
+            "essential": False,
+        },
+    ],
+    "volumes": [{"name": "cache"}],
+}
+SHARED_MOUNT = {"sourceVolume": "shared-data", "containerPath": "/data", "readOnly": False}
+ON_THE_SIDECAR = {"containerName": SIDECAR, "condition": "HEALTHY"}
+
+
+def test_readme_jq_merge_leaves_log_routers_and_agents_alone(tmp_path: Path) -> None:
+    """Only the containers named as apps get the volume, and only the containers that mount it
+    wait for the sidecar: a log router or an agent that waited for the restore would hold the
+    app's logs and traces back (and a FireLens router never does, since the sidecar's own logs
+    may go through it)."""
+    merged = jq_merged_taskdef(tmp_path, TASK_WITH_AGENTS, apps="app,worker")
+    report = botocore.validate.ParamValidator().validate(merged, register_shape())
+    assert not report.has_errors(), report.generate_report()
+    before = containers(TASK_WITH_AGENTS)
+    after = containers(merged)
+    assert after[SIDECAR] == json.loads(SIDECAR_FILE.read_text())
+    for name in ("log_router", "cloudwatch-agent", "xray-daemon"):
+        assert after[name] == before[name], name
+    assert after["app"]["mountPoints"] == [SHARED_MOUNT]
+    assert after["app"]["dependsOn"] == [*before["app"]["dependsOn"], ON_THE_SIDECAR]
+    assert after["worker"]["mountPoints"] == [*before["worker"]["mountPoints"], SHARED_MOUNT]
+    assert after["worker"]["dependsOn"] == [ON_THE_SIDECAR]
+    assert list(after) == [*before, SIDECAR], "in the same order, the sidecar last"
+    assert merged["volumes"] == [{"name": "cache"}, {"name": "shared-data"}]
+
+    # Run again (a newer sidecar-container.json): the sidecar is replaced, nothing is doubled.
+    assert jq_merged_taskdef(tmp_path, merged, apps="app,worker") == merged
+
+    # A router that mounts the volume (its own choice) still never waits for the sidecar.
+    mounting = json.loads(json.dumps(TASK_WITH_AGENTS))
+    mounting["containerDefinitions"][2]["mountPoints"] = [SHARED_MOUNT]
+    router = containers(jq_merged_taskdef(tmp_path, mounting, apps="app"))["log_router"]
+    assert "dependsOn" not in router
+
+
+def test_readme_jq_merge_refuses_an_app_the_task_does_not_have(tmp_path: Path) -> None:
+    """A misspelt name would leave the app starting on an empty folder: jq fails instead."""
+    result = run_readme_jq(tmp_path, TASK_WITH_AGENTS, apps="app,wroker")
+    assert result.returncode != 0
+    assert "no container named wroker in the task definition" in result.stderr
+    assert result.stdout == ""
 
 
 def test_root_module_takes_the_sidecar_from_the_container_module(
