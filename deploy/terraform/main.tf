@@ -64,7 +64,14 @@ locals {
     )
   ]
 
-  container_definitions = concat([local.sidecar_container_definition], local.app_container_definitions)
+  # Log routers and agents (other_container_definitions) as they are: they do not use the folder
+  # and must not wait for the restore.
+  container_definitions = concat(
+    [local.sidecar_container_definition],
+    local.app_container_definitions,
+    var.other_container_definitions,
+  )
+  container_names = [for c in local.container_definitions : c.name]
 }
 
 # The sidecar's container definition and its task role policy (a module that creates nothing,
@@ -153,6 +160,14 @@ resource "aws_ecs_task_definition" "this" {
     precondition {
       condition     = contains(local.fargate_memory[tostring(var.task_cpu)], var.task_memory)
       error_message = "task_cpu ${var.task_cpu} and task_memory ${var.task_memory} are not a valid Fargate pair (${var.task_cpu} CPU allows ${join(", ", local.fargate_memory[tostring(var.task_cpu)])} MiB)."
+    }
+    precondition {
+      condition     = length(distinct(local.container_names)) == length(local.container_names)
+      error_message = "Container names must be unique across app_container_definitions and other_container_definitions, and none may be \"s3sync-sidecar\" (the sidecar's name)."
+    }
+    precondition {
+      condition     = !anytrue([for c in var.app_container_definitions : try(c.firelensConfiguration, null) != null])
+      error_message = "A FireLens log router (firelensConfiguration) goes in other_container_definitions: among the apps it would wait for the sidecar, whose logs may go through it."
     }
     precondition {
       condition     = var.shutdown_timeout < var.stop_timeout

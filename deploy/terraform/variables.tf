@@ -47,6 +47,26 @@ variable "app_container_definitions" {
   }
 }
 
+variable "other_container_definitions" {
+  description = <<-EOT
+    The task's containers that do not use the synced folder: a log router (FireLens), agents
+    (the CloudWatch agent, the X-Ray daemon). Written like app_container_definitions and passed
+    to the task definition exactly as given: no mount of the shared volume, no dependsOn on the
+    sidecar (they start at once instead of waiting for the restore, and a FireLens router the
+    sidecar's own logs go through must not wait for it), no defaults.
+  EOT
+  type        = any
+  default     = []
+
+  validation {
+    condition = try(alltrue([
+      for c in var.other_container_definitions :
+      can(regex("^[A-Za-z0-9_-]{1,255}$", c.name)) && length(trimspace(try(c.image, ""))) > 0
+    ]), false)
+    error_message = "Every other container definition needs a name (letters, digits, hyphens, underscores) and an image."
+  }
+}
+
 variable "sidecar_image" {
   description = "Image of the s3sync-sidecar container (its ENTRYPOINT is the s3sync-sidecar command), e.g. an ECR URI with a tag or digest."
   type        = string
@@ -313,7 +333,7 @@ variable "awslogs_max_buffer_size" {
 }
 
 variable "log_configuration" {
-  description = "A whole logConfiguration (the ECS API's camelCase keys) for the sidecar and as the default of the app containers, instead of awslogs into the module's log group: e.g. FireLens, { logDriver = \"awsfirelens\", options = {...} }, with the log router container in app_container_definitions (give it its own logConfiguration). Null: awslogs."
+  description = "A whole logConfiguration (the ECS API's camelCase keys) for the sidecar and as the default of the app containers, instead of awslogs into the module's log group: e.g. FireLens, { logDriver = \"awsfirelens\", options = {...} }, with the log router container in other_container_definitions (with its own logConfiguration). Null: awslogs."
   type        = any
   default     = null
 }

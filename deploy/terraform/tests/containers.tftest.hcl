@@ -325,8 +325,7 @@ run "firelens" {
       logDriver = "awsfirelens"
       options   = { Name = "cloudwatch_logs", region = "eu-west-2", log_group_name = "/ecs/files-app", log_stream_prefix = "x/" }
     }
-    app_container_definitions = [
-      { name = "app", image = "123456789012.dkr.ecr.eu-west-2.amazonaws.com/app:1.0.0" },
+    other_container_definitions = [
       {
         name                  = "log-router"
         image                 = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
@@ -343,4 +342,81 @@ run "firelens" {
     ] == ["awsfirelens", "awsfirelens", "awslogs"]
     error_message = "log_configuration is the sidecar's and the default of the app containers; the log router keeps its own."
   }
+}
+
+run "log_routers_and_agents_do_not_wait_for_the_restore" {
+  command = plan
+
+  variables {
+    log_configuration = {
+      logDriver = "awsfirelens"
+      options   = { Name = "cloudwatch_logs", region = "eu-west-2", log_group_name = "/files-app" }
+    }
+    other_container_definitions = [
+      {
+        name                  = "log_router"
+        image                 = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
+        essential             = true
+        firelensConfiguration = { type = "fluentbit" }
+      },
+      {
+        name      = "xray-daemon"
+        image     = "public.ecr.aws/xray/aws-xray-daemon:latest"
+        essential = false
+      },
+    ]
+  }
+
+  assert {
+    condition = [for c in jsondecode(aws_ecs_task_definition.this.container_definitions) : c.name] == [
+      "s3sync-sidecar", "app", "log_router", "xray-daemon"
+    ]
+    error_message = "The other containers are in the task, after the sidecar and the apps."
+  }
+
+  assert {
+    condition = [
+      for c in jsondecode(aws_ecs_task_definition.this.container_definitions) : c if contains(["log_router", "xray-daemon"], c.name)
+      ] == [
+      { name = "log_router", image = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable", essential = true, firelensConfiguration = { type = "fluentbit" } },
+      { name = "xray-daemon", image = "public.ecr.aws/xray/aws-xray-daemon:latest", essential = false },
+    ]
+    error_message = "A log router or an agent is passed as given: no mount of the volume, no dependsOn on the sidecar, no defaults."
+  }
+
+  assert {
+    condition = [
+      for c in jsondecode(aws_ecs_task_definition.this.container_definitions) : c.dependsOn if c.name == "app"
+    ][0] == [{ containerName = "s3sync-sidecar", condition = "HEALTHY" }]
+    error_message = "The app still waits for the sidecar."
+  }
+}
+
+run "container_names_are_unique_across_both_lists" {
+  command = plan
+
+  variables {
+    other_container_definitions = [
+      { name = "app", image = "public.ecr.aws/xray/aws-xray-daemon:latest" },
+    ]
+  }
+
+  expect_failures = [aws_ecs_task_definition.this]
+}
+
+run "a_log_router_among_the_apps_is_refused" {
+  command = plan
+
+  variables {
+    app_container_definitions = [
+      { name = "app", image = "123456789012.dkr.ecr.eu-west-2.amazonaws.com/app:1.0.0" },
+      {
+        name                  = "log-router"
+        image                 = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
+        firelensConfiguration = { type = "fluentbit" }
+      },
+    ]
+  }
+
+  expect_failures = [aws_ecs_task_definition.this]
 }
