@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -264,6 +264,19 @@ class _Local:
             self.local_errors.labels(operation)
 
 
+_RESTORE_FIGURES = {
+    "objects": "Paths the start-up restore looks at (what the listing changed, what was synced "
+    "before a restart).",
+    "objects_done": "Of those, the paths done.",
+    "bytes": "Bytes S3 lists for the paths the start-up restore looks at.",
+    "bytes_done": "Of those, the bytes of the paths done.",
+    "objects_per_second": "Paths the start-up restore did per second, on average.",
+    "bytes_per_second": "Bytes the start-up restore did per second, on average.",
+    "seconds_left": "Estimated seconds until the start-up restore is done (0 once done; NaN "
+    "until a path is done).",
+}
+
+
 class _Work:
     """The work in hand: the restore, the queues, what is tracked, the build."""
 
@@ -278,6 +291,12 @@ class _Work:
             "1 once the bucket has been restored into the folder.",
             registry=r,
         )
+        # The restore's progress (engine/progress.py), read at scrape time: name -> its key in
+        # the figures and its help.
+        self.restore_progress = {
+            key: Gauge(f"s3sync_restore_{key}", text, registry=r)
+            for key, text in _RESTORE_FIGURES.items()
+        }
         self.queue_depth = Gauge(
             "s3sync_queue_depth",
             "Paths waiting to be synced, by the side that changed.",
@@ -350,6 +369,7 @@ class Metrics(_Transfers, _Requests, _Remote, _Local, _Work):
         files_tracked: Callable[[], float],
         watches: Callable[[], float],
         unwatched: Callable[[], float],
+        restore: Callable[[], Mapping[str, float | None]],
     ) -> None:
         """Gauges read at scrape time, so they can never go stale. The queue gauges have one
         series per scheduler pool, labelled `direction` (the name users' dashboards know)."""
@@ -364,3 +384,9 @@ class Metrics(_Transfers, _Requests, _Remote, _Local, _Work):
         self.files_tracked.set_function(files_tracked)
         self.watches.set_function(watches)
         self.unwatched.set_function(unwatched)
+        for key, gauge in self.restore_progress.items():
+            gauge.set_function(lambda k=key: _number(restore()[k]))  # type: ignore[misc]
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)

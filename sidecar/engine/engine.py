@@ -38,7 +38,7 @@ from ..local.workdir import is_temp_name
 from ..metrics import Metrics
 from ..ops.checks import Checks
 from ..ops.executor import Executor
-from ..ops.workspace import ExecutorSettings, Workspace
+from ..ops.workspace import ExecutorSettings, TransferLog, Workspace
 from ..remote.feed import ChangeFeed
 from ..remote.poll import Poller, PollSettings
 from ..settings.table import Settings
@@ -138,6 +138,7 @@ class Parts:
             )
         self.tree = Tree(root, settings.work_name)
         self.etags = EtagKnowledge(on_learned=self.store.note_etags)
+        transfers = TransferLog()
         self.restore = Restore(
             state=self.state,
             store=self.store,
@@ -146,6 +147,7 @@ class Parts:
             max_delete_percent=settings.max_delete_percent,
             tree=self.tree,
             etags=self.etags,
+            transfers=transfers,
             lists=mode is not SyncMode.UPLOAD_ONLY,
         )
         self.replaced = ReplacedVersions(
@@ -178,6 +180,7 @@ class Parts:
             metrics=metrics,
             checks=checks,
             etags=self.etags,
+            transfers=transfers,
         )
         self.pipeline = Pipeline(
             state=self.state,
@@ -204,6 +207,7 @@ class Parts:
             files_tracked=lambda: float(self.state.synced_count),
             watches=lambda: float(self.watcher.watch_count),
             unwatched=lambda: float(len(self.watcher.unwatched)),
+            restore=lambda: self.restore.progress.figures(time.monotonic()),
         )
         metrics.bind_folder(settings.directory, settings.poll_interval)
 
@@ -333,6 +337,7 @@ class Engine(Parts):
             restore_done=self.restore.done.is_set(),
             restore_pending=len(self.restore.pending),
             restore_finished_at=self.restore.finished_at,
+            restore_progress=self.restore.progress.figures(time.monotonic()),
             poll=self.poller.health if polls else None,
             last_poll_duration=self.poller.last_duration,
             credentials=self.credentials,
