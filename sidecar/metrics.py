@@ -211,6 +211,12 @@ class _Remote:
             ["kind"],
             registry=r,
         )
+        self.notification_queue_failing = Gauge(
+            "s3sync_notification_queue_failing",
+            "1 while the event queue (SYNC_QUEUE_URL) fails and the prefix is listed at the "
+            "fallback interval instead; 0 otherwise, and without a queue.",
+            registry=r,
+        )
         for result in RESULTS:
             self.polls.labels(result)
         for result in NOTIFICATION_EVENT_RESULTS:
@@ -370,6 +376,7 @@ class Metrics(_Transfers, _Requests, _Remote, _Local, _Work):
         watches: Callable[[], float],
         unwatched: Callable[[], float],
         restore: Callable[[], Mapping[str, float | None]],
+        queue_failing: Callable[[], float],
     ) -> None:
         """Gauges read at scrape time, so they can never go stale. The queue gauges have one
         series per scheduler pool, labelled `direction` (the name users' dashboards know)."""
@@ -384,6 +391,7 @@ class Metrics(_Transfers, _Requests, _Remote, _Local, _Work):
         self.files_tracked.set_function(files_tracked)
         self.watches.set_function(watches)
         self.unwatched.set_function(unwatched)
+        self.notification_queue_failing.set_function(queue_failing)
         for key, gauge in self.restore_progress.items():
             gauge.set_function(lambda k=key: _number(restore()[k]))  # type: ignore[misc]
 

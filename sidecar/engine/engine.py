@@ -208,6 +208,7 @@ class Parts:
             watches=lambda: float(self.watcher.watch_count),
             unwatched=lambda: float(len(self.watcher.unwatched)),
             restore=lambda: self.restore.progress.figures(time.monotonic()),
+            queue_failing=self._queue_failing,
         )
         metrics.bind_folder(settings.directory, settings.poll_interval)
 
@@ -224,6 +225,10 @@ class Parts:
     def _watch_failed(self, what: str, error: BaseException) -> None:
         self.metrics.inc(self.metrics.local_errors, "watch")
         log.error("%s failed: %s", what, error)
+
+    def _queue_failing(self) -> float:
+        """1.0 while the change feed fails (the poller lists at the fallback interval)."""
+        return 1.0 if self.changes is not None and self.changes.health.failing else 0.0
 
     def _oldest_pending_age(self) -> float:
         since = self.scheduler.oldest_local_change()
