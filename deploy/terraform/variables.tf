@@ -451,6 +451,41 @@ variable "assign_public_ip" {
   default     = false
 }
 
+variable "enable_alarms" {
+  description = "Create CloudWatch alarms on the metrics the CloudWatch agent ships (deploy/cloudwatch/), the counterparts of the Prometheus alerts that should page: S3SyncTargetDown (no metrics for 5 minutes), S3SyncFlushTimeouts, S3SyncLagHigh, S3SyncDeleteGuardTripped, S3SyncVolumeNearlyFull, and S3SyncChangeFeedFailing with a change queue. They need the agent running in the cluster and the cluster's name (alarm_cluster_name or cluster_arn)."
+  type        = bool
+  default     = false
+}
+
+variable "alarm_topic_arn" {
+  description = "ARN of the SNS topic the alarms notify when they fire and when they are OK again. Null: they notify nothing (they show in the console)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\\.fifo)?$", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME) or null."
+  }
+}
+
+variable "alarm_cluster_name" {
+  description = "The metrics' ClusterName dimension: cluster_name in the CloudWatch agent's configuration, the cluster's name. Null: the name in cluster_arn."
+  type        = string
+  default     = null
+}
+
+variable "alarm_namespace" {
+  description = "CloudWatch namespace the agent writes the sidecar's metrics to (its metric_namespace)."
+  type        = string
+  default     = "s3sync-sidecar"
+}
+
+variable "alarm_runbook_url" {
+  description = "URL of the s3sync-sidecar README your team reads: each alarm's description links its runbook there (URL#alarm-name-in-lower-case). Null: the description names the README's section."
+  type        = string
+  default     = null
+}
+
 variable "tags" {
   description = "Tags for every resource the module creates."
   type        = map(string)
