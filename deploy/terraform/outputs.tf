@@ -95,3 +95,8 @@ output "alarm_arns" {
     { for alarm in aws_cloudwatch_metric_alarm.volume_nearly_full : "S3SyncVolumeNearlyFull" => alarm.arn },
   )
 }
+
+output "restore_budget_seconds" {
+  description = "Seconds the sidecar's health check gives its start-up restore before ECS marks it unhealthy: startPeriod + retries * interval, from restore_budget_seconds or expected_restore's estimate."
+  value       = module.container.restore_budget_seconds
+}

@@ -451,6 +451,31 @@ variable "assign_public_ip" {
   default     = false
 }
 
+variable "expected_restore" {
+  description = "How much the sidecar restores at start, { objects = N, gib = G }: the module estimates how long that takes at task_cpu (see the README's \"A long restore and the health check\") and spaces the sidecar's health checks to give it that long before ECS marks the sidecar unhealthy. Null: restore_budget_seconds, else 400 s."
+  type = object({
+    objects = number
+    gib     = number
+  })
+  default = null
+
+  validation {
+    condition     = var.expected_restore == null || try(var.expected_restore.objects >= 0 && var.expected_restore.gib >= 0, false)
+    error_message = "expected_restore's objects and gib must be 0 or more."
+  }
+}
+
+variable "restore_budget_seconds" {
+  description = "Seconds the sidecar's start-up restore may take before ECS marks it unhealthy (and stops the task), up to 3300; wins over expected_restore's estimate. Null: the estimate, else 400 (the health check's start period, 300 s, and 10 checks 10 s apart)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.restore_budget_seconds == null || try(var.restore_budget_seconds >= 1 && var.restore_budget_seconds <= 3300, false)
+    error_message = "restore_budget_seconds must be from 1 to 3300 (ECS's health check allows no more), or null."
+  }
+}
+
 variable "enable_alarms" {
   description = "Create CloudWatch alarms on the metrics the CloudWatch agent ships (deploy/cloudwatch/), the counterparts of the Prometheus alerts that should page: S3SyncTargetDown (no metrics for 5 minutes), S3SyncFlushTimeouts, S3SyncLagHigh, S3SyncDeleteGuardTripped, S3SyncVolumeNearlyFull, and S3SyncChangeFeedFailing with a change queue. They need the agent running in the cluster and the cluster's name (alarm_cluster_name or cluster_arn)."
   type        = bool

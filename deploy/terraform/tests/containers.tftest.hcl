@@ -420,3 +420,62 @@ run "a_log_router_among_the_apps_is_refused" {
 
   expect_failures = [aws_ecs_task_definition.this]
 }
+
+run "the_health_check_covers_the_expected_restore" {
+  command = plan
+
+  variables {
+    # 100,000 objects and 10 GiB at 512 CPU units (half a vCPU): 60 + 3 * (100 + 61.44) / 0.5
+    # = 1029 s, so 10 checks 73 s apart after the 300 s start period.
+    expected_restore = { objects = 100000, gib = 10 }
+  }
+
+  assert {
+    condition = (
+      output.sidecar_container_definition.healthCheck.startPeriod == 300 &&
+      output.sidecar_container_definition.healthCheck.retries == 10 &&
+      output.sidecar_container_definition.healthCheck.interval == 73 &&
+      output.restore_budget_seconds == 1030
+    )
+    error_message = "The health check gives the estimated restore (1029 s) its time: 300 + 10 * 73."
+  }
+}
+
+run "more_cpu_restores_faster" {
+  command = plan
+
+  variables {
+    expected_restore = { objects = 100000, gib = 10 }
+    task_cpu         = 2048
+    task_memory      = 4096
+  }
+
+  assert {
+    condition     = output.restore_budget_seconds == 400 && output.sidecar_container_definition.healthCheck.interval == 10
+    error_message = "At 2 vCPU the same restore is estimated at 303 s: the default health check covers it."
+  }
+}
+
+run "an_explicit_budget_wins" {
+  command = plan
+
+  variables {
+    expected_restore       = { objects = 100000, gib = 10 }
+    restore_budget_seconds = 2000
+  }
+
+  assert {
+    condition     = output.restore_budget_seconds == 2000 && output.sidecar_container_definition.healthCheck.interval == 170
+    error_message = "restore_budget_seconds wins over the estimate: 300 + 10 * 170."
+  }
+}
+
+run "a_restore_longer_than_ecs_allows_is_refused" {
+  command = plan
+
+  variables {
+    expected_restore = { objects = 1000000, gib = 100 }
+  }
+
+  expect_failures = [aws_ecs_task_definition.this]
+}
