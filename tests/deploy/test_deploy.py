@@ -47,6 +47,10 @@ EXAMPLE = Path("examples") / "fargate"
 EFS_EXAMPLE = Path("examples") / "efs"
 CONTAINER_MODULE = Path("modules") / "container"
 CHECKOV_CONFIG = MODULE / ".checkov.yaml"
+ECS_MODULE_STUBS = ROOT / "tests" / "deploy" / "ecs_module_stub"
+ECS_MODULE_SOURCE = re.compile(
+    r'source  = "terraform-aws-modules/ecs/aws//modules/service"\n  version = "([^"]+)"'
+)
 SIDECAR_FILE = DEPLOY / "sidecar-container.json"
 
 SIDECAR = "s3sync-sidecar"
@@ -1081,6 +1085,84 @@ def test_module_readme_documents_every_input_and_output(module: Path) -> None:
         assert "description" in block, block.splitlines()[0]
         if block.startswith("variable"):
             assert re.search(r"^\s+type\s+=", block, re.MULTILINE), block.splitlines()[0]
+
+
+def ecs_module_example(terraform: Terraform, major: int, copy: str) -> Path:
+    """examples/ecs-module-vN, on a copy, with terraform-aws-modules/ecs's service module
+    replaced by the stub of its major version (tests/deploy/ecs_module_stub/: its inputs' names
+    and types, refusing container definition keys that major does not take) and the stub's
+    `terraform test` file, initialised with the mirror's provider."""
+    versions = mirror_versions()
+    if not versions:
+        terraform.need_mirror()
+    directory = terraform.copy_module(copy) / "examples" / f"ecs-module-v{major}"
+    main = directory / "main.tf"
+    (constraint,) = ECS_MODULE_SOURCE.findall(main.read_text())
+    assert constraint == {5: "~> 5.12", 6: "~> 6.0"}[major]
+    main.write_text(ECS_MODULE_SOURCE.sub('source = "./ecs-module-stub"', main.read_text()))
+    shutil.copytree(ECS_MODULE_STUBS / f"v{major}", directory / "ecs-module-stub")
+    (directory / "tests").mkdir()
+    (directory / "ecs-module-stub" / "example.tftest.hcl").rename(
+        directory / "tests" / "example.tftest.hcl"
+    )
+    # v6 needs AWS provider 6; the mirror may hold 5 only. The example's own resources (a role
+    # policy) are the same in both, and the stub needs no provider: the newest version the
+    # mirror holds stands in, saying so.
+    newest = max(
+        (v for vs in versions.values() for v in vs), key=lambda v: tuple(map(int, v.split(".")))
+    )
+    if int(newest.split(".")[0]) != major:
+        print(f"ecs-module-v{major}: validated with hashicorp/aws {newest} (the mirror's)")
+    (directory / "provider_override.tf").write_text(
+        'terraform {\n  required_providers {\n    aws = {\n      source  = "hashicorp/aws"\n'
+        f'      version = "= {newest}"\n    }}\n  }}\n}}\n'
+    )
+    terraform.run("init", "-backend=false", "-input=false", cwd=directory)
+    return directory
+
+
+# Each major's names for the app's mount points, and the other major's.
+ECS_MODULE_MOUNT_KEYS = {5: ("mount_points", "mountPoints"), 6: ("mountPoints", "mount_points")}
+
+
+@pytest.mark.parametrize("major", [5, 6])
+def test_terraform_aws_modules_ecs_examples_validate_and_plan(
+    terraform: Terraform, major: int
+) -> None:
+    """The terraform-aws-modules/ecs examples, v5 and v6: valid without a warning, and planned
+    (`terraform test`, mocked AWS) with the sidecar's entry, the app's mount and dependency in
+    that major's names, the volume and the tasks' role policy."""
+    directory = ecs_module_example(terraform, major, f"ecs-module-v{major}")
+    validate_without_warnings(terraform, directory)
+    output = terraform.run("test", cwd=directory).stdout
+    assert "Success! 1 passed, 0 failed." in output, output
+
+
+@pytest.mark.parametrize("major", [5, 6])
+def test_terraform_aws_modules_ecs_stubs_refuse_the_other_majors_names(
+    terraform: Terraform, major: int
+) -> None:
+    """The stubs can fail: the app's mount point under the other major's name (which the real
+    module would drop or ignore, leaving the app without the folder) stops the plan."""
+    directory = ecs_module_example(terraform, major, f"ecs-module-v{major}-other-names")
+    ours, theirs = ECS_MODULE_MOUNT_KEYS[major]
+    main = directory / "main.tf"
+    text = main.read_text()
+    assert text.count(f"      {ours} = ") == 1
+    main.write_text(text.replace(f"      {ours} = ", f"      {theirs} = "))
+    result = subprocess.run(
+        terraform.command("test"),
+        cwd=directory,
+        env=terraform.env,
+        capture_output=True,
+        text=True,
+        timeout=TF_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f"terraform-aws-modules/ecs v{major} does not" in " ".join(
+        (result.stdout + result.stderr).split()
+    )
 
 
 def test_no_terraform_files_left_in_the_repository() -> None:
