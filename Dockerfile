@@ -2,8 +2,11 @@
 #
 #   docker build -t s3sync-sidecar .
 #   docker build --build-arg UID=1001 --build-arg GID=1001 -t s3sync-sidecar .
+#   docker run --user 4242:4343 ... s3sync-sidecar     # the same image, as another uid:gid
 #
-# UID/GID must match the user of the app container that shares the volume (see README).
+# It runs as UID:GID (build arguments, 1000:1000 by default) or as any uid:gid given at run time
+# (`docker run --user`, ECS `"user"`): it owns nothing outside SYNC_DIR and needs no home or
+# passwd entry. The app container that shares the volume runs as the same uid:gid (see README).
 # Configured only by SYNC_* environment variables; runs with a read-only root filesystem.
 # BASE_IMAGE can be any Debian-like image with python3 (3.11+) and its venv module at the same
 # path in both stages: tests build it on a locally made bookworm image (deploy/image/).
@@ -58,7 +61,9 @@ LABEL org.opencontainers.image.title="s3sync-sidecar" \
       org.opencontainers.image.revision="${REVISION}"
 
 # An unprivileged user with the build's UID:GID (reusing a group or user that already has
-# those ids), and the default synced folder, owned by it so that a fresh volume is too.
+# those ids), and the default synced folder, owned by it and writable by any uid: a fresh
+# volume takes the folder's owner and mode (Docker's named volumes, ECS's bind mounts on
+# Fargate), so the sidecar and its app can write there whatever uid:gid the task gives them.
 RUN set -eu; \
     getent group "${GID}" > /dev/null || groupadd --gid "${GID}" s3sync; \
     getent passwd "${UID}" > /dev/null \
@@ -66,7 +71,7 @@ RUN set -eu; \
            --home-dir /nonexistent --shell /usr/sbin/nologin s3sync; \
     mkdir -p /data; \
     chown "${UID}:${GID}" /data; \
-    chmod 0775 /data
+    chmod 0777 /data
 
 COPY --from=builder /opt/venv /opt/venv
 

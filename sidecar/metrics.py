@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -213,6 +213,12 @@ class _Remote:
             ["kind"],
             registry=r,
         )
+        self.notification_queue_failing = Gauge(
+            "s3sync_notification_queue_failing",
+            "1 while the event queue (SYNC_QUEUE_URL) fails and the prefix is listed at the "
+            "fallback interval instead; 0 otherwise, and without a queue.",
+            registry=r,
+        )
         for result in RESULTS:
             self.polls.labels(result)
         for result in NOTIFICATION_EVENT_RESULTS:
@@ -266,6 +272,19 @@ class _Local:
             self.local_errors.labels(operation)
 
 
+_RESTORE_FIGURES = {
+    "objects": "Paths the start-up restore looks at (what the listing changed, what was synced "
+    "before a restart).",
+    "objects_done": "Of those, the paths done.",
+    "bytes": "Bytes S3 lists for the paths the start-up restore looks at.",
+    "bytes_done": "Of those, the bytes of the paths done.",
+    "objects_per_second": "Paths the start-up restore did per second, on average.",
+    "bytes_per_second": "Bytes the start-up restore did per second, on average.",
+    "seconds_left": "Estimated seconds until the start-up restore is done (0 once done; NaN "
+    "until a path is done).",
+}
+
+
 class _Work:
     """The work in hand: the restore, the queues, what is tracked, the build."""
 
@@ -280,6 +299,12 @@ class _Work:
             "1 once the bucket has been restored into the folder.",
             registry=r,
         )
+        # The restore's progress (engine/progress.py), read at scrape time: name -> its key in
+        # the figures and its help.
+        self.restore_progress = {
+            key: Gauge(f"s3sync_restore_{key}", text, registry=r)
+            for key, text in _RESTORE_FIGURES.items()
+        }
         self.queue_depth = Gauge(
             "s3sync_queue_depth",
             "Paths waiting to be synced, by the side that changed.",
@@ -382,6 +407,8 @@ class Metrics(_Transfers, _Requests, _Remote, _Local, _Work, _Endpoints):
         files_tracked: Callable[[], float],
         watches: Callable[[], float],
         unwatched: Callable[[], float],
+        restore: Callable[[], Mapping[str, float | None]],
+        queue_failing: Callable[[], float],
     ) -> None:
         """Gauges read at scrape time, so they can never go stale. The queue gauges have one
         series per scheduler pool, labelled `direction` (the name users' dashboards know)."""
@@ -396,3 +423,10 @@ class Metrics(_Transfers, _Requests, _Remote, _Local, _Work, _Endpoints):
         self.files_tracked.set_function(files_tracked)
         self.watches.set_function(watches)
         self.unwatched.set_function(unwatched)
+        self.notification_queue_failing.set_function(queue_failing)
+        for key, gauge in self.restore_progress.items():
+            gauge.set_function(lambda k=key: _number(restore()[k]))  # type: ignore[misc]
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)

@@ -26,6 +26,15 @@ locals {
 
   sidecar_container_definition = module.container.container_definition
 
+  # How long the start-up restore may take (README, "A long restore and the health check"): as
+  # told, or estimated from expected_restore. make bench measured about 1 ms of CPU an object
+  # and 6 ms a MiB (its MD5 check included) on one core against a local server; against S3,
+  # with its latency and an app beside it, three times that, plus a minute to start and list.
+  restore_estimate = var.expected_restore == null ? null : ceil(
+    60 + 3 * (var.expected_restore.objects * 0.001 + var.expected_restore.gib * 1024 * 0.006) / (var.task_cpu / 1024)
+  )
+  restore_budget = coalesce(var.restore_budget_seconds, local.restore_estimate, 400)
+
   # The app containers' default log configuration: log_configuration if given (e.g. FireLens),
   # else awslogs in the module's log group, in the same mode as the sidecar's.
   awslogs_options = merge(
@@ -64,7 +73,14 @@ locals {
     )
   ]
 
-  container_definitions = concat([local.sidecar_container_definition], local.app_container_definitions)
+  # Log routers and agents (other_container_definitions) as they are: they do not use the folder
+  # and must not wait for the restore.
+  container_definitions = concat(
+    [local.sidecar_container_definition],
+    local.app_container_definitions,
+    var.other_container_definitions,
+  )
+  container_names = [for c in local.container_definitions : c.name]
 }
 
 # The sidecar's container definition and its task role policy (a module that creates nothing,
@@ -93,6 +109,8 @@ module "container" {
   awslogs_mode            = var.awslogs_mode
   awslogs_max_buffer_size = var.awslogs_max_buffer_size
   log_configuration       = var.log_configuration
+  # Within ECS's limit here: the task definition's own precondition reports a longer estimate.
+  restore_budget_seconds = min(local.restore_budget, 3300)
   # The change queue (notifications.tf): SYNC_QUEUE_URL and the task role's SQS permissions.
   queue_url         = local.queue_url
   queue_arn         = local.queue_arn
@@ -153,6 +171,18 @@ resource "aws_ecs_task_definition" "this" {
     precondition {
       condition     = contains(local.fargate_memory[tostring(var.task_cpu)], var.task_memory)
       error_message = "task_cpu ${var.task_cpu} and task_memory ${var.task_memory} are not a valid Fargate pair (${var.task_cpu} CPU allows ${join(", ", local.fargate_memory[tostring(var.task_cpu)])} MiB)."
+    }
+    precondition {
+      condition     = length(distinct(local.container_names)) == length(local.container_names)
+      error_message = "Container names must be unique across app_container_definitions and other_container_definitions, and none may be \"s3sync-sidecar\" (the sidecar's name)."
+    }
+    precondition {
+      condition     = !anytrue([for c in var.app_container_definitions : try(c.firelensConfiguration, null) != null])
+      error_message = "A FireLens log router (firelensConfiguration) goes in other_container_definitions: among the apps it would wait for the sidecar, whose logs may go through it."
+    }
+    precondition {
+      condition     = local.restore_budget <= 3300
+      error_message = "The restore of expected_restore's ${try(var.expected_restore.objects, 0)} objects and ${try(var.expected_restore.gib, 0)} GiB at ${var.task_cpu} CPU units is estimated at ${local.restore_budget} s, longer than ECS's health check allows (3300 s). Give the task more CPU, keep the folder on EFS (efs_volume: a restart then looks only at what changed), or sync a narrower prefix; restore_budget_seconds overrides the estimate."
     }
     precondition {
       condition     = var.shutdown_timeout < var.stop_timeout

@@ -87,3 +87,16 @@ output "dead_letter_queue_arn" {
   description = "ARN of the change queue's dead-letter queue (messages received 5 times without being deleted), to alarm on. Null unless enable_change_notifications."
   value       = local.create_queue ? aws_sqs_queue.changes_dlq[0].arn : null
 }
+
+output "alarm_arns" {
+  description = "ARNs of the CloudWatch alarms, by the Prometheus alert each stands for (S3SyncTargetDown, ...). Empty unless enable_alarms."
+  value = merge(
+    { for name, alarm in aws_cloudwatch_metric_alarm.metric : name => alarm.arn },
+    { for alarm in aws_cloudwatch_metric_alarm.volume_nearly_full : "S3SyncVolumeNearlyFull" => alarm.arn },
+  )
+}
+
+output "restore_budget_seconds" {
+  description = "Seconds the sidecar's health check gives its start-up restore before ECS marks it unhealthy: startPeriod + retries * interval, from restore_budget_seconds or expected_restore's estimate."
+  value       = module.container.restore_budget_seconds
+}

@@ -47,6 +47,26 @@ variable "app_container_definitions" {
   }
 }
 
+variable "other_container_definitions" {
+  description = <<-EOT
+    The task's containers that do not use the synced folder: a log router (FireLens), agents
+    (the CloudWatch agent, the X-Ray daemon). Written like app_container_definitions and passed
+    to the task definition exactly as given: no mount of the shared volume, no dependsOn on the
+    sidecar (they start at once instead of waiting for the restore, and a FireLens router the
+    sidecar's own logs go through must not wait for it), no defaults.
+  EOT
+  type        = any
+  default     = []
+
+  validation {
+    condition = try(alltrue([
+      for c in var.other_container_definitions :
+      can(regex("^[A-Za-z0-9_-]{1,255}$", c.name)) && length(trimspace(try(c.image, ""))) > 0
+    ]), false)
+    error_message = "Every other container definition needs a name (letters, digits, hyphens, underscores) and an image."
+  }
+}
+
 variable "sidecar_image" {
   description = "Image of the s3sync-sidecar container (its ENTRYPOINT is the s3sync-sidecar command), e.g. an ECR URI with a tag or digest."
   type        = string
@@ -313,7 +333,7 @@ variable "awslogs_max_buffer_size" {
 }
 
 variable "log_configuration" {
-  description = "A whole logConfiguration (the ECS API's camelCase keys) for the sidecar and as the default of the app containers, instead of awslogs into the module's log group: e.g. FireLens, { logDriver = \"awsfirelens\", options = {...} }, with the log router container in app_container_definitions (give it its own logConfiguration). Null: awslogs."
+  description = "A whole logConfiguration (the ECS API's camelCase keys) for the sidecar and as the default of the app containers, instead of awslogs into the module's log group: e.g. FireLens, { logDriver = \"awsfirelens\", options = {...} }, with the log router container in other_container_definitions (with its own logConfiguration). Null: awslogs."
   type        = any
   default     = null
 }
@@ -429,6 +449,66 @@ variable "assign_public_ip" {
   description = "Give the service's tasks a public IP (only for public subnets without a NAT gateway or VPC endpoints)."
   type        = bool
   default     = false
+}
+
+variable "expected_restore" {
+  description = "How much the sidecar restores at start, { objects = N, gib = G }: the module estimates how long that takes at task_cpu (see the README's \"A long restore and the health check\") and spaces the sidecar's health checks to give it that long before ECS marks the sidecar unhealthy. Null: restore_budget_seconds, else 400 s."
+  type = object({
+    objects = number
+    gib     = number
+  })
+  default = null
+
+  validation {
+    condition     = var.expected_restore == null || try(var.expected_restore.objects >= 0 && var.expected_restore.gib >= 0, false)
+    error_message = "expected_restore's objects and gib must be 0 or more."
+  }
+}
+
+variable "restore_budget_seconds" {
+  description = "Seconds the sidecar's start-up restore may take before ECS marks it unhealthy (and stops the task), up to 3300; wins over expected_restore's estimate. Null: the estimate, else 400 (the health check's start period, 300 s, and 10 checks 10 s apart)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.restore_budget_seconds == null || try(var.restore_budget_seconds >= 1 && var.restore_budget_seconds <= 3300, false)
+    error_message = "restore_budget_seconds must be from 1 to 3300 (ECS's health check allows no more), or null."
+  }
+}
+
+variable "enable_alarms" {
+  description = "Create CloudWatch alarms on the metrics the CloudWatch agent ships (deploy/cloudwatch/), the counterparts of the Prometheus alerts that should page: S3SyncTargetDown (no metrics for 5 minutes), S3SyncFlushTimeouts, S3SyncLagHigh, S3SyncDeleteGuardTripped, S3SyncVolumeNearlyFull, and S3SyncChangeFeedFailing with a change queue. They need the agent running in the cluster and the cluster's name (alarm_cluster_name or cluster_arn)."
+  type        = bool
+  default     = false
+}
+
+variable "alarm_topic_arn" {
+  description = "ARN of the SNS topic the alarms notify when they fire and when they are OK again. Null: they notify nothing (they show in the console)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\\.fifo)?$", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME) or null."
+  }
+}
+
+variable "alarm_cluster_name" {
+  description = "The metrics' ClusterName dimension: cluster_name in the CloudWatch agent's configuration, the cluster's name. Null: the name in cluster_arn."
+  type        = string
+  default     = null
+}
+
+variable "alarm_namespace" {
+  description = "CloudWatch namespace the agent writes the sidecar's metrics to (its metric_namespace)."
+  type        = string
+  default     = "s3sync-sidecar"
+}
+
+variable "alarm_runbook_url" {
+  description = "URL of the s3sync-sidecar README your team reads: each alarm's description links its runbook there (URL#alarm-name-in-lower-case). Null: the description names the README's section."
+  type        = string
+  default     = null
 }
 
 variable "tags" {

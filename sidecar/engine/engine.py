@@ -39,7 +39,7 @@ from ..local.workdir import is_temp_name
 from ..metrics import Metrics
 from ..ops.checks import Checks
 from ..ops.executor import Executor
-from ..ops.workspace import ExecutorSettings, Workspace
+from ..ops.workspace import ExecutorSettings, TransferLog, Workspace
 from ..remote.feed import ChangeFeed
 from ..remote.poll import Poller, PollSettings
 from ..settings.table import Settings
@@ -148,6 +148,7 @@ class Parts:
             metrics=metrics,
             submit=lambda rel: scheduler.submit(rel, CHECK),
         )
+        transfers = TransferLog()
         self.restore = Restore(
             state=self.state,
             store=self.store,
@@ -156,6 +157,7 @@ class Parts:
             max_delete_percent=settings.max_delete_percent,
             tree=self.tree,
             etags=self.etags,
+            transfers=transfers,
             lists=mode is not SyncMode.UPLOAD_ONLY,
             archived=lambda: len(self.archived),
         )
@@ -189,6 +191,7 @@ class Parts:
             metrics=metrics,
             checks=checks,
             etags=self.etags,
+            transfers=transfers,
         )
         self.pipeline = Pipeline(
             state=self.state,
@@ -217,6 +220,8 @@ class Parts:
             files_tracked=lambda: float(self.state.synced_count),
             watches=lambda: float(self.watcher.watch_count),
             unwatched=lambda: float(len(self.watcher.unwatched)),
+            restore=lambda: self.restore.progress.figures(time.monotonic()),
+            queue_failing=self._queue_failing,
         )
         metrics.bind_folder(settings.directory, settings.poll_interval)
 
@@ -234,6 +239,11 @@ class Parts:
     def _watch_failed(self, what: str, error: BaseException) -> None:
         self.metrics.inc(self.metrics.local_errors, "watch")
         log.error("%s failed: %s", what, error)
+
+    def _queue_failing(self) -> float:
+        """1.0 while the change feed fails, its queue or the events it brings (the poller lists
+        at the fallback interval meanwhile)."""
+        return 1.0 if self.changes is not None and self.changes.degraded else 0.0
 
     def _oldest_pending_age(self) -> float:
         since = self.scheduler.oldest_local_change()
@@ -348,6 +358,7 @@ class Engine(Parts):
             restore_done=self.restore.done.is_set(),
             restore_pending=len(self.restore.pending),
             restore_finished_at=self.restore.finished_at,
+            restore_progress=self.restore.progress.figures(time.monotonic()),
             poll=self.poller.health if polls else None,
             last_poll_duration=self.poller.last_duration,
             credentials=self.credentials,

@@ -168,6 +168,7 @@ class Health:
         restore_done: bool,
         restore_pending: int,
         restore_finished_at: float | None,
+        restore_progress: Mapping[str, Any] | None = None,
         poll: LoopHealth[Any] | None,
         last_poll_duration: float,
         credentials: CredentialsProvider | None,
@@ -176,9 +177,10 @@ class Health:
         """`poll`: the poller's health (None in upload-only: S3 is never listed); `queue`: the
         change feed's (None without SYNC_QUEUE_URL). The restore's listing is as fresh as the
         restore's end (`restore_finished_at`): a long restore is not a stale poll, or `/readyz`
-        would fail just when the folder is ready, until the next listing."""
+        would fail just when the folder is ready, until the next listing. `restore_progress`:
+        the restore's figures (progress.py), shown in its check."""
         checks: dict[str, dict[str, Any]] = {
-            "restore": {"ok": restore_done, "pending": restore_pending},
+            "restore": {"ok": restore_done, "pending": restore_pending, **(restore_progress or {})},
             "poll": {"ok": True, "seconds_since_success": None, "error": None, "polls": False},
             "credentials": {
                 "ok": credentials is not None and credentials.valid(),

@@ -11,6 +11,11 @@ A path counts as restored once a pass settles it, finds it being written, or has
 times (then it is logged and still retried in the background: readiness must not wait forever).
 An object S3 holds archived is settled unfetched (archived.py): the log's "restored N objects"
 leaves it out, and says how many were left archived.
+
+A long restore says how it goes: once the listing is folded in, how many paths it will look at
+and how many bytes S3 lists for them; then every `PROGRESS_INTERVAL` seconds, how many are done,
+the rates and the time left (progress.py), which `/readyz` and the `s3sync_restore_*` gauges
+also show. Meanwhile each transfer's own line is at DEBUG (`TransferLog`).
 """
 
 from __future__ import annotations
@@ -30,11 +35,15 @@ from ..core.store import SyncedStore
 from ..local.proof import EtagKnowledge
 from ..local.safefs import Tree
 from ..metrics import Metrics
+from ..ops.workspace import TransferLog
 from ..remote.fold import apply_snapshot
 from ..remote.poll import Poller
 from .pipeline import Outcome, Verdict
+from .progress import RestoreProgress, size_text
 
 log = logging.getLogger("sidecar")
+
+PROGRESS_INTERVAL = 5.0  # seconds between two progress lines of a restore
 
 
 class Restore:
@@ -48,6 +57,7 @@ class Restore:
         max_delete_percent: float,
         tree: Tree,
         etags: EtagKnowledge,
+        transfers: TransferLog,
         lists: bool = True,
         archived: Callable[[], int] = lambda: 0,
     ) -> None:
@@ -63,6 +73,8 @@ class Restore:
         self.done = asyncio.Event()
         self.finished_at: float | None = None  # monotonic: the restore's listing counts till then
         self.pending: set[str] = set()
+        self._transfers = transfers
+        self.progress = RestoreProgress()
         self._started = time.monotonic()
         self._listed = 0
 
@@ -123,16 +135,40 @@ class Restore:
         for rel in changed:
             state.mark_initial(rel)
         self.pending = set(changed) | {rel for rel in loaded if state.get(rel).synced is not None}
+        self.progress.expect(len(self.pending), sum(map(self._size, self.pending)))
+        log.info(
+            "restore: %d objects listed in %.2fs; %d paths to look at, %s in S3",
+            self._listed,
+            time.monotonic() - self._started,
+            self.progress.objects,
+            size_text(self.progress.bytes),
+        )
+
+    def _size(self, rel: str) -> int:
+        """The bytes S3 holds for `rel` as far as the state knows (0: a directory, or none)."""
+        ps = self._state.peek(rel)
+        remote = None if ps is None else ps.remote
+        return 0 if remote is None or remote.is_dir else remote.size
 
     async def run(self, scheduler: Scheduler) -> None:
         """Submit every path found by `prepare` (to the restore's pool: scheduler.py), and
         wait until each is restored."""
-        for rel in self.pending:
-            scheduler.submit(rel, RESTORE)
-        if not self.pending:
-            self.done.set()
-        await self.done.wait()
+        self._transfers.restoring()
+        self.progress.begin(time.monotonic())
+        try:
+            for rel in self.pending:
+                scheduler.submit(rel, RESTORE)
+            if not self.pending:
+                self.done.set()
+            while not self.done.is_set():
+                try:
+                    await asyncio.wait_for(self.done.wait(), PROGRESS_INTERVAL)
+                except TimeoutError:
+                    log.info("%s", self.progress.line(time.monotonic()))
+        finally:
+            self._transfers.restored()
         self.finished_at = time.monotonic()
+        self.progress.finish(self.finished_at)
         duration = self.finished_at - self._started
         self._metrics.restore_duration.set(duration)
         self._metrics.restore_done.set(1)
@@ -151,6 +187,7 @@ class Restore:
         if not finished:
             log.error("could not restore %r at start; still retrying", rel)
         self.pending.discard(rel)
+        self.progress.passed(self._size(rel))
         if not self.pending:
             self.pending = set()  # a set never shrinks: let go of 100,000 slots
             self.done.set()

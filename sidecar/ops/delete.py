@@ -44,9 +44,7 @@ class Deletes:
         await ws.s3.delete_object(key, if_match=job.decision.if_match)
         ws.state.wrote_remote(rel, None, None)
         ws.metrics.inc(ws.metrics.deletes, "remote", "ok")
-        log.info(
-            "deleted %s from S3", rel, extra={"path": rel, "key": key, "operation": "delete_remote"}
-        )
+        ws.transfers.done(log, "deleted %s from S3", rel, key=key, operation="delete_remote")
         parents = parents_of(rel)
         if parents:
             # The parent may have lost its last key: it decides whether to keep a marker.
@@ -75,11 +73,7 @@ class Deletes:
             self._hold_replaced(rel, held)
         ws.state.forget(rel)
         ws.metrics.inc(ws.metrics.deletes, "local", "ok")
-        log.info(
-            "deleted %s locally (deleted in S3)",
-            rel,
-            extra={"path": rel, "operation": "delete_local"},
-        )
+        ws.transfers.done(log, "deleted %s locally (deleted in S3)", rel, operation="delete_local")
         _parent_again(job)
 
     def _put_back(self, job: Job, aside: At, at: At) -> None:

@@ -94,9 +94,7 @@ class Downloads:
             raise
         ws.state.agree(rel, on_disk, fetched(remote, head))
         ws.metrics.inc(ws.metrics.downloads, "ok")
-        log.info(
-            "downloaded %s", rel, extra={"path": rel, "bytes": head.size, "operation": "download"}
-        )
+        ws.transfers.done(log, "downloaded %s", rel, bytes=head.size, operation="download")
 
     async def mkdir(self, job: Job) -> None:
         """A directory for a `dir/` marker, with the marker's mtime (listings do not carry

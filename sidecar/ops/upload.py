@@ -134,12 +134,7 @@ class Uploads:
         result = await self._visible(job, key, headers, result)
         self._uploaded(job, local, result)
         ws.metrics.uploaded_bytes.inc(local.size)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "uploaded %s",
-                rel,
-                extra={"path": rel, "key": key, "bytes": local.size, "operation": "upload"},
-            )
+        ws.transfers.done(log, "uploaded %s", rel, key=key, bytes=local.size, operation="upload")
 
     async def _upload_small(self, up: UploadSource) -> PutResult:
         data = up.read_whole()
@@ -211,11 +206,7 @@ class Uploads:
         )
         ws.state.wrote_remote(rel, local, entry)
         ws.metrics.inc(ws.metrics.metadata_updates, "remote", "ok")
-        log.info(
-            "updated metadata of %s",
-            rel,
-            extra={"path": rel, "key": key, "operation": "upload_meta"},
-        )
+        ws.transfers.done(log, "updated metadata of %s", rel, key=key, operation="upload_meta")
 
     async def put_marker(self, job: Job) -> None:
         """A `dir/` object for a directory, carrying its mode and mtime."""

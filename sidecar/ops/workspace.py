@@ -11,6 +11,7 @@ symlink followed below it; there is no path-string access to the folder in any o
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from ..core.keys import KeyMapper
@@ -32,6 +33,29 @@ class ExecutorSettings:
     inline_read_max: int = 256 * 1024  # read in one go on the loop up to this size
 
 
+class TransferLog:
+    """The one line each completed transfer logs (uploaded, downloaded, deleted, metadata
+    updated): at INFO, except while the start-up restore runs (`restoring` to `restored`), when
+    it is at DEBUG and the restore logs its progress on a timer instead (6,000 objects are not
+    6,000 lines)."""
+
+    __slots__ = ("level",)
+
+    def __init__(self) -> None:
+        self.level = logging.INFO
+
+    def restoring(self) -> None:
+        self.level = logging.DEBUG
+
+    def restored(self) -> None:
+        self.level = logging.INFO
+
+    def done(self, logger: logging.Logger, message: str, rel: str, **fields: object) -> None:
+        """`message % rel`, with `rel` as the record's `path` and `fields` beside it."""
+        if logger.isEnabledFor(self.level):
+            logger.log(self.level, message, rel, extra={"path": rel, **fields}, stacklevel=2)
+
+
 @dataclass(frozen=True, slots=True)
 class Workspace:
     """The parts the operations act through; see the module."""
@@ -44,6 +68,7 @@ class Workspace:
     metrics: Metrics
     checks: Checks  # looked at again right before committing
     etags: EtagKnowledge  # whether this bucket's ETags are MD5s (the checks' too)
+    transfers: TransferLog  # each completed transfer's line, at the level of the moment
 
 
-__all__ = ["ExecutorSettings", "Workspace"]
+__all__ = ["ExecutorSettings", "TransferLog", "Workspace"]

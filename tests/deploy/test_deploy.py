@@ -47,6 +47,10 @@ EXAMPLE = Path("examples") / "fargate"
 EFS_EXAMPLE = Path("examples") / "efs"
 CONTAINER_MODULE = Path("modules") / "container"
 CHECKOV_CONFIG = MODULE / ".checkov.yaml"
+ECS_MODULE_STUBS = ROOT / "tests" / "deploy" / "ecs_module_stub"
+ECS_MODULE_SOURCE = re.compile(
+    r'source  = "terraform-aws-modules/ecs/aws//modules/service"\n  version = "([^"]+)"'
+)
 SIDECAR_FILE = DEPLOY / "sidecar-container.json"
 
 SIDECAR = "s3sync-sidecar"
@@ -167,7 +171,11 @@ def app_only_taskdef() -> dict[str, Any]:
     return taskdef
 
 
-def jq_merged_taskdef(tmp_path: Path) -> dict[str, Any]:
+def run_readme_jq(
+    tmp_path: Path, taskdef: dict[str, Any], apps: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The README's jq line on `taskdef` (as my-taskdef.json), naming `apps` as the containers
+    that use the folder (None: the README's own choice)."""
     jq = shutil.which("jq")
     if jq is None:
         if os.environ.get("CI") == "true":
@@ -176,14 +184,20 @@ def jq_merged_taskdef(tmp_path: Path) -> dict[str, Any]:
             )
         pytest.skip("jq is not installed (apt-get install jq)")
     mine = tmp_path / "my-taskdef.json"
-    mine.write_text(json.dumps(app_only_taskdef()))
+    mine.write_text(json.dumps(taskdef))
     args = readme_jq_command()
     assert args[0] == "jq" and "sidecar-container.json" in args
     args = [str(SIDECAR_FILE) if a == "sidecar-container.json" else a for a in args]
     args[-1] = str(mine)
-    result = subprocess.run(
-        [jq, *args[1:]], capture_output=True, text=True, timeout=30, check=False
-    )
+    if apps is not None:
+        args[args.index("--arg") + 2] = apps
+    return subprocess.run([jq, *args[1:]], capture_output=True, text=True, timeout=30, check=False)
+
+
+def jq_merged_taskdef(
+    tmp_path: Path, taskdef: dict[str, Any] | None = None, apps: str | None = None
+) -> dict[str, Any]:
+    result = run_readme_jq(tmp_path, app_only_taskdef() if taskdef is None else taskdef, apps)
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
 
@@ -805,6 +819,90 @@ def test_readme_jq_merge_gives_the_complete_task_definition(tmp_path: Path) -> N
     assert jq_merged_taskdef(tmp_path) == load_taskdef()
 
 
+# A task with a FireLens log router, the CloudWatch agent and the X-Ray daemon beside two apps:
+# the apps use the folder; the others must never wait for the restore.
+TASK_WITH_AGENTS: dict[str, Any] = {
+    "family": "app-with-agents",
+    "networkMode": "awsvpc",
+    "requiresCompatibilities": ["FARGATE"],
+    "cpu": "1024",
+    "memory": "2048",
+    "containerDefinitions": [
+        {
+            "name": "app",
+            "image": "app:1",
+            "essential": True,
+            "user": "1000:1000",
+            "dependsOn": [{"containerName": "log_router", "condition": "START"}],
+            "logConfiguration": {"logDriver": "awsfirelens", "options": {"Name": "cloudwatch"}},
+        },
+        {
+            "name": "worker",
+            "image": "worker:1",
+            "user": "1000:1000",
+            "mountPoints": [{"sourceVolume": "cache", "containerPath": "/cache"}],
+        },
+        {
+            "name": "log_router",
+            "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable",
+            "essential": True,
+            "firelensConfiguration": {"type": "fluentbit"},
+        },
+        {
+            "name": "cloudwatch-agent",
+            "image": "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:latest",
+            "essential": False,
+        },
+        {
+            "name": "xray-daemon",
+            "image": "public.ecr.aws/xray/aws-xray-daemon:latest",
+            "essential": False,
+        },
+    ],
+    "volumes": [{"name": "cache"}],
+}
+SHARED_MOUNT = {"sourceVolume": "shared-data", "containerPath": "/data", "readOnly": False}
+ON_THE_SIDECAR = {"containerName": SIDECAR, "condition": "HEALTHY"}
+
+
+def test_readme_jq_merge_leaves_log_routers_and_agents_alone(tmp_path: Path) -> None:
+    """Only the containers named as apps get the volume, and only the containers that mount it
+    wait for the sidecar: a log router or an agent that waited for the restore would hold the
+    app's logs and traces back (and a FireLens router never does, since the sidecar's own logs
+    may go through it)."""
+    merged = jq_merged_taskdef(tmp_path, TASK_WITH_AGENTS, apps="app,worker")
+    report = botocore.validate.ParamValidator().validate(merged, register_shape())
+    assert not report.has_errors(), report.generate_report()
+    before = containers(TASK_WITH_AGENTS)
+    after = containers(merged)
+    assert after[SIDECAR] == json.loads(SIDECAR_FILE.read_text())
+    for name in ("log_router", "cloudwatch-agent", "xray-daemon"):
+        assert after[name] == before[name], name
+    assert after["app"]["mountPoints"] == [SHARED_MOUNT]
+    assert after["app"]["dependsOn"] == [*before["app"]["dependsOn"], ON_THE_SIDECAR]
+    assert after["worker"]["mountPoints"] == [*before["worker"]["mountPoints"], SHARED_MOUNT]
+    assert after["worker"]["dependsOn"] == [ON_THE_SIDECAR]
+    assert list(after) == [*before, SIDECAR], "in the same order, the sidecar last"
+    assert merged["volumes"] == [{"name": "cache"}, {"name": "shared-data"}]
+
+    # Run again (a newer sidecar-container.json): the sidecar is replaced, nothing is doubled.
+    assert jq_merged_taskdef(tmp_path, merged, apps="app,worker") == merged
+
+    # A router that mounts the volume (its own choice) still never waits for the sidecar.
+    mounting = json.loads(json.dumps(TASK_WITH_AGENTS))
+    mounting["containerDefinitions"][2]["mountPoints"] = [SHARED_MOUNT]
+    router = containers(jq_merged_taskdef(tmp_path, mounting, apps="app"))["log_router"]
+    assert "dependsOn" not in router
+
+
+def test_readme_jq_merge_refuses_an_app_the_task_does_not_have(tmp_path: Path) -> None:
+    """A misspelt name would leave the app starting on an empty folder: jq fails instead."""
+    result = run_readme_jq(tmp_path, TASK_WITH_AGENTS, apps="app,wroker")
+    assert result.returncode != 0
+    assert "no container named wroker in the task definition" in result.stderr
+    assert result.stdout == ""
+
+
 def test_root_module_takes_the_sidecar_from_the_container_module(
     example_plan: dict[str, Any],
 ) -> None:
@@ -987,6 +1085,84 @@ def test_module_readme_documents_every_input_and_output(module: Path) -> None:
         assert "description" in block, block.splitlines()[0]
         if block.startswith("variable"):
             assert re.search(r"^\s+type\s+=", block, re.MULTILINE), block.splitlines()[0]
+
+
+def ecs_module_example(terraform: Terraform, major: int, copy: str) -> Path:
+    """examples/ecs-module-vN, on a copy, with terraform-aws-modules/ecs's service module
+    replaced by the stub of its major version (tests/deploy/ecs_module_stub/: its inputs' names
+    and types, refusing container definition keys that major does not take) and the stub's
+    `terraform test` file, initialised with the mirror's provider."""
+    versions = mirror_versions()
+    if not versions:
+        terraform.need_mirror()
+    directory = terraform.copy_module(copy) / "examples" / f"ecs-module-v{major}"
+    main = directory / "main.tf"
+    (constraint,) = ECS_MODULE_SOURCE.findall(main.read_text())
+    assert constraint == {5: "~> 5.12", 6: "~> 6.0"}[major]
+    main.write_text(ECS_MODULE_SOURCE.sub('source = "./ecs-module-stub"', main.read_text()))
+    shutil.copytree(ECS_MODULE_STUBS / f"v{major}", directory / "ecs-module-stub")
+    (directory / "tests").mkdir()
+    (directory / "ecs-module-stub" / "example.tftest.hcl").rename(
+        directory / "tests" / "example.tftest.hcl"
+    )
+    # v6 needs AWS provider 6; the mirror may hold 5 only. The example's own resources (a role
+    # policy) are the same in both, and the stub needs no provider: the newest version the
+    # mirror holds stands in, saying so.
+    newest = max(
+        (v for vs in versions.values() for v in vs), key=lambda v: tuple(map(int, v.split(".")))
+    )
+    if int(newest.split(".")[0]) != major:
+        print(f"ecs-module-v{major}: validated with hashicorp/aws {newest} (the mirror's)")
+    (directory / "provider_override.tf").write_text(
+        'terraform {\n  required_providers {\n    aws = {\n      source  = "hashicorp/aws"\n'
+        f'      version = "= {newest}"\n    }}\n  }}\n}}\n'
+    )
+    terraform.run("init", "-backend=false", "-input=false", cwd=directory)
+    return directory
+
+
+# Each major's names for the app's mount points, and the other major's.
+ECS_MODULE_MOUNT_KEYS = {5: ("mount_points", "mountPoints"), 6: ("mountPoints", "mount_points")}
+
+
+@pytest.mark.parametrize("major", [5, 6])
+def test_terraform_aws_modules_ecs_examples_validate_and_plan(
+    terraform: Terraform, major: int
+) -> None:
+    """The terraform-aws-modules/ecs examples, v5 and v6: valid without a warning, and planned
+    (`terraform test`, mocked AWS) with the sidecar's entry, the app's mount and dependency in
+    that major's names, the volume and the tasks' role policy."""
+    directory = ecs_module_example(terraform, major, f"ecs-module-v{major}")
+    validate_without_warnings(terraform, directory)
+    output = terraform.run("test", cwd=directory).stdout
+    assert "Success! 1 passed, 0 failed." in output, output
+
+
+@pytest.mark.parametrize("major", [5, 6])
+def test_terraform_aws_modules_ecs_stubs_refuse_the_other_majors_names(
+    terraform: Terraform, major: int
+) -> None:
+    """The stubs can fail: the app's mount point under the other major's name (which the real
+    module would drop or ignore, leaving the app without the folder) stops the plan."""
+    directory = ecs_module_example(terraform, major, f"ecs-module-v{major}-other-names")
+    ours, theirs = ECS_MODULE_MOUNT_KEYS[major]
+    main = directory / "main.tf"
+    text = main.read_text()
+    assert text.count(f"      {ours} = ") == 1
+    main.write_text(text.replace(f"      {ours} = ", f"      {theirs} = "))
+    result = subprocess.run(
+        terraform.command("test"),
+        cwd=directory,
+        env=terraform.env,
+        capture_output=True,
+        text=True,
+        timeout=TF_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f"terraform-aws-modules/ecs v{major} does not" in " ".join(
+        (result.stdout + result.stderr).split()
+    )
 
 
 def test_no_terraform_files_left_in_the_repository() -> None:

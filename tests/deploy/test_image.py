@@ -39,6 +39,8 @@ import sidecar
 DOCKERFILE = ROOT / "Dockerfile"
 UID = 1234
 GID = 1234
+# uid:gid given at run time (`--user`, ECS "user"), neither the build's nor in the image's passwd.
+OTHER_USERS = [(4242, 4343), (70001, 70002)]
 
 
 def _load_helper() -> Any:
@@ -277,7 +279,7 @@ def test_image_config_and_contents(built: Any) -> None:
         "run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh",
         built.image, "-c", script, timeout=60,
     )  # fmt: skip
-    assert result.stdout.split("\n")[-2:] == [f"data {UID}:{GID} 775", ""], result.stdout
+    assert result.stdout.split("\n")[-2:] == [f"data {UID}:{GID} 777", ""], result.stdout
     assert "present" not in result.stdout and "compiler" not in result.stdout, result.stdout
 
     # The command itself, as the image's user, on a read-only root with no tmpfs anywhere.
@@ -286,6 +288,19 @@ def test_image_config_and_contents(built: Any) -> None:
         built.image, "--help", timeout=60,
     )  # fmt: skip
     assert "SYNC_" in result.stdout
+
+
+def _env_file(path: Path, bucket: Bucket, port: int) -> Path:
+    path.write_text(
+        "\n".join(
+            f"{name}={value}"
+            for name, value in sidecar_environment(
+                bucket, "/data", SYNC_POLL_INTERVAL="1", SYNC_HTTP_PORT=str(port)
+            ).items()
+        )
+        + "\n"
+    )
+    return path
 
 
 def _metrics(port: int) -> Samples:
@@ -300,16 +315,7 @@ def test_sidecar_syncs_a_shared_volume_beside_an_app(
     podman = built.podman
     port = free_port()
     bucket.put("restored/at-start.txt", b"in the bucket before the sidecar started\n")
-    env_file = tmp_path / "sidecar.env"
-    env_file.write_text(
-        "\n".join(
-            f"{name}={value}"
-            for name, value in sidecar_environment(
-                bucket, "/data", SYNC_POLL_INTERVAL="1", SYNC_HTTP_PORT=str(port)
-            ).items()
-        )
-        + "\n"
-    )
+    env_file = _env_file(tmp_path / "sidecar.env", bucket, port)
     resources = pi.Resources(podman, f"s3sync-e2e-{uuid.uuid4().hex[:8]}")
     with built.timings.phase("e2e"), resources:
         try:
@@ -440,3 +446,103 @@ def _sidecar_beside_app(
     errors = [record for record in records if record["level"] in ("ERROR", "CRITICAL")]
     assert not errors, errors
     print(f"sidecar stopped in {stop_seconds:.1f} s; {len(records)} JSON log lines")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("uid", "gid"), OTHER_USERS, ids=lambda n: str(n))
+def test_the_image_runs_as_any_user_given_at_run_time(
+    built: Any, bucket: Bucket, tmp_path: Path, uid: int, gid: int
+) -> None:
+    """ECS's `"user"` (podman's `--user`) overrides the image's USER: with another uid:gid,
+    in no passwd entry (`--passwd=false`, as Docker and ECS do), on a fresh volume and a
+    read-only root, the sidecar restores, passes its health check and syncs both ways beside an
+    app of the same uid:gid."""
+    podman = built.podman
+    port = free_port()
+    bucket.put("restored/at-start.txt", b"restored for another user\n")
+    env_file = _env_file(tmp_path / "sidecar.env", bucket, port)
+    user = f"{uid}:{gid}"
+    resources = pi.Resources(podman, f"s3sync-user-{uuid.uuid4().hex[:8]}")
+    with built.timings.phase(f"user-{uid}"), resources:
+        volume = resources.volume("data")
+        pod = resources.pod("pod", "--network", "host")
+        sidecar = resources.run(
+            "sidecar",
+            "--pod", pod,
+            "--user", user, "--passwd=false",
+            "--read-only", "--read-only-tmpfs=false",
+            "--volume", f"{volume}:/data",
+            "--env-file", str(env_file),
+            built.image,
+        )  # fmt: skip
+        try:
+            _until(
+                lambda: (
+                    podman("healthcheck", "run", sidecar, timeout=60, check=False).returncode == 0
+                ),
+                60,
+                "podman healthcheck run to pass",
+            )
+            state = podman.inspect(sidecar)["State"]
+            assert (state.get("Health") or state.get("Healthcheck") or {}).get(
+                "Status"
+            ) == "healthy"
+            status = podman("exec", sidecar, "cat", "/proc/1/status", timeout=60).stdout
+            ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines()}
+            assert ids["Uid"] == [str(uid)] * 4 and ids["Gid"] == [str(gid)] * 4, ids
+            passwd = podman("exec", sidecar, "getent", "passwd", str(uid), timeout=60, check=False)
+            assert passwd.returncode != 0, "no passwd entry: nothing may need one"
+
+            app = resources.run(
+                "app",
+                "--pod", pod,
+                "--user", user, "--passwd=false",
+                "--volume", f"{volume}:/data",
+                built.base, "sleep", "infinity",
+            )  # fmt: skip
+
+            def exec_(*argv: str, check: bool = True) -> Any:
+                return podman("exec", app, *argv, timeout=60, check=check)
+
+            assert exec_("cat", "/data/restored/at-start.txt").stdout == (
+                "restored for another user\n"
+            )
+            owners = exec_(
+                "stat", "-c", "%u:%g", "/data/restored/at-start.txt", "/data/.s3sync-sidecar"
+            ).stdout.split()
+            assert owners == [user, user], owners
+
+            body = f"written as {user}\n{uuid.uuid4().hex}\n"
+            exec_("sh", "-c", 'mkdir -p /data/app && printf %s "$1" > /data/app/note.txt',
+                  "sh", body)  # fmt: skip
+            _until(
+                lambda: bucket.exists("app/note.txt") and bucket.get("app/note.txt"),
+                30,
+                "app/note.txt in the bucket",
+            )
+            assert bucket.get("app/note.txt") == body.encode()
+            remote = uuid.uuid4().hex.encode()
+            bucket.put("remote/new.txt", remote)
+            _until(
+                lambda: exec_("cat", "/data/remote/new.txt", check=False).stdout.encode() == remote,
+                30,
+                "remote/new.txt in the app's view",
+            )
+            assert exec_("stat", "-c", "%u:%g", "/data/remote/new.txt").stdout.strip() == user
+
+            podman("stop", "--time", "60", sidecar, timeout=90)
+            assert podman.inspect(sidecar)["State"]["ExitCode"] == 0
+            logs = podman("logs", sidecar, timeout=60)
+            records = [
+                json.loads(line)
+                for line in (logs.stdout + logs.stderr).splitlines()
+                if line.strip()
+            ]
+            errors = [r for r in records if r["level"] in ("ERROR", "CRITICAL")]
+            assert not errors, errors
+        except BaseException:
+            for what in ("sidecar", "app"):
+                logs = podman("logs", resources.name(what), timeout=60, check=False)
+                print(f"--- logs of {what}:\n{logs.stdout}{logs.stderr}")
+            raise
+    assert not resources.leftovers(), resources.leftovers()

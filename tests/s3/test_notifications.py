@@ -238,6 +238,7 @@ async def test_an_unreachable_queue_is_reported_and_listings_take_over(
     )
     assert syncer.readiness()["queue"]["error"]
     assert metric(syncer, "s3sync_notification_queue_errors_total", kind="unreachable") >= 1
+    assert metric(syncer, "s3sync_notification_queue_failing") == 1, "the alerts' gauge"
     await in_thread(bucket.put, "meanwhile.txt", b"found by a listing")
     await eventually(lambda: read(syncer.folder / "meanwhile.txt") == b"found by a listing")
 
@@ -245,6 +246,7 @@ async def test_an_unreachable_queue_is_reported_and_listings_take_over(
     await eventually(
         lambda: syncer.readiness()["queue"]["ok"], timeout=90, what="the queue answers again"
     )
+    assert metric(syncer, "s3sync_notification_queue_failing") == 0
     await in_thread(bucket.put, "after.txt", b"through the queue")
     await eventually(lambda: read(syncer.folder / "after.txt") == b"through the queue")
     assert syncer._running().problems() == []

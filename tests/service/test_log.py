@@ -77,14 +77,21 @@ async def test_names_cannot_forge_text_log_lines(
     failed attempts and by the final "not uploaded" error (a plain %s of the path)."""
     remote = f"r\r{FORGED} remote\x1b[2J"
     local = f"l\n{FORGED} local\x1b[2J"
-    await in_thread(bucket.put, remote, b"from S3")
     folder = tmp_path / "data"
     sidecar = run_sidecar(
         [],
-        sidecar_environment(bucket, folder, SYNC_LOG_FORMAT="text", SYNC_SHUTDOWN_TIMEOUT="1"),
+        sidecar_environment(
+            bucket,
+            folder,
+            SYNC_LOG_FORMAT="text",
+            SYNC_SHUTDOWN_TIMEOUT="1",
+            SYNC_POLL_INTERVAL="0.5",
+        ),
     )
     await sidecar.ready()
-    assert (folder / remote).read_bytes() == b"from S3"
+    # Put after the restore: a download made by the restore logs its line at DEBUG.
+    await in_thread(bucket.put, remote, b"from S3")
+    await eventually(lambda: (folder / remote).read_bytes() == b"from S3")
     (folder / local).write_bytes(b"from here")
     await eventually(lambda: "sync of 'l\\n" in sidecar.text(), what="the failed upload logged")
     sidecar.process.send_signal(signal.SIGTERM)

@@ -113,6 +113,10 @@ def test_every_alert_is_shown_firing_by_a_unit_test() -> None:
         "S3SyncCredentialsExpiring",
         "S3SyncVolumeNearlyFull",
         "S3SyncRestarted",
+        "S3SyncTargetDown",
+        "S3SyncTargetAbsent",
+        "S3SyncChangeFeedFailing",
+        "S3SyncFlushTimeouts",
     } <= names
     fired = {
         case["alertname"]
@@ -124,6 +128,32 @@ def test_every_alert_is_shown_firing_by_a_unit_test() -> None:
     for rule in rules:
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to
+    hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_alert_links_its_runbook_in_the_readme() -> None:
+    """Each alert's runbook_url is the README's URL (a placeholder to replace, explained in
+    deploy/README.md and alerts.yml) and the anchor of a section of the README's Runbooks
+    named for the alert."""
+    readme = (ROOT / "README.md").read_text()
+    runbooks = readme[readme.index("\n## Runbooks\n") :]
+    runbooks = runbooks[: runbooks.index("\n## ", 1)]
+    sections = {
+        github_anchor(heading): heading
+        for heading in re.findall(r"^### (.+)$", runbooks, re.MULTILINE)
+    }
+    for rule in alert_rules():
+        url = rule["annotations"]["runbook_url"]
+        base, _, anchor = url.partition("#")
+        assert base == "REPLACE_WITH_README_URL", url
+        assert sections.get(anchor) == rule["alert"], (rule["alert"], url, sorted(sections))
+    assert set(sections.values()) == {rule["alert"] for rule in alert_rules()}, "no stale runbook"
+    assert "REPLACE_WITH_README_URL" in (DEPLOY / "README.md").read_text()
 
 
 # -- Grafana dashboard ---------------------------------------------------------------------------
@@ -237,6 +267,7 @@ async def test_metrics_are_ready_for_alerts(scraped: dict[str, Any]) -> None:
     assert series(samples, "s3sync_http_accepting") == 1
     assert series(samples, "s3sync_build_info", version=sidecar.__version__) == 1
     assert series(samples, "s3sync_poll_interval_seconds") == 7
+    assert series(samples, "s3sync_notification_queue_failing") == 0  # no queue: never failing
     statvfs = os.statvfs(scraped["folder"])
     size = series(samples, "s3sync_volume_size_bytes")
     assert size == statvfs.f_blocks * statvfs.f_frsize

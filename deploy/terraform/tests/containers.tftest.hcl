@@ -325,8 +325,7 @@ run "firelens" {
       logDriver = "awsfirelens"
       options   = { Name = "cloudwatch_logs", region = "eu-west-2", log_group_name = "/ecs/files-app", log_stream_prefix = "x/" }
     }
-    app_container_definitions = [
-      { name = "app", image = "123456789012.dkr.ecr.eu-west-2.amazonaws.com/app:1.0.0" },
+    other_container_definitions = [
       {
         name                  = "log-router"
         image                 = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
@@ -343,4 +342,140 @@ run "firelens" {
     ] == ["awsfirelens", "awsfirelens", "awslogs"]
     error_message = "log_configuration is the sidecar's and the default of the app containers; the log router keeps its own."
   }
+}
+
+run "log_routers_and_agents_do_not_wait_for_the_restore" {
+  command = plan
+
+  variables {
+    log_configuration = {
+      logDriver = "awsfirelens"
+      options   = { Name = "cloudwatch_logs", region = "eu-west-2", log_group_name = "/files-app" }
+    }
+    other_container_definitions = [
+      {
+        name                  = "log_router"
+        image                 = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
+        essential             = true
+        firelensConfiguration = { type = "fluentbit" }
+      },
+      {
+        name      = "xray-daemon"
+        image     = "public.ecr.aws/xray/aws-xray-daemon:latest"
+        essential = false
+      },
+    ]
+  }
+
+  assert {
+    condition = [for c in jsondecode(aws_ecs_task_definition.this.container_definitions) : c.name] == [
+      "s3sync-sidecar", "app", "log_router", "xray-daemon"
+    ]
+    error_message = "The other containers are in the task, after the sidecar and the apps."
+  }
+
+  assert {
+    condition = [
+      for c in jsondecode(aws_ecs_task_definition.this.container_definitions) : c if contains(["log_router", "xray-daemon"], c.name)
+      ] == [
+      { name = "log_router", image = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable", essential = true, firelensConfiguration = { type = "fluentbit" } },
+      { name = "xray-daemon", image = "public.ecr.aws/xray/aws-xray-daemon:latest", essential = false },
+    ]
+    error_message = "A log router or an agent is passed as given: no mount of the volume, no dependsOn on the sidecar, no defaults."
+  }
+
+  assert {
+    condition = [
+      for c in jsondecode(aws_ecs_task_definition.this.container_definitions) : c.dependsOn if c.name == "app"
+    ][0] == [{ containerName = "s3sync-sidecar", condition = "HEALTHY" }]
+    error_message = "The app still waits for the sidecar."
+  }
+}
+
+run "container_names_are_unique_across_both_lists" {
+  command = plan
+
+  variables {
+    other_container_definitions = [
+      { name = "app", image = "public.ecr.aws/xray/aws-xray-daemon:latest" },
+    ]
+  }
+
+  expect_failures = [aws_ecs_task_definition.this]
+}
+
+run "a_log_router_among_the_apps_is_refused" {
+  command = plan
+
+  variables {
+    app_container_definitions = [
+      { name = "app", image = "123456789012.dkr.ecr.eu-west-2.amazonaws.com/app:1.0.0" },
+      {
+        name                  = "log-router"
+        image                 = "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"
+        firelensConfiguration = { type = "fluentbit" }
+      },
+    ]
+  }
+
+  expect_failures = [aws_ecs_task_definition.this]
+}
+
+run "the_health_check_covers_the_expected_restore" {
+  command = plan
+
+  variables {
+    # 100,000 objects and 10 GiB at 512 CPU units (half a vCPU): 60 + 3 * (100 + 61.44) / 0.5
+    # = 1029 s, so 10 checks 73 s apart after the 300 s start period.
+    expected_restore = { objects = 100000, gib = 10 }
+  }
+
+  assert {
+    condition = (
+      output.sidecar_container_definition.healthCheck.startPeriod == 300 &&
+      output.sidecar_container_definition.healthCheck.retries == 10 &&
+      output.sidecar_container_definition.healthCheck.interval == 73 &&
+      output.restore_budget_seconds == 1030
+    )
+    error_message = "The health check gives the estimated restore (1029 s) its time: 300 + 10 * 73."
+  }
+}
+
+run "more_cpu_restores_faster" {
+  command = plan
+
+  variables {
+    expected_restore = { objects = 100000, gib = 10 }
+    task_cpu         = 2048
+    task_memory      = 4096
+  }
+
+  assert {
+    condition     = output.restore_budget_seconds == 400 && output.sidecar_container_definition.healthCheck.interval == 10
+    error_message = "At 2 vCPU the same restore is estimated at 303 s: the default health check covers it."
+  }
+}
+
+run "an_explicit_budget_wins" {
+  command = plan
+
+  variables {
+    expected_restore       = { objects = 100000, gib = 10 }
+    restore_budget_seconds = 2000
+  }
+
+  assert {
+    condition     = output.restore_budget_seconds == 2000 && output.sidecar_container_definition.healthCheck.interval == 170
+    error_message = "restore_budget_seconds wins over the estimate: 300 + 10 * 170."
+  }
+}
+
+run "a_restore_longer_than_ecs_allows_is_refused" {
+  command = plan
+
+  variables {
+    expected_restore = { objects = 1000000, gib = 100 }
+  }
+
+  expect_failures = [aws_ecs_task_definition.this]
 }

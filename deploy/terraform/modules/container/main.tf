@@ -43,11 +43,17 @@ locals {
   # shape, e.g. FireLens with secretOptions).
   log_configuration = [for c in [var.log_configuration, local.awslogs_configuration] : c if c != null][0]
 
+  # ECS gives a container the start period, then marks it unhealthy after `retries` failed
+  # checks in a row, `interval` apart: the restore's budget is startPeriod + retries *
+  # interval. The start period and the retries are ECS's largest; the interval grows (from 10 s)
+  # to cover the budget. After the restore the check fails only when the sidecar stopped
+  # syncing, and then it exits anyway: a longer interval delays nothing else.
+  health_check_retries = 10
   health_check = {
     command     = ["CMD", "s3sync-sidecar", "healthcheck"]
-    interval    = 10
+    interval    = min(300, max(10, ceil((var.restore_budget_seconds - 300) / local.health_check_retries)))
     timeout     = 5
-    retries     = 10
+    retries     = local.health_check_retries
     startPeriod = 300
   }
   # A sidecar that exits 1 (it stopped syncing) is restarted in place: same task, same volume,

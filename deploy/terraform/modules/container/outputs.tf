@@ -51,3 +51,8 @@ output "container_name" {
   description = "Name of the sidecar container (s3sync-sidecar)."
   value       = local.sidecar_name
 }
+
+output "restore_budget_seconds" {
+  description = "Seconds the health check gives the start-up restore before the sidecar is unhealthy: startPeriod + retries * interval (at least restore_budget_seconds)."
+  value       = local.health_check.startPeriod + local.health_check.retries * local.health_check.interval
+}

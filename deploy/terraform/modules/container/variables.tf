@@ -178,6 +178,17 @@ variable "stop_timeout" {
   }
 }
 
+variable "restore_budget_seconds" {
+  description = "Seconds the sidecar's start-up restore may take before ECS marks it unhealthy (and, as it is essential, stops the task). The health check gives it the start period (300 s, the most ECS allows) plus 10 failed checks, and the checks are spaced to cover this budget: 400 s or less keeps the 10 s interval; up to 3300 s (ECS's largest interval, 300 s). See the README's \"A long restore and the health check\" for how long a restore takes."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.restore_budget_seconds >= 1 && var.restore_budget_seconds <= 3300
+    error_message = "restore_budget_seconds must be from 1 to 3300: ECS's health check allows at most a 300 s start period and 10 retries 300 s apart. For a longer restore, keep the folder on EFS (a restart then looks only at what changed) or sync a narrower prefix."
+  }
+}
+
 variable "log_group_name" {
   description = "CloudWatch Logs group of the sidecar's awslogs configuration (it must exist, or the execution role must be allowed to create it). Null only with log_configuration."
   type        = string

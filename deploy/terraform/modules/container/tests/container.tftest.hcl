@@ -316,3 +316,59 @@ run "sync_settings_setting_the_queue" {
 
   expect_failures = [var.sync_settings]
 }
+
+run "the_default_restore_budget_is_400_seconds" {
+  command = plan
+
+  assert {
+    condition = (
+      output.container_definition.healthCheck.startPeriod == 300 &&
+      output.container_definition.healthCheck.interval == 10 &&
+      output.container_definition.healthCheck.retries == 10 &&
+      output.restore_budget_seconds == 400
+    )
+    error_message = "By default the restore has 300 s of start period and 10 checks 10 s apart: 400 s."
+  }
+}
+
+run "a_longer_restore_spaces_the_checks" {
+  command = plan
+
+  variables {
+    restore_budget_seconds = 1234
+  }
+
+  assert {
+    condition = (
+      output.container_definition.healthCheck.startPeriod == 300 &&
+      output.container_definition.healthCheck.retries == 10 &&
+      output.container_definition.healthCheck.interval == 94 &&
+      output.restore_budget_seconds == 1240 &&
+      output.ecs_module_v5_container_definition.health_check == output.container_definition.healthCheck
+    )
+    error_message = "1234 s: 300 s of start period and 10 checks 94 s apart (1240 s), in every output."
+  }
+}
+
+run "the_longest_restore_ecs_allows" {
+  command = plan
+
+  variables {
+    restore_budget_seconds = 3300
+  }
+
+  assert {
+    condition     = output.container_definition.healthCheck.interval == 300 && output.restore_budget_seconds == 3300
+    error_message = "3300 s is ECS's limit: 10 checks 300 s apart after the 300 s start period."
+  }
+}
+
+run "a_restore_longer_than_ecs_allows_is_refused" {
+  command = plan
+
+  variables {
+    restore_budget_seconds = 3301
+  }
+
+  expect_failures = [var.restore_budget_seconds]
+}
