@@ -65,6 +65,7 @@ class Scheduler:
         self._queued: dict[str, Pool] = {}
         self._running: dict[str, Pool] = {}
         self._again: dict[str, Pool] = {}
+        self._again_news: set[str] = set()  # of `_again`: those a change (not only a scan) asked
         self._delayed: dict[str, tuple[asyncio.TimerHandle, Pool]] = {}
         self._running_count = dict.fromkeys(POOLS, 0)
         self._local_since: dict[str, float] = {}  # insertion order: the first is the oldest
@@ -93,6 +94,7 @@ class Scheduler:
         for handle, _ in self._delayed.values():
             handle.cancel()
         self._delayed.clear()
+        self._again_news.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -102,13 +104,16 @@ class Scheduler:
         """Process `rel` in `pool`. A change cancels a retry's back-off (the path changed: look
         at once); a `rescan` (a scan that reports what exists, with nothing new to say) does
         not: a path failing with back-off is retried when its back-off says, however often a
-        directory without a watch is listed."""
+        directory without a watch is listed, nor is it a local change when the path is being
+        looked at already."""
         pool = self._lane[pool]
         if rescan and rel in self._delayed:
             return
-        if pool == UPLOAD and not retry and rel not in self._local_since:
+        news = not retry and not (rescan and self.is_busy(rel))
+        if pool == UPLOAD and news and rel not in self._local_since:
             # A retry is not a new change: whether a local change waits was said before (and
-            # `not_local` may have found that none does).
+            # `not_local` may have found that none does); nor is a scan's report of a path a
+            # pass is looking at already (it looks at the folder anyway).
             self._local_since[rel] = time.monotonic()
         delayed = self._delayed.pop(rel, None)
         if delayed is not None:
@@ -118,6 +123,8 @@ class Scheduler:
         if rel in self._running:
             previous = self._again.get(rel)
             self._again[rel] = UPLOAD if previous == UPLOAD else pool
+            if not rescan and not retry:
+                self._again_news.add(rel)
             return
         if rel in self._queued:
             return
@@ -224,6 +231,9 @@ class Scheduler:
                 del self._running[rel]
                 again = self._again.pop(rel, None)
                 if again is not None:
-                    self.submit(rel, again)
+                    news = rel in self._again_news
+                    self._again_news.discard(rel)
+                    # Only scans asked: a retry's back-off stands, and no local change is new.
+                    self.submit(rel, again, rescan=not news, retry=not news)
                 if not self.has_work():
                     self._idle.set()

@@ -106,6 +106,31 @@ async def test_an_expedited_retry_does_not_also_fire_when_its_time_comes() -> No
     assert min(gaps) >= 0.35, gaps
 
 
+async def test_a_scan_that_finds_a_path_being_looked_at_says_no_local_change() -> None:
+    """A directory without a watch is listed every interval, each known path in it reported
+    with nothing new to say (`rescan`). One reported while a pass over it is under way (a key
+    only S3 holds, failing to be placed in a folder the app made private) is no local change:
+    the pass under way looks at the folder anyway. Before, it became one, and a stop waited its
+    whole timeout for it and exited 1 (the non-root lane, 1 run in a full suite)."""
+    process = Held(lambda rel, pool: rel)
+    scheduler = Scheduler({UPLOAD: 1, DOWNLOAD: 1})
+    scheduler.start(process)
+    try:
+        scheduler.submit("private/report.csv", DOWNLOAD)  # a listing found it
+        await eventually(lambda: process.running["private/report.csv"] == 1)
+        scheduler.submit("private/report.csv", UPLOAD, rescan=True)  # the scan, meanwhile
+        scheduler.submit("private/other.csv", UPLOAD, rescan=True)  # one not being looked at
+        assert scheduler.pending_local() == ["private/other.csv"]
+        process.release.set()
+        await asyncio.wait_for(scheduler.wait_idle(), 5)
+        assert process.passes["private/report.csv"] == 2  # looked at again all the same
+        assert scheduler.pending_local() == ["private/other.csv"]
+        scheduler.submit("private/report.csv", UPLOAD)  # an event: a local change
+        assert scheduler.pending_local() == ["private/other.csv", "private/report.csv"]
+    finally:
+        await scheduler.close()
+
+
 async def test_oldest_local_change_is_kept_until_done() -> None:
     async def process(rel: str, pool: str) -> None:
         return None
