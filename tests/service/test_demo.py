@@ -109,8 +109,10 @@ def test_make_demo_installs_the_demo_extra_into_a_venv_of_its_own() -> None:
     if make is None:
         pytest.skip("make is not installed")
     result = subprocess.run(
-        [make, "--dry-run", "--always-make", "demo"],
+        [make, "--dry-run", "--always-make", "--no-print-directory", "demo"],
         cwd=ROOT,
+        # not a sub-make of `make test` (its MAKEFLAGS would print "make[1]: Leaving …")
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")},
         capture_output=True,
         text=True,
         timeout=60,
