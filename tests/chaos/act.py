@@ -45,9 +45,10 @@ class App:
     ledger: Ledger
     held: list[Held] = field(default_factory=list)
     placed: set[str] = field(default_factory=set)  # what we put outside the folder
-    # The most files one step took from their names at once (a tree deleted, moved out or
-    # renamed): more than the max-delete guard's floor may rightly trip it in another folder.
-    most_removed: int = 0
+    # The files each step took from their names at once (a tree deleted, moved out or
+    # renamed), with when (monotonic): more than the max-delete guard's floor within one look
+    # of another folder's (removals in two folders add up) may rightly trip it there.
+    removals: list[tuple[float, int]] = field(default_factory=list)
 
     def _path(self, rel: str) -> str:
         return str(self.root / rel)
@@ -230,7 +231,8 @@ class App:
         if not os.path.isdir(path) or os.path.islink(path):
             return
         count = sum(len(files) for _, _, files in os.walk(path))
-        self.most_removed = max(self.most_removed, count)
+        if count:
+            self.removals.append((time.monotonic(), count))
 
     def _chmod(self, step: Step, rel: str, mode: str) -> None:
         path = self._path(rel)

@@ -42,6 +42,18 @@ from .world import Sidecar, chaos_faults, sidecar_env
 PREFIX = "shared/"
 SETTLE_TIMEOUT = 120.0  # after healing: longer than any back-off (60 s) plus a poll
 GUARD_FLOOR = 10  # the max-delete guard never holds back this many deletions or fewer
+# Removals this close together may be seen by one listing of another folder (its interval, a
+# listing's own time, a restart between two).
+BULK_WINDOW = 10.0
+
+
+def most_removed_within(removals: list[tuple[float, int]], window: float) -> int:
+    """The most files removals `(when, count)` took from their names within `window` seconds."""
+    removals = sorted(removals)
+    most = 0
+    for i, (start, _) in enumerate(removals):
+        most = max(most, sum(n for when, n in removals[i:] if when - start <= window))
+    return most
 
 
 @dataclass
@@ -197,10 +209,12 @@ async def run_seed(
             result.faults += sum(proxy.injected.values())
             await proxy.close()
     result.seconds = time.monotonic() - began
-    # A step that took more files from their names at once than the guard's floor may rightly
-    # trip it elsewhere (seed 90074: a tree of 11 of some 20 files deleted); only a trip no
-    # step can explain (a listing gone wrong) fails the seed.
-    bulk = max(app.most_removed for app in apps.values())
+    # Steps that took more files from their names than the guard's floor, within one look of
+    # another folder, may rightly trip it there (seed 90074: a tree of 11 of some 20 files
+    # deleted; seed 92036: trees of 9 and 4 files moved out of two folders 0.2 s apart, seen
+    # by a third's one listing); only a trip no step can explain (a listing gone wrong) fails
+    # the seed.
+    bulk = most_removed_within([r for app in apps.values() for r in app.removals], BULK_WINDOW)
     for sidecar in sidecars.values():
         result.deaths.extend(sidecar.deaths)
         text = sidecar.log.read_text(errors="replace")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support.s3_server import MotoServer
 
-from .run import run_seed
+from .run import most_removed_within, run_seed
 from .verify import Tree, differences
 
 
@@ -29,3 +29,19 @@ def test_a_directory_marker_holds_its_parents_in_the_bucket() -> None:
     assert differences({"a": folder, "b": folder}, bucket) == []
     alone = Tree(files={}, links={}, dirs=frozenset({"d0", "d0/e0", "d1"}))
     assert differences({"a": alone, "b": alone}, bucket) == ["directory 'd1' is not in the bucket"]
+
+
+@pytest.mark.parametrize(
+    ("removals", "most"),
+    [
+        ([], 0),
+        ([(0.0, 11)], 11),
+        ([(0.0, 9), (0.2, 4)], 13),  # seed 92036: two folders' trees, one look of a third
+        ([(0.0, 9), (30.0, 4)], 9),  # far apart: two looks
+        ([(5.0, 4), (0.0, 3), (9.0, 5), (16.0, 2)], 12),
+    ],
+)
+def test_removals_that_one_look_may_see_add_up(
+    removals: list[tuple[float, int]], most: int
+) -> None:
+    assert most_removed_within(removals, 10.0) == most
