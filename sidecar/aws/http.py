@@ -1,8 +1,8 @@
 """The sidecar's one HTTP client. Every request, to S3, SQS or the container credentials
 endpoint, goes through one aiohttp connector: one connection pool, one TLS set-up (the verify,
 no-verify or CA-bundle choice made once, `tls_context`), one DNS cache, and the one place where
-a proxy would be chosen (`_route`, for both ways through: none today; the link-local
-credential endpoints must never get one).
+a proxy is chosen (`_route`, for both ways through, from `proxies`: proxy.py; the
+credential endpoints' requests are `direct` and never get one).
 
 Two ways through it, sharing the pool's kept-alive connections:
 
@@ -47,8 +47,10 @@ Invariants:
   once more on another connection, unless it is a POST (the server may have acted on it).
   Any other failure is the caller's to retry, as an `aiohttp.ClientError`, `OSError` or
   `TimeoutError`.
-- Nothing is decompressed, redirected, or kept as a cookie; no proxy comes from the
-  environment; only chunked is accepted as a transfer coding.
+- Nothing is decompressed, redirected, or kept as a cookie; only chunked is accepted as a
+  transfer coding. A proxy comes only from `proxies` (aiohttp's own `trust_env` is off): plain
+  http goes to it in absolute form with `Proxy-Authorization`, https through aiohttp's
+  `CONNECT` tunnel; a `direct` request never goes through one.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .errors import MalformedAnswer, ResponseTooLarge
+from .proxy import Proxies, Proxy
 
 USER_AGENT = "s3sync-sidecar"
 # A large answer still on its way is read in fewer, larger reads: past GATHER_AFTER bytes of it,
@@ -206,14 +209,21 @@ class HttpClient:
     """The pool and its two ways through (see the module docstring). Built anywhere; its
     aiohttp parts are made on first use, inside the running loop; `close` releases them."""
 
-    def __init__(self, *, tls: ssl.SSLContext | bool | None = None, connections: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        tls: ssl.SSLContext | bool | None = None,
+        connections: int = 100,
+        proxies: Proxies | None = None,
+    ) -> None:
+        self.proxies = proxies if proxies is not None else Proxies()
         if isinstance(tls, ssl.SSLContext):
             self._tls = tls
         else:
             self._tls = tls_context(verify=tls is not False)
         self.connections = connections
         self._session: aiohttp.ClientSession | None = None
-        self._routes: dict[Origin, aiohttp.ClientRequest] = {}
+        self._routes: dict[tuple[Origin, bool], tuple[aiohttp.ClientRequest, Proxy | None]] = {}
         self._kept: weakref.WeakSet[ResponseHandler] = weakref.WeakSet()
         self._closed = False
 
@@ -236,18 +246,26 @@ class HttpClient:
             )
         return session
 
-    def _route(self, origin: Origin) -> aiohttp.ClientRequest:
+    def _route(
+        self, origin: Origin, direct: bool = False
+    ) -> tuple[aiohttp.ClientRequest, Proxy | None]:
         """How to reach `origin`, for both ways through: a request aiohttp's connector keys its
-        pool by (host, port, TLS) and opens connections for. The one place a proxy would be
-        chosen (its `proxy`; `open` passes the same one, and `exchange` then writes an
-        absolute-form target for plain http); none is today."""
-        route = self._routes.get(origin)
-        if route is None:
+        pool by (host, port, TLS, proxy) and opens connections for (through the proxy's
+        `CONNECT` tunnel for https), and the proxy chosen for it (proxy.py), None when the
+        request is `direct` (a credential endpoint's) or no proxy applies."""
+        key = (origin, direct)
+        found = self._routes.get(key)
+        if found is None:
+            proxy = None if direct else self.proxies.for_origin(origin.scheme, origin.host)
             route = aiohttp.ClientRequest(
-                "GET", URL(f"{origin.scheme}://{origin.host}/"), loop=asyncio.get_running_loop()
+                "GET",
+                URL(f"{origin.scheme}://{origin.host}/"),
+                loop=asyncio.get_running_loop(),
+                proxy=proxy.url if proxy is not None else None,
+                proxy_auth=proxy.auth if proxy is not None else None,
             )
-            self._routes[origin] = route
-        return route
+            found = self._routes[key] = (route, proxy)
+        return found
 
     async def open(
         self,
@@ -267,7 +285,8 @@ class HttpClient:
             data=data,
             allow_redirects=False,
             timeout=STREAM_TIMEOUT,  # per read: a transfer takes as long as it takes
-            proxy=self._route(origin).proxy,
+            proxy=proxy.url if (proxy := self._route(origin)[1]) is not None else None,
+            proxy_auth=proxy.auth if proxy is not None else None,
         )
 
     async def exchange(
@@ -281,10 +300,12 @@ class HttpClient:
         ok: tuple[int, ...] = (200,),
         limit: int,
         error_limit: int,
+        direct: bool = False,
     ) -> Answer:
         """One request, its answer read whole: a status in `ok` up to `limit` bytes (else
         `ResponseTooLarge`), any other up to `error_limit` (else `oversized`, unread). The
-        caller bounds its time (`asyncio.timeout`)."""
+        caller bounds its time (`asyncio.timeout`). `direct`: never through a proxy (the
+        credential endpoints)."""
         session = self._ready()
         sent = _with_defaults(origin, headers)
         length = sent.get("Content-Length")
@@ -296,7 +317,11 @@ class HttpClient:
             raise ValueError(f"Content-Length {length} for a body of {size} bytes")
         connector = session.connector
         assert connector is not None
-        route = self._route(origin)
+        route, proxy = self._route(origin, direct)
+        if proxy is not None and origin.scheme == "http":
+            target = f"http://{origin.host}{target}"  # absolute form, for the proxy
+            if proxy.auth is not None:
+                sent["Proxy-Authorization"] = proxy.auth.encode()
         request = _Request(method, target, sent, body, ok, limit, error_limit)
         while True:
             connection = await connector.connect(route, [], _CONNECT_TIMEOUT)
