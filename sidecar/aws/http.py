@@ -262,7 +262,7 @@ class HttpClient:
                 URL(f"{origin.scheme}://{origin.host}/"),
                 loop=asyncio.get_running_loop(),
                 proxy=proxy.url if proxy is not None else None,
-                proxy_auth=proxy.auth if proxy is not None else None,
+                proxy_headers=_proxy_headers(origin, proxy),
             )
             found = self._routes[key] = (route, proxy)
         return found
@@ -278,15 +278,19 @@ class HttpClient:
     ) -> aiohttp.ClientResponse:
         """The answer unread, for the caller to read (`read_capped`, or in chunks) and release."""
         session = self._ready()
+        proxy = self._route(origin)[1]
+        sent = _with_defaults(origin, headers)
+        if proxy is not None and proxy.authorization and origin.scheme == "http":
+            sent["Proxy-Authorization"] = proxy.authorization
         return await session.request(
             method,
             origin.url(target),
-            headers=_with_defaults(origin, headers),
+            headers=sent,
             data=data,
             allow_redirects=False,
             timeout=STREAM_TIMEOUT,  # per read: a transfer takes as long as it takes
-            proxy=proxy.url if (proxy := self._route(origin)[1]) is not None else None,
-            proxy_auth=proxy.auth if proxy is not None else None,
+            proxy=proxy.url if proxy is not None else None,
+            proxy_headers=_proxy_headers(origin, proxy),
         )
 
     async def exchange(
@@ -320,8 +324,8 @@ class HttpClient:
         route, proxy = self._route(origin, direct)
         if proxy is not None and origin.scheme == "http":
             target = f"http://{origin.host}{target}"  # absolute form, for the proxy
-            if proxy.auth is not None:
-                sent["Proxy-Authorization"] = proxy.auth.encode()
+            if proxy.authorization:
+                sent["Proxy-Authorization"] = proxy.authorization
         request = _Request(method, target, sent, body, ok, limit, error_limit)
         while True:
             connection = await connector.connect(route, [], _CONNECT_TIMEOUT)
@@ -411,6 +415,14 @@ def _with_defaults(origin: Origin, headers: Mapping[str, str]) -> CIMultiDict[st
     if "User-Agent" not in sent:
         sent["User-Agent"] = USER_AGENT
     return sent
+
+
+def _proxy_headers(origin: Origin, proxy: Proxy | None) -> CIMultiDict[str] | None:
+    """What a `CONNECT` to `proxy` carries: its credentials, and the Host aiohttp would add
+    (written here, so that the pool's key, which hashes these, stays the same)."""
+    if proxy is None or not proxy.authorization or origin.scheme != "https":
+        return None
+    return CIMultiDict({"Proxy-Authorization": proxy.authorization, "Host": origin.host})
 
 
 def _length(headers: CIMultiDictProxy[str]) -> int | None:

@@ -3,7 +3,8 @@ environment: `HTTPS_PROXY` for https origins (reached through a `CONNECT` tunnel
 for plain http ones (sent to the proxy with the absolute URL), none for a host `NO_PROXY` names.
 Each variable may be spelt in lower case; the lower-case one wins when both are set (as curl
 and Python's urllib). A proxy URL may carry credentials (`http://user:pass@proxy:3128`,
-percent-encoded), sent as `Proxy-Authorization: Basic` and never shown: `Proxy.display` has none.
+percent-encoded), sent as `Proxy-Authorization: Basic` (on the `CONNECT` for https) and never
+shown: `Proxy.display` has none.
 
 `NO_PROXY` is a comma-separated list of `*` (no proxy at all), host names (a name matches
 itself and every name below it; a leading `.` or `*.` is allowed), IP addresses, CIDR blocks
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -46,7 +47,7 @@ NEVER_PROXIED = frozenset(
 @dataclass(frozen=True, slots=True)
 class Proxy:
     url: URL  # scheme, host and port only
-    auth: aiohttp.BasicAuth | None = None
+    authorization: str | None = field(default=None, repr=False)  # Proxy-Authorization's value
 
     @property
     def display(self) -> str:
@@ -117,30 +118,34 @@ def _bypassed(entries: tuple[str, ...], name: str, port: int) -> bool:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(name)
     except ValueError:
         address = None
-    for entry in entries:
-        if entry == "*":
-            return True
-        wanted, wanted_port = split_host(entry, 0) if "/" not in entry else (entry, 0)
-        if wanted_port and wanted_port != port:
-            continue
-        if "/" in wanted:
-            try:
-                network = ipaddress.ip_network(wanted, strict=False)
-            except ValueError:
-                continue
-            if address is not None and address in network:
-                return True
-            continue
+    return any(_matches(entry, name, address, port) for entry in entries)
+
+
+def _matches(
+    entry: str,
+    name: str,
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+    port: int,
+) -> bool:
+    """Whether one `NO_PROXY` entry names this host (and port)."""
+    if entry == "*":
+        return True
+    if "/" in entry:  # a CIDR block
         try:
-            if address is not None and address == ipaddress.ip_address(wanted):
-                return True
-            continue
+            return address is not None and address in ipaddress.ip_network(entry, strict=False)
         except ValueError:
-            pass
-        domain = wanted.removeprefix("*").lstrip(".")
-        if domain and (name == domain or name.endswith("." + domain)):
-            return True
-    return False
+            return False
+    wanted, wanted_port = split_host(entry, 0)
+    if wanted_port and wanted_port != port:
+        return False
+    try:
+        wanted_address = ipaddress.ip_address(wanted)
+    except ValueError:
+        pass  # a name
+    else:
+        return address == wanted_address
+    domain = wanted.removeprefix("*").lstrip(".")
+    return bool(domain) and (name == domain or name.endswith("." + domain))
 
 
 def _spelling(env: Mapping[str, str], name: str) -> str:
@@ -172,7 +177,12 @@ def _proxy(env: Mapping[str, str], name: str) -> Proxy | None:
         raise ValueError("expected http://[user:password@]host:port, without a path")
     host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     url = URL(f"http://{host}:{port or 80}")
-    auth = None
+    authorization = None
     if parts.username is not None:
-        auth = aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
-    return Proxy(url, auth)
+        try:
+            authorization = aiohttp.encode_basic_auth(
+                unquote(parts.username), unquote(parts.password or "")
+            )
+        except ValueError:
+            raise ValueError("a proxy user name may not hold a ':'") from None
+    return Proxy(url, authorization)
