@@ -218,7 +218,12 @@ async def test_instance_metadata_imdsv2_rotating_credentials(
     moto-minted credentials that last seconds; they are refreshed before they expire while
     files keep reaching S3, and a revoked session token is replaced."""
     imds.lifetime = 5.0
-    env = base_env(bucket, tmp_path / "folder", AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url)
+    env = base_env(
+        bucket,
+        tmp_path / "folder",
+        AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url,
+        AWS_EC2_METADATA_DISABLED="false",
+    )
     folder = Path(env["SYNC_DIR"])
     sidecar = run_sidecar([], env)
     try:
@@ -259,6 +264,7 @@ async def test_nothing_answers_exits_1_naming_the_sources(
         bucket,
         tmp_path / "folder",
         AWS_EC2_METADATA_SERVICE_ENDPOINT=f"http://127.0.0.1:{closed}",
+        AWS_EC2_METADATA_DISABLED="false",
     )
     sidecar = run_sidecar([], env)
     assert await sidecar.wait(90) == 1
