@@ -171,7 +171,14 @@ def provider_from_environment(
     region = region or "us-east-1"
     role = env_value(env, SYNC_ROLE_ARN)
     callbacks: _Callbacks = {"on_refresh": on_refresh, "on_failure": on_failure}
-    base = _source(env, source, client, region, **(callbacks if not role else _Callbacks()))
+    base = _source(
+        env,
+        source,
+        client,
+        region,
+        container_http=http,  # None: the container provider makes (and closes) its own
+        **(callbacks if not role else _Callbacks()),
+    )
     provider: CredentialsProvider = base
     if role:
         provider = AssumedRoleCredentials(
@@ -186,7 +193,7 @@ def provider_from_environment(
         )
     if own and not isinstance(provider, StaticCredentials | ContainerCredentials):
         return ClosingClient(provider, client)
-    return provider
+    return provider  # keys use no client; the container provider closes its own
 
 
 def _source(
@@ -195,6 +202,7 @@ def _source(
     http: HttpClient,
     region: str,
     *,
+    container_http: HttpClient | None,
     on_refresh: Callable[[Credentials], None] | None = None,
     on_failure: Callable[[BaseException], None] | None = None,
 ) -> CredentialsProvider:
@@ -229,7 +237,7 @@ def _source(
             url=url,
             token=env.get(AUTHORIZATION_TOKEN) or None,
             token_file=env_value(env, AUTHORIZATION_TOKEN_FILE) or None,
-            http=http,
+            http=container_http,
             **callbacks,
         )
     if source == "ecs":
