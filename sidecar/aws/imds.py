@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
@@ -106,7 +106,8 @@ class InstanceMetadataCredentials(RefreshingCredentials):
             role = body.decode("utf-8", "replace").strip().splitlines()[0:1]
             if not role or not role[0].strip():
                 raise CredentialsError(f"{self.display}: the instance has no IAM role")
-            status, body = await self._get(ROLES_PATH + role[0].strip(), token)
+            # The role's name goes into the path: quoted, so no answer can bend the request.
+            status, body = await self._get(ROLES_PATH + quote(role[0].strip(), safe=""), token)
             if status == 401:
                 self._token = None
                 continue

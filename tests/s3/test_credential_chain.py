@@ -256,6 +256,25 @@ async def test_instance_metadata_imdsv2_rotating_credentials(
         assert document["SecretAccessKey"] not in log and document["Token"] not in log
 
 
+async def test_a_hostile_role_name_cannot_bend_the_request(imds: Imds) -> None:
+    """The role's name, as the listing gives it, goes into the path quoted; the listing is
+    read a line at a time, so a line break cannot add a header."""
+    imds.role = "role with spaces?and=query#fragment"
+    http = HttpClient()
+    try:
+        provider = InstanceMetadataCredentials(http=http, endpoint=imds.url)
+        creds = await provider.get()
+        assert creds.access_key_id == imds.handed[0]["AccessKeyId"]
+        imds.role = "evil\r\nX-Injected: 1"
+        provider = InstanceMetadataCredentials(http=http, endpoint=imds.url)
+        with pytest.raises(CredentialsError, match="HTTP 404 for the role's credentials"):
+            await provider.get()
+    finally:
+        await http.close()
+    assert len(imds.headers_seen) >= 2  # the second provider tried as often as it may
+    assert all("X-Injected" not in headers for headers in imds.headers_seen)
+
+
 async def test_nothing_answers_exits_1_naming_the_sources(
     run_sidecar, bucket: Bucket, tmp_path: Path
 ) -> None:

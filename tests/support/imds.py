@@ -27,11 +27,13 @@ class Imds:
     def __init__(self, issue: Callable[[], Awaitable[dict[str, str]]]) -> None:
         self.issue = issue  # the credentials to hand out: AccessKeyId, SecretAccessKey, Token
         self.lifetime = 3600.0  # seconds from a fetch to the Expiration handed out
+        self.role = ROLE  # the instance profile's role, as the listing names it
         self.tokens: dict[str, float] = {}  # live session tokens: time.monotonic() they end
         self.puts = 0
         self.gets = 0
         self.unauthorized = 0  # GETs without a live token
         self.handed: list[dict[str, str]] = []  # credentials handed out, in order
+        self.headers_seen: list[dict[str, str]] = []  # of each request for credentials
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -78,12 +80,13 @@ class Imds:
     async def _roles(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return web.Response(status=401)
-        return web.Response(text=ROLE)
+        return web.Response(text=self.role)
 
     async def _credentials(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return web.Response(status=401)
-        if request.match_info["role"] != ROLE:
+        self.headers_seen.append(dict(request.headers))
+        if request.match_info["role"] != self.role:
             return web.Response(status=404)
         document = dict(await self.issue())
         document["Code"] = "Success"
