@@ -212,6 +212,27 @@ async def test_no_proxy_and_the_credential_endpoints_go_around_it(
     assert not [line for line in proxy.requests() if "latest" in line]
 
 
+async def test_sts_goes_through_the_proxy(
+    moto_server: MotoServer, proxy: Tinyproxy, tmp_path: Path
+) -> None:
+    """STS is an AWS service like S3: web identity's AssumeRoleWithWebIdentity is proxied."""
+    token = tmp_path / "token"
+    token.write_text("eyJ.token")
+    env = {
+        "HTTP_PROXY": proxy.url,
+        "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
+        "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/any",
+        "AWS_ENDPOINT_URL_STS": moto_server.url,
+    }
+    http = HttpClient(proxies=Proxies.from_environment(env))
+    try:
+        provider = provider_from_environment(env, http=http)
+        assert (await provider.get()).session_token
+    finally:
+        await http.close()
+    assert proxy.requests() == [f"POST {moto_server.url}/ HTTP/1.1"]
+
+
 @pytest.fixture
 async def imds() -> AsyncIterator[Imds]:
     async def issue() -> dict[str, str]:
