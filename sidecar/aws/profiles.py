@@ -12,8 +12,9 @@ keys gives those keys even if it also names a role, and a profile naming itself 
 uses its own keys. `credential_source` and `web_identity_token_file` in a profile are not
 supported (the environment's variables are): they are refused with a message saying so.
 
-Pure: what the files say, as `ProfileCredentials` (the keys at the bottom, the roles on top);
-chain.py builds the providers. Errors name the profile and the file, never a value.
+Pure: what the files say, as `ProfileCredentials` (the keys at the bottom, the roles on top),
+and the profile's `region` (the last fallback of `SYNC_REGION`); chain.py builds the
+providers. Errors name the profile and the file, never a value.
 """
 
 from __future__ import annotations
@@ -81,6 +82,17 @@ def load_profile(env: Mapping[str, str]) -> ProfileCredentials | None:
         return None  # a default profile with only a region, say: no credentials here
     keys_from, keys, roles = _resolve(profiles, name, where, [], top=True)
     return ProfileCredentials(name, keys_from, keys, tuple(roles))
+
+
+def profile_region(env: Mapping[str, str]) -> str | None:
+    """The profile's `region` (config file), as the SDKs fall back on it; None when there is
+    none or the files cannot be read (their problems are reported as credentials' problems)."""
+    try:
+        profiles = _read(*shared_files(env))
+    except CredentialsError:
+        return None
+    region = profiles.get(profile_name(env), {}).get("region", "").strip()
+    return region or None
 
 
 def _resolve(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..aws.chain import credential_problems
+from ..aws.profiles import profile_region
 from ..aws.proxy import proxy_problems
 from ..aws.sts import endpoint_origin
 from ..s3.client import Endpoint
@@ -126,6 +127,10 @@ def load_settings(
             if env.get(fallback):
                 raw["SYNC_REGION"] = env[fallback]
                 break
+        else:
+            region = profile_region(env)  # the shared config file's, as the SDKs read it
+            if region:
+                raw["SYNC_REGION"] = region
 
     problems: list[Problem] = []
     values: dict[str, Any] = {}

@@ -63,7 +63,8 @@ REGION = Setting(
     env="SYNC_REGION",
     parse=parsers.nonempty,
     expected="an AWS region such as eu-west-2",
-    meaning="Region of the bucket; falls back to `AWS_REGION`, then `AWS_DEFAULT_REGION`.",
+    meaning="Region of the bucket; falls back to `AWS_REGION`, then `AWS_DEFAULT_REGION`, then "
+    "the `region` of the shared config file's profile.",
     example="eu-west-2",
     required=True,
 )

@@ -549,6 +549,27 @@ def test_s3_endpoint_variables(tmp_path: Path) -> None:
     assert [problem.name for problem in caught.value.problems] == ["AWS_ENDPOINT_URL_SQS"]
 
 
+def test_region_from_the_profile_last(tmp_path: Path) -> None:
+    (tmp_path / "config").write_text(
+        "[default]\nregion = eu-west-1\n[profile dev]\nregion = ap-south-1\n"
+    )
+    env = {
+        "SYNC_DIR": str(tmp_path / "folder"),
+        "SYNC_BUCKET": "my-bucket",
+        "AWS_ACCESS_KEY_ID": "AKIA",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+    }
+    assert load_settings(env).region == "eu-west-1"
+    assert load_settings(env | {"AWS_PROFILE": "dev"}).region == "ap-south-1"
+    assert load_settings(env | {"AWS_DEFAULT_REGION": "us-west-2"}).region == "us-west-2"
+    assert load_settings(env | {"SYNC_REGION": "eu-north-1"}).region == "eu-north-1"
+    (tmp_path / "config").write_text("not an ini file")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)  # an unreadable file gives no region (the keys need no profile)
+    assert [p.name for p in caught.value.problems] == ["SYNC_REGION"]
+
+
 def test_aws_ca_bundle(tmp_path: Path) -> None:
     env = {
         "SYNC_DIR": str(tmp_path),
