@@ -2,7 +2,8 @@
 endpoint, goes through one aiohttp connector: one connection pool, one TLS set-up (the verify,
 no-verify or CA-bundle choice made once, `tls_context`), one DNS cache, and the one place where
 a proxy is chosen (`_route`, for both ways through, from `proxies`: proxy.py; the
-credential endpoints' requests are `direct` and never get one).
+credential endpoints' requests are `direct` and never get one). Plain http through a proxy has
+a connector of its own whose connections serve one request each (see the invariants).
 
 Two ways through it, sharing the pool's kept-alive connections:
 
@@ -49,8 +50,11 @@ Invariants:
   `TimeoutError`.
 - Nothing is decompressed, redirected, or kept as a cookie; only chunked is accepted as a
   transfer coding. A proxy comes only from `proxies` (aiohttp's own `trust_env` is off): plain
-  http goes to it in absolute form with `Proxy-Authorization`, https through aiohttp's
-  `CONNECT` tunnel; a `direct` request never goes through one.
+  http goes to it in absolute form with `Proxy-Authorization`, one request per connection (a
+  proxy may close it after the answer without saying so, as tinyproxy does: a request sent on
+  it meanwhile would wait for an answer that never comes); https goes through aiohttp's
+  `CONNECT` tunnel, kept alive end to end with the server; a `direct` request never goes
+  through one.
 """
 
 from __future__ import annotations
@@ -128,6 +132,7 @@ class _Request:
     ok: tuple[int, ...]
     limit: int
     error_limit: int
+    keep: bool = True  # the connection may serve another request after this one
 
 
 class _NoAnswer(Exception):
@@ -223,27 +228,35 @@ class HttpClient:
             self._tls = tls_context(verify=tls is not False)
         self.connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self._one_shot: aiohttp.ClientSession | None = None  # plain http through a proxy
         self._routes: dict[tuple[Origin, bool], tuple[aiohttp.ClientRequest, Proxy | None]] = {}
         self._kept: weakref.WeakSet[ResponseHandler] = weakref.WeakSet()
         self._closed = False
 
-    def _ready(self) -> aiohttp.ClientSession:
+    def _ready(self, one_shot: bool = False) -> aiohttp.ClientSession:
+        """The session (and its connector) to send on; `one_shot`: the one for plain http
+        through a proxy, whose connections serve one request each (`force_close`)."""
         if self._closed:
             raise RuntimeError("the HTTP client is closed")
-        session = self._session
+        session = self._one_shot if one_shot else self._session
         if session is None:
-            session = self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=self.connections + RESERVE,
                     limit_per_host=self.connections,
                     ttl_dns_cache=300,
                     ssl=self._tls,
+                    force_close=one_shot,
                 ),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
                 trust_env=False,
             )
+            if one_shot:
+                self._one_shot = session
+            else:
+                self._session = session
         return session
 
     def _route(
@@ -277,8 +290,8 @@ class HttpClient:
         data: bytes | AsyncIterator[bytes] | None = None,
     ) -> aiohttp.ClientResponse:
         """The answer unread, for the caller to read (`read_capped`, or in chunks) and release."""
-        session = self._ready()
         proxy = self._route(origin)[1]
+        session = self._ready(one_shot=proxy is not None and origin.scheme == "http")
         sent = _with_defaults(origin, headers)
         if proxy is not None and proxy.authorization and origin.scheme == "http":
             sent["Proxy-Authorization"] = proxy.authorization
@@ -310,7 +323,6 @@ class HttpClient:
         `ResponseTooLarge`), any other up to `error_limit` (else `oversized`, unread). The
         caller bounds its time (`asyncio.timeout`). `direct`: never through a proxy (the
         credential endpoints)."""
-        session = self._ready()
         sent = _with_defaults(origin, headers)
         length = sent.get("Content-Length")
         size = len(body) if body is not None else 0
@@ -319,14 +331,18 @@ class HttpClient:
                 sent["Content-Length"] = str(size)
         elif length != str(size):
             raise ValueError(f"Content-Length {length} for a body of {size} bytes")
+        route, proxy = self._route(origin, direct)
+        plain_proxied = proxy is not None and origin.scheme == "http"
+        session = self._ready(one_shot=plain_proxied)
         connector = session.connector
         assert connector is not None
-        route, proxy = self._route(origin, direct)
-        if proxy is not None and origin.scheme == "http":
+        if plain_proxied:
+            assert proxy is not None
             target = f"http://{origin.host}{target}"  # absolute form, for the proxy
+            sent["Connection"] = "close"  # one request per connection (the module docstring)
             if proxy.authorization:
                 sent["Proxy-Authorization"] = proxy.authorization
-        request = _Request(method, target, sent, body, ok, limit, error_limit)
+        request = _Request(method, target, sent, body, ok, limit, error_limit, not plain_proxied)
         while True:
             connection = await connector.connect(route, [], _CONNECT_TIMEOUT)
             protocol = connection.protocol
@@ -395,6 +411,9 @@ class HttpClient:
             return Answer(status, message.headers, b"", oversized=True)
         except HttpProcessingError as error:
             raise MalformedAnswer(f"a malformed body: {error.message}") from None
+        if not request.keep:
+            connection.close()
+            return Answer(status, message.headers, content)
         self._kept.add(protocol)
         connection.release()
         return Answer(status, message.headers, content)
@@ -403,9 +422,10 @@ class HttpClient:
         """Close every connection; a request after this is refused."""
         self._closed = True
         self._routes.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._one_shot):
+            if session is not None:
+                await session.close()
+        self._session = self._one_shot = None
 
 
 def _with_defaults(origin: Origin, headers: Mapping[str, str]) -> CIMultiDict[str]:

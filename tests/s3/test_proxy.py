@@ -93,6 +93,8 @@ async def test_every_s3_request_goes_through_the_proxy_and_no_credentials_reques
         "SYNC_ENDPOINT": bucket.server.endpoint_pattern,
         "SYNC_REGION": REGION,
         "SYNC_POLL_INTERVAL": "0.5",
+        "SYNC_MULTIPART_THRESHOLD": "5MiB",  # a streamed, multipart upload through it too
+        "SYNC_MULTIPART_CHUNKSIZE": "5MiB",
         "AWS_CONTAINER_CREDENTIALS_FULL_URI": container_endpoint["url"],
         "http_proxy": proxy.url,  # the lower-case spelling, as curl's
         "SYNC_HTTP_PORT": str(port := free_port()),
@@ -102,10 +104,13 @@ async def test_every_s3_request_goes_through_the_proxy_and_no_credentials_reques
     try:
         await sidecar.ready()
         (folder / "through-the-proxy.txt").write_bytes(b"proxied")
-        await eventually(
-            lambda: in_thread(lambda: bucket.get("through-the-proxy.txt") == b"proxied"),
-            timeout=30,
-        )
+        large = bytes(range(256)) * (6 * 4096)  # 6 MiB: two parts
+        (folder / "large.bin").write_bytes(large)
+        for name, content in (("through-the-proxy.txt", b"proxied"), ("large.bin", large)):
+            await eventually(
+                lambda name=name, content=content: in_thread(lambda: bucket.get(name) == content),
+                timeout=30,
+            )
         assert (folder / "from-s3.txt").read_bytes() == b"remote"
 
         async def counts_agree() -> bool:
@@ -120,7 +125,8 @@ async def test_every_s3_request_goes_through_the_proxy_and_no_credentials_reques
         sidecar.kill()
     lines = s3_lines(proxy, moto_server.url, bucket)
     methods = {line.split(" ", 1)[0] for line in lines}
-    assert {"GET", "PUT"} <= methods, lines
+    assert {"GET", "PUT", "POST"} <= methods, lines  # POST: the multipart upload's
+    assert len([line for line in lines if "large.bin?partNumber=" in line]) == 2
     assert any("through-the-proxy.txt" in line for line in lines if line.startswith("PUT"))
     assert container_endpoint["served"], "credentials were fetched"
     assert not [line for line in proxy.requests() if "/creds" in line or "CONNECT" in line]
