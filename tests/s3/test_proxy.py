@@ -157,14 +157,24 @@ async def test_https_through_a_connect_tunnel_with_the_proxys_credentials(
     assert https_endpoint.seen.total() == 0, "nothing went around the proxy"
 
     folder = tmp_path / "b"
-    env = {**base, "SYNC_DIR": str(folder), "HTTPS_PROXY": authenticating_proxy.url}
+    env = {
+        **base,
+        "SYNC_DIR": str(folder),
+        "HTTPS_PROXY": authenticating_proxy.url,
+        "SYNC_MULTIPART_THRESHOLD": "5MiB",  # parts too, on connections kept in the tunnel
+        "SYNC_MULTIPART_CHUNKSIZE": "5MiB",
+    }
     sidecar = run_sidecar([], env)
     try:
         await sidecar.ready()
+        large = bytes(range(256)) * (6 * 4096)
         (folder / "tunnelled.txt").write_bytes(b"tls")
-        await eventually(
-            lambda: in_thread(lambda: bucket.get("tunnelled.txt") == b"tls"), timeout=30
-        )
+        (folder / "large.bin").write_bytes(large)
+        for name, content in (("tunnelled.txt", b"tls"), ("large.bin", large)):
+            await eventually(
+                lambda name=name, content=content: in_thread(lambda: bucket.get(name) == content),
+                timeout=30,
+            )
         sidecar.process.send_signal(signal.SIGTERM)
         assert await sidecar.wait(30) == 0, sidecar.text()
     finally:
@@ -175,7 +185,7 @@ async def test_https_through_a_connect_tunnel_with_the_proxys_credentials(
         if line.startswith(f"CONNECT 127.0.0.1:{https_endpoint.port} ")
     ]
     assert tunnels, authenticating_proxy.requests()
-    assert https_endpoint.seen["PUT"] >= 1
+    assert https_endpoint.seen["PUT"] >= 3 and https_endpoint.seen["POST"] >= 2
     assert PASSWORD not in sidecar.text()
 
 
