@@ -52,13 +52,14 @@ _REFRESH_CODES = ("ExpiredToken", "InvalidClientTokenId", "SignatureDoesNotMatch
 
 def sts_origin(env: Mapping[str, str], region: str) -> Origin:
     """Where STS is: `AWS_ENDPOINT_URL_STS`, then `AWS_ENDPOINT_URL`, else the regional endpoint
-    (`https://sts.<region>.amazonaws.com`, as the SDKs have defaulted to since 2022).
+    (`https://sts.<region>.amazonaws.com`, `.com.cn` in China, as the SDKs default to).
     ValueError naming the variable when one is set but is not an http(s) URL."""
     for name in (STS_ENDPOINT_URL, ENDPOINT_URL):
         value = env_value(env, name)
         if value:
             return endpoint_origin(value, name)
-    return Origin("https", f"sts.{region}.amazonaws.com")
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return Origin("https", f"sts.{region}.{suffix}")
 
 
 def endpoint_origin(url: str, name: str) -> Origin:

@@ -522,6 +522,8 @@ async def test_the_chain_in_the_sdks_order(tmp_path: Path, profile_env: dict[str
 
 def test_sts_endpoint_variables() -> None:
     assert sts_origin({}, "eu-west-2") == Origin("https", "sts.eu-west-2.amazonaws.com")
+    assert sts_origin({}, "cn-north-1") == Origin("https", "sts.cn-north-1.amazonaws.com.cn")
+    assert sts_origin({}, "us-gov-west-1") == Origin("https", "sts.us-gov-west-1.amazonaws.com")
     generic = {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}
     assert sts_origin(generic, "eu-west-2") == Origin("http", "127.0.0.1:4566")
     specific = generic | {"AWS_ENDPOINT_URL_STS": "https://sts.internal:443/"}
