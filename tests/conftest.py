@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,10 @@ from support.faultproxy import FaultProxy
 from support.s3_server import MotoServer, moto_process
 from support.sidecars import SidecarProcess, Sidecars
 from support.syncers import Syncers
+
+# Network tests reach 127.0.0.1 only: a Syncer left without credentials must not ask EC2's
+# instance metadata (169.254.169.254). Tests of it name their own endpoint.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,18 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
   }
 }
 
+# The account the task runs in, for the task role's trust policy (aws:SourceAccount): given, or
+# asked of STS.
+data "aws_caller_identity" "current" {
+  count = var.account_id == null ? 1 : 0
+}
+
 # The task role: created here unless task_role_arn brings one. The sidecar's least-privilege
 # policy (from modules/container: list only under the prefix, objects only under the prefix,
 # the KMS key only when given) is attached to it as an inline policy unless
 # attach_task_role_policy is false (then attach task_policy_json yourself).
 locals {
+  account_id       = var.account_id != null ? var.account_id : data.aws_caller_identity.current[0].account_id
   create_task_role = var.task_role_arn == null
   task_role_arn    = local.create_task_role ? aws_iam_role.task[0].arn : var.task_role_arn
   # The role's name is the last part of its ARN (after an optional path).
@@ -26,7 +33,7 @@ resource "aws_iam_role" "task" {
 
   name                 = "${var.name}-task"
   description          = "Task role of ${var.name}: the s3sync-sidecar's access to s3://${var.bucket_name}/${var.prefix}"
-  assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_assume.json
+  assume_role_policy   = module.container.task_role_trust_policy_json # ECS tasks of this account only
   permissions_boundary = var.permissions_boundary_arn
   tags                 = var.tags
 }

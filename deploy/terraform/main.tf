@@ -115,6 +115,17 @@ module "container" {
   queue_url         = local.queue_url
   queue_arn         = local.queue_arn
   queue_kms_key_arn = var.queue_kms_key_arn
+  # The task role's trust policy: aws:SourceAccount is this account.
+  account_id = local.account_id
+  # Issue 26's settings, passed through as SYNC_* variables (and their permissions).
+  sse               = var.sse
+  sse_kms_key_id    = var.sse_kms_key_id
+  storage_class     = var.storage_class
+  acl               = var.acl
+  request_payer     = var.request_payer
+  role_arn          = var.role_arn
+  role_external_id  = var.role_external_id
+  role_session_name = var.role_session_name
 }
 
 resource "aws_cloudwatch_log_group" "this" {

@@ -516,3 +516,57 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "account_id" {
+  description = "ID of the AWS account the task runs in, for the task role's trust policy (aws:SourceAccount). Null: asked of STS (aws_caller_identity)."
+  type        = string
+  default     = null
+}
+
+variable "sse" {
+  description = "Server-side encryption stated on every object the sidecar writes (SYNC_SSE): AES256, aws:kms or aws:kms:dsse. Null: the bucket's default encryption."
+  type        = string
+  default     = null
+}
+
+variable "sse_kms_key_id" {
+  description = "KMS key of sse = aws:kms or aws:kms:dsse (SYNC_SSE_KMS_KEY_ID). Null: the bucket's default key. Give its ARN as kms_key_arn too, so that the task role may use it."
+  type        = string
+  default     = null
+}
+
+variable "storage_class" {
+  description = "Storage class of every object the sidecar writes (SYNC_STORAGE_CLASS), e.g. INTELLIGENT_TIERING. Null: STANDARD."
+  type        = string
+  default     = null
+}
+
+variable "acl" {
+  description = "Canned ACL on every object the sidecar writes (SYNC_ACL), e.g. bucket-owner-full-control; the task role then gets s3:PutObjectAcl under the prefix. A bucket created here has ACLs disabled: only bucket-owner-full-control is accepted there."
+  type        = string
+  default     = null
+}
+
+variable "request_payer" {
+  description = "requester to read and write a Requester Pays bucket (SYNC_REQUEST_PAYER). Null: the bucket owner pays."
+  type        = string
+  default     = null
+}
+
+variable "role_arn" {
+  description = "IAM role the sidecar assumes on top of the task role (SYNC_ROLE_ARN), for a bucket in another account; the task role gets sts:AssumeRole on it. The role's policy, not the task role's, then governs the bucket."
+  type        = string
+  default     = null
+}
+
+variable "role_external_id" {
+  description = "External id role_arn's trust policy asks for (SYNC_ROLE_EXTERNAL_ID)."
+  type        = string
+  default     = null
+}
+
+variable "role_session_name" {
+  description = "Session name of role_arn's sessions (SYNC_ROLE_SESSION_NAME)."
+  type        = string
+  default     = null
+}

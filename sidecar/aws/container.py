@@ -2,7 +2,8 @@
 Identity): one source of refreshing credentials (refreshing.py: refreshed before they expire,
 one fetch at a time), fetched over the sidecar's one HTTP client (http.py) and read up to 64 KiB.
 Only https, or plain http to a loopback or AWS link-local address, is ever asked: anything
-else could send credentials requests and tokens to a stranger. No redirect is followed (it
+else could send credentials requests and tokens to a stranger. Those addresses are asked
+directly, never through a proxy. No redirect is followed (it
 would carry the token elsewhere).
 """
 
@@ -72,6 +73,8 @@ class ContainerCredentials(RefreshingCredentials):
         )
         self._origin = Origin(parts.scheme, f"{host}{port}")
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Loopback and the link-local agents are never reached through a proxy (proxy.py).
+        self._direct = _allowed_http_host(parts.hostname)
         self._token = token
         self._token_file = token_file
         self._timeout = timeout
@@ -101,7 +104,13 @@ class ContainerCredentials(RefreshingCredentials):
         try:
             async with asyncio.timeout(self._timeout):
                 answer = await self._http.exchange(
-                    self._origin, "GET", self._target, headers, limit=MAX_BODY, error_limit=0
+                    self._origin,
+                    "GET",
+                    self._target,
+                    headers,
+                    limit=MAX_BODY,
+                    error_limit=0,
+                    direct=self._direct,
                 )
         except TimeoutError:
             raise CredentialsError(f"{display} did not answer within {self._timeout:g} s") from None

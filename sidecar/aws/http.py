@@ -1,8 +1,9 @@
 """The sidecar's one HTTP client. Every request, to S3, SQS or the container credentials
 endpoint, goes through one aiohttp connector: one connection pool, one TLS set-up (the verify,
 no-verify or CA-bundle choice made once, `tls_context`), one DNS cache, and the one place where
-a proxy would be chosen (`_route`, for both ways through: none today; the link-local
-credential endpoints must never get one).
+a proxy is chosen (`_route`, for both ways through, from `proxies`: proxy.py; the
+credential endpoints' requests are `direct` and never get one). Plain http through a proxy has
+a connector of its own whose connections serve one request each (see the invariants).
 
 Two ways through it, sharing the pool's kept-alive connections:
 
@@ -47,8 +48,13 @@ Invariants:
   once more on another connection, unless it is a POST (the server may have acted on it).
   Any other failure is the caller's to retry, as an `aiohttp.ClientError`, `OSError` or
   `TimeoutError`.
-- Nothing is decompressed, redirected, or kept as a cookie; no proxy comes from the
-  environment; only chunked is accepted as a transfer coding.
+- Nothing is decompressed, redirected, or kept as a cookie; only chunked is accepted as a
+  transfer coding. A proxy comes only from `proxies` (aiohttp's own `trust_env` is off): plain
+  http goes to it in absolute form with `Proxy-Authorization`, one request per connection (a
+  proxy may close it after the answer without saying so, as tinyproxy does: a request sent on
+  it meanwhile would wait for an answer that never comes); https goes through aiohttp's
+  `CONNECT` tunnel, kept alive end to end with the server; a `direct` request never goes
+  through one.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .errors import MalformedAnswer, ResponseTooLarge
+from .proxy import Proxies, Proxy
 
 USER_AGENT = "s3sync-sidecar"
 # A large answer still on its way is read in fewer, larger reads: past GATHER_AFTER bytes of it,
@@ -125,6 +132,7 @@ class _Request:
     ok: tuple[int, ...]
     limit: int
     error_limit: int
+    keep: bool = True  # the connection may serve another request after this one
 
 
 class _NoAnswer(Exception):
@@ -206,48 +214,71 @@ class HttpClient:
     """The pool and its two ways through (see the module docstring). Built anywhere; its
     aiohttp parts are made on first use, inside the running loop; `close` releases them."""
 
-    def __init__(self, *, tls: ssl.SSLContext | bool | None = None, connections: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        tls: ssl.SSLContext | bool | None = None,
+        connections: int = 100,
+        proxies: Proxies | None = None,
+    ) -> None:
+        self.proxies = proxies if proxies is not None else Proxies()
         if isinstance(tls, ssl.SSLContext):
             self._tls = tls
         else:
             self._tls = tls_context(verify=tls is not False)
         self.connections = connections
         self._session: aiohttp.ClientSession | None = None
-        self._routes: dict[Origin, aiohttp.ClientRequest] = {}
+        self._one_shot: aiohttp.ClientSession | None = None  # plain http through a proxy
+        self._routes: dict[tuple[Origin, bool], tuple[aiohttp.ClientRequest, Proxy | None]] = {}
         self._kept: weakref.WeakSet[ResponseHandler] = weakref.WeakSet()
         self._closed = False
 
-    def _ready(self) -> aiohttp.ClientSession:
+    def _ready(self, one_shot: bool = False) -> aiohttp.ClientSession:
+        """The session (and its connector) to send on; `one_shot`: the one for plain http
+        through a proxy, whose connections serve one request each (`force_close`)."""
         if self._closed:
             raise RuntimeError("the HTTP client is closed")
-        session = self._session
+        session = self._one_shot if one_shot else self._session
         if session is None:
-            session = self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=self.connections + RESERVE,
                     limit_per_host=self.connections,
                     ttl_dns_cache=300,
                     ssl=self._tls,
+                    force_close=one_shot,
                 ),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
                 trust_env=False,
             )
+            if one_shot:
+                self._one_shot = session
+            else:
+                self._session = session
         return session
 
-    def _route(self, origin: Origin) -> aiohttp.ClientRequest:
+    def _route(
+        self, origin: Origin, direct: bool = False
+    ) -> tuple[aiohttp.ClientRequest, Proxy | None]:
         """How to reach `origin`, for both ways through: a request aiohttp's connector keys its
-        pool by (host, port, TLS) and opens connections for. The one place a proxy would be
-        chosen (its `proxy`; `open` passes the same one, and `exchange` then writes an
-        absolute-form target for plain http); none is today."""
-        route = self._routes.get(origin)
-        if route is None:
+        pool by (host, port, TLS, proxy) and opens connections for (through the proxy's
+        `CONNECT` tunnel for https), and the proxy chosen for it (proxy.py), None when the
+        request is `direct` (a credential endpoint's) or no proxy applies."""
+        key = (origin, direct)
+        found = self._routes.get(key)
+        if found is None:
+            proxy = None if direct else self.proxies.for_origin(origin.scheme, origin.host)
             route = aiohttp.ClientRequest(
-                "GET", URL(f"{origin.scheme}://{origin.host}/"), loop=asyncio.get_running_loop()
+                "GET",
+                URL(f"{origin.scheme}://{origin.host}/"),
+                loop=asyncio.get_running_loop(),
+                proxy=proxy.url if proxy is not None else None,
+                proxy_headers=_proxy_headers(origin, proxy),
             )
-            self._routes[origin] = route
-        return route
+            found = self._routes[key] = (route, proxy)
+        return found
 
     async def open(
         self,
@@ -259,15 +290,20 @@ class HttpClient:
         data: bytes | AsyncIterator[bytes] | None = None,
     ) -> aiohttp.ClientResponse:
         """The answer unread, for the caller to read (`read_capped`, or in chunks) and release."""
-        session = self._ready()
+        proxy = self._route(origin)[1]
+        session = self._ready(one_shot=proxy is not None and origin.scheme == "http")
+        sent = _with_defaults(origin, headers)
+        if proxy is not None and proxy.authorization and origin.scheme == "http":
+            sent["Proxy-Authorization"] = proxy.authorization
         return await session.request(
             method,
             origin.url(target),
-            headers=_with_defaults(origin, headers),
+            headers=sent,
             data=data,
             allow_redirects=False,
             timeout=STREAM_TIMEOUT,  # per read: a transfer takes as long as it takes
-            proxy=self._route(origin).proxy,
+            proxy=proxy.url if proxy is not None else None,
+            proxy_headers=_proxy_headers(origin, proxy),
         )
 
     async def exchange(
@@ -281,11 +317,12 @@ class HttpClient:
         ok: tuple[int, ...] = (200,),
         limit: int,
         error_limit: int,
+        direct: bool = False,
     ) -> Answer:
         """One request, its answer read whole: a status in `ok` up to `limit` bytes (else
         `ResponseTooLarge`), any other up to `error_limit` (else `oversized`, unread). The
-        caller bounds its time (`asyncio.timeout`)."""
-        session = self._ready()
+        caller bounds its time (`asyncio.timeout`). `direct`: never through a proxy (the
+        credential endpoints)."""
         sent = _with_defaults(origin, headers)
         length = sent.get("Content-Length")
         size = len(body) if body is not None else 0
@@ -294,10 +331,18 @@ class HttpClient:
                 sent["Content-Length"] = str(size)
         elif length != str(size):
             raise ValueError(f"Content-Length {length} for a body of {size} bytes")
+        route, proxy = self._route(origin, direct)
+        plain_proxied = proxy is not None and origin.scheme == "http"
+        session = self._ready(one_shot=plain_proxied)
         connector = session.connector
         assert connector is not None
-        route = self._route(origin)
-        request = _Request(method, target, sent, body, ok, limit, error_limit)
+        if plain_proxied:
+            assert proxy is not None
+            target = f"http://{origin.host}{target}"  # absolute form, for the proxy
+            sent["Connection"] = "close"  # one request per connection (the module docstring)
+            if proxy.authorization:
+                sent["Proxy-Authorization"] = proxy.authorization
+        request = _Request(method, target, sent, body, ok, limit, error_limit, not plain_proxied)
         while True:
             connection = await connector.connect(route, [], _CONNECT_TIMEOUT)
             protocol = connection.protocol
@@ -366,6 +411,9 @@ class HttpClient:
             return Answer(status, message.headers, b"", oversized=True)
         except HttpProcessingError as error:
             raise MalformedAnswer(f"a malformed body: {error.message}") from None
+        if not request.keep:
+            connection.close()
+            return Answer(status, message.headers, content)
         self._kept.add(protocol)
         connection.release()
         return Answer(status, message.headers, content)
@@ -374,9 +422,10 @@ class HttpClient:
         """Close every connection; a request after this is refused."""
         self._closed = True
         self._routes.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._one_shot):
+            if session is not None:
+                await session.close()
+        self._session = self._one_shot = None
 
 
 def _with_defaults(origin: Origin, headers: Mapping[str, str]) -> CIMultiDict[str]:
@@ -386,6 +435,14 @@ def _with_defaults(origin: Origin, headers: Mapping[str, str]) -> CIMultiDict[st
     if "User-Agent" not in sent:
         sent["User-Agent"] = USER_AGENT
     return sent
+
+
+def _proxy_headers(origin: Origin, proxy: Proxy | None) -> CIMultiDict[str] | None:
+    """What a `CONNECT` to `proxy` carries: its credentials, and the Host aiohttp would add
+    (written here, so that the pool's key, which hashes these, stays the same)."""
+    if proxy is None or not proxy.authorization or origin.scheme != "https":
+        return None
+    return CIMultiDict({"Proxy-Authorization": proxy.authorization, "Host": origin.host})
 
 
 def _length(headers: CIMultiDictProxy[str]) -> int | None:

@@ -114,12 +114,18 @@ SQS_RULES = SqsRules()
 
 
 def sqs_requests(
-    http: HttpClient, queue: QueueUrl, *, region: str, credentials: CredentialsProvider
+    http: HttpClient,
+    queue: QueueUrl,
+    *,
+    region: str,
+    credentials: CredentialsProvider,
+    origin: Origin | None = None,
 ) -> SignedRequests:
-    """The signed-request path to `queue` (in the region its host names, else `region`)."""
+    """The signed-request path to `queue` (in the region its host names, else `region`), at
+    `origin` when the SDKs' endpoint variables name one, else at the queue URL's host."""
     return SignedRequests(
         http=http,
-        origin=Origin(queue.scheme, queue.host),
+        origin=origin if origin is not None else Origin(queue.scheme, queue.host),
         region=queue.region or region,
         credentials=credentials,
         rules=SQS_RULES,

@@ -4,23 +4,29 @@ the record of S3's outages, aws/outage.py, which the passes ask) and, with `SYNC
 queue client; built together on that one HTTP client and closed together. Credentials come as a
 provider, which belongs to the caller and is not closed here, or as a factory, whose provider is
 built on the one HTTP client (so credential fetches share its pool and TLS set-up) and closed
-here."""
+here. The HTTP client's proxies (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) and SQS's endpoint
+(`AWS_ENDPOINT_URL_SQS`, then `AWS_ENDPOINT_URL`) come from the process's environment, as for
+any AWS SDK."""
 
 from __future__ import annotations
 
 import logging
+import os
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..aws.credentials import CredentialsFactory, CredentialsProvider
-from ..aws.http import HttpClient
+from ..aws.http import HttpClient, Origin
 from ..aws.outage import Outage
+from ..aws.proxy import Proxies
 from ..aws.sqs import QueueClient, QueueUrl, sqs_requests
+from ..aws.sts import endpoint_origin
 from ..core.model import SyncMode
 from ..metrics import Metrics
 from ..s3.client import S3Client, s3_requests
 from ..s3.endpoint import Endpoint
+from ..settings.config import service_endpoint_url
 from ..settings.table import Settings
 
 
@@ -43,7 +49,11 @@ class Clients:
         tls: ssl.SSLContext | bool | None,
         on_reachable: Callable[[bool], None],
     ) -> Clients:
-        http = HttpClient(tls=tls, connections=settings.connections)
+        # Proxies and the SDKs' endpoint variables are the process's, as for any AWS SDK.
+        env = os.environ
+        http = HttpClient(
+            tls=tls, connections=settings.connections, proxies=Proxies.from_environment(env)
+        )
         endpoint = Endpoint.parse(settings.endpoint, settings.bucket)
         owns_credentials = not isinstance(credentials, CredentialsProvider)
         if not isinstance(credentials, CredentialsProvider):
@@ -62,7 +72,14 @@ class Clients:
         if settings.queue_url is not None and SyncMode(settings.mode) is not SyncMode.UPLOAD_ONLY:
             url = QueueUrl.parse(settings.queue_url)
             queue = QueueClient(
-                sqs_requests(http, url, region=settings.region, credentials=credentials), url
+                sqs_requests(
+                    http,
+                    url,
+                    region=settings.region,
+                    credentials=credentials,
+                    origin=_sqs_origin(env),
+                ),
+                url,
             )
         return cls(
             http=http,
@@ -78,3 +95,9 @@ class Clients:
         if self.owns_credentials:
             await self.credentials.close()
         await self.http.close()
+
+
+def _sqs_origin(env: Mapping[str, str]) -> Origin | None:
+    """SQS's endpoint from the SDKs' variables (checked at start), None: the queue URL's host."""
+    found = service_endpoint_url(env, "AWS_ENDPOINT_URL_SQS")
+    return endpoint_origin(found[1], found[0]) if found is not None else None

@@ -189,8 +189,15 @@ class Syncer:
         if self._phase is not Phase.NEW:
             raise RuntimeError(f"Syncer already started (it is {self._phase.value})")
         self._phase = Phase.RESTORING
-        # By default, the chain the AWS SDKs use in containers: keys, then the ECS endpoint.
-        credentials = _from_environment if self._credentials is None else self._credentials
+        # By default, the chain the AWS SDKs use (aws/chain.py), built on the one HTTP client.
+        credentials = self._credentials
+        if credentials is None:
+            region = self.settings.region
+
+            def from_environment(http: HttpClient) -> CredentialsProvider:
+                return provider_from_environment(os.environ, http=http, region=region)
+
+            credentials = from_environment
         engine = self._engine = Engine(self.settings, self.metrics, credentials, self._ssl_context)
         try:
             await engine.start()
@@ -286,10 +293,6 @@ class Syncer:
         if SyncMode(self.settings.mode) is SyncMode.UPLOAD_ONLY:
             return
         await self._running().poller.poll()
-
-
-def _from_environment(http: HttpClient) -> CredentialsProvider:
-    return provider_from_environment(os.environ, http=http)
 
 
 __all__ = [

@@ -56,6 +56,7 @@ def credentials_factory(
             env,
             settings.credentials_source,
             http=http,
+            region=settings.region,
             on_refresh=refreshed,
             on_failure=failed,
         )

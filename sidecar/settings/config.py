@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..aws.chain import credential_problems
+from ..aws.profiles import profile_region
+from ..aws.proxy import proxy_problems
+from ..aws.sts import endpoint_origin
 from ..s3.client import Endpoint
-from .parsers import parse_size
+from .parsers import existing_file, parse_size
 from .table import QUEUED_POLL_INTERVAL, ROWS, Settings, default_endpoint
 
 __all__ = [
@@ -124,6 +127,10 @@ def load_settings(
             if env.get(fallback):
                 raw["SYNC_REGION"] = env[fallback]
                 break
+        else:
+            region = profile_region(env)  # the shared config file's, as the SDKs read it
+            if region:
+                raw["SYNC_REGION"] = region
 
     problems: list[Problem] = []
     values: dict[str, Any] = {}
@@ -142,8 +149,24 @@ def load_settings(
 
     if "queue_url" in values and "poll_interval" not in values:
         values["poll_interval"] = QUEUED_POLL_INTERVAL  # events first; listings as a backstop
-    if "region" in values and "endpoint" not in values and "SYNC_ENDPOINT" not in raw:
-        values["endpoint"] = default_endpoint(values["region"])
+    service_endpoint = _service_endpoint(env, "AWS_ENDPOINT_URL_S3", problems)
+    _service_endpoint(env, "AWS_ENDPOINT_URL_SQS", problems)
+    if "endpoint" not in values and "SYNC_ENDPOINT" not in raw:
+        if service_endpoint is not None:
+            values["endpoint"] = service_endpoint
+        elif "region" in values:
+            values["endpoint"] = default_endpoint(values["region"])
+    aws_bundle_applies = "SYNC_CA_BUNDLE" not in raw and values.get("tls_verify") is not False
+    if aws_bundle_applies and env.get("AWS_CA_BUNDLE", "").strip():
+        # The SDKs' variable, for the whole environment: SYNC_CA_BUNDLE (and turning
+        # verification off) are this sidecar's own and win.
+        aws_bundle = env["AWS_CA_BUNDLE"].strip()
+        try:
+            values["ca_bundle"] = existing_file(aws_bundle)
+        except ValueError:
+            problems.append(
+                Problem("AWS_CA_BUNDLE", aws_bundle, _BY_NAME["SYNC_CA_BUNDLE"].expected)
+            )
     if "endpoint" in values:
         try:
             # Checked even when the bucket is missing or bad, so all problems show at once.
@@ -163,6 +186,7 @@ def load_settings(
             )
         )
 
+    problems.extend(Problem(name, None, message) for name, message in proxy_problems(env))
     problems.extend(
         Problem(name, None, message)
         for name, message in credential_problems(env, credentials_source)
@@ -170,3 +194,29 @@ def load_settings(
     if problems:
         raise ConfigError(problems)
     return Settings(**values, credentials_source=credentials_source)
+
+
+def service_endpoint_url(env: Mapping[str, str], name: str) -> tuple[str, str] | None:
+    """(variable, URL) of the SDKs' endpoint for one service: `name` (`AWS_ENDPOINT_URL_S3`,
+    `AWS_ENDPOINT_URL_SQS`), then `AWS_ENDPOINT_URL`; None when neither is set."""
+    for variable in (name, "AWS_ENDPOINT_URL"):
+        value = env.get(variable, "").strip()
+        if value:
+            return variable, value
+    return None
+
+
+def _service_endpoint(env: Mapping[str, str], name: str, problems: list[Problem]) -> str | None:
+    """S3's endpoint pattern from the SDKs' variables (path-style: `<url>/{}/`, which every
+    store serves; `SYNC_ENDPOINT` says otherwise), None when neither is set. A malformed one is
+    a problem named by its variable."""
+    found = service_endpoint_url(env, name)
+    if found is None:
+        return None
+    variable, url = found
+    try:
+        origin = endpoint_origin(url, variable)
+    except ValueError as error:
+        problems.append(Problem(variable, url, str(error).partition(": ")[2]))
+        return None
+    return f"{origin.scheme}://{origin.host}/{{}}/"

@@ -190,3 +190,29 @@ def mode_value(mode: str) -> str:
 
 def optional_queue_url(url: str | None) -> str | None:
     return queue_url(url) if url else None
+
+
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
+
+
+def role_arn(value: str) -> str:
+    """An IAM role's ARN, in any partition."""
+    if not _ROLE_ARN.fullmatch(value.strip()):
+        raise ValueError
+    return value.strip()
+
+
+def session_name(value: str) -> str:
+    """An STS role session name: 2 to 64 of letters, digits and +=,.@_-."""
+    if not _SESSION_NAME.fullmatch(value.strip()):
+        raise ValueError
+    return value.strip()
+
+
+def external_id(value: str) -> str:
+    """An STS external id: 2 to 1224 of letters, digits and +=,.@:/_-."""
+    if not _EXTERNAL_ID.fullmatch(value.strip()):
+        raise ValueError
+    return value.strip()

@@ -63,7 +63,8 @@ REGION = Setting(
     env="SYNC_REGION",
     parse=parsers.nonempty,
     expected="an AWS region such as eu-west-2",
-    meaning="Region of the bucket; falls back to `AWS_REGION`, then `AWS_DEFAULT_REGION`.",
+    meaning="Region of the bucket; falls back to `AWS_REGION`, then `AWS_DEFAULT_REGION`, then "
+    "the `region` of the shared config file's profile.",
     example="eu-west-2",
     required=True,
 )
@@ -321,6 +322,38 @@ OPEN_FILE_TIMEOUT = Setting(
     example="300",
     tidy=float,
 )
+ROLE_ARN: Setting[str | None] = Setting(
+    None,
+    env="SYNC_ROLE_ARN",
+    parse=parsers.role_arn,
+    expected="an IAM role ARN, arn:aws:iam::<account id>:role/<name>",
+    meaning="Role assumed (STS `AssumeRole`) with whichever credentials were found, for a "
+    "bucket in another account (see [Credentials](#credentials)).",
+    example="arn:aws:iam::210987654321:role/s3sync-writer",
+    note="none: the credentials found",
+    service=True,  # read by the credentials chain (aws/chain.py)
+)
+ROLE_EXTERNAL_ID: Setting[str | None] = Setting(
+    None,
+    env="SYNC_ROLE_EXTERNAL_ID",
+    parse=parsers.external_id,
+    expected="2 to 1224 letters, digits and +=,.@:/_-",
+    meaning="External id the role's trust policy asks for (`sts:ExternalId`), with "
+    "`SYNC_ROLE_ARN`.",
+    example="c0ffee-42",
+    note="none",
+    service=True,
+)
+ROLE_SESSION_NAME: Setting[str | None] = Setting(
+    None,
+    env="SYNC_ROLE_SESSION_NAME",
+    parse=parsers.session_name,
+    expected="2 to 64 letters, digits and +=,.@_-",
+    meaning="Session name of `SYNC_ROLE_ARN`'s role, as CloudTrail shows it.",
+    example="s3sync-app",
+    note="`s3sync-sidecar-<time>`",
+    service=True,
+)
 WORK_NAME = Setting(
     ".s3sync-sidecar",
     meaning="mobius3's `download_directory`: the hidden working folder inside the folder "
@@ -369,6 +402,9 @@ class Settings:
     mode: str = MODE.field()  # a SyncMode's value
     queue_url: str | None = QUEUE_URL.field()
     open_file_timeout: float = OPEN_FILE_TIMEOUT.field()
+    role_arn: str | None = ROLE_ARN.field()
+    role_external_id: str | None = ROLE_EXTERNAL_ID.field()
+    role_session_name: str | None = ROLE_SESSION_NAME.field()
     work_name: str = WORK_NAME.field()
     credentials_source: str = CREDENTIALS_SOURCE.field()
 

@@ -52,6 +52,8 @@ ECS_MODULE_SOURCE = re.compile(
     r'source  = "terraform-aws-modules/ecs/aws//modules/service"\n  version = "([^"]+)"'
 )
 SIDECAR_FILE = DEPLOY / "sidecar-container.json"
+TASK_POLICY_FILE = DEPLOY / "task-role-policy.json"
+TRUST_POLICY_FILE = DEPLOY / "task-role-trust-policy.json"
 
 SIDECAR = "s3sync-sidecar"
 HEALTH_CHECK = {
@@ -751,7 +753,52 @@ def test_plan_policy_is_least_privilege(example_plan: dict[str, Any]) -> None:
     for action in ("kms:Decrypt", "kms:GenerateDataKey"):
         (statement,) = by_action.pop(action)
         assert statement["Resource"] == key
+        # the key only through S3 in the bucket's region (kms:ViaService)
+        assert statement["Condition"] == {
+            "StringEquals": {"kms:ViaService": "s3.eu-west-2.amazonaws.com"}
+        }
     assert by_action == {}, f"unexpected permissions: {sorted(by_action)}"
+
+
+def test_plan_task_role_trusts_ecs_tasks_of_its_account_only(example_plan: dict[str, Any]) -> None:
+    """aws:SourceAccount in the task role's trust policy: another account's ECS cannot pass
+    the role to its tasks (the confused deputy)."""
+    role = module_resource(example_plan, "aws_iam_role.task[0]")
+    trust = json.loads(role["assume_role_policy"])
+    assert trust["Statement"] == [
+        {
+            "Sid": "EcsTasksAssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}},
+        }
+    ]
+
+
+def test_task_role_policy_files_are_the_modules(terraform: Terraform) -> None:
+    """deploy/task-role-policy.json and deploy/task-role-trust-policy.json, for users not on
+    Terraform, are what the container module renders with the task definition's placeholders
+    (scripts/task_policy.py writes them)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import task_policy
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    rendered = task_policy.render(terraform.binary, terraform.env)
+    assert set(rendered) == {TASK_POLICY_FILE, TRUST_POLICY_FILE}
+    for path, text in rendered.items():
+        assert path.read_text() == text, f"{path.name} is stale: run scripts/task_policy.py"
+    policy = json.loads(TASK_POLICY_FILE.read_text())
+    resources = {statement["Resource"] for statement in policy["Statement"]}
+    assert "arn:aws:s3:::REPLACE_WITH_BUCKET_NAME/REPLACE_WITH_PREFIX/*" in resources
+    readme = (DEPLOY / "README.md").read_text()
+    for token in (
+        "REPLACE_WITH_KMS_KEY_ID",
+        "task-role-policy.json",
+        "task-role-trust-policy.json",
+    ):
+        assert token in readme
 
 
 def test_plan_bucket_protections(example_plan: dict[str, Any]) -> None:

@@ -596,9 +596,12 @@ def test_credential_problems(tmp_path: Path) -> None:
         (KEY_ID, f"required when {SECRET_KEY} is set")
     ]
 
-    [(name, message)] = credential_problems({})
+    # Nothing named: instance metadata can only be known by asking it, at start.
+    assert credential_problems({}) == []
+    [(name, message)] = credential_problems({"AWS_EC2_METADATA_DISABLED": "true"})
     assert name == KEY_ID
-    assert all(variable in message for variable in (KEY_ID, SECRET_KEY, RELATIVE, FULL))
+    for variable in (KEY_ID, SECRET_KEY, RELATIVE, FULL, "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        assert variable in message
     [(name, message)] = credential_problems(relative, "environment")
     assert name == KEY_ID and SECRET_KEY in message
     [(name, message)] = credential_problems(keys, "ecs")
@@ -667,7 +670,7 @@ async def test_provider_from_environment(endpoint: FakeEndpoint, tmp_path: Path)
         await provider.close()
 
     with pytest.raises(CredentialsError, match=KEY_ID):
-        provider_from_environment({})
+        provider_from_environment({"AWS_EC2_METADATA_DISABLED": "true"})
     with pytest.raises(CredentialsError, match=KEY_ID):
         provider_from_environment(relative, "environment")
     with pytest.raises(CredentialsError, match=RELATIVE):

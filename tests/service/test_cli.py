@@ -134,6 +134,9 @@ async def test_bad_settings_touch_nothing(run_sidecar, bucket: Bucket, tmp_path:
         ("SYNC_OPEN_FILE_TIMEOUT", "never"),
         ("SYNC_MODE", "sideways"),
         ("SYNC_QUEUE_URL", "my-queue"),
+        ("SYNC_ROLE_ARN", "my-role"),
+        ("SYNC_ROLE_EXTERNAL_ID", "x"),
+        ("SYNC_ROLE_SESSION_NAME", "has space"),
     ],
 )
 async def test_every_bad_setting_exits_2(run_sidecar, sidecar_env, name: str, bad: str) -> None:
@@ -153,7 +156,9 @@ def test_every_setting_is_in_the_bad_setting_table() -> None:
 
 
 async def test_missing_settings_and_credentials(run_sidecar, tmp_path: Path) -> None:
-    sidecar = run_sidecar([], {"SYNC_DIR": str(tmp_path / "x")})
+    sidecar = run_sidecar(
+        [], {"SYNC_DIR": str(tmp_path / "x"), "AWS_EC2_METADATA_DISABLED": "true"}
+    )
     assert await sidecar.wait() == 2
     text = sidecar.text()
     for name in ("SYNC_BUCKET", "SYNC_REGION", "AWS_ACCESS_KEY_ID"):

@@ -71,6 +71,9 @@ def test_minimal_env_gives_the_documented_defaults(env: dict[str, str], tmp_path
         "credentials_source": "auto",
         "mode": "bidirectional",
         "queue_url": None,
+        "role_arn": None,
+        "role_external_id": None,
+        "role_session_name": None,
         "work_name": ".s3sync-sidecar",
     }
     settings = load_settings(env)
@@ -247,6 +250,13 @@ BAD: list[tuple[str, str]] = [
     ("SYNC_QUEUE_URL", "https://sqs.eu-west-2.amazonaws.com/q"),
     ("SYNC_QUEUE_URL", "ftp://sqs.eu-west-2.amazonaws.com/123456789012/q"),
     ("SYNC_QUEUE_URL", "https://sqs.eu-west-2.amazonaws.com/123456789012/q?x=1"),
+    ("SYNC_ROLE_ARN", "my-role"),
+    ("SYNC_ROLE_ARN", "arn:aws:iam::123:role/short-account"),
+    ("SYNC_ROLE_ARN", "arn:aws:iam::123456789012:user/not-a-role"),
+    ("SYNC_ROLE_EXTERNAL_ID", "x"),
+    ("SYNC_ROLE_EXTERNAL_ID", "has space"),
+    ("SYNC_ROLE_SESSION_NAME", "has space"),
+    ("SYNC_ROLE_SESSION_NAME", "s" * 65),
 ]
 
 
@@ -510,7 +520,10 @@ def test_key_id_without_secret(env: dict[str, str]) -> None:
 
 
 def test_no_credentials(env: dict[str, str]) -> None:
+    """Nothing named and instance metadata turned off: nothing can be had. (With metadata on,
+    only asking it at start can tell: tests/s3/test_credential_chain.py.)"""
     del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
     [problem] = problems_of(env)
     assert problem.name == "AWS_ACCESS_KEY_ID"
     assert problem.value is None

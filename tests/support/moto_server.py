@@ -1,7 +1,9 @@
 """moto's server as the tests run it (`python tests/support/moto_server.py -H 127.0.0.1 -p PORT`),
-with the one S3 behaviour the sidecar relies on that moto 5 lacks: CopyObject honours
+with the two behaviours the sidecar relies on that moto 5 lacks: CopyObject honours
 `x-amz-copy-source-if-match` (AWS answers 412 when the source's ETag is another; moto copied
-whatever it found, so a copy made on an old read could stamp another client's newer bytes).
+whatever it found, so a copy made on an old read could stamp another client's newer bytes), and
+STS's `AssumeRoleWithWebIdentity` is served unsigned, as AWS serves it (the web identity token
+is its proof; moto, with authentication on, failed it with a 500 for want of a signature).
 
 Run as a script, this folder is first on `sys.path`: no module of `support` may take the name
 of one that moto or its dependencies import (no `moto.py`, `http.py`, `requests.py`)."""
@@ -12,6 +14,7 @@ import sys
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from moto.core.authorization import ActionAuthenticatorMixin
 from moto.s3 import responses
 from moto.s3.exceptions import PreconditionFailed
 from moto.server import main
@@ -35,6 +38,18 @@ def _copy_object_if_match(self: Any) -> Any:
 
 
 responses.S3Response.copy_object = _copy_object_if_match  # type: ignore[method-assign]
+
+_authenticate = ActionAuthenticatorMixin._authenticate_and_authorize_action
+_UNSIGNED = ("AssumeRoleWithWebIdentity",)  # AWS's STS: no credentials needed, none checked
+
+
+def _authenticate_unless_unsigned(self: Any, iam_request_cls: type, resource: str = "*") -> None:
+    if self._get_action() in _UNSIGNED:
+        return
+    _authenticate(self, iam_request_cls, resource)
+
+
+ActionAuthenticatorMixin._authenticate_and_authorize_action = _authenticate_unless_unsigned  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -80,7 +80,8 @@ class SidecarProcess:
 class Sidecars:
     """Starts commands (args, env, and a `prefix` that execs them, e.g. `prlimit ...`) logging
     into `logs`; `kill_all` kills those still running.
-    The environment starts from PATH, text logs and a free HTTP port; `env` overrides."""
+    The environment starts from PATH, text logs, a free HTTP port and no instance metadata;
+    `env` overrides."""
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
@@ -93,6 +94,9 @@ class Sidecars:
             "PATH": os.environ["PATH"],
             "SYNC_LOG_FORMAT": "text",
             "SYNC_HTTP_PORT": str(free_port()),
+            # Tests reach 127.0.0.1 only: never 169.254.169.254 (a test of instance metadata
+            # turns it on, with its own endpoint).
+            "AWS_EC2_METADATA_DISABLED": "true",
             **env,
         }
         log = self.logs / f"sidecar-{len(self.running)}.log"

@@ -14,6 +14,11 @@ mock_provider "aws" {
       partition = "aws"
     }
   }
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
   # The provider validates policy arguments as JSON: mocked documents must be JSON too.
   mock_data "aws_iam_policy_document" {
     defaults = {
@@ -98,12 +103,13 @@ run "kms_statement_with_a_key" {
 
   assert {
     condition = [for s in jsondecode(output.task_policy_json).Statement : s if startswith(s.Sid, "UseTheBucketKey")] == [{
-      Sid      = "UseTheBucketKey"
-      Effect   = "Allow"
-      Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
-      Resource = "arn:aws:kms:eu-west-2:123456789012:key/00000000-0000-0000-0000-000000000000"
+      Sid       = "UseTheBucketKey"
+      Effect    = "Allow"
+      Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+      Resource  = "arn:aws:kms:eu-west-2:123456789012:key/00000000-0000-0000-0000-000000000000"
+      Condition = { StringEquals = { "kms:ViaService" = "s3.eu-west-2.amazonaws.com" } }
     }]
-    error_message = "With kms_key_arn, one statement grants kms:Decrypt and kms:GenerateDataKey on that key only."
+    error_message = "With kms_key_arn, one statement grants kms:Decrypt and kms:GenerateDataKey on that key only, through S3 only."
   }
 
   assert {
@@ -223,4 +229,48 @@ run "task_role_arn_must_be_a_role" {
   }
 
   expect_failures = [var.task_role_arn]
+}
+
+run "task_role_trusts_ecs_tasks_of_the_account_only" {
+  command = plan
+
+  assert {
+    condition = jsondecode(aws_iam_role.task[0].assume_role_policy).Statement == [{
+      Sid       = "EcsTasksAssumeRole"
+      Effect    = "Allow"
+      Principal = { Service = "ecs-tasks.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = "123456789012" } }
+    }]
+    error_message = "The task role trusts ECS tasks of the caller's account only (aws:SourceAccount)."
+  }
+}
+
+run "issue_26_settings_reach_the_sidecar_and_the_policy" {
+  command = plan
+
+  variables {
+    account_id    = "210987654321"
+    sse           = "aws:kms"
+    storage_class = "STANDARD_IA"
+    acl           = "bucket-owner-full-control"
+    request_payer = "requester"
+    role_arn      = "arn:aws:iam::111122223333:role/s3sync-writer"
+  }
+
+  assert {
+    condition = alltrue([for name, value in {
+      SYNC_SSE           = "aws:kms"
+      SYNC_STORAGE_CLASS = "STANDARD_IA"
+      SYNC_ACL           = "bucket-owner-full-control"
+      SYNC_REQUEST_PAYER = "requester"
+      SYNC_ROLE_ARN      = "arn:aws:iam::111122223333:role/s3sync-writer"
+    } : contains(output.sidecar_container_definition.environment, { name = name, value = value })])
+    error_message = "Each of issue 26's inputs reaches the sidecar as its SYNC_* variable."
+  }
+
+  assert {
+    condition     = contains([for s in jsondecode(output.task_policy_json).Statement : s.Sid], "AssumeTheSyncRole") && jsondecode(aws_iam_role.task[0].assume_role_policy).Statement[0].Condition.StringEquals["aws:SourceAccount"] == "210987654321"
+    error_message = "role_arn adds sts:AssumeRole to the task role; account_id is the trust policy's aws:SourceAccount."
+  }
 }

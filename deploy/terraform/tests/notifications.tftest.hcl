@@ -18,6 +18,11 @@ mock_provider "aws" {
       partition = "aws"
     }
   }
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
   # The provider validates policy arguments as JSON: mocked documents must be JSON too.
   mock_data "aws_iam_policy_document" {
     defaults = {
@@ -345,10 +350,11 @@ run "queue_encrypted_with_a_kms_key" {
 
   assert {
     condition = [for s in jsondecode(output.task_policy_json).Statement : s if s.Sid == "DecryptTheChangeQueue"] == [{
-      Sid      = "DecryptTheChangeQueue"
-      Effect   = "Allow"
-      Action   = ["kms:Decrypt"]
-      Resource = "arn:aws:kms:eu-west-2:123456789012:key/22222222-2222-2222-2222-222222222222"
+      Sid       = "DecryptTheChangeQueue"
+      Effect    = "Allow"
+      Action    = ["kms:Decrypt"]
+      Resource  = "arn:aws:kms:eu-west-2:123456789012:key/22222222-2222-2222-2222-222222222222"
+      Condition = { StringEquals = { "kms:ViaService" = "sqs.eu-west-2.amazonaws.com" } }
     }]
     error_message = "The task role may decrypt with the queue's key, and only that."
   }

@@ -185,6 +185,7 @@ resource "aws_efs_mount_target" "data" {
 module "s3sync" {
   source = "../.."
 
+  account_id    = "123456789012" # the task role trusts ECS tasks of this account only
   name          = local.name
   sidecar_image = "123456789012.dkr.ecr.eu-west-2.amazonaws.com/s3sync-sidecar:REPLACE_WITH_VERSION"
   user          = "${local.uid}:${local.gid}"

@@ -30,6 +30,7 @@ provider "aws" {
 module "s3sync" {
   source = "../.."
 
+  account_id    = "123456789012" # the task role trusts ECS tasks of this account only
   name          = "files-app"
   sidecar_image = "123456789012.dkr.ecr.eu-west-2.amazonaws.com/s3sync-sidecar:REPLACE_WITH_VERSION"
 

@@ -19,7 +19,23 @@ locals {
   # The change queue only when one is given (the sidecar then lists the prefix every 300 s by
   # default instead of every 10 s: SYNC_POLL_INTERVAL is left to sync_settings).
   queue_environment = var.queue_url == null ? {} : { SYNC_QUEUE_URL = var.queue_url }
-  environment       = merge(var.sync_settings, local.managed_environment, local.queue_environment)
+  # Issue 26's settings, each only when its input is set (the sidecar's defaults otherwise).
+  write_environment = { for name, value in {
+    SYNC_SSE               = var.sse
+    SYNC_SSE_KMS_KEY_ID    = var.sse_kms_key_id
+    SYNC_STORAGE_CLASS     = var.storage_class
+    SYNC_ACL               = var.acl
+    SYNC_REQUEST_PAYER     = var.request_payer
+    SYNC_ROLE_ARN          = var.role_arn
+    SYNC_ROLE_EXTERNAL_ID  = var.role_external_id
+    SYNC_ROLE_SESSION_NAME = var.role_session_name
+  } : name => value if value != null }
+  environment = merge(var.sync_settings, local.managed_environment, local.queue_environment, local.write_environment)
+
+  # KMS is used only through the service that needs it (kms:ViaService): S3 in the bucket's
+  # region for the bucket key, SQS in the queue's region for the queue's key.
+  dns_suffix   = var.partition == "aws-cn" ? "amazonaws.com.cn" : "amazonaws.com"
+  queue_region = var.queue_arn == null ? var.bucket_region : split(":", var.queue_arn)[3]
 
   mount_point = {
     sourceVolume  = var.volume_name
@@ -122,8 +138,8 @@ locals {
 
   # Least privilege for the sidecar: list only under the prefix, read/write/delete only the keys
   # under the prefix (multipart uploads are PutObject, plus aborting them and listing their
-  # parts), use the KMS key only when one is given, and consume the change queue only when one
-  # is given. With an empty prefix the whole bucket is
+  # parts), use the KMS key only when one is given and only through S3, and consume the change
+  # queue only when one is given. With an empty prefix the whole bucket is
   # synced and listing is not narrowed (an s3:prefix condition would refuse a listing without one).
   task_policy = {
     Version = "2012-10-17"
@@ -152,10 +168,25 @@ locals {
         },
       ],
       var.kms_key_arn == null ? [] : [{
-        Sid      = "UseTheBucketKey"
+        Sid       = "UseTheBucketKey"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+        Resource  = var.kms_key_arn
+        Condition = { StringEquals = { "kms:ViaService" = "s3.${var.bucket_region}.${local.dns_suffix}" } }
+      }],
+      # A canned ACL on every write (SYNC_ACL) is PutObjectAcl's permission too.
+      var.acl == null ? [] : [{
+        Sid      = "SetTheObjectsAcl"
         Effect   = "Allow"
-        Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
-        Resource = var.kms_key_arn
+        Action   = ["s3:PutObjectAcl"]
+        Resource = "${local.bucket_arn}/${var.prefix}*"
+      }],
+      # SYNC_ROLE_ARN: the role assumed on top of the task role (a bucket in another account).
+      var.role_arn == null ? [] : [{
+        Sid      = "AssumeTheSyncRole"
+        Effect   = "Allow"
+        Action   = ["sts:AssumeRole"]
+        Resource = var.role_arn
       }],
       # The change queue (SYNC_QUEUE_URL): long-poll it, delete what was handled, and read its
       # attributes once at start as a check. Nothing else, and on that queue only.
@@ -167,11 +198,27 @@ locals {
       }],
       # A queue encrypted with a KMS key: receiving its messages decrypts them.
       var.queue_kms_key_arn == null ? [] : [{
-        Sid      = "DecryptTheChangeQueue"
-        Effect   = "Allow"
-        Action   = ["kms:Decrypt"]
-        Resource = var.queue_kms_key_arn
+        Sid       = "DecryptTheChangeQueue"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt"]
+        Resource  = var.queue_kms_key_arn
+        Condition = { StringEquals = { "kms:ViaService" = "sqs.${local.queue_region}.${local.dns_suffix}" } }
       }],
     )
+  }
+
+  # Who may assume the task role: ECS tasks, and (with account_id) only on behalf of that
+  # account (aws:SourceAccount: the confused-deputy guard).
+  task_role_trust_policy = {
+    Version = "2012-10-17"
+    Statement = [merge(
+      {
+        Sid       = "EcsTasksAssumeRole"
+        Effect    = "Allow"
+        Principal = { Service = "ecs-tasks.amazonaws.com" }
+        Action    = "sts:AssumeRole"
+      },
+      var.account_id == null ? {} : { Condition = { StringEquals = { "aws:SourceAccount" = var.account_id } } },
+    )]
   }
 }

@@ -32,6 +32,11 @@ output "task_policy_json" {
   value       = jsonencode(local.task_policy)
 }
 
+output "task_role_trust_policy_json" {
+  description = "IAM trust policy (JSON) for the task role: ecs-tasks.amazonaws.com may assume it, with aws:SourceAccount = account_id when account_id is set."
+  value       = jsonencode(local.task_role_trust_policy)
+}
+
 output "app_mount_points" {
   description = "mountPoints to add to each app container: the shared volume at mount_path, read-write."
   value       = [local.mount_point]

@@ -95,7 +95,7 @@ variable "queue_kms_key_arn" {
 }
 
 variable "sync_settings" {
-  description = "Extra SYNC_* environment variables for the sidecar (e.g. { SYNC_POLL_INTERVAL = \"30\" }). The ones set from other inputs (SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT, SYNC_SHUTDOWN_TIMEOUT, SYNC_QUEUE_URL) are refused here."
+  description = "Extra SYNC_* environment variables for the sidecar (e.g. { SYNC_POLL_INTERVAL = \"30\" }). The ones set from other inputs (SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT, SYNC_SHUTDOWN_TIMEOUT, SYNC_QUEUE_URL, SYNC_SSE, SYNC_SSE_KMS_KEY_ID, SYNC_STORAGE_CLASS, SYNC_ACL, SYNC_REQUEST_PAYER, SYNC_ROLE_*) are refused here."
   type        = map(string)
   default     = {}
 
@@ -107,8 +107,9 @@ variable "sync_settings" {
   validation {
     condition = length(setintersection(keys(var.sync_settings), [
       "SYNC_DIR", "SYNC_BUCKET", "SYNC_PREFIX", "SYNC_REGION", "SYNC_LOG_FORMAT", "SYNC_HTTP_PORT", "SYNC_SHUTDOWN_TIMEOUT", "SYNC_QUEUE_URL",
+      "SYNC_SSE", "SYNC_SSE_KMS_KEY_ID", "SYNC_STORAGE_CLASS", "SYNC_ACL", "SYNC_REQUEST_PAYER", "SYNC_ROLE_ARN", "SYNC_ROLE_EXTERNAL_ID", "SYNC_ROLE_SESSION_NAME",
     ])) == 0
-    error_message = "sync_settings must not set SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT, SYNC_SHUTDOWN_TIMEOUT or SYNC_QUEUE_URL: use the inputs mount_path, bucket_name, prefix, bucket_region, http_port, shutdown_timeout and queue_url."
+    error_message = "sync_settings must not set SYNC_DIR, SYNC_BUCKET, SYNC_PREFIX, SYNC_REGION, SYNC_LOG_FORMAT, SYNC_HTTP_PORT, SYNC_SHUTDOWN_TIMEOUT, SYNC_QUEUE_URL, SYNC_SSE, SYNC_SSE_KMS_KEY_ID, SYNC_STORAGE_CLASS, SYNC_ACL, SYNC_REQUEST_PAYER or SYNC_ROLE_*: use the inputs of the same names (mount_path, bucket_name, prefix, bucket_region, http_port, shutdown_timeout, queue_url, sse, sse_kms_key_id, storage_class, acl, request_payer, role_arn, role_external_id, role_session_name)."
   }
 }
 
@@ -243,4 +244,93 @@ variable "log_configuration" {
     condition     = var.log_configuration == null || can(var.log_configuration.logDriver)
     error_message = "log_configuration must be an object with at least logDriver (camelCase keys, as in a task definition), or null."
   }
+}
+
+variable "account_id" {
+  description = "ID of the AWS account the task runs in: the task role's trust policy then requires aws:SourceAccount to be it. Null: no condition."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.account_id == null || can(regex("^[0-9]{12}$", var.account_id))
+    error_message = "account_id must be 12 digits or null."
+  }
+}
+
+variable "sse" {
+  description = "Server-side encryption stated on every object the sidecar writes (SYNC_SSE): AES256, aws:kms or aws:kms:dsse. Null: the bucket's default encryption."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.sse == null || contains(["AES256", "aws:kms", "aws:kms:dsse"], coalesce(var.sse, "AES256"))
+    error_message = "sse must be AES256, aws:kms, aws:kms:dsse or null."
+  }
+}
+
+variable "sse_kms_key_id" {
+  description = "KMS key of sse = aws:kms or aws:kms:dsse (SYNC_SSE_KMS_KEY_ID): a key ARN, id or alias. Null: the bucket's default key. Give its ARN as kms_key_arn too, so that the task role may use it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.sse_kms_key_id == null || length(trimspace(coalesce(var.sse_kms_key_id, "x"))) > 0
+    error_message = "sse_kms_key_id must not be empty (null for the bucket's default key)."
+  }
+}
+
+variable "storage_class" {
+  description = "Storage class of every object the sidecar writes (SYNC_STORAGE_CLASS), e.g. INTELLIGENT_TIERING or STANDARD_IA. Null: STANDARD."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.storage_class == null || can(regex("^[A-Z][A-Z_]+$", coalesce(var.storage_class, "STANDARD")))
+    error_message = "storage_class must be an S3 storage class name such as INTELLIGENT_TIERING, or null."
+  }
+}
+
+variable "acl" {
+  description = "Canned ACL on every object the sidecar writes (SYNC_ACL), e.g. bucket-owner-full-control for a bucket of another account; the task role then gets s3:PutObjectAcl under the prefix. Null: none (a bucket with ACLs disabled accepts only bucket-owner-full-control)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.acl == null || contains(["private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control"], coalesce(var.acl, "private"))
+    error_message = "acl must be a canned ACL (private, bucket-owner-full-control, ...) or null."
+  }
+}
+
+variable "request_payer" {
+  description = "requester to read and write a Requester Pays bucket (SYNC_REQUEST_PAYER). Null: the bucket owner pays."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.request_payer == null || var.request_payer == "requester"
+    error_message = "request_payer must be requester or null."
+  }
+}
+
+variable "role_arn" {
+  description = "IAM role the sidecar assumes on top of the task role (SYNC_ROLE_ARN), for a bucket in another account; the task role gets sts:AssumeRole on it. Null: the task role itself."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.role_arn == null || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", coalesce(var.role_arn, "arn:aws:iam::000000000000:role/x")))
+    error_message = "role_arn must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME) or null."
+  }
+}
+
+variable "role_external_id" {
+  description = "External id the role_arn's trust policy asks for (SYNC_ROLE_EXTERNAL_ID). Null: none."
+  type        = string
+  default     = null
+}
+
+variable "role_session_name" {
+  description = "Session name of role_arn's sessions, as CloudTrail shows them (SYNC_ROLE_SESSION_NAME). Null: s3sync-sidecar-TIME."
+  type        = string
+  default     = null
 }

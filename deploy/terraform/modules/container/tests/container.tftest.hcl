@@ -206,9 +206,10 @@ run "policy_with_kms_and_whole_bucket" {
   command = plan
 
   variables {
-    prefix      = ""
-    partition   = "aws-cn"
-    kms_key_arn = "arn:aws-cn:kms:cn-north-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+    prefix        = ""
+    partition     = "aws-cn"
+    bucket_region = "cn-north-1"
+    kms_key_arn   = "arn:aws-cn:kms:cn-north-1:123456789012:key/00000000-0000-0000-0000-000000000000"
   }
 
   assert {
@@ -221,13 +222,14 @@ run "policy_with_kms_and_whole_bucket" {
         Resource = "arn:aws-cn:s3:::my-bucket/*"
       },
       {
-        Sid      = "UseTheBucketKey"
-        Effect   = "Allow"
-        Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
-        Resource = "arn:aws-cn:kms:cn-north-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+        Sid       = "UseTheBucketKey"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+        Resource  = "arn:aws-cn:kms:cn-north-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+        Condition = { StringEquals = { "kms:ViaService" = "s3.cn-north-1.amazonaws.com.cn" } }
       },
     ]
-    error_message = "An empty prefix lists the whole bucket without a condition; a KMS key adds Decrypt and GenerateDataKey on that key only; the partition is used."
+    error_message = "An empty prefix lists the whole bucket without a condition; a KMS key adds Decrypt and GenerateDataKey on that key only, through S3 in the bucket's region only; the partition is used."
   }
 }
 
@@ -261,12 +263,13 @@ run "change_queue" {
 
   assert {
     condition = [for s in jsondecode(output.task_policy_json).Statement : s if s.Sid == "DecryptTheChangeQueue"] == [{
-      Sid      = "DecryptTheChangeQueue"
-      Effect   = "Allow"
-      Action   = ["kms:Decrypt"]
-      Resource = "arn:aws:kms:eu-west-2:123456789012:key/22222222-2222-2222-2222-222222222222"
+      Sid       = "DecryptTheChangeQueue"
+      Effect    = "Allow"
+      Action    = ["kms:Decrypt"]
+      Resource  = "arn:aws:kms:eu-west-2:123456789012:key/22222222-2222-2222-2222-222222222222"
+      Condition = { StringEquals = { "kms:ViaService" = "sqs.eu-west-2.amazonaws.com" } }
     }]
-    error_message = "A queue encrypted with a KMS key adds kms:Decrypt on that key only."
+    error_message = "A queue encrypted with a KMS key adds kms:Decrypt on that key only, through SQS only."
   }
 }
 
@@ -371,4 +374,85 @@ run "a_restore_longer_than_ecs_allows_is_refused" {
   }
 
   expect_failures = [var.restore_budget_seconds]
+}
+
+run "issue_26_settings" {
+  command = plan
+
+  variables {
+    account_id        = "123456789012"
+    sse               = "aws:kms"
+    sse_kms_key_id    = "arn:aws:kms:eu-west-2:210987654321:key/33333333-3333-3333-3333-333333333333"
+    storage_class     = "INTELLIGENT_TIERING"
+    acl               = "bucket-owner-full-control"
+    request_payer     = "requester"
+    role_arn          = "arn:aws:iam::210987654321:role/s3sync-writer"
+    role_external_id  = "c0ffee-42"
+    role_session_name = "files-app"
+  }
+
+  assert {
+    condition = alltrue([for name, value in {
+      SYNC_SSE               = "aws:kms"
+      SYNC_SSE_KMS_KEY_ID    = "arn:aws:kms:eu-west-2:210987654321:key/33333333-3333-3333-3333-333333333333"
+      SYNC_STORAGE_CLASS     = "INTELLIGENT_TIERING"
+      SYNC_ACL               = "bucket-owner-full-control"
+      SYNC_REQUEST_PAYER     = "requester"
+      SYNC_ROLE_ARN          = "arn:aws:iam::210987654321:role/s3sync-writer"
+      SYNC_ROLE_EXTERNAL_ID  = "c0ffee-42"
+      SYNC_ROLE_SESSION_NAME = "files-app"
+    } : contains(output.container_definition.environment, { name = name, value = value })])
+    error_message = "Each of issue 26's inputs becomes its SYNC_* variable."
+  }
+
+  assert {
+    condition = [for s in jsondecode(output.task_policy_json).Statement : s if contains(["SetTheObjectsAcl", "AssumeTheSyncRole"], s.Sid)] == [
+      { Sid = "SetTheObjectsAcl", Effect = "Allow", Action = ["s3:PutObjectAcl"], Resource = "arn:aws:s3:::my-bucket/team-a/*" },
+      { Sid = "AssumeTheSyncRole", Effect = "Allow", Action = ["sts:AssumeRole"], Resource = "arn:aws:iam::210987654321:role/s3sync-writer" },
+    ]
+    error_message = "An ACL adds s3:PutObjectAcl under the prefix; a role adds sts:AssumeRole on that role only."
+  }
+
+  assert {
+    condition = jsondecode(output.task_role_trust_policy_json).Statement == [{
+      Sid       = "EcsTasksAssumeRole"
+      Effect    = "Allow"
+      Principal = { Service = "ecs-tasks.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = "123456789012" } }
+    }]
+    error_message = "Only ECS tasks on behalf of the account may assume the task role."
+  }
+}
+
+run "issue_26_settings_unset" {
+  command = plan
+
+  assert {
+    condition = (
+      length([for e in output.container_definition.environment : e if contains(["SYNC_SSE", "SYNC_STORAGE_CLASS", "SYNC_ACL", "SYNC_REQUEST_PAYER", "SYNC_ROLE_ARN"], e.name)]) == 0 &&
+      !can(jsondecode(output.task_role_trust_policy_json).Statement[0].Condition)
+    )
+    error_message = "Unset, no variable is passed and the trust policy has no account condition."
+  }
+}
+
+run "bad_sse" {
+  command = plan
+
+  variables {
+    sse = "aws:kms:fips"
+  }
+
+  expect_failures = [var.sse]
+}
+
+run "sync_settings_setting_the_acl" {
+  command = plan
+
+  variables {
+    sync_settings = { SYNC_ACL = "private" }
+  }
+
+  expect_failures = [var.sync_settings]
 }
