@@ -87,6 +87,10 @@ VARIABLES: tuple[Variable, ...] = tuple(
 
 _BY_NAME = {variable.name: variable for variable in VARIABLES}
 
+# The AWS SDKs' variables that choose the default endpoint's form (SYNC_ENDPOINT overrides
+# them, as an explicit endpoint does in the SDKs): `true` or `false`.
+ENDPOINT_VARIANTS = ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT")
+
 
 def unknown_variables(env: Mapping[str, str]) -> list[str]:
     """A line for each `SYNC_*` variable in `env` that no setting reads (a misspelling is
@@ -142,8 +146,28 @@ def load_settings(
 
     if "queue_url" in values and "poll_interval" not in values:
         values["poll_interval"] = QUEUED_POLL_INTERVAL  # events first; listings as a backstop
+    variants: dict[str, bool] = {}
+    for name in ENDPOINT_VARIANTS:
+        text = env.get(name, "").strip().lower()
+        if text in ("true", "false"):
+            variants[name] = text == "true"
+        elif text:
+            problems.append(Problem(name, env[name], "true or false"))
     if "region" in values and "endpoint" not in values and "SYNC_ENDPOINT" not in raw:
-        values["endpoint"] = default_endpoint(values["region"])
+        try:
+            values["endpoint"] = default_endpoint(
+                values["region"],
+                fips=variants.get("AWS_USE_FIPS_ENDPOINT", False),
+                dualstack=variants.get("AWS_USE_DUALSTACK_ENDPOINT", False),
+            )
+        except ValueError as error:
+            problems.append(
+                Problem(
+                    "AWS_USE_FIPS_ENDPOINT",
+                    env["AWS_USE_FIPS_ENDPOINT"],
+                    f"false in {values['region']}: {error} (or set SYNC_ENDPOINT)",
+                )
+            )
     if "endpoint" in values:
         try:
             # Checked even when the bucket is missing or bad, so all problems show at once.

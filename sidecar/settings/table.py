@@ -9,8 +9,8 @@ it).
 Adding a setting is a row here, its field in `Settings`, and the code that reads it. A row's
 module-level name is its field's in capitals (checked by a test), so `Syncer` can take its
 defaults by name. Rows are in the order in which problems are reported and the README lists
-them. Standard library and core/model.py only: importing it (with setting.py) takes about
-10 ms on the shared 2-core test machine, once per process.
+them. Standard library, core/model.py and partitions.py only: importing it (with setting.py)
+takes about 10 ms on the shared 2-core test machine, once per process.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..core.model import SyncMode
+from ..partitions import s3_endpoint
 from . import parsers
 from .setting import NO_DEFAULT, ROW, Setting
 
@@ -28,8 +29,10 @@ MODES = tuple(mode.value for mode in SyncMode)
 QUEUED_POLL_INTERVAL = 300.0  # SYNC_POLL_INTERVAL's default with SYNC_QUEUE_URL
 
 
-def default_endpoint(region: str) -> str:
-    return "https://{}.s3." + region + ".amazonaws.com/"
+def default_endpoint(region: str, *, fips: bool = False, dualstack: bool = False) -> str:
+    """S3's endpoint for `region` in its partition (partitions.py); ValueError for FIPS in a
+    partition without FIPS endpoints."""
+    return s3_endpoint(region, fips=fips, dualstack=dualstack)
 
 
 def _either(choices: tuple[str, ...], code: str = "") -> str:
@@ -73,7 +76,10 @@ ENDPOINT = Setting(
     parse=parsers.nonempty,
     expected="an http(s) URL with {} where the bucket name goes, e.g. "
     "https://{}.s3.eu-west-2.amazonaws.com/ or http://127.0.0.1:9000/{}/",
-    meaning="S3 endpoint pattern with `{}` for the bucket: virtual-hosted or path-style.",
+    meaning="S3 endpoint pattern with `{}` for the bucket: virtual-hosted or path-style. "
+    "Unset: S3's regional endpoint in the region's partition (`amazonaws.com.cn` in China), "
+    "`s3-fips.` with `AWS_USE_FIPS_ENDPOINT=true`, `s3.dualstack.` with "
+    "`AWS_USE_DUALSTACK_ENDPOINT=true`, as the AWS SDKs build it.",
     example="http://minio:9000/{}/",
     shown=default_endpoint("<region>"),
 )
