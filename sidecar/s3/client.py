@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Container, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import aiohttp
 
@@ -134,6 +135,37 @@ class PutResult:
         )
 
 
+def write_headers(
+    *,
+    sse: str | None = None,
+    kms_key_id: str | None = None,
+    bucket_key: bool | None = None,
+    storage_class: str | None = None,
+    acl: str | None = None,
+) -> dict[str, str]:
+    """What every request that creates an object version must say (`SYNC_SSE`,
+    `SYNC_SSE_KMS_KEY_ID`, `SYNC_SSE_BUCKET_KEY`, `SYNC_STORAGE_CLASS`, `SYNC_ACL`): a copy onto
+    itself that did not restate them would get the bucket's default encryption, `STANDARD`
+    and a private ACL."""
+    headers: dict[str, str] = {}
+    if sse is not None:
+        headers["x-amz-server-side-encryption"] = sse
+    if kms_key_id is not None:
+        headers["x-amz-server-side-encryption-aws-kms-key-id"] = kms_key_id
+    if bucket_key is not None:
+        headers["x-amz-server-side-encryption-bucket-key-enabled"] = str(bucket_key).lower()
+    if storage_class is not None:
+        headers["x-amz-storage-class"] = storage_class
+    if acl is not None:
+        headers["x-amz-acl"] = acl
+    return headers
+
+
+def request_headers(*, request_payer: str | None = None) -> dict[str, str]:
+    """What every request to the bucket says (`SYNC_REQUEST_PAYER`: reads and listings too)."""
+    return {} if request_payer is None else {"x-amz-request-payer": request_payer}
+
+
 class S3Client:
     def __init__(
         self,
@@ -142,11 +174,26 @@ class S3Client:
         bucket: str,
         *,
         write_headers: Mapping[str, str] | None = None,
+        request_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.bucket = bucket
         self._requests = requests
         self._write_headers = dict(write_headers or {})
+        self._request_headers = dict(request_headers or {})  # on every request (requester pays)
+
+    async def _request(self, operation: str, method: str, path: str, **options: Any) -> Reply:
+        """A request with what every request carries (`request_headers`)."""
+        if self._request_headers:
+            options["headers"] = {**(options.get("headers") or {}), **self._request_headers}
+        return await self._requests.request(operation, method, path, **options)
+
+    async def _stream(
+        self, operation: str, method: str, path: str, **options: Any
+    ) -> aiohttp.ClientResponse:
+        if self._request_headers:
+            options["headers"] = {**(options.get("headers") or {}), **self._request_headers}
+        return await self._requests.stream(operation, method, path, **options)
 
     def _path(self, key: str | None) -> str:
         return self.endpoint.path_for(key) if key is not None else self.endpoint.base_path
@@ -174,7 +221,7 @@ class S3Client:
             **_conditions(if_match, if_none_match),
         }
         try:
-            response = await self._requests.request(
+            response = await self._request(
                 "PutObject",
                 "PUT",
                 self._path(key),
@@ -193,9 +240,7 @@ class S3Client:
 
     async def head_object(self, key: str) -> ObjectHead | None:
         try:
-            response = await self._requests.request(
-                "HeadObject", "HEAD", self._path(key), subject=key
-            )
+            response = await self._request("HeadObject", "HEAD", self._path(key), subject=key)
         except NotFound:
             return None
         return ObjectHead.from_headers(response.headers)
@@ -203,21 +248,19 @@ class S3Client:
     async def get_object(self, key: str, *, if_match: str | None = None) -> aiohttp.ClientResponse:
         """The streaming response; the caller reads `.content` and must `release()` it."""
         headers = {"If-Match": f'"{if_match}"'} if if_match else {}
-        return await self._requests.stream(
-            "GetObject", "GET", self._path(key), subject=key, headers=headers
-        )
+        return await self._stream("GetObject", "GET", self._path(key), subject=key, headers=headers)
 
     async def get_small_object(self, key: str, *, if_match: str | None = None) -> Reply:
         """The whole object, read up to `RESULT_LIMIT` (else `ResponseTooLarge`): for objects
         known to be small."""
         headers = {"If-Match": f'"{if_match}"'} if if_match else {}
-        return await self._requests.request(
+        return await self._request(
             "GetObject", "GET", self._path(key), subject=key, headers=headers
         )
 
     async def delete_object(self, key: str, *, if_match: str | None = None) -> None:
         try:
-            await self._requests.request(
+            await self._request(
                 "DeleteObject",
                 "DELETE",
                 self._path(key),
@@ -239,7 +282,7 @@ class S3Client:
         }
         if if_match:
             copy_headers["x-amz-copy-source-if-match"] = f'"{if_match}"'
-        response = await self._requests.request(
+        response = await self._request(
             "CopyObject", "PUT", self._path(key), subject=key, headers=copy_headers
         )
         try:
@@ -262,9 +305,7 @@ class S3Client:
             ]
             if token:
                 query.append(("continuation-token", token))
-            response = await self._requests.request(
-                "ListObjectsV2", "GET", self._path(None), query=query
-            )
+            response = await self._request("ListObjectsV2", "GET", self._path(None), query=query)
             page = xml.parse_list_page(response.body, held)
             answered_at = normalize_last_modified(response.headers.get("Date", ""))
             page = replace(page, answered_at=answered_at)
@@ -274,7 +315,7 @@ class S3Client:
             token = page.next_token
 
     async def create_multipart_upload(self, key: str, headers: Mapping[str, str]) -> str:
-        response = await self._requests.request(
+        response = await self._request(
             "CreateMultipartUpload",
             "POST",
             self._path(key),
@@ -287,7 +328,7 @@ class S3Client:
     async def upload_part(
         self, key: str, upload_id: str, number: int, body: BodyFactory, length: int
     ) -> str:
-        response = await self._requests.request(
+        response = await self._request(
             "UploadPart",
             "PUT",
             self._path(key),
@@ -309,7 +350,7 @@ class S3Client:
         if_none_match: bool = False,
     ) -> PutResult:
         document = xml.build_complete_multipart(etags)
-        response = await self._requests.request(
+        response = await self._request(
             "CompleteMultipartUpload",
             "POST",
             self._path(key),
@@ -333,7 +374,7 @@ class S3Client:
 
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         try:
-            await self._requests.request(
+            await self._request(
                 "AbortMultipartUpload",
                 "DELETE",
                 self._path(key),
@@ -369,5 +410,7 @@ __all__ = [
     "S3Error",
     "S3Unavailable",
     "read_capped",
+    "request_headers",
     "s3_requests",
+    "write_headers",
 ]

@@ -180,6 +180,23 @@ def load_settings(
                     f"an endpoint that {error}: " + _BY_NAME["SYNC_ENDPOINT"].expected,
                 )
             )
+    sse = values.get("sse")
+    if "sse_kms_key_id" in values and sse not in ("aws:kms", "aws:kms:dsse"):
+        problems.append(
+            Problem(
+                "SYNC_SSE_KMS_KEY_ID",
+                raw["SYNC_SSE_KMS_KEY_ID"],
+                "to be unset unless SYNC_SSE is aws:kms or aws:kms:dsse",
+            )
+        )
+    if "sse_bucket_key" in values and sse != "aws:kms":
+        problems.append(
+            Problem(
+                "SYNC_SSE_BUCKET_KEY",
+                raw["SYNC_SSE_BUCKET_KEY"],
+                "to be unset unless SYNC_SSE is aws:kms (S3 Bucket Keys are for SSE-KMS)",
+            )
+        )
     if values.get("ca_bundle") and values.get("tls_verify") is False:
         problems.append(
             Problem(

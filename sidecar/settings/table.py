@@ -6,7 +6,9 @@ variables and their validation (config.py), `Syncer`'s defaults and keyword argu
 (arguments.py), mobius3's command line (service/cli.py) and the README's configuration table
 (`readme_table`; scripts/settings_table.py writes it, tests/service/test_settings_table.py checks
 it).
-Adding a setting is a row here, its field in `Settings`, and the code that reads it. A row's
+Adding a setting is a row here, its field in `Settings`, and the code that reads it. The rows of
+what every request to S3 says (encryption, storage class, ACL, requester pays) are in writes.py,
+imported here: every row is a name of this module. A row's
 module-level name is its field's in capitals (checked by a test), so `Syncer` can take its
 defaults by name. Rows are in the order in which problems are reported and the README lists
 them. Standard library, core/model.py and partitions.py only: importing it (with setting.py)
@@ -23,6 +25,7 @@ from ..core.model import SyncMode
 from ..partitions import s3_endpoint
 from . import parsers
 from .setting import NO_DEFAULT, ROW, Setting
+from .writes import ACL, REQUEST_PAYER, SSE, SSE_BUCKET_KEY, SSE_KMS_KEY_ID, STORAGE_CLASS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MODES = tuple(mode.value for mode in SyncMode)
@@ -35,10 +38,7 @@ def default_endpoint(region: str, *, fips: bool = False, dualstack: bool = False
     return s3_endpoint(region, fips=fips, dualstack=dualstack)
 
 
-def _either(choices: tuple[str, ...], code: str = "") -> str:
-    """`a, b or c`, each in `code` quotes."""
-    quoted = [f"{code}{choice}{code}" for choice in choices]
-    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+_either = parsers.either
 
 
 DIRECTORY = Setting(
@@ -375,6 +375,12 @@ class Settings:
     mode: str = MODE.field()  # a SyncMode's value
     queue_url: str | None = QUEUE_URL.field()
     open_file_timeout: float = OPEN_FILE_TIMEOUT.field()
+    sse: str | None = SSE.field()
+    sse_kms_key_id: str | None = SSE_KMS_KEY_ID.field()
+    sse_bucket_key: bool | None = SSE_BUCKET_KEY.field()
+    storage_class: str | None = STORAGE_CLASS.field()
+    acl: str | None = ACL.field()
+    request_payer: str | None = REQUEST_PAYER.field()
     work_name: str = WORK_NAME.field()
     credentials_source: str = CREDENTIALS_SOURCE.field()
 
