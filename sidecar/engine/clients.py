@@ -19,8 +19,9 @@ from ..aws.outage import Outage
 from ..aws.sqs import QueueClient, QueueUrl, sqs_requests
 from ..core.model import SyncMode
 from ..metrics import Metrics
-from ..s3.client import S3Client, request_headers, s3_requests, write_headers
+from ..s3.client import S3Client, s3_requests
 from ..s3.endpoint import Endpoint
+from ..s3.headers import request_headers, write_headers
 from ..settings.table import Settings
 
 

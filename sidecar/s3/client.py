@@ -3,17 +3,19 @@ path (`s3_requests`: aws/signed.py with S3's rules, s3/errors.py). Conditional w
 concurrent change as `PreconditionFailed`; a key that is gone is `None` (HEAD) or nothing to do
 (DELETE). Every request that creates an object version (PutObject, CreateMultipartUpload,
 CopyObject) takes its headers through `_writing`, the one place for what every write must say
-(`write_headers`)."""
+(`write_headers`, headers.py), and every request takes `request_headers`."""
 
 from __future__ import annotations
 
 import logging
+from base64 import b64decode
 from collections.abc import AsyncIterator, Callable, Container, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 
+from .. import checksums
 from ..aws.credentials import CredentialsProvider
 from ..aws.http import Answer, HttpClient, read_capped
 from ..aws.outage import Outage
@@ -90,6 +92,7 @@ class ObjectHead:
     encryption: str | None
     answered_at: str = ""  # the server's `Date`, normalised like Last-Modified
     archived: bool = False  # a GET is refused until it is restored (metadata.is_archived)
+    checksum: str = ""  # x-amz-checksum-sha256, where S3 holds one (checksums.py); else ""
 
     @property
     def unsettled(self) -> bool:
@@ -113,6 +116,11 @@ class ObjectHead:
                 headers.get("x-amz-archive-status"),
                 headers.get("x-amz-restore"),
             ),
+            checksum=checksums.stated(
+                headers.get(checksums.HEADER, ""),
+                headers.get("x-amz-checksum-type", ""),
+                normalize_etag(headers.get("ETag", "")),
+            ),
         )
 
 
@@ -125,45 +133,18 @@ class PutResult:
     encryption: str | None
     answered_at: str = ""
     part_size: int = 0  # uploaded in parts of this size (all but the last); 0: one PUT
+    checksum: str = ""  # the SHA-256 checksum sent with it, which S3 checked (checksums.py)
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str], etag: str | None = None) -> PutResult:
+    def from_headers(
+        cls, headers: Mapping[str, str], etag: str | None = None, checksum: str = ""
+    ) -> PutResult:
         return cls(
             etag if etag is not None else normalize_etag(headers.get("ETag", "")),
             headers.get("x-amz-server-side-encryption"),
             normalize_last_modified(headers.get("Date", "")),
+            checksum=checksum,
         )
-
-
-def write_headers(
-    *,
-    sse: str | None = None,
-    kms_key_id: str | None = None,
-    bucket_key: bool | None = None,
-    storage_class: str | None = None,
-    acl: str | None = None,
-) -> dict[str, str]:
-    """What every request that creates an object version must say (`SYNC_SSE`,
-    `SYNC_SSE_KMS_KEY_ID`, `SYNC_SSE_BUCKET_KEY`, `SYNC_STORAGE_CLASS`, `SYNC_ACL`): a copy onto
-    itself that did not restate them would get the bucket's default encryption, `STANDARD`
-    and a private ACL."""
-    headers: dict[str, str] = {}
-    if sse is not None:
-        headers["x-amz-server-side-encryption"] = sse
-    if kms_key_id is not None:
-        headers["x-amz-server-side-encryption-aws-kms-key-id"] = kms_key_id
-    if bucket_key is not None:
-        headers["x-amz-server-side-encryption-bucket-key-enabled"] = str(bucket_key).lower()
-    if storage_class is not None:
-        headers["x-amz-storage-class"] = storage_class
-    if acl is not None:
-        headers["x-amz-acl"] = acl
-    return headers
-
-
-def request_headers(*, request_payer: str | None = None) -> dict[str, str]:
-    """What every request to the bucket says (`SYNC_REQUEST_PAYER`: reads and listings too)."""
-    return {} if request_payer is None else {"x-amz-request-payer": request_payer}
 
 
 class S3Client:
@@ -212,12 +193,16 @@ class S3Client:
         length: int,
         headers: Mapping[str, str],
         *,
+        checksum: str,
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> PutResult:
+        """`checksum`: the SHA-256 of the body (checksums.full), which S3 checks and keeps."""
         all_headers = {
             "Content-Length": str(length),
             **self._writing(headers),
+            checksums.HEADER: checksum,
+            "x-amz-sdk-checksum-algorithm": checksums.ALGORITHM,
             **_conditions(if_match, if_none_match),
         }
         try:
@@ -236,24 +221,26 @@ class S3Client:
                     error.operation, error.status, error.code, "", key
                 ) from None
             raise
-        return PutResult.from_headers(response.headers)
+        return PutResult.from_headers(response.headers, checksum=checksum)
 
     async def head_object(self, key: str) -> ObjectHead | None:
         try:
-            response = await self._request("HeadObject", "HEAD", self._path(key), subject=key)
+            response = await self._request(
+                "HeadObject", "HEAD", self._path(key), subject=key, headers=checksums.MODE
+            )
         except NotFound:
             return None
         return ObjectHead.from_headers(response.headers)
 
     async def get_object(self, key: str, *, if_match: str | None = None) -> aiohttp.ClientResponse:
         """The streaming response; the caller reads `.content` and must `release()` it."""
-        headers = {"If-Match": f'"{if_match}"'} if if_match else {}
+        headers = {**checksums.MODE, **({"If-Match": f'"{if_match}"'} if if_match else {})}
         return await self._stream("GetObject", "GET", self._path(key), subject=key, headers=headers)
 
     async def get_small_object(self, key: str, *, if_match: str | None = None) -> Reply:
         """The whole object, read up to `RESULT_LIMIT` (else `ResponseTooLarge`): for objects
         known to be small."""
-        headers = {"If-Match": f'"{if_match}"'} if if_match else {}
+        headers = {**checksums.MODE, **({"If-Match": f'"{if_match}"'} if if_match else {})}
         return await self._request(
             "GetObject", "GET", self._path(key), subject=key, headers=headers
         )
@@ -315,26 +302,39 @@ class S3Client:
             token = page.next_token
 
     async def create_multipart_upload(self, key: str, headers: Mapping[str, str]) -> str:
+        """A multipart upload whose parts carry SHA-256 checksums (a COMPOSITE checksum)."""
         response = await self._request(
             "CreateMultipartUpload",
             "POST",
             self._path(key),
             subject=key,
             query=[("uploads", "")],
-            headers=self._writing(headers),
+            headers={**self._writing(headers), "x-amz-checksum-algorithm": checksums.ALGORITHM},
         )
         return xml.parse_initiate_multipart(response.body)
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: BodyFactory, length: int
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: BodyFactory,
+        length: int,
+        *,
+        checksum: str,
     ) -> str:
+        """`checksum`: the part's SHA-256 (checksums.encoded), which S3 checks."""
         response = await self._request(
             "UploadPart",
             "PUT",
             self._path(key),
             subject=key,
             query=[("partNumber", str(number)), ("uploadId", upload_id)],
-            headers={"Content-Length": str(length)},
+            headers={
+                "Content-Length": str(length),
+                checksums.HEADER: checksum,
+                "x-amz-sdk-checksum-algorithm": checksums.ALGORITHM,
+            },
             body=body,
             payload_hash=UNSIGNED_PAYLOAD,
         )
@@ -345,11 +345,14 @@ class S3Client:
         key: str,
         upload_id: str,
         etags: list[str],
+        part_checksums: list[str],
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> PutResult:
-        document = xml.build_complete_multipart(etags)
+        """Completed from the parts' ETags and SHA-256 checksums (each as sent); the result
+        carries the object's composite checksum (`checksums.composite`)."""
+        document = xml.build_complete_multipart(etags, part_checksums)
         response = await self._request(
             "CompleteMultipartUpload",
             "POST",
@@ -370,7 +373,8 @@ class S3Client:
             raise S3Error(
                 "CompleteMultipartUpload", 200, "CompleteFailed", str(error), key
             ) from error
-        return PutResult.from_headers(response.headers, etag)
+        whole = checksums.composite(b64decode(value) for value in part_checksums)
+        return PutResult.from_headers(response.headers, etag, whole)
 
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         try:
@@ -410,7 +414,5 @@ __all__ = [
     "S3Error",
     "S3Unavailable",
     "read_capped",
-    "request_headers",
     "s3_requests",
-    "write_headers",
 ]
