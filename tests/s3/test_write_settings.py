@@ -113,6 +113,7 @@ async def test_without_the_header_the_policy_refuses_every_upload(
     await eventually(lambda: any(r.creates_version for r in proxy.requests), what="an upload tried")
     result = await syncer.flush(timeout=1)
     assert "small.txt" in result.pending
+    assert await syncer.stop(timeout=1) == ["small.txt"], "never uploaded, never dropped"
     assert await in_thread(bucket.list_keys) == []
 
 

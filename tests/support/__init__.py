@@ -4,7 +4,8 @@
   `REGION`); `moto_server.py` is that server, with the one S3 behaviour moto lacks.
 - `bucket`: `Bucket`, a test bucket as another client sees it (botocore), and `content_of`.
 - `faultproxy`: `FaultProxy`, a real HTTP proxy in front of moto that slows, fails, drops and
-  rewrites.
+  rewrites, refuses writes without a header (a bucket policy's stand-in), and records every
+  request it sees (`requests`: method, path, headers).
 - `hostile`: queue message bodies no S3 sender writes (`HOSTILE_BODIES`), for the change feed.
 - `syncers`: `Syncers`, in-process `Syncer`s on temporary folders (the `syncer_factory` fixture).
 - `sidecars`: `SidecarProcess`, the real console script as a subprocess (after a prefix that
