@@ -82,9 +82,19 @@ async def test_every_write_says_encryption_class_and_acl_even_a_metadata_copy(
         assert parse_mode(head["Metadata"]["mode"]) == stat.S_IFREG | 0o600
 
     await eventually(lambda: in_thread(mode_copied), what="the chmod in S3")
+    os.utime(big, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))  # a touch
+
+    def mtime_copied() -> None:
+        assert bucket.head("big.bin")["Metadata"]["mtime"].startswith("1600000000")
+
+    await eventually(lambda: in_thread(mtime_copied), what="the touch in S3")
     await syncer._running().scheduler.wait_idle()
     copies = [r for r in proxy.requests if r.header("x-amz-copy-source")][copies_before:]
-    assert copies, "a metadata copy was made"
+    assert {r.path.partition("?")[0].rpartition("/")[2] for r in copies} == {
+        "small.txt",
+        "big.bin",
+    }, "a metadata copy each"
+    _says_it_all(await in_thread(bucket.head, "big.bin"), bucket_key=True)
     _says_it_all(await in_thread(bucket.head, "small.txt"))
     await in_thread(_owner_has_full_control, bucket, "small.txt")
 
