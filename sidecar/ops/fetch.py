@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import logging
 import os
 import stat
 from collections.abc import Callable
@@ -37,6 +39,8 @@ from ..local.workdir import discard, temp_name
 from ..s3.client import ObjectHead, S3Error, read_capped
 from .job import Archived, IntegrityError
 from .workspace import Workspace
+
+log = logging.getLogger("sidecar.fetch")
 
 SYMLINK_MAX = 4096
 SMALL_OBJECT = READ_SIZE  # read whole, not streamed (aws/http.py: `exchange`)
@@ -121,7 +125,7 @@ class Fetcher:
             else:
                 content = Content(head, remote.part_size, ws.settings.multipart_chunksize)
                 content.update(body)
-                content.check(key)
+                content.check(key, lambda: hashlib.md5(body, usedforsecurity=False).hexdigest())
                 _create_file(temp, body, mode, _mtime(head))
         except BaseException:
             discard(temp)
@@ -165,7 +169,7 @@ class Fetcher:
             os.close(fd)
         if received != head.size:
             raise IntegrityError(f"{key!r}: received {received} bytes of {head.size}")
-        content.check(key)
+        await loop.run_in_executor(None, content.check, key, functools.partial(_md5_of, temp))
 
 
 class Content:
@@ -199,11 +203,22 @@ class Content:
             if hasher is not None:
                 hasher.update(data)
 
-    def check(self, key: str) -> None:
-        """IntegrityError if the bytes that passed are not the object's, as far as S3 says."""
+    def check(self, key: str, md5_of: Callable[[], str] | None = None) -> None:
+        """IntegrityError if the bytes that passed are not the object's, as far as S3 says.
+        `md5_of`: the MD5 of those bytes, asked for only when the SHA-256 checksum does not
+        match: where the ETag is an MD5 and it matches, the store misstated its checksum (its
+        ETag proves the bytes), which is said, not refused forever. Blocking when `md5_of`
+        reads a file."""
         head = self._head
         if self._full is not None:
             if checksums.encoded(self._full.digest()) != head.checksum:
+                if md5_of is not None and _md5_etag(head) and md5_of() == head.etag:
+                    log.warning(
+                        "%r: the store's SHA-256 checksum does not match bytes its ETag (an "
+                        "MD5) proves; taking the ETag's word",
+                        key,
+                    )
+                    return
                 raise IntegrityError(f"{key!r}: content does not match its SHA-256 checksum")
             return
         composite = self._composite
@@ -211,6 +226,20 @@ class Content:
             raise IntegrityError(f"{key!r}: content does not match its SHA-256 checksum")
         if self._md5 is not None and self._md5.hexdigest() != head.etag:
             raise IntegrityError(f"{key!r}: content does not match its ETag")
+
+
+def _md5_of(temp: At) -> str:
+    """The MD5 of the file `temp` (read whole: only after a checksum did not match)."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    fd = temp.open(os.O_RDONLY)
+    try:
+        offset = 0
+        while chunk := os.pread(fd, READ_SIZE, offset):
+            md5.update(chunk)
+            offset += len(chunk)
+    finally:
+        os.close(fd)
+    return md5.hexdigest()
 
 
 def _md5_etag(head: ObjectHead) -> bool:

@@ -208,3 +208,25 @@ def test_without_a_checksum_a_download_is_checked_by_its_md5_etag() -> None:
                 content.check("key")
         else:
             content.check("key")
+
+
+def test_a_misstated_checksum_is_overruled_by_an_md5_etag_that_proves_the_bytes() -> None:
+    """A store that states a checksum no bytes match (moto did, after a copy) does not block a
+    download forever where its ETag is an MD5 that proves the bytes; forged bytes, which match
+    neither, are still refused."""
+    data = b"the bytes"
+    head = _head(data, _sha256(b"another object"), hashlib.md5(data).hexdigest(), "AES256")
+    for body, bad in ((data, False), (b"the bytez", True)):
+        content = Content(head, 0, 5 * MiB)
+        content.update(body)
+        md5_of = lambda body=body: hashlib.md5(body).hexdigest()  # noqa: E731
+        if bad:
+            with pytest.raises(IntegrityError):
+                content.check("key", md5_of)
+        else:
+            content.check("key", md5_of)
+    kms = _head(data, _sha256(b"another object"), hashlib.md5(data).hexdigest(), "aws:kms")
+    content = Content(kms, 0, 5 * MiB)
+    content.update(data)
+    with pytest.raises(IntegrityError):  # an SSE-KMS ETag proves nothing: refused
+        content.check("key", lambda: hashlib.md5(data).hexdigest())
