@@ -12,12 +12,14 @@ CreateMultipartUpload without the header), as S3 would answer under that policy.
 from __future__ import annotations
 
 import os
+import signal
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.bucket import Bucket
+from support.environments import sidecar_environment
 from support.faultproxy import FaultProxy
 from support.waiting import eventually, in_thread
 
@@ -151,3 +153,32 @@ async def test_the_other_encryptions_reach_s3(
     (syncer.folder / "a.txt").write_bytes(b"a")
     await eventually(lambda: in_thread(bucket.exists, "a.txt"))
     assert (await in_thread(bucket.head, "a.txt")).get("ServerSideEncryption") == sse
+
+
+async def test_the_command_reads_them_from_the_environment(
+    run_sidecar: Any, bucket: Bucket, tmp_path: Path
+) -> None:
+    """The real command, configured by the variables: what it writes says them."""
+    folder = tmp_path / "data"
+    sidecar = run_sidecar(
+        [],
+        sidecar_environment(
+            bucket,
+            folder,
+            SYNC_SSE="aws:kms",
+            SYNC_SSE_KMS_KEY_ID=KEY_ARN,
+            SYNC_STORAGE_CLASS="INTELLIGENT_TIERING",
+            SYNC_ACL="bucket-owner-full-control",
+            SYNC_REQUEST_PAYER="requester",
+            SYNC_POLL_INTERVAL="0.5",
+        ),
+    )
+    await eventually(lambda: "restored" in sidecar.text(), timeout=30)
+    (folder / "a.txt").write_bytes(b"a")
+    await eventually(lambda: in_thread(bucket.exists, "a.txt"))
+    head = await in_thread(bucket.head, "a.txt")
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KEY_ARN)
+    assert head["StorageClass"] == "INTELLIGENT_TIERING"
+    await in_thread(_owner_has_full_control, bucket, "a.txt")
+    sidecar.process.send_signal(signal.SIGTERM)
+    assert await sidecar.wait() == 0, sidecar.text()
