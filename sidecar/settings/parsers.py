@@ -191,20 +191,28 @@ storage_class = choice(*STORAGE_CLASSES)
 acl = choice(*CANNED_ACLS)
 request_payer = choice("requester")
 
-_KMS_KEY = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # a key ID
-    r"|mrk-[0-9a-f]{32}"  # a multi-Region key ID
-    r"|alias/[A-Za-z0-9/_-]{1,250}"
-    r"|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key/[A-Za-z0-9-]+|alias/[A-Za-z0-9/_-]{1,250})"
+_KMS_ALIAS = r"alias/[A-Za-z0-9/_-]{1,250}"
+_KMS_ARN = re.compile(
+    r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key/[A-Za-z0-9-]+|" + _KMS_ALIAS + ")"
 )
+# AWS's key IDs are UUIDs (`mrk-…` for multi-Region keys); other stores' KMS name keys freely
+# (MinIO's KES): any name without spaces or control characters.
+_KMS_NAME = re.compile(r"[A-Za-z0-9._:/+=@-]{1,2048}")
 
 
 def kms_key_id(value: str) -> str:
     """A KMS key as S3 takes it in `x-amz-server-side-encryption-aws-kms-key-id`: a key ID, a
-    key ARN, an alias (`alias/name`) or an alias ARN."""
-    if not _KMS_KEY.fullmatch(value.strip()):
+    key ARN, an alias (`alias/name`) or an alias ARN; an ARN or an alias must be well formed."""
+    value = value.strip()
+    if value.startswith("arn:"):
+        ok = _KMS_ARN.fullmatch(value)
+    elif value.startswith("alias/"):
+        ok = re.fullmatch(_KMS_ALIAS, value)
+    else:
+        ok = _KMS_NAME.fullmatch(value)
+    if not ok:
         raise ValueError
-    return value.strip()
+    return value
 
 
 # -- tidiers ---------------------------------------------------------------------------------

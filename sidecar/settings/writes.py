@@ -29,7 +29,7 @@ SSE_KMS_KEY_ID: Setting[str | None] = Setting(
     None,
     env="SYNC_SSE_KMS_KEY_ID",
     parse=parsers.kms_key_id,
-    expected="a KMS key ID, key ARN, alias/name or alias ARN",
+    expected="a KMS key ID, key ARN, alias/name or alias ARN, without spaces",
     meaning="The KMS key of `SYNC_SSE=aws:kms` or `aws:kms:dsse` (else the bucket's default, or "
     "the AWS managed key `aws/s3`).",
     example="alias/s3sync",
