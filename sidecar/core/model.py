@@ -72,7 +72,7 @@ class RemoteEntry:
     # it the multipart ETag proves a file's bytes either way (proof.py); 0 when unknown.
     part_size: int = field(default=0, compare=False)
     archived: bool = field(default=False, compare=False)
-    # Its SHA-256 additional checksum (`x-amz-checksum-sha256`: ours, or a GET's or HEAD's),
+    # Its additional checksum (checksums.py: our SHA-256, or what a GET or HEAD stated),
     # the proof of its bytes where the ETag is not an MD5 (proof.py); "" when unknown.
     checksum: str = field(default="", compare=False)
 

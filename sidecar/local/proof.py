@@ -1,9 +1,9 @@
-"""Whether a local file holds exactly an object's bytes, proven by the object's SHA-256
-additional checksum where it is known (checksums.py: every upload of ours sends one, and a GET
-or HEAD brings back another tool's), else by its ETag: its MD5 for a single-part upload, the
-MD5 of the parts' MD5s for a multipart one (`<md5>-<parts>`). A multipart object's part size is
-the one we uploaded it with, else guessed from the common ones. Size and mtime are never proof:
-a same-size rewrite with its mtime put back (`rsync -t`, `tar`, reproducible builds) keeps both.
+"""Whether a local file holds exactly an object's bytes, proven by the object's additional checksum
+where it is known (checksums.py: every upload of ours sends a SHA-256 one, and a GET or HEAD brings
+back another tool's SHA-256, SHA-1 or CRC32), else by its ETag: its MD5 for a single-part upload,
+the MD5 of the parts' MD5s for a multipart one (`<md5>-<parts>`). A multipart object's part size is
+the one we uploaded it with, else guessed from the common ones. Size and mtime are never proof: a
+same-size rewrite with its mtime put back (`rsync -t`, `tar`, reproducible builds) keeps both.
 
 `same_as_object` answers None when it cannot tell: no checksum known and an ETag that is not an
 MD5 (SSE-KMS, SSE-C, other stores), or a multipart one whose part size is not among those
@@ -88,15 +88,17 @@ def _multipart_etag(fd: int, part_size: int) -> str:
 def by_checksum(
     fd: int, size: int, checksum: str, chunksize: int, part_size: int = 0
 ) -> bool | None:
-    """Whether the open file `fd` (of `size` bytes) holds the object with this SHA-256
-    checksum; None if it cannot tell (a composite one whose part size is neither known nor among
-    those guessed). Blocking."""
+    """Whether the open file `fd` (of `size` bytes) holds the object with this additional
+    checksum (checksums.py: SHA-256, SHA-1 or CRC32); None if it cannot tell (a composite one
+    whose part size is neither known nor among those guessed). Blocking."""
+    algorithm = checksums.split(checksum)[0]
     if not checksums.parts(checksum):
-        return checksums.of_file(fd) == checksum
+        return checksums.of_file(fd, 0, algorithm) == checksum
     if part_size > 0:
-        return checksums.of_file(fd, part_size) == checksum
-    if any(checksums.of_file(fd, p) == checksum for p in part_sizes(size, checksum, chunksize)):
-        return True
+        return checksums.of_file(fd, part_size, algorithm) == checksum
+    for guess in part_sizes(size, checksum, chunksize):
+        if checksums.of_file(fd, guess, algorithm) == checksum:
+            return True
     return None
 
 

@@ -1,16 +1,15 @@
 """An object fetched into the working folder (`.s3sync-sidecar/`), whole and checked, with its
 mode and mtime, for a download to move into place or a conflict to compare and keep.
 
-What lands there is the object or nothing: its length is checked, and its bytes against S3's
-SHA-256 checksum where S3 holds one (asked for with every GET: a full-object one, or a
-composite one whose part size is known, or guessed: a guess that does not give it cannot tell),
-else against the ETag's MD5 where it is one, not SSE-KMS or SSE-C (`Content`; IntegrityError
-otherwise, and the file is gone). Nothing
-is written past the size S3 announced, and a symlink's target is read up to 4 KiB: a broken or
-hostile endpoint cannot fill the disk or the memory. Only permission bits are applied from S3,
-never setuid, setgid or sticky. An object up to one read's size (1 MiB) is read whole and
-written through one descriptor; a larger one is streamed, written with one writev per MiB off
-the event loop.
+What lands there is the object or nothing: its length is checked, and its bytes against the
+additional checksum S3 states where we compute it (SHA-256, SHA-1, CRC32; asked for with every GET:
+a full-object one, or a composite one whose part size is known, or guessed: a guess that does not
+give it cannot tell), else against the ETag's MD5 where it is one, not SSE-KMS or SSE-C (`Content`;
+IntegrityError otherwise, and the file is gone). Nothing is written past the size S3 announced, and
+a symlink's target is read up to 4 KiB: a broken or hostile endpoint cannot fill the disk or the
+memory. Only permission bits are applied from S3, never setuid, setgid or sticky. An object up to
+one read's size (1 MiB) is read whole and written through one descriptor; a larger one is streamed,
+written with one writev per MiB off the event loop.
 
 An object S3 holds archived is not asked for (`Archived`, without a request) when what S3 said
 of it says so; a GET S3 refuses for that reason (403 InvalidObjectState: an archive tier the
@@ -173,27 +172,27 @@ class Fetcher:
 
 
 class Content:
-    """What a download's bytes are checked against, as they pass (`update`), then `check`:
-    S3's SHA-256 checksum where it holds one (checksums.py), else the ETag's MD5 where it is
-    one (not multipart, not SSE-KMS or SSE-C). A composite checksum is computed with the part
+    """What a download's bytes are checked against, as they pass (`update`), then `check`: the
+    additional checksum S3 states where we compute it (checksums.py), else the ETag's MD5 where it
+    is one (not multipart, not SSE-KMS or SSE-C). A composite checksum is computed with the part
     size we know (our own upload), else the first one guessed (ours first: another sidecar's
-    upload): a guess that does not give it cannot tell either way, and the MD5 is then checked
-    where it can be."""
+    upload): a guess that does not give it cannot tell either way, and the MD5 is then checked where
+    it can be."""
 
     def __init__(self, head: ObjectHead, part_size: int, chunksize: int) -> None:
         self._head = head
-        self._full: hashlib._Hash | None = None
+        self._full: checksums.Full | None = None
         self._composite: checksums.Composite | None = None
         self._guessed = False
         self._md5: hashlib._Hash | None = None
         checksum = head.checksum
         if checksum and not checksums.parts(checksum):
-            self._full = hashlib.sha256()
+            self._full = checksums.Full(checksums.split(checksum)[0])
             return
         if checksum:
             sizes = [part_size] if part_size else part_sizes(head.size, checksum, chunksize)
             if sizes:
-                self._composite = checksums.Composite(sizes[0])
+                self._composite = checksums.Composite(sizes[0], checksums.split(checksum)[0])
                 self._guessed = not part_size
         if (self._composite is None or self._guessed) and _md5_etag(head):
             self._md5 = hashlib.md5(usedforsecurity=False)
@@ -205,25 +204,25 @@ class Content:
 
     def check(self, key: str, md5_of: Callable[[], str] | None = None) -> None:
         """IntegrityError if the bytes that passed are not the object's, as far as S3 says.
-        `md5_of`: the MD5 of those bytes, asked for only when the SHA-256 checksum does not
+        `md5_of`: the MD5 of those bytes, asked for only when the checksum does not
         match: where the ETag is an MD5 and it matches, the store misstated its checksum (its
         ETag proves the bytes), which is said, not refused forever. Blocking when `md5_of`
         reads a file."""
         head = self._head
         if self._full is not None:
-            if checksums.encoded(self._full.digest()) != head.checksum:
+            if self._full.value() != head.checksum:
                 if md5_of is not None and _md5_etag(head) and md5_of() == head.etag:
                     log.warning(
-                        "%r: the store's SHA-256 checksum does not match bytes its ETag (an "
+                        "%r: the store's checksum does not match bytes its ETag (an "
                         "MD5) proves; taking the ETag's word",
                         key,
                     )
                     return
-                raise IntegrityError(f"{key!r}: content does not match its SHA-256 checksum")
+                raise IntegrityError(f"{key!r}: content does not match its checksum")
             return
         composite = self._composite
         if composite is not None and composite.value() != head.checksum and not self._guessed:
-            raise IntegrityError(f"{key!r}: content does not match its SHA-256 checksum")
+            raise IntegrityError(f"{key!r}: content does not match its checksum")
         if self._md5 is not None and self._md5.hexdigest() != head.etag:
             raise IntegrityError(f"{key!r}: content does not match its ETag")
 

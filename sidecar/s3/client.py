@@ -92,7 +92,7 @@ class ObjectHead:
     encryption: str | None
     answered_at: str = ""  # the server's `Date`, normalised like Last-Modified
     archived: bool = False  # a GET is refused until it is restored (metadata.is_archived)
-    checksum: str = ""  # x-amz-checksum-sha256, where S3 holds one (checksums.py); else ""
+    checksum: str = ""  # x-amz-checksum-*, where S3 states one we compute (checksums.py)
 
     @property
     def unsettled(self) -> bool:
@@ -116,11 +116,7 @@ class ObjectHead:
                 headers.get("x-amz-archive-status"),
                 headers.get("x-amz-restore"),
             ),
-            checksum=checksums.stated(
-                headers.get(checksums.HEADER, ""),
-                headers.get("x-amz-checksum-type", ""),
-                normalize_etag(headers.get("ETag", "")),
-            ),
+            checksum=checksums.from_headers(headers, normalize_etag(headers.get("ETag", ""))),
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from base64 import b64encode
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,65 @@ def test_a_misstated_checksum_is_overruled_by_an_md5_etag_that_proves_the_bytes(
     content.update(data)
     with pytest.raises(IntegrityError):  # an SSE-KMS ETag proves nothing: refused
         content.check("key", lambda: hashlib.md5(data).hexdigest())
+
+
+def _crc32(data: bytes) -> str:
+    return b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+@pytest.mark.parametrize(
+    ("headers", "etag", "kept"),
+    [
+        ({"x-amz-checksum-sha256": "s="}, "e", "s="),
+        ({"x-amz-checksum-crc32": "c="}, "e", "crc32:c="),
+        ({"x-amz-checksum-sha1": "h="}, "e", "sha1:h="),
+        ({"x-amz-checksum-sha256": "s=", "x-amz-checksum-crc32": "c="}, "e", "s="),
+        # an SDK's multipart upload with CRC32: a full-object checksum, said so
+        ({"x-amz-checksum-crc32": "c=", "x-amz-checksum-type": "FULL_OBJECT"}, "e-3", "crc32:c="),
+        ({"x-amz-checksum-crc32": "c=-3", "x-amz-checksum-type": "COMPOSITE"}, "e-3", "crc32:c=-3"),
+        ({"x-amz-checksum-crc64nvme": "n="}, "e", ""),  # not in the standard library
+        ({"x-amz-checksum-crc32c": "n="}, "e", ""),
+        ({}, "e", ""),
+    ],
+)
+def test_what_an_answer_states_is_kept_in_one_form(
+    headers: dict[str, str], etag: str, kept: str
+) -> None:
+    assert checksums.from_headers(headers, etag) == kept
+
+
+async def test_another_tools_crc32_proves_a_rewrite_while_down_on_an_sse_kms_bucket(
+    syncer_factory: Any, bucket: Bucket, tmp_path: Path
+) -> None:
+    """An object another tool uploaded with the AWS SDKs' default checksum (CRC32), on an
+    SSE-KMS bucket: downloaded and checked by it, recorded, and at the next start a rewrite made
+    while the sidecar was down, size and mtime put back, is found by it and uploaded."""
+    await in_thread(_kms_by_default, bucket)
+    data = b"written by another tool"
+    await in_thread(
+        lambda: bucket.client.put_object(
+            Bucket=bucket.name, Key="doc.txt", Body=data, ChecksumAlgorithm="CRC32"
+        )
+    )
+    folder = tmp_path / "folder"
+    syncer = await syncer_factory(directory=folder)
+    assert (folder / "doc.txt").read_bytes() == data
+    assert await syncer.stop(timeout=30) == []
+    _rewrite_keeping_size_and_mtime(folder / "doc.txt", b"rewritten by an app!!!!")
+    await syncer_factory(directory=folder)
+    await eventually(
+        lambda: bucket.get("doc.txt") == b"rewritten by an app!!!!", what="the rewrite in S3"
+    )
+    assert conflict_copies(folder, await in_thread(bucket.list_keys)) == []
+
+
+def test_a_crc32_checks_a_download() -> None:
+    data = b"the bytes"
+    for body, bad in ((data, False), (b"the bytez", True)):
+        content = Content(_head(data, "crc32:" + _crc32(data), "e", "aws:kms"), 0, 5 * MiB)
+        content.update(body)
+        if bad:
+            with pytest.raises(IntegrityError):
+                content.check("key")
+        else:
+            content.check("key")

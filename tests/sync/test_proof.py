@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import os
 import stat
+import zlib
 from base64 import b64encode
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,14 @@ def _composite(data: bytes, part: int) -> str:
     return f"{_sha256(b''.join(digests))}-{len(digests)}"
 
 
+def _crc32(data: bytes) -> str:
+    return b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def _sha1(data: bytes) -> str:
+    return b64encode(hashlib.sha1(data).digest()).decode()
+
+
 def _flipped(data: bytes) -> bytes:
     return data[:-1] + bytes([data[-1] ^ 1])
 
@@ -109,6 +118,10 @@ KMS_ETAG = "0" * 32  # looks like an MD5; under SSE-KMS it is not one
         (lambda d: d, lambda d: _composite(d, 8 * MiB), 0, False, True),
         (_flipped, lambda d: _composite(d, 8 * MiB), 0, False, None),
         (lambda d: d, lambda d: _composite(d, 7 * MiB), 0, False, None),
+        # another tool's CRC32 or SHA-1 (the standard library computes both)
+        (lambda d: d, lambda d: "crc32:" + _crc32(d), 0, False, True),
+        (_flipped, lambda d: "crc32:" + _crc32(d), 0, False, False),
+        (_flipped, lambda d: "sha1:" + _sha1(d), 0, False, False),
         # no checksum, ETags known not to be MD5s: nothing can tell (the MD5 is never asked)
         (lambda d: d, lambda d: "", 0, False, None),
         (_flipped, lambda d: "", 0, False, None),
@@ -121,6 +134,9 @@ KMS_ETAG = "0" * 32  # looks like an MD5; under SSE-KMS it is not one
         "composite-guessed-same",
         "composite-guessed-other",
         "composite-not-guessed",
+        "crc32-same",
+        "crc32-other",
+        "sha1-other",
         "none-kms-same",
         "none-kms-other",
     ],
