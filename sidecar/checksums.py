@@ -12,7 +12,8 @@ uploads), and kept as `<algorithm>:<value>` (a SHA-256 one bare). CRC32C and CRC
 default) are not: the standard library has neither.
 
 Standard library only (hashlib, zlib, base64), not for security (a FIPS-mode OpenSSL has
-SHA-256). Cost on this machine: SHA-256 about 0.66 ms of CPU per MiB (SHA extensions), MD5 1.6.
+SHA-256). CPU per MiB on this machine: SHA-256 0.66 ms (SHA extensions), SHA-1 0.6, CRC32 0.3,
+MD5 1.6.
 """
 
 from __future__ import annotations
