@@ -29,6 +29,7 @@ ALGORITHM = "SHA256"  # x-amz-sdk-checksum-algorithm, x-amz-checksum-algorithm
 HEADER = "x-amz-checksum-sha256"
 MODE = {"x-amz-checksum-mode": "ENABLED"}  # asked for on every GET and HEAD
 READ = 1024 * 1024
+MAX_PARTS = 10_000  # S3's most parts in one upload
 
 
 class Hasher(Protocol):
@@ -96,10 +97,15 @@ def stated(value: str, kind: str, etag: str) -> str:
     """A checksum value as an answer states it, in one form: a composite one always with its
     `-<parts>`. Some stores (moto's HEAD) give a composite value without the count: it is then
     known from `x-amz-checksum-type: COMPOSITE`, or from a multipart ETag (`<md5>-<parts>`: the
-    same count) unless the type says FULL_OBJECT; "" when the count cannot be known."""
-    if not value or parts(value):
+    same count) unless the type says FULL_OBJECT; "" when the count cannot be known, or is more
+    than S3 allows (a hostile answer)."""
+    if not value:
         return value
+    if parts(value):
+        return value if parts(value) <= MAX_PARTS else ""
     count = parts(etag)
+    if count > MAX_PARTS:  # no S3 upload has more parts: nothing to prove by
+        return ""
     if kind.upper() == "COMPOSITE" or (count and kind.upper() != "FULL_OBJECT"):
         return f"{value}-{count}" if count else ""
     return value

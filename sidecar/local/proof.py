@@ -23,6 +23,8 @@ from .localfs import READ_SIZE
 from .safefs import Tree
 
 _MiB = 1024 * 1024
+MIN_PART = 5 * _MiB  # S3's smallest part (all but the last)
+MAX_PARTS = 10_000
 
 
 def provable(remote: RemoteEntry | None, md5_etags: bool | None) -> bool:
@@ -43,15 +45,21 @@ def is_plain_md5(etag: str) -> bool:
 def part_sizes(size: int, etag: str, chunksize: int) -> list[int]:
     """The part sizes a multipart upload of `size` bytes with this ETag (`<md5>-<parts>`) may
     have used: ours, the common defaults (8 MiB for the AWS CLI, 5 to 64 MiB), and the even
-    split rounded to a MiB; only those that give exactly that many parts."""
+    split rounded to a MiB; only those that give exactly that many parts, and are parts S3
+    takes (5 MiB at least, at most 10,000 of them): a hostile count never makes a proof hash
+    a file in tiny parts."""
     count_text = etag.rpartition("-")[2]
-    if not count_text.isdigit() or int(count_text) < 1:
+    if not count_text.isdigit() or not 1 <= int(count_text) <= MAX_PARTS:
         return []
     count = int(count_text)
     even = -(-size // count)
     candidates = [chunksize, max(chunksize, -(-size // 10_000)), -(-even // _MiB) * _MiB, even]
     candidates += [n * _MiB for n in (5, 8, 16, 32, 64, 100, 128)]
-    fits = [p for p in dict.fromkeys(candidates) if p > 0 and -(-size // p) == count]
+    fits = [
+        p
+        for p in dict.fromkeys(candidates)
+        if (p >= MIN_PART or count == 1) and p > 0 and -(-size // p) == count
+    ]
     return fits[:4]
 
 

@@ -170,6 +170,8 @@ def test_a_checksum_proves_what_an_sse_kms_etag_cannot(
         ("abc=", "COMPOSITE", "d41d8cd98f00b204e9800998ecf8427e", ""),  # count unknown
         ("abc=", "FULL_OBJECT", "x-3", "abc="),
         ("", "", "x-3", ""),
+        ("abc=-10001", "COMPOSITE", "x-10001", ""),  # more parts than S3 allows: hostile
+        ("abc=", "", "x-99999999", ""),
     ],
 )
 def test_a_checksum_is_stated_in_one_form(value: str, kind: str, etag: str, stated: str) -> None:
@@ -307,3 +309,19 @@ def test_changed_by_us_keeps_the_proven_ctime(
     recorded = changed_by_us(before, _AFTER, synced)
     assert recorded == _AFTER
     assert recorded.ctime_ns == recorded_ctime
+
+
+@pytest.mark.parametrize(
+    ("size", "etag", "sizes"),
+    [
+        (12 * MiB, "x-3", [5 * MiB]),
+        (20_000, "x-20000", []),  # one byte a part: never hashed so
+        (100 * MiB, "x-20", [5 * MiB]),
+        (3, "x-1", [5 * MiB]),  # one part: the whole file, whatever the size guessed
+        (10**12, "x-10001", []),
+    ],
+)
+def test_part_size_guesses_are_parts_s3_takes(size: int, etag: str, sizes: list[int]) -> None:
+    from sidecar.local.proof import part_sizes
+
+    assert part_sizes(size, etag, 5 * MiB)[: len(sizes) or None] == sizes
