@@ -31,6 +31,7 @@ from yarl import URL
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, start_rclone
 
+from sidecar import checksums
 from sidecar.aws.credentials import Credentials, StaticCredentials
 from sidecar.aws.http import HttpClient
 from sidecar.aws.sigv4 import (
@@ -44,6 +45,7 @@ from sidecar.metrics import Metrics
 from sidecar.s3.client import Endpoint, S3Client, s3_requests
 
 BODY = b"x" * 1024
+BODY_CHECKSUM = checksums.full(BODY)
 Phase = Callable[[str], Awaitable[None]]
 
 
@@ -125,7 +127,7 @@ class Ours:
         self.s3 = S3Client(requests, endpoint, BUCKET)
 
     async def put(self, key: str) -> None:
-        await self.s3.put_object(key, BODY, len(BODY), {})
+        await self.s3.put_object(key, BODY, len(BODY), {}, checksum=BODY_CHECKSUM)
 
     async def head(self, key: str) -> None:
         if await self.s3.head_object(key) is None:

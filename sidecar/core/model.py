@@ -72,10 +72,18 @@ class RemoteEntry:
     # it the multipart ETag proves a file's bytes either way (proof.py); 0 when unknown.
     part_size: int = field(default=0, compare=False)
     archived: bool = field(default=False, compare=False)
+    # Its additional checksum (checksums.py: our SHA-256, or what a GET or HEAD stated),
+    # the proof of its bytes where the ETag is not an MD5 (proof.py); "" when unknown.
+    checksum: str = field(default="", compare=False)
 
     @classmethod
     def written(
-        cls, local: LocalEntry, etag: str, answered_at: str = "", part_size: int = 0
+        cls,
+        local: LocalEntry,
+        etag: str,
+        answered_at: str = "",
+        part_size: int = 0,
+        checksum: str = "",
     ) -> RemoteEntry:
         """What S3 holds after we uploaded `local` and it answered `etag` at `answered_at`.
         Unsettled: S3 answered within the write's own second, and another client that learned
@@ -94,6 +102,7 @@ class RemoteEntry:
             answered_at,
             unsettled=not is_dir,
             part_size=part_size,
+            checksum=checksum,
         )
 
     def written_since(self, listed: RemoteEntry) -> bool:

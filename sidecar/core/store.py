@@ -36,18 +36,18 @@ CREATE TABLE IF NOT EXISTS synced (
     kind INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     mode INTEGER NOT NULL, ino INTEGER NOT NULL,
     etag TEXT, rsize INTEGER, last_modified TEXT, is_dir INTEGER,
-    rmtime_ns INTEGER, rmode INTEGER, ctime_ns INTEGER, part_size INTEGER
+    rmtime_ns INTEGER, rmode INTEGER, ctime_ns INTEGER, part_size INTEGER, checksum TEXT
 );
 """
 # The columns in the order of a row (`_Row`): named, since earlier versions added some later.
 _SELECT = (
     "SELECT rel, kind, size, mtime_ns, mode, ino, etag, rsize, last_modified, is_dir, "
-    "rmtime_ns, rmode, ctime_ns, part_size FROM synced"
+    "rmtime_ns, rmode, ctime_ns, part_size, checksum FROM synced"
 )
 _UPSERT = (
     "INSERT OR REPLACE INTO synced (rel, kind, size, mtime_ns, mode, ino, etag, rsize, "
-    "last_modified, is_dir, rmtime_ns, rmode, ctime_ns, part_size) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "last_modified, is_dir, rmtime_ns, rmode, ctime_ns, part_size, checksum) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _Row = tuple[
     str,
@@ -64,6 +64,7 @@ _Row = tuple[
     int | None,
     int | None,
     int | None,
+    str | None,
 ]
 
 
@@ -100,6 +101,7 @@ def _row(rel: str, synced: Synced) -> _Row:
         remote.mode if remote else None,
         local.ctime_ns,
         remote.part_size if remote and remote.part_size else None,
+        remote.checksum if remote and remote.checksum else None,
     )
 
 
@@ -107,7 +109,7 @@ def _synced(row: _Row) -> Synced:
     (_, kind, size, mtime_ns, mode, ino, etag, rsize, last_modified, is_dir, rmtime, rmode) = row[
         :12
     ]
-    ctime, part_size = row[12], row[13]
+    ctime, part_size, checksum = row[12], row[13], row[14]
     remote = None
     if etag is not None:
         column = last_modified or ""
@@ -123,6 +125,7 @@ def _synced(row: _Row) -> Synced:
             written_by=written_by,
             unsettled=unsettled,
             part_size=part_size or 0,
+            checksum=checksum or "",
         )
     return Synced(LocalEntry(Kind(kind), size, mtime_ns, mode, ino, ctime or 0), remote)
 
@@ -167,9 +170,10 @@ class SyncedStore:
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(_SCHEMA)
             columns = {row[1] for row in connection.execute("PRAGMA table_info(synced)")}
-            for column in ("ctime_ns", "part_size"):  # saved by an earlier version: unknown
+            added = (("ctime_ns", "INTEGER"), ("part_size", "INTEGER"), ("checksum", "TEXT"))
+            for column, kind in added:  # saved by an earlier version: unknown
                 if column not in columns:
-                    connection.execute(f"ALTER TABLE synced ADD COLUMN {column} INTEGER")
+                    connection.execute(f"ALTER TABLE synced ADD COLUMN {column} {kind}")
             self._connection = connection
         return self._connection
 

@@ -26,6 +26,7 @@ from ..core.model import SyncMode
 from ..metrics import Metrics
 from ..s3.client import S3Client, s3_requests
 from ..s3.endpoint import Endpoint
+from ..s3.headers import request_headers, write_headers
 from ..settings.config import service_endpoint_url
 from ..settings.table import Settings
 
@@ -84,7 +85,19 @@ class Clients:
         return cls(
             http=http,
             credentials=credentials,
-            s3=S3Client(requests, endpoint, settings.bucket),
+            s3=S3Client(
+                requests,
+                endpoint,
+                settings.bucket,
+                write_headers=write_headers(
+                    sse=settings.sse,
+                    kms_key_id=settings.sse_kms_key_id,
+                    bucket_key=settings.sse_bucket_key,
+                    storage_class=settings.storage_class,
+                    acl=settings.acl,
+                ),
+                request_headers=request_headers(request_payer=settings.request_payer),
+            ),
             queue=queue,
             owns_credentials=owns_credentials,
             s3_outage=s3_outage,

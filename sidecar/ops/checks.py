@@ -18,13 +18,14 @@ off the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 
 from ..core.keys import KeyMapper
 from ..core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
 from ..core.state import SyncState
 from ..local.localfs import entry_from_stat, local_entry
-from ..local.proof import EtagKnowledge, file_is_object, still_synced
+from ..local.proof import EtagKnowledge, file_is_object, provable, still_synced
 from ..local.safefs import At, Tree
 from ..s3.client import S3Client
 from ..s3.entries import entry_of
@@ -78,36 +79,54 @@ class Checks:
             raise LocalChanged(job.rel)
         return now
 
-    async def is_object(self, rel: str, size: int, remote: RemoteEntry) -> bool | None:
-        """Whether the file at `rel` (of `size` bytes) holds the object `remote`; None when its
-        ETag cannot tell (`proof.file_is_object`). Read off the loop."""
+    async def is_object(
+        self, rel: str, size: int, remote: RemoteEntry, md5_etags: bool | None = None
+    ) -> bool | None:
+        """Whether the file at `rel` (of `size` bytes) holds the object `remote`; None when
+        neither its checksum nor its ETag can tell (`proof.file_is_object`). `md5_etags`:
+        whether ETags are MD5s (by default: unless this bucket said they are not). Read off the
+        loop."""
+        md5 = self._etags.md5 is not False if md5_etags is None else md5_etags
         return await asyncio.get_running_loop().run_in_executor(
-            None, file_is_object, self._tree, rel, size, remote, self._part_size
+            None,
+            functools.partial(
+                file_is_object, self._tree, rel, size, remote, self._part_size, md5_etags=md5
+            ),
         )
 
     async def prove_unchanged(self, job: Job, etags_are_md5: bool) -> None:
         """Before replacing or deleting a local file whose stat matches the synced record
-        because S3 changed: prove by the synced ETag that its bytes are the synced ones too
-        (`proof.still_synced`). If they are not, it is a local change (the next pass makes it
-        a conflict, or an upload), never overwritten or deleted."""
-        local = job.facts.local
-        if local is None or local.kind is not Kind.FILE or not etags_are_md5:
+        because S3 changed: prove by the synced checksum or ETag that its bytes are the synced
+        ones too (`proof.still_synced`). If they are not, it is a local change (the next pass
+        makes it a conflict, or an upload), never overwritten or deleted."""
+        local, synced = job.facts.local, job.facts.synced
+        if local is None or local.kind is not Kind.FILE:
+            return
+        if not provable(synced.remote if synced else None, etags_are_md5):
             return
         if not await asyncio.get_running_loop().run_in_executor(
-            None, still_synced, self._tree, job.rel, job.facts.synced, self._part_size
+            None,
+            still_synced,
+            self._tree,
+            job.rel,
+            synced,
+            self._part_size,
+            etags_are_md5,
         ):
             self._state.hinted(job.rel, Hint.CONTENT | Hint.WRITTEN)
             raise LocalChanged(job.rel)
 
     async def prove_synced(self, rel: str, synced: Synced, now: LocalEntry) -> None:
-        """The file `now` at `rel` is `proof.unproven`: read it, where ETags are MD5s. Proven
-        to hold the synced bytes, its record is proven at its ctime now (not read again);
-        proven not to, it is a local change (`Hint.CONTENT | Hint.WRITTEN`). Neither when the
-        ETag cannot tell (SSE-KMS or SSE-C, a part size not guessed) or the file went."""
-        if not self._etags.md5 or synced.remote is None:
+        """The file `now` at `rel` is `proof.unproven`: read it, where the synced checksum or
+        ETags that are MD5s can prove anything. Proven to hold the synced bytes, its record is
+        proven at its ctime now (not read again); proven not to, it is a local change
+        (`Hint.CONTENT | Hint.WRITTEN`). Neither when nothing can tell (no checksum, and ETags
+        not MD5s: SSE-KMS or SSE-C; a part size not guessed) or the file went."""
+        md5 = bool(self._etags.md5)
+        if synced.remote is None or not provable(synced.remote, md5):
             return
         try:
-            same = await self.is_object(rel, synced.local.size, synced.remote)
+            same = await self.is_object(rel, synced.local.size, synced.remote, md5)
         except (FileNotFoundError, PermissionError):
             return  # gone, or not ours to read: the decision goes on from what stat says
         if same is True:

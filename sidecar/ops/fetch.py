@@ -1,13 +1,15 @@
 """An object fetched into the working folder (`.s3sync-sidecar/`), whole and checked, with its
 mode and mtime, for a download to move into place or a conflict to compare and keep.
 
-What lands there is the object or nothing: its length is checked, and its MD5 when the ETag is
-a plain MD5 and not SSE-KMS or SSE-C (IntegrityError otherwise, and the file is gone). Nothing
-is written past the size S3 announced, and a symlink's target is read up to 4 KiB: a broken or
-hostile endpoint cannot fill the disk or the memory. Only permission bits are applied from S3,
-never setuid, setgid or sticky. An object up to one read's size (1 MiB) is read whole and
-written through one descriptor; a larger one is streamed, written with one writev per MiB off
-the event loop.
+What lands there is the object or nothing: its length is checked, and its bytes against the
+additional checksum S3 states where we compute it (SHA-256, SHA-1, CRC32; asked for with every GET:
+a full-object one, or a composite one whose part size is known, or guessed: a guess that does not
+give it cannot tell), else against the ETag's MD5 where it is one, not SSE-KMS or SSE-C (`Content`;
+IntegrityError otherwise, and the file is gone). Nothing is written past the size S3 announced, and
+a symlink's target is read up to 4 KiB: a broken or hostile endpoint cannot fill the disk or the
+memory. Only permission bits are applied from S3, never setuid, setgid or sticky. An object up to
+one read's size (1 MiB) is read whole and written through one descriptor; a larger one is streamed,
+written with one writev per MiB off the event loop.
 
 An object S3 holds archived is not asked for (`Archived`, without a request) when what S3 said
 of it says so; a GET S3 refuses for that reason (403 InvalidObjectState: an archive tier the
@@ -18,21 +20,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import logging
 import os
 import stat
 from collections.abc import Callable
 
 import aiohttp
 
+from .. import checksums
 from ..core.model import RemoteEntry
 from ..local.localfs import PERMISSION_BITS, READ_SIZE
-from ..local.proof import is_plain_md5, verifiable
+from ..local.proof import is_plain_md5, part_sizes, verifiable
 from ..local.safefs import At
 from ..local.workdir import discard, temp_name
 from ..s3.client import ObjectHead, S3Error, read_capped
 from .job import Archived, IntegrityError
 from .workspace import Workspace
+
+log = logging.getLogger("sidecar.fetch")
 
 SYMLINK_MAX = 4096
 SMALL_OBJECT = READ_SIZE  # read whole, not streamed (aws/http.py: `exchange`)
@@ -76,7 +83,7 @@ class Fetcher:
                     raise IntegrityError(f"{key!r}: received {len(target)} of {head.size} bytes")
                 os.symlink(target, temp.name, dir_fd=temp.dir_fd)
             else:
-                await self._write_body(response, temp, head, key)
+                await self._write_body(response, temp, head, key, remote.part_size)
         except BaseException:
             response.release()
             discard(temp)
@@ -115,7 +122,9 @@ class Fetcher:
                 if mtime_ns is not None:
                     temp.utime(mtime_ns)
             else:
-                _check_etag(head, key, lambda: hashlib.md5(body).hexdigest())  # noqa: S324
+                content = Content(head, remote.part_size, ws.settings.multipart_chunksize)
+                content.update(body)
+                content.check(key, lambda: hashlib.md5(body, usedforsecurity=False).hexdigest())
                 _create_file(temp, body, mode, _mtime(head))
         except BaseException:
             discard(temp)
@@ -124,9 +133,14 @@ class Fetcher:
         return temp, head
 
     async def _write_body(
-        self, response: aiohttp.ClientResponse, temp: At, head: ObjectHead, key: str
+        self,
+        response: aiohttp.ClientResponse,
+        temp: At,
+        head: ObjectHead,
+        key: str,
+        part_size: int,
     ) -> None:
-        md5 = hashlib.md5()  # noqa: S324
+        content = Content(head, part_size, self._ws.settings.multipart_chunksize)
         loop = asyncio.get_running_loop()
         received = 0
         # 0o666 less the umask, like any new file, when the object carries no mode.
@@ -144,22 +158,91 @@ class Fetcher:
                 buffered += len(chunk)
                 if buffered >= READ_SIZE:
                     block, buffer, buffered = buffer, [], 0
-                    await _settled(loop.run_in_executor(None, _write_all, fd, block, md5.update))
+                    await _settled(
+                        loop.run_in_executor(None, _write_all, fd, block, content.update)
+                    )
                     self._progress()
             if buffer:
-                await _settled(loop.run_in_executor(None, _write_all, fd, buffer, md5.update))
+                await _settled(loop.run_in_executor(None, _write_all, fd, buffer, content.update))
         finally:
             os.close(fd)
         if received != head.size:
             raise IntegrityError(f"{key!r}: received {received} bytes of {head.size}")
-        _check_etag(head, key, md5.hexdigest)
+        await loop.run_in_executor(None, content.check, key, functools.partial(_md5_of, temp))
 
 
-def _check_etag(head: ObjectHead, key: str, md5_hex: Callable[[], str]) -> None:
-    """The content's MD5 against the ETag, where the ETag is one (not multipart, not SSE-KMS
-    or SSE-C): IntegrityError if they differ."""
-    if is_plain_md5(head.etag) and verifiable(head.encryption) and md5_hex() != head.etag:
-        raise IntegrityError(f"{key!r}: content does not match its ETag")
+class Content:
+    """What a download's bytes are checked against, as they pass (`update`), then `check`: the
+    additional checksum S3 states where we compute it (checksums.py), else the ETag's MD5 where it
+    is one (not multipart, not SSE-KMS or SSE-C). A composite checksum is computed with the part
+    size we know (our own upload), else the first one guessed (ours first: another sidecar's
+    upload): a guess that does not give it cannot tell either way, and the MD5 is then checked where
+    it can be."""
+
+    def __init__(self, head: ObjectHead, part_size: int, chunksize: int) -> None:
+        self._head = head
+        self._full: checksums.Full | None = None
+        self._composite: checksums.Composite | None = None
+        self._guessed = False
+        self._md5: hashlib._Hash | None = None
+        checksum = head.checksum
+        if checksum and not checksums.parts(checksum):
+            self._full = checksums.Full(checksums.split(checksum)[0])
+            return
+        if checksum:
+            sizes = [part_size] if part_size else part_sizes(head.size, checksum, chunksize)
+            if sizes:
+                self._composite = checksums.Composite(sizes[0], checksums.split(checksum)[0])
+                self._guessed = not part_size
+        if (self._composite is None or self._guessed) and _md5_etag(head):
+            self._md5 = hashlib.md5(usedforsecurity=False)
+
+    def update(self, data: bytes) -> None:
+        for hasher in (self._full, self._composite, self._md5):
+            if hasher is not None:
+                hasher.update(data)
+
+    def check(self, key: str, md5_of: Callable[[], str] | None = None) -> None:
+        """IntegrityError if the bytes that passed are not the object's, as far as S3 says.
+        `md5_of`: the MD5 of those bytes, asked for only when the checksum does not
+        match: where the ETag is an MD5 and it matches, the store misstated its checksum (its
+        ETag proves the bytes), which is said, not refused forever. Blocking when `md5_of`
+        reads a file."""
+        head = self._head
+        if self._full is not None:
+            if self._full.value() != head.checksum:
+                if md5_of is not None and _md5_etag(head) and md5_of() == head.etag:
+                    log.warning(
+                        "%r: the store's checksum does not match bytes its ETag (an "
+                        "MD5) proves; taking the ETag's word",
+                        key,
+                    )
+                    return
+                raise IntegrityError(f"{key!r}: content does not match its checksum")
+            return
+        composite = self._composite
+        if composite is not None and composite.value() != head.checksum and not self._guessed:
+            raise IntegrityError(f"{key!r}: content does not match its checksum")
+        if self._md5 is not None and self._md5.hexdigest() != head.etag:
+            raise IntegrityError(f"{key!r}: content does not match its ETag")
+
+
+def _md5_of(temp: At) -> str:
+    """The MD5 of the file `temp` (read whole: only after a checksum did not match)."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    fd = temp.open(os.O_RDONLY)
+    try:
+        offset = 0
+        while chunk := os.pread(fd, READ_SIZE, offset):
+            md5.update(chunk)
+            offset += len(chunk)
+    finally:
+        os.close(fd)
+    return md5.hexdigest()
+
+
+def _md5_etag(head: ObjectHead) -> bool:
+    return is_plain_md5(head.etag) and verifiable(head.encryption)
 
 
 def _mtime(head: ObjectHead) -> int | None:

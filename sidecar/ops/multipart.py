@@ -1,6 +1,8 @@
 """A large file uploaded in parts: `multipart_concurrency` parts in flight at once, each
 `multipart_chunksize` (more where 10,000 parts would not hold the file), each part's ETag
-checked against the MD5 of what was sent (IntegrityError otherwise).
+checked against the MD5 of what was sent (IntegrityError otherwise). Each part carries its
+SHA-256 (read just before it is sent; S3 checks it) and the completion their list, so S3 keeps
+the object's COMPOSITE checksum, which the result carries (checksums.py).
 
 Whatever fails (a part, the check that the file did not change, a cancellation), the upload
 is aborted, the abort shielded from the cancellation, and a part's error is raised as itself
@@ -17,6 +19,7 @@ import contextlib
 import dataclasses
 import math
 
+from .. import checksums
 from ..local.proof import is_plain_md5
 from ..s3.client import PutResult, S3Client
 from .job import IntegrityError
@@ -34,6 +37,7 @@ async def upload_multipart(
     count = math.ceil(size / part_size)
     upload_id = await s3.create_multipart_upload(key, source.headers)
     etags: list[str] = [""] * count
+    sums: list[str] = [""] * count  # each part's SHA-256, read just before it is sent
     limit = asyncio.Semaphore(settings.multipart_concurrency)
 
     async def send(number: int) -> None:
@@ -42,12 +46,14 @@ async def upload_multipart(
         async with limit:
             if source.changed():
                 raise source.abandon()
+            checksum = checksums.encoded(await source.sha256(offset, length))
             digests: list[str] = []
             body = source.body(offset, length, digests)
-            etag = await s3.upload_part(key, upload_id, number, body, length)
+            etag = await s3.upload_part(key, upload_id, number, body, length, checksum=checksum)
         if digests and is_plain_md5(etag) and etag != digests[-1]:
             raise IntegrityError(f"part {number} of {source.job.rel!r}: ETag is not its MD5")
         etags[number - 1] = etag
+        sums[number - 1] = checksum
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -59,6 +65,7 @@ async def upload_multipart(
             key,
             upload_id,
             etags,
+            sums,
             if_match=decision.if_match,
             if_none_match=decision.if_none_match,
         )

@@ -17,6 +17,7 @@ machinery is 0.3-0.45 ms and inotify-to-recorded-state about 0.13 ms (README "Me
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -25,6 +26,7 @@ import os
 from base64 import b64encode
 from collections.abc import Callable
 
+from .. import checksums
 from ..core.model import Kind, LocalEntry, RemoteEntry
 from ..local.localfs import entry_from_stat
 from ..local.proof import is_plain_md5, verifiable
@@ -38,10 +40,11 @@ from .workspace import Workspace
 log = logging.getLogger("sidecar.upload")
 
 COPY_MAX = 5 * 1024**3  # CopyObject's single-request limit
+EMPTY = checksums.full(b"")  # a directory marker's
 
 
 def _content_md5(data: bytes) -> str:
-    return b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - what S3 checks
+    return b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()  # what S3 checks
 
 
 class Uploads:
@@ -74,11 +77,14 @@ class Uploads:
             key, headers, if_match=result.etag
         )
         _same_object_copied(job.rel, etag, result.etag)
-        return PutResult(etag or result.etag, result.encryption, last_modified)
+        # The same bytes: what is known of them (part size, checksum) holds for the copy.
+        return dataclasses.replace(result, etag=etag or result.etag, answered_at=last_modified)
 
     def _uploaded(self, job: Job, local: LocalEntry, result: PutResult) -> None:
         self._ws.etags.saw(result.encryption)
-        written = RemoteEntry.written(local, result.etag, result.answered_at, result.part_size)
+        written = RemoteEntry.written(
+            local, result.etag, result.answered_at, result.part_size, result.checksum
+        )
         self._ws.state.wrote_remote(job.rel, local, written)
         metrics = self._ws.metrics
         metrics.inc(metrics.uploads, "ok")
@@ -100,6 +106,7 @@ class Uploads:
                 target,
                 len(target),
                 {**headers, "Content-MD5": _content_md5(target)},
+                checksum=checksums.full(target),
                 if_match=decision.if_match,
                 if_none_match=decision.if_none_match,
             )
@@ -144,12 +151,16 @@ class Uploads:
             data,
             len(data),
             {**up.headers, "Content-MD5": _content_md5(data)},
+            checksum=checksums.full(data),
             if_match=decision.if_match,
             if_none_match=decision.if_none_match,
         )
         return result
 
     async def _upload_streamed(self, up: UploadSource) -> PutResult:
+        # S3 takes the checksum before the body: the file is read once for it, then streamed
+        # (checked before its last byte, and by S3 against this checksum).
+        checksum = checksums.encoded(await up.sha256(0, up.local.size))
         digests: list[str] = []
         body = up.body(0, up.local.size, digests)
         decision = up.job.decision
@@ -158,6 +169,7 @@ class Uploads:
             body,
             up.local.size,
             up.headers,
+            checksum=checksum,
             if_match=decision.if_match,
             if_none_match=decision.if_none_match,
         )
@@ -203,6 +215,8 @@ class Uploads:
             local.mtime_ns,
             local.mode,
             unsettled=True,
+            part_size=remote.part_size,
+            checksum=remote.checksum,  # a copy keeps the source's checksum (S3's rule)
         )
         ws.state.wrote_remote(rel, local, entry)
         ws.metrics.inc(ws.metrics.metadata_updates, "remote", "ok")
@@ -221,7 +235,7 @@ class Uploads:
         }
         try:
             result = await ws.s3.put_object(
-                key, b"", 0, headers, if_none_match=job.decision.if_none_match
+                key, b"", 0, headers, checksum=EMPTY, if_none_match=job.decision.if_none_match
             )
         except PreconditionFailed:
             # Someone made the same directory: that is agreement, not a conflict.

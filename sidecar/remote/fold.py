@@ -197,6 +197,8 @@ class _Fold:
         elif old.same_object(entry):  # same content, new Last-Modified (or new metadata)
             if entry.mode is None and entry.mtime_ns is None:  # listed: keep what is known
                 entry = replace(entry, mtime_ns=old.mtime_ns, mode=old.mode)
+            if not entry.checksum:  # the same bytes: what proves them still does
+                entry = replace(entry, checksum=old.checksum, part_size=old.part_size)
             if entry.last_modified == old.last_modified and entry.archived != old.archived:
                 # Looked at again after its second: whether it can be read is what a HEAD or
                 # a refused GET found, not what its listed class suggests.

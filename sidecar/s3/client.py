@@ -3,16 +3,19 @@ path (`s3_requests`: aws/signed.py with S3's rules, s3/errors.py). Conditional w
 concurrent change as `PreconditionFailed`; a key that is gone is `None` (HEAD) or nothing to do
 (DELETE). Every request that creates an object version (PutObject, CreateMultipartUpload,
 CopyObject) takes its headers through `_writing`, the one place for what every write must say
-(`write_headers`)."""
+(`write_headers`, headers.py), and every request takes `request_headers`."""
 
 from __future__ import annotations
 
 import logging
+from base64 import b64decode
 from collections.abc import AsyncIterator, Callable, Container, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import aiohttp
 
+from .. import checksums
 from ..aws.credentials import CredentialsProvider
 from ..aws.http import Answer, HttpClient, read_capped
 from ..aws.outage import Outage
@@ -89,6 +92,7 @@ class ObjectHead:
     encryption: str | None
     answered_at: str = ""  # the server's `Date`, normalised like Last-Modified
     archived: bool = False  # a GET is refused until it is restored (metadata.is_archived)
+    checksum: str = ""  # x-amz-checksum-*, where S3 states one we compute (checksums.py)
 
     @property
     def unsettled(self) -> bool:
@@ -112,6 +116,7 @@ class ObjectHead:
                 headers.get("x-amz-archive-status"),
                 headers.get("x-amz-restore"),
             ),
+            checksum=checksums.from_headers(headers, normalize_etag(headers.get("ETag", ""))),
         )
 
 
@@ -124,13 +129,17 @@ class PutResult:
     encryption: str | None
     answered_at: str = ""
     part_size: int = 0  # uploaded in parts of this size (all but the last); 0: one PUT
+    checksum: str = ""  # the SHA-256 checksum sent with it, which S3 checked (checksums.py)
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str], etag: str | None = None) -> PutResult:
+    def from_headers(
+        cls, headers: Mapping[str, str], etag: str | None = None, checksum: str = ""
+    ) -> PutResult:
         return cls(
             etag if etag is not None else normalize_etag(headers.get("ETag", "")),
             headers.get("x-amz-server-side-encryption"),
             normalize_last_modified(headers.get("Date", "")),
+            checksum=checksum,
         )
 
 
@@ -142,11 +151,26 @@ class S3Client:
         bucket: str,
         *,
         write_headers: Mapping[str, str] | None = None,
+        request_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.bucket = bucket
         self._requests = requests
         self._write_headers = dict(write_headers or {})
+        self._request_headers = dict(request_headers or {})  # on every request (requester pays)
+
+    async def _request(self, operation: str, method: str, path: str, **options: Any) -> Reply:
+        """A request with what every request carries (`request_headers`)."""
+        if self._request_headers:
+            options["headers"] = {**(options.get("headers") or {}), **self._request_headers}
+        return await self._requests.request(operation, method, path, **options)
+
+    async def _stream(
+        self, operation: str, method: str, path: str, **options: Any
+    ) -> aiohttp.ClientResponse:
+        if self._request_headers:
+            options["headers"] = {**(options.get("headers") or {}), **self._request_headers}
+        return await self._requests.stream(operation, method, path, **options)
 
     def _path(self, key: str | None) -> str:
         return self.endpoint.path_for(key) if key is not None else self.endpoint.base_path
@@ -165,16 +189,20 @@ class S3Client:
         length: int,
         headers: Mapping[str, str],
         *,
+        checksum: str,
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> PutResult:
+        """`checksum`: the SHA-256 of the body (checksums.full), which S3 checks and keeps."""
         all_headers = {
             "Content-Length": str(length),
             **self._writing(headers),
+            checksums.HEADER: checksum,
+            "x-amz-sdk-checksum-algorithm": checksums.ALGORITHM,
             **_conditions(if_match, if_none_match),
         }
         try:
-            response = await self._requests.request(
+            response = await self._request(
                 "PutObject",
                 "PUT",
                 self._path(key),
@@ -189,12 +217,12 @@ class S3Client:
                     error.operation, error.status, error.code, "", key
                 ) from None
             raise
-        return PutResult.from_headers(response.headers)
+        return PutResult.from_headers(response.headers, checksum=checksum)
 
     async def head_object(self, key: str) -> ObjectHead | None:
         try:
-            response = await self._requests.request(
-                "HeadObject", "HEAD", self._path(key), subject=key
+            response = await self._request(
+                "HeadObject", "HEAD", self._path(key), subject=key, headers=checksums.MODE
             )
         except NotFound:
             return None
@@ -202,22 +230,20 @@ class S3Client:
 
     async def get_object(self, key: str, *, if_match: str | None = None) -> aiohttp.ClientResponse:
         """The streaming response; the caller reads `.content` and must `release()` it."""
-        headers = {"If-Match": f'"{if_match}"'} if if_match else {}
-        return await self._requests.stream(
-            "GetObject", "GET", self._path(key), subject=key, headers=headers
-        )
+        headers = {**checksums.MODE, **({"If-Match": f'"{if_match}"'} if if_match else {})}
+        return await self._stream("GetObject", "GET", self._path(key), subject=key, headers=headers)
 
     async def get_small_object(self, key: str, *, if_match: str | None = None) -> Reply:
         """The whole object, read up to `RESULT_LIMIT` (else `ResponseTooLarge`): for objects
         known to be small."""
-        headers = {"If-Match": f'"{if_match}"'} if if_match else {}
-        return await self._requests.request(
+        headers = {**checksums.MODE, **({"If-Match": f'"{if_match}"'} if if_match else {})}
+        return await self._request(
             "GetObject", "GET", self._path(key), subject=key, headers=headers
         )
 
     async def delete_object(self, key: str, *, if_match: str | None = None) -> None:
         try:
-            await self._requests.request(
+            await self._request(
                 "DeleteObject",
                 "DELETE",
                 self._path(key),
@@ -239,7 +265,7 @@ class S3Client:
         }
         if if_match:
             copy_headers["x-amz-copy-source-if-match"] = f'"{if_match}"'
-        response = await self._requests.request(
+        response = await self._request(
             "CopyObject", "PUT", self._path(key), subject=key, headers=copy_headers
         )
         try:
@@ -262,9 +288,7 @@ class S3Client:
             ]
             if token:
                 query.append(("continuation-token", token))
-            response = await self._requests.request(
-                "ListObjectsV2", "GET", self._path(None), query=query
-            )
+            response = await self._request("ListObjectsV2", "GET", self._path(None), query=query)
             page = xml.parse_list_page(response.body, held)
             answered_at = normalize_last_modified(response.headers.get("Date", ""))
             page = replace(page, answered_at=answered_at)
@@ -274,26 +298,39 @@ class S3Client:
             token = page.next_token
 
     async def create_multipart_upload(self, key: str, headers: Mapping[str, str]) -> str:
-        response = await self._requests.request(
+        """A multipart upload whose parts carry SHA-256 checksums (a COMPOSITE checksum)."""
+        response = await self._request(
             "CreateMultipartUpload",
             "POST",
             self._path(key),
             subject=key,
             query=[("uploads", "")],
-            headers=self._writing(headers),
+            headers={**self._writing(headers), "x-amz-checksum-algorithm": checksums.ALGORITHM},
         )
         return xml.parse_initiate_multipart(response.body)
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: BodyFactory, length: int
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: BodyFactory,
+        length: int,
+        *,
+        checksum: str,
     ) -> str:
-        response = await self._requests.request(
+        """`checksum`: the part's SHA-256 (checksums.encoded), which S3 checks."""
+        response = await self._request(
             "UploadPart",
             "PUT",
             self._path(key),
             subject=key,
             query=[("partNumber", str(number)), ("uploadId", upload_id)],
-            headers={"Content-Length": str(length)},
+            headers={
+                "Content-Length": str(length),
+                checksums.HEADER: checksum,
+                "x-amz-sdk-checksum-algorithm": checksums.ALGORITHM,
+            },
             body=body,
             payload_hash=UNSIGNED_PAYLOAD,
         )
@@ -304,12 +341,15 @@ class S3Client:
         key: str,
         upload_id: str,
         etags: list[str],
+        part_checksums: list[str],
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> PutResult:
-        document = xml.build_complete_multipart(etags)
-        response = await self._requests.request(
+        """Completed from the parts' ETags and SHA-256 checksums (each as sent); the result
+        carries the object's composite checksum (`checksums.composite`)."""
+        document = xml.build_complete_multipart(etags, part_checksums)
+        response = await self._request(
             "CompleteMultipartUpload",
             "POST",
             self._path(key),
@@ -329,11 +369,12 @@ class S3Client:
             raise S3Error(
                 "CompleteMultipartUpload", 200, "CompleteFailed", str(error), key
             ) from error
-        return PutResult.from_headers(response.headers, etag)
+        whole = checksums.composite(b64decode(value) for value in part_checksums)
+        return PutResult.from_headers(response.headers, etag, whole)
 
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         try:
-            await self._requests.request(
+            await self._request(
                 "AbortMultipartUpload",
                 "DELETE",
                 self._path(key),

@@ -26,6 +26,7 @@ def entry_of(head: ObjectHead, *, is_dir: bool = False) -> RemoteEntry:
         head.mode,
         unsettled=head.unsettled,
         archived=head.archived,
+        checksum=head.checksum,
     )
 
 
@@ -45,4 +46,5 @@ def fetched(listed: RemoteEntry, head: ObjectHead) -> RemoteEntry:
         unsettled=head.unsettled,
         part_size=listed.part_size if head.etag in ("", listed.etag) else 0,
         archived=head.archived,
+        checksum=head.checksum or (listed.checksum if head.etag in ("", listed.etag) else ""),
     )

@@ -200,10 +200,14 @@ def parse_complete_multipart(body: bytes) -> str:
     return normalize_etag(fields.get("ETag", ""))
 
 
-def build_complete_multipart(etags: list[str]) -> bytes:
+def build_complete_multipart(etags: list[str], part_checksums: list[str] | None = None) -> bytes:
+    """The parts in order: each one's ETag, and its SHA-256 checksum where given."""
+    sums = part_checksums or [""] * len(etags)
     parts = "".join(
-        f"<Part><PartNumber>{number}</PartNumber><ETag>&quot;{escape(etag)}&quot;</ETag></Part>"
-        for number, etag in enumerate(etags, start=1)
+        f"<Part><PartNumber>{number}</PartNumber><ETag>&quot;{escape(etag)}&quot;</ETag>"
+        + (f"<ChecksumSHA256>{escape(checksum)}</ChecksumSHA256>" if checksum else "")
+        + "</Part>"
+        for number, (etag, checksum) in enumerate(zip(etags, sums, strict=True), start=1)
     )
     return (
         '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'

@@ -90,6 +90,10 @@ VARIABLES: tuple[Variable, ...] = tuple(
 
 _BY_NAME = {variable.name: variable for variable in VARIABLES}
 
+# The AWS SDKs' variables that choose the default endpoint's form (SYNC_ENDPOINT overrides
+# them, as an explicit endpoint does in the SDKs): `true` or `false`.
+ENDPOINT_VARIANTS = ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT")
+
 
 def unknown_variables(env: Mapping[str, str]) -> list[str]:
     """A line for each `SYNC_*` variable in `env` that no setting reads (a misspelling is
@@ -151,11 +155,31 @@ def load_settings(
         values["poll_interval"] = QUEUED_POLL_INTERVAL  # events first; listings as a backstop
     service_endpoint = _service_endpoint(env, "AWS_ENDPOINT_URL_S3", problems)
     _service_endpoint(env, "AWS_ENDPOINT_URL_SQS", problems)
+    variants: dict[str, bool] = {}
+    for name in ENDPOINT_VARIANTS:
+        text = env.get(name, "").strip().lower()
+        if text in ("true", "false"):
+            variants[name] = text == "true"
+        elif text:
+            problems.append(Problem(name, env[name], "true or false"))
     if "endpoint" not in values and "SYNC_ENDPOINT" not in raw:
         if service_endpoint is not None:
             values["endpoint"] = service_endpoint
         elif "region" in values:
-            values["endpoint"] = default_endpoint(values["region"])
+            try:
+                values["endpoint"] = default_endpoint(
+                    values["region"],
+                    fips=variants.get("AWS_USE_FIPS_ENDPOINT", False),
+                    dualstack=variants.get("AWS_USE_DUALSTACK_ENDPOINT", False),
+                )
+            except ValueError as error:
+                problems.append(
+                    Problem(
+                        "AWS_USE_FIPS_ENDPOINT",
+                        env["AWS_USE_FIPS_ENDPOINT"],
+                        f"false in {values['region']}: {error} (or set SYNC_ENDPOINT)",
+                    )
+                )
     aws_bundle_applies = "SYNC_CA_BUNDLE" not in raw and values.get("tls_verify") is not False
     if aws_bundle_applies and env.get("AWS_CA_BUNDLE", "").strip():
         # The SDKs' variable, for the whole environment: SYNC_CA_BUNDLE (and turning
@@ -179,6 +203,23 @@ def load_settings(
                     f"an endpoint that {error}: " + _BY_NAME["SYNC_ENDPOINT"].expected,
                 )
             )
+    sse = values.get("sse")
+    if "sse_kms_key_id" in values and sse not in ("aws:kms", "aws:kms:dsse"):
+        problems.append(
+            Problem(
+                "SYNC_SSE_KMS_KEY_ID",
+                raw["SYNC_SSE_KMS_KEY_ID"],
+                "to be unset unless SYNC_SSE is aws:kms or aws:kms:dsse",
+            )
+        )
+    if "sse_bucket_key" in values and sse != "aws:kms":
+        problems.append(
+            Problem(
+                "SYNC_SSE_BUCKET_KEY",
+                raw["SYNC_SSE_BUCKET_KEY"],
+                "to be unset unless SYNC_SSE is aws:kms (S3 Bucket Keys are for SSE-KMS)",
+            )
+        )
     if values.get("ca_bundle") and values.get("tls_verify") is False:
         problems.append(
             Problem(

@@ -11,11 +11,20 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
 from ..core.model import SyncMode
 
+T = TypeVar("T")
+
 MIN_PART = 5 * 1024 * 1024  # S3's smallest multipart part
 MAX_PART = 5 * 1024**3  # and its largest
+
+
+def either(choices: tuple[str, ...], code: str = "") -> str:
+    """`a, b or c`, each in `code` quotes (the expected form of a choice)."""
+    quoted = [f"{code}{choice}{code}" for choice in choices]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
 def nonempty(value: str) -> str:
@@ -167,6 +176,45 @@ def queue_url(value: str) -> str:
     return QueueUrl.parse(value).url
 
 
+SSE_ALGORITHMS = ("AES256", "aws:kms", "aws:kms:dsse")
+# S3's storage classes read at once (an archive class needs a restore before any GET).
+STORAGE_CLASSES = (
+    *("STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"),
+    "REDUCED_REDUNDANCY",
+)
+CANNED_ACLS = (
+    *("private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read"),
+    *("bucket-owner-read", "bucket-owner-full-control"),
+)
+sse = choice(*SSE_ALGORITHMS)
+storage_class = choice(*STORAGE_CLASSES)
+acl = choice(*CANNED_ACLS)
+request_payer = choice("requester")
+
+_KMS_ALIAS = r"alias/[A-Za-z0-9/_-]{1,250}"
+_KMS_ARN = re.compile(
+    r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key/[A-Za-z0-9-]+|" + _KMS_ALIAS + ")"
+)
+# AWS's key IDs are UUIDs (`mrk-…` for multi-Region keys); other stores' KMS name keys freely
+# (MinIO's KES): any name without spaces or control characters.
+_KMS_NAME = re.compile(r"[A-Za-z0-9._:/+=@-]{1,2048}")
+
+
+def kms_key_id(value: str) -> str:
+    """A KMS key as S3 takes it in `x-amz-server-side-encryption-aws-kms-key-id`: a key ID, a
+    key ARN, an alias (`alias/name`) or an alias ARN; an ARN or an alias must be well formed."""
+    value = value.strip()
+    if value.startswith("arn:"):
+        ok = _KMS_ARN.fullmatch(value)
+    elif value.startswith("alias/"):
+        ok = re.fullmatch(_KMS_ALIAS, value)
+    else:
+        ok = _KMS_NAME.fullmatch(value)
+    if not ok:
+        raise ValueError
+    return value
+
+
 # -- tidiers ---------------------------------------------------------------------------------
 
 
@@ -216,3 +264,19 @@ def external_id(value: str) -> str:
     if not _EXTERNAL_ID.fullmatch(value.strip()):
         raise ValueError
     return value.strip()
+
+
+def optional(parse: Callable[[str], T]) -> Callable[[str | None], T | None]:
+    """A tidier for an optional setting given to `Syncer`: None stays None, anything else is
+    parsed as its variable's text would be (ValueError at once)."""
+
+    def tidy(value: str | None) -> T | None:
+        return None if value is None else parse(str(value))
+
+    return tidy
+
+
+def optional_flag(value: bool | str | None) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    return boolean(value)

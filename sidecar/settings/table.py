@@ -6,11 +6,13 @@ variables and their validation (config.py), `Syncer`'s defaults and keyword argu
 (arguments.py), mobius3's command line (service/cli.py) and the README's configuration table
 (`readme_table`; scripts/settings_table.py writes it, tests/service/test_settings_table.py checks
 it).
-Adding a setting is a row here, its field in `Settings`, and the code that reads it. A row's
+Adding a setting is a row here, its field in `Settings`, and the code that reads it. The rows of
+what every request to S3 says (encryption, storage class, ACL, requester pays) are in writes.py,
+imported here: every row is a name of this module. A row's
 module-level name is its field's in capitals (checked by a test), so `Syncer` can take its
 defaults by name. Rows are in the order in which problems are reported and the README lists
-them. Standard library and core/model.py only: importing it (with setting.py) takes about
-10 ms on the shared 2-core test machine, once per process.
+them. Standard library, core/model.py and partitions.py only: importing it (with setting.py)
+takes about 10 ms on the shared 2-core test machine, once per process.
 """
 
 from __future__ import annotations
@@ -20,22 +22,24 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..core.model import SyncMode
+from ..partitions import s3_endpoint
 from . import parsers
+from .roles import ROLE_ARN, ROLE_EXTERNAL_ID, ROLE_SESSION_NAME
 from .setting import NO_DEFAULT, ROW, Setting
+from .writes import ACL, REQUEST_PAYER, SSE, SSE_BUCKET_KEY, SSE_KMS_KEY_ID, STORAGE_CLASS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MODES = tuple(mode.value for mode in SyncMode)
 QUEUED_POLL_INTERVAL = 300.0  # SYNC_POLL_INTERVAL's default with SYNC_QUEUE_URL
 
 
-def default_endpoint(region: str) -> str:
-    return "https://{}.s3." + region + ".amazonaws.com/"
+def default_endpoint(region: str, *, fips: bool = False, dualstack: bool = False) -> str:
+    """S3's endpoint for `region` in its partition (partitions.py); ValueError for FIPS in a
+    partition without FIPS endpoints."""
+    return s3_endpoint(region, fips=fips, dualstack=dualstack)
 
 
-def _either(choices: tuple[str, ...], code: str = "") -> str:
-    """`a, b or c`, each in `code` quotes."""
-    quoted = [f"{code}{choice}{code}" for choice in choices]
-    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+_either = parsers.either
 
 
 DIRECTORY = Setting(
@@ -74,7 +78,10 @@ ENDPOINT = Setting(
     parse=parsers.nonempty,
     expected="an http(s) URL with {} where the bucket name goes, e.g. "
     "https://{}.s3.eu-west-2.amazonaws.com/ or http://127.0.0.1:9000/{}/",
-    meaning="S3 endpoint pattern with `{}` for the bucket: virtual-hosted or path-style.",
+    meaning="S3 endpoint pattern with `{}` for the bucket: virtual-hosted or path-style. "
+    "Unset: S3's regional endpoint in the region's partition (`amazonaws.com.cn` in China), "
+    "`s3-fips.` with `AWS_USE_FIPS_ENDPOINT=true`, `s3.dualstack.` with "
+    "`AWS_USE_DUALSTACK_ENDPOINT=true`, as the AWS SDKs build it.",
     example="http://minio:9000/{}/",
     shown=default_endpoint("<region>"),
 )
@@ -322,38 +329,6 @@ OPEN_FILE_TIMEOUT = Setting(
     example="300",
     tidy=float,
 )
-ROLE_ARN: Setting[str | None] = Setting(
-    None,
-    env="SYNC_ROLE_ARN",
-    parse=parsers.role_arn,
-    expected="an IAM role ARN, arn:aws:iam::<account id>:role/<name>",
-    meaning="Role assumed (STS `AssumeRole`) with whichever credentials were found, for a "
-    "bucket in another account (see [Credentials](#credentials)).",
-    example="arn:aws:iam::210987654321:role/s3sync-writer",
-    note="none: the credentials found",
-    service=True,  # read by the credentials chain (aws/chain.py)
-)
-ROLE_EXTERNAL_ID: Setting[str | None] = Setting(
-    None,
-    env="SYNC_ROLE_EXTERNAL_ID",
-    parse=parsers.external_id,
-    expected="2 to 1224 letters, digits and +=,.@:/_-",
-    meaning="External id the role's trust policy asks for (`sts:ExternalId`), with "
-    "`SYNC_ROLE_ARN`.",
-    example="c0ffee-42",
-    note="none",
-    service=True,
-)
-ROLE_SESSION_NAME: Setting[str | None] = Setting(
-    None,
-    env="SYNC_ROLE_SESSION_NAME",
-    parse=parsers.session_name,
-    expected="2 to 64 letters, digits and +=,.@_-",
-    meaning="Session name of `SYNC_ROLE_ARN`'s role, as CloudTrail shows it.",
-    example="s3sync-app",
-    note="`s3sync-sidecar-<time>`",
-    service=True,
-)
 WORK_NAME = Setting(
     ".s3sync-sidecar",
     meaning="mobius3's `download_directory`: the hidden working folder inside the folder "
@@ -405,6 +380,12 @@ class Settings:
     role_arn: str | None = ROLE_ARN.field()
     role_external_id: str | None = ROLE_EXTERNAL_ID.field()
     role_session_name: str | None = ROLE_SESSION_NAME.field()
+    sse: str | None = SSE.field()
+    sse_kms_key_id: str | None = SSE_KMS_KEY_ID.field()
+    sse_bucket_key: bool | None = SSE_BUCKET_KEY.field()
+    storage_class: str | None = STORAGE_CLASS.field()
+    acl: str | None = ACL.field()
+    request_payer: str | None = REQUEST_PAYER.field()
     work_name: str = WORK_NAME.field()
     credentials_source: str = CREDENTIALS_SOURCE.field()
 

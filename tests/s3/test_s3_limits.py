@@ -310,3 +310,41 @@ def test_the_test_server_refuses_a_copy_whose_source_changed(bucket: Bucket) -> 
         )
     assert refused.value.response["Error"]["Code"] in ("PreconditionFailed", "412")
     assert bucket.head("k")["Metadata"] == {}
+
+
+def test_the_test_server_states_a_composite_checksum_whole(bucket: Bucket) -> None:
+    """The harness's moto states a multipart upload's composite checksum with its part count,
+    on a HEAD and after a copy onto itself, as AWS does (tests/support/moto_server.py): without
+    it, the value reads as a full-object checksum that no bytes match."""
+    client = bucket.client
+    part = b"p" * (5 * 1024 * 1024)
+    upload = client.create_multipart_upload(Bucket=bucket.name, Key="m", ChecksumAlgorithm="SHA256")
+    parts = []
+    for number, body in enumerate((part, b"tail"), start=1):
+        answer = client.upload_part(
+            Bucket=bucket.name,
+            Key="m",
+            UploadId=upload["UploadId"],
+            PartNumber=number,
+            Body=body,
+            ChecksumAlgorithm="SHA256",
+        )
+        parts.append(
+            {
+                "PartNumber": number,
+                "ETag": answer["ETag"],
+                "ChecksumSHA256": answer["ChecksumSHA256"],
+            }
+        )
+    client.complete_multipart_upload(
+        Bucket=bucket.name, Key="m", UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+    )
+
+    def stated() -> str:
+        head = client.head_object(Bucket=bucket.name, Key="m", ChecksumMode="ENABLED")
+        return str(head["ChecksumSHA256"])
+
+    first = stated()
+    assert first.endswith("-2")
+    bucket.set_metadata("m", {"mode": "33188"})
+    assert stated() == first

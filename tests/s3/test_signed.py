@@ -20,6 +20,7 @@ from support.bucket import Bucket
 from support.s3_server import REGION
 from support.waiting import in_thread
 
+from sidecar import checksums
 from sidecar.aws.credentials import Credentials, StaticCredentials
 from sidecar.aws.http import HttpClient, Origin
 from sidecar.aws.outage import Outage
@@ -254,22 +255,23 @@ async def test_every_write_carries_the_write_headers(bucket: Bucket) -> None:
         requests, endpoint, bucket.name, write_headers={"x-amz-server-side-encryption": "AES256"}
     )
     try:
-        put = await s3.put_object("put", b"p", 1, {})
+        put = await s3.put_object("put", b"p", 1, {}, checksum=checksums.full(b"p"))
         assert put.encryption == "AES256"
         upload = await s3.create_multipart_upload("parts", {})
 
         async def part() -> AsyncIterator[bytes]:
             yield b"m"
 
-        etag = await s3.upload_part("parts", upload, 1, part, 1)
-        await s3.complete_multipart_upload("parts", upload, [etag])
+        part_sum = checksums.full(b"m")
+        etag = await s3.upload_part("parts", upload, 1, part, 1, checksum=part_sum)
+        await s3.complete_multipart_upload("parts", upload, [etag], [part_sum])
         bucket.put("copied", b"c")
         await s3.copy_object_metadata("copied", {"x-amz-meta-mode": "33188"}, if_match=None)
         for key in ("put", "parts", "copied"):
             head = await in_thread(bucket.head, key)
             assert head.get("ServerSideEncryption") == "AES256", key
         plain = S3Client(requests, endpoint, bucket.name)
-        await plain.put_object("plain", b"x", 1, {})
+        await plain.put_object("plain", b"x", 1, {}, checksum=checksums.full(b"x"))
         assert "ServerSideEncryption" not in await in_thread(bucket.head, "plain")
     finally:
         await http.close()

@@ -137,6 +137,12 @@ async def test_bad_settings_touch_nothing(run_sidecar, bucket: Bucket, tmp_path:
         ("SYNC_ROLE_ARN", "my-role"),
         ("SYNC_ROLE_EXTERNAL_ID", "x"),
         ("SYNC_ROLE_SESSION_NAME", "has space"),
+        ("SYNC_SSE", "kms"),
+        ("SYNC_SSE_KMS_KEY_ID", "my key"),
+        ("SYNC_SSE_BUCKET_KEY", "enabled"),
+        ("SYNC_STORAGE_CLASS", "GLACIER"),
+        ("SYNC_ACL", "everyone"),
+        ("SYNC_REQUEST_PAYER", "me"),
     ],
 )
 async def test_every_bad_setting_exits_2(run_sidecar, sidecar_env, name: str, bad: str) -> None:

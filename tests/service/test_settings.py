@@ -75,6 +75,12 @@ def test_minimal_env_gives_the_documented_defaults(env: dict[str, str], tmp_path
         "role_external_id": None,
         "role_session_name": None,
         "work_name": ".s3sync-sidecar",
+        "sse": None,
+        "sse_kms_key_id": None,
+        "sse_bucket_key": None,
+        "storage_class": None,
+        "acl": None,
+        "request_payer": None,
     }
     settings = load_settings(env)
     assert {f.name: getattr(settings, f.name) for f in fields(Settings)} == expected
@@ -257,6 +263,22 @@ BAD: list[tuple[str, str]] = [
     ("SYNC_ROLE_EXTERNAL_ID", "has space"),
     ("SYNC_ROLE_SESSION_NAME", "has space"),
     ("SYNC_ROLE_SESSION_NAME", "s" * 65),
+    ("SYNC_SSE", "kms"),
+    ("SYNC_SSE", "SSE-KMS"),
+    ("SYNC_SSE", "aws:kms:dsse:x"),
+    ("SYNC_SSE_KMS_KEY_ID", "my key"),
+    ("SYNC_SSE_KMS_KEY_ID", "arn:aws:kms:eu-west-2:123:key/x"),
+    ("SYNC_SSE_KMS_KEY_ID", "arn:aws:s3:::bucket"),
+    ("SYNC_SSE_KMS_KEY_ID", "alias/"),
+    ("SYNC_SSE_KMS_KEY_ID", "alias/with space"),
+    ("SYNC_SSE_BUCKET_KEY", "enabled"),
+    ("SYNC_STORAGE_CLASS", "GLACIER"),
+    ("SYNC_STORAGE_CLASS", "DEEP_ARCHIVE"),
+    ("SYNC_STORAGE_CLASS", "infrequent"),
+    ("SYNC_ACL", "bucket-owner"),
+    ("SYNC_ACL", "full-control"),
+    ("SYNC_REQUEST_PAYER", "owner"),
+    ("SYNC_REQUEST_PAYER", "true"),
 ]
 
 
@@ -414,6 +436,86 @@ def test_valid_values(
 ) -> None:
     env[name] = value
     assert getattr(load_settings(env), field) == parsed
+
+
+KEY_ARN = "arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"SYNC_SSE": "AES256"}, {"sse": "AES256"}),
+        ({"SYNC_SSE": "aes256"}, {"sse": "AES256"}),
+        ({"SYNC_SSE": "aws:kms"}, {"sse": "aws:kms", "sse_kms_key_id": None}),
+        ({"SYNC_SSE": "aws:kms:dsse"}, {"sse": "aws:kms:dsse"}),
+        (
+            {"SYNC_SSE": "aws:kms", "SYNC_SSE_KMS_KEY_ID": KEY_ARN, "SYNC_SSE_BUCKET_KEY": "true"},
+            {"sse": "aws:kms", "sse_kms_key_id": KEY_ARN, "sse_bucket_key": True},
+        ),
+        (
+            {"SYNC_SSE": "aws:kms", "SYNC_SSE_BUCKET_KEY": "false"},
+            {"sse_bucket_key": False},
+        ),
+        (
+            {"SYNC_SSE": "aws:kms:dsse", "SYNC_SSE_KMS_KEY_ID": "alias/team-a"},
+            {"sse_kms_key_id": "alias/team-a"},
+        ),
+        (
+            {"SYNC_SSE": "aws:kms", "SYNC_SSE_KMS_KEY_ID": "1234abcd-12ab-34cd-56ef-1234567890ab"},
+            {"sse_kms_key_id": "1234abcd-12ab-34cd-56ef-1234567890ab"},
+        ),
+        (
+            {
+                "SYNC_SSE": "aws:kms",
+                "SYNC_SSE_KMS_KEY_ID": "arn:aws-cn:kms:cn-north-1:123456789012:alias/a",
+            },
+            {"sse_kms_key_id": "arn:aws-cn:kms:cn-north-1:123456789012:alias/a"},
+        ),
+        (
+            {"SYNC_SSE": "aws:kms", "SYNC_SSE_KMS_KEY_ID": "minio-kes-key"},
+            {"sse_kms_key_id": "minio-kes-key"},
+        ),
+        ({"SYNC_STORAGE_CLASS": "intelligent_tiering"}, {"storage_class": "INTELLIGENT_TIERING"}),
+        ({"SYNC_STORAGE_CLASS": "STANDARD_IA"}, {"storage_class": "STANDARD_IA"}),
+        ({"SYNC_STORAGE_CLASS": "GLACIER_IR"}, {"storage_class": "GLACIER_IR"}),
+        ({"SYNC_ACL": "bucket-owner-full-control"}, {"acl": "bucket-owner-full-control"}),
+        ({"SYNC_REQUEST_PAYER": "requester"}, {"request_payer": "requester"}),
+        ({}, {"sse": None, "storage_class": None, "acl": None, "request_payer": None}),
+    ],
+)
+def test_write_settings(env: dict[str, str], extra: dict[str, str], expected: dict[str, object]):
+    settings = load_settings(env | extra)
+    assert {name: getattr(settings, name) for name in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "name"),
+    [
+        ({"SYNC_SSE_KMS_KEY_ID": KEY_ARN}, "SYNC_SSE_KMS_KEY_ID"),
+        ({"SYNC_SSE": "AES256", "SYNC_SSE_KMS_KEY_ID": KEY_ARN}, "SYNC_SSE_KMS_KEY_ID"),
+        ({"SYNC_SSE_BUCKET_KEY": "true"}, "SYNC_SSE_BUCKET_KEY"),
+        ({"SYNC_SSE": "aws:kms:dsse", "SYNC_SSE_BUCKET_KEY": "true"}, "SYNC_SSE_BUCKET_KEY"),
+    ],
+)
+def test_kms_settings_need_kms(env: dict[str, str], extra: dict[str, str], name: str) -> None:
+    [problem] = problems_of(env | extra)
+    assert problem.name == name
+    assert problem.value == extra[name]
+    assert "SYNC_SSE" in problem.expected
+
+
+def test_the_syncer_checks_write_settings_too() -> None:
+    """`Syncer(sse=..., storage_class=...)` tidies them as the variables are read."""
+    from sidecar.settings import writes
+
+    assert writes.STORAGE_CLASS.tidy is not None and writes.SSE.tidy is not None
+    assert writes.STORAGE_CLASS.tidy("standard_ia") == "STANDARD_IA"
+    assert writes.SSE.tidy(None) is None
+    with pytest.raises(ValueError):
+        writes.SSE.tidy("kms")
+    assert writes.ACL.tidy is not None
+    with pytest.raises(ValueError):
+        writes.ACL.tidy("everyone")
 
 
 def test_chunk_size_larger_than_threshold_is_allowed(env: dict[str, str]) -> None:

@@ -1,10 +1,11 @@
 """What the tests share, each written once; tests/conftest.py's fixtures are thin wrappers of it.
 
 - `s3_server`: moto's S3 server as a process with SigV4 on (`moto_process`, `MotoServer`,
-  `REGION`); `moto_server.py` is that server, with the two behaviours moto lacks.
+  `REGION`); `moto_server.py` is that server, with the behaviours moto lacks.
 - `bucket`: `Bucket`, a test bucket as another client sees it (botocore), and `content_of`.
 - `faultproxy`: `FaultProxy`, a real HTTP proxy in front of moto that slows, fails, drops and
-  rewrites.
+  rewrites, refuses writes without a header (a bucket policy's stand-in), and records every
+  request it sees (`requests`: method, path, headers).
 - `imds`: `Imds`, an EC2 instance metadata service shaped like IMDSv2 (session tokens, 401s).
 - `roles`: IAM on moto: a role allowed S3 (`s3_role`), a user allowed only to assume roles
   (`assume_only_user`), credentials minted by moto's STS (`mint`).

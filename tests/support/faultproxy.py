@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -39,6 +40,12 @@ _ERROR_500 = (
 _PRECONDITION = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed</Code>'
     b"<Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
+)
+
+
+_ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message></Error>"
 )
 
 
@@ -99,6 +106,33 @@ class Faults:
     chaos: ChaosFaults | None = None  # random faults (see ChaosFaults)
     # in every answer's body, these bytes written in place of those (what no honest server sends)
     replace: tuple[bytes, bytes] | None = None
+    # refuse (403 AccessDenied) every request that creates an object version (PutObject,
+    # CopyObject, CreateMultipartUpload) without this header and value: what a bucket policy
+    # denying s3:PutObject without it does on AWS (moto does not evaluate bucket policies)
+    require_on_writes: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    """A request as the proxy received it: method, path with its query, headers."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+
+    @property
+    def creates_version(self) -> bool:
+        """PutObject, CopyObject or CreateMultipartUpload (not UploadPart, not Complete)."""
+        query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        if self.method == "PUT":
+            return not query
+        return self.method == "POST" and "uploads" in query
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
 
 
 class FaultProxy:
@@ -106,6 +140,7 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self.faults = Faults()
         self.seen: Counter[str] = Counter()
+        self.requests: list[SeenRequest] = []  # every request received, in order
         self.injected: Counter[str] = Counter()  # chaos faults, by kind
         self.body_bytes_in_flight = 0
         self.put_started = asyncio.Event()
@@ -155,6 +190,14 @@ class FaultProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         method = request.method
         self.seen[method] += 1
+        seen = SeenRequest(method, request.raw_path, dict(request.headers))
+        self.requests.append(seen)
+        required = self.faults.require_on_writes
+        if required is not None and seen.creates_version:
+            name, value = required
+            if seen.header(name) != value:
+                await request.read()
+                return web.Response(status=403, body=_ACCESS_DENIED, content_type="application/xml")
         if self.faults.down:
             if request.transport is not None:
                 request.transport.abort()

@@ -1,9 +1,17 @@
 """moto's server as the tests run it (`python tests/support/moto_server.py -H 127.0.0.1 -p PORT`),
-with the two behaviours the sidecar relies on that moto 5 lacks: CopyObject honours
-`x-amz-copy-source-if-match` (AWS answers 412 when the source's ETag is another; moto copied
-whatever it found, so a copy made on an old read could stamp another client's newer bytes), and
-STS's `AssumeRoleWithWebIdentity` is served unsigned, as AWS serves it (the web identity token
-is its proof; moto, with authentication on, failed it with a 500 for want of a signature).
+with the S3 behaviours the sidecar relies on that moto 5 lacks:
+
+- CopyObject honours `x-amz-copy-source-if-match` (AWS answers 412 when the source's ETag is
+  another; moto copied whatever it found, so a copy made on an old read could stamp another
+  client's newer bytes).
+- A copy keeps the source's checksum whole (AWS: "the checksum value of the source is copied"):
+  moto kept a composite checksum's value but lost its type and part count, and then stated it
+  as a full-object one, which no bytes match.
+- A HEAD states a composite checksum as its GET does and AWS does (`<value>-<parts>`, with
+  `x-amz-checksum-type`); moto's HEAD left the count out.
+- STS's `AssumeRoleWithWebIdentity` is served unsigned, as AWS serves it (the web identity
+  token is its proof; moto, with authentication on, failed it with a 500 for want of a
+  signature).
 
 Run as a script, this folder is first on `sys.path`: no module of `support` may take the name
 of one that moto or its dependencies import (no `moto.py`, `http.py`, `requests.py`)."""
@@ -15,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from moto.core.authorization import ActionAuthenticatorMixin
-from moto.s3 import responses
+from moto.s3 import models, responses
 from moto.s3.exceptions import PreconditionFailed
 from moto.server import main
 
@@ -50,6 +58,43 @@ def _authenticate_unless_unsigned(self: Any, iam_request_cls: type, resource: st
 
 
 ActionAuthenticatorMixin._authenticate_and_authorize_action = _authenticate_unless_unsigned  # type: ignore[method-assign]
+
+
+_backend_copy = models.S3Backend.copy_object
+
+
+def _copy_keeping_the_checksum(
+    self: Any, src_key: Any, dest_bucket: str, dest: str, *a: Any, **k: Any
+) -> Any:
+    kind, parts = src_key.checksum_type, src_key.checksum_parts
+    result = _backend_copy(self, src_key, dest_bucket, dest, *a, **k)
+    copied = self.get_object(dest_bucket, dest)
+    if copied is not None and copied.checksum_value == src_key.checksum_value:
+        copied.checksum_type, copied.checksum_parts = kind, parts
+    return result
+
+
+models.S3Backend.copy_object = _copy_keeping_the_checksum  # type: ignore[method-assign]
+
+_head_object = responses.S3Response.head_object
+
+
+def _head_stating_composite_checksums(
+    self: Any, bucket_name: str, query: Any, key_name: str, headers: Any
+) -> Any:
+    status, response_headers, body = _head_object(self, bucket_name, query, key_name, headers)
+    if status == 200 and "partNumber" not in query:
+        key = self.backend.get_object(bucket_name, key_name)
+        if key is not None and key.checksum_type == "COMPOSITE" and key.checksum_algorithm:
+            name = f"x-amz-checksum-{key.checksum_algorithm.lower()}"
+            value = response_headers.get(name)
+            if value and "-" not in value:
+                response_headers[name] = f"{value}-{key.checksum_parts}"
+                response_headers["x-amz-checksum-type"] = "COMPOSITE"
+    return status, response_headers, body
+
+
+responses.S3Response.head_object = _head_stating_composite_checksums  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -8,11 +8,15 @@ import dataclasses
 import hashlib
 import os
 import stat
+import zlib
+from base64 import b64encode
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.folders import tree_at
 
+from sidecar import checksums
 from sidecar.core.model import Kind, LocalEntry, RemoteEntry, Synced
 from sidecar.local.localfs import changed_by_us, entry_from_stat, local_entry
 from sidecar.local.proof import EtagKnowledge, same_as_object, unproven
@@ -75,6 +79,103 @@ def test_a_known_part_size_proves_a_multipart_etag_either_way(
         assert same_as_object(fd, len(data), etag, 16 * MiB, part) is answer
     finally:
         os.close(fd)
+
+
+def _sha256(data: bytes) -> str:
+    return b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def _composite(data: bytes, part: int) -> str:
+    digests = [hashlib.sha256(data[i : i + part]).digest() for i in range(0, len(data), part)]
+    return f"{_sha256(b''.join(digests))}-{len(digests)}"
+
+
+def _crc32(data: bytes) -> str:
+    return b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def _sha1(data: bytes) -> str:
+    return b64encode(hashlib.sha1(data).digest()).decode()
+
+
+def _flipped(data: bytes) -> bytes:
+    return data[:-1] + bytes([data[-1] ^ 1])
+
+
+KMS_ETAG = "0" * 32  # looks like an MD5; under SSE-KMS it is not one
+
+
+@pytest.mark.parametrize(
+    ("bytes_of", "checksum_of", "part", "md5_etags", "answer"),
+    [
+        # a full-object checksum tells either way, whatever the ETag is
+        (lambda d: d, _sha256, 0, False, True),
+        (_flipped, _sha256, 0, False, False),
+        # a composite one: with the part size we uploaded it with, either way
+        (lambda d: d, lambda d: _composite(d, 5 * MiB), 5 * MiB, False, True),
+        (_flipped, lambda d: _composite(d, 5 * MiB), 5 * MiB, False, False),
+        # guessed (ours first, then the common sizes): a yes, or "cannot tell"
+        (lambda d: d, lambda d: _composite(d, 8 * MiB), 0, False, True),
+        (_flipped, lambda d: _composite(d, 8 * MiB), 0, False, None),
+        (lambda d: d, lambda d: _composite(d, 7 * MiB), 0, False, None),
+        # another tool's CRC32 or SHA-1 (the standard library computes both)
+        (lambda d: d, lambda d: "crc32:" + _crc32(d), 0, False, True),
+        (_flipped, lambda d: "crc32:" + _crc32(d), 0, False, False),
+        (_flipped, lambda d: "sha1:" + _sha1(d), 0, False, False),
+        # no checksum, ETags known not to be MD5s: nothing can tell (the MD5 is never asked)
+        (lambda d: d, lambda d: "", 0, False, None),
+        (_flipped, lambda d: "", 0, False, None),
+    ],
+    ids=[
+        "full-same",
+        "full-other",
+        "composite-known-same",
+        "composite-known-other",
+        "composite-guessed-same",
+        "composite-guessed-other",
+        "composite-not-guessed",
+        "crc32-same",
+        "crc32-other",
+        "sha1-other",
+        "none-kms-same",
+        "none-kms-other",
+    ],
+)
+def test_a_checksum_proves_what_an_sse_kms_etag_cannot(
+    tmp_path: Path,
+    bytes_of: Any,
+    checksum_of: Any,
+    part: int,
+    md5_etags: bool,
+    answer: bool | None,
+) -> None:
+    data = os.urandom(12 * MiB)
+    fd = _fd(tmp_path, bytes_of(data))
+    try:
+        said = same_as_object(
+            fd, len(data), KMS_ETAG, 16 * MiB, part, checksum=checksum_of(data), md5_etags=md5_etags
+        )
+        assert said is answer
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "etag", "stated"),
+    [
+        ("abc=", "", "d41d8cd98f00b204e9800998ecf8427e", "abc="),  # a single PUT's
+        ("abc=-3", "COMPOSITE", "x-3", "abc=-3"),  # as AWS states a composite one
+        ("abc=", "COMPOSITE", "x-3", "abc=-3"),  # moto's HEAD: the count from the ETag
+        ("abc=", "", "x-3", "abc=-3"),  # no type: a multipart ETag says composite
+        ("abc=", "COMPOSITE", "d41d8cd98f00b204e9800998ecf8427e", ""),  # count unknown
+        ("abc=", "FULL_OBJECT", "x-3", "abc="),
+        ("", "", "x-3", ""),
+        ("abc=-10001", "COMPOSITE", "x-10001", ""),  # more parts than S3 allows: hostile
+        ("abc=", "", "x-99999999", ""),
+    ],
+)
+def test_a_checksum_is_stated_in_one_form(value: str, kind: str, etag: str, stated: str) -> None:
+    assert checksums.stated(value, kind, etag) == stated
 
 
 def test_etag_knowledge_learns_once_and_kms_is_for_good() -> None:
@@ -208,3 +309,19 @@ def test_changed_by_us_keeps_the_proven_ctime(
     recorded = changed_by_us(before, _AFTER, synced)
     assert recorded == _AFTER
     assert recorded.ctime_ns == recorded_ctime
+
+
+@pytest.mark.parametrize(
+    ("size", "etag", "sizes"),
+    [
+        (12 * MiB, "x-3", [5 * MiB]),
+        (20_000, "x-20000", []),  # one byte a part: never hashed so
+        (100 * MiB, "x-20", [5 * MiB]),
+        (3, "x-1", [5 * MiB]),  # one part: the whole file, whatever the size guessed
+        (10**12, "x-10001", []),
+    ],
+)
+def test_part_size_guesses_are_parts_s3_takes(size: int, etag: str, sizes: list[int]) -> None:
+    from sidecar.local.proof import part_sizes
+
+    assert part_sizes(size, etag, 5 * MiB)[: len(sizes) or None] == sizes

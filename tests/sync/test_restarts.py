@@ -245,15 +245,16 @@ async def test_a_restart_reads_no_file_it_restored(
     assert requests(syncer, "GetObject") == 0
 
 
-async def test_a_state_saved_without_ctimes_is_kept(
-    syncer_factory, bucket: Bucket, tmp_path: Path
+@pytest.mark.parametrize("column", ["ctime_ns", "checksum"])
+async def test_a_state_saved_without_a_later_column_is_kept(
+    syncer_factory, bucket: Bucket, tmp_path: Path, column: str
 ) -> None:
-    """A state file from the version before ctimes were saved: its records are kept (the
-    column is added), nothing is uploaded or downloaded again."""
+    """A state file from the version before ctimes (or checksums) were saved: its records are
+    kept (the column is added), nothing is uploaded or downloaded again."""
     folder = await synced_folder(syncer_factory, bucket, tmp_path)
     database = folder / ".s3sync-sidecar" / "state.sqlite3"
     with sqlite3.connect(database) as connection:
-        connection.execute("ALTER TABLE synced DROP COLUMN ctime_ns")
+        connection.execute(f"ALTER TABLE synced DROP COLUMN {column}")
     syncer = await syncer_factory(directory=folder)
     await syncer._running().scheduler.wait_idle()
     assert requests(syncer, "PutObject") == 0
@@ -391,6 +392,9 @@ RECORDS = {
         FILE, RemoteEntry("e4", 3, "", written_by="1700000003", unsettled=True)
     ),
     "ours-in-parts": Synced(FILE, RemoteEntry("e5-3", 3, "1700000005", part_size=5 * 1024 * 1024)),
+    "with-a-checksum": Synced(
+        FILE, RemoteEntry("e6-3", 3, "1700000006", part_size=5 * 1024 * 1024, checksum="c2E=-3")
+    ),
     "dir": Synced(DIR, None),
     "dir/marker": Synced(DIR, RemoteEntry("m", 0, "1700000004", is_dir=True)),
 }
@@ -415,6 +419,7 @@ async def test_a_record_survives_a_restart(tmp_path: Path, rel: str) -> None:
         assert remote is not None
         assert (remote.unsettled, remote.written_by) == (expected.unsettled, expected.written_by)
         assert remote.part_size == expected.part_size
+        assert remote.checksum == expected.checksum
 
 
 async def test_another_identity_starts_empty(tmp_path: Path) -> None:
