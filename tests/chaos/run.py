@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from support.faultproxy import FaultProxy
-from support.s3_server import MotoServer, moto_process
+from support.s3_server import S3Server, moto_process
 
 from sidecar.local.conflicts import is_conflict
 
@@ -126,7 +126,7 @@ async def _snapshot(
 
 
 async def run_seed(
-    seed: int, duration: float, server: MotoServer, base: Path, settle: float = SETTLE_TIMEOUT
+    seed: int, duration: float, server: S3Server, base: Path, settle: float = SETTLE_TIMEOUT
 ) -> SeedResult:
     world = base / f"seed-{seed}"
     shutil.rmtree(world, ignore_errors=True)

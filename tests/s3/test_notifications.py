@@ -18,7 +18,7 @@ import pytest
 from support.bucket import Bucket
 from support.folders import read
 from support.metrics import metric, requests
-from support.s3_server import MotoServer
+from support.s3_server import S3Server
 from support.waiting import eventually, in_thread
 
 from sidecar.s3.metadata import format_mode
@@ -47,7 +47,7 @@ class Queue:
 
 
 @pytest.fixture
-def queue(moto_server: MotoServer, bucket: Bucket) -> Queue:
+def queue(moto_server: S3Server, bucket: Bucket) -> Queue:
     """A queue receiving the bucket's ObjectCreated/ObjectRemoved events, emptied of the test
     event S3 sends when the notification is configured."""
     sqs = moto_server.client("sqs")

@@ -1,9 +1,13 @@
 """What the tests share, each written once; tests/conftest.py's fixtures are thin wrappers of it.
 
-- `s3_server`: moto's S3 server as a process with SigV4 on (`moto_process`, `MotoServer`,
-  `REGION`); `moto_server.py` is that server, with the one S3 behaviour moto lacks.
+- `s3_server`: an S3 server process as the tests meet it (`S3Server`, `REGION`), and moto's
+  with SigV4 on (`moto_process`); `moto_server.py` is that server, with the one S3 behaviour
+  moto lacks.
+- `rgw`: Ceph's RADOS Gateway on a one-node cluster of its own (`rgw_process`), the other
+  server: tests marked `any_s3` run on both (tests/conftest.py).
 - `bucket`: `Bucket`, a test bucket as another client sees it (botocore), and `content_of`.
-- `faultproxy`: `FaultProxy`, a real HTTP proxy in front of moto that slows, fails and drops.
+- `faultproxy`: `FaultProxy`, a real HTTP proxy in front of the server that slows, fails and
+  drops.
 - `syncers`: `Syncers`, in-process `Syncer`s on temporary folders (the `syncer_factory` fixture).
 - `sidecars`: `SidecarProcess`, the real console script as a subprocess, and `Sidecars`, those
   a test starts (the `run_sidecar` fixture).
