@@ -66,6 +66,9 @@ class RemoteEntry:
     # The size of its parts (all but the last), where we uploaded it in parts ourselves: with
     # it the multipart ETag proves a file's bytes either way (proof.py); 0 when unknown.
     part_size: int = field(default=0, compare=False)
+    # Last-Modified to the millisecond, as a listing gave it (HEAD and GET give seconds): the
+    # mtime a download gets where the object carries none of its own. None when not listed.
+    modified_ns: int | None = field(default=None, compare=False)
 
     @classmethod
     def written(

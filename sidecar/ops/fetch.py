@@ -68,7 +68,7 @@ class Fetcher:
             discard(temp)
             raise
         response.release()
-        mtime_ns = _mtime(head)
+        mtime_ns = _mtime(head, remote)
         try:
             if mode is not None and not is_symlink:
                 temp.chmod_file(stat.S_IMODE(mode) & PERMISSION_BITS)
@@ -97,12 +97,12 @@ class Fetcher:
                 if head.size > SYMLINK_MAX:
                     raise IntegrityError(f"symlink object {key!r} is too large")
                 os.symlink(body, temp.name, dir_fd=temp.dir_fd)
-                mtime_ns = _mtime(head)
+                mtime_ns = _mtime(head, remote)
                 if mtime_ns is not None:
                     temp.utime(mtime_ns)
             else:
                 _check_etag(head, key, lambda: hashlib.md5(body).hexdigest())  # noqa: S324
-                _create_file(temp, body, mode, _mtime(head))
+                _create_file(temp, body, mode, _mtime(head, remote))
         except BaseException:
             discard(temp)
             raise
@@ -148,9 +148,22 @@ def _check_etag(head: ObjectHead, key: str, md5_hex: Callable[[], str]) -> None:
         raise IntegrityError(f"{key!r}: content does not match its ETag")
 
 
-def _mtime(head: ObjectHead) -> int | None:
-    """The mtime a download gets: the one saved with the object, else its Last-Modified."""
-    return head.modified_ns if head.mtime_ns is None else head.mtime_ns
+def _mtime(head: ObjectHead, listed: RemoteEntry) -> int | None:
+    """The mtime a download gets: the one saved with the object, else its Last-Modified, to the
+    millisecond where a listing gave it for this very version (the same ETag, in the same second
+    as the GET's Last-Modified: a metadata-only copy since moves that) and to the second
+    otherwise (HEAD and GET give no more)."""
+    if head.mtime_ns is not None:
+        return head.mtime_ns
+    listed_ns, whole = listed.modified_ns, head.modified_ns
+    if (
+        listed_ns is not None
+        and whole is not None
+        and listed.etag == head.etag
+        and listed_ns - listed_ns % 1_000_000_000 == whole
+    ):
+        return listed_ns
+    return whole
 
 
 def _create_file(temp: At, body: bytes, mode: int | None, mtime_ns: int | None) -> None:

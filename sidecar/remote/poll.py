@@ -181,6 +181,7 @@ class Poller:
                     listed.last_modified,
                     name.is_dir,
                     unsettled=unsettled,
+                    modified_ns=listed.modified_ns,
                 )
             )
         return _Page(tuple(rels), tuple(entries), settled)

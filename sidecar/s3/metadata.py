@@ -1,7 +1,8 @@
 """S3's wire formats for what the sidecar stores or reads beside an object: `x-amz-meta-mtime`,
-`x-amz-meta-mode` (mobius3's and rclone's forms), `Last-Modified` in its two date forms, ETags
-with or without their quotes, and whether an object seen at the server's `Date` may still change
-within its Last-Modified second (`seen_unsettled`).
+`x-amz-meta-mode` (mobius3's and rclone's forms), `Last-Modified` in its two date forms (a
+listing's to the millisecond, a HEAD's or a GET's to the second: `listed_time`), ETags with or
+without their quotes, and whether an object seen at the server's `Date` may still change within
+its Last-Modified second (`seen_unsettled`).
 
 Pure functions; every parser returns None (never raises) for a value it cannot use, since these
 headers come from other tools and other clients.
@@ -10,7 +11,7 @@ headers come from other tools and other clients.
 from __future__ import annotations
 
 import stat
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
@@ -82,6 +83,24 @@ def normalize_last_modified(text: str) -> str:
     text = text.strip()
     moment = (_iso_date(text) or _http_date(text)) if text else None
     return text if moment is None else str(int(moment.timestamp()))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@lru_cache(maxsize=4096)
+def listed_time(text: str) -> tuple[str, int | None]:
+    """A listing's LastModified (`2026-11-25T12:00:00.123Z`): normalised as every Last-Modified
+    is (`normalize_last_modified`: whole seconds, to compare), and the instant in nanoseconds
+    to the precision the listing gives (milliseconds on AWS and Ceph RGW; moto gives `.000`),
+    None when unreadable. The one place a download learns the object's time below the second
+    when it carries no `x-amz-meta-mtime`: HEAD and GET answer with HTTP dates, in seconds."""
+    text = text.strip()
+    moment = _iso_date(text) if text else None
+    if moment is None:
+        return normalize_last_modified(text), None
+    return normalize_last_modified(text), (moment - _EPOCH) // _MICROSECOND * 1000
 
 
 def seen_unsettled(last_modified: str, seen_at: str) -> bool:

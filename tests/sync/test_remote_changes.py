@@ -13,6 +13,7 @@ import stat
 import time
 from pathlib import Path
 
+import pytest
 from support.bucket import Bucket
 from support.folders import read
 from support.metrics import metric, requests
@@ -36,6 +37,28 @@ async def test_remote_create_change_delete(syncer_factory, bucket: Bucket) -> No
     # Nothing was written back to S3 by the sidecar along the way.
     assert requests(syncer, "PutObject") == 0
     assert requests(syncer, "DeleteObject") == 0
+
+
+@pytest.mark.any_s3
+async def test_an_object_without_a_saved_mtime_gets_its_listed_milliseconds(
+    syncer_factory, bucket: Bucket
+) -> None:
+    """No `x-amz-meta-mtime` (another tool wrote it): the file's mtime is the object's
+    Last-Modified to the millisecond, as listings give it (HEAD and GET give seconds)."""
+    await in_thread(bucket.put, "from-elsewhere.txt", b"no mtime saved with it")
+    listing = await in_thread(lambda: bucket.client.list_objects_v2(Bucket=bucket.name))
+    listed = listing["Contents"][0]["LastModified"]
+    expected = int(listed.timestamp()) * 1_000_000_000 + listed.microsecond * 1_000
+    syncer = await syncer_factory()
+    assert os.stat(syncer.folder / "from-elsewhere.txt").st_mtime_ns == expected
+    await in_thread(bucket.put, "later.txt", b"found by a poll")
+    await eventually(lambda: (syncer.folder / "later.txt").exists(), what="downloaded")
+    listing = await in_thread(
+        lambda: bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="later.txt")
+    )
+    listed = listing["Contents"][0]["LastModified"]
+    expected = int(listed.timestamp()) * 1_000_000_000 + listed.microsecond * 1_000
+    assert os.stat(syncer.folder / "later.txt").st_mtime_ns == expected
 
 
 async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) -> None:
