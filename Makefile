@@ -3,7 +3,7 @@
 #   make demo    run the sidecar against a local S3 (moto) and try it by hand
 # Also: make bench (every benchmark row against the peers, writes bench/results.md;
 # BENCH_ARGS='--rows 1,4 --runs 3' or '--quick'), make chaos (the seeded chaos test:
-# SEEDS=200 DURATION=8, or SEED=17 to replay one), make clean.
+# SEEDS=200 DURATION=8, or SEED=17 to replay one; S3=rgw on Ceph's RADOS Gateway), make clean.
 #
 # Each target creates the virtualenv in $(VENV) if it is missing and re-installs the project
 # only when pyproject.toml is newer than the stamp file inside the venv.
@@ -22,6 +22,7 @@ BENCH_ARGS ?=
 SEEDS ?= 20
 DURATION ?= 8
 SEED ?=
+S3 ?= moto
 CHAOS_ARGS ?=
 
 .PHONY: test demo bench chaos clean
@@ -40,7 +41,8 @@ bench: $(TEST_STAMP) $(PEERS_STAMP)
 
 chaos: $(TEST_STAMP)
 	PYTHONPATH=tests $(VENV_PYTHON) -m chaos.run \
-		$(if $(SEED),--seed $(SEED),--seeds $(SEEDS)) --duration $(DURATION) $(CHAOS_ARGS)
+		$(if $(SEED),--seed $(SEED),--seeds $(SEEDS)) --duration $(DURATION) --s3 $(S3) \
+		$(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) demo-folder .demo-state.json .pytest_cache .mypy_cache .ruff_cache \

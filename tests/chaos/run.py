@@ -1,5 +1,6 @@
 """One seed end to end, and the command line: `make chaos SEEDS=200 DURATION=8`, or
-`make chaos SEED=17` to replay one.
+`make chaos SEED=17` to replay one; on Ceph's RADOS Gateway instead of moto, `make chaos S3=rgw`
+(`--s3 rgw`: one cluster for the run, tests/support/rgw.py).
 
 A seed's world lives in a folder of its own (the three synced folders, `outside/`, the
 sidecars' logs in `logs/`, the schedule in `schedule.txt`); it is deleted when the seed passes
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import shutil
 import sys
@@ -20,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support import rgw
 from support.faultproxy import FaultProxy
 from support.s3_server import S3Server, moto_process
 
@@ -300,13 +303,23 @@ async def main(argv: list[str] | None = None) -> int:
         "--max-minutes", type=float, default=120.0, help="stop starting seeds after this long"
     )
     parser.add_argument("--dir", type=Path, help="where worlds go (default: a temp folder)")
+    parser.add_argument(
+        "--s3", choices=("moto", "rgw"), default="moto", help="the S3 server (rgw: Ceph RGW)"
+    )
     args = parser.parse_args(argv)
+    if args.s3 == "rgw" and rgw.missing():
+        print(f"chaos: Ceph RGW is not installed: {rgw.INSTALL}", file=sys.stderr)
+        return 2
     seeds = [args.seed] if args.seed is not None else range(args.first, args.first + args.seeds)
     base = args.dir or Path(tempfile.mkdtemp(prefix="s3sync-chaos-"))
     base.mkdir(parents=True, exist_ok=True)
     results: list[SeedResult] = []
     began = time.monotonic()
-    with moto_process(base / "moto.log") as server:
+    server_process: contextlib.AbstractContextManager[S3Server] = (
+        rgw.rgw_process(base / "rgw") if args.s3 == "rgw" else moto_process(base / "moto.log")
+    )
+    with server_process as server:
+        print(f"chaos: on {server.name} at {server.url}", flush=True)
         for seed in seeds:
             if time.monotonic() - began > args.max_minutes * 60:
                 print(f"chaos: stopping after {args.max_minutes:g} minutes", flush=True)

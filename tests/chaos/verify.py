@@ -62,6 +62,8 @@ def bucket_tree(client: Any, bucket: str, prefix: str) -> Tree:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for listed in page.get("Contents", []):
             rel = listed["Key"][len(prefix) :]
+            if rel.startswith(WORK_DIR + "/"):
+                continue  # never synced: a sidecar's probe key (s3/probe.py), as a folder's
             if rel.endswith("/"):
                 dirs.add(rel.rstrip("/"))
                 continue
