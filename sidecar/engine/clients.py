@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from ..aws.credentials import CredentialsFactory, CredentialsProvider
 from ..aws.http import HttpClient
 from ..aws.sqs import QueueClient, QueueUrl, sqs_requests
+from ..core.keys import probe_prefix
 from ..core.model import SyncMode
 from ..metrics import Metrics
 from ..s3.client import S3Client, s3_requests
+from ..s3.conditions import Conditions, Findings
 from ..s3.endpoint import Endpoint
+from ..s3.probe import probe
 from ..settings.table import Settings
 
 
@@ -52,6 +55,20 @@ class Clients:
             metrics=metrics,
             on_reachable=on_reachable,
         )
+        # What the endpoint honours, probed before the first conditional write by a client of
+        # its own that sends exactly what it is told (s3/probe.py), uncounted.
+        probing = S3Client(
+            s3_requests(
+                http, endpoint, region=settings.region, credentials=credentials, metrics=None
+            ),
+            endpoint,
+            settings.bucket,
+        )
+        keys = probe_prefix(settings.prefix, settings.work_name)
+
+        async def probed() -> Findings:
+            return await probe(probing, keys)
+
         queue = None
         if settings.queue_url is not None and SyncMode(settings.mode) is not SyncMode.UPLOAD_ONLY:
             url = QueueUrl.parse(settings.queue_url)
@@ -61,7 +78,9 @@ class Clients:
         return cls(
             http=http,
             credentials=credentials,
-            s3=S3Client(requests, endpoint, settings.bucket),
+            s3=S3Client(
+                requests, endpoint, settings.bucket, conditions=Conditions(probed, metrics)
+            ),
             queue=queue,
             owns_credentials=owns_credentials,
         )

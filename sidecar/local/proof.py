@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 
 from ..core.model import Kind, LocalEntry, RemoteEntry, Synced
+from ..s3.metadata import is_plain_md5
 from .localfs import READ_SIZE
 from .safefs import Tree
 
@@ -24,10 +25,6 @@ _MiB = 1024 * 1024
 def verifiable(encryption: str | None) -> bool:
     """With SSE-KMS or SSE-C the ETag is not the MD5 of the content."""
     return encryption in (None, "", "AES256")
-
-
-def is_plain_md5(etag: str) -> bool:
-    return len(etag) == 32 and not etag.strip("0123456789abcdef")
 
 
 def part_sizes(size: int, etag: str, chunksize: int) -> list[int]:

@@ -23,10 +23,11 @@ import aiohttp
 
 from ..core.model import RemoteEntry
 from ..local.localfs import PERMISSION_BITS, READ_SIZE
-from ..local.proof import is_plain_md5, verifiable
+from ..local.proof import verifiable
 from ..local.safefs import At
 from ..local.workdir import discard, temp_name
 from ..s3.client import ObjectHead, read_capped
+from ..s3.metadata import is_plain_md5
 from .job import IntegrityError
 from .workspace import Workspace
 

@@ -17,8 +17,8 @@ import contextlib
 import dataclasses
 import math
 
-from ..local.proof import is_plain_md5
 from ..s3.client import PutResult, S3Client
+from ..s3.metadata import is_plain_md5
 from .job import IntegrityError
 from .upload_source import UploadSource
 from .workspace import ExecutorSettings

@@ -3,11 +3,17 @@ path (`s3_requests`: aws/signed.py with S3's rules, s3/errors.py). Conditional w
 concurrent change as `PreconditionFailed`; a key that is gone is `None` (HEAD) or nothing to do
 (DELETE). Every request that creates an object version (PutObject, CreateMultipartUpload,
 CopyObject) takes its headers through `_writing`, the one place for what every write must say
-(`write_headers`)."""
+(`write_headers`).
+
+A condition means the same on every endpoint: where the endpoint does not honour it (learned
+once, conditions.py), the client looks with a HEAD right before the request and answers
+`PreconditionFailed` itself (`Conditions.guard`); an answer that should name the new version's
+ETag and names none is completed by a HEAD right after (`Conditions.answered`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Container, Mapping
+from base64 import b64decode
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass, replace
 
 import aiohttp
@@ -19,6 +25,7 @@ from ..aws.sigv4 import UNSIGNED_PAYLOAD, quote_path
 from ..backoff import REQUEST, Backoff
 from ..metrics import Metrics
 from . import xml
+from .conditions import Conditions, naming
 from .endpoint import Endpoint
 from .errors import (
     ERROR_DOCUMENT_LIMIT,
@@ -32,6 +39,7 @@ from .errors import (
     S3Unavailable,
 )
 from .metadata import (
+    multipart_etag,
     normalize_etag,
     normalize_last_modified,
     parse_http_date,
@@ -49,13 +57,14 @@ def s3_requests(
     *,
     region: str,
     credentials: CredentialsProvider,
-    metrics: Metrics,
+    metrics: Metrics | None,
     on_reachable: Callable[[bool], None] | None = None,
     attempts: int = 8,
     retry: Backoff = REQUEST,
 ) -> SignedRequests:
     """The signed-request path to S3 at `endpoint`: S3's rules and bounds, counted in
-    `metrics` (s3_requests, s3_retries, durations), reachability told to `on_reachable`."""
+    `metrics` (s3_requests, s3_retries, durations; None: not counted, as the probe's),
+    reachability told to `on_reachable`."""
     return SignedRequests(
         http=http,
         origin=endpoint.origin,
@@ -130,11 +139,15 @@ class S3Client:
         bucket: str,
         *,
         write_headers: Mapping[str, str] | None = None,
+        conditions: Conditions | None = None,
     ) -> None:
+        """`conditions`: what the endpoint honours, probed before the first conditional write;
+        without, AWS's semantics are assumed (never probed)."""
         self.endpoint = endpoint
         self.bucket = bucket
         self._requests = requests
         self._write_headers = dict(write_headers or {})
+        self.conditions = conditions if conditions is not None else Conditions()
 
     def _path(self, key: str | None) -> str:
         return self.endpoint.path_for(key) if key is not None else self.endpoint.base_path
@@ -143,6 +156,22 @@ class S3Client:
         """The headers of a request that creates an object version, with what every write
         must carry (`write_headers`)."""
         return {**headers, **self._write_headers}
+
+    async def _guarded(
+        self, operation: str, key: str, if_match: str | None, if_none_match: bool
+    ) -> dict[str, str]:
+        """A write's condition headers: `Conditions.headers` (a HEAD first where the endpoint
+        does not honour the condition)."""
+        return await self.conditions.headers(
+            operation, key, if_match, if_none_match, self._look(key)
+        )
+
+    def _look(self, key: str) -> Callable[[], Awaitable[str | None]]:
+        async def look() -> str | None:
+            head = await self.head_object(key)
+            return None if head is None else head.etag
+
+        return look
 
     # -- operations ----------------------------------------------------------------------
 
@@ -159,7 +188,7 @@ class S3Client:
         all_headers = {
             "Content-Length": str(length),
             **self._writing(headers),
-            **_conditions(if_match, if_none_match),
+            **await self._guarded("PutObject", key, if_match, if_none_match),
         }
         try:
             response = await self._requests.request(
@@ -177,7 +206,16 @@ class S3Client:
                     error.operation, error.status, error.code, "", key
                 ) from None
             raise
-        return PutResult.from_headers(response.headers)
+        except PreconditionFailed as error:
+            error.if_match = if_match if "If-Match" in all_headers else None
+            raise
+        result = PutResult.from_headers(response.headers)
+        if result.etag:
+            return result
+        sent_md5 = headers.get("Content-MD5")
+        expected = b64decode(sent_md5).hex() if sent_md5 else None
+        etag = await self.conditions.answered("PutObject", key, "", expected, self._look(key))
+        return replace(result, etag=etag)
 
     async def head_object(self, key: str) -> ObjectHead | None:
         try:
@@ -190,31 +228,37 @@ class S3Client:
 
     async def get_object(self, key: str, *, if_match: str | None = None) -> aiohttp.ClientResponse:
         """The streaming response; the caller reads `.content` and must `release()` it."""
-        headers = {"If-Match": f'"{if_match}"'} if if_match else {}
-        return await self._requests.stream(
-            "GetObject", "GET", self._path(key), subject=key, headers=headers
-        )
+        headers = {"If-Match": self.conditions.header(if_match)} if if_match else {}
+        with naming(if_match):
+            return await self._requests.stream(
+                "GetObject", "GET", self._path(key), subject=key, headers=headers
+            )
 
     async def get_small_object(self, key: str, *, if_match: str | None = None) -> Reply:
         """The whole object, read up to `RESULT_LIMIT` (else `ResponseTooLarge`): for objects
         known to be small."""
-        headers = {"If-Match": f'"{if_match}"'} if if_match else {}
-        return await self._requests.request(
-            "GetObject", "GET", self._path(key), subject=key, headers=headers
-        )
+        headers = {"If-Match": self.conditions.header(if_match)} if if_match else {}
+        with naming(if_match):
+            return await self._requests.request(
+                "GetObject", "GET", self._path(key), subject=key, headers=headers
+            )
 
     async def delete_object(self, key: str, *, if_match: str | None = None) -> None:
+        headers = await self._guarded("DeleteObject", key, if_match, False)
         try:
             await self._requests.request(
                 "DeleteObject",
                 "DELETE",
                 self._path(key),
                 subject=key,
-                headers=_conditions(if_match, False),
+                headers=headers,
                 ok=(200, 204),
             )
         except NotFound:
             return
+        except PreconditionFailed as error:
+            error.if_match = if_match if headers else None
+            raise
 
     async def copy_object_metadata(
         self, key: str, headers: Mapping[str, str], *, if_match: str | None
@@ -225,11 +269,13 @@ class S3Client:
             "x-amz-metadata-directive": "REPLACE",
             **self._writing(headers),
         }
-        if if_match:
-            copy_headers["x-amz-copy-source-if-match"] = f'"{if_match}"'
-        response = await self._requests.request(
-            "CopyObject", "PUT", self._path(key), subject=key, headers=copy_headers
-        )
+        condition = await self._guarded("CopyObject", key, if_match, False)
+        if condition:
+            copy_headers["x-amz-copy-source-if-match"] = condition["If-Match"]
+        with naming(if_match if condition else None):
+            response = await self._requests.request(
+                "CopyObject", "PUT", self._path(key), subject=key, headers=copy_headers
+            )
         try:
             return xml.parse_copy_result(response.body)
         except xml.MalformedResponse as error:
@@ -296,27 +342,30 @@ class S3Client:
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> PutResult:
+        operation = "CompleteMultipartUpload"
         document = xml.build_complete_multipart(etags)
-        response = await self._requests.request(
-            "CompleteMultipartUpload",
-            "POST",
-            self._path(key),
-            subject=key,
-            query=[("uploadId", upload_id)],
-            headers={
-                "Content-Length": str(len(document)),
-                "Content-Type": "application/xml",
-                **_conditions(if_match, if_none_match),
-            },
-            body=document,
-            payload_hash=UNSIGNED_PAYLOAD,
-        )
+        conditions = await self._guarded(operation, key, if_match, if_none_match)
+        with naming(if_match if "If-Match" in conditions else None):
+            response = await self._requests.request(
+                operation,
+                "POST",
+                self._path(key),
+                subject=key,
+                query=[("uploadId", upload_id)],
+                headers={
+                    "Content-Length": str(len(document)),
+                    "Content-Type": "application/xml",
+                    **conditions,
+                },
+                body=document,
+                payload_hash=UNSIGNED_PAYLOAD,
+            )
         try:
             etag = xml.parse_complete_multipart(response.body)
         except xml.MalformedResponse as error:
-            raise S3Error(
-                "CompleteMultipartUpload", 200, "CompleteFailed", str(error), key
-            ) from error
+            raise S3Error(operation, 200, "CompleteFailed", str(error), key) from error
+        expected = multipart_etag(etags)
+        etag = await self.conditions.answered(operation, key, etag, expected, self._look(key))
         return PutResult.from_headers(response.headers, etag)
 
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
@@ -331,14 +380,6 @@ class S3Client:
             )
         except NotFound:
             return
-
-
-def _conditions(if_match: str | None, if_none_match: bool) -> dict[str, str]:
-    if if_match:
-        return {"If-Match": f'"{if_match}"'}
-    if if_none_match:
-        return {"If-None-Match": "*"}
-    return {}
 
 
 __all__ = [

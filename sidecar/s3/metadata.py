@@ -10,7 +10,9 @@ headers come from other tools and other clients.
 
 from __future__ import annotations
 
+import hashlib
 import stat
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -116,6 +118,20 @@ def normalize_etag(etag: str) -> str:
     if etag.startswith("W/"):
         etag = etag[2:]
     return etag.strip('"')
+
+
+def is_plain_md5(etag: str) -> bool:
+    """An ETag that is an MD5 (a single PUT's, unencrypted or SSE-S3), normalised."""
+    return len(etag) == 32 and not etag.strip("0123456789abcdef")
+
+
+def multipart_etag(part_etags: Sequence[str]) -> str | None:
+    """The ETag S3 gives an object completed from parts with these ETags: the MD5 of their
+    MD5s, then `-<count>`. None where a part's ETag is not a plain MD5 (SSE-KMS, SSE-C)."""
+    if not part_etags or not all(map(is_plain_md5, part_etags)):
+        return None
+    digests = b"".join(bytes.fromhex(etag) for etag in part_etags)
+    return f"{hashlib.md5(digests).hexdigest()}-{len(part_etags)}"  # noqa: S324 - S3's
 
 
 def format_mode(mode: int) -> str:

@@ -185,6 +185,7 @@ async def test_local_unsynced_change_survives_remote_change(syncer_factory, buck
     assert metric(syncer, "s3sync_conflicts_total") == 1
 
 
+@pytest.mark.any_s3
 async def test_conflict_detected_by_conditional_write(syncer_factory, bucket: Bucket) -> None:
     """The remote change is not seen by a poll first: the If-Match on the upload catches it."""
     syncer = await syncer_factory(download_interval=1000)
@@ -201,6 +202,38 @@ async def test_conflict_detected_by_conditional_write(syncer_factory, bucket: Bu
         assert bucket.get(copies[0]) == b"v2 from elsewhere"
 
     await eventually(lambda: in_thread(both_kept))
+
+
+@pytest.mark.any_s3
+async def test_the_same_file_edited_in_two_folders_at_once_keeps_both_once(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    """Two folders share a prefix; both edit one synced file at about the same time. One
+    version keeps the name, the other is kept beside it, once, and both folders and S3 end
+    the same."""
+    one = await syncer_factory(directory=tmp_path / "one", prefix="team/")
+    two = await syncer_factory(directory=tmp_path / "two", prefix="team/")
+    (one.folder / "plan.txt").write_bytes(b"v1")
+    await eventually(lambda: read(two.folder / "plan.txt") == b"v1", what="v1 in the second")
+    for syncer in (one, two):
+        await syncer._running().scheduler.wait_idle()
+    (one.folder / "plan.txt").write_bytes(b"v2 from one")
+    (two.folder / "plan.txt").write_bytes(b"v2 from two")
+
+    def files(folder: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+    def agreed() -> None:
+        keys = bucket.list_keys("team/")
+        there = {key.removeprefix("team/"): bucket.get(key) for key in keys}
+        assert files(one.folder) == files(two.folder) == there, (files(one.folder), there)
+        assert sorted(there.values()) == [b"v2 from one", b"v2 from two"]
+        assert len(existing_conflicts("plan.txt", list(there))) == 1
+
+    await eventually(lambda: in_thread(agreed), timeout=40, what="both kept, the same everywhere")
+    for syncer in (one, two):
+        await syncer._running().scheduler.wait_idle()
+    await in_thread(agreed)
 
 
 # -- at start, and after a restart -------------------------------------------------------
@@ -278,6 +311,7 @@ async def test_the_same_bytes_written_on_both_sides_while_down_agree_on_one_mode
     assert requests(syncer, "PutObject") == 0
 
 
+@pytest.mark.any_s3
 async def test_changed_on_both_sides_while_down(
     syncer_factory, bucket: Bucket, tmp_path: Path
 ) -> None:
