@@ -159,19 +159,12 @@ class S3Client:
 
     async def _guarded(
         self, operation: str, key: str, if_match: str | None, if_none_match: bool
-    ) -> dict[str, str]:
-        """A write's condition headers: `Conditions.headers` (a HEAD first where the endpoint
-        does not honour the condition)."""
-        return await self.conditions.headers(
-            operation, key, if_match, if_none_match, self._look(key)
-        )
-
-    def _look(self, key: str) -> Callable[[], Awaitable[str | None]]:
-        async def look() -> str | None:
-            head = await self.head_object(key)
-            return None if head is None else head.etag
-
-        return look
+    ) -> tuple[dict[str, str], Callable[[], Awaitable[None]] | None]:
+        """A write's condition headers (`Conditions.headers`: a HEAD first where the endpoint
+        does not honour the condition), and what runs before each retry (`Conditions.again`)."""
+        look = _look(self, key)
+        headers = await self.conditions.headers(operation, key, if_match, if_none_match, look)
+        return headers, self.conditions.again(operation, key, if_match, if_none_match, look)
 
     # -- operations ----------------------------------------------------------------------
 
@@ -185,11 +178,8 @@ class S3Client:
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> PutResult:
-        all_headers = {
-            "Content-Length": str(length),
-            **self._writing(headers),
-            **await self._guarded("PutObject", key, if_match, if_none_match),
-        }
+        conditions, again = await self._guarded("PutObject", key, if_match, if_none_match)
+        all_headers = {"Content-Length": str(length), **self._writing(headers), **conditions}
         try:
             response = await self._requests.request(
                 "PutObject",
@@ -199,6 +189,7 @@ class S3Client:
                 headers=all_headers,
                 body=body,
                 payload_hash=UNSIGNED_PAYLOAD,
+                before_retry=again,
             )
         except NotFound as error:
             if if_match:  # If-Match on a key that is gone: the object changed under us
@@ -214,7 +205,7 @@ class S3Client:
             return result
         sent_md5 = headers.get("Content-MD5")
         expected = b64decode(sent_md5).hex() if sent_md5 else None
-        etag = await self.conditions.answered("PutObject", key, "", expected, self._look(key))
+        etag = await self.conditions.answered("PutObject", key, "", expected, _look(self, key))
         return replace(result, etag=etag)
 
     async def head_object(self, key: str) -> ObjectHead | None:
@@ -244,7 +235,7 @@ class S3Client:
             )
 
     async def delete_object(self, key: str, *, if_match: str | None = None) -> None:
-        headers = await self._guarded("DeleteObject", key, if_match, False)
+        headers, again = await self._guarded("DeleteObject", key, if_match, False)
         try:
             await self._requests.request(
                 "DeleteObject",
@@ -253,6 +244,7 @@ class S3Client:
                 subject=key,
                 headers=headers,
                 ok=(200, 204),
+                before_retry=again,
             )
         except NotFound:
             return
@@ -269,12 +261,17 @@ class S3Client:
             "x-amz-metadata-directive": "REPLACE",
             **self._writing(headers),
         }
-        condition = await self._guarded("CopyObject", key, if_match, False)
+        condition, again = await self._guarded("CopyObject", key, if_match, False)
         if condition:
             copy_headers["x-amz-copy-source-if-match"] = condition["If-Match"]
         with naming(if_match if condition else None):
             response = await self._requests.request(
-                "CopyObject", "PUT", self._path(key), subject=key, headers=copy_headers
+                "CopyObject",
+                "PUT",
+                self._path(key),
+                subject=key,
+                headers=copy_headers,
+                before_retry=again,
             )
         try:
             return xml.parse_copy_result(response.body)
@@ -344,7 +341,7 @@ class S3Client:
     ) -> PutResult:
         operation = "CompleteMultipartUpload"
         document = xml.build_complete_multipart(etags)
-        conditions = await self._guarded(operation, key, if_match, if_none_match)
+        conditions, again = await self._guarded(operation, key, if_match, if_none_match)
         with naming(if_match if "If-Match" in conditions else None):
             response = await self._requests.request(
                 operation,
@@ -359,13 +356,14 @@ class S3Client:
                 },
                 body=document,
                 payload_hash=UNSIGNED_PAYLOAD,
+                before_retry=again,
             )
         try:
             etag = xml.parse_complete_multipart(response.body)
         except xml.MalformedResponse as error:
             raise S3Error(operation, 200, "CompleteFailed", str(error), key) from error
         expected = multipart_etag(etags)
-        etag = await self.conditions.answered(operation, key, etag, expected, self._look(key))
+        etag = await self.conditions.answered(operation, key, etag, expected, _look(self, key))
         return PutResult.from_headers(response.headers, etag)
 
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
@@ -380,6 +378,16 @@ class S3Client:
             )
         except NotFound:
             return
+
+
+def _look(s3: S3Client, key: str) -> Callable[[], Awaitable[str | None]]:
+    """A HEAD of `key` when called: the ETag S3 holds then, or None (conditions.py's `Look`)."""
+
+    async def look() -> str | None:
+        head = await s3.head_object(key)
+        return None if head is None else head.etag
+
+    return look
 
 
 __all__ = [

@@ -77,6 +77,11 @@ _OPERATIONS: dict[str, tuple[Condition, Condition | None]] = {
 }
 
 
+def _condition_of(operation: str, if_match: str | None, if_none_match: bool) -> Condition | None:
+    on_match, on_none_match = _OPERATIONS[operation]
+    return on_match if if_match else on_none_match if if_none_match else None
+
+
 class Verdict(Enum):
     UNKNOWN = "unknown"
     HONOURED = "honoured"
@@ -213,11 +218,27 @@ class Conditions:
         `If-None-Match: *` if `if_none_match`), once `guard` let it through; none where the
         endpoint refuses the condition. CopyObject's `If-Match` is sent by the caller as
         `x-amz-copy-source-if-match`."""
-        on_match, on_none_match = _OPERATIONS[operation]
-        condition = on_match if if_match else on_none_match if if_none_match else None
+        condition = _condition_of(operation, if_match, if_none_match)
         if condition is None or not await self.guard(condition, operation, key, if_match, look):
             return {}
         return {"If-Match": self.header(if_match)} if if_match else {"If-None-Match": "*"}
+
+    def again(
+        self, operation: str, key: str, if_match: str | None, if_none_match: bool, look: Look
+    ) -> Callable[[], Awaitable[None]] | None:
+        """What must run before the request is sent again (the signed path's retry): where
+        its condition is checked with a HEAD, that HEAD again. The first one is stale once a
+        back-off has passed, or once a send may have reached S3 (chaos seed 45 on RGW: a DELETE
+        retried after a reset deleted another client's version written in the meantime)."""
+        condition = _condition_of(operation, if_match, if_none_match)
+        if condition is None or not self.checked(condition):
+            return None
+        checked = condition
+
+        async def look_again() -> None:
+            await self.guard(checked, operation, key, if_match, look)
+
+        return look_again
 
     async def guard(
         self, condition: Condition, operation: str, key: str, if_match: str | None, look: Look
