@@ -153,6 +153,7 @@ def test_every_name_made_is_known_again(name: str, seconds: int, attempt: int) -
 # -- while running: a change on each side ------------------------------------------------
 
 
+@pytest.mark.any_s3
 async def test_local_unsynced_change_survives_remote_change(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory(download_interval=1000)
     folder: Path = syncer.folder
@@ -239,6 +240,7 @@ async def test_the_same_file_edited_in_two_folders_at_once_keeps_both_once(
 # -- at start, and after a restart -------------------------------------------------------
 
 
+@pytest.mark.any_s3
 async def test_both_sides_kept_at_start(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
     folder = tmp_path / "folder"
     folder.mkdir()
@@ -458,6 +460,7 @@ def test_conflict_copy_falls_back_to_a_copy_where_links_fail(tmp_path: Path) -> 
         assert copy.stat().st_mtime_ns == 1_600_000_000_000_000_000
 
 
+@pytest.mark.any_s3
 async def test_a_failing_write_after_a_conflict_keeps_one_copy(
     syncer_factory: Any, bucket: Bucket, proxy: Any, tmp_path: Path
 ) -> None:

@@ -18,6 +18,7 @@ from support.waiting import eventually, in_thread
 from sidecar.s3.metadata import parse_mode, parse_mtime
 
 
+@pytest.mark.any_s3
 async def test_written_file_is_uploaded_with_metadata(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     path = syncer.folder / "report.csv"
@@ -165,6 +166,7 @@ async def test_a_file_uploaded_in_parts_is_never_downloaded_back(
     assert (syncer.folder / "big.bin").read_bytes() == data
 
 
+@pytest.mark.any_s3
 async def test_names_with_special_characters(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     names = [

@@ -22,6 +22,7 @@ from support.waiting import eventually, in_thread
 from sidecar.s3.metadata import format_mode
 
 
+@pytest.mark.any_s3
 async def test_remote_create_change_delete(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     folder: Path = syncer.folder
