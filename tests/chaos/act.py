@@ -338,9 +338,17 @@ class S3Writer:
         etag, seen = self._current(key)
         if etag is None:
             return
-        # Ceph RGW ignores it: the GET just made is all that narrows the window there.
+        if self._bare:
+            # Ceph RGW ignores If-Match on DELETE: as the sidecar does there, a HEAD right
+            # before, which narrows the window to one round trip (a version written in it is
+            # deleted unseen: README, Tested S3 servers).
+            head = self._client.head_object(Bucket=self._bucket, Key=key)
+            if head["ETag"] != etag:
+                return
         self._client.delete_object(Bucket=self._bucket, Key=key, IfMatch=self._if_match(etag))
         self._ledger.replace(seen, step.number)
+        if self._bare:
+            self._ledger.deleted_blind(rel, seen, step.number)
 
     def _copy_metadata(self, step: Step, rel: str, mode: str) -> None:
         """A chmod in S3: the same bytes copied onto themselves with new metadata. Listings

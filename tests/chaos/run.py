@@ -60,6 +60,7 @@ class SeedResult:
     settled_in: float = 0.0
     seconds: float = 0.0
     lost: list[str] = field(default_factory=list)
+    unseen: list[str] = field(default_factory=list)  # deleted blind by the S3 writer (RGW)
     diverged: list[str] = field(default_factory=list)
     escaped: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
@@ -94,6 +95,7 @@ class SeedResult:
         ]
         for title, items in (
             ("lost", self.lost),
+            ("deleted unseen by the S3 writer (If-Match on DELETE ignored)", self.unseen),
             ("diverged", self.diverged),
             ("escaped", self.escaped),
             ("working files left visible", self.leftovers),
@@ -182,7 +184,7 @@ async def run_seed(
                 sidecar.start()
         await _settle(client, bucket, folders, settle, result)
         trees, remote = await _snapshot(client, bucket, folders)
-        result.lost = lost_versions(ledger, [*trees.values(), remote])
+        result.lost, result.unseen = lost_versions(ledger, [*trees.values(), remote])
         result.leftovers = leftovers(trees[FOLDERS[0]])
         result.conflicts = sum(1 for rel in trees[FOLDERS[0]].files if is_conflict(rel))
         placed = {"outside"} | set().union(*(app.placed for app in apps.values()))
@@ -287,7 +289,8 @@ def _summary(results: list[SeedResult]) -> str:
         f"chaos: seeds {len(results)}, ops {total('ops')}, faults {total('faults')}, "
         f"crashes {total('crashes')}, conflicts {total('conflicts')}, lost {total('lost')}, "
         f"diverged {total('diverged')}, escaped {total('escaped')}"
-        f" (died {total('deaths')}, guard trips {total('guard')}, "
+        f" (deleted unseen by the S3 writer {total('unseen')}, died {total('deaths')}, "
+        f"guard trips {total('guard')}, "
         f"leftovers {total('leftovers')}; guard trips after a bulk removal "
         f"{total('guard_expected')})"
     )

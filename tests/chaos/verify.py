@@ -133,15 +133,20 @@ class Findings:
         return not (self.lost or self.diverged or self.escaped or self.leftovers)
 
 
-def lost_versions(ledger: Ledger, trees: list[Tree]) -> list[str]:
+def lost_versions(ledger: Ledger, trees: list[Tree]) -> tuple[list[str], list[str]]:
+    """The versions lost, and apart those the S3 writer's blind delete may have taken (a server
+    that ignores If-Match on DELETE: `Ledger.deleted_unseen`)."""
     present: set[str] = set()
     for tree in trees:
         present |= tree.contents()
-    return [
-        f"{written.place}:{written.path} written at step #{written.step} ({content[:12]})"
-        for content, written in sorted(ledger.required().items(), key=lambda i: i[1].step)
-        if content not in present
-    ]
+    lost: list[str] = []
+    unseen: list[str] = []
+    for content, written in sorted(ledger.required().items(), key=lambda i: i[1].step):
+        if content not in present:
+            line = f"{written.place}:{written.path} written at step #{written.step}"
+            line += f" ({content[:12]})"
+            (unseen if ledger.deleted_unseen(content, written) else lost).append(line)
+    return lost, unseen
 
 
 def leftovers(tree: Tree) -> list[str]:
