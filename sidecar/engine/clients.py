@@ -86,7 +86,9 @@ class Clients:
         )
 
     async def close(self) -> None:
-        """Close the credentials (if they are ours), then every connection."""
+        """End a probe still under way (it uses the connections), close the credentials (if
+        they are ours), then every connection."""
+        await self.s3.conditions.close()
         if self.owns_credentials:
             await self.credentials.close()
         await self.http.close()

@@ -94,6 +94,8 @@ class EtagForm(Enum):
     BARE = "bare"
 
 
+CLOSE_TIMEOUT = 5.0  # seconds a probe under way may take to delete its key when it is ended
+
 # Not a condition: an answer that should name the new version's ETag and names none (Ceph RGW's
 # CompleteMultipartUpload), learned with a HEAD after it (the client's `_answered_etag`).
 ANSWER_ETAG = "answer_etag"
@@ -134,6 +136,7 @@ class Conditions:
         self._form_known = False
         self._verdicts = dict.fromkeys(Condition, Verdict.UNKNOWN)
         self._probing: asyncio.Future[Findings] | None = None
+        self._closed = False
         self._probed = False
         self._told: set[str] = set()  # what was logged once
         self._export()
@@ -147,11 +150,22 @@ class Conditions:
         that fails raises its error to every caller waiting, and the next call probes again."""
         if self._probed:
             return
+        if self._closed:
+            raise RuntimeError("the S3 client is closed")
         if self._probing is None:
             assert self._probe is not None  # without one, the findings are there from the start
             self._probing = asyncio.ensure_future(self._probe())
             self._probing.add_done_callback(self._probe_ended)
         await asyncio.shield(self._probing)
+
+    async def close(self) -> None:
+        """A probe still under way is cancelled and waited for (its key's delete is tried on
+        the way out), before the connections it uses close; a probe after this is refused."""
+        self._closed = True
+        probing = self._probing
+        if probing is not None:
+            probing.cancel()
+            await asyncio.wait([probing], timeout=CLOSE_TIMEOUT)
 
     def _probe_ended(self, probing: asyncio.Future[Findings]) -> None:
         self._probing = None

@@ -127,6 +127,25 @@ async def test_a_syncer_says_what_the_server_honours_once(
     assert metric(syncer, "s3sync_s3_requests_total", operation="PutObject") == 2
 
 
+async def test_a_stop_during_the_probe_ends_it_before_the_connections_close(
+    syncer_factory, bucket: Bucket, proxy
+) -> None:
+    """The probe hangs (its first PUT is never answered) while an upload waits for it; the stop
+    ends the probe and waits for it before closing the connections (chaos seed 43 on RGW: a
+    probe left running tried to delete its key on a closed client, a traceback at exit)."""
+    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern)
+    proxy.faults.methods = {"PUT"}
+    proxy.faults.hang = True
+    (syncer.folder / "waits.txt").write_bytes(b"waits for the probe")
+    await eventually(lambda: proxy.seen["PUT"] >= 1, what="the probe's first PUT")
+    conditions = syncer._running().s3.conditions
+    probing = conditions._probing
+    assert probing is not None and not probing.done()
+    await syncer.stop(timeout=1)
+    assert probing.done()
+    assert await in_thread(bucket.list_keys) == []
+
+
 # -- the rules, with a look that is a plain function -------------------------------------------
 
 
