@@ -4,7 +4,7 @@
 #                the sidecar and moto's S3 server, into a venv of its own (.demo-venv)
 # Also: make bench (every benchmark row against the peers, writes bench/results.md;
 # BENCH_ARGS='--rows 1,4 --runs 3' or '--quick'), make chaos (the seeded chaos test:
-# SEEDS=200 DURATION=8, or SEED=17 to replay one), make clean.
+# SEEDS=200 DURATION=8, or SEED=17 to replay one; S3=rgw on Ceph's RADOS Gateway), make clean.
 #
 # Each target creates its virtualenv (.venv for test, bench and chaos, .demo-venv for the
 # demo) if it is missing and re-installs the project only when pyproject.toml is newer than the
@@ -27,6 +27,7 @@ BENCH_ARGS ?=
 SEEDS ?= 20
 DURATION ?= 8
 SEED ?=
+S3 ?= moto
 CHAOS_ARGS ?=
 
 .PHONY: test demo bench chaos clean
@@ -45,7 +46,8 @@ bench: $(TEST_STAMP) $(PEERS_STAMP)
 
 chaos: $(TEST_STAMP)
 	PYTHONPATH=tests $(VENV_PYTHON) -m chaos.run \
-		$(if $(SEED),--seed $(SEED),--seeds $(SEEDS)) --duration $(DURATION) $(CHAOS_ARGS)
+		$(if $(SEED),--seed $(SEED),--seeds $(SEEDS)) --duration $(DURATION) --s3 $(S3) \
+		$(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_VENV) $(PEERS) demo-folder .demo-state.json .pytest_cache .mypy_cache .ruff_cache \

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Enum,
     Gauge,
     Histogram,
     ProcessCollector,
@@ -42,6 +43,8 @@ NOTIFICATION_EVENT_RESULTS = ("received", "applied", "ignored")
 NOTIFICATION_MESSAGE_RESULTS = ("handled", "test", "malformed", "failed")
 HTTP_PEERS = ("task", "outside")
 NOTIFICATION_ERROR_KINDS = ("unreachable", "denied", "missing", "throttled", "error")
+CONDITION_VERDICTS = ("unknown", "honoured", "ignored", "refused")  # s3/conditions.py: Verdict
+IF_MATCH_FORMS = ("quoted", "bare")  # s3/conditions.py: EtagForm
 
 
 def without_created_series() -> None:
@@ -143,6 +146,29 @@ class _Requests:
             "s3sync_s3_retries",
             "S3 requests retried, by operation and reason.",
             ["operation", "reason"],
+            registry=r,
+        )
+        self.s3_condition = Enum(
+            "s3sync_s3_condition",
+            "Whether the S3 endpoint honours each condition the sidecar's writes carry "
+            "(probed before the first write): where it is not honoured, a HEAD right before "
+            "each such request.",
+            ["condition"],
+            states=list(CONDITION_VERDICTS),
+            registry=r,
+        )
+        self.s3_if_match_form = Enum(
+            "s3sync_s3_if_match_form",
+            "The form of the ETag in If-Match that the S3 endpoint understands.",
+            states=list(IF_MATCH_FORMS),
+            registry=r,
+        )
+        self.s3_checks = Counter(
+            "s3sync_s3_checks",
+            "HEADs made because the S3 endpoint does not honour a condition (or left an "
+            "answer's ETag out), by check and result ('changed': another version was found, "
+            "and the request was not made).",
+            ["check", "result"],
             registry=r,
         )
         self.credentials_expiry = Gauge(

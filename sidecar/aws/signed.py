@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -144,9 +144,12 @@ class SignedRequests:
         payload_hash: str = EMPTY_SHA256,
         ok: tuple[int, ...] = (200,),
         seconds: float = SHORT_SECONDS,
+        before_retry: Callable[[], Awaitable[None]] | None = None,
     ) -> Answer:
         """Send, retrying what may be retried; the whole answer (read up to its bound).
-        `subject` names what the request is about in errors (a key, a queue)."""
+        `subject` names what the request is about in errors (a key, a queue). `before_retry`
+        runs before each send after the first, and may raise to send no more (a condition
+        checked by a HEAD is looked at again: s3/conditions.py)."""
         answer = await self._send(
             operation,
             method,
@@ -158,6 +161,7 @@ class SignedRequests:
             payload_hash=payload_hash,
             ok=ok,
             seconds=seconds,
+            before_retry=before_retry,
         )
         assert isinstance(answer, Answer)
         return answer
@@ -192,6 +196,7 @@ class SignedRequests:
         payload_hash: str = EMPTY_SHA256,
         ok: tuple[int, ...],
         seconds: float | None,  # None: the answer is streamed to the caller
+        before_retry: Callable[[], Awaitable[None]] | None = None,
     ) -> Answer | aiohttp.ClientResponse:
         query_string = canonical_query_string(query)
         target = f"{path}?{query_string}" if query_string else path
@@ -203,6 +208,8 @@ class SignedRequests:
         try:
             while True:
                 attempt += 1
+                if attempt > 1 and before_retry is not None:
+                    await before_retry()
                 try:
                     creds = await self.credentials.get()
                 except CredentialsError as error:

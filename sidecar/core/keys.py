@@ -37,6 +37,12 @@ class UnsyncableName(ValueError):
         self.reason = reason
 
 
+def probe_prefix(prefix: str, reserved_name: str) -> str:
+    """Where the sidecar's own probe keys go (s3/probe.py): under the reserved name, which is
+    never synced."""
+    return f"{prefix}{reserved_name.strip('/')}/probe-"
+
+
 class KeyMapper:
     """Translates between keys under `prefix` and relative POSIX paths under the folder."""
 
@@ -44,6 +50,11 @@ class KeyMapper:
         self.prefix = prefix
         self._root_len = root_bytes_len
         self._reserved = reserved_name
+        self._probes = probe_prefix(prefix, reserved_name)
+
+    def is_probe(self, key: str) -> bool:
+        """A probe key of a sidecar on this prefix: never synced, and not worth a warning."""
+        return key.startswith(self._probes)
 
     def decode_listed_key(self, raw: str, url_encoded: bool) -> str:
         """Keys are listed with `encoding-type=url` so that any byte survives XML; decode here."""

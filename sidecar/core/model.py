@@ -75,6 +75,9 @@ class RemoteEntry:
     # Its additional checksum (checksums.py: our SHA-256, or what a GET or HEAD stated),
     # the proof of its bytes where the ETag is not an MD5 (proof.py); "" when unknown.
     checksum: str = field(default="", compare=False)
+    # Last-Modified to the millisecond, as a listing gave it (HEAD and GET give seconds): the
+    # mtime a download gets where the object carries none of its own. None when not listed.
+    modified_ns: int | None = field(default=None, compare=False)
 
     @classmethod
     def written(

@@ -22,11 +22,14 @@ from ..aws.outage import Outage
 from ..aws.proxy import Proxies
 from ..aws.sqs import QueueClient, QueueUrl, sqs_requests
 from ..aws.sts import endpoint_origin
+from ..core.keys import probe_prefix
 from ..core.model import SyncMode
 from ..metrics import Metrics
 from ..s3.client import S3Client, s3_requests
+from ..s3.conditions import Conditions, Findings
 from ..s3.endpoint import Endpoint
 from ..s3.headers import request_headers, write_headers
+from ..s3.probe import probe
 from ..settings.config import service_endpoint_url
 from ..settings.table import Settings
 
@@ -69,6 +72,30 @@ class Clients:
             on_reachable=on_reachable,
             outage=s3_outage,
         )
+        # What the endpoint honours, probed before the first conditional write by a client of
+        # its own that sends exactly what it is told (s3/probe.py), uncounted.
+        writes = write_headers(
+            sse=settings.sse,
+            kms_key_id=settings.sse_kms_key_id,
+            bucket_key=settings.sse_bucket_key,
+            storage_class=settings.storage_class,
+            acl=settings.acl,
+        )
+        every = request_headers(request_payer=settings.request_payer)
+        probing = S3Client(
+            s3_requests(
+                http, endpoint, region=settings.region, credentials=credentials, metrics=None
+            ),
+            endpoint,
+            settings.bucket,
+            write_headers=writes,  # a bucket policy asking for encryption refuses it too
+            request_headers=every,
+        )
+        keys = probe_prefix(settings.prefix, settings.work_name)
+
+        async def probed() -> Findings:
+            return await probe(probing, keys)
+
         queue = None
         if settings.queue_url is not None and SyncMode(settings.mode) is not SyncMode.UPLOAD_ONLY:
             url = QueueUrl.parse(settings.queue_url)
@@ -89,14 +116,9 @@ class Clients:
                 requests,
                 endpoint,
                 settings.bucket,
-                write_headers=write_headers(
-                    sse=settings.sse,
-                    kms_key_id=settings.sse_kms_key_id,
-                    bucket_key=settings.sse_bucket_key,
-                    storage_class=settings.storage_class,
-                    acl=settings.acl,
-                ),
-                request_headers=request_headers(request_payer=settings.request_payer),
+                write_headers=writes,
+                request_headers=every,
+                conditions=Conditions(probed, metrics),
             ),
             queue=queue,
             owns_credentials=owns_credentials,
@@ -104,7 +126,9 @@ class Clients:
         )
 
     async def close(self) -> None:
-        """Close the credentials (if they are ours), then every connection."""
+        """End a probe still under way (it uses the connections), close the credentials (if
+        they are ours), then every connection."""
+        await self.s3.conditions.close()
         if self.owns_credentials:
             await self.credentials.close()
         await self.http.close()

@@ -203,8 +203,8 @@ class Pipeline:
         except BodyChanged:
             log.debug("%s changed while it was uploaded; waiting for its close", rel)
             return WAITING if ps.writing else NOW
-        except (PreconditionFailed, NotFound, RemoteChanged):
-            return await self._remote_changed(rel, pool)
+        except (PreconditionFailed, NotFound, RemoteChanged) as error:
+            return await self._remote_changed(rel, pool, error)
         except Archived as error:
             return self._archived_skip(rel, seen, op, error)
         except UnsyncableName as error:
@@ -246,21 +246,23 @@ class Pipeline:
                     else:
                         self._submit(followup.rel, followup.hint)
 
-    async def _remote_changed(self, rel: str, pool: Pool) -> Outcome:
-        """S3 no longer holds what the decision saw: learn what it holds now, decide again."""
+    async def _remote_changed(self, rel: str, pool: Pool, failed: Exception) -> Outcome:
+        """S3 no longer holds what the decision saw: learn what it holds now, decide again. A
+        refusal S3 explains by its own misreading of the condition (the quoted ETag it holds:
+        `Checks.learn_remote`) is tried again at once, in the form it reads."""
         state = self._state
         ps = state.get(rel)
         seen = ps.remote
         parents = {parent: state.in_s3_through_keys(parent) for parent in parents_of(rel)}
         try:
-            await self._checks.learn_remote(rel)
+            misread = await self._checks.learn_remote(rel, failed)
         except Exception as error:
             return self._failed(rel, pool, error)
         # Gone (or there) in S3 after all: a directory above may now exist in S3 only through
         # its marker, or not at all (a listing would have said so: `fold._Fold.finish`).
         for parent in state.flipped(parents):
             self._scheduler.submit(parent, DOWNLOAD)
-        if ps.remote == seen:  # S3 contradicts itself: do not spin on it
+        if ps.remote == seen and not misread:  # S3 contradicts itself: do not spin on it
             return self._failed(rel, pool, S3Unavailable(f"{rel!r}: S3 answers disagree"))
         return NOW
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from .. import checksums
 from ..core.model import Kind, LocalEntry, RemoteEntry, Synced
+from ..s3.metadata import is_plain_md5
 from .localfs import READ_SIZE
 from .safefs import Tree
 
@@ -36,10 +37,6 @@ def provable(remote: RemoteEntry | None, md5_etags: bool | None) -> bool:
 def verifiable(encryption: str | None) -> bool:
     """With SSE-KMS or SSE-C the ETag is not the MD5 of the content."""
     return encryption in (None, "", "AES256")
-
-
-def is_plain_md5(etag: str) -> bool:
-    return len(etag) == 32 and not etag.strip("0123456789abcdef")
 
 
 def part_sizes(size: int, etag: str, chunksize: int) -> list[int]:

@@ -27,7 +27,7 @@ from ..core.state import SyncState
 from ..local.localfs import entry_from_stat, local_entry
 from ..local.proof import EtagKnowledge, file_is_object, provable, still_synced
 from ..local.safefs import At, Tree
-from ..s3.client import S3Client
+from ..s3.client import PreconditionFailed, S3Client
 from ..s3.entries import entry_of
 from .job import Job, LocalChanged
 
@@ -134,12 +134,21 @@ class Checks:
         elif same is False:
             self._state.hinted(rel, Hint.CONTENT | Hint.WRITTEN)
 
-    async def learn_remote(self, rel: str) -> None:
-        """A conditional request failed, or S3 answered otherwise: learn what it holds now."""
+    async def learn_remote(self, rel: str, failed: BaseException | None = None) -> bool:
+        """A conditional request failed (`failed`), or S3 answered otherwise: learn what it
+        holds now. True when S3 refused an If-Match naming the very ETag it holds, and the form
+        ETags are sent in was changed because of it (conditions.py): worth trying again now."""
         ps = self._state.get(rel)
         is_dir = ps.remote.is_dir if ps.remote is not None else False
         head = await self._s3.head_object(self._keys.key_for_rel(rel, is_dir=is_dir))
         self._state.set_remote(rel, None if head is None else entry_of(head, is_dir=is_dir))
+        return (
+            isinstance(failed, PreconditionFailed)
+            and failed.if_match is not None
+            and head is not None
+            and head.etag == failed.if_match
+            and self._s3.conditions.refused_as_sent(failed.operation)
+        )
 
 
 __all__ = ["Checks"]

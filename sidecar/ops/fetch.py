@@ -32,10 +32,11 @@ import aiohttp
 from .. import checksums
 from ..core.model import RemoteEntry
 from ..local.localfs import PERMISSION_BITS, READ_SIZE
-from ..local.proof import is_plain_md5, part_sizes, verifiable
+from ..local.proof import part_sizes, verifiable
 from ..local.safefs import At
 from ..local.workdir import discard, temp_name
 from ..s3.client import ObjectHead, S3Error, read_capped
+from ..s3.metadata import is_plain_md5
 from .job import Archived, IntegrityError
 from .workspace import Workspace
 
@@ -89,7 +90,7 @@ class Fetcher:
             discard(temp)
             raise
         response.release()
-        mtime_ns = _mtime(head)
+        mtime_ns = _mtime(head, remote)
         try:
             if mode is not None and not is_symlink:
                 temp.chmod_file(stat.S_IMODE(mode) & PERMISSION_BITS)
@@ -118,14 +119,14 @@ class Fetcher:
                 if head.size > SYMLINK_MAX:
                     raise IntegrityError(f"symlink object {key!r} is too large")
                 os.symlink(body, temp.name, dir_fd=temp.dir_fd)
-                mtime_ns = _mtime(head)
+                mtime_ns = _mtime(head, remote)
                 if mtime_ns is not None:
                     temp.utime(mtime_ns)
             else:
                 content = Content(head, remote.part_size, ws.settings.multipart_chunksize)
                 content.update(body)
                 content.check(key, lambda: hashlib.md5(body, usedforsecurity=False).hexdigest())
-                _create_file(temp, body, mode, _mtime(head))
+                _create_file(temp, body, mode, _mtime(head, remote))
         except BaseException:
             discard(temp)
             raise
@@ -245,9 +246,22 @@ def _md5_etag(head: ObjectHead) -> bool:
     return is_plain_md5(head.etag) and verifiable(head.encryption)
 
 
-def _mtime(head: ObjectHead) -> int | None:
-    """The mtime a download gets: the one saved with the object, else its Last-Modified."""
-    return head.modified_ns if head.mtime_ns is None else head.mtime_ns
+def _mtime(head: ObjectHead, listed: RemoteEntry) -> int | None:
+    """The mtime a download gets: the one saved with the object, else its Last-Modified, to the
+    millisecond where a listing gave it for this very version (the same ETag, in the same second
+    as the GET's Last-Modified: a metadata-only copy since moves that) and to the second
+    otherwise (HEAD and GET give no more)."""
+    if head.mtime_ns is not None:
+        return head.mtime_ns
+    listed_ns, whole = listed.modified_ns, head.modified_ns
+    if (
+        listed_ns is not None
+        and whole is not None
+        and listed.etag == head.etag
+        and listed_ns - listed_ns % 1_000_000_000 == whole
+    ):
+        return listed_ns
+    return whole
 
 
 def _create_file(temp: At, body: bytes, mode: int | None, mtime_ns: int | None) -> None:

@@ -20,8 +20,8 @@ import dataclasses
 import math
 
 from .. import checksums
-from ..local.proof import is_plain_md5
 from ..s3.client import PutResult, S3Client
+from ..s3.metadata import is_plain_md5
 from .job import IntegrityError
 from .upload_source import UploadSource
 from .workspace import ExecutorSettings

@@ -29,9 +29,9 @@ from collections.abc import Callable
 from .. import checksums
 from ..core.model import Kind, LocalEntry, RemoteEntry
 from ..local.localfs import entry_from_stat
-from ..local.proof import is_plain_md5, verifiable
+from ..local.proof import verifiable
 from ..s3.client import PreconditionFailed, PutResult, S3Error
-from ..s3.metadata import format_mode, format_mtime
+from ..s3.metadata import format_mode, format_mtime, is_plain_md5
 from .job import IntegrityError, Job, LocalChanged, RemoteChanged
 from .multipart import upload_multipart
 from .upload_source import UploadSource

@@ -163,8 +163,8 @@ class Poller:
         for listed in page.objects:
             try:
                 key = self._keys.decode_listed_key(listed.key, page.encoded)
-                if key == prefix:
-                    continue  # the prefix itself, as a marker
+                if key == prefix or self._keys.is_probe(key):
+                    continue  # the prefix itself, as a marker; a sidecar's probe (s3/probe.py)
                 if self._exclude.match(key[len(prefix) :]):
                     continue
                 name = self._keys.rel_for_key(key)
@@ -182,6 +182,7 @@ class Poller:
                     name.is_dir,
                     unsettled=unsettled,
                     archived=archived_class(listed.storage_class),
+                    modified_ns=listed.modified_ns,
                 )
             )
         return _Page(tuple(rels), tuple(entries), settled)

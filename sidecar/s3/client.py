@@ -3,13 +3,18 @@ path (`s3_requests`: aws/signed.py with S3's rules, s3/errors.py). Conditional w
 concurrent change as `PreconditionFailed`; a key that is gone is `None` (HEAD) or nothing to do
 (DELETE). Every request that creates an object version (PutObject, CreateMultipartUpload,
 CopyObject) takes its headers through `_writing`, the one place for what every write must say
-(`write_headers`, headers.py), and every request takes `request_headers`."""
+(`write_headers`, headers.py), and every request takes `request_headers`.
+
+A condition means the same on every endpoint: where the endpoint does not honour it (learned
+once, conditions.py), the client looks with a HEAD right before the request and answers
+`PreconditionFailed` itself (`Conditions.guard`); an answer that should name the new version's
+ETag and names none is completed by a HEAD right after (`Conditions.answered`)."""
 
 from __future__ import annotations
 
 import logging
 from base64 import b64decode
-from collections.abc import AsyncIterator, Callable, Container, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,6 +29,7 @@ from ..aws.sigv4 import UNSIGNED_PAYLOAD, quote_path
 from ..backoff import REQUEST, Backoff
 from ..metrics import Metrics
 from . import xml
+from .conditions import Conditions, naming
 from .endpoint import Endpoint
 from .errors import (
     ERROR_DOCUMENT_LIMIT,
@@ -38,6 +44,7 @@ from .errors import (
 )
 from .metadata import (
     is_archived,
+    multipart_etag,
     normalize_etag,
     normalize_last_modified,
     parse_http_date,
@@ -55,15 +62,16 @@ def s3_requests(
     *,
     region: str,
     credentials: CredentialsProvider,
-    metrics: Metrics,
+    metrics: Metrics | None,
     on_reachable: Callable[[bool], None] | None = None,
     attempts: int = 8,
     retry: Backoff = REQUEST,
     outage: Outage | None = None,
 ) -> SignedRequests:
     """The signed-request path to S3 at `endpoint`: S3's rules and bounds, counted in
-    `metrics` (s3_requests, s3_retries, durations), reachability told to `on_reachable`, its
-    outages said when they begin and end (aws/outage.py)."""
+    `metrics` (s3_requests, s3_retries, durations; None: not counted, as the probe's),
+    reachability told to `on_reachable`, its outages said when they begin and end
+    (aws/outage.py)."""
     return SignedRequests(
         http=http,
         origin=endpoint.origin,
@@ -152,12 +160,16 @@ class S3Client:
         *,
         write_headers: Mapping[str, str] | None = None,
         request_headers: Mapping[str, str] | None = None,
+        conditions: Conditions | None = None,
     ) -> None:
+        """`conditions`: what the endpoint honours, probed before the first conditional write;
+        without, AWS's semantics are assumed (never probed)."""
         self.endpoint = endpoint
         self.bucket = bucket
         self._requests = requests
         self._write_headers = dict(write_headers or {})
         self._request_headers = dict(request_headers or {})  # on every request (requester pays)
+        self.conditions = conditions if conditions is not None else Conditions()
 
     async def _request(self, operation: str, method: str, path: str, **options: Any) -> Reply:
         """A request with what every request carries (`request_headers`)."""
@@ -180,6 +192,15 @@ class S3Client:
         must carry (`write_headers`)."""
         return {**headers, **self._write_headers}
 
+    async def _guarded(
+        self, operation: str, key: str, if_match: str | None, if_none_match: bool
+    ) -> tuple[dict[str, str], Callable[[], Awaitable[None]] | None]:
+        """A write's condition headers (`Conditions.headers`: a HEAD first where the endpoint
+        does not honour the condition), and what runs before each retry (`Conditions.again`)."""
+        look = _look(self, key)
+        headers = await self.conditions.headers(operation, key, if_match, if_none_match, look)
+        return headers, self.conditions.again(operation, key, if_match, if_none_match, look)
+
     # -- operations ----------------------------------------------------------------------
 
     async def put_object(
@@ -194,12 +215,13 @@ class S3Client:
         if_none_match: bool = False,
     ) -> PutResult:
         """`checksum`: the SHA-256 of the body (checksums.full), which S3 checks and keeps."""
+        conditions, again = await self._guarded("PutObject", key, if_match, if_none_match)
         all_headers = {
             "Content-Length": str(length),
             **self._writing(headers),
             checksums.HEADER: checksum,
             "x-amz-sdk-checksum-algorithm": checksums.ALGORITHM,
-            **_conditions(if_match, if_none_match),
+            **conditions,
         }
         try:
             response = await self._request(
@@ -210,6 +232,7 @@ class S3Client:
                 headers=all_headers,
                 body=body,
                 payload_hash=UNSIGNED_PAYLOAD,
+                before_retry=again,
             )
         except NotFound as error:
             if if_match:  # If-Match on a key that is gone: the object changed under us
@@ -217,7 +240,16 @@ class S3Client:
                     error.operation, error.status, error.code, "", key
                 ) from None
             raise
-        return PutResult.from_headers(response.headers, checksum=checksum)
+        except PreconditionFailed as error:
+            error.if_match = if_match if "If-Match" in all_headers else None
+            raise
+        result = PutResult.from_headers(response.headers, checksum=checksum)
+        if result.etag:
+            return result
+        sent_md5 = headers.get("Content-MD5")
+        expected = b64decode(sent_md5).hex() if sent_md5 else None
+        etag = await self.conditions.answered("PutObject", key, "", expected, _look(self, key))
+        return replace(result, etag=etag)
 
     async def head_object(self, key: str) -> ObjectHead | None:
         try:
@@ -230,29 +262,42 @@ class S3Client:
 
     async def get_object(self, key: str, *, if_match: str | None = None) -> aiohttp.ClientResponse:
         """The streaming response; the caller reads `.content` and must `release()` it."""
-        headers = {**checksums.MODE, **({"If-Match": f'"{if_match}"'} if if_match else {})}
-        return await self._stream("GetObject", "GET", self._path(key), subject=key, headers=headers)
+        headers = {**checksums.MODE}
+        if if_match:
+            headers["If-Match"] = self.conditions.header(if_match)
+        with naming(if_match):
+            return await self._stream(
+                "GetObject", "GET", self._path(key), subject=key, headers=headers
+            )
 
     async def get_small_object(self, key: str, *, if_match: str | None = None) -> Reply:
         """The whole object, read up to `RESULT_LIMIT` (else `ResponseTooLarge`): for objects
         known to be small."""
-        headers = {**checksums.MODE, **({"If-Match": f'"{if_match}"'} if if_match else {})}
-        return await self._request(
-            "GetObject", "GET", self._path(key), subject=key, headers=headers
-        )
+        headers = {**checksums.MODE}
+        if if_match:
+            headers["If-Match"] = self.conditions.header(if_match)
+        with naming(if_match):
+            return await self._request(
+                "GetObject", "GET", self._path(key), subject=key, headers=headers
+            )
 
     async def delete_object(self, key: str, *, if_match: str | None = None) -> None:
+        headers, again = await self._guarded("DeleteObject", key, if_match, False)
         try:
             await self._request(
                 "DeleteObject",
                 "DELETE",
                 self._path(key),
                 subject=key,
-                headers=_conditions(if_match, False),
+                headers=headers,
                 ok=(200, 204),
+                before_retry=again,
             )
         except NotFound:
             return
+        except PreconditionFailed as error:
+            error.if_match = if_match if headers else None
+            raise
 
     async def copy_object_metadata(
         self, key: str, headers: Mapping[str, str], *, if_match: str | None
@@ -263,11 +308,18 @@ class S3Client:
             "x-amz-metadata-directive": "REPLACE",
             **self._writing(headers),
         }
-        if if_match:
-            copy_headers["x-amz-copy-source-if-match"] = f'"{if_match}"'
-        response = await self._request(
-            "CopyObject", "PUT", self._path(key), subject=key, headers=copy_headers
-        )
+        condition, again = await self._guarded("CopyObject", key, if_match, False)
+        if condition:
+            copy_headers["x-amz-copy-source-if-match"] = condition["If-Match"]
+        with naming(if_match if condition else None):
+            response = await self._request(
+                "CopyObject",
+                "PUT",
+                self._path(key),
+                subject=key,
+                headers=copy_headers,
+                before_retry=again,
+            )
         try:
             return xml.parse_copy_result(response.body)
         except xml.MalformedResponse as error:
@@ -348,27 +400,31 @@ class S3Client:
     ) -> PutResult:
         """Completed from the parts' ETags and SHA-256 checksums (each as sent); the result
         carries the object's composite checksum (`checksums.composite`)."""
+        operation = "CompleteMultipartUpload"
         document = xml.build_complete_multipart(etags, part_checksums)
-        response = await self._request(
-            "CompleteMultipartUpload",
-            "POST",
-            self._path(key),
-            subject=key,
-            query=[("uploadId", upload_id)],
-            headers={
-                "Content-Length": str(len(document)),
-                "Content-Type": "application/xml",
-                **_conditions(if_match, if_none_match),
-            },
-            body=document,
-            payload_hash=UNSIGNED_PAYLOAD,
-        )
+        conditions, again = await self._guarded(operation, key, if_match, if_none_match)
+        with naming(if_match if "If-Match" in conditions else None):
+            response = await self._request(
+                operation,
+                "POST",
+                self._path(key),
+                subject=key,
+                query=[("uploadId", upload_id)],
+                headers={
+                    "Content-Length": str(len(document)),
+                    "Content-Type": "application/xml",
+                    **conditions,
+                },
+                body=document,
+                payload_hash=UNSIGNED_PAYLOAD,
+                before_retry=again,
+            )
         try:
             etag = xml.parse_complete_multipart(response.body)
         except xml.MalformedResponse as error:
-            raise S3Error(
-                "CompleteMultipartUpload", 200, "CompleteFailed", str(error), key
-            ) from error
+            raise S3Error(operation, 200, "CompleteFailed", str(error), key) from error
+        expected = multipart_etag(etags)
+        etag = await self.conditions.answered(operation, key, etag, expected, _look(self, key))
         whole = checksums.composite(b64decode(value) for value in part_checksums)
         return PutResult.from_headers(response.headers, etag, whole)
 
@@ -386,12 +442,14 @@ class S3Client:
             return
 
 
-def _conditions(if_match: str | None, if_none_match: bool) -> dict[str, str]:
-    if if_match:
-        return {"If-Match": f'"{if_match}"'}
-    if if_none_match:
-        return {"If-None-Match": "*"}
-    return {}
+def _look(s3: S3Client, key: str) -> Callable[[], Awaitable[str | None]]:
+    """A HEAD of `key` when called: the ETag S3 holds then, or None (conditions.py's `Look`)."""
+
+    async def look() -> str | None:
+        head = await s3.head_object(key)
+        return None if head is None else head.etag
+
+    return look
 
 
 __all__ = [

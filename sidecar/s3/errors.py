@@ -62,7 +62,12 @@ class S3Error(Exception):
 
 
 class PreconditionFailed(S3Error):
-    """A conditional write found another version than expected: someone else changed it."""
+    """A conditional write found another version than expected: someone else changed it.
+    `if_match`: the ETag the refused `If-Match` named, when S3 itself refused one (the client
+    sets it): a HEAD that finds that very ETag says the endpoint did not understand the form
+    it was sent in (conditions.py)."""
+
+    if_match: str | None = None
 
 
 class NotFound(S3Error):

@@ -1,8 +1,9 @@
 """S3's wire formats for what the sidecar stores or reads beside an object: `x-amz-meta-mtime`,
-`x-amz-meta-mode` (mobius3's and rclone's forms), `Last-Modified` in its two date forms, ETags
-with or without their quotes, and whether an object seen at the server's `Date` may still change
-within its Last-Modified second (`seen_unsettled`), and whether its bytes can be read now or
-only once it is restored (`is_archived`: its storage class, archive tier and restore status).
+`x-amz-meta-mode` (mobius3's and rclone's forms), `Last-Modified` in its two date forms (a
+listing's to the millisecond, a HEAD's or a GET's to the second: `listed_time`), ETags with or
+without their quotes, whether an object seen at the server's `Date` may still change within its
+Last-Modified second (`seen_unsettled`), and whether its bytes can be read now or only once it
+is restored (`is_archived`: its storage class, archive tier and restore status).
 
 Pure functions; every parser returns None (never raises) for a value it cannot use, since these
 headers come from other tools and other clients.
@@ -10,8 +11,10 @@ headers come from other tools and other clients.
 
 from __future__ import annotations
 
+import hashlib
 import stat
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
@@ -85,6 +88,24 @@ def normalize_last_modified(text: str) -> str:
     return text if moment is None else str(int(moment.timestamp()))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@lru_cache(maxsize=4096)
+def listed_time(text: str) -> tuple[str, int | None]:
+    """A listing's LastModified (`2026-11-25T12:00:00.123Z`): normalised as every Last-Modified
+    is (`normalize_last_modified`: whole seconds, to compare), and the instant in nanoseconds
+    to the precision the listing gives (milliseconds on AWS and Ceph RGW; moto gives `.000`),
+    None when unreadable. The one place a download learns the object's time below the second
+    when it carries no `x-amz-meta-mtime`: HEAD and GET answer with HTTP dates, in seconds."""
+    text = text.strip()
+    moment = _iso_date(text) if text else None
+    if moment is None:
+        return normalize_last_modified(text), None
+    return normalize_last_modified(text), (moment - _EPOCH) // _MICROSECOND * 1000
+
+
 def seen_unsettled(last_modified: str, seen_at: str) -> bool:
     """Whether an object with `last_modified` seen at the server's `seen_at` (both normalised:
     whole seconds) may still change within that second unseen. Unknown times: settled (a store
@@ -98,6 +119,20 @@ def normalize_etag(etag: str) -> str:
     if etag.startswith("W/"):
         etag = etag[2:]
     return etag.strip('"')
+
+
+def is_plain_md5(etag: str) -> bool:
+    """An ETag that is an MD5 (a single PUT's, unencrypted or SSE-S3), normalised."""
+    return len(etag) == 32 and not etag.strip("0123456789abcdef")
+
+
+def multipart_etag(part_etags: Sequence[str]) -> str | None:
+    """The ETag S3 gives an object completed from parts with these ETags: the MD5 of their
+    MD5s, then `-<count>`. None where a part's ETag is not a plain MD5 (SSE-KMS, SSE-C)."""
+    if not part_etags or not all(map(is_plain_md5, part_etags)):
+        return None
+    digests = b"".join(bytes.fromhex(etag) for etag in part_etags)
+    return f"{hashlib.md5(digests).hexdigest()}-{len(part_etags)}"  # noqa: S324 - S3's
 
 
 def format_mode(mode: int) -> str:

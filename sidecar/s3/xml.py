@@ -8,7 +8,7 @@ from hashlib import sha256
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
-from .metadata import normalize_etag, normalize_last_modified
+from .metadata import listed_time, normalize_etag, normalize_last_modified
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,8 +16,9 @@ class ListedObject:
     key: str  # as listed: still URL-encoded when `encoded` is true
     etag: str  # normalised (no quotes)
     size: int
-    last_modified: str
+    last_modified: str  # normalised: whole seconds (metadata.listed_time)
     storage_class: str = ""  # as listed ("" when the store lists none: read as STANDARD)
+    modified_ns: int | None = None  # LastModified to the listing's precision (milliseconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,14 +134,9 @@ def parse_list_objects_v2(body: bytes) -> ListPage:
                 size = int(size_text)
             except ValueError as error:
                 raise MalformedResponse(f"bad Size in listing of {key!r}: {size_text!r}") from error
+            seconds, modified_ns = listed_time(last_modified)
             append(
-                ListedObject(
-                    key,
-                    normalize_etag(etag),
-                    size,
-                    normalize_last_modified(last_modified),
-                    storage_class,
-                )
+                ListedObject(key, normalize_etag(etag), size, seconds, storage_class, modified_ns)
             )
             continue
         tag = _local(tag)

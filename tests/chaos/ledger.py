@@ -6,6 +6,12 @@ A version may be gone only if an operation that causally followed it replaced it
 saw it (read it, in its folder) and then overwrote, truncated, appended to, deleted or moved it
 out; or the S3 writer, which writes only if the object is still what it saw (If-Match). A
 version replaced by anything else (a concurrent write elsewhere, a sidecar) must survive.
+
+On a server that ignores If-Match on DELETE (Ceph RGW), the S3 writer's delete is blind for the
+round trip between its HEAD and the DELETE: a version a sidecar uploaded in it is deleted
+unseen, as no client can avoid there. Those deletes are recorded (`blind_deletes`), and a
+version lost at that path after being written, and not the one the writer saw, is told apart
+(`deleted_unseen`), not counted lost.
 """
 
 from __future__ import annotations
@@ -63,6 +69,17 @@ class Written:
 class Ledger:
     written: dict[str, Written] = field(default_factory=dict)
     replaced: dict[str, int] = field(default_factory=dict)  # content -> the step that did it
+    blind_deletes: list[tuple[str, str | None, int]] = field(default_factory=list)  # path, seen
+
+    def deleted_blind(self, path: str, seen: str | None, step: int) -> None:
+        self.blind_deletes.append((path, seen, step))
+
+    def deleted_unseen(self, content: str, written: Written) -> bool:
+        """Whether a blind delete of the path came after the version, having seen another."""
+        return any(
+            path == written.path and step > written.step and seen != content
+            for path, seen, step in self.blind_deletes
+        )
 
     def wrote(self, content: str, place: str, path: str, step: int) -> None:
         self.written.setdefault(content, Written(place, path, step))

@@ -1,5 +1,6 @@
 """One seed end to end, and the command line: `make chaos SEEDS=200 DURATION=8`, or
-`make chaos SEED=17` to replay one.
+`make chaos SEED=17` to replay one; on Ceph's RADOS Gateway instead of moto, `make chaos S3=rgw`
+(`--s3 rgw`: one cluster for the run, tests/support/rgw.py).
 
 A seed's world lives in a folder of its own (the three synced folders, `outside/`, the
 sidecars' logs in `logs/`, the schedule in `schedule.txt`); it is deleted when the seed passes
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import shutil
 import sys
@@ -20,8 +22,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support import rgw
 from support.faultproxy import FaultProxy
-from support.s3_server import MotoServer, moto_process
+from support.s3_server import S3Server, moto_process
 
 from sidecar.local.conflicts import is_conflict
 
@@ -69,6 +72,7 @@ class SeedResult:
     settled_in: float = 0.0
     seconds: float = 0.0
     lost: list[str] = field(default_factory=list)
+    unseen: list[str] = field(default_factory=list)  # deleted blind by the S3 writer (RGW)
     diverged: list[str] = field(default_factory=list)
     escaped: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
@@ -103,6 +107,7 @@ class SeedResult:
         ]
         for title, items in (
             ("lost", self.lost),
+            ("deleted unseen by the S3 writer (If-Match on DELETE ignored)", self.unseen),
             ("diverged", self.diverged),
             ("escaped", self.escaped),
             ("working files left visible", self.leftovers),
@@ -138,7 +143,7 @@ async def _snapshot(
 
 
 async def run_seed(
-    seed: int, duration: float, server: MotoServer, base: Path, settle: float = SETTLE_TIMEOUT
+    seed: int, duration: float, server: S3Server, base: Path, settle: float = SETTLE_TIMEOUT
 ) -> SeedResult:
     world = base / f"seed-{seed}"
     shutil.rmtree(world, ignore_errors=True)
@@ -173,7 +178,7 @@ async def run_seed(
         for name in FOLDERS
     }
     apps = {name: App(name, folders[name], world / "outside", ledger) for name in FOLDERS}
-    writer = S3Writer(server.client(), bucket, PREFIX, ledger)
+    writer = S3Writer(server.client(), bucket, PREFIX, ledger, bare_etags=server.name == "rgw")
     crashes: list[asyncio.Task[None]] = []
     try:
         for sidecar in sidecars.values():
@@ -191,7 +196,7 @@ async def run_seed(
                 sidecar.start()
         await _settle(client, bucket, folders, settle, result)
         trees, remote = await _snapshot(client, bucket, folders)
-        result.lost = lost_versions(ledger, [*trees.values(), remote])
+        result.lost, result.unseen = lost_versions(ledger, [*trees.values(), remote])
         result.leftovers = leftovers(trees[FOLDERS[0]])
         result.conflicts = sum(1 for rel in trees[FOLDERS[0]].files if is_conflict(rel))
         placed = {"outside"} | set().union(*(app.placed for app in apps.values()))
@@ -298,7 +303,8 @@ def _summary(results: list[SeedResult]) -> str:
         f"chaos: seeds {len(results)}, ops {total('ops')}, faults {total('faults')}, "
         f"crashes {total('crashes')}, conflicts {total('conflicts')}, lost {total('lost')}, "
         f"diverged {total('diverged')}, escaped {total('escaped')}"
-        f" (died {total('deaths')}, guard trips {total('guard')}, "
+        f" (deleted unseen by the S3 writer {total('unseen')}, died {total('deaths')}, "
+        f"guard trips {total('guard')}, "
         f"leftovers {total('leftovers')}; guard trips after a bulk removal "
         f"{total('guard_expected')})"
     )
@@ -314,13 +320,23 @@ async def main(argv: list[str] | None = None) -> int:
         "--max-minutes", type=float, default=120.0, help="stop starting seeds after this long"
     )
     parser.add_argument("--dir", type=Path, help="where worlds go (default: a temp folder)")
+    parser.add_argument(
+        "--s3", choices=("moto", "rgw"), default="moto", help="the S3 server (rgw: Ceph RGW)"
+    )
     args = parser.parse_args(argv)
+    if args.s3 == "rgw" and rgw.missing():
+        print(f"chaos: Ceph RGW is not installed: {rgw.INSTALL}", file=sys.stderr)
+        return 2
     seeds = [args.seed] if args.seed is not None else range(args.first, args.first + args.seeds)
     base = args.dir or Path(tempfile.mkdtemp(prefix="s3sync-chaos-"))
     base.mkdir(parents=True, exist_ok=True)
     results: list[SeedResult] = []
     began = time.monotonic()
-    with moto_process(base / "moto.log") as server:
+    server_process: contextlib.AbstractContextManager[S3Server] = (
+        rgw.rgw_process(base / "rgw") if args.s3 == "rgw" else moto_process(base / "moto.log")
+    )
+    with server_process as server:
+        print(f"chaos: on {server.name} at {server.url}", flush=True)
         for seed in seeds:
             if time.monotonic() - began > args.max_minutes * 60:
                 print(f"chaos: stopping after {args.max_minutes:g} minutes", flush=True)

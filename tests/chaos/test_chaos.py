@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.s3_server import MotoServer
+from support.s3_server import S3Server
 
 from .run import most_removed_within, run_seed
 from .verify import Tree, differences
@@ -14,7 +14,7 @@ from .verify import Tree, differences
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
-async def test_chaos_seed(seed: int, moto_server: MotoServer, tmp_path: Path) -> None:
+async def test_chaos_seed(seed: int, moto_server: S3Server, tmp_path: Path) -> None:
     result = await run_seed(seed, 6.0, moto_server, tmp_path)
     assert result.ok, result.report()
     assert result.ops > 0 and result.crashes > 0

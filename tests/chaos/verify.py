@@ -62,6 +62,8 @@ def bucket_tree(client: Any, bucket: str, prefix: str) -> Tree:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for listed in page.get("Contents", []):
             rel = listed["Key"][len(prefix) :]
+            if rel.startswith(WORK_DIR + "/"):
+                continue  # never synced: a sidecar's probe key (s3/probe.py), as a folder's
             if rel.endswith("/"):
                 dirs.add(rel.rstrip("/"))
                 continue
@@ -131,15 +133,20 @@ class Findings:
         return not (self.lost or self.diverged or self.escaped or self.leftovers)
 
 
-def lost_versions(ledger: Ledger, trees: list[Tree]) -> list[str]:
+def lost_versions(ledger: Ledger, trees: list[Tree]) -> tuple[list[str], list[str]]:
+    """The versions lost, and apart those the S3 writer's blind delete may have taken (a server
+    that ignores If-Match on DELETE: `Ledger.deleted_unseen`)."""
     present: set[str] = set()
     for tree in trees:
         present |= tree.contents()
-    return [
-        f"{written.place}:{written.path} written at step #{written.step} ({content[:12]})"
-        for content, written in sorted(ledger.required().items(), key=lambda i: i[1].step)
-        if content not in present
-    ]
+    lost: list[str] = []
+    unseen: list[str] = []
+    for content, written in sorted(ledger.required().items(), key=lambda i: i[1].step):
+        if content not in present:
+            line = f"{written.place}:{written.path} written at step #{written.step}"
+            line += f" ({content[:12]})"
+            (unseen if ledger.deleted_unseen(content, written) else lost).append(line)
+    return lost, unseen
 
 
 def leftovers(tree: Tree) -> list[str]:

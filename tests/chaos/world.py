@@ -12,7 +12,7 @@ from pathlib import Path
 
 from support.faultproxy import CHAOS_KINDS, ChaosFaults, FaultProxy
 from support.local_http import free_port
-from support.s3_server import REGION, MotoServer
+from support.s3_server import REGION, S3Server
 from support.sidecars import SCRIPT
 
 
@@ -92,7 +92,7 @@ class Sidecar:
 
 
 def sidecar_env(
-    server: MotoServer, proxy: FaultProxy, folder: Path, bucket: str, prefix: str
+    server: S3Server, proxy: FaultProxy, folder: Path, bucket: str, prefix: str
 ) -> dict[str, str]:
     return {
         "PATH": os.environ["PATH"],

@@ -19,7 +19,7 @@ from support.bucket import Bucket
 from support.imds import Imds
 from support.local_http import free_port
 from support.roles import assume_only_user, mint, s3_role
-from support.s3_server import REGION, MotoServer
+from support.s3_server import REGION, S3Server
 from support.waiting import eventually, in_thread
 
 from sidecar.aws.chain import (
@@ -65,7 +65,7 @@ async def synced_once(run_sidecar, env: dict[str, str], bucket: Bucket, name: st
 
 
 @pytest.fixture
-async def imds(moto_server: MotoServer) -> AsyncIterator[Imds]:
+async def imds(moto_server: S3Server) -> AsyncIterator[Imds]:
     role = await s3_role(moto_server)
 
     async def issue() -> dict[str, str]:
@@ -81,7 +81,7 @@ async def imds(moto_server: MotoServer) -> AsyncIterator[Imds]:
 
 
 async def test_web_identity_through_sts_syncs(
-    run_sidecar, bucket: Bucket, moto_server: MotoServer, tmp_path: Path
+    run_sidecar, bucket: Bucket, moto_server: S3Server, tmp_path: Path
 ) -> None:
     """What made it exit 2 "no credentials found" (issue 26): AWS_WEB_IDENTITY_TOKEN_FILE +
     AWS_ROLE_ARN, STS at AWS_ENDPOINT_URL_STS. No keys anywhere: only STS's answer can sign."""
@@ -103,7 +103,7 @@ async def test_web_identity_through_sts_syncs(
 
 
 async def test_web_identity_rereads_the_token_file_and_names_it(
-    moto_server: MotoServer, tmp_path: Path
+    moto_server: S3Server, tmp_path: Path
 ) -> None:
     role = await s3_role(moto_server)
     token = tmp_path / "token"
@@ -156,7 +156,7 @@ def test_web_identity_problems_at_start(tmp_path: Path) -> None:
 
 
 async def test_sync_role_arn_is_assumed_on_top_of_the_environment_keys(
-    run_sidecar, bucket: Bucket, moto_server: MotoServer, tmp_path: Path
+    run_sidecar, bucket: Bucket, moto_server: S3Server, tmp_path: Path
 ) -> None:
     """The keys may only assume roles: the sync works only if SYNC_ROLE_ARN's role signs it."""
     keys = await assume_only_user(moto_server)
@@ -180,7 +180,7 @@ async def test_sync_role_arn_is_assumed_on_top_of_the_environment_keys(
 
 
 async def test_sync_role_arn_over_instance_metadata_refreshes_the_role_alone(
-    moto_server: MotoServer, imds: Imds, tmp_path: Path
+    moto_server: S3Server, imds: Imds, tmp_path: Path
 ) -> None:
     """A role over a refreshing source: each AssumeRole is signed with the source's credentials
     as they are then; a rejected role credential fetches the role again, not the source."""
@@ -306,7 +306,7 @@ async def test_metadata_disabled_and_nothing_else_exits_2(
 
 
 async def test_shared_credentials_file_profile(
-    run_sidecar, bucket: Bucket, moto_server: MotoServer, tmp_path: Path
+    run_sidecar, bucket: Bucket, moto_server: S3Server, tmp_path: Path
 ) -> None:
     keys = moto_server.env()
     credentials = tmp_path / "credentials"
@@ -327,7 +327,7 @@ async def test_shared_credentials_file_profile(
 
 
 async def test_profile_role_over_source_profile_with_aws_endpoint_url(
-    run_sidecar, bucket: Bucket, moto_server: MotoServer, tmp_path: Path
+    run_sidecar, bucket: Bucket, moto_server: S3Server, tmp_path: Path
 ) -> None:
     """`role_arn` + `source_profile` in the config file, the source's keys (allowed only to
     assume roles) in the credentials file; S3 and STS both at AWS_ENDPOINT_URL (path-style)."""

@@ -19,7 +19,7 @@ from aiohttp import web
 from botocore.exceptions import ClientError
 from support.bucket import Bucket
 from support.metrics import metric
-from support.s3_server import MotoServer
+from support.s3_server import S3Server
 from support.waiting import eventually, in_thread
 
 from sidecar.aws.chain import credential_problems, provider_from_environment
@@ -681,7 +681,7 @@ async def test_provider_from_environment(endpoint: FakeEndpoint, tmp_path: Path)
 
 
 async def test_syncer_on_rotating_container_credentials(
-    moto_server: MotoServer,
+    moto_server: S3Server,
     bucket: Bucket,
     syncer_factory,
     endpoint: FakeEndpoint,

@@ -24,7 +24,7 @@ from support.folders import read
 from support.hostile import HOSTILE_BODIES, NOT_UTF8_BYTES, NOT_UTF8_MARK, SQS_LIMIT
 from support.local_http import free_port, http_get
 from support.metrics import metric, requests, scrape, series
-from support.s3_server import MotoServer
+from support.s3_server import S3Server
 from support.sidecars import SidecarProcess
 from support.waiting import eventually, in_thread
 
@@ -54,7 +54,7 @@ class Queue:
         )
 
 
-def new_queue(moto_server: MotoServer) -> Queue:
+def new_queue(moto_server: S3Server) -> Queue:
     sqs = moto_server.client("sqs")
     url = sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:12]}")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
@@ -64,14 +64,14 @@ def new_queue(moto_server: MotoServer) -> Queue:
 
 
 @pytest.fixture
-def quiet_queue(moto_server: MotoServer, bucket: Bucket) -> Queue:
+def quiet_queue(moto_server: S3Server, bucket: Bucket) -> Queue:
     """A queue the bucket does not notify: the test is S3's only voice on it, and sends events
     as S3 writes them, sequencers included (moto's own carry none)."""
     return new_queue(moto_server)
 
 
 @pytest.fixture
-def queue(moto_server: MotoServer, bucket: Bucket) -> Queue:
+def queue(moto_server: S3Server, bucket: Bucket) -> Queue:
     """A queue receiving the bucket's ObjectCreated/ObjectRemoved events, emptied of the test
     event S3 sends when the notification is configured."""
     queue = new_queue(moto_server)

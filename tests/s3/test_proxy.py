@@ -19,7 +19,7 @@ from support.bucket import Bucket
 from support.imds import Imds
 from support.local_http import free_port
 from support.metrics import scrape
-from support.s3_server import REGION, MotoServer
+from support.s3_server import REGION, S3Server
 from support.tinyproxy import Tinyproxy, need_tinyproxy, tinyproxy
 from support.waiting import eventually, in_thread
 
@@ -45,7 +45,7 @@ def authenticating_proxy(tmp_path: Path) -> Any:
 
 
 @pytest.fixture
-async def container_endpoint(moto_server: MotoServer) -> AsyncIterator[dict[str, Any]]:
+async def container_endpoint(moto_server: S3Server) -> AsyncIterator[dict[str, Any]]:
     """A container credentials endpoint on 127.0.0.1 handing out moto's keys."""
     served: list[str] = []
 
@@ -79,7 +79,7 @@ def s3_lines(proxy: Tinyproxy, origin: str, bucket: Bucket) -> list[str]:
 async def test_every_s3_request_goes_through_the_proxy_and_no_credentials_request_does(
     run_sidecar,
     bucket: Bucket,
-    moto_server: MotoServer,
+    moto_server: S3Server,
     proxy: Tinyproxy,
     container_endpoint: dict[str, Any],
     tmp_path: Path,
@@ -190,7 +190,7 @@ async def test_https_through_a_connect_tunnel_with_the_proxys_credentials(
 
 
 @pytest.fixture
-async def https_endpoint(moto_server: MotoServer, tmp_path: Path) -> AsyncIterator[Any]:
+async def https_endpoint(moto_server: S3Server, tmp_path: Path) -> AsyncIterator[Any]:
     from support.faultproxy import FaultProxy
     from test_tls_and_endpoints import make_ca_and_server_cert
 
@@ -203,7 +203,7 @@ async def https_endpoint(moto_server: MotoServer, tmp_path: Path) -> AsyncIterat
 
 
 async def test_no_proxy_and_the_credential_endpoints_go_around_it(
-    moto_server: MotoServer, proxy: Tinyproxy, imds: Imds
+    moto_server: S3Server, proxy: Tinyproxy, imds: Imds
 ) -> None:
     """In process, on the one HTTP client: an S3-shaped request goes through the proxy unless
     NO_PROXY names its host; instance metadata never does, even on 127.0.0.1."""
@@ -229,7 +229,7 @@ async def test_no_proxy_and_the_credential_endpoints_go_around_it(
 
 
 async def test_sts_goes_through_the_proxy(
-    moto_server: MotoServer, proxy: Tinyproxy, tmp_path: Path
+    moto_server: S3Server, proxy: Tinyproxy, tmp_path: Path
 ) -> None:
     """STS is an AWS service like S3: web identity's AssumeRoleWithWebIdentity is proxied."""
     token = tmp_path / "token"

@@ -34,7 +34,7 @@ LIST_PAGE = f"""<?xml version="1.0" encoding="UTF-8"?>
   <NextContinuationToken>1w41l63U0xa8q7smH50vCxyTQqdxo69O3EmK28Bi5PcROI4wI/EyIJg==</NextContinuationToken>
   <Contents>
     <Key>team/a+b.txt</Key>
-    <LastModified>2024-01-02T03:04:05.000Z</LastModified>
+    <LastModified>2024-01-02T03:04:05.250Z</LastModified>
     <ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag>
     <ChecksumAlgorithm>CRC64NVME</ChecksumAlgorithm>
     <Size>1234</Size>
@@ -66,11 +66,19 @@ LIST_PAGE = f"""<?xml version="1.0" encoding="UTF-8"?>
 
 
 def test_parse_list_objects_v2_page() -> None:
+    """Last-Modified in whole seconds (to compare, as a HEAD gives it) and to the millisecond
+    as listed (a download's mtime where the object carries none)."""
     page = parse_list_objects_v2(LIST_PAGE)
+    second = 1_000_000_000
     assert page == ListPage(
         objects=[
             ListedObject(
-                "team/a+b.txt", "9b2cf535f27731c974343645a3985328", 1234, "1704164645", "STANDARD"
+                "team/a+b.txt",
+                "9b2cf535f27731c974343645a3985328",
+                1234,
+                "1704164645",
+                "STANDARD",
+                1704164645 * second + 250_000_000,
             ),
             ListedObject(
                 "team/%ED%95%9C%EA%B8%80/",
@@ -78,6 +86,7 @@ def test_parse_list_objects_v2_page() -> None:
                 0,
                 "1704164646",
                 "STANDARD",
+                1704164646 * second,
             ),
             ListedObject(
                 "team/big.bin",
@@ -85,8 +94,11 @@ def test_parse_list_objects_v2_page() -> None:
                 75_000_000,
                 "1704164647",
                 "GLACIER",  # archived: a GET is refused until it is restored
+                1704164647 * second,
             ),
-            ListedObject("team/%26%3C%3E.txt", "weak", 3, "1704164648"),  # no class: STANDARD
+            ListedObject(
+                "team/%26%3C%3E.txt", "weak", 3, "1704164648", "", 1704164648 * second
+            ),  # no class: STANDARD
         ],
         next_token="1w41l63U0xa8q7smH50vCxyTQqdxo69O3EmK28Bi5PcROI4wI/EyIJg==",
         encoded=True,
@@ -133,7 +145,7 @@ def test_listing_whose_elements_name_their_namespace_another_way() -> None:
     )
     page = parse_list_objects_v2(_page(body))
     assert page.objects == [
-        ListedObject("k", "e", 3, "1795608000"),
+        ListedObject("k", "e", 3, "1795608000", 1795608000 * 1_000_000_000),
         ListedObject("j", "f", 4, ""),
     ]
 
@@ -386,3 +398,23 @@ def test_listing_and_head_dates_compare_equal() -> None:
     assert normalize_last_modified("2024-01-02T03:04:05+00:00") == "1704164645"
     assert normalize_last_modified("") == ""
     assert normalize_last_modified("not a date") == "not a date"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds", "nanoseconds"),
+    [
+        ("2024-01-02T03:04:05.000Z", "1704164645", 1704164645_000_000_000),
+        ("2024-01-02T03:04:05.999Z", "1704164645", 1704164645_999_000_000),  # RGW, AWS
+        ("2024-01-02T03:04:05.123456Z", "1704164645", 1704164645_123_456_000),
+        ("2024-01-02T03:04:05Z", "1704164645", 1704164645_000_000_000),
+        ("", "", None),
+        ("not a date", "not a date", None),
+    ],
+)
+def test_a_listed_time_keeps_its_milliseconds(
+    text: str, seconds: str, nanoseconds: int | None
+) -> None:
+    """Compared in whole seconds (a HEAD's date has no more), kept to the listing's precision."""
+    from sidecar.s3.metadata import listed_time
+
+    assert listed_time(text) == (seconds, nanoseconds)

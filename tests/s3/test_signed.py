@@ -174,6 +174,33 @@ async def test_s3_server_errors_are_retried_and_counted(
     assert requests == 3
 
 
+async def test_before_retry_runs_before_each_send_after_the_first(
+    clients: Clients, scripted: Scripted
+) -> None:
+    """What a request must check again before it is sent again (a HEAD standing in for a
+    condition the server ignores) runs before each retry, and stops the retries by raising."""
+    looks: list[int] = []
+
+    async def look_again() -> None:
+        looks.append(len(scripted.seen))
+
+    scripted.answers = [(500, {}, s3_error("InternalError")), (503, {}, b"")]
+    signed = clients.s3._requests
+    await signed.request("DeleteObject", "DELETE", "/b/k", ok=(204, 200), before_retry=look_again)
+    assert looks == [1, 2] and len(scripted.seen) == 3
+
+    class Changed(Exception):
+        pass
+
+    async def another_version() -> None:
+        raise Changed
+
+    scripted.answers = [(500, {}, s3_error("InternalError"))]
+    with pytest.raises(Changed):
+        await signed.request("DeleteObject", "DELETE", "/b/k", before_retry=another_version)
+    assert len(scripted.seen) == 4  # not sent again
+
+
 async def test_rejected_sqs_credentials_are_refreshed_once(
     clients: Clients, scripted: Scripted
 ) -> None:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from support.bucket import Bucket
-from support.s3_server import REGION, MotoServer
+from support.s3_server import REGION, S3Server
 from support.waiting import eventually, in_thread
 
 from sidecar.s3.client import Endpoint
@@ -130,7 +130,7 @@ def make_ca_and_server_cert(directory: Path) -> tuple[Path, ssl.SSLContext]:
 
 
 @pytest.fixture
-async def https_proxy(moto_server: MotoServer, tmp_path: Path) -> AsyncIterator[Any]:
+async def https_proxy(moto_server: S3Server, tmp_path: Path) -> AsyncIterator[Any]:
     from support.faultproxy import FaultProxy
 
     ca_file, context = make_ca_and_server_cert(tmp_path)

@@ -1,10 +1,13 @@
 """What the tests share, each written once; tests/conftest.py's fixtures are thin wrappers of it.
 
-- `s3_server`: moto's S3 server as a process with SigV4 on (`moto_process`, `MotoServer`,
-  `REGION`); `moto_server.py` is that server, with the behaviours moto lacks.
+- `s3_server`: an S3 server process as the tests meet it (`S3Server`, `REGION`), and moto's
+  with SigV4 on (`moto_process`); `moto_server.py` is that server, with the behaviours moto
+  lacks.
+- `rgw`: Ceph's RADOS Gateway on a one-node cluster of its own (`rgw_process`), the other
+  server: tests marked `any_s3` run on both (tests/conftest.py).
 - `bucket`: `Bucket`, a test bucket as another client sees it (botocore), and `content_of`.
-- `faultproxy`: `FaultProxy`, a real HTTP proxy in front of moto that slows, fails, drops and
-  rewrites, refuses writes without a header (a bucket policy's stand-in), and records every
+- `faultproxy`: `FaultProxy`, a real HTTP proxy in front of the server that slows, fails, drops
+  and rewrites, refuses writes without a header (a bucket policy's stand-in), and records every
   request it sees (`requests`: method, path, headers).
 - `imds`: `Imds`, an EC2 instance metadata service shaped like IMDSv2 (session tokens, 401s).
 - `roles`: IAM on moto: a role allowed S3 (`s3_role`), a user allowed only to assume roles

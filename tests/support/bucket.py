@@ -1,4 +1,5 @@
-"""A test bucket as another client sees it: botocore against moto, outside the sidecar."""
+"""A test bucket as another client sees it: botocore against the test's S3 server (moto or Ceph
+RGW), outside the sidecar."""
 
 from __future__ import annotations
 
@@ -6,17 +7,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from support.s3_server import MotoServer
+from support.s3_server import S3Server
 
 
 @dataclass
 class Bucket:
     name: str
     client: Any
-    server: MotoServer
+    server: S3Server
 
     @classmethod
-    def create(cls, server: MotoServer) -> Bucket:
+    def create(cls, server: S3Server) -> Bucket:
         """A new bucket with a name of its own."""
         name = f"t-{uuid.uuid4().hex[:16]}"
         client = server.client()

@@ -12,7 +12,7 @@ import re
 import ssl
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -92,6 +92,8 @@ class ChaosFaults:
 class Faults:
     bytes_per_second: float | None = None  # throttle request bodies
     fail_next: int = 0  # answer 500 InternalError to the next N requests
+    # awaited before each of those 500s: something another client does meanwhile
+    while_failing: Callable[[], Awaitable[None]] | None = None
     drop_next: int = 0  # close the connection without an answer, N times
     methods: set[str] = field(default_factory=set)  # fail/drop only these methods (all if empty)
     down: bool = False  # refuse every request by closing the connection
@@ -211,6 +213,8 @@ class FaultProxy:
         if self.faults.fail_next > 0 and self._applies(method):
             self.faults.fail_next -= 1
             await request.read()
+            if self.faults.while_failing is not None:
+                await self.faults.while_failing()
             return web.Response(status=500, body=_ERROR_500, content_type="application/xml")
         if self.faults.hang and self._applies(method):
             release = asyncio.Event()  # until the client gives up or the proxy closes

@@ -9,11 +9,11 @@ import json
 import uuid
 from typing import Any
 
-from support.s3_server import MotoServer
+from support.s3_server import S3Server
 from support.waiting import in_thread
 
 
-async def s3_role(server: MotoServer) -> str:
+async def s3_role(server: S3Server) -> str:
     """A new role allowed every S3 action (and `sts:AssumeRole`), that anyone may assume."""
     iam = server.client("iam")
     name = f"s3sync-{uuid.uuid4().hex[:8]}"
@@ -47,7 +47,7 @@ async def s3_role(server: MotoServer) -> str:
     return await in_thread(create)
 
 
-async def assume_only_user(server: MotoServer) -> dict[str, str]:
+async def assume_only_user(server: S3Server) -> dict[str, str]:
     """Keys of a new user allowed only `sts:AssumeRole` (as AWS_* variables)."""
     iam = server.client("iam")
     name = f"assumer-{uuid.uuid4().hex[:8]}"
@@ -68,7 +68,7 @@ async def assume_only_user(server: MotoServer) -> dict[str, str]:
     return await in_thread(create)
 
 
-async def mint(server: MotoServer, role_arn: str) -> dict[str, str]:
+async def mint(server: S3Server, role_arn: str) -> dict[str, str]:
     """Fresh credentials of `role_arn` from moto's STS, as an endpoint hands them out."""
     sts = server.client("sts")
 

@@ -1,6 +1,7 @@
-"""moto's S3 server as a process on 127.0.0.1 with authentication on, as every test meets it:
-the first few requests (creating an IAM user and its key) are free, every request after that
-must carry a valid SigV4 signature."""
+"""An S3 server process on 127.0.0.1 as the tests meet it (`S3Server`: its address, a user's
+keys, a botocore client), and moto's (`moto_process`) with authentication on: the first few
+requests (creating an IAM user and its key) are free, every request after that must carry a
+valid SigV4 signature. Ceph's RADOS Gateway is the other (rgw.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ MOTO_SERVER = Path(__file__).with_name("moto_server.py")  # moto's, honouring co
 
 
 @dataclass(frozen=True)
-class MotoServer:
+class S3Server:
+    name: str  # "moto" or "rgw": what tests are told apart by
     url: str
     port: int
     access_key_id: str
@@ -68,7 +70,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float)
 
 
 @contextlib.contextmanager
-def moto_process(log: Path) -> Iterator[MotoServer]:
+def moto_process(log: Path) -> Iterator[S3Server]:
     """The server, its output in `log`, and the user `sidecar` allowed everything; stopped at
     the end."""
     port = free_port()
@@ -88,7 +90,7 @@ def moto_process(log: Path) -> Iterator[MotoServer]:
     try:
         _wait_for_port(port, process, time.monotonic() + 30)
         url = f"http://127.0.0.1:{port}"
-        bootstrap = MotoServer(url, port, "bootstrap", "bootstrap", log)
+        bootstrap = S3Server("moto", url, port, "bootstrap", "bootstrap", log)
         iam = bootstrap.client("iam")
         iam.create_user(UserName="sidecar")
         iam.put_user_policy(
@@ -102,7 +104,7 @@ def moto_process(log: Path) -> Iterator[MotoServer]:
             ),
         )
         key = iam.create_access_key(UserName="sidecar")["AccessKey"]
-        yield MotoServer(url, port, key["AccessKeyId"], key["SecretAccessKey"], log)
+        yield S3Server("moto", url, port, key["AccessKeyId"], key["SecretAccessKey"], log)
     finally:
         process.terminate()
         try:

@@ -153,6 +153,7 @@ def test_every_name_made_is_known_again(name: str, seconds: int, attempt: int) -
 # -- while running: a change on each side ------------------------------------------------
 
 
+@pytest.mark.any_s3
 async def test_local_unsynced_change_survives_remote_change(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory(download_interval=1000)
     folder: Path = syncer.folder
@@ -185,6 +186,7 @@ async def test_local_unsynced_change_survives_remote_change(syncer_factory, buck
     assert metric(syncer, "s3sync_conflicts_total") == 1
 
 
+@pytest.mark.any_s3
 async def test_conflict_detected_by_conditional_write(syncer_factory, bucket: Bucket) -> None:
     """The remote change is not seen by a poll first: the If-Match on the upload catches it."""
     syncer = await syncer_factory(download_interval=1000)
@@ -203,9 +205,42 @@ async def test_conflict_detected_by_conditional_write(syncer_factory, bucket: Bu
     await eventually(lambda: in_thread(both_kept))
 
 
+@pytest.mark.any_s3
+async def test_the_same_file_edited_in_two_folders_at_once_keeps_both_once(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    """Two folders share a prefix; both edit one synced file at about the same time. One
+    version keeps the name, the other is kept beside it, once, and both folders and S3 end
+    the same."""
+    one = await syncer_factory(directory=tmp_path / "one", prefix="team/")
+    two = await syncer_factory(directory=tmp_path / "two", prefix="team/")
+    (one.folder / "plan.txt").write_bytes(b"v1")
+    await eventually(lambda: read(two.folder / "plan.txt") == b"v1", what="v1 in the second")
+    for syncer in (one, two):
+        await syncer._running().scheduler.wait_idle()
+    (one.folder / "plan.txt").write_bytes(b"v2 from one")
+    (two.folder / "plan.txt").write_bytes(b"v2 from two")
+
+    def files(folder: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+    def agreed() -> None:
+        keys = bucket.list_keys("team/")
+        there = {key.removeprefix("team/"): bucket.get(key) for key in keys}
+        assert files(one.folder) == files(two.folder) == there, (files(one.folder), there)
+        assert sorted(there.values()) == [b"v2 from one", b"v2 from two"]
+        assert len(existing_conflicts("plan.txt", list(there))) == 1
+
+    await eventually(lambda: in_thread(agreed), timeout=40, what="both kept, the same everywhere")
+    for syncer in (one, two):
+        await syncer._running().scheduler.wait_idle()
+    await in_thread(agreed)
+
+
 # -- at start, and after a restart -------------------------------------------------------
 
 
+@pytest.mark.any_s3
 async def test_both_sides_kept_at_start(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
     folder = tmp_path / "folder"
     folder.mkdir()
@@ -278,6 +313,7 @@ async def test_the_same_bytes_written_on_both_sides_while_down_agree_on_one_mode
     assert requests(syncer, "PutObject") == 0
 
 
+@pytest.mark.any_s3
 async def test_changed_on_both_sides_while_down(
     syncer_factory, bucket: Bucket, tmp_path: Path
 ) -> None:
@@ -424,6 +460,7 @@ def test_conflict_copy_falls_back_to_a_copy_where_links_fail(tmp_path: Path) -> 
         assert copy.stat().st_mtime_ns == 1_600_000_000_000_000_000
 
 
+@pytest.mark.any_s3
 async def test_a_failing_write_after_a_conflict_keeps_one_copy(
     syncer_factory: Any, bucket: Bucket, proxy: Any, tmp_path: Path
 ) -> None:

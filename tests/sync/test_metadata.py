@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.bucket import Bucket, content_of
-from support.folders import read
+from support.folders import conflict_copies, read
 from support.metrics import metric, requests
 from support.waiting import eventually, in_thread
 
@@ -236,6 +236,7 @@ def test_parse_http_date_overflow_is_none(text: str) -> None:
 # -- from the folder to S3 ---------------------------------------------------------------------
 
 
+@pytest.mark.any_s3
 async def test_chmod_and_touch_update_metadata_only(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     path = syncer.folder / "script.sh"
@@ -266,6 +267,41 @@ async def test_chmod_and_touch_update_metadata_only(syncer_factory, bucket: Buck
     # Two copies each: the second after the first one's second has turned, so that other
     # clients' listings (Last-Modified to the second, the ETag unchanged) see the change.
     assert requests(syncer, "CopyObject") == 4
+
+
+@pytest.mark.any_s3
+async def test_a_chmod_never_puts_its_metadata_on_a_newer_object(
+    syncer_factory, bucket: Bucket
+) -> None:
+    """A chmod here while S3 holds another client's newer version that no listing has shown:
+    the metadata copy is conditional on the ETag last synced, so it never lands on the newer
+    version (which would then pass for ours, its bytes never downloaded). Both sides changed:
+    both are kept (Ceph RGW ignores x-amz-copy-source-if-match: a HEAD looks first)."""
+    syncer = await syncer_factory(download_interval=1000)
+    path = syncer.folder / "run.sh"
+    path.write_bytes(b"v1")
+    os.chmod(path, 0o644)
+    await eventually(lambda: in_thread(content_of, bucket, "run.sh", b"v1"))
+    await syncer._running().scheduler.wait_idle()
+    await in_thread(bucket.put, "run.sh", b"v2 remote", {"mode": str(stat.S_IFREG | 0o640)})
+    os.chmod(path, 0o700)
+
+    def both_kept() -> None:
+        keys = bucket.list_keys()
+        copies = conflict_copies(syncer.folder, [])
+        assert len(keys) == 2 and copies == [k for k in keys if k != "run.sh"], keys
+        assert bucket.get("run.sh") == b"v1"
+        assert parse_mode(bucket.head("run.sh")["Metadata"]["mode"]) == stat.S_IFREG | 0o700
+        assert bucket.get(copies[0]) == b"v2 remote"
+        assert read(syncer.folder / copies[0]) == b"v2 remote"
+        # with its own mode: our chmod never reached it
+        assert stat.S_IMODE((syncer.folder / copies[0]).stat().st_mode) == 0o640
+        assert _mode_in_s3(bucket, copies[0]) == 0o640
+
+    await eventually(lambda: in_thread(both_kept), what="both versions kept")
+    await syncer._running().scheduler.wait_idle()
+    await in_thread(both_kept)
+    assert metric(syncer, "s3sync_conflicts_total") == 1
 
 
 async def _written_in_a_fresh_second(
@@ -351,6 +387,7 @@ async def test_remote_metadata_is_applied(syncer_factory, bucket: Bucket) -> Non
     assert stat.S_IMODE(st.st_mode) == 0o750
 
 
+@pytest.mark.any_s3
 async def test_remote_metadata_only_change(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     await in_thread(bucket.put, "tool", b"x", {"mode": format_mode(stat.S_IFREG | 0o644)})

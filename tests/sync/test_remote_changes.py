@@ -13,14 +13,16 @@ import stat
 import time
 from pathlib import Path
 
+import pytest
 from support.bucket import Bucket
-from support.folders import read
+from support.folders import conflict_copies, read
 from support.metrics import metric, requests
 from support.waiting import eventually, in_thread
 
 from sidecar.s3.metadata import format_mode
 
 
+@pytest.mark.any_s3
 async def test_remote_create_change_delete(syncer_factory, bucket: Bucket) -> None:
     syncer = await syncer_factory()
     folder: Path = syncer.folder
@@ -36,6 +38,57 @@ async def test_remote_create_change_delete(syncer_factory, bucket: Bucket) -> No
     # Nothing was written back to S3 by the sidecar along the way.
     assert requests(syncer, "PutObject") == 0
     assert requests(syncer, "DeleteObject") == 0
+
+
+@pytest.mark.any_s3
+async def test_two_folders_sharing_one_prefix(
+    syncer_factory, bucket: Bucket, tmp_path: Path
+) -> None:
+    """Two sidecars on one prefix: what one folder creates, edits and deletes reaches the
+    other, turn by turn, with no conflict copy."""
+    one = await syncer_factory(directory=tmp_path / "one", prefix="shared/")
+    two = await syncer_factory(directory=tmp_path / "two", prefix="shared/")
+    (one.folder / "plan.txt").write_bytes(b"v1 from one")
+    await eventually(lambda: read(two.folder / "plan.txt") == b"v1 from one", what="created")
+    await two._running().scheduler.wait_idle()
+    (two.folder / "plan.txt").write_bytes(b"v2 from two")
+    await eventually(lambda: read(one.folder / "plan.txt") == b"v2 from two", what="edited")
+    await one._running().scheduler.wait_idle()
+    (one.folder / "notes").mkdir()
+    (one.folder / "notes" / "a.txt").write_bytes(b"a note")
+    await eventually(lambda: read(two.folder / "notes" / "a.txt") == b"a note", what="a tree")
+    await two._running().scheduler.wait_idle()
+    (two.folder / "plan.txt").unlink()
+    await eventually(lambda: not (one.folder / "plan.txt").exists(), what="deleted")
+
+    def agreed() -> None:
+        assert bucket.list_keys("shared/") == ["shared/notes/", "shared/notes/a.txt"]
+
+    await eventually(lambda: in_thread(agreed), what="the bucket as the folders are")
+    keys = await in_thread(bucket.list_keys)
+    assert conflict_copies(one.folder, keys) == conflict_copies(two.folder, []) == []
+
+
+@pytest.mark.any_s3
+async def test_an_object_without_a_saved_mtime_gets_its_listed_milliseconds(
+    syncer_factory, bucket: Bucket
+) -> None:
+    """No `x-amz-meta-mtime` (another tool wrote it): the file's mtime is the object's
+    Last-Modified to the millisecond, as listings give it (HEAD and GET give seconds)."""
+    await in_thread(bucket.put, "from-elsewhere.txt", b"no mtime saved with it")
+    listing = await in_thread(lambda: bucket.client.list_objects_v2(Bucket=bucket.name))
+    listed = listing["Contents"][0]["LastModified"]
+    expected = int(listed.timestamp()) * 1_000_000_000 + listed.microsecond * 1_000
+    syncer = await syncer_factory()
+    assert os.stat(syncer.folder / "from-elsewhere.txt").st_mtime_ns == expected
+    await in_thread(bucket.put, "later.txt", b"found by a poll")
+    await eventually(lambda: (syncer.folder / "later.txt").exists(), what="downloaded")
+    listing = await in_thread(
+        lambda: bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="later.txt")
+    )
+    listed = listing["Contents"][0]["LastModified"]
+    expected = int(listed.timestamp()) * 1_000_000_000 + listed.microsecond * 1_000
+    assert os.stat(syncer.folder / "later.txt").st_mtime_ns == expected
 
 
 async def test_remote_symlink_and_directories(syncer_factory, bucket: Bucket) -> None:

@@ -44,6 +44,7 @@ async def test_restart_on_the_same_folder_transfers_nothing(
         assert requests(second, operation) == 0, operation
 
 
+@pytest.mark.any_s3
 async def test_changed_in_s3_while_down(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
     folder = await synced_folder(syncer_factory, bucket, tmp_path)
     await in_thread(bucket.put, "f00.txt", b"v2 from another client")
@@ -53,6 +54,7 @@ async def test_changed_in_s3_while_down(syncer_factory, bucket: Bucket, tmp_path
     assert requests(syncer, "PutObject") == 0
 
 
+@pytest.mark.any_s3
 async def test_changed_here_while_down(syncer_factory, bucket: Bucket, tmp_path: Path) -> None:
     folder = await synced_folder(syncer_factory, bucket, tmp_path)
     (folder / "f01.txt").write_bytes(b"v2 written while the sidecar was down")
