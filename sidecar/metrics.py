@@ -1,16 +1,12 @@
 """Every Prometheus metric the sidecar exports, defined in one place, in six groups: what was
 synced (`_Transfers`), S3 and credentials (`_Requests`), what S3 says (`_Remote`), the folder
 (`_Local`), the work in hand (`_Work`) and the HTTP endpoints' door (`_Endpoints`). `Metrics` is
-all of them; a metric is one attribute of it, wherever it is defined.
-
-Each `Syncer` owns its own registry, so several syncers (or test cases) in one process never
-share or double-register counters.
-
-Ready for alerts: every labelled counter whose label values are known in advance exists at 0
-from the start (so `rate()` and `increase()` see the first error after a start), the registry
-carries the process metrics (`process_*`, e.g. `process_start_time_seconds` for restarts) and
-`s3sync_build_info{version}`, and the command exports no `*_created` series
-(`without_created_series`).
+all of them; a metric is one attribute of it, wherever it is defined. Each `Syncer` owns its own
+registry, so several syncers (or test cases) in one process never share counters. Ready for
+alerts: every labelled counter whose label values are known in advance exists at 0 from the
+start (so `rate()` and `increase()` see the first error after a start), the registry carries the
+process metrics (`process_*`, e.g. `process_start_time_seconds` for restarts) and
+`s3sync_build_info{version}`, and the command exports no `*_created` series.
 """
 
 from __future__ import annotations
@@ -150,9 +146,7 @@ class _Requests:
         )
         self.s3_condition = Enum(
             "s3sync_s3_condition",
-            "Whether the S3 endpoint honours each condition the sidecar's writes carry "
-            "(probed before the first write): where it is not honoured, a HEAD right before "
-            "each such request.",
+            "Whether the S3 endpoint honours each condition writes carry (else a HEAD first).",
             ["condition"],
             states=list(CONDITION_VERDICTS),
             registry=r,
@@ -165,9 +159,7 @@ class _Requests:
         )
         self.s3_checks = Counter(
             "s3sync_s3_checks",
-            "HEADs made because the S3 endpoint does not honour a condition (or left an "
-            "answer's ETag out), by check and result ('changed': another version was found, "
-            "and the request was not made).",
+            "HEADs made where the endpoint ignores a condition or an ETag, by check and result.",
             ["check", "result"],
             registry=r,
         )

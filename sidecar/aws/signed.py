@@ -314,7 +314,8 @@ class SignedRequests:
                     self._count_retry(operation, "credentials")
                     continue
                 if refusal.skewed:
-                    self._correct_clock(answer.headers.get("Date"))
+                    offset = _clock_offset(answer.headers.get("Date"), self._rules.service)
+                    self._clock_offset = self._clock_offset if offset is None else offset
                 if refusal.retry and attempt < self._attempts:
                     self._count_retry(operation, refusal.code or str(answer.status))
                     why = f"answers HTTP {answer.status} {refusal.code}".rstrip()
@@ -342,17 +343,16 @@ class SignedRequests:
                 tries, operation, why, attempt=attempt, attempts=self._attempts, retry=self._retry
             )
 
-    def _correct_clock(self, date: str | None) -> None:
-        try:
-            server = parsedate_to_datetime(date or "")
-        except (TypeError, ValueError):
-            return
-        self._clock_offset = server - datetime.now(UTC)
-        log.warning(
-            "%s reports clock skew; signing with an offset of %s",
-            self._rules.service.upper(),
-            self._clock_offset,
-        )
+
+def _clock_offset(date: str | None, service: str) -> timedelta | None:
+    """How far the clock is behind the server's `Date` (said), None when it says no date."""
+    try:
+        server = parsedate_to_datetime(date or "")
+    except (TypeError, ValueError):
+        return None
+    offset = server - datetime.now(UTC)
+    log.warning("%s reports clock skew; signing with an offset of %s", service.upper(), offset)
+    return offset
 
 
 def _nobody(reachable: bool) -> None:

@@ -84,7 +84,12 @@ class Clients:
         every = request_headers(request_payer=settings.request_payer)
         probing = S3Client(
             s3_requests(
-                http, endpoint, region=settings.region, credentials=credentials, metrics=None
+                http,
+                endpoint,
+                region=settings.region,
+                credentials=credentials,
+                metrics=None,
+                outage=s3_outage,  # one outage, said once, whoever meets it
             ),
             endpoint,
             settings.bucket,

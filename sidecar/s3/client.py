@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from base64 import b64decode
 from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -29,6 +29,7 @@ from ..aws.sigv4 import UNSIGNED_PAYLOAD, quote_path
 from ..backoff import REQUEST, Backoff
 from ..metrics import Metrics
 from . import xml
+from .answers import ObjectHead, PutResult
 from .conditions import Conditions, naming
 from .endpoint import Endpoint
 from .errors import (
@@ -43,14 +44,9 @@ from .errors import (
     S3Unavailable,
 )
 from .metadata import (
-    is_archived,
     multipart_etag,
     normalize_etag,
     normalize_last_modified,
-    parse_http_date,
-    parse_mode,
-    parse_mtime,
-    seen_unsettled,
 )
 
 Reply = Answer  # a whole answer: status, headers, body
@@ -88,70 +84,10 @@ def s3_requests(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectHead:
-    etag: str
-    size: int
-    last_modified: str  # normalised (see metadata.normalize_last_modified)
-    modified_ns: int | None  # Last-Modified as a time
-    mtime_ns: int | None
-    mode: int | None
-    content_type: str
-    encryption: str | None
-    answered_at: str = ""  # the server's `Date`, normalised like Last-Modified
-    archived: bool = False  # a GET is refused until it is restored (metadata.is_archived)
-    checksum: str = ""  # x-amz-checksum-*, where S3 states one we compute (checksums.py)
+class _Requests:
+    """What every operation of `S3Client` sends its request through: the signed path with the
+    headers every request carries, the key's path, a write's headers."""
 
-    @property
-    def unsettled(self) -> bool:
-        """Seen within its Last-Modified second (see RemoteEntry.unsettled)."""
-        return seen_unsettled(self.last_modified, self.answered_at)
-
-    @classmethod
-    def from_headers(cls, headers: Mapping[str, str]) -> ObjectHead:
-        return cls(
-            etag=normalize_etag(headers.get("ETag", "")),
-            size=int(headers.get("Content-Length", "0") or 0),
-            last_modified=normalize_last_modified(headers.get("Last-Modified", "")),
-            modified_ns=parse_http_date(headers.get("Last-Modified")),
-            mtime_ns=parse_mtime(headers.get("x-amz-meta-mtime")),
-            mode=parse_mode(headers.get("x-amz-meta-mode")),
-            content_type=headers.get("Content-Type", ""),
-            encryption=headers.get("x-amz-server-side-encryption"),
-            answered_at=normalize_last_modified(headers.get("Date", "")),
-            archived=is_archived(
-                headers.get("x-amz-storage-class"),
-                headers.get("x-amz-archive-status"),
-                headers.get("x-amz-restore"),
-            ),
-            checksum=checksums.from_headers(headers, normalize_etag(headers.get("ETag", ""))),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class PutResult:
-    """What S3 answered to a write: the ETag, the encryption, and the server's `Date` in the
-    normalised Last-Modified form (the object's Last-Modified is not later than that)."""
-
-    etag: str
-    encryption: str | None
-    answered_at: str = ""
-    part_size: int = 0  # uploaded in parts of this size (all but the last); 0: one PUT
-    checksum: str = ""  # the SHA-256 checksum sent with it, which S3 checked (checksums.py)
-
-    @classmethod
-    def from_headers(
-        cls, headers: Mapping[str, str], etag: str | None = None, checksum: str = ""
-    ) -> PutResult:
-        return cls(
-            etag if etag is not None else normalize_etag(headers.get("ETag", "")),
-            headers.get("x-amz-server-side-encryption"),
-            normalize_last_modified(headers.get("Date", "")),
-            checksum=checksum,
-        )
-
-
-class S3Client:
     def __init__(
         self,
         requests: SignedRequests,
@@ -192,6 +128,10 @@ class S3Client:
         must carry (`write_headers`)."""
         return {**headers, **self._write_headers}
 
+
+class S3Client(_Requests):
+    """One method each for what the sidecar asks of S3."""
+
     async def _guarded(
         self, operation: str, key: str, if_match: str | None, if_none_match: bool
     ) -> tuple[dict[str, str], Callable[[], Awaitable[None]] | None]:
@@ -200,8 +140,6 @@ class S3Client:
         look = _look(self, key)
         headers = await self.conditions.headers(operation, key, if_match, if_none_match, look)
         return headers, self.conditions.again(operation, key, if_match, if_none_match, look)
-
-    # -- operations ----------------------------------------------------------------------
 
     async def put_object(
         self,

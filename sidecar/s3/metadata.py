@@ -132,7 +132,7 @@ def multipart_etag(part_etags: Sequence[str]) -> str | None:
     if not part_etags or not all(map(is_plain_md5, part_etags)):
         return None
     digests = b"".join(bytes.fromhex(etag) for etag in part_etags)
-    return f"{hashlib.md5(digests).hexdigest()}-{len(part_etags)}"  # noqa: S324 - S3's
+    return f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(part_etags)}"
 
 
 def format_mode(mode: int) -> str:

@@ -145,7 +145,7 @@ def test_listing_whose_elements_name_their_namespace_another_way() -> None:
     )
     page = parse_list_objects_v2(_page(body))
     assert page.objects == [
-        ListedObject("k", "e", 3, "1795608000", 1795608000 * 1_000_000_000),
+        ListedObject("k", "e", 3, "1795608000", "", 1795608000 * 1_000_000_000),
         ListedObject("j", "f", 4, ""),
     ]
 
