@@ -18,6 +18,7 @@ off the event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from ..core.keys import KeyMapper
@@ -26,9 +27,12 @@ from ..core.state import SyncState
 from ..local.localfs import entry_from_stat, local_entry
 from ..local.proof import EtagKnowledge, file_is_object, still_synced
 from ..local.safefs import At, Tree
+from ..local.sqlite import is_database
 from ..s3.client import S3Client
 from ..s3.entries import entry_of
 from .job import Job, LocalChanged
+
+log = logging.getLogger("sidecar")
 
 
 class Checks:
@@ -44,6 +48,7 @@ class Checks:
         barrier: Callable[[], None],
         etags: EtagKnowledge,
         part_size: int,
+        databases: bool = False,
     ) -> None:
         self._tree = tree
         self._state = state
@@ -52,6 +57,9 @@ class Checks:
         self.barrier = barrier  # handle every inotify event the kernel has queued, now
         self._etags = etags
         self._part_size = part_size  # ours, the first guessed for a multipart ETag
+        # SYNC_SQLITE=snapshot: a database's object is a snapshot, whose bytes are never the
+        # live file's, so no ETag proves anything about a database (its stat is trusted).
+        self._databases = databases
 
     def local_entry(self, rel: str) -> LocalEntry | None:
         """What is at `rel` now (absent if reached only through a symlink)."""
@@ -80,10 +88,22 @@ class Checks:
 
     async def is_object(self, rel: str, size: int, remote: RemoteEntry) -> bool | None:
         """Whether the file at `rel` (of `size` bytes) holds the object `remote`; None when its
-        ETag cannot tell (`proof.file_is_object`). Read off the loop."""
+        ETag cannot tell (`proof.file_is_object`; a database's, with snapshots). Read off the
+        loop."""
+        if self._databases and is_database(self._tree, rel):
+            return None
         return await asyncio.get_running_loop().run_in_executor(
             None, file_is_object, self._tree, rel, size, remote, self._part_size
         )
+
+    def same_file(self, job: Job, local: LocalEntry) -> None:
+        """A snapshot was taken of the database `local`: inotify drained, the path must still
+        be that file (same inode, a file): written since is fine (the next change), replaced or
+        removed is not."""
+        self.barrier()
+        now = local_entry(self._tree, job.rel)
+        if now is None or now.kind is not Kind.FILE or now.ino != local.ino:
+            raise LocalChanged(job.rel)
 
     async def prove_unchanged(self, job: Job, etags_are_md5: bool) -> None:
         """Before replacing or deleting a local file whose stat matches the synced record
@@ -93,6 +113,8 @@ class Checks:
         local = job.facts.local
         if local is None or local.kind is not Kind.FILE or not etags_are_md5:
             return
+        if self._databases and is_database(self._tree, job.rel):
+            return  # a snapshot's ETag proves nothing of the live file: its stat is trusted
         if not await asyncio.get_running_loop().run_in_executor(
             None, still_synced, self._tree, job.rel, job.facts.synced, self._part_size
         ):
@@ -105,6 +127,8 @@ class Checks:
         proven not to, it is a local change (`Hint.CONTENT | Hint.WRITTEN`). Neither when the
         ETag cannot tell (SSE-KMS or SSE-C, a part size not guessed) or the file went."""
         if not self._etags.md5 or synced.remote is None:
+            return
+        if self._databases and is_database(self._tree, rel):
             return
         try:
             same = await self.is_object(rel, synced.local.size, synced.remote)

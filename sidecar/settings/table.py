@@ -321,6 +321,37 @@ OPEN_FILE_TIMEOUT = Setting(
     example="300",
     tidy=float,
 )
+SQLITE_MODES = ("snapshot", "off")
+SQLITE = Setting(
+    "snapshot",
+    env="SYNC_SQLITE",
+    parse=parsers.choice(*SQLITE_MODES),
+    expected=_either(SQLITE_MODES),
+    meaning="`snapshot`: an SQLite database (known by its header) and its `-wal`, `-shm` and "
+    "`-journal` are one unit, uploaded as a consistent snapshot; `off`: every file synced on "
+    "its own (see "
+    "[SQLite databases](#sqlite-databases-sync_sqlite)).",
+    example="off",
+)
+SQLITE_QUIET = Setting(
+    1.0,
+    env="SYNC_SQLITE_QUIET",
+    parse=parsers.number(0.1, 3600),
+    expected="seconds, a number from 0.1 to 3600",
+    meaning="Seconds a database (and its companions) must go unwritten before its snapshot.",
+    example="5",
+    tidy=float,
+)
+SQLITE_INTERVAL = Setting(
+    10.0,
+    env="SYNC_SQLITE_INTERVAL",
+    parse=parsers.number(1, 86400),
+    expected="seconds, a number from 1 to 86400",
+    meaning="Under a steady write load, seconds from a database's first change not in S3 to "
+    "its snapshot: with the upload, the most of its commits a task that dies can lose.",
+    example="60",
+    tidy=float,
+)
 WORK_NAME = Setting(
     ".s3sync-sidecar",
     meaning="mobius3's `download_directory`: the hidden working folder inside the folder "
@@ -369,6 +400,9 @@ class Settings:
     mode: str = MODE.field()  # a SyncMode's value
     queue_url: str | None = QUEUE_URL.field()
     open_file_timeout: float = OPEN_FILE_TIMEOUT.field()
+    sqlite: str = SQLITE.field()  # "snapshot" or "off"
+    sqlite_quiet: float = SQLITE_QUIET.field()
+    sqlite_interval: float = SQLITE_INTERVAL.field()
     work_name: str = WORK_NAME.field()
     credentials_source: str = CREDENTIALS_SOURCE.field()
 

@@ -1,0 +1,251 @@
+"""SQLite databases in the folder (SYNC_SQLITE=snapshot): uploaded as consistent snapshots, their
+`-wal`, `-shm` and `-journal` never synced on their own. End to end against moto's server (a
+versioned bucket: every object S3 ever stored is looked at), with real inotify and apps as real
+subprocesses keeping their databases open; then the pure parts (companion names, when a
+snapshot is due).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.bucket import Bucket
+from support.metrics import metric
+from support.waiting import eventually, in_thread
+
+from sidecar.core.model import Hint
+from sidecar.local.databases import Databases
+from sidecar.local.sqlite import companion_base
+
+APP = str(Path(__file__).resolve().parent.parent / "support" / "sqlite_app.py")
+INTERVAL = 2.0  # SYNC_SQLITE_INTERVAL in these tests
+QUIET = 0.5
+SLACK = 4.0  # a snapshot's copy and upload, and the listing, on a busy 2-core machine
+COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
+
+
+def enable_versioning(bucket: Bucket) -> None:
+    bucket.client.put_bucket_versioning(
+        Bucket=bucket.name, VersioningConfiguration={"Status": "Enabled"}
+    )
+
+
+def versions(bucket: Bucket, key: str) -> list[bytes]:
+    """Every version S3 stored of `key`, oldest first."""
+    listed = bucket.client.list_object_versions(Bucket=bucket.name, Prefix=key)
+    bodies = []
+    for version in reversed(listed.get("Versions", [])):  # listed newest first
+        if version["Key"] != key:
+            continue
+        response = bucket.client.get_object(
+            Bucket=bucket.name, Key=key, VersionId=version["VersionId"]
+        )
+        bodies.append(response["Body"].read())
+    return bodies
+
+
+def rows_of(data: bytes) -> tuple[str, list[int]]:
+    """(PRAGMA integrity_check's answer, the ids) of a database given as bytes, opened alone
+    in a folder of its own (no -wal, no -shm beside it)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "copy.db")
+        with open(path, "wb") as file:
+            file.write(data)
+        return rows_at(path)
+
+
+def rows_at(path: str) -> tuple[str, list[int]]:
+    connection = sqlite3.connect(path)
+    try:
+        check = connection.execute("PRAGMA integrity_check").fetchone()[0]
+        ids = [row[0] for row in connection.execute("SELECT id FROM t ORDER BY id")]
+        return check, ids
+    finally:
+        connection.close()
+
+
+def committed_before(log: Path, moment: float) -> int:
+    """The highest id the app had committed before `moment` (monotonic), per its log."""
+    best = 0
+    if not log.exists():
+        return 0
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and float(parts[1]) < moment:
+            best = max(best, int(parts[0]))
+    return best
+
+
+def start_writer(folder: Path, name: str, mode: str, log: Path, seconds: float, seed: int) -> Any:
+    return subprocess.Popen(
+        [sys.executable, APP, str(folder / name), mode, str(log), str(seconds), str(seed)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_databases_written_without_closing_are_uploaded_whole(
+    syncer_factory: Any, bucket: Bucket, tmp_path: Path
+) -> None:
+    await in_thread(enable_versioning, bucket)
+    syncer = await syncer_factory(sqlite_quiet=QUIET, sqlite_interval=INTERVAL)
+    folder: Path = syncer.folder
+    apps = {
+        "wal.db": ("wal", tmp_path / "wal.log"),
+        "rollback.db": ("delete", tmp_path / "rollback.log"),
+    }
+    writers = {
+        name: start_writer(folder, name, mode, log, 12.0, seed)
+        for seed, (name, (mode, log)) in enumerate(apps.items())
+    }
+    try:
+        # While they write: what S3 holds at any moment is a whole database with every
+        # transaction committed more than the interval (and a snapshot's upload) before.
+        checks = 0
+        began = time.monotonic()
+        while time.monotonic() - began < 11.0:
+            await asyncio.sleep(2.5)
+            now = time.monotonic()
+            for name, (_mode, log) in apps.items():
+                if not await in_thread(bucket.exists, name):
+                    assert now - began < INTERVAL + SLACK, f"{name} not in S3 after {now - began}"
+                    continue
+                data = await in_thread(bucket.get, name)
+                check, ids = rows_of(data)
+                assert check == "ok", (name, check)
+                must_hold = committed_before(log, now - INTERVAL - SLACK)
+                assert ids == list(range(1, len(ids) + 1)), name  # whole transactions, in order
+                assert len(ids) >= must_hold, (name, len(ids), must_hold)
+                checks += 1
+        assert checks >= 6
+        # A folder restored from S3 now opens cleanly: the databases and nothing beside them.
+        restored = await syncer_factory(tmp_path / "restored", mode="download-only")
+        names = sorted(os.listdir(restored.folder))
+        assert "wal.db" in names and "rollback.db" in names
+        assert not [n for n in names if n.endswith(COMPANION_SUFFIXES)], names
+        for name in apps:
+            check, ids = rows_at(str(restored.folder / name))
+            assert check == "ok" and ids == list(range(1, len(ids) + 1)) and ids, name
+        for writer in writers.values():
+            await in_thread(writer.stdout.readline)  # "written": it still holds its database
+        for writer in writers.values():
+            writer.stdin.write("close\n")
+            writer.stdin.flush()
+            assert (await in_thread(writer.stdout.readline)).strip() == "closed"
+            await in_thread(writer.wait)
+    finally:
+        for writer in writers.values():
+            if writer.poll() is None:
+                writer.kill()
+                writer.wait()
+    # Closed: the last version S3 holds is the local database, row for row.
+    for name in apps:
+        local = rows_at(str(folder / name))
+
+        async def last_is_local(name: str = name, local: Any = local) -> None:
+            assert rows_of(await in_thread(bucket.get, name)) == local
+
+        await eventually(last_is_local, timeout=30, interval=0.5)
+    # Every version S3 ever stored is a valid database, and none holds fewer rows than the one
+    # before it; no companion was ever uploaded.
+    for name in apps:
+        stored = await in_thread(versions, bucket, name)
+        assert len(stored) >= 3, (name, len(stored))
+        counts = []
+        for data in stored:
+            check, ids = rows_of(data)
+            assert check == "ok", name
+            assert ids == list(range(1, len(ids) + 1))
+            counts.append(len(ids))
+        assert counts == sorted(counts), (name, counts)
+    keys = await in_thread(bucket.list_keys)
+    assert not [k for k in keys if k.endswith(COMPANION_SUFFIXES)], keys
+    assert await syncer.stop(timeout=30) == []  # nothing left waiting (a companion, say)
+    assert await restored.stop(timeout=30) == []
+
+
+async def test_companions_alone_are_never_synced(
+    syncer_factory: Any, bucket: Bucket, tmp_path: Path
+) -> None:
+    """A `-wal` left in S3 by another tool is not downloaded beside our database, and a file
+    named like a companion of something that is not a database is synced like any file."""
+    syncer = await syncer_factory(sqlite_quiet=QUIET, sqlite_interval=INTERVAL)
+    folder: Path = syncer.folder
+    connection = sqlite3.connect(folder / "app.db")
+    connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+    connection.commit()
+    connection.close()
+    await eventually(lambda: bucket.exists("app.db"), timeout=20)
+    await in_thread(bucket.put, "app.db-wal", b"not ours")
+    (folder / "notes.txt-wal").write_bytes(b"just a file")
+    await eventually(lambda: bucket.exists("notes.txt-wal"), timeout=20)
+    await syncer.poll_once()
+    result = await syncer.flush(timeout=20)
+    assert result.flushed
+    assert not (folder / "app.db-wal").exists()
+    assert metric(syncer, "s3sync_skipped_paths_total", reason="sqlite_companion") >= 1
+
+
+async def test_off_syncs_every_file_on_its_own(syncer_factory: Any, bucket: Bucket) -> None:
+    syncer = await syncer_factory(sqlite="off")
+    folder: Path = syncer.folder
+    connection = sqlite3.connect(folder / "app.db")
+    connection.execute("PRAGMA journal_mode=wal")
+    connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    connection.commit()
+    connection.close()
+    await eventually(lambda: bucket.exists("app.db"), timeout=20)
+    data = await in_thread(bucket.get, "app.db")
+    assert data == (folder / "app.db").read_bytes()  # the file itself, not a snapshot
+    assert metric(syncer, "s3sync_sqlite_snapshots_total", result="uploaded") == 0
+
+
+# -- the pure parts ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rel", "base"),
+    [
+        ("app.db-wal", "app.db"),
+        ("d/app.db-shm", "d/app.db"),
+        ("x-journal", "x"),
+        ("app.db", None),
+        ("-wal", None),
+        ("d/-wal", None),
+        ("app.db-walrus", None),
+    ],
+)
+def test_companion_names(rel: str, base: str | None) -> None:
+    assert companion_base(rel) == base
+
+
+def test_a_snapshot_is_due_when_quiet_or_at_the_interval(tmp_path: Path) -> None:
+    submitted: list[tuple[str, Hint]] = []
+    databases = Databases(
+        tree=None,  # type: ignore[arg-type]  # never read: no companion names here
+        submit=lambda rel, hint: submitted.append((rel, hint)),
+        quiet=1.0,
+        interval=10.0,
+    )
+    databases.changed("a.db", now=100.0)
+    assert databases.due(100.5) == ([], 101.0)
+    databases.changed("a.db", now=100.9)  # still written: later
+    assert databases.due(101.0) == ([], 101.9)
+    for moment in range(101, 110):  # a steady load, never quiet for a second
+        databases.changed("a.db", now=moment + 0.5)
+    assert databases.due(109.9) == ([], 110.0)
+    assert databases.due(110.0) == (["a.db"], None)  # the interval bounds the wait
+    databases.changed("b.db", now=200.0)
+    assert databases.expedite() == ["b.db"]
+    assert submitted == [("b.db", Hint.CONTENT | Hint.WRITTEN)]
+    assert databases.due(300.0) == ([], None)
