@@ -1,7 +1,7 @@
 """SQLite databases in the folder, as files: which file is one (its header, never its name),
-which files belong to it (`-wal`, `-shm`, `-journal`: its companions), and a consistent
-snapshot of it (`snapshot`). Blocking I/O: the callers run `snapshot` in an executor; the rest
-costs a few syscalls.
+which files belong to it (`-wal`, `-shm`, `-journal`: its companions), whether a process holds
+it open (SQLite's POSIX locks), and a consistent snapshot of it (`snapshot`). Blocking I/O:
+the callers run `snapshot` in an executor; the rest costs a few syscalls.
 
 A snapshot is made with SQLite's online backup API (`sqlite3.Connection.backup`, one step)
 from a connection opened read-only (`mode=ro`) into a file in the working folder, so it holds
@@ -16,6 +16,15 @@ A WAL-mode database closed cleanly has no `-wal`: a read-only connection would c
 `-wal` and `-shm` in the app's folder. Then the file alone is the database: it is copied as
 bytes under a shared lock of our own on SQLite's lock bytes (a writer cannot commit meanwhile),
 and kept only if its stat did not move and no `-wal` appeared during the copy.
+
+Who holds a database (`held_open`), seen from any process on the volume (POSIX locks are the
+kernel's, across containers): every connection in WAL mode holds a shared lock on the `-shm`
+file's DMS byte (offset 128) and on the database's shared range for as long as it is open; in
+rollback mode a connection holds locks on the database's lock bytes (PENDING_BYTE, 0x40000000,
+and the 512 bytes from it) only while a transaction (a read included) is under way. So an idle
+rollback-mode connection, between transactions, cannot be seen; nor can a database opened with
+`nolock=1` or `locking_mode=EXCLUSIVE` released, or a connection on another host over NFS
+without lock support.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ HEADER = b"SQLite format 3\x00"
 COMPANIONS = ("-wal", "-shm", "-journal")
 PENDING_BYTE = 0x40000000  # SQLite's lock bytes in the database file: PENDING, RESERVED,
 LOCK_RANGE = 512  # then the 510 of the SHARED range
+SHM_DMS = 128  # the -shm byte every WAL-mode connection holds a shared lock on
 BUSY_TIMEOUT = 0.05  # seconds SQLite's busy handler waits for a lock, per try
 BUSY_TRIES = 8  # tries before `Busy` (with a growing pause between them: about 1 s in all)
 _WAL_VERSION = 2  # header bytes 18 and 19 of a WAL-mode database
@@ -102,6 +112,43 @@ def is_database(tree: Tree, rel: str) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _conflicting(fd: int, start: int, length: int) -> bool:
+    """Whether another process holds a POSIX lock on [start, start+length) of `fd`'s file that
+    a write lock would conflict with (F_GETLK: our own process's locks never conflict)."""
+    probe = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, start, length, 0)
+    answer = fcntl.fcntl(fd, fcntl.F_GETLK, probe)
+    kind: int = struct.unpack("hhqqi", answer)[0]
+    return kind != fcntl.F_UNLCK
+
+
+def _probe(at: At, name: str, start: int, length: int) -> bool:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=at.dir_fd)
+    except OSError:
+        return False
+    try:
+        return _conflicting(fd, start, length)
+    finally:
+        os.close(fd)
+
+
+def held_open(at: At) -> bool:
+    """Whether a process holds the database at `at` open, as far as locks show (module doc)."""
+    return _probe(at, at.name, PENDING_BYTE, LOCK_RANGE) or _probe(at, at.name + "-shm", SHM_DMS, 1)
+
+
+def remove_companions(at: At) -> list[str]:
+    """Remove the `-wal`, `-shm` and `-journal` beside the database at `at` (one that nobody
+    holds, just replaced by a download: they belong to the version it replaced, and a hot
+    journal would be rolled back into the new one). Returns the names removed."""
+    removed = []
+    for suffix in COMPANIONS:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(at.name + suffix, dir_fd=at.dir_fd)
+            removed.append(at.name + suffix)
+    return removed
 
 
 def _exists(at: At, name: str) -> bool:
@@ -230,7 +277,9 @@ __all__ = [
     "Snapshot",
     "companion_base",
     "fd_is_database",
+    "held_open",
     "is_database",
     "is_database_or_new",
+    "remove_companions",
     "snapshot",
 ]

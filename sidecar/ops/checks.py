@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 
 from ..core.keys import KeyMapper
@@ -27,7 +28,7 @@ from ..core.state import SyncState
 from ..local.localfs import entry_from_stat, local_entry
 from ..local.proof import EtagKnowledge, file_is_object, still_synced
 from ..local.safefs import At, Tree
-from ..local.sqlite import is_database
+from ..local.sqlite import fd_is_database, held_open, is_database
 from ..s3.client import S3Client
 from ..s3.entries import entry_of
 from .job import Job, LocalChanged
@@ -58,7 +59,8 @@ class Checks:
         self._etags = etags
         self._part_size = part_size  # ours, the first guessed for a multipart ETag
         # SYNC_SQLITE=snapshot: a database's object is a snapshot, whose bytes are never the
-        # live file's, so no ETag proves anything about a database (its stat is trusted).
+        # live file's, so no ETag proves anything about a database (its stat is trusted); and
+        # a database a process holds open is never replaced or deleted under it.
         self._databases = databases
 
     def local_entry(self, rel: str) -> LocalEntry | None:
@@ -95,6 +97,41 @@ class Checks:
         return await asyncio.get_running_loop().run_in_executor(
             None, file_is_object, self._tree, rel, size, remote, self._part_size
         )
+
+    def database_held(self, at: At) -> bool:
+        """With snapshots: whether the file at `at` is a database a process holds open (its
+        locks, sqlite.py). Never replaced or deleted then."""
+        if not self._databases:
+            return False
+        try:
+            fd = at.open(os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            database = fd_is_database(fd)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return database and held_open(at)
+
+    def not_held(self, job: Job, at: At, what: str) -> None:
+        """Before replacing or deleting the file at `at` because of S3: if it is a database a
+        process holds open, it is a local change instead (the next pass keeps S3's version
+        beside it as a conflict copy, or uploads it again after a delete), said as a warning."""
+        if job.facts.local is None or job.facts.local.kind is not Kind.FILE:
+            return
+        if self.database_held(at):
+            instead = "it goes back to S3" if what == "deleted" else "S3's is kept beside it"
+            log.warning(
+                "%s is an SQLite database a process holds open: not %s under it (%s instead)",
+                job.rel,
+                what,
+                instead,
+                extra={"path": job.rel},
+            )
+            self._state.hinted(job.rel, Hint.CONTENT | Hint.WRITTEN)
+            raise LocalChanged(job.rel)
 
     def same_file(self, job: Job, local: LocalEntry) -> None:
         """A snapshot was taken of the database `local`: inotify drained, the path must still

@@ -328,8 +328,8 @@ SQLITE = Setting(
     parse=parsers.choice(*SQLITE_MODES),
     expected=_either(SQLITE_MODES),
     meaning="`snapshot`: an SQLite database (known by its header) and its `-wal`, `-shm` and "
-    "`-journal` are one unit, uploaded as a consistent snapshot; `off`: every file synced on "
-    "its own (see "
+    "`-journal` are one unit, uploaded as a consistent snapshot and never replaced while a "
+    "process holds it open; `off`: every file synced on its own (see "
     "[SQLite databases](#sqlite-databases-sync_sqlite)).",
     example="off",
 )

@@ -1,8 +1,8 @@
 """SQLite databases in the folder (SYNC_SQLITE=snapshot): uploaded as consistent snapshots, their
-`-wal`, `-shm` and `-journal` never synced on their own. End to end against moto's server (a
-versioned bucket: every object S3 ever stored is looked at), with real inotify and apps as real
-subprocesses keeping their databases open; then the pure parts (companion names, when a
-snapshot is due).
+`-wal`, `-shm` and `-journal` never synced on their own, and never replaced under an app that
+holds them open. End to end against moto's server (a versioned bucket: every object S3 ever
+stored is looked at), with real inotify and apps as real subprocesses keeping their databases
+open; then the pure parts (companion names, when a snapshot is due, the lock probe).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from support.waiting import eventually, in_thread
 
 from sidecar.core.model import Hint
 from sidecar.local.databases import Databases
-from sidecar.local.sqlite import companion_base
+from sidecar.local.safefs import At
+from sidecar.local.sqlite import companion_base, held_open
 
 APP = str(Path(__file__).resolve().parent.parent / "support" / "sqlite_app.py")
 INTERVAL = 2.0  # SYNC_SQLITE_INTERVAL in these tests
@@ -174,6 +175,67 @@ async def test_databases_written_without_closing_are_uploaded_whole(
     assert await restored.stop(timeout=30) == []
 
 
+async def test_a_database_held_open_is_never_replaced_under_the_app(
+    syncer_factory: Any, bucket: Bucket, tmp_path: Path
+) -> None:
+    syncer = await syncer_factory(sqlite_quiet=QUIET, sqlite_interval=INTERVAL)
+    folder: Path = syncer.folder
+    app = subprocess.Popen(
+        [sys.executable, APP, str(folder / "shared.db"), "wal", "-", "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def ask(command: str) -> str:
+        app.stdin.write(command + "\n")
+        app.stdin.flush()
+        return str(app.stdout.readline().strip())
+
+    try:
+        assert await in_thread(app.stdout.readline) == "ready\n"
+        assert await in_thread(ask, "write 3") == "ok"
+
+        async def uploaded_with(count: int) -> None:
+            assert rows_of(await in_thread(bucket.get, "shared.db"))[1] == list(range(1, count + 1))
+
+        await eventually(lambda: uploaded_with(3), timeout=20, interval=0.3)
+        before = os.stat(folder / "shared.db").st_ino
+        # Another client puts another database at the key while the app holds ours open.
+        other = tmp_path / "other.db"
+        connection = sqlite3.connect(other)
+        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+        connection.executemany("INSERT INTO t (body) VALUES (?)", [(b"x",)] * 7)
+        connection.commit()
+        connection.close()
+        await in_thread(bucket.put, "shared.db", other.read_bytes())
+
+        def kept_beside() -> list[str]:
+            return [n for n in os.listdir(folder) if n.startswith("shared.sync-conflict-")]
+
+        copies = await eventually(kept_beside, timeout=20, interval=0.2)
+        assert len(copies) == 1 and copies[0].endswith(".db")
+        assert rows_at(str(folder / copies[0]))[1] == list(range(1, 8))  # S3's version
+        assert os.stat(folder / "shared.db").st_ino == before  # never replaced
+        assert await in_thread(ask, "write 2") == "ok"  # the app's next write works
+        assert await in_thread(ask, "count") == "5"  # and reads its own rows
+        # Ours went back up over S3's (kept beside it, and uploaded too).
+        await eventually(lambda: uploaded_with(5), timeout=20, interval=0.3)
+        await eventually(lambda: bucket.exists(copies[0]), timeout=20)
+        # Deleted in S3 while held: never deleted under the app, and uploaded again.
+        await in_thread(bucket.delete, "shared.db")
+        await eventually(lambda: uploaded_with(5), timeout=20, interval=0.3)
+        assert os.stat(folder / "shared.db").st_ino == before
+        assert await in_thread(ask, "write 1") == "ok"
+        assert await in_thread(ask, "count") == "6"
+        assert await in_thread(ask, "close") == "closed"
+    finally:
+        if app.poll() is None:
+            app.kill()
+        app.wait()
+    assert rows_at(str(folder / "shared.db"))[1] == list(range(1, 7))
+
+
 async def test_companions_alone_are_never_synced(
     syncer_factory: Any, bucket: Bucket, tmp_path: Path
 ) -> None:
@@ -249,3 +311,39 @@ def test_a_snapshot_is_due_when_quiet_or_at_the_interval(tmp_path: Path) -> None
     assert databases.expedite() == ["b.db"]
     assert submitted == [("b.db", Hint.CONTENT | Hint.WRITTEN)]
     assert databases.due(300.0) == ([], None)
+
+
+def test_the_lock_probe_sees_a_transaction_and_an_open_wal_connection(tmp_path: Path) -> None:
+    """Another process's locks, as the probe sees them: a rollback-mode transaction, a WAL-mode
+    connection merely open; an idle rollback-mode connection holds none (not seen)."""
+    script = (
+        "import sqlite3,sys\n"
+        "c=sqlite3.connect(sys.argv[1],isolation_level=None)\n"
+        "c.execute('PRAGMA journal_mode='+sys.argv[2])\n"
+        "c.execute('CREATE TABLE IF NOT EXISTS t(x)')\n"
+        "if sys.argv[3]=='txn': c.execute('BEGIN IMMEDIATE'); c.execute('INSERT INTO t "
+        "VALUES(1)')\n"
+        "print('ready',flush=True); sys.stdin.readline()\n"
+    )
+    fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        for name, mode, what, seen in [
+            ("w.db", "wal", "idle", True),
+            ("r.db", "delete", "txn", True),
+            ("i.db", "delete", "idle", False),
+        ]:
+            process = subprocess.Popen(
+                [sys.executable, "-c", script, str(tmp_path / name), mode, what],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert process.stdout is not None and process.stdout.readline() == "ready\n"
+                assert held_open(At(fd, name)) is seen, name
+            finally:
+                process.kill()
+                process.wait()
+            assert held_open(At(fd, name)) is False, name  # gone with the process
+    finally:
+        os.close(fd)
