@@ -105,7 +105,12 @@ class LocalEvents:
         self._state.modified(rel, time.monotonic())
 
     def closed(self, rel: str) -> None:
-        if self._database_changed(rel):
+        if self._databases is not None and (unit := self._databases.unit_of(rel)) is not None:
+            # A companion's close says nothing its writes did not (and a snapshot's read-only
+            # connection closes the -wal it opened: counting that would snapshot again and
+            # again); the database's own close is a change (its last checkpoint).
+            if unit == rel:
+                self._database_changed(rel)
             return
         self._state.closed(rel)
         self.submit(rel, Hint.CONTENT | Hint.WRITTEN)
@@ -129,6 +134,8 @@ class LocalEvents:
             self.submit(rel, Hint.CONTENT)
 
     def attrib(self, rel: str, is_dir: bool) -> None:
+        if not is_dir and self._databases is not None and self._databases.base_of(rel):
+            return  # a companion's metadata: never synced (SQLite sets it on the -wal it opens)
         self.submit(rel, Hint.META)
 
     def removed(self, rel: str, is_dir: bool) -> None:
