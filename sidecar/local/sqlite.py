@@ -34,17 +34,19 @@ without lock support.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
 import sqlite3
+import stat
 import struct
 import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from .localfs import READ_SIZE
-from .safefs import At, Tree
+from .safefs import At, Tree, UnsafeParentError
 
 HEADER = b"SQLite format 3\x00"
 COMPANIONS = ("-wal", "-shm", "-journal")
@@ -184,11 +186,33 @@ def snapshot(tree: Tree, rel: str, temp: At) -> Snapshot:
             ):
                 _copy_closed(at, fd, temp)
             else:
+                _no_symlinks(at, fd)
                 _backup(_proc_path(at.dir_fd, at.name), _proc_path(temp.dir_fd, temp.name), temp)
+                _no_symlinks(at, fd, temp)
         finally:
             os.close(fd)
     size, md5 = _digest(temp)
     return Snapshot(size, md5, time.monotonic() - started)
+
+
+def _no_symlinks(at: At, fd: int, temp: At | None = None) -> None:
+    """SQLite opens the database and its companions by name, following symlinks: before and
+    after the backup, the name must still be the file held open as `fd` (not a symlink swapped
+    in: a database outside the folder would be uploaded), and no `-wal` or `-shm` a symlink.
+    UnsafeParentError otherwise (the pass skips the path, as any path reached through one)."""
+    held = os.fstat(fd)
+    names = (at.name, at.name + "-wal", at.name + "-shm")
+    for name in names:
+        try:
+            st = os.stat(name, dir_fd=at.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        same = (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+        if not stat.S_ISREG(st.st_mode) or (name == at.name and not same):
+            if temp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+            raise UnsafeParentError(errno.ELOOP, "a database or its companion swapped", name)
 
 
 def _backup(source: str, target: str, temp: At) -> None:

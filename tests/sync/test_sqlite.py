@@ -24,8 +24,9 @@ from support.waiting import eventually, in_thread
 
 from sidecar.core.model import Hint
 from sidecar.local.databases import Databases
-from sidecar.local.safefs import At
-from sidecar.local.sqlite import companion_base, held_open
+from sidecar.local.safefs import At, Tree, UnsafeParentError
+from sidecar.local.sqlite import companion_base, held_open, snapshot
+from sidecar.local.workdir import temp_name
 
 APP = str(Path(__file__).resolve().parent.parent / "support" / "sqlite_app.py")
 INTERVAL = 2.0  # SYNC_SQLITE_INTERVAL in these tests
@@ -453,3 +454,28 @@ def test_the_lock_probe_sees_a_transaction_and_an_open_wal_connection(tmp_path: 
             assert held_open(At(fd, name)) is False, name  # gone with the process
     finally:
         os.close(fd)
+
+
+def test_a_snapshot_never_follows_a_symlinked_companion(tmp_path: Path) -> None:
+    """SQLite opens `-wal` and `-shm` by name, following symlinks: one planted beside a
+    database is refused (the path is skipped as unsafe), and nothing is copied."""
+    folder = tmp_path / "folder"
+    (folder / ".work").mkdir(parents=True)
+    outside = tmp_path / "outside.db-wal"
+    outside.write_bytes(b"\0" * 64)
+    connection = sqlite3.connect(folder / "app.db")
+    connection.execute("PRAGMA journal_mode=wal")
+    connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    connection.commit()
+    connection.close()  # clean: no -wal left
+    os.symlink(outside, folder / "app.db-wal")
+    tree = Tree(str(folder), ".work")
+    tree.start()
+    try:
+        temp = tree.temp(temp_name())
+        with pytest.raises(UnsafeParentError):
+            snapshot(tree, "app.db", temp)
+        assert os.listdir(folder / ".work") == []
+        assert outside.read_bytes() == b"\0" * 64
+    finally:
+        tree.close()
