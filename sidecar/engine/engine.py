@@ -105,6 +105,7 @@ class Parts:
         if settings.sqlite == "snapshot":
             self.databases = Databases(
                 tree=self.tree,
+                files_alone=re.compile(settings.sqlite_files_alone),
                 submit=lambda rel, hint: self.events.submit(rel, hint),  # noqa: PLW0108 - built next
                 quiet=settings.sqlite_quiet,
                 interval=settings.sqlite_interval,
@@ -193,7 +194,7 @@ class Parts:
             barrier=self.watcher.barrier,
             etags=self.etags,
             part_size=executing.multipart_chunksize,
-            databases=self.databases is not None,
+            databases=self.databases,
         )
         workspace = Workspace(
             settings=executing,

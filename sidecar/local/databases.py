@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -37,12 +38,15 @@ class Databases:
         self,
         *,
         tree: Tree,
+        files_alone: re.Pattern[str],
         submit: Callable[[str, Hint], None],
         quiet: float,
         interval: float,
         skipped: Callable[[], None] = lambda: None,
     ) -> None:
         self._tree = tree
+        self._files_alone = files_alone  # SYNC_SQLITE_FILES_ALONE: full paths synced as files
+        self._root = tree.root
         self._submit = submit
         self._quiet = quiet
         self._interval = interval
@@ -53,6 +57,14 @@ class Databases:
         self._companions: set[str] = set()  # those counted
 
     # -- what a path is ------------------------------------------------------------------
+
+    def covers(self, rel: str) -> bool:
+        """Whether a database at `rel` is a unit (not matched by SYNC_SQLITE_FILES_ALONE)."""
+        return self._files_alone.match(self._root + "/" + rel) is None
+
+    def is_database(self, rel: str) -> bool:
+        """Whether `rel` is a database this covers (its header read)."""
+        return self.covers(rel) and is_database(self._tree, rel)
 
     def found(self, rel: str) -> None:
         """`rel` was read and is a database."""
@@ -67,7 +79,7 @@ class Databases:
         """The database `rel` is a companion of: its base name holds a database now, or an
         empty file (one being created; a database once its first commit is written)."""
         base = companion_base(rel)
-        if base is None:
+        if base is None or not self.covers(base):
             return None
         if base in self.known:
             return base

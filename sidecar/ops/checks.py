@@ -25,10 +25,11 @@ from collections.abc import Callable
 from ..core.keys import KeyMapper
 from ..core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
 from ..core.state import SyncState
+from ..local.databases import Databases
 from ..local.localfs import entry_from_stat, local_entry
 from ..local.proof import EtagKnowledge, file_is_object, still_synced
 from ..local.safefs import At, Tree
-from ..local.sqlite import fd_is_database, held_open, is_database
+from ..local.sqlite import fd_is_database, held_open
 from ..s3.client import S3Client
 from ..s3.entries import entry_of
 from .job import Job, LocalChanged
@@ -49,7 +50,7 @@ class Checks:
         barrier: Callable[[], None],
         etags: EtagKnowledge,
         part_size: int,
-        databases: bool = False,
+        databases: Databases | None = None,
     ) -> None:
         self._tree = tree
         self._state = state
@@ -92,16 +93,16 @@ class Checks:
         """Whether the file at `rel` (of `size` bytes) holds the object `remote`; None when its
         ETag cannot tell (`proof.file_is_object`; a database's, with snapshots). Read off the
         loop."""
-        if self._databases and is_database(self._tree, rel):
+        if self._databases is not None and self._databases.is_database(rel):
             return None
         return await asyncio.get_running_loop().run_in_executor(
             None, file_is_object, self._tree, rel, size, remote, self._part_size
         )
 
-    def database_held(self, at: At) -> bool:
-        """With snapshots: whether the file at `at` is a database a process holds open (its
-        locks, sqlite.py). Never replaced or deleted then."""
-        if not self._databases:
+    def database_held(self, rel: str, at: At) -> bool:
+        """With snapshots: whether the file at `at` (`rel`) is a database a process holds open
+        (its locks, sqlite.py). Never replaced or deleted then."""
+        if self._databases is None or not self._databases.covers(rel):
             return False
         try:
             fd = at.open(os.O_RDONLY | os.O_NONBLOCK)
@@ -121,7 +122,7 @@ class Checks:
         beside it as a conflict copy, or uploads it again after a delete), said as a warning."""
         if job.facts.local is None or job.facts.local.kind is not Kind.FILE:
             return
-        if self.database_held(at):
+        if self.database_held(job.rel, at):
             instead = "it goes back to S3" if what == "deleted" else "S3's is kept beside it"
             log.warning(
                 "%s is an SQLite database a process holds open: not %s under it (%s instead)",
@@ -150,7 +151,7 @@ class Checks:
         local = job.facts.local
         if local is None or local.kind is not Kind.FILE or not etags_are_md5:
             return
-        if self._databases and is_database(self._tree, job.rel):
+        if self._databases is not None and self._databases.is_database(job.rel):
             return  # a snapshot's ETag proves nothing of the live file: its stat is trusted
         if not await asyncio.get_running_loop().run_in_executor(
             None, still_synced, self._tree, job.rel, job.facts.synced, self._part_size
@@ -165,7 +166,7 @@ class Checks:
         ETag cannot tell (SSE-KMS or SSE-C, a part size not guessed) or the file went."""
         if not self._etags.md5 or synced.remote is None:
             return
-        if self._databases and is_database(self._tree, rel):
+        if self._databases is not None and self._databases.is_database(rel):
             return
         try:
             same = await self.is_object(rel, synced.local.size, synced.remote)

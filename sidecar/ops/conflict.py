@@ -91,7 +91,7 @@ class Conflicts:
                     return
             with tree.parent(rel) as at:
                 ws.checks.recheck(job, local, at)
-                if not local_wins and ws.checks.database_held(at):
+                if not local_wins and ws.checks.database_held(rel, at):
                     # A database a process holds open is never replaced under it: at start
                     # (no history) it keeps the name; in download-only, where S3's version
                     # must take it, that waits until the app lets go.

@@ -91,7 +91,7 @@ class Downloads:
                 ws.checks.not_held(job, at, "replaced")
                 self._install(temp, at, rel, job.facts.local)
                 on_disk = in_place(at, on_disk)
-                if ws.databases is not None:
+                if ws.databases is not None and ws.databases.covers(rel):
                     self._no_stale_companions(rel, at)
         except BaseException:
             discard(temp)

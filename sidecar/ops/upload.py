@@ -121,7 +121,7 @@ class Uploads:
             opened = os.fstat(fd)
             if entry_from_stat(opened) != local:
                 raise LocalChanged(rel)
-            if ws.databases is not None:
+            if ws.databases is not None and ws.databases.covers(rel):
                 if sqlite.fd_is_database(fd):
                     ws.databases.found(rel)
                     os.close(fd)

@@ -327,11 +327,20 @@ SQLITE = Setting(
     env="SYNC_SQLITE",
     parse=parsers.choice(*SQLITE_MODES),
     expected=_either(SQLITE_MODES),
-    meaning="`snapshot`: an SQLite database (known by its header) and its `-wal`, `-shm` and "
-    "`-journal` are one unit, uploaded as a consistent snapshot and never replaced while a "
-    "process holds it open; `off`: every file synced on its own (see "
-    "[SQLite databases](#sqlite-databases-sync_sqlite)).",
+    meaning="`snapshot`: an SQLite database and its `-wal`, `-shm`, `-journal` are one unit, "
+    "uploaded as a consistent snapshot, never replaced while a process holds it open; `off`: "
+    "each file on its own ([SQLite databases](#sqlite-databases-sync_sqlite)).",
     example="off",
+)
+SQLITE_FILES_ALONE = Setting(
+    "^$",
+    env="SYNC_SQLITE_FILES_ALONE",
+    parse=parsers.regex,
+    expected="a Python regular expression",
+    meaning="Regex on the full local path: databases there are synced file by file (`off`).",
+    example=r".*/cache/.*",
+    note="nothing",
+    tidy=parsers.compiled,
 )
 SQLITE_QUIET = Setting(
     1.0,
@@ -401,6 +410,7 @@ class Settings:
     queue_url: str | None = QUEUE_URL.field()
     open_file_timeout: float = OPEN_FILE_TIMEOUT.field()
     sqlite: str = SQLITE.field()  # "snapshot" or "off"
+    sqlite_files_alone: str = SQLITE_FILES_ALONE.field()
     sqlite_quiet: float = SQLITE_QUIET.field()
     sqlite_interval: float = SQLITE_INTERVAL.field()
     work_name: str = WORK_NAME.field()

@@ -133,6 +133,7 @@ async def test_bad_settings_touch_nothing(run_sidecar, bucket: Bucket, tmp_path:
         ("SYNC_STALL_TIMEOUT", "1"),
         ("SYNC_OPEN_FILE_TIMEOUT", "never"),
         ("SYNC_SQLITE", "on"),
+        ("SYNC_SQLITE_FILES_ALONE", "(["),
         ("SYNC_SQLITE_QUIET", "0"),
         ("SYNC_SQLITE_INTERVAL", "soon"),
         ("SYNC_MODE", "sideways"),

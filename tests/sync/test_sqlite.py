@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -365,6 +366,32 @@ async def test_companions_alone_are_never_synced(
     assert metric(syncer, "s3sync_skipped_paths_total", reason="sqlite_companion") == 1
 
 
+async def test_databases_matching_files_alone_are_synced_file_by_file(
+    syncer_factory: Any, bucket: Bucket
+) -> None:
+    """SYNC_SQLITE_FILES_ALONE: there a database's `-journal` is a file like any other (a
+    real hot journal would also keep the database from being snapshotted elsewhere: a
+    read-only connection cannot roll it back, so it waits for the app)."""
+    syncer = await syncer_factory(sqlite_files_alone=r".*/plain/.*")
+    folder: Path = syncer.folder
+    (folder / "plain").mkdir()
+    for name in ("plain/app.db", "unit.db"):
+        connection = sqlite3.connect(folder / name)
+        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        connection.commit()
+        connection.close()
+    (folder / "plain/app.db-journal").write_bytes(b"a file like any other here")
+    await eventually(lambda: bucket.exists("plain/app.db-journal") and bucket.exists("unit.db"))
+    assert (await syncer.flush(timeout=20)).flushed
+    assert await in_thread(bucket.list_keys) == [
+        "plain/",
+        "plain/app.db",
+        "plain/app.db-journal",
+        "unit.db",
+    ]
+    assert metric(syncer, "s3sync_sqlite_snapshots_total", result="uploaded") == 1  # unit.db
+
+
 async def test_off_syncs_every_file_on_its_own(syncer_factory: Any, bucket: Bucket) -> None:
     syncer = await syncer_factory(sqlite="off")
     folder: Path = syncer.folder
@@ -401,7 +428,8 @@ def test_companion_names(rel: str, base: str | None) -> None:
 def test_a_snapshot_is_due_when_quiet_or_at_the_interval(tmp_path: Path) -> None:
     submitted: list[tuple[str, Hint]] = []
     databases = Databases(
-        tree=None,  # type: ignore[arg-type]  # never read: no companion names here
+        tree=Tree(str(tmp_path), ".work"),  # never read: no companion names here
+        files_alone=re.compile("^$"),
         submit=lambda rel, hint: submitted.append((rel, hint)),
         quiet=1.0,
         interval=10.0,
