@@ -35,6 +35,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 RESULTS = ("ok", "error")
 SIDES = ("local", "remote")
 LOCAL_ERROR_OPERATIONS = ("watch", "io", "permission")
+SQLITE_SNAPSHOT_RESULTS = ("uploaded", "unchanged", "busy")
 NOTIFICATION_EVENT_RESULTS = ("received", "applied", "ignored")
 NOTIFICATION_MESSAGE_RESULTS = ("handled", "test", "malformed", "failed")
 HTTP_PEERS = ("task", "outside")
@@ -88,6 +89,22 @@ class _Transfers:
             ["side", "result"],
             registry=r,
         )
+        self.sqlite_snapshots = Counter(
+            "s3sync_sqlite_snapshots",
+            "Consistent snapshots of SQLite databases taken (SYNC_SQLITE=snapshot), by result: "
+            "'uploaded', 'unchanged' (the same bytes as the version in S3: not uploaded), "
+            "'busy' (locked for every try: taken again later).",
+            ["result"],
+            registry=r,
+        )
+        self.sqlite_snapshot_seconds = Histogram(
+            "s3sync_sqlite_snapshot_duration_seconds",
+            "Time one snapshot of an SQLite database took (the copy and its MD5).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
+        for result in SQLITE_SNAPSHOT_RESULTS:
+            self.sqlite_snapshots.labels(result)
         self.conflicts = Counter(
             "s3sync_conflicts",
             "Paths changed on both sides; both versions were kept.",

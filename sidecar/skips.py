@@ -1,7 +1,7 @@
 """Why a key or a path is not synced: the one vocabulary of skips, used by the key mapping
 (`core/keys.py`: names that cannot be paths or keys), the decision (`core/reconcile.py`:
 unsupported types, type conflicts, excluded paths), listings (shadowed keys) and passes
-(unreadable files, unsafe parents, objects S3 holds archived).
+(unreadable files, unsafe parents, objects S3 holds archived, SQLite databases' companions).
 
 Each value is a label of `s3sync_skipped_paths_total{reason}`, created at 0 with the metrics
 (metrics.py), so the set is small and its values never change: alerts and dashboards name them.
@@ -27,3 +27,6 @@ class SkipReason(StrEnum):
     UNREADABLE = "unreadable"
     OUTSIDE_PREFIX = "outside_prefix"
     ARCHIVED = "archived"  # GLACIER, DEEP_ARCHIVE: not readable until restored in S3
+    # An SQLite database's -wal, -shm or -journal: synced only as part of its database's
+    # snapshot (SYNC_SQLITE=snapshot), never on its own; counted once per path.
+    SQLITE_COMPANION = "sqlite_companion"

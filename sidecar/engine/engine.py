@@ -30,6 +30,7 @@ from ..core.model import SyncMode
 from ..core.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, POOLS, UPLOAD, Pool, Scheduler
 from ..core.state import SyncState
 from ..core.store import SyncedStore
+from ..local.databases import Databases
 from ..local.events import LocalEvents
 from ..local.proof import EtagKnowledge
 from ..local.replaced import ReplacedVersions
@@ -43,6 +44,7 @@ from ..ops.workspace import ExecutorSettings, TransferLog, Workspace
 from ..remote.feed import ChangeFeed
 from ..remote.poll import Poller, PollSettings
 from ..settings.table import Settings
+from ..skips import SkipReason
 from .archived import ArchivedObjects
 from .clients import Clients
 from .flush import Flush
@@ -98,6 +100,17 @@ class Parts:
             },
         )
         self.watcher = Watcher(root, settings.work_name, self._watch_failed)
+        self.tree = Tree(root, settings.work_name)
+        self.databases: Databases | None = None
+        if settings.sqlite == "snapshot":
+            self.databases = Databases(
+                tree=self.tree,
+                files_alone=re.compile(settings.sqlite_files_alone),
+                submit=lambda rel, hint: self.events.submit(rel, hint),  # noqa: PLW0108 - built next
+                quiet=settings.sqlite_quiet,
+                interval=settings.sqlite_interval,
+                skipped=lambda: metrics.inc(metrics.skipped, SkipReason.SQLITE_COMPANION.value),
+            )
         self.events = LocalEvents(
             root=root,
             state=self.state,
@@ -107,6 +120,7 @@ class Parts:
             exclude_local=re.compile(settings.exclude_local),
             upload_on_create=re.compile(settings.upload_on_create),
             open_file_timeout=settings.open_file_timeout,
+            databases=self.databases,
         )
         self._flush = Flush(
             scheduler=self.scheduler, watcher=self.watcher, events=self.events, state=self.state
@@ -139,7 +153,6 @@ class Parts:
                 metrics=metrics,
                 conditions=self.health,
             )
-        self.tree = Tree(root, settings.work_name)
         self.etags = EtagKnowledge(on_learned=self.store.note_etags)
         scheduler = self.scheduler
         self.archived = ArchivedObjects(
@@ -181,6 +194,7 @@ class Parts:
             barrier=self.watcher.barrier,
             etags=self.etags,
             part_size=executing.multipart_chunksize,
+            databases=self.databases,
         )
         workspace = Workspace(
             settings=executing,
@@ -192,6 +206,7 @@ class Parts:
             checks=checks,
             etags=self.etags,
             transfers=transfers,
+            databases=self.databases,
         )
         self.pipeline = Pipeline(
             state=self.state,
@@ -210,6 +225,7 @@ class Parts:
             passed=self.restore.passed,
             mode=mode,
             s3_failing=lambda: self.clients.s3_outage.under_way,
+            databases=self.databases,
         )
         scheduler = self.scheduler
         metrics.bind_gauges(
@@ -275,6 +291,8 @@ class Engine(Parts):
             (self.events.unwatched_loop(settings.poll_interval), "unwatched-scanner"),
             (self.health.lag_loop(), "loop-lag-monitor"),
         ]
+        if self.databases is not None:
+            loops.append((self.databases.loop(), "sqlite-snapshots"))
         if self.mode is not SyncMode.UPLOAD_ONLY:  # upload-only never lists S3
             loops.append((self.poller.run(self._poll_interval), "poller"))
         if self.changes is not None:

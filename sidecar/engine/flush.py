@@ -6,7 +6,9 @@ and the directories without a watch scanned (nothing reports what was written in
 the last periodic scan). A rescan under way after an inotify overflow is waited for, and what
 it finds counts as made before the call. A file open for writing is not waited for: what it
 holds is uploaded when it is closed (or after SYNC_OPEN_FILE_TIMEOUT idle), so both name such
-files (`SyncState.writers`) instead. Neither changes what a pass does; they only wait.
+files (`SyncState.writers`) instead. An SQLite database with a change not yet snapshotted
+(SYNC_SQLITE=snapshot) is submitted at once: its snapshot is part of both. Neither changes what
+a pass does; they only wait.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Flush:
         waited for (it is not lost: S3 still holds it for the next start). Returns the paths
         whose local changes are not in S3, and the files open for writing."""
         scheduler, watcher = self._scheduler, self._watcher
+        watcher.barrier()
+        self._events.snapshot_databases()
         await self._scan_unwatched()
         deadline = None if timeout is None else time.monotonic() + timeout
         scheduler.expedite()  # once: what waits for a back-off gets one more try now
@@ -65,6 +69,7 @@ class Flush:
         scheduler, watcher = self._scheduler, self._watcher
         deadline = time.monotonic() + timeout
         watcher.barrier()  # every write that returned before the call is now known
+        self._events.snapshot_databases()
         await self._scan_unwatched()
         cutoff = time.monotonic()
         waiting = set(scheduler.local_changes_before(cutoff))

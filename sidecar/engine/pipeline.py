@@ -37,6 +37,7 @@ from ..core.model import Hint, Kind, SyncMode
 from ..core.reconcile import Decision, Facts, Op, reconcile
 from ..core.scheduler import DOWNLOAD, UPLOAD, Pool, Scheduler
 from ..core.state import Seen, SyncState
+from ..local.databases import Databases
 from ..local.proof import unproven
 from ..local.safefs import UnsafeParentError
 from ..metrics import Metrics
@@ -108,6 +109,7 @@ class Pipeline:
         passed: Callable[[str, Outcome], None],
         mode: SyncMode,
         s3_failing: Callable[[], bool] = lambda: False,
+        databases: Databases | None = None,
     ) -> None:
         self._mode = mode
         self._state = state
@@ -123,6 +125,7 @@ class Pipeline:
         self._submit = submit  # a followup: what an operation asks to be looked at again
         self._passed = passed  # told of every pass's outcome (the start-up restore listens)
         self._s3_failing = s3_failing  # S3's outage under way (aws/outage.py): said already
+        self._databases = databases  # SYNC_SQLITE=snapshot: companions are never synced alone
 
     async def process(self, rel: str, pool: Pool) -> None:
         outcome = await self.run(rel, pool)
@@ -148,6 +151,9 @@ class Pipeline:
                 await self._checks.learn_remote(rel)
                 ps, seen = state.begin(rel)
             excluded = self._excluded(rel)
+            if not excluded and self._databases is not None and self._databases.companion(rel):
+                state.settled(rel, seen)  # synced only in its database's snapshots
+                return SETTLED
             local = None if excluded else self._checks.local_entry(rel)
             if (
                 local is not None

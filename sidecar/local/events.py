@@ -32,6 +32,7 @@ from ..core.model import Hint
 from ..core.scheduler import UPLOAD, Scheduler
 from ..core.state import SyncState
 from ..metrics import Metrics
+from .databases import Databases
 from .watch import Watcher
 
 log = logging.getLogger("sidecar")
@@ -49,6 +50,7 @@ class LocalEvents:
         exclude_local: re.Pattern[str],
         upload_on_create: re.Pattern[str],
         open_file_timeout: float,
+        databases: Databases | None = None,
     ) -> None:
         self._root = root
         self._state = state
@@ -58,6 +60,7 @@ class LocalEvents:
         self._exclude = exclude_local
         self._upload_on_create = upload_on_create
         self._open_file_timeout = open_file_timeout
+        self._databases = databases  # SYNC_SQLITE=snapshot: databases and companions as units
         self._rescanning: asyncio.Task[None] | None = None
         self._rescan_again = False  # an overflow during a rescan: it must start over
         self.fatal: str | None = None  # why nothing more can be synced (the folder went)
@@ -81,16 +84,42 @@ class LocalEvents:
 
     # -- the watcher's protocol ----------------------------------------------------------
 
+    def _database_changed(self, rel: str) -> bool:
+        """Whether `rel` is a database or a companion of one (SYNC_SQLITE=snapshot): then its
+        event is a change of the database, snapshotted once it is quiet (databases.py), and
+        the file is never an open writer waiting for its close."""
+        databases = self._databases
+        if databases is None:
+            return False
+        base = databases.unit_of(rel)
+        if base is None:
+            return False
+        if self._state.peek(base) is not None and self._state.get(base).writing:
+            self._state.closed(base)  # seen written before it was known as a database
+        databases.changed(base)
+        return True
+
     def modified(self, rel: str) -> None:
+        if self._database_changed(rel):
+            return
         self._state.modified(rel, time.monotonic())
 
     def closed(self, rel: str) -> None:
+        if self._databases is not None and (unit := self._databases.unit_of(rel)) is not None:
+            # A companion's close says nothing its writes did not (and a snapshot's read-only
+            # connection closes the -wal it opened: counting that would snapshot again and
+            # again); the database's own close is a change (its last checkpoint).
+            if unit == rel:
+                self._database_changed(rel)
+            return
         self._state.closed(rel)
         self.submit(rel, Hint.CONTENT | Hint.WRITTEN)
 
     def created(self, rel: str, is_dir: bool) -> None:
         if is_dir:
             self.submit(rel, Hint.CONTENT)
+            return
+        if self._database_changed(rel):
             return
         path = self._root + "/" + rel
         try:
@@ -105,9 +134,16 @@ class LocalEvents:
             self.submit(rel, Hint.CONTENT)
 
     def attrib(self, rel: str, is_dir: bool) -> None:
+        if not is_dir and self._databases is not None and self._databases.base_of(rel):
+            return  # a companion's metadata: never synced (SQLite sets it on the -wal it opens)
         self.submit(rel, Hint.META)
 
     def removed(self, rel: str, is_dir: bool) -> None:
+        if not is_dir and self._databases is not None:
+            if rel in self._databases.known:
+                self._databases.lost(rel)
+            elif self._database_changed(rel):  # a companion went: its database changed
+                return
         self._state.removed(rel)
         self.submit(rel, Hint.NONE)
 
@@ -119,6 +155,10 @@ class LocalEvents:
                 self.removed(sub, False)
 
     def moved_in(self, rel: str, is_dir: bool) -> None:
+        if not is_dir and self._databases is not None:
+            self._databases.lost(rel)  # whatever came in is looked at anew
+            if self._database_changed(rel):
+                return
         self.submit(rel, Hint.CONTENT)
 
     def found(self, rel: str, is_dir: bool) -> None:
@@ -150,6 +190,9 @@ class LocalEvents:
                 self._rescan_again = False
                 for rel in self._state.lost_events():
                     self.submit(rel, Hint.NONE)  # an event of its may be lost: look now
+                if self._databases is not None:  # a commit to a -wal moves no stat of its own
+                    for rel in list(self._databases.known):
+                        self._databases.changed(rel)
                 await self._watcher.rescan()
         except Exception as error:  # the next overflow, or a restart, rescans again
             self._metrics.inc(self._metrics.local_errors, "watch")
@@ -183,6 +226,11 @@ class LocalEvents:
             await asyncio.sleep(min(5.0, self._open_file_timeout))
             for rel in self._state.quiet_writers(time.monotonic(), self._open_file_timeout):
                 self.submit(rel, Hint.CONTENT)
+
+    def snapshot_databases(self) -> None:
+        """Every database with a change not yet snapshotted: submitted now (a stop, a flush)."""
+        if self._databases is not None:
+            self._databases.expedite()
 
     async def close(self) -> None:
         if self._rescanning is not None:

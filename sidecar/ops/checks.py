@@ -19,17 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import os
 from collections.abc import Callable
 
 from ..core.keys import KeyMapper
 from ..core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced
 from ..core.state import SyncState
+from ..local.databases import Databases
 from ..local.localfs import entry_from_stat, local_entry
 from ..local.proof import EtagKnowledge, file_is_object, provable, still_synced
 from ..local.safefs import At, Tree
+from ..local.sqlite import fd_is_database, held_open
 from ..s3.client import PreconditionFailed, S3Client
 from ..s3.entries import entry_of
 from .job import Job, LocalChanged
+
+log = logging.getLogger("sidecar")
 
 
 class Checks:
@@ -45,6 +51,7 @@ class Checks:
         barrier: Callable[[], None],
         etags: EtagKnowledge,
         part_size: int,
+        databases: Databases | None = None,
     ) -> None:
         self._tree = tree
         self._state = state
@@ -53,6 +60,10 @@ class Checks:
         self.barrier = barrier  # handle every inotify event the kernel has queued, now
         self._etags = etags
         self._part_size = part_size  # ours, the first guessed for a multipart ETag
+        # SYNC_SQLITE=snapshot: a database's object is a snapshot, whose bytes are never the
+        # live file's, so no ETag proves anything about a database (its stat is trusted); and
+        # a database a process holds open is never replaced or deleted under it.
+        self._databases = databases
 
     def local_entry(self, rel: str) -> LocalEntry | None:
         """What is at `rel` now (absent if reached only through a symlink)."""
@@ -83,16 +94,63 @@ class Checks:
         self, rel: str, size: int, remote: RemoteEntry, md5_etags: bool | None = None
     ) -> bool | None:
         """Whether the file at `rel` (of `size` bytes) holds the object `remote`; None when
-        neither its checksum nor its ETag can tell (`proof.file_is_object`). `md5_etags`:
+        neither its checksum nor its ETag can tell (`proof.file_is_object`; a database's,
+        with snapshots). `md5_etags`:
         whether ETags are MD5s (by default: unless this bucket said they are not). Read off the
         loop."""
         md5 = self._etags.md5 is not False if md5_etags is None else md5_etags
+        if self._databases is not None and self._databases.is_database(rel):
+            return None
         return await asyncio.get_running_loop().run_in_executor(
             None,
             functools.partial(
                 file_is_object, self._tree, rel, size, remote, self._part_size, md5_etags=md5
             ),
         )
+
+    def database_held(self, rel: str, at: At) -> bool:
+        """With snapshots: whether the file at `at` (`rel`) is a database a process holds open
+        (its locks, sqlite.py). Never replaced or deleted then."""
+        if self._databases is None or not self._databases.covers(rel):
+            return False
+        try:
+            fd = at.open(os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            database = fd_is_database(fd)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return database and held_open(at)
+
+    def not_held(self, job: Job, at: At, what: str) -> None:
+        """Before replacing or deleting the file at `at` because of S3: if it is a database a
+        process holds open, it is a local change instead (the next pass keeps S3's version
+        beside it as a conflict copy, or uploads it again after a delete), said as a warning."""
+        if job.facts.local is None or job.facts.local.kind is not Kind.FILE:
+            return
+        if self.database_held(job.rel, at):
+            instead = "it goes back to S3" if what == "deleted" else "S3's is kept beside it"
+            log.warning(
+                "%s is an SQLite database a process holds open: not %s under it (%s instead)",
+                job.rel,
+                what,
+                instead,
+                extra={"path": job.rel},
+            )
+            self._state.hinted(job.rel, Hint.CONTENT | Hint.WRITTEN)
+            raise LocalChanged(job.rel)
+
+    def same_file(self, job: Job, local: LocalEntry) -> None:
+        """A snapshot was taken of the database `local`: inotify drained, the path must still
+        be that file (same inode, a file): written since is fine (the next change), replaced or
+        removed is not."""
+        self.barrier()
+        now = local_entry(self._tree, job.rel)
+        if now is None or now.kind is not Kind.FILE or now.ino != local.ino:
+            raise LocalChanged(job.rel)
 
     async def prove_unchanged(self, job: Job, etags_are_md5: bool) -> None:
         """Before replacing or deleting a local file whose stat matches the synced record
@@ -104,6 +162,8 @@ class Checks:
             return
         if not provable(synced.remote if synced else None, etags_are_md5):
             return
+        if self._databases is not None and self._databases.is_database(job.rel):
+            return  # a snapshot's ETag proves nothing of the live file: its stat is trusted
         if not await asyncio.get_running_loop().run_in_executor(
             None,
             still_synced,
@@ -124,6 +184,8 @@ class Checks:
         not MD5s: SSE-KMS or SSE-C; a part size not guessed) or the file went."""
         md5 = bool(self._etags.md5)
         if synced.remote is None or not provable(synced.remote, md5):
+            return
+        if self._databases is not None and self._databases.is_database(rel):
             return
         try:
             same = await self.is_object(rel, synced.local.size, synced.remote, md5)

@@ -31,7 +31,7 @@ from ..local.safefs import At, Tree
 from ..local.workdir import discard
 from ..s3.entries import fetched
 from .fetch import Fetcher
-from .job import Followup, Job, RemoteChanged
+from .job import Followup, Job, LocalChanged, RemoteChanged
 from .workspace import Workspace
 
 log = logging.getLogger("sidecar.conflict")
@@ -91,6 +91,13 @@ class Conflicts:
                     return
             with tree.parent(rel) as at:
                 ws.checks.recheck(job, local, at)
+                if not local_wins and ws.checks.database_held(rel, at):
+                    # A database a process holds open is never replaced under it: at start
+                    # (no history) it keeps the name; in download-only, where S3's version
+                    # must take it, that waits until the app lets go.
+                    if winner is Winner.REMOTE:
+                        raise LocalChanged(rel)
+                    local_wins = True
                 if local_wins:
                     copy = link_as_conflict(temp, at, rel)
                 else:

@@ -59,6 +59,7 @@ class Deletes:
         aside = ws.tree.temp(temp_name())
         with ws.tree.parent(rel) as at:
             ws.checks.recheck(job, expected, at)
+            ws.checks.not_held(job, at, "deleted")
             at.rename_to(aside)
             if entry_from_stat(aside.lstat()) != expected:
                 # Changed in the instant between the check and the move: put it back.

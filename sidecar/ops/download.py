@@ -23,6 +23,7 @@ from ..core.model import Kind, LocalEntry
 from ..local.localfs import PERMISSION_BITS, changed_by_us, entry_from_stat, in_place
 from ..local.proof import verifiable
 from ..local.safefs import At
+from ..local.sqlite import fd_is_database, held_open, remove_companions
 from ..local.workdir import discard
 from ..s3.entries import fetched
 from .fetch import Fetcher
@@ -87,14 +88,34 @@ class Downloads:
             with ws.tree.parent(rel, created) as at:
                 self._record_created(created)
                 ws.checks.recheck(job, job.facts.local, at)
+                ws.checks.not_held(job, at, "replaced")
                 self._install(temp, at, rel, job.facts.local)
                 on_disk = in_place(at, on_disk)
+                if ws.databases is not None and ws.databases.covers(rel):
+                    self._no_stale_companions(rel, at)
         except BaseException:
             discard(temp)
             raise
         ws.state.agree(rel, on_disk, fetched(remote, head))
         ws.metrics.inc(ws.metrics.downloads, "ok")
         ws.transfers.done(log, "downloaded %s", rel, bytes=head.size, operation="download")
+
+    def _no_stale_companions(self, rel: str, at: At) -> None:
+        """A database just put in place opens cleanly: a `-wal`, `-shm` or `-journal` left
+        beside it belongs to the version it replaced (or to none), and is removed unless a
+        process holds the name's database open (SYNC_SQLITE=snapshot)."""
+        try:
+            fd = at.open(os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            database = fd_is_database(fd)
+        finally:
+            os.close(fd)
+        if database and not held_open(at):
+            removed = remove_companions(at)
+            if removed:
+                log.info("%s: removed %s left beside the database it replaced", rel, removed)
 
     async def mkdir(self, job: Job) -> None:
         """A directory for a `dir/` marker, with the marker's mtime (listings do not carry

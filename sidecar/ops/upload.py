@@ -25,13 +25,17 @@ import mimetypes
 import os
 from base64 import b64encode
 from collections.abc import Callable
+from dataclasses import replace
 
 from .. import checksums
 from ..core.model import Kind, LocalEntry, RemoteEntry
+from ..local import sqlite
 from ..local.localfs import entry_from_stat
 from ..local.proof import verifiable
-from ..s3.client import PreconditionFailed, PutResult, S3Error
+from ..local.workdir import discard
+from ..s3.client import PreconditionFailed, PutResult, S3Client, S3Error
 from ..s3.metadata import format_mode, format_mtime, is_plain_md5
+from . import snapshot
 from .job import IntegrityError, Job, LocalChanged, RemoteChanged
 from .multipart import upload_multipart
 from .upload_source import UploadSource
@@ -80,10 +84,13 @@ class Uploads:
         # The same bytes: what is known of them (part size, checksum) holds for the copy.
         return dataclasses.replace(result, etag=etag or result.etag, answered_at=last_modified)
 
-    def _uploaded(self, job: Job, local: LocalEntry, result: PutResult) -> None:
+    def _uploaded(
+        self, job: Job, local: LocalEntry, result: PutResult, sent: LocalEntry | None = None
+    ) -> None:
+        """Record the upload of `local`; `sent`: what was sent instead (a snapshot of it)."""
         self._ws.etags.saw(result.encryption)
         written = RemoteEntry.written(
-            local, result.etag, result.answered_at, result.part_size, result.checksum
+            sent or local, result.etag, result.answered_at, result.part_size, result.checksum
         )
         self._ws.state.wrote_remote(job.rel, local, written)
         metrics = self._ws.metrics
@@ -119,68 +126,83 @@ class Uploads:
             opened = os.fstat(fd)
             if entry_from_stat(opened) != local:
                 raise LocalChanged(rel)
-            up = UploadSource(
-                job=job,
-                key=key,
-                fd=fd,
-                local=local,
-                headers=headers,
-                opened=opened,
-                barrier=ws.checks.barrier,
-                progress=self._progress,
-                abandoned=ws.metrics.aborted_changed,
-            )
-            if local.size <= ws.settings.inline_read_max:
-                result = await self._upload_small(up)
-            elif local.size < ws.settings.multipart_threshold:
-                result = await self._upload_streamed(up)
-            else:
-                result = await upload_multipart(up, ws.s3, ws.settings)
+            if ws.databases is not None and ws.databases.covers(rel):
+                if sqlite.fd_is_database(fd):
+                    ws.databases.found(rel)
+                    os.close(fd)
+                    fd = -1
+                    await self._upload_snapshot(job, key, headers, local)
+                    return
+                ws.databases.lost(rel)
+            result = await _send(ws, self._source(job, key, fd, local, headers, opened=opened))
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         result = await self._visible(job, key, headers, result)
         self._uploaded(job, local, result)
         ws.metrics.uploaded_bytes.inc(local.size)
         ws.transfers.done(log, "uploaded %s", rel, key=key, bytes=local.size, operation="upload")
 
-    async def _upload_small(self, up: UploadSource) -> PutResult:
-        data = up.read_whole()
-        decision = up.job.decision
-        result = await self._ws.s3.put_object(
-            up.key,
-            data,
-            len(data),
-            {**up.headers, "Content-MD5": _content_md5(data)},
-            checksum=checksums.full(data),
-            if_match=decision.if_match,
-            if_none_match=decision.if_none_match,
+    async def _upload_snapshot(
+        self, job: Job, key: str, headers: dict[str, str], local: LocalEntry
+    ) -> None:
+        """An SQLite database: its snapshot goes up (snapshot.py), on the same conditions. The
+        record keeps `local`, the stat taken before the snapshot began (a write since is the
+        next change); a snapshot of the bytes S3 holds is not sent, only recorded."""
+        ws = self._ws
+        metrics = ws.metrics
+        temp, snap = await snapshot.take(ws, job, local)
+        try:
+            fd = temp.open(os.O_RDONLY)
+            try:
+                remote = job.facts.remote
+                if remote and await snapshot.in_s3(
+                    fd, snap, remote, ws.settings.multipart_chunksize
+                ):
+                    metrics.inc(metrics.sqlite_snapshots, "unchanged")
+                    ws.state.record(job.rel, local, remote)
+                    return
+                sent = replace(local, size=snap.size)
+                up = self._source(
+                    job, key, fd, sent, headers, opened=os.fstat(fd), watch_writes=False
+                )
+                result = await _send(ws, up)
+            finally:
+                os.close(fd)
+        finally:
+            discard(temp)
+        result = await self._visible(job, key, headers, result)
+        self._uploaded(job, local, result, sent)
+        metrics.inc(metrics.sqlite_snapshots, "uploaded")
+        metrics.uploaded_bytes.inc(snap.size)
+        ws.transfers.done(
+            log, "uploaded %s (a snapshot)", job.rel, key=key, bytes=snap.size, operation="upload"
         )
-        return result
 
-    async def _upload_streamed(self, up: UploadSource) -> PutResult:
-        # S3 takes the checksum before the body: the file is read once for it, then streamed
-        # (checked before its last byte, and by S3 against this checksum).
-        checksum = checksums.encoded(await up.sha256(0, up.local.size))
-        digests: list[str] = []
-        body = up.body(0, up.local.size, digests)
-        decision = up.job.decision
-        result = await self._ws.s3.put_object(
-            up.key,
-            body,
-            up.local.size,
-            up.headers,
-            checksum=checksum,
-            if_match=decision.if_match,
-            if_none_match=decision.if_none_match,
+    def _source(
+        self,
+        job: Job,
+        key: str,
+        fd: int,
+        local: LocalEntry,
+        headers: dict[str, str],
+        *,
+        opened: os.stat_result,
+        watch_writes: bool = True,
+    ) -> UploadSource:
+        """What `_send` reads: `fd` as `local`, checked against `opened` (upload_source.py)."""
+        return UploadSource(
+            job=job,
+            key=key,
+            fd=fd,
+            local=local,
+            headers=headers,
+            opened=opened,
+            barrier=self._ws.checks.barrier,
+            progress=self._progress,
+            abandoned=self._ws.metrics.aborted_changed,
+            watch_writes=watch_writes,
         )
-        if (
-            digests
-            and is_plain_md5(result.etag)
-            and verifiable(result.encryption)
-            and result.etag != digests[-1]
-        ):
-            raise IntegrityError(f"S3 ETag {result.etag} is not the MD5 of {up.job.rel!r}")
-        return result
 
     async def upload_meta(self, job: Job) -> None:
         """Same content, new mode or mtime: copy the object onto itself with new metadata.
@@ -246,6 +268,55 @@ class Uploads:
             return
         result = await self._visible(job, key, headers, result)
         self._uploaded(job, local, result)
+
+
+async def _send(ws: Workspace, up: UploadSource) -> PutResult:
+    """One file's bytes, in the shape its size calls for (the module doc)."""
+    if up.local.size <= ws.settings.inline_read_max:
+        return await _upload_small(ws.s3, up)
+    if up.local.size < ws.settings.multipart_threshold:
+        return await _upload_streamed(ws.s3, up)
+    return await upload_multipart(up, ws.s3, ws.settings)
+
+
+async def _upload_small(s3: S3Client, up: UploadSource) -> PutResult:
+    data = up.read_whole()
+    decision = up.job.decision
+    return await s3.put_object(
+        up.key,
+        data,
+        len(data),
+        {**up.headers, "Content-MD5": _content_md5(data)},
+        checksum=checksums.full(data),
+        if_match=decision.if_match,
+        if_none_match=decision.if_none_match,
+    )
+
+
+async def _upload_streamed(s3: S3Client, up: UploadSource) -> PutResult:
+    # S3 takes the checksum before the body: the file is read once for it, then streamed
+    # (checked before its last byte, and by S3 against this checksum).
+    checksum = checksums.encoded(await up.sha256(0, up.local.size))
+    digests: list[str] = []
+    body = up.body(0, up.local.size, digests)
+    decision = up.job.decision
+    result = await s3.put_object(
+        up.key,
+        body,
+        up.local.size,
+        up.headers,
+        checksum=checksum,
+        if_match=decision.if_match,
+        if_none_match=decision.if_none_match,
+    )
+    if (
+        digests
+        and is_plain_md5(result.etag)
+        and verifiable(result.encryption)
+        and result.etag != digests[-1]
+    ):
+        raise IntegrityError(f"S3 ETag {result.etag} is not the MD5 of {up.job.rel!r}")
+    return result
 
 
 def _same_object_copied(rel: str, copied: str, expected: str) -> None:

@@ -47,6 +47,7 @@ class UploadSource:
         barrier: Callable[[], None],
         progress: Callable[[], None],
         abandoned: Counter,
+        watch_writes: bool = True,
     ) -> None:
         self.job = job
         self.key = key
@@ -57,6 +58,9 @@ class UploadSource:
         self._barrier = barrier
         self._progress = progress
         self._abandoned = abandoned
+        # False for a database's snapshot (a file of our own): the app's writes to the live
+        # file are the next change, not a tear of this one; only the snapshot's fstat counts.
+        self._watch_writes = watch_writes
 
     def abandon(self) -> BodyChanged:
         """The file changed while it was read: what to raise (counted)."""
@@ -65,7 +69,7 @@ class UploadSource:
 
     def changed(self) -> bool:
         """Whether a write since the decision is known (no draining: cheap, between reads)."""
-        return self.job.ps.mod_gen != self.job.gen
+        return self._watch_writes and self.job.ps.mod_gen != self.job.gen
 
     def check(self) -> None:
         """Drain inotify: any write that returned before now has bumped `mod_gen`. Raises what

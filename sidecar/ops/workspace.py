@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..core.keys import KeyMapper
 from ..core.state import SyncState
+from ..local.databases import Databases
 from ..local.proof import EtagKnowledge
 from ..local.safefs import Tree
 from ..metrics import Metrics
@@ -69,6 +70,7 @@ class Workspace:
     checks: Checks  # looked at again right before committing
     etags: EtagKnowledge  # whether this bucket's ETags are MD5s (the checks' too)
     transfers: TransferLog  # each completed transfer's line, at the level of the moment
+    databases: Databases | None = None  # SYNC_SQLITE=snapshot: databases uploaded as snapshots
 
 
 __all__ = ["ExecutorSettings", "TransferLog", "Workspace"]

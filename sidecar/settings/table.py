@@ -24,6 +24,7 @@ from typing import Any
 from ..core.model import SyncMode
 from ..partitions import s3_endpoint
 from . import parsers
+from .databases import SQLITE, SQLITE_FILES_ALONE, SQLITE_INTERVAL, SQLITE_QUIET
 from .roles import ROLE_ARN, ROLE_EXTERNAL_ID, ROLE_SESSION_NAME
 from .setting import NO_DEFAULT, ROW, Setting
 from .writes import ACL, REQUEST_PAYER, SSE, SSE_BUCKET_KEY, SSE_KMS_KEY_ID, STORAGE_CLASS
@@ -386,6 +387,10 @@ class Settings:
     storage_class: str | None = STORAGE_CLASS.field()
     acl: str | None = ACL.field()
     request_payer: str | None = REQUEST_PAYER.field()
+    sqlite: str = SQLITE.field()  # "snapshot" or "off"
+    sqlite_files_alone: str = SQLITE_FILES_ALONE.field()
+    sqlite_quiet: float = SQLITE_QUIET.field()
+    sqlite_interval: float = SQLITE_INTERVAL.field()
     work_name: str = WORK_NAME.field()
     credentials_source: str = CREDENTIALS_SOURCE.field()
 
