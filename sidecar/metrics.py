@@ -1,12 +1,12 @@
 """Every Prometheus metric the sidecar exports, defined in one place, in six groups: what was
 synced (`_Transfers`), S3 and credentials (`_Requests`), what S3 says (`_Remote`), the folder
-(`_Local`), the work in hand (`_Work`) and the HTTP endpoints' door (`_Endpoints`). `Metrics` is
-all of them; a metric is one attribute of it, wherever it is defined. Each `Syncer` owns its own
-registry, so several syncers (or test cases) in one process never share counters. Ready for
-alerts: every labelled counter whose label values are known in advance exists at 0 from the
-start (so `rate()` and `increase()` see the first error after a start), the registry carries the
-process metrics (`process_*`, e.g. `process_start_time_seconds` for restarts) and
-`s3sync_build_info{version}`, and the command exports no `*_created` series.
+(`_Local`), the work in hand (`_Work`) and the HTTP endpoints' door (`Endpoints`,
+endpoint_metrics.py). `Metrics` is all of them; a metric is one attribute of it, wherever it is
+defined. Each `Syncer` owns its own registry, so several syncers (or test cases) in one process
+never share counters. Ready for alerts: every labelled counter whose label values are known in
+advance exists at 0 from the start (so `rate()` and `increase()` see the first error after a
+start), the registry carries the process metrics (`process_*`, e.g. `process_start_time_seconds`
+for restarts) and `s3sync_build_info{version}`, and the command exports no `*_created` series.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics import MetricWrapperBase
 
+from .endpoint_metrics import Endpoints
 from .skips import SkipReason
 from .version import __version__
 
@@ -38,7 +39,6 @@ LOCAL_ERROR_OPERATIONS = ("watch", "io", "permission")
 SQLITE_SNAPSHOT_RESULTS = ("uploaded", "unchanged", "busy")
 NOTIFICATION_EVENT_RESULTS = ("received", "applied", "ignored")
 NOTIFICATION_MESSAGE_RESULTS = ("handled", "test", "malformed", "failed")
-HTTP_PEERS = ("task", "outside")
 NOTIFICATION_ERROR_KINDS = ("unreachable", "denied", "missing", "throttled", "error")
 CONDITION_VERDICTS = ("unknown", "honoured", "ignored", "refused")  # s3/conditions.py: Verdict
 IF_MATCH_FORMS = ("quoted", "bare")  # s3/conditions.py: EtagForm
@@ -369,36 +369,7 @@ class _Work:
         self.build_info.labels(__version__).set(1)
 
 
-class _Endpoints:
-    """The HTTP endpoints' door: connections open and refused, by peer, and whether it accepts."""
-
-    def _define_endpoints(self, r: CollectorRegistry) -> None:
-        self.http_connections = Gauge(
-            "s3sync_http_connections",
-            "Connections open to the HTTP endpoints, by peer: 'task' (from inside the task: the "
-            "health check, the app) or 'outside'.",
-            ["peer"],
-            registry=r,
-        )
-        self.http_refused = Counter(
-            "s3sync_http_connections_refused",
-            "Connections to the HTTP endpoints reset at once because the peer's share of "
-            "SYNC_HTTP_MAX_CONNECTIONS was taken, by peer ('task' or 'outside').",
-            ["peer"],
-            registry=r,
-        )
-        self.http_accepting = Gauge(
-            "s3sync_http_accepting",
-            "1 while the HTTP endpoints accept connections; 0 while they wait because open "
-            "files are short (the descriptors kept for the sync are never taken).",
-            registry=r,
-        )
-        for peer in HTTP_PEERS:
-            self.http_refused.labels(peer)
-        self.http_accepting.set(1)
-
-
-class Metrics(_Transfers, _Requests, _Remote, _Local, _Work, _Endpoints):
+class Metrics(_Transfers, _Requests, _Remote, _Local, _Work, Endpoints):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
