@@ -26,6 +26,7 @@ from .credentials import (
     env_value,
     now_utc,
     parse_credentials,
+    read_token,
 )
 from .errors import ResponseTooLarge
 from .http import HttpClient, Origin
@@ -143,18 +144,7 @@ def check_token(token: str) -> None:
 
 def read_token_file(path: str) -> str:
     """The token in `path`, surrounding whitespace (a trailing newline) removed."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            token = file.read().strip()
-    except OSError as error:
-        raise CredentialsError(
-            f"cannot read the authorization token file {path}: {error.strerror or error}"
-        ) from None
-    except UnicodeDecodeError:
-        raise CredentialsError(f"the authorization token file {path} is not UTF-8 text") from None
-    if not token:
-        raise CredentialsError(f"the authorization token file {path} is empty")
-    return token
+    return read_token(path, "authorization token file")
 
 
 def container_credentials_url(env: Mapping[str, str]) -> str | None:

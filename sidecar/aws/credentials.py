@@ -172,3 +172,19 @@ def notify(callback: Callable[[_T], None] | None, value: _T, name: str) -> None:
         callback(value)
     except Exception as error:
         log.warning("credentials %s callback failed: %s", name, type(error).__name__)
+
+
+def read_token(path: str, what: str) -> str:
+    """The token in the file at `path`, surrounding whitespace (a trailing newline) removed;
+    a CredentialsError naming it as `what` when it cannot be read, is not text or is empty."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            token = file.read().strip()
+    except OSError as error:
+        reason = error.strerror or error
+        raise CredentialsError(f"cannot read the {what} {path}: {reason}") from None
+    except UnicodeDecodeError:
+        raise CredentialsError(f"the {what} {path} is not UTF-8 text") from None
+    if not token:
+        raise CredentialsError(f"the {what} {path} is empty")
+    return token

@@ -32,6 +32,7 @@ from .credentials import (
     env_value,
     now_utc,
     parse_expiration,
+    read_token,
 )
 from .errors import ResponseTooLarge, Unavailable, describe
 from .http import Answer, HttpClient, Origin
@@ -238,18 +239,7 @@ class AssumedRoleCredentials(RefreshingCredentials):
 
 def read_web_identity_token(path: str) -> str:
     """The token in `path` (surrounding whitespace removed); CredentialsError naming the file."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            token = file.read().strip()
-    except OSError as error:
-        raise CredentialsError(
-            f"cannot read the web identity token file {path}: {error.strerror or error}"
-        ) from None
-    except UnicodeDecodeError:
-        raise CredentialsError(f"the web identity token file {path} is not UTF-8 text") from None
-    if not token:
-        raise CredentialsError(f"the web identity token file {path} is empty")
-    return token
+    return read_token(path, "web identity token file")
 
 
 def parse_assumed_credentials(body: bytes, what: str) -> Credentials:
