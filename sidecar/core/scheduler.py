@@ -123,7 +123,7 @@ class Scheduler:
         if rel in self._running:
             previous = self._again.get(rel)
             self._again[rel] = UPLOAD if previous == UPLOAD else pool
-            if not rescan and not retry:
+            if news:
                 self._again_news.add(rel)
             return
         if rel in self._queued:

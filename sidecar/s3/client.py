@@ -109,16 +109,18 @@ class _Requests:
 
     async def _request(self, operation: str, method: str, path: str, **options: Any) -> Reply:
         """A request with what every request carries (`request_headers`)."""
-        if self._request_headers:
-            options["headers"] = {**(options.get("headers") or {}), **self._request_headers}
-        return await self._requests.request(operation, method, path, **options)
+        return await self._requests.request(operation, method, path, **self._every(options))
 
     async def _stream(
         self, operation: str, method: str, path: str, **options: Any
     ) -> aiohttp.ClientResponse:
+        return await self._requests.stream(operation, method, path, **self._every(options))
+
+    def _every(self, options: dict[str, Any]) -> dict[str, Any]:
+        """`options` with `request_headers` added to its headers."""
         if self._request_headers:
             options["headers"] = {**(options.get("headers") or {}), **self._request_headers}
-        return await self._requests.stream(operation, method, path, **options)
+        return options
 
     def _path(self, key: str | None) -> str:
         return self.endpoint.path_for(key) if key is not None else self.endpoint.base_path
