@@ -12,8 +12,10 @@ assigned only here, through named transitions:
 - `hinted` also from a pass and from downloads and deletes, when a file's bytes are proven
   not to be the synced ones though its stat is (proof.py).
 
-Invariant: a hint that arrives while a pass is running survives that pass (`settled` clears the
-hints only if none arrived since `begin`), so the next pass still knows the content changed.
+Invariant: a hint that arrives while a pass is running survives that pass, and only it (`settled`
+keeps the hints that came since `begin`): the next pass still knows the content changed, and a
+chmod made while a write's upload runs is not taken for another write (a second upload of the same
+bytes where a metadata update does).
 
 The retry timing of a path is here too: `failed` for errors, `raced` for a path that changed
 under the pass, each a named starting point of the one back-off (backoff.py). The synced
@@ -50,7 +52,7 @@ class _Activity:
     __slots__ = (
         "failures",
         "hint",
-        "hint_gen",
+        "hint_late",
         "last_modify",
         "mod_gen",
         "races",
@@ -60,7 +62,7 @@ class _Activity:
 
     def __init__(self) -> None:
         self.hint = Hint.NONE
-        self.hint_gen = 0  # set anew with every hint: a pass clears only the hints it saw
+        self.hint_late = Hint.NONE  # the hints since the last `begin`: what a pass did not see
         self.writing = False  # IN_MODIFY seen, IN_CLOSE_WRITE not yet
         self.mod_gen = 0  # set anew by every IN_MODIFY: an upload checks it did not move
         self.last_modify = 0.0
@@ -89,7 +91,7 @@ class PathState:
     """One path: the two fields every tracked path has (`synced`, `remote`), the time our own
     request last changed its key, a cache for listings (`listed`), and its activity.
 
-    Generations (`hint_gen`, `mod_gen`) come from one counter per `SyncState`, so a value a pass
+    Generations (`mod_gen`) come from one counter per `SyncState`, so a value a pass
     saw is never handed out again, even after the activity holding it was let go of. Cost: 80
     bytes a path in sync (5 slots), was 128 with every field a slot (12)."""
 
@@ -116,7 +118,6 @@ class PathState:
             self._activity = None
 
     hint = _ActivityField[Hint]()
-    hint_gen = _ActivityField[int]()
     writing = _ActivityField[bool]()
     mod_gen = _ActivityField[int]()
     last_modify = _ActivityField[float]()
@@ -140,7 +141,6 @@ class Seen:
     """What a pass saw of a path when it began."""
 
     hint: Hint
-    hint_gen: int
     mod_gen: int
 
 
@@ -158,7 +158,7 @@ class SyncState:
         # Paths the start-up restore found, until a pass settles each (a set, not a field: a
         # restore's worth of small objects made and let go of would stay in the heap as holes).
         self._initial: set[str] = set()
-        self._generations = itertools.count(1)  # hint_gen and mod_gen: never handed out twice
+        self._generations = itertools.count(1)  # mod_gen: never handed out twice
 
     # -- lookup --------------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ class SyncState:
     def hinted(self, rel: str, hint: Hint) -> None:
         activity = self.get(rel)._active()
         activity.hint |= hint
-        activity.hint_gen = next(self._generations)
+        activity.hint_late |= hint
 
     def quiet_writers(self, now: float, timeout: float) -> list[str]:
         """Files modified and not closed for `timeout` seconds: taken as written."""
@@ -247,16 +247,19 @@ class SyncState:
     # -- passes --------------------------------------------------------------------------
 
     def begin(self, rel: str) -> tuple[PathState, Seen]:
+        """A pass looks at the path: what it sees now is what its `settled` will clear."""
         ps = self.get(rel)
-        return ps, Seen(ps.hint, ps.hint_gen, ps.mod_gen)
+        if ps._activity is not None:
+            ps._activity.hint_late = Hint.NONE
+        return ps, Seen(ps.hint, ps.mod_gen)
 
-    def settled(self, rel: str, seen: Seen) -> None:
-        """The pass acted on what it saw: clear its hints (unless new ones came) and counts."""
+    def settled(self, rel: str) -> None:
+        """The pass acted on what it saw at its `begin`: clear those hints (keeping the ones that
+        came since) and its counts."""
         ps = self.get(rel)
         activity = ps._activity
         if activity is not None:
-            if activity.hint_gen == seen.hint_gen:
-                activity.hint = Hint.NONE
+            activity.hint = activity.hint_late
             activity.failures = 0
             activity.races = 0
             ps._settle()

@@ -152,7 +152,7 @@ class Pipeline:
                 ps, seen = state.begin(rel)
             excluded = self._excluded(rel)
             if not excluded and self._databases is not None and self._databases.companion(rel):
-                state.settled(rel, seen)  # synced only in its database's snapshots
+                state.settled(rel)  # synced only in its database's snapshots
                 return SETTLED
             local = None if excluded else self._checks.local_entry(rel)
             if (
@@ -200,7 +200,7 @@ class Pipeline:
                 await self._executor.run(job)
                 if op in _WRITES_HERE:
                     self._health.no_space(False)
-            state.settled(rel, seen)
+            state.settled(rel)
             self._health.allowed(rel)
             self._archived.cleared(rel)
             return AGAIN if decision.again else SETTLED
@@ -283,7 +283,7 @@ class Pipeline:
             return WAITING
         self._scheduler.not_local(rel)
         if op is not Op.CONFLICT:  # a download: no local change was seen (its hints go)
-            self._state.settled(rel, seen)
+            self._state.settled(rel)
         return SETTLED
 
     def _skip(self, rel: str, decision: Decision) -> None:

@@ -29,9 +29,9 @@ def test_a_quiet_settled_pass_lets_the_activity_go() -> None:
     state = SyncState()
     state.mark_initial("a")
     state.hinted("a", Hint.WRITTEN)
-    ps, seen = state.begin("a")
+    ps, _ = state.begin("a")
     assert state.is_initial("a") and ps.hint is Hint.WRITTEN
-    state.settled("a", seen)
+    state.settled("a")
     assert ps._activity is None
     assert not state.is_initial("a") and ps.hint is Hint.NONE
 
@@ -39,13 +39,13 @@ def test_a_quiet_settled_pass_lets_the_activity_go() -> None:
 def test_activity_stays_while_something_is_going_on() -> None:
     state = SyncState()
     state.modified("a", now=5.0)
-    ps, seen = state.begin("a")
+    ps, _ = state.begin("a")
     state.hinted("a", Hint.META)  # arrives during the pass
-    state.settled("a", seen)
+    state.settled("a")
     assert ps.writing and ps.hint is Hint.META and ps.last_modify == 5.0
     state.closed("a")
-    _, seen = state.begin("a")
-    state.settled("a", seen)
+    state.begin("a")
+    state.settled("a")
     assert ps._activity is None
 
 
@@ -56,15 +56,47 @@ def test_a_generation_a_pass_saw_is_never_handed_out_again() -> None:
     state.modified("a", now=1.0)
     state.closed("a")
     ps, first = state.begin("a")
-    state.settled("a", first)
+    state.settled("a")
     assert ps._activity is None
-    seen_gens = {first.mod_gen, first.hint_gen, ps.mod_gen}
+    seen_gens = {first.mod_gen, ps.mod_gen}
     _, seen = state.begin("a")  # a new pass, before any write
     state.modified("a", now=2.0)  # a write during it
     assert ps.mod_gen not in seen_gens | {seen.mod_gen}
     state.hinted("a", Hint.WRITTEN)
-    state.settled("a", seen)
+    state.settled("a")
     assert ps.hint is Hint.WRITTEN  # the hint came after `begin`: it survives the pass
+
+
+def test_a_pass_clears_the_hints_it_saw_and_keeps_only_those_that_came_since() -> None:
+    """A chmod during a write's upload: the next pass sees META alone, not the WRITTEN the
+    upload already acted on (it would upload the same bytes again for a metadata change)."""
+    state = SyncState()
+    state.hinted("a", Hint.WRITTEN | Hint.CONTENT)
+    ps, seen = state.begin("a")
+    assert seen.hint == Hint.WRITTEN | Hint.CONTENT
+    state.hinted("a", Hint.META)  # the chmod, during the upload
+    state.settled("a")
+    assert ps.hint is Hint.META
+    state.begin("a")
+    state.hinted("a", Hint.WRITTEN)  # a write during this pass: the same bit as one it saw
+    state.settled("a")
+    assert ps.hint is Hint.WRITTEN
+    state.begin("a")
+    state.hinted("a", Hint.META)  # between a pass's first look and its second (after a proof)
+    _, seen = state.begin("a")
+    assert seen.hint == Hint.WRITTEN | Hint.META
+    state.settled("a")
+    assert ps.hint is Hint.NONE and ps._activity is None
+
+
+def test_a_failed_pass_keeps_every_hint_for_the_next() -> None:
+    state = SyncState()
+    state.hinted("a", Hint.WRITTEN)
+    state.begin("a")
+    state.hinted("a", Hint.META)
+    state.failed("a")
+    _, seen = state.begin("a")
+    assert seen.hint == Hint.WRITTEN | Hint.META
 
 
 def test_failures_and_races_count_until_a_pass_settles() -> None:
@@ -74,8 +106,8 @@ def test_failures_and_races_count_until_a_pass_settles() -> None:
     assert state.raced("a") == 0.0
     ps = state.get("a")
     assert (ps.failures, ps.races) == (2, 1)
-    _, seen = state.begin("a")
-    state.settled("a", seen)
+    state.begin("a")
+    state.settled("a")
     assert (ps.failures, ps.races) == (0, 0) and ps._activity is None
 
 
