@@ -37,6 +37,8 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 # Label values known in advance: their series are created at 0 when the metrics are.
 RESULTS = ("ok", "error")
 SIDES = ("local", "remote")
+RENAME_HOWS = ("server_copy", "local_move")  # a copy in S3, a rename here
+RENAME_RESULTS = ("ok", "fallback")
 LOCAL_ERROR_OPERATIONS = ("watch", "io", "permission")
 NOTIFICATION_EVENT_RESULTS = ("received", "applied", "ignored")
 NOTIFICATION_MESSAGE_RESULTS = ("handled", "test", "malformed", "failed")
@@ -105,6 +107,16 @@ class _Transfers:
             "Uploads abandoned because the file changed while it was read (re-uploaded after).",
             registry=r,
         )
+        self.renames = Counter(
+            "s3sync_renames",
+            "Renames carried without their bytes, by how (server_copy: a CopyObject for a local "
+            "one; local_move: a rename here for one in S3) and result (fallback: transferred).",
+            ["how", "result"],
+            registry=r,
+        )
+        self.bytes_saved = Counter(
+            "s3sync_bytes_saved", "File bytes renames did not transfer.", ["how"], registry=r
+        )
         self.flushes = Counter(
             "s3sync_flushes",
             "Durability barriers (POST /flush, Syncer.flush): 'ok' when every change made "
@@ -118,6 +130,10 @@ class _Transfers:
             for side in SIDES:
                 self.deletes.labels(side, result)
                 self.metadata_updates.labels(side, result)
+        for how in RENAME_HOWS:
+            self.bytes_saved.labels(how)
+            for result in RENAME_RESULTS:
+                self.renames.labels(how, result)
         self.flushes.labels("ok")
         self.flushes.labels("timeout")
 

@@ -27,6 +27,7 @@ from ..aws.credentials import CredentialsFactory, CredentialsProvider
 from ..backoff import archived_looks
 from ..core.keys import KeyMapper
 from ..core.model import SyncMode
+from ..core.moves import Moves
 from ..core.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, POOLS, UPLOAD, Pool, Scheduler
 from ..core.state import SyncState
 from ..core.store import SyncedStore
@@ -98,11 +99,13 @@ class Parts:
             },
         )
         self.watcher = Watcher(root, settings.work_name, self._watch_failed)
+        self.moves = Moves()
         self.events = LocalEvents(
             root=root,
             state=self.state,
             scheduler=self.scheduler,
             watcher=self.watcher,
+            moves=self.moves,
             metrics=metrics,
             exclude_local=re.compile(settings.exclude_local),
             upload_on_create=re.compile(settings.upload_on_create),
@@ -201,6 +204,7 @@ class Parts:
             checks=checks,
             health=self.health,
             archived=self.archived,
+            moves=self.moves,
             scheduler=self.scheduler,
             metrics=metrics,
             excluded=self.events.excluded,

@@ -34,6 +34,7 @@ import aiohttp
 from ..aws.credentials import CredentialsError
 from ..core.keys import UnsyncableName, parents_of
 from ..core.model import Hint, Kind, SyncMode
+from ..core.moves import Moves
 from ..core.reconcile import Decision, Facts, Op, reconcile
 from ..core.scheduler import DOWNLOAD, UPLOAD, Pool, Scheduler
 from ..core.state import Seen, SyncState
@@ -99,6 +100,7 @@ class Pipeline:
         checks: Checks,
         health: PassHealth,
         archived: ArchivedObjects,
+        moves: Moves,
         scheduler: Scheduler,
         metrics: Metrics,
         excluded: Callable[[str], bool],
@@ -115,6 +117,7 @@ class Pipeline:
         self._checks = checks  # what is at a path now; proofs of a file's bytes
         self._health = health  # told how passes end: progress, a full volume, a denied path
         self._archived = archived  # objects S3 holds archived: skipped, looked at again
+        self._moves = moves  # renames of synced files: a path's first pass after one ends it
         self._scheduler = scheduler
         self._metrics = metrics
         self._excluded = excluded
@@ -143,6 +146,7 @@ class Pipeline:
         ps, seen = state.begin(rel)
         job: Job | None = None
         op: Op | None = None  # what was decided, once it was
+        move = self._moves.moved_here(rel)  # a synced file renamed here: ended by this pass
         try:
             if self._archived.due(rel):  # archived when last seen: restored since? (a HEAD)
                 await self._checks.learn_remote(rel)
@@ -177,6 +181,8 @@ class Pipeline:
                 shadowed=ps.shadowed,
                 stopping=self._stopping(),
                 mode=self._mode,
+                moved_from=move,
+                leaving=self._moves.leaving(rel),
             )
             decision = reconcile(facts)
             op = decision.op
@@ -239,6 +245,9 @@ class Pipeline:
                 self._health.no_space(True)
             return self._failed(rel, pool, error, op)
         finally:
+            if move is not None:  # copied or not, its old key may go now: look at it again
+                for source in self._moves.done(rel, move):
+                    self._submit(source, Hint.NONE)
             if job is not None:
                 for followup in job.followups:
                     if followup.remote:

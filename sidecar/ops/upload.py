@@ -17,10 +17,8 @@ machinery is 0.3-0.45 ms and inotify-to-recorded-state about 0.13 ms (README "Me
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
-import mimetypes
 import os
 from base64 import b64encode
 from collections.abc import Callable
@@ -28,16 +26,14 @@ from collections.abc import Callable
 from ..core.model import Kind, LocalEntry, RemoteEntry
 from ..local.localfs import entry_from_stat
 from ..local.proof import is_plain_md5, verifiable
-from ..s3.client import PreconditionFailed, PutResult, S3Error
-from ..s3.metadata import format_mode, format_mtime
+from ..s3.client import COPY_MAX, PreconditionFailed, PutResult, S3Error
+from ..s3.metadata import format_mode, format_mtime, object_headers
 from .job import IntegrityError, Job, LocalChanged, RemoteChanged
 from .multipart import upload_multipart
 from .upload_source import UploadSource
 from .workspace import Workspace
 
 log = logging.getLogger("sidecar.upload")
-
-COPY_MAX = 5 * 1024**3  # CopyObject's single-request limit
 
 
 def _content_md5(data: bytes) -> str:
@@ -48,15 +44,6 @@ class Uploads:
     def __init__(self, workspace: Workspace, progress: Callable[[], None]) -> None:
         self._ws = workspace
         self._progress = progress  # called as bytes leave: a long upload is not a stall
-
-    def _metadata_headers(self, rel: str, local: LocalEntry) -> dict[str, str]:
-        return {
-            "x-amz-meta-mtime": format_mtime(local.mtime_ns),
-            "x-amz-meta-mode": format_mode(local.mode),
-            "Content-Type": _content_type(os.path.splitext(rel)[1])
-            if local.kind is Kind.FILE
-            else "application/octet-stream",
-        }
 
     async def _visible(
         self, job: Job, key: str, headers: dict[str, str], result: PutResult
@@ -89,7 +76,7 @@ class Uploads:
         ws = self._ws
         rel = job.rel
         key = ws.keys.key_for_rel(rel)
-        headers = self._metadata_headers(rel, local)
+        headers = object_headers(rel, local)
         decision = job.decision
         if local.kind is Kind.SYMLINK:
             with ws.tree.parent(rel) as at:
@@ -181,7 +168,7 @@ class Uploads:
         ws = self._ws
         rel = job.rel
         key = ws.keys.key_for_rel(rel)
-        headers = self._metadata_headers(rel, local)
+        headers = object_headers(rel, local)
         try:
             etag, last_modified = await ws.s3.copy_object_metadata(
                 key, headers, if_match=job.decision.if_match
@@ -240,10 +227,3 @@ def _same_object_copied(rel: str, copied: str, expected: str) -> None:
     record that as ours: look at S3 again instead."""
     if copied and copied != expected:
         raise RemoteChanged(rel)
-
-
-@functools.lru_cache(maxsize=512)
-def _content_type(suffix: str) -> str:
-    """By extension, so objects open sensibly when served straight from S3."""
-    content_type, _ = mimetypes.guess_type("name" + suffix.lower(), strict=False)
-    return content_type or "application/octet-stream"

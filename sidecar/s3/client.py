@@ -44,6 +44,7 @@ from .metadata import (
 )
 
 Reply = Answer  # a whole answer: status, headers, body
+COPY_MAX = 5 * 1024**3  # the most one CopyObject copies (S3's limit; UploadPartCopy beyond)
 
 
 def s3_requests(
@@ -247,6 +248,36 @@ class S3Client:
         except xml.MalformedResponse as error:
             raise S3Error("CopyObject", 200, "CopyFailed", str(error), key) from error
 
+    async def copy_object(
+        self,
+        source: str,
+        key: str,
+        headers: Mapping[str, str],
+        *,
+        if_source_match: str,
+        if_none_match: bool,
+    ) -> PutResult:
+        """A new object at `key` made in S3 from the object at `source` (no bytes sent), only
+        if that one is still `if_source_match` (`x-amz-copy-source-if-match`), and with
+        `if_none_match` only if `key` holds nothing; its metadata replaced by `headers`.
+        A source that is gone is `NotFound`; a condition that fails, `PreconditionFailed`.
+        Up to 5 GiB (S3's limit for one CopyObject)."""
+        copy_headers = {
+            "x-amz-copy-source": "/" + self.bucket + "/" + quote_path(source),
+            "x-amz-copy-source-if-match": f'"{if_source_match}"',
+            "x-amz-metadata-directive": "REPLACE",
+            **self._writing(headers),
+            **_conditions(None, if_none_match),
+        }
+        response = await self._requests.request(
+            "CopyObject", "PUT", self._path(key), subject=key, headers=copy_headers
+        )
+        try:
+            etag, _ = xml.parse_copy_result(response.body)
+        except xml.MalformedResponse as error:
+            raise S3Error("CopyObject", 200, "CopyFailed", str(error), key) from error
+        return PutResult.from_headers(response.headers, etag)
+
     async def list_objects(
         self, prefix: str, held: Container[bytes] = ()
     ) -> AsyncIterator[xml.ListPage]:
@@ -354,6 +385,7 @@ def _conditions(if_match: str | None, if_none_match: bool) -> dict[str, str]:
 
 
 __all__ = [
+    "COPY_MAX",
     "ERROR_DOCUMENT_LIMIT",
     "RESULT_LIMIT",
     "BodyChanged",
