@@ -29,10 +29,14 @@ from .model import Synced
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    """A synced file renamed to a path: where it was, and what was synced there."""
+    """A synced file renamed to a path: where it was, what was synced there, and whether it
+    moved with a directory renamed above it (`in_tree`): then its own ctime did not move, and
+    must still be the one its bytes were proven at. (A directory's rename drops the watches
+    below it until its new name is watched again: a write in between reports nothing.)"""
 
     source: str
     synced: Synced
+    in_tree: bool = False
 
 
 class Moves:
@@ -43,11 +47,12 @@ class Moves:
     def __len__(self) -> int:
         return len(self._to)
 
-    def renamed(self, source: str, target: str, synced: Synced) -> list[str]:
-        """The file synced at `source` (as `synced`) was renamed to `target`. Returns the
-        sources that no longer wait (a move to `target` that this one replaced)."""
+    def renamed(self, source: str, target: str, synced: Synced, *, in_tree: bool) -> list[str]:
+        """The file synced at `source` (as `synced`) was renamed to `target` (`in_tree`: with
+        a directory above it). Returns the sources that no longer wait (a move to `target`
+        that this one replaced)."""
         released = self._end(target)
-        self._to[target] = Move(source, synced)
+        self._to[target] = Move(source, synced, in_tree)
         self._leaving[source] = self._leaving.get(source, 0) + 1
         return released
 

@@ -216,7 +216,7 @@ def _file(
         if f.writing:
             return WAIT
         if remote is None:
-            if f.moved_from is not None and _renamed_untouched(local, f.moved_from.synced, f.hint):
+            if f.moved_from is not None and _renamed_untouched(local, f.moved_from, f.hint):
                 return Decision(Op.COPY_REMOTE, if_none_match=True)
             return Decision(Op.UPLOAD, if_none_match=True)
         winner = Winner.NEWER if f.initial else Winner.LOCAL
@@ -263,11 +263,13 @@ def _file(
     return Decision(Op.UPLOAD_META, if_match=remote.etag)
 
 
-def _renamed_untouched(local: LocalEntry, moved_from: Synced, hint: Hint) -> bool:
-    """Whether `local` is the file synced as `moved_from`, renamed and nothing more: the same
-    inode, size and mtime (a rename moves only the ctime), no close after a write since, and
-    the synced object holds those bytes (its size). The mode may differ: it is restated."""
-    old, remote = moved_from.local, moved_from.remote
+def _renamed_untouched(local: LocalEntry, move: Move, hint: Hint) -> bool:
+    """Whether `local` is the file synced as `move` says, renamed and nothing more: the same
+    inode, size and mtime (a rename moves only its ctime), no close after a write since, and
+    the synced object holds those bytes (its size). Moved with a directory above it, its own
+    ctime did not move: it must still be the one its bytes were proven at (`Move.in_tree`).
+    The mode may differ: it is restated."""
+    old, remote = move.synced.local, move.synced.remote
     return (
         remote is not None
         and not remote.is_dir
@@ -277,6 +279,7 @@ def _renamed_untouched(local: LocalEntry, moved_from: Synced, hint: Hint) -> boo
         and local.size == old.size == remote.size
         and local.mtime_ns == old.mtime_ns
         and not hint & Hint.WRITTEN
+        and (not move.in_tree or local.ctime_ns == old.ctime_ns != 0)
     )
 
 

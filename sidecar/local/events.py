@@ -143,7 +143,8 @@ class LocalEvents:
                 target = rel + source[len(top) :]
                 if self.excluded(target):
                     continue
-                for released in self._moves.renamed(source, target, synced):
+                in_tree = source != top
+                for released in self._moves.renamed(source, target, synced, in_tree=in_tree):
                     self.submit(released, Hint.NONE)
                 self.submit(target, Hint.CONTENT)  # its pass ends the move, whatever it finds
         self.submit(rel, Hint.CONTENT)

@@ -55,6 +55,7 @@ D = Decision
 UPLOAD_NEW = D(Op.UPLOAD, if_none_match=True)
 COPY_NEW = D(Op.COPY_REMOTE, if_none_match=True)
 FROM_OLD = Move("old.txt", SYNCED_FILE)  # FILE was synced at old.txt, then renamed here
+PROVEN = replace(FILE, ctime_ns=5)  # its bytes proven (synced) at this ctime
 
 ROWS: list[tuple[str, Facts, Decision]] = [
     # -- unsupported local types -----------------------------------------------------------
@@ -501,6 +502,27 @@ ROWS: list[tuple[str, Facts, Decision]] = [
         Facts(NEW_INODE, OBJ, SYNCED_FILE, hint=Hint.CONTENT, moved_from=FROM_OLD),
         D(Op.UPLOAD, if_match="e0"),
     ),
+    # moved with its directory: its own ctime must be the one its bytes were proven at
+    (
+        "renamed_here_in_a_tree",
+        Facts(PROVEN, None, None, moved_from=Move("d/old.txt", Synced(PROVEN, OBJ), True)),
+        COPY_NEW,
+    ),
+    (
+        "renamed_here_in_a_tree_ctime_moved",  # written in the moment no watch was on it
+        Facts(
+            replace(PROVEN, ctime_ns=6),
+            None,
+            None,
+            moved_from=Move("d/old.txt", Synced(PROVEN, OBJ), True),
+        ),
+        UPLOAD_NEW,
+    ),
+    (
+        "renamed_here_in_a_tree_never_proven",  # a record saved before ctimes were
+        Facts(FILE, None, None, moved_from=Move("d/old.txt", SYNCED_FILE, True)),
+        UPLOAD_NEW,
+    ),
     # the old path keeps its key until the copy is over (the copy's source)
     ("renamed_away_waits", Facts(None, OBJ, SYNCED_FILE, leaving=True), D(Op.WAIT)),
     (
@@ -690,9 +712,10 @@ def facts_strategy(draw: st.DrawFn) -> Facts:
         moved_from=draw(
             st.none()
             | st.builds(
-                lambda local, remote: Move("old", Synced(local, remote)),
+                lambda local, remote, in_tree: Move("old", Synced(local, remote), in_tree),
                 st.sampled_from(LOCAL_POOL),
                 st.none() | st.sampled_from(REMOTE_POOL),
+                st.booleans(),
             )
         ),
         leaving=draw(st.booleans()),
@@ -779,6 +802,8 @@ def a_copy_is_only_of_a_file_renamed_untouched(f: Facts, d: Decision) -> None:
     assert f.moved_from is not None and f.local is not None and f.synced is None
     old, remote = f.moved_from.synced.local, f.moved_from.synced.remote
     assert f.local.kind is Kind.FILE and old.kind is Kind.FILE
+    if f.moved_from.in_tree:
+        assert f.local.ctime_ns == old.ctime_ns != 0
     assert (f.local.ino, f.local.size, f.local.mtime_ns) == (old.ino, old.size, old.mtime_ns)
     assert remote is not None and not remote.is_dir and remote.size == f.local.size
     assert not f.writing and not f.hint & Hint.WRITTEN

@@ -139,6 +139,34 @@ async def test_a_write_right_after_the_rename_is_uploaded(
     assert await in_thread(_files, syncer.folder) == {"log.1.txt": expected}
 
 
+async def test_a_write_in_a_renamed_tree_before_its_new_watches_is_uploaded(
+    syncer_factory: Any, bucket: Bucket, proxy: Any
+) -> None:
+    """A directory's rename drops the watches below it until its new name is watched: a write
+    there in between reports nothing. Written here before the sidecar reads a single event
+    (it runs in this event loop), a same-size rewrite with its mtime put back: only the file's
+    ctime tells, and the file is uploaded, not copied from its stale object."""
+    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern)
+    tree = {"dir/a.txt": b"a" * 100, "dir/sub/b.txt": b"b" * 100}
+    for rel, data in tree.items():
+        (syncer.folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (syncer.folder / rel).write_bytes(data)
+    await _in_s3(bucket, tree, "the tree uploaded")
+    assert (await syncer.flush()).flushed
+
+    os.rename(syncer.folder / "dir", syncer.folder / "moved")
+    written = syncer.folder / "moved" / "sub" / "b.txt"
+    before = os.stat(written)
+    with open(written, "r+b") as file:
+        file.write(b"B" * 100)
+    os.utime(written, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    expected = {"moved/a.txt": b"a" * 100, "moved/sub/b.txt": b"B" * 100}
+    await _in_s3(bucket, expected, "the rewritten file uploaded, the other copied")
+    assert (await syncer.flush()).flushed
+    assert metric(syncer, "s3sync_renames_total", how="server_copy", result="ok") == 1
+
+
 async def test_a_write_while_the_copy_is_under_way_is_uploaded_after(
     syncer_factory: Any, bucket: Bucket, proxy: Any
 ) -> None:
