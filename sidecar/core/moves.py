@@ -1,20 +1,24 @@
 """Renames in flight: which new paths hold a synced file that was just renamed there, from where,
-and which old paths must keep their key until the new one is made from it.
+and which old paths must keep what they hold until the new one is made from it.
 
-A local rename (inotify's IN_MOVED_FROM and IN_MOVED_TO with one cookie, paired by
+Both ways. A local rename (inotify's IN_MOVED_FROM and IN_MOVED_TO with one cookie, paired by
 local/events.py) of a file in sync needs no upload: S3 can copy the synced object to the new
-key (CopyObject, `x-amz-copy-source-if-match` on its ETag), and the old key is then deleted as
-for any local delete. Only the pass over the new path knows whether that holds (the file is still
-the one that left, untouched: `reconcile`'s `moved_from`); only after it may the old key go
-(`leaving`: the old path's delete waits, `Op.WAIT`), or the copy would find no source.
+key (CopyObject, `x-amz-copy-source-if-match` on its ETag: ops/rename.py), and the old key is
+then deleted as for any local delete. A rename in S3 (a key gone and one with its ETag come in
+one listing, paired by remote/fold.py) needs no download: the synced file at the old path is
+copied to the new one here and proven by the ETag (ops/fetch.py), then the old file deleted.
+Only the pass over the new path knows whether that holds (`reconcile`'s `moved_from`); only
+after it may the old key or file go (`leaving`: the old path's delete waits, `Op.WAIT`), or
+the copy would find no source.
 
 Invariants:
-- a move is remembered only with its target path submitted for a pass (events.py), and the
-  target's first pass ends it (`done`), whatever it decided and however it ended: so every old
-  path that waits is brought back (the caller submits what `done` returns), and nothing waits
-  for a pass that never comes;
+- a move is remembered only with its target path submitted for a pass (events.py, fold.py),
+  and the target's first pass ends it (`done`), whatever it decided and however it ended: so
+  every old path that waits is brought back (the caller submits what `done` returns), and
+  nothing waits for a pass that never comes;
 - what is remembered is in this process only: a restart forgets it, and then the old path is
-  deleted and the new one uploaded as before (or agreed with, if the copy had landed);
+  deleted and the new one uploaded (or downloaded) as before, or agreed with if the copy had
+  landed;
 - an inotify overflow forgets every move (`forget_all`): events may have been lost in between.
 
 Cost: two dict entries per file of a rename until its target's pass; nothing otherwise.

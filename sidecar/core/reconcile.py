@@ -20,7 +20,8 @@ Safety rules encoded here:
   shadowed: it carries a local change to upload and keeps both versions);
 - more deletions at once than the max-delete guard allows are held back (`too_many_deletions`);
 - a file renamed here is copied in S3 from its synced object only if it is untouched since
-  (`_renamed_untouched`), and the old key is deleted only once that copy is over (`leaving`).
+  (`_renamed_untouched`); the old key (or for a rename in S3, the old file) is deleted only
+  once the new name's pass, which may copy from it, is over (`leaving`).
 """
 
 from __future__ import annotations
@@ -74,11 +75,12 @@ class Facts:
     shadowed: bool = False  # a file key above it hides its remote side
     stopping: bool = False  # shutting down: only local changes still go to S3
     mode: SyncMode = SyncMode.BIDIRECTIONAL
-    # Where this file was just renamed from and what was synced there (a rename inotify paired
-    # by its cookie, the file quiet at the time: core/moves.py); None for any other file.
+    # Where this path's file or object was just renamed from and what was synced there
+    # (core/moves.py): a rename inotify paired by its cookie, the file quiet at the time, or
+    # a key gone in S3 and one with its ETag come in the same listing; None for any other.
     moved_from: Move | None = None
-    # This path's file was renamed away and its object is being copied to the new name: the
-    # key's delete waits for that copy (which needs it as its source).
+    # This path was renamed away (here or in S3) and its new name is being made from what it
+    # holds (its object copied in S3, or its file copied here): its delete waits for that.
     leaving: bool = False
 
 
@@ -117,8 +119,8 @@ def reconcile(f: Facts) -> Decision:
     decision = _decide(f)
     if f.mode is not SyncMode.BIDIRECTIONAL:
         decision = _one_way(f.mode, decision)
-    if decision.op is Op.DELETE_REMOTE and f.leaving:
-        return WAIT  # the copy to its new name needs this object: the copy's end brings it back
+    if decision.op in (Op.DELETE_REMOTE, Op.DELETE_LOCAL) and f.leaving:
+        return WAIT  # a rename's new name is made from what is here: its end brings us back
     if (f.shadowed and decision.op in _REMOTE_DRIVEN) or (
         (f.stopping or f.remote_excluded) and decision.op in _CHANGES_LOCAL_ONLY
     ):

@@ -27,7 +27,6 @@ from ..aws.credentials import CredentialsFactory, CredentialsProvider
 from ..backoff import archived_looks
 from ..core.keys import KeyMapper
 from ..core.model import SyncMode
-from ..core.moves import Moves
 from ..core.scheduler import CHECK, CHECK_WORKERS, DOWNLOAD, POOLS, UPLOAD, Pool, Scheduler
 from ..core.state import SyncState
 from ..core.store import SyncedStore
@@ -99,7 +98,7 @@ class Parts:
             },
         )
         self.watcher = Watcher(root, settings.work_name, self._watch_failed)
-        self.moves = Moves()
+        self.moves = self.state.moves
         self.events = LocalEvents(
             root=root,
             state=self.state,

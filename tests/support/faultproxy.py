@@ -108,7 +108,8 @@ class FaultProxy:
         self.seen: Counter[str] = Counter()
         self.copies = 0  # of the PUTs seen, those that were copies (`x-amz-copy-source`)
         # Body bytes that passed through, by method: of requests (what was sent to S3) and of
-        # answers (what S3 sent back), so a test can tell that no file's bytes moved.
+        # answers (what S3 sent back; a listing's as "LIST"), so a test can tell that no
+        # file's bytes moved.
         self.request_bytes: Counter[str] = Counter()
         self.answer_bytes: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()  # chaos faults, by kind
@@ -223,7 +224,8 @@ class FaultProxy:
                 allow_redirects=False,
             ) as upstream:
                 body = await upstream.read()
-                self.answer_bytes[method] += len(body)
+                listing = method == "GET" and "list-type" in request.query
+                self.answer_bytes["LIST" if listing else method] += len(body)
                 if self.faults.replace is not None:
                     body = body.replace(*self.faults.replace)
                 if self.faults.listed_class is not None and "list-type" in request.query:

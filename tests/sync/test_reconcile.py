@@ -531,6 +531,14 @@ ROWS: list[tuple[str, Facts, Decision]] = [
         D(Op.DOWNLOAD),
     ),
     ("renamed_away_gone_in_s3", Facts(None, None, SYNCED_FILE, leaving=True), D(Op.FORGET)),
+    # renamed in S3: the old file stays until the new name's download (which may copy it) ends
+    ("renamed_in_s3_away_waits", Facts(FILE, None, SYNCED_FILE, leaving=True), D(Op.WAIT)),
+    (
+        "renamed_in_s3_away_changed_here",  # a local change beats a remote delete, as ever
+        Facts(GROWN, None, SYNCED_FILE, leaving=True),
+        D(Op.UPLOAD, if_none_match=True),
+    ),
+    ("renamed_in_s3_here", Facts(None, OBJ, None, moved_from=FROM_OLD), D(Op.DOWNLOAD)),
     (
         "renamed_away_new_file_there",  # a new file at the old name: uploaded at once
         Facts(NEW_INODE, OBJ, SYNCED_FILE, hint=Hint.CONTENT, leaving=True),
@@ -812,7 +820,7 @@ def a_copy_is_only_of_a_file_renamed_untouched(f: Facts, d: Decision) -> None:
 
 def a_copy_source_is_never_deleted(f: Facts, d: Decision) -> None:
     if f.leaving:
-        assert d.op is not Op.DELETE_REMOTE
+        assert d.op not in (Op.DELETE_REMOTE, Op.DELETE_LOCAL)
 
 
 def every_remote_write_is_conditional(f: Facts, d: Decision) -> None:
