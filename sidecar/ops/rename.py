@@ -51,6 +51,11 @@ class Renames:
         key = ws.keys.key_for_rel(rel)
         headers = object_headers(rel, local)
         ws.checks.recheck(job, local)
+        if ws.tree.lstat(rel).st_nlink > 1:
+            # Another name reaches its bytes: a write through it is reported under that name
+            # only, and one that put the mtime back would leave nothing here to show it.
+            self._not_copied(job)
+            return
         try:
             result = await ws.s3.copy_object(
                 ws.keys.key_for_rel(move.source),

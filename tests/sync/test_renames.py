@@ -294,6 +294,29 @@ async def test_another_client_took_the_new_name_before_the_copy(
     await eventually(lambda: in_thread(settled), timeout=30, what="both kept, the old key gone")
 
 
+async def test_a_hard_linked_file_renamed_is_uploaded(
+    syncer_factory: Any, bucket: Bucket, proxy: Any
+) -> None:
+    """A file another name also reaches: a write through that name is reported under it only,
+    so nothing here can prove the bytes untouched. Uploaded, not copied."""
+    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern)
+    path = syncer.folder / "shared.txt"
+    path.write_bytes(b"shared")
+    os.link(path, syncer.folder / "alias.txt")
+    both = {"shared.txt": b"shared", "alias.txt": b"shared"}
+    await _in_s3(bucket, both, "both names uploaded")
+    assert (await syncer.flush()).flushed
+    copies = proxy.copies
+
+    os.rename(path, syncer.folder / "renamed.txt")
+
+    renamed = {"renamed.txt": b"shared", "alias.txt": b"shared"}
+    await _in_s3(bucket, renamed, "the new name uploaded, the old one gone")
+    assert (await syncer.flush()).flushed
+    assert proxy.copies == copies
+    assert metric(syncer, "s3sync_renames_total", how="server_copy", result="fallback") == 1
+
+
 async def test_a_rename_of_a_file_not_yet_synced_is_uploaded(
     syncer_factory: Any, bucket: Bucket, proxy: Any
 ) -> None:
