@@ -252,22 +252,31 @@ class _Fold:
 
     def finish(self) -> list[str]:
         """The changed paths, with every directory whose remote presence flipped; renames in
-        S3 paired (`_renamed`)."""
+        S3 paired (`pair_renames`)."""
         if self._came and self._went:
-            self._renamed()
+            self.changed += pair_renames(self._state, self._came, self._went)
         self.changed += self._state.flipped(self._before)
         return self.changed
 
-    def _renamed(self) -> None:
-        """Each new key paired with a gone one holding the same object (ETag and size): one
-        dict lookup per new key, however many are renamed at once."""
-        went: dict[tuple[str, int], list[tuple[str, Synced]]] = {}
-        for rel, synced in self._went:
-            assert synced.remote is not None  # (`gone` keeps only those)
-            went.setdefault((synced.remote.etag, synced.remote.size), []).append((rel, synced))
-        moves = self._state.moves
-        for rel, entry in self._came:
-            sources = went.get((entry.etag, entry.size))
-            if sources:
-                source, synced = sources.pop()
-                self.changed += moves.renamed(source, rel, synced, in_tree=False)
+
+def pair_renames(
+    state: SyncState, came: list[tuple[str, RemoteEntry]], went: list[tuple[str, Synced]]
+) -> list[str]:
+    """Renames in S3: each new key of `came` (where nothing is synced) paired with a key of
+    `went` (gone, its file synced here) that held the same object (ETag and size), in
+    `state.moves`; one dict lookup per new key, however many are renamed at once. Returns the
+    old paths an earlier pairing no longer holds (to look at again). The fold's, and the
+    start-up restore's (whose records only the listing shows gone)."""
+    by_object: dict[tuple[str, int], list[tuple[str, Synced]]] = {}
+    for rel, synced in went:
+        remote = synced.remote
+        if remote is not None and not remote.is_dir and synced.local.kind is Kind.FILE:
+            by_object.setdefault((remote.etag, remote.size), []).append((rel, synced))
+    released: list[str] = []
+    moves = state.moves
+    for rel, entry in came:
+        sources = by_object.get((entry.etag, entry.size))
+        if sources and not entry.is_dir:
+            source, synced = sources.pop()
+            released += moves.renamed(source, rel, synced, in_tree=False)
+    return released

@@ -106,3 +106,43 @@ async def test_a_file_changed_here_while_renamed_in_s3_is_kept_and_the_new_name_
 
     await eventually(in_s3, timeout=30, what="the change uploaded under the old name")
     assert metric(syncer, "s3sync_renames_total", how="local_move", result="ok") == 0
+
+
+async def test_a_prefix_renamed_in_s3_while_down_is_moved_here_at_start(
+    syncer_factory: Any, bucket: Bucket, proxy: Any, tmp_path: Path
+) -> None:
+    """Renamed while the sidecar was down: the start-up listing pairs the gone keys with the
+    new ones, the restore copies the files here, deletes the old ones, and the max-delete
+    guard (every synced file gone from S3) does not take it for a prefix emptied."""
+    folder = tmp_path / "folder"
+    first = await syncer_factory(
+        directory=folder, endpoint=proxy.endpoint_pattern, download_interval=HOUR
+    )
+    tree = {f"src/m{n:02d}.py": os.urandom(3000 + n) for n in range(14)}
+    for rel, data in tree.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+
+    async def uploaded() -> None:
+        assert set(tree) <= set(await in_thread(bucket.list_keys))
+
+    await eventually(uploaded, timeout=30, what="the tree uploaded")
+    assert not await first.stop()
+
+    def rename_prefix() -> None:
+        for rel in tree:
+            _mv(bucket, rel, rel.replace("src/", "lib/", 1))
+
+    await in_thread(rename_prefix)
+    answered = proxy.answer_bytes["GET"]
+    second = await syncer_factory(directory=folder, endpoint=proxy.endpoint_pattern)
+
+    renamed = {rel.replace("src/", "lib/", 1): data for rel, data in tree.items()}
+    await eventually(lambda: _files(folder) == renamed, timeout=30, what="the new names here")
+    assert (await second.flush()).flushed
+    assert proxy.answer_bytes["GET"] == answered  # no object's bytes came from S3
+    assert metric(second, "s3sync_downloaded_bytes_total") == 0
+    assert metric(second, "s3sync_delete_guard_trips_total") == 0
+    assert metric(second, "s3sync_renames_total", how="local_move", result="ok") == len(tree)
+    keys = await in_thread(bucket.list_keys)
+    assert not [key for key in keys if key.startswith("src/") and not key.endswith("/")]
