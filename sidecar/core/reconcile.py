@@ -119,12 +119,12 @@ def reconcile(f: Facts) -> Decision:
     decision = _decide(f)
     if f.mode is not SyncMode.BIDIRECTIONAL:
         decision = _one_way(f.mode, decision)
-    if decision.op in (Op.DELETE_REMOTE, Op.DELETE_LOCAL) and f.leaving:
-        return WAIT  # a rename's new name is made from what is here: its end brings us back
     if (f.shadowed and decision.op in _REMOTE_DRIVEN) or (
         (f.stopping or f.remote_excluded) and decision.op in _CHANGES_LOCAL_ONLY
     ):
         return DEFER
+    if decision.op in (Op.DELETE_REMOTE, Op.DELETE_LOCAL) and f.leaving:
+        return WAIT  # a rename's new name is made from what is here: its end brings us back
     return decision
 
 

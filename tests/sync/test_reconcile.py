@@ -540,6 +540,16 @@ ROWS: list[tuple[str, Facts, Decision]] = [
     ),
     ("renamed_in_s3_here", Facts(None, OBJ, None, moved_from=FROM_OLD), D(Op.DOWNLOAD)),
     (
+        "renamed_in_s3_away_stopping",  # nothing is deleted here while stopping, as ever
+        Facts(FILE, None, SYNCED_FILE, leaving=True, stopping=True),
+        D(Op.DEFER),
+    ),
+    (
+        "renamed_away_stopping",  # a local change still goes to S3 while stopping
+        Facts(None, OBJ, SYNCED_FILE, leaving=True, stopping=True),
+        D(Op.WAIT),
+    ),
+    (
         "renamed_away_new_file_there",  # a new file at the old name: uploaded at once
         Facts(NEW_INODE, OBJ, SYNCED_FILE, hint=Hint.CONTENT, leaving=True),
         D(Op.UPLOAD, if_match="e0"),
