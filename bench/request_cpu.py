@@ -42,7 +42,8 @@ from sidecar.aws.sigv4 import (
     sign_request,
 )
 from sidecar.metrics import Metrics
-from sidecar.s3.client import Endpoint, S3Client, s3_requests
+from sidecar.s3.client import S3Client, s3_requests
+from sidecar.s3.endpoint import Endpoint
 
 BODY = b"x" * 1024
 BODY_CHECKSUM = checksums.full(BODY)

@@ -1,12 +1,13 @@
 """Every Prometheus metric the sidecar exports, defined in one place, in six groups: what was
-synced (`_Transfers`), S3 and credentials (`_Requests`), what S3 says (`_Remote`), the folder
-(`_Local`), the work in hand (`_Work`) and the HTTP endpoints' door (`Endpoints`,
-endpoint_metrics.py). `Metrics` is all of them; a metric is one attribute of it, wherever it is
-defined. Each `Syncer` owns its own registry, so several syncers (or test cases) in one process
-never share counters. Ready for alerts: every labelled counter whose label values are known in
-advance exists at 0 from the start (so `rate()` and `increase()` see the first error after a
-start), the registry carries the process metrics (`process_*`, e.g. `process_start_time_seconds`
-for restarts) and `s3sync_build_info{version}`, and the command exports no `*_created` series.
+synced (`Transfers`, transfer_metrics.py), S3 and credentials (`_Requests`), what S3 says
+(`_Remote`), the folder (`_Local`), the work in hand (`_Work`) and the HTTP endpoints' door
+(`Endpoints`, endpoint_metrics.py). `Metrics` is all of them; a metric is one attribute of it,
+wherever it is defined. Each `Syncer` owns its own registry, so several syncers (or test cases)
+in one process never share counters. Ready for alerts: every labelled counter whose label
+values are known in advance exists at 0 from the start (so `rate()` and `increase()` see the
+first error after a start), the registry carries the process metrics (`process_*`, e.g.
+`process_start_time_seconds` for restarts) and `s3sync_build_info{version}`, and the command
+exports no `*_created` series.
 """
 
 from __future__ import annotations
@@ -28,15 +29,13 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from .endpoint_metrics import Endpoints
 from .skips import SkipReason
+from .transfer_metrics import RESULTS, Transfers
 from .version import __version__
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 # Label values known in advance: their series are created at 0 when the metrics are.
-RESULTS = ("ok", "error")
-SIDES = ("local", "remote")
 LOCAL_ERROR_OPERATIONS = ("watch", "io", "permission")
-SQLITE_SNAPSHOT_RESULTS = ("uploaded", "unchanged", "busy")
 NOTIFICATION_EVENT_RESULTS = ("received", "applied", "ignored")
 NOTIFICATION_MESSAGE_RESULTS = ("handled", "test", "malformed", "failed")
 NOTIFICATION_ERROR_KINDS = ("unreachable", "denied", "missing", "throttled", "error")
@@ -59,83 +58,6 @@ def _statvfs(directory: str, field: str) -> float:
         return math.nan
     blocks = stat.f_bavail if field == "free" else stat.f_blocks
     return float(blocks * stat.f_frsize)
-
-
-class _Transfers:
-    """What was synced: transfers, deletes, metadata copies, conflicts, flushes."""
-
-    def _define_transfers(self, r: CollectorRegistry) -> None:
-        self.uploads = Counter(
-            "s3sync_uploads",
-            "Files, symlinks and directory markers uploaded, by result.",
-            ["result"],
-            registry=r,
-        )
-        self.downloads = Counter(
-            "s3sync_downloads",
-            "Objects downloaded into the folder, by result.",
-            ["result"],
-            registry=r,
-        )
-        self.deletes = Counter(
-            "s3sync_deletes",
-            "Deletes propagated, by side deleted (local or remote) and result.",
-            ["side", "result"],
-            registry=r,
-        )
-        self.metadata_updates = Counter(
-            "s3sync_metadata_updates",
-            "Metadata-only changes (mode, mtime) propagated, by side.",
-            ["side", "result"],
-            registry=r,
-        )
-        self.sqlite_snapshots = Counter(
-            "s3sync_sqlite_snapshots",
-            "Consistent snapshots of SQLite databases taken (SYNC_SQLITE=snapshot), by result: "
-            "'uploaded', 'unchanged' (the same bytes as the version in S3: not uploaded), "
-            "'busy' (locked for every try: taken again later).",
-            ["result"],
-            registry=r,
-        )
-        self.sqlite_snapshot_seconds = Histogram(
-            "s3sync_sqlite_snapshot_duration_seconds",
-            "Time one snapshot of an SQLite database took (the copy and its MD5).",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-            registry=r,
-        )
-        for result in SQLITE_SNAPSHOT_RESULTS:
-            self.sqlite_snapshots.labels(result)
-        self.conflicts = Counter(
-            "s3sync_conflicts",
-            "Paths changed on both sides; both versions were kept.",
-            registry=r,
-        )
-        self.uploaded_bytes = Counter(
-            "s3sync_uploaded_bytes", "Bytes of file content uploaded.", registry=r
-        )
-        self.downloaded_bytes = Counter(
-            "s3sync_downloaded_bytes", "Bytes of object content downloaded.", registry=r
-        )
-        self.aborted_changed = Counter(
-            "s3sync_uploads_abandoned_changed",
-            "Uploads abandoned because the file changed while it was read (re-uploaded after).",
-            registry=r,
-        )
-        self.flushes = Counter(
-            "s3sync_flushes",
-            "Durability barriers (POST /flush, Syncer.flush): 'ok' when every change made "
-            "before the call reached S3 in time, 'timeout' otherwise.",
-            ["result"],
-            registry=r,
-        )
-        for result in RESULTS:
-            for counter in (self.uploads, self.downloads):
-                counter.labels(result)
-            for side in SIDES:
-                self.deletes.labels(side, result)
-                self.metadata_updates.labels(side, result)
-        self.flushes.labels("ok")
-        self.flushes.labels("timeout")
 
 
 class _Requests:
@@ -369,7 +291,7 @@ class _Work:
         self.build_info.labels(__version__).set(1)
 
 
-class Metrics(_Transfers, _Requests, _Remote, _Local, _Work, Endpoints):
+class Metrics(Transfers, _Requests, _Remote, _Local, _Work, Endpoints):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}

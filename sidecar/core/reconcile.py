@@ -18,7 +18,10 @@ Safety rules encoded here:
   whose remote side is unknown (shadowed by a file key above it, or left out of listings by
   the remote exclude pattern), nor while stopping (a conflict still goes on, except when
   shadowed: it carries a local change to upload and keeps both versions);
-- more deletions at once than the max-delete guard allows are held back (`too_many_deletions`).
+- more deletions at once than the max-delete guard allows are held back (`too_many_deletions`);
+- a file renamed here is copied in S3 from its synced object only if it is untouched since
+  (`_renamed_untouched`); the old key (or for a rename in S3, the old file) is deleted only
+  once the new name's pass, which may copy from it, is over (`leaving`).
 """
 
 from __future__ import annotations
@@ -29,16 +32,18 @@ from typing import Literal
 
 from ..skips import SkipReason
 from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced, SyncMode
+from .moves import Move
 
 
 class Op(Enum):
     NOTHING = "nothing"
     RECORD = "record"  # both sides already agree: remember it
     FORGET = "forget"  # gone on both sides: drop what we remembered
-    WAIT = "wait"  # the file is being written: its close will bring us back
+    WAIT = "wait"  # being written (its close brings us back), or its key is a copy's source
     SKIP = "skip"  # cannot be synced (logged and counted with its `reason`)
     UPLOAD = "upload"
     UPLOAD_META = "upload_meta"  # chmod/touch: copy the object onto itself with new metadata
+    COPY_REMOTE = "copy_remote"  # a synced file renamed here, untouched: copy its object here
     PUT_MARKER = "put_marker"  # a `dir/` object for a directory
     DELETE_REMOTE = "delete_remote"
     DOWNLOAD = "download"
@@ -70,6 +75,13 @@ class Facts:
     shadowed: bool = False  # a file key above it hides its remote side
     stopping: bool = False  # shutting down: only local changes still go to S3
     mode: SyncMode = SyncMode.BIDIRECTIONAL
+    # Where this path's file or object was just renamed from and what was synced there
+    # (core/moves.py): a rename inotify paired by its cookie, the file quiet at the time, or
+    # a key gone in S3 and one with its ETag come in the same listing; None for any other.
+    moved_from: Move | None = None
+    # This path was renamed away (here or in S3) and its new name is being made from what it
+    # holds (its object copied in S3, or its file copied here): its delete waits for that.
+    leaving: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +106,9 @@ _REMOTE_DRIVEN = frozenset(
 # Of those, what waits while stopping, or never happens for a key the listing leaves out: a
 # conflict still carries a local change to upload (and keeps both versions).
 _CHANGES_LOCAL_ONLY = _REMOTE_DRIVEN - {Op.CONFLICT}
-_WRITES_REMOTE = frozenset({Op.UPLOAD, Op.UPLOAD_META, Op.PUT_MARKER, Op.DELETE_REMOTE})
+_WRITES_REMOTE = frozenset(
+    {Op.UPLOAD, Op.UPLOAD_META, Op.COPY_REMOTE, Op.PUT_MARKER, Op.DELETE_REMOTE}
+)
 EXCLUDED = Decision(Op.SKIP, reason=SkipReason.EXCLUDED)
 DEFER = Decision(Op.DEFER)
 
@@ -109,6 +123,8 @@ def reconcile(f: Facts) -> Decision:
         (f.stopping or f.remote_excluded) and decision.op in _CHANGES_LOCAL_ONLY
     ):
         return DEFER
+    if decision.op in (Op.DELETE_REMOTE, Op.DELETE_LOCAL) and f.leaving:
+        return WAIT  # a rename's new name is made from what is here: its end brings us back
     return decision
 
 
@@ -129,6 +145,8 @@ def _one_way(mode: SyncMode, decision: Decision) -> Decision:
             return NOTHING
         if op in (Op.UPLOAD, Op.CONFLICT):
             return Decision(Op.UPLOAD, again=decision.again)
+        if op is Op.COPY_REMOTE:  # the new key is written over whatever S3 holds there
+            return Decision(Op.COPY_REMOTE)
         return decision
     if op in _WRITES_REMOTE:
         return NOTHING
@@ -200,6 +218,8 @@ def _file(
         if f.writing:
             return WAIT
         if remote is None:
+            if f.moved_from is not None and _renamed_untouched(local, f.moved_from, f.hint):
+                return Decision(Op.COPY_REMOTE, if_none_match=True)
             return Decision(Op.UPLOAD, if_none_match=True)
         winner = Winner.NEWER if f.initial else Winner.LOCAL
         return Decision(Op.CONFLICT, if_match=remote.etag, winner=winner)
@@ -243,6 +263,26 @@ def _file(
     if local.kind is Kind.SYMLINK or _content_changed(local, synced.local, f.hint):
         return Decision(Op.UPLOAD, if_match=remote.etag)
     return Decision(Op.UPLOAD_META, if_match=remote.etag)
+
+
+def _renamed_untouched(local: LocalEntry, move: Move, hint: Hint) -> bool:
+    """Whether `local` is the file synced as `move` says, renamed and nothing more: the same
+    inode, size and mtime (a rename moves only its ctime), no close after a write since, and
+    the synced object holds those bytes (its size). Moved with a directory above it, its own
+    ctime did not move: it must still be the one its bytes were proven at (`Move.in_tree`).
+    The mode may differ: it is restated."""
+    old, remote = move.synced.local, move.synced.remote
+    return (
+        remote is not None
+        and not remote.is_dir
+        and local.kind is Kind.FILE
+        and old.kind is Kind.FILE
+        and local.ino == old.ino
+        and local.size == old.size == remote.size
+        and local.mtime_ns == old.mtime_ns
+        and not hint & Hint.WRITTEN
+        and (not move.in_tree or local.ctime_ns == old.ctime_ns != 0)
+    )
 
 
 def _content_changed(local: LocalEntry, old: LocalEntry, hint: Hint) -> bool:

@@ -200,6 +200,15 @@ class Scheduler:
     def is_busy(self, rel: str) -> bool:
         return rel in self._running or rel in self._queued or rel in self._delayed
 
+    def pending(self, rel: str) -> Pool | None:
+        """The pool `rel` is queued, running or waiting a retry in; None if it is in none."""
+        delayed = self._delayed.get(rel)
+        return (
+            self._running.get(rel)
+            or self._queued.get(rel)
+            or (delayed[1] if delayed is not None else None)
+        )
+
     def has_work(self) -> bool:
         """Anything queued, running, or waiting for a retry."""
         return bool(self._queued or self._running or self._delayed)

@@ -40,6 +40,7 @@ from typing import Generic, TypeVar, cast
 from ..backoff import PATH_FAILED, PATH_RACED
 from .keys import parents_of
 from .model import Hint, Kind, LocalEntry, RemoteEntry, Synced
+from .moves import Moves
 
 _T = TypeVar("_T")
 
@@ -159,6 +160,9 @@ class SyncState:
         # restore's worth of small objects made and let go of would stay in the heap as holes).
         self._initial: set[str] = set()
         self._generations = itertools.count(1)  # mod_gen: never handed out twice
+        # Renames in flight, both ways: paired by inotify (local/events.py) or by a fold of
+        # what S3 holds (remote/fold.py), ended by the new path's pass (engine/pipeline.py).
+        self.moves = Moves()
 
     # -- lookup --------------------------------------------------------------------------
 

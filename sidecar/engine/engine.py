@@ -111,11 +111,13 @@ class Parts:
                 interval=settings.sqlite_interval,
                 skipped=lambda: metrics.inc(metrics.skipped, SkipReason.SQLITE_COMPANION.value),
             )
+        self.moves = self.state.moves
         self.events = LocalEvents(
             root=root,
             state=self.state,
             scheduler=self.scheduler,
             watcher=self.watcher,
+            moves=self.moves,
             metrics=metrics,
             exclude_local=re.compile(settings.exclude_local),
             upload_on_create=re.compile(settings.upload_on_create),
@@ -216,6 +218,7 @@ class Parts:
             checks=checks,
             health=self.health,
             archived=self.archived,
+            moves=self.moves,
             scheduler=self.scheduler,
             metrics=metrics,
             excluded=self.events.excluded,

@@ -34,6 +34,7 @@ import aiohttp
 from ..aws.credentials import CredentialsError
 from ..core.keys import UnsyncableName, parents_of
 from ..core.model import Hint, Kind, SyncMode
+from ..core.moves import Moves
 from ..core.reconcile import Decision, Facts, Op, reconcile
 from ..core.scheduler import DOWNLOAD, UPLOAD, Pool, Scheduler
 from ..core.state import Seen, SyncState
@@ -100,6 +101,7 @@ class Pipeline:
         checks: Checks,
         health: PassHealth,
         archived: ArchivedObjects,
+        moves: Moves,
         scheduler: Scheduler,
         metrics: Metrics,
         excluded: Callable[[str], bool],
@@ -117,6 +119,7 @@ class Pipeline:
         self._checks = checks  # what is at a path now; proofs of a file's bytes
         self._health = health  # told how passes end: progress, a full volume, a denied path
         self._archived = archived  # objects S3 holds archived: skipped, looked at again
+        self._moves = moves  # renames of synced files: a path's first pass after one ends it
         self._scheduler = scheduler
         self._metrics = metrics
         self._excluded = excluded
@@ -146,6 +149,7 @@ class Pipeline:
         ps, seen = state.begin(rel)
         job: Job | None = None
         op: Op | None = None  # what was decided, once it was
+        move = self._moves.moved_here(rel)  # a synced file renamed here: ended by this pass
         try:
             if self._archived.due(rel):  # archived when last seen: restored since? (a HEAD)
                 await self._checks.learn_remote(rel)
@@ -183,6 +187,8 @@ class Pipeline:
                 shadowed=ps.shadowed,
                 stopping=self._stopping(),
                 mode=self._mode,
+                moved_from=move,
+                leaving=self._moves.leaving(rel),
             )
             decision = reconcile(facts)
             op = decision.op
@@ -245,6 +251,9 @@ class Pipeline:
                 self._health.no_space(True)
             return self._failed(rel, pool, error, op)
         finally:
+            if move is not None:  # copied or not, its old key may go now: look at it again
+                for source in self._moves.done(rel, move):
+                    self._submit(source, Hint.NONE)
             if job is not None:
                 for followup in job.followups:
                     if followup.remote:
@@ -307,7 +316,7 @@ class Pipeline:
         if self._stopping():
             delay = min(delay, STOPPING_RETRY)
         attempts = self._state.get(rel).failures
-        self._count_error(op, pool)
+        _count_error(self._metrics, op, pool)
         if _s3_failed(error) and self._s3_failing():
             quiet = True  # S3's outage is said once, when it begins and when it ends
         if op in _FROM_S3:
@@ -322,18 +331,18 @@ class Pipeline:
         )
         return Outcome(Verdict.RETRY, delay)
 
-    def _count_error(self, op: Op | None, pool: Pool) -> None:
-        """`result="error"` on the counter of what failed (by pool if nothing was tried)."""
-        metrics = self._metrics
-        if op in (Op.DELETE_REMOTE, Op.DELETE_LOCAL, Op.RMDIR):
-            metrics.inc(metrics.deletes, "remote" if op is Op.DELETE_REMOTE else "local", "error")
-        elif op in (Op.UPLOAD_META, Op.APPLY_REMOTE_META):
-            side = "remote" if op is Op.UPLOAD_META else "local"
-            metrics.inc(metrics.metadata_updates, side, "error")
-        elif op in (Op.DOWNLOAD, Op.MKDIR) or (op is None and pool != UPLOAD):
-            metrics.inc(metrics.downloads, "error")
-        else:
-            metrics.inc(metrics.uploads, "error")
+
+def _count_error(metrics: Metrics, op: Op | None, pool: Pool) -> None:
+    """`result="error"` on the counter of what failed (by pool if nothing was tried)."""
+    if op in (Op.DELETE_REMOTE, Op.DELETE_LOCAL, Op.RMDIR):
+        metrics.inc(metrics.deletes, "remote" if op is Op.DELETE_REMOTE else "local", "error")
+    elif op in (Op.UPLOAD_META, Op.APPLY_REMOTE_META):
+        side = "remote" if op is Op.UPLOAD_META else "local"
+        metrics.inc(metrics.metadata_updates, side, "error")
+    elif op in (Op.DOWNLOAD, Op.MKDIR) or (op is None and pool != UPLOAD):
+        metrics.inc(metrics.downloads, "error")
+    else:
+        metrics.inc(metrics.uploads, "error")
 
 
 def _s3_failed(error: BaseException) -> bool:

@@ -36,7 +36,7 @@ from ..local.proof import EtagKnowledge
 from ..local.safefs import Tree
 from ..metrics import Metrics
 from ..ops.workspace import TransferLog
-from ..remote.fold import apply_snapshot
+from ..remote.fold import Snapshot, apply_snapshot, pair_renames
 from ..remote.poll import Poller
 from .pipeline import Outcome, Verdict
 from .progress import RestoreProgress, size_text
@@ -124,6 +124,7 @@ class Restore:
             )
             changed = applied.changed + applied.checked
             if loaded:
+                changed += self._renamed_while_down(loaded, snapshot)
                 self._guard(loaded, missing, snapshot.entries, snapshot.shadowed)
         else:
             # Upload-only: S3 is taken to hold what we last synced there.
@@ -143,6 +144,22 @@ class Restore:
             self.progress.objects,
             size_text(self.progress.bytes),
         )
+
+    def _renamed_while_down(self, loaded: dict[str, Synced], snapshot: Snapshot) -> list[str]:
+        """Keys renamed in S3 while the sidecar was down: the records the listing no longer
+        shows, paired with the keys it shows where nothing is synced (fold.py's
+        `pair_renames`): their files are copied here, not downloaded, and the max-delete
+        guard does not count them (`_guard`)."""
+        entries, shadowed, unlisted = snapshot.entries, snapshot.shadowed, self._poller.excluded
+        went = [
+            (rel, synced)
+            for rel, synced in loaded.items()
+            if rel not in entries and rel not in shadowed and not unlisted(rel, False)
+        ]
+        if not went:
+            return []
+        came = [(rel, entry) for rel, entry in entries.items() if rel not in loaded]
+        return pair_renames(self._state, came, went)
 
     def _size(self, rel: str) -> int:
         """The bytes S3 holds for `rel` as far as the state knows (0: a directory, or none)."""
@@ -217,10 +234,14 @@ class Restore:
                 self._state.forget(rel)
             return
         unlisted = self._poller.excluded
+        leaving = self._state.moves.leaving  # renamed in S3: its object is under a new key
         missing_there = [
             rel
             for rel in files
-            if rel not in listed and rel not in shadowed and not unlisted(rel, False)
+            if rel not in listed
+            and rel not in shadowed
+            and not unlisted(rel, False)
+            and not leaving(rel)
         ]
         if too_many_deletions(len(missing_there), len(files), self._max_delete):
             self._metrics.delete_guard_trips.inc()

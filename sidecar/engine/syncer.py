@@ -27,7 +27,7 @@ from ..aws.credentials import CredentialsFactory, CredentialsProvider
 from ..aws.http import HttpClient
 from ..core.model import SyncMode
 from ..metrics import Metrics
-from ..s3.client import Endpoint
+from ..s3.endpoint import Endpoint
 from ..settings.arguments import from_arguments, unexpected
 from ..settings.table import (
     DOWNLOAD_CONCURRENCY,

@@ -27,15 +27,41 @@ import os
 import re
 import stat
 import time
+from collections import OrderedDict
 
-from ..core.model import Hint
-from ..core.scheduler import UPLOAD, Scheduler
+from ..core.model import Hint, Kind, Synced
+from ..core.moves import Moves
+from ..core.scheduler import CHECK, UPLOAD, Scheduler
 from ..core.state import SyncState
 from ..metrics import Metrics
 from .databases import Databases
 from .watch import Watcher
 
 log = logging.getLogger("sidecar")
+
+# Renames whose IN_MOVED_FROM came and whose IN_MOVED_TO has not (yet): the kernel queues the
+# two together, so only a move out of the folder leaves one here, until this many newer ones.
+_DEPARTED_KEPT = 64
+
+
+class _Departures:
+    """By inotify cookie: the synced files that left with an IN_MOVED_FROM (the path, then each
+    file below it and its record), until the IN_MOVED_TO says where they went (`arrived`)."""
+
+    def __init__(self) -> None:
+        self._by_cookie: OrderedDict[int, tuple[str, list[tuple[str, Synced]]]] = OrderedDict()
+
+    def left(self, cookie: int, top: str, files: list[tuple[str, Synced]]) -> None:
+        if files:
+            self._by_cookie[cookie] = (top, files)
+            while len(self._by_cookie) > _DEPARTED_KEPT:
+                self._by_cookie.popitem(last=False)
+
+    def arrived(self, cookie: int) -> tuple[str, list[tuple[str, Synced]]] | None:
+        return self._by_cookie.pop(cookie, None) if cookie else None
+
+    def clear(self) -> None:
+        self._by_cookie.clear()
 
 
 class LocalEvents:
@@ -46,6 +72,7 @@ class LocalEvents:
         state: SyncState,
         scheduler: Scheduler,
         watcher: Watcher,
+        moves: Moves,
         metrics: Metrics,
         exclude_local: re.Pattern[str],
         upload_on_create: re.Pattern[str],
@@ -56,6 +83,8 @@ class LocalEvents:
         self._state = state
         self._scheduler = scheduler
         self._watcher = watcher
+        self._moves = moves  # renames of synced files, for their new paths' passes
+        self._departed = _Departures()  # synced files renamed away, for their new paths
         self._metrics = metrics
         self._exclude = exclude_local
         self._upload_on_create = upload_on_create
@@ -147,25 +176,72 @@ class LocalEvents:
         self._state.removed(rel)
         self.submit(rel, Hint.NONE)
 
-    def moved_out(self, rel: str, is_dir: bool) -> None:
+    def moved_out(self, rel: str, is_dir: bool, cookie: int) -> None:
+        below = self._state.under(rel) if is_dir else []
+        if cookie:
+            files = [(sub, synced) for sub in [rel, *below] if (synced := self._quiet(sub))]
+            self._departed.left(cookie, rel, files)
         self.removed(rel, is_dir)
-        if is_dir:
-            # Nothing below a moved directory reports its own departure.
-            for sub in self._state.under(rel):
-                self.removed(sub, False)
+        # Nothing below a moved directory reports its own departure.
+        for sub in below:
+            self.removed(sub, False)
 
-    def moved_in(self, rel: str, is_dir: bool) -> None:
+    def moved_in(self, rel: str, is_dir: bool, cookie: int) -> None:
+        departed = self._departed.arrived(cookie)
         if not is_dir and self._databases is not None:
             self._databases.lost(rel)  # whatever came in is looked at anew
             if self._database_changed(rel):
                 return
+        if departed is not None:
+            top, files = departed
+            for source, synced in files:
+                target = rel + source[len(top) :]
+                if self.excluded(target):
+                    continue
+                in_tree = source != top
+                for released in self._moves.renamed(source, target, synced, in_tree=in_tree):
+                    self.submit(released, Hint.NONE)
+                self.submit(target, Hint.CONTENT)  # its pass ends the move, whatever it finds
         self.submit(rel, Hint.CONTENT)
+
+    def _quiet(self, rel: str) -> Synced | None:
+        """The record of the synced file at `rel` if nothing since its last pass could have
+        changed its bytes unseen: no hint, no writer, no failure or race, no pass queued or
+        running but a look at its object's metadata (the check pool), restored and looked
+        at since this process started, no events lost since (no rescan under way). Then a
+        rename of it, with the same inode, size and mtime at its new name, holds the synced
+        bytes (a rename moves only its ctime). Else None."""
+        ps = self._state.peek(rel)
+        if ps is None or self.excluded(rel):
+            return None
+        synced = ps.synced
+        if (
+            synced is None
+            or synced.local.kind is not Kind.FILE
+            or synced.remote is None
+            or synced.remote.is_dir
+            or ps.hint
+            or ps.writing
+            or ps.failures
+            or ps.races
+            or self._state.is_initial(rel)
+            or self._scheduler.pending(rel) not in (None, CHECK)  # (a HEAD: no change here)
+            # a database's commits may be in its -wal yet: its new name is snapshotted anew
+            or (self._databases is not None and self._databases.unit_of(rel) is not None)
+            or self._rescan_again
+            or self.rescanning is not None
+        ):
+            return None
+        return synced
 
     def found(self, rel: str, is_dir: bool) -> None:
         self._look_again(rel)
 
     def overflowed(self) -> None:
         self._metrics.inotify_overflows.inc()
+        self._departed.clear()
+        for source in self._moves.forget_all():  # no pairing survives lost events
+            self.submit(source, Hint.NONE)
         self._rescan_again = True
         if self.rescanning is None:
             self._rescanning = asyncio.get_running_loop().create_task(self._rescan())

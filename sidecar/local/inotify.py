@@ -67,17 +67,18 @@ def read_queued(fd: int, queued: array.array[int]) -> bytes | None:
 
 def dispatch(
     data: bytes,
-    handle: Callable[[int, int, str], None],
+    handle: Callable[[int, int, int, str], None],
     on_error: Callable[[str, BaseException], None],
 ) -> None:
-    """Each event in `data` to `handle(wd, mask, name)`, in kernel order (`name`: "" for an
-    event on the watched directory or file itself). An event whose handling raises is reported
+    """Each event in `data` to `handle(wd, mask, cookie, name)`, in kernel order (`name`: ""
+    for an event on the watched directory or file itself; `cookie`: what pairs the two halves
+    of a rename, else 0). An event whose handling raises is reported
     to `on_error`, and the rest are still handled."""
     offset = 0
     size = len(data)
     unpack = _EVENT.unpack_from
     while offset < size:
-        wd, mask, _cookie, length = unpack(data, offset)
+        wd, mask, cookie, length = unpack(data, offset)
         offset += 16
         name = ""
         if length:
@@ -86,7 +87,7 @@ def dispatch(
             end = raw.find(0)
             name = os.fsdecode(raw[:end] if end >= 0 else raw)
         try:
-            handle(wd, mask, name)
+            handle(wd, mask, cookie, name)
         except Exception as error:
             # One bad event must not stop the watcher; the path is reconciled later.
             on_error("inotify event", error)

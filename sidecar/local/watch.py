@@ -60,8 +60,8 @@ class LocalChanges(Protocol):
     def created(self, rel: str, is_dir: bool) -> None: ...
     def attrib(self, rel: str, is_dir: bool) -> None: ...
     def removed(self, rel: str, is_dir: bool) -> None: ...
-    def moved_out(self, rel: str, is_dir: bool) -> None: ...
-    def moved_in(self, rel: str, is_dir: bool) -> None: ...
+    def moved_out(self, rel: str, is_dir: bool, cookie: int) -> None: ...
+    def moved_in(self, rel: str, is_dir: bool, cookie: int) -> None: ...
     def found(self, rel: str, is_dir: bool) -> None: ...
     def overflowed(self) -> None: ...
     def root_lost(self) -> None: ...
@@ -161,7 +161,7 @@ class Watcher:
                 return
             dispatch(data, self._handle, self._on_error)
 
-    def _handle(self, wd: int, mask: int, name: str) -> None:
+    def _handle(self, wd: int, mask: int, cookie: int, name: str) -> None:
         if mask & IN_Q_OVERFLOW:
             log.warning("inotify queue overflowed: rescanning the whole folder")
             self._sink.overflowed()
@@ -204,7 +204,7 @@ class Watcher:
             if is_dir:
                 self._start_scan(rel)
         if mask & IN_MOVED_TO:
-            sink.moved_in(rel, is_dir)
+            sink.moved_in(rel, is_dir, cookie)
             if is_dir:
                 self._start_scan(rel)
         if mask & IN_MOVED_FROM and is_dir:
@@ -216,7 +216,7 @@ class Watcher:
                 self._watches.forget_unwatched(rel)  # (a watched one goes with IN_IGNORED)
             sink.removed(rel, is_dir)
         if mask & IN_MOVED_FROM:
-            sink.moved_out(rel, is_dir)
+            sink.moved_out(rel, is_dir, cookie)
 
     def watch_inode(self, fd: int, handler: Callable[[int, int], None]) -> int | None:
         """Watch the file open as `fd` itself, even once no name reaches it: `handler(wd,

@@ -79,7 +79,7 @@ class Downloads:
         assert remote is not None  # reconcile downloads only what S3 holds
         ws = self._ws
         rel = job.rel
-        temp, head = await self._fetcher.fetch(rel, remote)
+        temp, head = await self._fetcher.fetch(rel, remote, job.facts.moved_from)
         try:
             on_disk = entry_from_stat(temp.lstat())
             ws.etags.saw(head.encryption)

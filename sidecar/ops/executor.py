@@ -1,6 +1,7 @@
 """Carries out one decision for one path: a dispatch table from each `Op` to the one operation
 that does it. The operations live by concern in `upload.py` (local to S3), `download.py` (S3 to
-local), `delete.py` (deletes on either side) and `conflict.py` (both sides changed); they are
+local), `delete.py` (deletes on either side), `conflict.py` (both sides changed) and `rename.py`
+(renames carried without their bytes); they are
 the only code that writes to S3 or to the folder, and they share one signature,
 `async (Job) -> None` (job.py), and one `Workspace` (workspace.py). What two of them need is
 below them, never in another operation: the re-checks (checks.py), the fetch into the working
@@ -23,6 +24,7 @@ from .delete import Deletes
 from .download import Downloads
 from .fetch import Fetcher
 from .job import Job, Operation
+from .rename import Renames
 from .upload import Uploads
 from .workspace import Workspace
 
@@ -45,9 +47,11 @@ class Executor:
         downloads = Downloads(workspace, fetcher, hold_replaced)
         conflicts = Conflicts(workspace, fetcher)
         deletes = Deletes(workspace, hold_replaced)
+        renames = Renames(workspace)
         self._operations: dict[Op, Operation] = {
             Op.UPLOAD: uploads.upload,
             Op.UPLOAD_META: uploads.upload_meta,
+            Op.COPY_REMOTE: renames.copy_remote,
             Op.PUT_MARKER: uploads.put_marker,
             Op.DOWNLOAD: downloads.download,
             Op.MKDIR: downloads.mkdir,

@@ -11,6 +11,14 @@ memory. Only permission bits are applied from S3, never setuid, setgid or sticky
 one read's size (1 MiB) is read whole and written through one descriptor; a larger one is streamed,
 written with one writev per MiB off the event loop.
 
+An object S3 renamed from a path whose file is synced here (`Move`: a key gone and one with
+its ETag come in one listing, remote/fold.py) is first copied from that file within the folder
+(`_copy_here`: copy_file_range, a reflink where the filesystem has them) and proven by the same
+check as a download (its checksum, else the ETag's MD5 or multipart MD5), with one HEAD for its
+mode and mtime: no byte of it crosses the network. Anything else (the file changed, gone or
+unreadable, nothing able to prove it, the object changed since) and the object is fetched as any
+other.
+
 An object S3 holds archived is not asked for (`Archived`, without a request) when what S3 said
 of it says so; a GET S3 refuses for that reason (403 InvalidObjectState: an archive tier the
 listing could not show, or a restored copy that expired) is `Archived` too.
@@ -31,14 +39,15 @@ import aiohttp
 
 from .. import checksums
 from ..core.model import RemoteEntry
+from ..core.moves import Move
 from ..local.localfs import PERMISSION_BITS, READ_SIZE
-from ..local.proof import part_sizes, verifiable
-from ..local.safefs import At
+from ..local.proof import part_sizes, provable, same_as_object, verifiable
+from ..local.safefs import At, Tree
 from ..local.workdir import discard, temp_name
 from ..s3.client import ObjectHead, S3Error, read_capped
 from ..s3.metadata import is_plain_md5
 from .job import Archived, IntegrityError
-from .workspace import Workspace
+from .workspace import ExecutorSettings, Workspace
 
 log = logging.getLogger("sidecar.fetch")
 
@@ -53,9 +62,16 @@ class Fetcher:
         self._ws = workspace
         self._progress = progress  # called as bytes arrive: a long download is not a stall
 
-    async def fetch(self, rel: str, remote: RemoteEntry) -> tuple[At, ObjectHead]:
-        """GET the object into a temporary file in the working folder, metadata applied.
-        Returns that file (`tree.temp(name)`), which the caller installs or discards."""
+    async def fetch(
+        self, rel: str, remote: RemoteEntry, moved: Move | None = None
+    ) -> tuple[At, ObjectHead]:
+        """GET the object into a temporary file in the working folder, metadata applied (or,
+        renamed in S3 from `moved`, copy it from there if that proves to hold it). Returns
+        that file (`tree.temp(name)`), which the caller installs or discards."""
+        if moved is not None:
+            copied = await self._copy_here(rel, remote, moved)
+            if copied is not None:
+                return copied
         if remote.archived:
             raise Archived(rel, remote.etag)
         try:
@@ -100,6 +116,60 @@ class Fetcher:
             discard(temp)
             raise
         ws.metrics.downloaded_bytes.inc(head.size)
+        return temp, head
+
+    async def _copy_here(
+        self, rel: str, remote: RemoteEntry, moved: Move
+    ) -> tuple[At, ObjectHead] | None:
+        """The object at `rel`, renamed in S3 from `moved.source`, copied from the file there
+        into the working folder if that file proves to hold it (by the ETag), with the mode and
+        mtime one HEAD says; None (nothing left behind) when it cannot be."""
+        ws = self._ws
+        metrics = ws.metrics
+        synced = moved.synced.remote
+        md5_etags = bool(ws.etags.md5)  # (unknown yet: not taken for MD5s)
+        if (
+            remote.is_dir
+            or synced is None
+            or not synced.same_object(remote)
+            or not provable(remote, md5_etags)
+        ):
+            return None  # (nothing could prove a copy: no checksum, and ETags not MD5s)
+        loop = asyncio.get_running_loop()
+        temp = ws.tree.temp(temp_name())
+        try:
+            proven = await loop.run_in_executor(
+                None,
+                functools.partial(
+                    _copy_proven,
+                    ws.tree,
+                    moved.source,
+                    temp,
+                    remote,
+                    ws.settings,
+                    md5_etags=md5_etags,
+                ),
+            )
+            head = await ws.s3.head_object(ws.keys.key_for_rel(rel)) if proven else None
+            if (
+                head is None
+                or head.etag != remote.etag
+                or head.size != remote.size
+                or (head.mode is not None and not stat.S_ISREG(head.mode))
+            ):
+                discard(temp)
+                metrics.inc(metrics.renames, "local_move", "fallback")
+                return None
+            if head.mode is not None:
+                temp.chmod_file(stat.S_IMODE(head.mode) & PERMISSION_BITS)
+            mtime_ns = _mtime(head, remote)
+            if mtime_ns is not None:
+                temp.utime(mtime_ns)
+        except BaseException:
+            discard(temp)
+            raise
+        metrics.inc(metrics.renames, "local_move", "ok")
+        metrics.inc(metrics.bytes_saved, "local_move", amount=head.size)
         return temp, head
 
     async def _fetch_small(self, key: str, remote: RemoteEntry) -> tuple[At, ObjectHead]:
@@ -226,6 +296,56 @@ class Content:
             raise IntegrityError(f"{key!r}: content does not match its checksum")
         if self._md5 is not None and self._md5.hexdigest() != head.etag:
             raise IntegrityError(f"{key!r}: content does not match its ETag")
+
+
+def _copy_proven(
+    tree: Tree,
+    source: str,
+    temp: At,
+    remote: RemoteEntry,
+    settings: ExecutorSettings,
+    *,
+    md5_etags: bool,
+) -> bool:
+    """Copy the regular file at `source` (no symlink followed) to `temp` (made here), if it has
+    the object's size, and prove the copy holds the object (`same_as_object`: its checksum,
+    else its MD5 or multipart MD5 against the ETag). False, and `temp` gone, when it is not so
+    or cannot be told; an error reading the source is a False too (the object is then
+    fetched)."""
+    try:
+        source_fd = tree.open(source, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(source_fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != remote.size:
+            return False
+        fd = temp.open(os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            copied = 0
+            while copied < remote.size:
+                done = os.copy_file_range(source_fd, fd, remote.size - copied, copied, copied)
+                if not done:
+                    break  # shrunk meanwhile: the proof below fails
+                copied += done
+            same = same_as_object(
+                fd,
+                remote.size,
+                remote.etag,
+                settings.multipart_chunksize,
+                remote.part_size,
+                checksum=remote.checksum,
+                md5_etags=md5_etags,
+            )
+        finally:
+            os.close(fd)
+    except OSError:
+        same = False
+    finally:
+        os.close(source_fd)
+    if not same:
+        discard(temp)
+    return same is True
 
 
 def _md5_of(temp: At) -> str:

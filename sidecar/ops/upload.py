@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import hashlib
 import logging
-import mimetypes
 import os
 from base64 import b64encode
 from collections.abc import Callable
@@ -33,8 +31,8 @@ from ..local import sqlite
 from ..local.localfs import entry_from_stat
 from ..local.proof import verifiable
 from ..local.workdir import discard
-from ..s3.client import PreconditionFailed, PutResult, S3Client, S3Error
-from ..s3.metadata import format_mode, format_mtime, is_plain_md5
+from ..s3.client import COPY_MAX, PreconditionFailed, PutResult, S3Client, S3Error
+from ..s3.metadata import format_mode, format_mtime, is_plain_md5, object_headers
 from . import snapshot
 from .job import IntegrityError, Job, LocalChanged, RemoteChanged
 from .multipart import upload_multipart
@@ -43,7 +41,6 @@ from .workspace import Workspace
 
 log = logging.getLogger("sidecar.upload")
 
-COPY_MAX = 5 * 1024**3  # CopyObject's single-request limit
 EMPTY = checksums.full(b"")  # a directory marker's
 
 
@@ -55,15 +52,6 @@ class Uploads:
     def __init__(self, workspace: Workspace, progress: Callable[[], None]) -> None:
         self._ws = workspace
         self._progress = progress  # called as bytes leave: a long upload is not a stall
-
-    def _metadata_headers(self, rel: str, local: LocalEntry) -> dict[str, str]:
-        return {
-            "x-amz-meta-mtime": format_mtime(local.mtime_ns),
-            "x-amz-meta-mode": format_mode(local.mode),
-            "Content-Type": _content_type(os.path.splitext(rel)[1])
-            if local.kind is Kind.FILE
-            else "application/octet-stream",
-        }
 
     async def _visible(
         self, job: Job, key: str, headers: dict[str, str], result: PutResult
@@ -102,7 +90,7 @@ class Uploads:
         ws = self._ws
         rel = job.rel
         key = ws.keys.key_for_rel(rel)
-        headers = self._metadata_headers(rel, local)
+        headers = object_headers(rel, local)
         decision = job.decision
         if local.kind is Kind.SYMLINK:
             with ws.tree.parent(rel) as at:
@@ -215,7 +203,7 @@ class Uploads:
         ws = self._ws
         rel = job.rel
         key = ws.keys.key_for_rel(rel)
-        headers = self._metadata_headers(rel, local)
+        headers = object_headers(rel, local)
         try:
             etag, last_modified = await ws.s3.copy_object_metadata(
                 key, headers, if_match=job.decision.if_match
@@ -325,10 +313,3 @@ def _same_object_copied(rel: str, copied: str, expected: str) -> None:
     record that as ours: look at S3 again instead."""
     if copied and copied != expected:
         raise RemoteChanged(rel)
-
-
-@functools.lru_cache(maxsize=512)
-def _content_type(suffix: str) -> str:
-    """By extension, so objects open sensibly when served straight from S3."""
-    content_type, _ = mimetypes.guess_type("name" + suffix.lower(), strict=False)
-    return content_type or "application/octet-stream"

@@ -9,11 +9,18 @@ Invariants:
   fold can never undo a fresh upload or delete.
 - Keys that listings leave out (the remote exclude pattern) and keys hidden below a file's name
   (shadowed) are never taken as deleted; more deletions at once than the max-delete guard allows
-  are held back, and reported, instead of applied.
+  are held back, and reported, instead of applied (a key whose object the same listing shows
+  under a new key was renamed, not deleted: it is not counted).
 - An object we saw within its Last-Modified second is handed back once as a change by the first
   listing after that second (`Applied.checked`: one HEAD learns what the second ended with);
   a directory whose presence in S3 flipped because keys below it came or went is a change too
   (`_Fold.finish`).
+- A key gone and a new one with its ETag and size, in one fold, are a rename in S3 (`aws s3
+  mv`, rclone: a copy then a delete; a prefix's rename is many at once, paired together):
+  the new path is told where its bytes may already be here (`SyncState.moves`), so that its
+  download copies them from the synced file, proven by the ETag, instead of fetching them;
+  the old file is deleted after that (`Facts.leaving`). Only paths the fold hands back as
+  changed are paired: each has a pass, which ends the pairing whatever it finds.
 
 Cost: the fold skips every key whose entry tells nothing new (`RemoteEntry.unchanged_in`), by
 identity when the same entry was found so before (`PathState.listed`), and looks for gone keys
@@ -27,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ..core.keys import parents_of
-from ..core.model import Kind, RemoteEntry
+from ..core.model import Kind, RemoteEntry, Synced
 from ..core.reconcile import too_many_deletions
 from ..core.state import SyncState
 
@@ -102,8 +109,11 @@ def apply_snapshot(
         if (ps := state.paths[rel]).synced is not None and ps.synced.local.kind is not Kind.DIR
     ]
     held_deletions = 0
+    # A key whose object came back under a new key in this listing was renamed, not deleted:
+    # its bytes are still in S3 (a prefix renamed by `aws s3 mv --recursive` is no mass delete).
+    renamed = fold.renamed_away(local_deletions)
     if not initial and too_many_deletions(
-        len(local_deletions), state.synced_files, max_delete_percent
+        len(local_deletions) - len(renamed), state.synced_files, max_delete_percent
     ):
         held_deletions = len(local_deletions)
         held = set(local_deletions)
@@ -147,6 +157,8 @@ class _Fold:
         self.changed: list[str] = []
         self.checked: list[str] = []  # same object, new Last-Modified or metadata
         self._before: dict[str, bool] = {}  # each touched parent: in S3 before the fold
+        self._came: list[tuple[str, RemoteEntry]] = []  # new keys where nothing is synced
+        self._went: list[tuple[str, Synced]] = []  # keys gone whose files are synced here
 
     def stale(self, rel: str) -> bool:
         """Changed by our own request since S3 was looked at, or being synced right now."""
@@ -194,6 +206,8 @@ class _Fold:
             return
         if old is None:
             self._note_parents(rel)
+            if not entry.is_dir and (ps is None or ps.synced is None):
+                self._came.append((rel, entry))
         elif old.same_object(entry):  # same content, new Last-Modified (or new metadata)
             if entry.mode is None and entry.mtime_ns is None:  # listed: keep what is known
                 entry = replace(entry, mtime_ns=old.mtime_ns, mode=old.mode)
@@ -209,12 +223,62 @@ class _Fold:
         state.set_remote(rel, entry)
         self.changed.append(rel)
 
+    def renamed_away(self, rels: list[str]) -> set[str]:
+        """Of `rels` (synced files whose keys this fold found gone), those whose object (ETag
+        and size) one of this fold's new keys holds, each new key counted once."""
+        came: dict[tuple[str, int], int] = {}
+        for _, entry in self._came:
+            came[entry.etag, entry.size] = came.get((entry.etag, entry.size), 0) + 1
+        renamed: set[str] = set()
+        for rel in rels:
+            synced = self._state.paths[rel].synced
+            remote = synced.remote if synced is not None else None
+            if remote is not None and came.get((remote.etag, remote.size), 0) > 0:
+                came[remote.etag, remote.size] -= 1
+                renamed.add(rel)
+        return renamed
+
     def gone(self, rel: str) -> None:
         self._note_parents(rel)
+        ps = self._state.get(rel)
+        synced = ps.synced
+        if (
+            synced is not None
+            and synced.local.kind is Kind.FILE
+            and synced.remote is not None
+            and not synced.remote.is_dir
+        ):
+            self._went.append((rel, synced))
         self._state.set_remote(rel, None)
         self.changed.append(rel)
 
     def finish(self) -> list[str]:
-        """The changed paths, with every directory whose remote presence flipped."""
+        """The changed paths, with every directory whose remote presence flipped; renames in
+        S3 paired (`pair_renames`)."""
+        if self._came and self._went:
+            self.changed += pair_renames(self._state, self._came, self._went)
         self.changed += self._state.flipped(self._before)
         return self.changed
+
+
+def pair_renames(
+    state: SyncState, came: list[tuple[str, RemoteEntry]], went: list[tuple[str, Synced]]
+) -> list[str]:
+    """Renames in S3: each new key of `came` (where nothing is synced) paired with a key of
+    `went` (gone, its file synced here) that held the same object (ETag and size), in
+    `state.moves`; one dict lookup per new key, however many are renamed at once. Returns the
+    old paths an earlier pairing no longer holds (to look at again). The fold's, and the
+    start-up restore's (whose records only the listing shows gone)."""
+    by_object: dict[tuple[str, int], list[tuple[str, Synced]]] = {}
+    for rel, synced in went:
+        remote = synced.remote
+        if remote is not None and not remote.is_dir and synced.local.kind is Kind.FILE:
+            by_object.setdefault((remote.etag, remote.size), []).append((rel, synced))
+    released: list[str] = []
+    moves = state.moves
+    for rel, entry in came:
+        sources = by_object.get((entry.etag, entry.size))
+        if sources and not entry.is_dir:
+            source, synced = sources.pop()
+            released += moves.renamed(source, rel, synced, in_tree=False)
+    return released

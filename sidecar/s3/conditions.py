@@ -49,6 +49,7 @@ class Condition(Enum):
     PUT_IF_NONE_MATCH = "put_if_none_match"
     DELETE_IF_MATCH = "delete_if_match"
     COPY_SOURCE_IF_MATCH = "copy_source_if_match"
+    COPY_IF_NONE_MATCH = "copy_if_none_match"
     COMPLETE_IF_MATCH = "complete_if_match"
     COMPLETE_IF_NONE_MATCH = "complete_if_none_match"
 
@@ -63,6 +64,7 @@ _HEADERS = {
     Condition.PUT_IF_NONE_MATCH: "If-None-Match on PUT",
     Condition.DELETE_IF_MATCH: "If-Match on DELETE",
     Condition.COPY_SOURCE_IF_MATCH: "x-amz-copy-source-if-match",
+    Condition.COPY_IF_NONE_MATCH: "If-None-Match on CopyObject",
     Condition.COMPLETE_IF_MATCH: "If-Match on CompleteMultipartUpload",
     Condition.COMPLETE_IF_NONE_MATCH: "If-None-Match on CompleteMultipartUpload",
 }
@@ -72,7 +74,7 @@ _HEADERS = {
 _OPERATIONS: dict[str, tuple[Condition, Condition | None]] = {
     "PutObject": (Condition.PUT_IF_MATCH, Condition.PUT_IF_NONE_MATCH),
     "DeleteObject": (Condition.DELETE_IF_MATCH, None),
-    "CopyObject": (Condition.COPY_SOURCE_IF_MATCH, None),
+    "CopyObject": (Condition.COPY_SOURCE_IF_MATCH, Condition.COPY_IF_NONE_MATCH),
     "CompleteMultipartUpload": (Condition.COMPLETE_IF_MATCH, Condition.COMPLETE_IF_NONE_MATCH),
 }
 
@@ -354,6 +356,21 @@ class Conditions:
         )
 
 
+def both_looks(
+    first: Callable[[], Awaitable[None]] | None, second: Callable[[], Awaitable[None]] | None
+) -> Callable[[], Awaitable[None]] | None:
+    """What runs before a retry of a request with two guarded conditions: both looks."""
+    if first is None or second is None:
+        return first or second
+    looks = (first, second)
+
+    async def both() -> None:
+        for look in looks:
+            await look()
+
+    return both
+
+
 @contextlib.contextmanager
 def naming(if_match: str | None) -> Iterator[None]:
     """Around a request that sent `If-Match: if_match` (None: no If-Match): S3's 412 to it says
@@ -376,5 +393,6 @@ __all__ = [
     "Look",
     "Probe",
     "Verdict",
+    "both_looks",
     "naming",
 ]

@@ -1,9 +1,10 @@
-"""S3's wire formats for what the sidecar stores or reads beside an object: `x-amz-meta-mtime`,
-`x-amz-meta-mode` (mobius3's and rclone's forms), `Last-Modified` in its two date forms (a
-listing's to the millisecond, a HEAD's or a GET's to the second: `listed_time`), ETags with or
-without their quotes, whether an object seen at the server's `Date` may still change within its
-Last-Modified second (`seen_unsettled`), and whether its bytes can be read now or only once it
-is restored (`is_archived`: its storage class, archive tier and restore status).
+"""S3's wire formats for what the sidecar stores or reads beside an object (`object_headers`:
+what a file's object carries): `x-amz-meta-mtime`, `x-amz-meta-mode` (mobius3's and rclone's
+forms), `Last-Modified` in its two date forms (a listing's to the millisecond, a HEAD's or a
+GET's to the second: `listed_time`), ETags with or without their quotes, whether an object seen
+at the server's `Date` may still change within its Last-Modified second (`seen_unsettled`), and
+whether its bytes can be read now or only once it is restored (`is_archived`: its storage class,
+archive tier and restore status).
 
 Pure functions; every parser returns None (never raises) for a value it cannot use, since these
 headers come from other tools and other clients.
@@ -12,13 +13,33 @@ headers come from other tools and other clients.
 from __future__ import annotations
 
 import hashlib
+import mimetypes
+import os
 import stat
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
-from ..core.model import Kind, kind_of_mode
+from ..core.model import Kind, LocalEntry, kind_of_mode
+
+
+def object_headers(rel: str, local: LocalEntry) -> dict[str, str]:
+    """What an object written for the file `local` at `rel` carries: its mtime and mode, and a
+    Content-Type from its extension (so objects open sensibly when served straight from S3)."""
+    return {
+        "x-amz-meta-mtime": format_mtime(local.mtime_ns),
+        "x-amz-meta-mode": format_mode(local.mode),
+        "Content-Type": _content_type(os.path.splitext(rel)[1])
+        if local.kind is Kind.FILE
+        else "application/octet-stream",
+    }
+
+
+@lru_cache(maxsize=512)
+def _content_type(suffix: str) -> str:
+    content_type, _ = mimetypes.guess_type("name" + suffix.lower(), strict=False)
+    return content_type or "application/octet-stream"
 
 
 def format_mtime(mtime_ns: int) -> str:

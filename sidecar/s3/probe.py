@@ -10,14 +10,15 @@ key's prefix is `core.keys.probe_prefix`.
 1. PUT, then PUT with `If-Match` naming the ETag just made, quoted, then bare: the form the
    endpoint understands (neither: `If-Match` on PUT is REFUSED);
 2. PUT with `If-Match` naming another ETag, PUT with `If-None-Match: *`, CopyObject onto itself
-   with `x-amz-copy-source-if-match` naming another ETag, two one-part multipart uploads
-   completed with `If-Match` naming another ETag and with `If-None-Match: *`, DELETE with
-   `If-Match` naming another ETag: each refused with a 412 (HONOURED), carried out (IGNORED),
-   or refused otherwise, 400, 405 or 501 (REFUSED: not implemented);
+   with `x-amz-copy-source-if-match` naming another ETag and with `If-None-Match: *`, two
+   one-part multipart uploads completed with `If-Match` naming another ETag and with
+   `If-None-Match: *`, DELETE with `If-Match` naming another ETag: each refused with a 412
+   (HONOURED), carried out (IGNORED), or refused otherwise, 400, 405 or 501 (REFUSED: not
+   implemented);
 3. the key deleted, and probe keys left by a sidecar that was killed mid-probe (over ten
    minutes old) deleted too.
 
-About 16 requests, once per process, before its first conditional write. A probe that may not
+About 17 requests, once per process, before its first conditional write. A probe that may not
 write its key (401, 403) finds nothing: every condition is then UNKNOWN (sent, and checked with
 a HEAD first); one that may write it but is refused a single request otherwise (a policy
 without s3:DeleteObject, say) leaves that one condition UNKNOWN. S3 unwell (5xx, 429, no
@@ -86,6 +87,11 @@ async def probe(s3: S3Client, key_prefix: str) -> Findings:
         )
         verdicts[Condition.COPY_SOURCE_IF_MATCH] = await _verdict(
             s3.copy_object_metadata(key, {"x-amz-meta-probe": "1"}, if_match=ANOTHER_ETAG)
+        )
+        verdicts[Condition.COPY_IF_NONE_MATCH] = await _verdict(
+            s3.copy_object(
+                key, key, {"x-amz-meta-probe": "2"}, if_source_match=None, if_none_match=True
+            )
         )
         verdicts[Condition.COMPLETE_IF_MATCH] = await _completed(s3, key, ANOTHER_ETAG, False)
         verdicts[Condition.COMPLETE_IF_NONE_MATCH] = await _completed(s3, key, None, True)

@@ -17,7 +17,7 @@ from ..aws.chain import credential_problems
 from ..aws.profiles import profile_region
 from ..aws.proxy import proxy_problems
 from ..aws.sts import endpoint_origin
-from ..s3.client import Endpoint
+from ..s3.endpoint import Endpoint
 from .parsers import existing_file, parse_size
 from .table import QUEUED_POLL_INTERVAL, ROWS, Settings, default_endpoint
 

@@ -27,7 +27,8 @@ from sidecar.aws.outage import Outage
 from sidecar.aws.sqs import ANSWER_LIMIT, QueueClient, QueueError, QueueUrl, sqs_requests
 from sidecar.backoff import REQUEST, Backoff
 from sidecar.metrics import Metrics
-from sidecar.s3.client import Endpoint, S3Client, S3Error, s3_requests
+from sidecar.s3.client import S3Client, S3Error, s3_requests
+from sidecar.s3.endpoint import Endpoint
 
 FAST = Backoff(first=0.01, cap=0.01)
 

@@ -20,7 +20,7 @@ from support.bucket import Bucket
 from support.s3_server import REGION, S3Server
 from support.waiting import eventually, in_thread
 
-from sidecar.s3.client import Endpoint
+from sidecar.s3.endpoint import Endpoint
 
 
 @pytest.mark.parametrize(

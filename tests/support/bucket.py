@@ -17,9 +17,10 @@ class Bucket:
     server: S3Server
 
     @classmethod
-    def create(cls, server: S3Server) -> Bucket:
-        """A new bucket with a name of its own."""
-        name = f"t-{uuid.uuid4().hex[:16]}"
+    def create(cls, server: S3Server, prefix: str = "t-") -> Bucket:
+        """A new bucket with a name of its own (starting with `prefix`: moto_server.py's
+        `LAX` makes one whose copies ignore their conditions)."""
+        name = f"{prefix}{uuid.uuid4().hex[:16]}"
         client = server.client()
         client.create_bucket(Bucket=name)
         return cls(name, client, server)

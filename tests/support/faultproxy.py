@@ -143,6 +143,12 @@ class FaultProxy:
         self.faults = Faults()
         self.seen: Counter[str] = Counter()
         self.requests: list[SeenRequest] = []  # every request received, in order
+        self.copies = 0  # of the PUTs seen, those that were copies (`x-amz-copy-source`)
+        # Body bytes that passed through, by method: of requests (what was sent to S3) and of
+        # answers (what S3 sent back; a listing's as "LIST"), so a test can tell that no
+        # file's bytes moved.
+        self.request_bytes: Counter[str] = Counter()
+        self.answer_bytes: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()  # chaos faults, by kind
         self.body_bytes_in_flight = 0
         self.put_started = asyncio.Event()
@@ -185,6 +191,7 @@ class FaultProxy:
         rate = self.faults.bytes_per_second
         async for chunk in request.content.iter_chunked(64 * 1024):
             self.body_bytes_in_flight += len(chunk)
+            self.request_bytes[request.method] += len(chunk)
             if rate:
                 await asyncio.sleep(len(chunk) / rate)
             yield chunk
@@ -200,6 +207,8 @@ class FaultProxy:
             if seen.header(name) != value:
                 await request.read()
                 return web.Response(status=403, body=_ACCESS_DENIED, content_type="application/xml")
+        if method == "PUT" and "x-amz-copy-source" in request.headers:
+            self.copies += 1
         if self.faults.down:
             if request.transport is not None:
                 request.transport.abort()
@@ -262,6 +271,8 @@ class FaultProxy:
                 allow_redirects=False,
             ) as upstream:
                 body = await upstream.read()
+                listing = method == "GET" and "list-type" in request.query
+                self.answer_bytes["LIST" if listing else method] += len(body)
                 if self.faults.replace is not None:
                     body = body.replace(*self.faults.replace)
                 if self.faults.listed_class is not None and "list-type" in request.query:

@@ -587,3 +587,56 @@ def test_a_key_gone_while_another_is_new_is_still_seen_gone() -> None:
     assert sorted(applied.changed) == ["b", "c"]
     assert state.paths["b"].remote is None
     assert state.remote_count == 2 == sum(ps.remote is not None for ps in state.paths.values())
+
+
+# -- renames in S3: a key gone and one with its object come, in one fold ------------------------
+
+
+def test_a_key_gone_and_its_object_under_a_new_key_are_paired() -> None:
+    state = SyncState()
+    synced(state, "old/a", obj("ea"))
+    synced(state, "old/b", obj("eb", size=7))
+    synced(state, "kept", obj("ek"))
+    applied = apply(
+        state,
+        {
+            "kept": obj("ek"),
+            "new/a": obj("ea", LM2),
+            "new/b": obj("eb", LM2, size=8),  # another size: another object
+            "other": obj("ez"),
+        },
+    )
+    assert set(applied.changed) >= {"new/a", "new/b", "other", "old/a", "old/b"}
+    move = state.moves.moved_here("new/a")
+    assert move is not None and move.source == "old/a" and not move.in_tree
+    assert move.synced == Synced(FILE, obj("ea"))
+    assert state.moves.leaving("old/a")
+    assert state.moves.moved_here("new/b") is None and not state.moves.leaving("old/b")
+    assert state.moves.moved_here("other") is None
+
+
+def test_identical_objects_pair_one_for_one() -> None:
+    state = SyncState()
+    synced(state, "a1", obj("same"))
+    synced(state, "a2", obj("same"))
+    apply(state, {"b1": obj("same"), "b2": obj("same"), "b3": obj("same")})
+    sources = {move.source for rel in ("b1", "b2", "b3") if (move := state.moves.moved_here(rel))}
+    assert sources == {"a1", "a2"}
+    assert len(state.moves) == 2
+
+
+def test_a_prefix_renamed_is_not_held_by_the_guard() -> None:
+    state, entries = _synced_files(20)
+    renamed = {f"moved/{rel}": replace(entry, last_modified=LM2) for rel, entry in entries.items()}
+    applied = apply(state, renamed)
+    assert applied.held_deletions == 0
+    assert all(state.paths[rel].remote is None for rel in entries)
+    assert all(state.moves.moved_here(f"moved/{rel}") is not None for rel in entries)
+
+
+def test_a_mass_delete_beside_a_few_renames_is_still_held() -> None:
+    state, entries = _synced_files(20)
+    kept = dict(list(entries.items())[:3])
+    applied = apply(state, {f"moved/{rel}": entry for rel, entry in kept.items()})
+    assert applied.held_deletions == 20  # 17 deleted (not renamed) is over the guard
+    assert len(state.moves) == 0

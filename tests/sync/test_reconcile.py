@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.core.model import Hint, Kind, LocalEntry, RemoteEntry, Synced, SyncMode
+from sidecar.core.moves import Move
 from sidecar.core.reconcile import Decision, Facts, Op, Winner, reconcile, too_many_deletions
 
 # -- fixtures as values ------------------------------------------------------------------------
@@ -52,6 +53,9 @@ D = Decision
 
 
 UPLOAD_NEW = D(Op.UPLOAD, if_none_match=True)
+COPY_NEW = D(Op.COPY_REMOTE, if_none_match=True)
+FROM_OLD = Move("old.txt", SYNCED_FILE)  # FILE was synced at old.txt, then renamed here
+PROVEN = replace(FILE, ctime_ns=5)  # its bytes proven (synced) at this ctime
 
 ROWS: list[tuple[str, Facts, Decision]] = [
     # -- unsupported local types -----------------------------------------------------------
@@ -450,6 +454,106 @@ ROWS: list[tuple[str, Facts, Decision]] = [
         Facts(GROWN, OBJ, SYNCED_FILE, stopping=True, hint=Hint.CONTENT),
         D(Op.UPLOAD, if_match="e0"),
     ),
+    # -- renames: a synced file renamed here untouched is copied in S3 (core/moves.py) ------
+    ("renamed_here", Facts(FILE, None, None, moved_from=FROM_OLD), COPY_NEW),
+    # the rename's IN_MOVED_TO is a CONTENT hint; only a close after writing is a change
+    ("renamed_here_hinted", Facts(FILE, None, None, Hint.CONTENT, moved_from=FROM_OLD), COPY_NEW),
+    ("renamed_here_chmodded", Facts(CHMODDED, None, None, moved_from=FROM_OLD), COPY_NEW),
+    (
+        "renamed_here_stopping",
+        Facts(FILE, None, None, stopping=True, moved_from=FROM_OLD),
+        COPY_NEW,
+    ),
+    (
+        "renamed_here_written",
+        Facts(FILE, None, None, hint=Hint.CONTENT | Hint.WRITTEN, moved_from=FROM_OLD),
+        UPLOAD_NEW,
+    ),
+    ("renamed_here_grown", Facts(GROWN, None, None, moved_from=FROM_OLD), UPLOAD_NEW),
+    ("renamed_here_touched", Facts(TOUCHED, None, None, moved_from=FROM_OLD), UPLOAD_NEW),
+    ("renamed_here_other_inode", Facts(NEW_INODE, None, None, moved_from=FROM_OLD), UPLOAD_NEW),
+    (
+        "renamed_here_writing",
+        Facts(FILE, None, None, writing=True, moved_from=FROM_OLD),
+        D(Op.WAIT),
+    ),
+    (
+        "renamed_here_never_uploaded",
+        Facts(FILE, None, None, moved_from=Move("old.txt", Synced(FILE, None))),
+        UPLOAD_NEW,
+    ),
+    (
+        "renamed_here_object_of_other_size",
+        Facts(FILE, None, None, moved_from=Move("old.txt", Synced(FILE, OBJ_CHANGED))),
+        UPLOAD_NEW,
+    ),
+    (
+        "renamed_here_symlink",
+        Facts(SYMLINK, None, None, moved_from=Move("old", SYNCED_SYMLINK)),
+        UPLOAD_NEW,
+    ),
+    (
+        "renamed_here_key_taken",  # another client's object at the new key: as without a move
+        Facts(FILE, OBJ, None, moved_from=FROM_OLD),
+        D(Op.CONFLICT, if_match="e0", winner=Winner.LOCAL),
+    ),
+    (
+        "renamed_onto_a_synced_file",  # replaced a synced file: an upload over it, as before
+        Facts(NEW_INODE, OBJ, SYNCED_FILE, hint=Hint.CONTENT, moved_from=FROM_OLD),
+        D(Op.UPLOAD, if_match="e0"),
+    ),
+    # moved with its directory: its own ctime must be the one its bytes were proven at
+    (
+        "renamed_here_in_a_tree",
+        Facts(PROVEN, None, None, moved_from=Move("d/old.txt", Synced(PROVEN, OBJ), True)),
+        COPY_NEW,
+    ),
+    (
+        "renamed_here_in_a_tree_ctime_moved",  # written in the moment no watch was on it
+        Facts(
+            replace(PROVEN, ctime_ns=6),
+            None,
+            None,
+            moved_from=Move("d/old.txt", Synced(PROVEN, OBJ), True),
+        ),
+        UPLOAD_NEW,
+    ),
+    (
+        "renamed_here_in_a_tree_never_proven",  # a record saved before ctimes were
+        Facts(FILE, None, None, moved_from=Move("d/old.txt", SYNCED_FILE, True)),
+        UPLOAD_NEW,
+    ),
+    # the old path keeps its key until the copy is over (the copy's source)
+    ("renamed_away_waits", Facts(None, OBJ, SYNCED_FILE, leaving=True), D(Op.WAIT)),
+    (
+        "renamed_away_changed_in_s3",  # a remote change beats a local delete, as ever
+        Facts(None, OBJ_CHANGED, SYNCED_FILE, leaving=True),
+        D(Op.DOWNLOAD),
+    ),
+    ("renamed_away_gone_in_s3", Facts(None, None, SYNCED_FILE, leaving=True), D(Op.FORGET)),
+    # renamed in S3: the old file stays until the new name's download (which may copy it) ends
+    ("renamed_in_s3_away_waits", Facts(FILE, None, SYNCED_FILE, leaving=True), D(Op.WAIT)),
+    (
+        "renamed_in_s3_away_changed_here",  # a local change beats a remote delete, as ever
+        Facts(GROWN, None, SYNCED_FILE, leaving=True),
+        D(Op.UPLOAD, if_none_match=True),
+    ),
+    ("renamed_in_s3_here", Facts(None, OBJ, None, moved_from=FROM_OLD), D(Op.DOWNLOAD)),
+    (
+        "renamed_in_s3_away_stopping",  # nothing is deleted here while stopping, as ever
+        Facts(FILE, None, SYNCED_FILE, leaving=True, stopping=True),
+        D(Op.DEFER),
+    ),
+    (
+        "renamed_away_stopping",  # a local change still goes to S3 while stopping
+        Facts(None, OBJ, SYNCED_FILE, leaving=True, stopping=True),
+        D(Op.WAIT),
+    ),
+    (
+        "renamed_away_new_file_there",  # a new file at the old name: uploaded at once
+        Facts(NEW_INODE, OBJ, SYNCED_FILE, hint=Hint.CONTENT, leaving=True),
+        D(Op.UPLOAD, if_match="e0"),
+    ),
 ]
 
 
@@ -478,6 +582,8 @@ MODE_ROWS: list[tuple[str, Facts, Decision]] = [
         Facts(CHMODDED, OBJ, SYNCED_FILE, hint=Hint.META, mode=UP),
         D(Op.UPLOAD_META, if_match="e0"),
     ),
+    ("up_renamed_here", Facts(FILE, None, None, mode=UP, moved_from=FROM_OLD), D(Op.COPY_REMOTE)),
+    ("up_renamed_away", Facts(None, OBJ, SYNCED_FILE, mode=UP, leaving=True), D(Op.WAIT)),
     # download-only: nothing is written to S3; S3's version wins a conflict, the local is kept
     ("down_remote_only_file", Facts(None, OBJ, None, mode=DOWN), D(Op.DOWNLOAD)),
     ("down_remote_changed", Facts(FILE, OBJ_CHANGED, SYNCED_FILE, mode=DOWN), D(Op.DOWNLOAD)),
@@ -485,6 +591,8 @@ MODE_ROWS: list[tuple[str, Facts, Decision]] = [
     ("down_local_changed", Facts(GROWN, OBJ, SYNCED_FILE, mode=DOWN), D(Op.NOTHING)),
     ("down_local_deleted", Facts(None, OBJ, SYNCED_FILE, mode=DOWN), D(Op.NOTHING)),
     ("down_local_dir_new", Facts(DIR, None, None, mode=DOWN), D(Op.NOTHING)),
+    ("down_renamed_here", Facts(FILE, None, None, mode=DOWN, moved_from=FROM_OLD), D(Op.NOTHING)),
+    ("down_renamed_away", Facts(None, OBJ, SYNCED_FILE, mode=DOWN, leaving=True), D(Op.NOTHING)),
     ("down_chmod", Facts(CHMODDED, OBJ, SYNCED_FILE, hint=Hint.META, mode=DOWN), D(Op.NOTHING)),
     (
         "down_both_changed",
@@ -619,11 +727,28 @@ def facts_strategy(draw: st.DrawFn) -> Facts:
         hint=draw(st.sampled_from(HINTS)),
         writing=draw(st.booleans()),
         initial=draw(st.booleans()),
+        moved_from=draw(
+            st.none()
+            | st.builds(
+                lambda local, remote, in_tree: Move("old", Synced(local, remote), in_tree),
+                st.sampled_from(LOCAL_POOL),
+                st.none() | st.sampled_from(REMOTE_POOL),
+                st.booleans(),
+            )
+        ),
+        leaving=draw(st.booleans()),
     )
 
 
 DELETES = {Op.DELETE_LOCAL, Op.DELETE_REMOTE, Op.RMDIR}
-REMOTE_WRITES = {Op.UPLOAD, Op.UPLOAD_META, Op.CONFLICT, Op.PUT_MARKER, Op.DELETE_REMOTE}
+REMOTE_WRITES = {
+    Op.UPLOAD,
+    Op.UPLOAD_META,
+    Op.COPY_REMOTE,
+    Op.CONFLICT,
+    Op.PUT_MARKER,
+    Op.DELETE_REMOTE,
+}
 
 
 def file_remote(f: Facts) -> RemoteEntry | None:
@@ -679,11 +804,33 @@ def nothing_moves_while_a_file_is_being_written(f: Facts, d: Decision) -> None:
         assert d.op not in {
             Op.UPLOAD,
             Op.UPLOAD_META,
+            Op.COPY_REMOTE,
             Op.CONFLICT,
             Op.DOWNLOAD,
             Op.DELETE_LOCAL,
             Op.APPLY_REMOTE_META,
         }
+
+
+def a_copy_is_only_of_a_file_renamed_untouched(f: Facts, d: Decision) -> None:
+    """S3 copies the synced object only for the very file that left its old path: same inode,
+    size and mtime, no close after a write, nothing at the new key, the object of that size."""
+    if d.op is not Op.COPY_REMOTE:
+        return
+    assert f.moved_from is not None and f.local is not None and f.synced is None
+    old, remote = f.moved_from.synced.local, f.moved_from.synced.remote
+    assert f.local.kind is Kind.FILE and old.kind is Kind.FILE
+    if f.moved_from.in_tree:
+        assert f.local.ctime_ns == old.ctime_ns != 0
+    assert (f.local.ino, f.local.size, f.local.mtime_ns) == (old.ino, old.size, old.mtime_ns)
+    assert remote is not None and not remote.is_dir and remote.size == f.local.size
+    assert not f.writing and not f.hint & Hint.WRITTEN
+    assert file_remote(f) is None
+
+
+def a_copy_source_is_never_deleted(f: Facts, d: Decision) -> None:
+    if f.leaving:
+        assert d.op not in (Op.DELETE_REMOTE, Op.DELETE_LOCAL)
 
 
 def every_remote_write_is_conditional(f: Facts, d: Decision) -> None:
@@ -692,7 +839,7 @@ def every_remote_write_is_conditional(f: Facts, d: Decision) -> None:
         assert d.if_match is None
         assert not d.if_none_match
         return
-    if d.op in (Op.UPLOAD, Op.UPLOAD_META, Op.CONFLICT):
+    if d.op in (Op.UPLOAD, Op.UPLOAD_META, Op.COPY_REMOTE, Op.CONFLICT):
         assert f.local is not None and f.local.kind in (Kind.FILE, Kind.SYMLINK)
         target = file_remote(f)
         if target is None:
@@ -774,6 +921,8 @@ INVARIANTS = [
     a_local_change_is_never_lost,
     nothing_is_deleted_without_history,
     nothing_moves_while_a_file_is_being_written,
+    a_copy_is_only_of_a_file_renamed_untouched,
+    a_copy_source_is_never_deleted,
     every_remote_write_is_conditional,
     local_ops_match_the_local_kind,
     unsupported_local_types_are_skipped,
@@ -829,6 +978,9 @@ def sweep() -> list[tuple[Facts, Decision]]:
                         for writing in (False, True):
                             for initial in (False, True):
                                 f = Facts(local, remote, synced, children, hint, writing, initial)
+                                cases.append((f, reconcile(f)))
+                                # renamed here from a synced path, and that path's copy pending
+                                f = replace(f, moved_from=FROM_OLD, leaving=True)
                                 cases.append((f, reconcile(f)))
     return cases
 

@@ -1,0 +1,148 @@
+"""Renames in S3 cost no download: when another client renames keys (`aws s3 mv`, rclone: a
+copy then a delete) and one listing shows the old keys gone and new ones with their ETags, the
+files already here are copied to the new names within the folder, proven by the ETag as a
+download is, and the old ones deleted. Real inotify, moto's server behind a real proxy that
+counts every request and body byte (faultproxy.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from support.bucket import Bucket
+from support.metrics import metric
+from support.waiting import eventually, in_thread
+
+from sidecar.s3.metadata import parse_mtime
+
+HOUR = 3600
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    """Every file in the folder, the working folder included, by relative path."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in root.rglob("*")
+        if path.is_file() and path.name != "state.sqlite3" and "sqlite3-" not in path.name
+    }
+
+
+def _mv(bucket: Bucket, source: str, target: str) -> None:
+    """What `aws s3 mv` does for one key: a copy (metadata kept), then a delete."""
+    bucket.client.copy_object(
+        Bucket=bucket.name, Key=target, CopySource={"Bucket": bucket.name, "Key": source}
+    )
+    bucket.delete(source)
+
+
+async def test_a_prefix_renamed_in_s3_is_moved_here_not_downloaded(
+    syncer_factory: Any, bucket: Bucket, proxy: Any
+) -> None:
+    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern, download_interval=HOUR)
+    tree = {f"photos/2026/{n:02d}.jpg": os.urandom(20_000 + n) for n in range(12)}
+    tree["photos/big.raw"] = os.urandom(3 * 1024 * 1024)  # above one read: streamed otherwise
+    for rel, data in tree.items():
+        (syncer.folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (syncer.folder / rel).write_bytes(data)
+
+    async def uploaded() -> None:
+        assert set(tree) <= set(await in_thread(bucket.list_keys))
+
+    await eventually(uploaded, timeout=30, what="the tree uploaded")
+    assert (await syncer.flush()).flushed
+    gets, downloaded = proxy.seen["GET"], metric(syncer, "s3sync_downloaded_bytes_total")
+    answered = proxy.answer_bytes["GET"]
+
+    def rename_prefix() -> None:
+        for rel in tree:
+            _mv(bucket, rel, rel.replace("photos/", "albums/", 1))
+
+    await in_thread(rename_prefix)
+    await syncer.poll_once()
+
+    renamed = {rel.replace("photos/", "albums/", 1): data for rel, data in tree.items()}
+    await eventually(  # (the working folder included: nothing left in it either)
+        lambda: _files(syncer.folder) == renamed, timeout=30, what="only the new names here"
+    )
+    assert (await syncer.flush()).flushed
+    assert proxy.answer_bytes["GET"] == answered  # no object's bytes came from S3
+    assert metric(syncer, "s3sync_downloaded_bytes_total") == downloaded
+    assert metric(syncer, "s3sync_renames_total", how="local_move", result="ok") == len(tree)
+    saved = metric(syncer, "s3sync_bytes_saved_total", how="local_move")
+    assert saved == sum(len(data) for data in tree.values())
+    assert proxy.seen["GET"] > gets  # (the listing)
+    head = await in_thread(bucket.head, "albums/big.raw")
+    moved = os.stat(syncer.folder / "albums" / "big.raw")
+    assert parse_mtime(head["Metadata"]["mtime"]) == moved.st_mtime_ns
+
+
+async def test_a_file_changed_here_while_renamed_in_s3_is_kept_and_the_new_name_fetched(
+    syncer_factory: Any, bucket: Bucket, proxy: Any
+) -> None:
+    """The local file is rewritten just as another client renames its key: the copy here
+    cannot be proven (the ETag says no), so the new name is downloaded; the local change beats
+    the remote delete and goes up under the old name. Nothing is lost, no conflict copy."""
+    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern, download_interval=HOUR)
+    old = syncer.folder / "notes.txt"
+    old.write_bytes(b"v1 " * 1000)
+    await eventually(lambda: bucket.exists("notes.txt"), what="uploaded")
+    assert (await syncer.flush()).flushed
+
+    await in_thread(_mv, bucket, "notes.txt", "notes-2026.txt")
+    before = os.stat(old)
+    with open(old, "r+b") as file:  # same size, mtime put back: only the bytes tell
+        file.write(b"V2!")
+    os.utime(old, ns=(before.st_atime_ns, before.st_mtime_ns))
+    await syncer.poll_once()
+
+    changed = b"V2!" + (b"v1 " * 1000)[3:]
+    expected = {"notes.txt": changed, "notes-2026.txt": b"v1 " * 1000}
+    await eventually(lambda: _files(syncer.folder) == expected, timeout=30, what="both here")
+
+    async def in_s3() -> None:
+        keys = await in_thread(bucket.list_keys)
+        assert {key: await in_thread(bucket.get, key) for key in keys} == expected
+
+    await eventually(in_s3, timeout=30, what="the change uploaded under the old name")
+    assert metric(syncer, "s3sync_renames_total", how="local_move", result="ok") == 0
+
+
+async def test_a_prefix_renamed_in_s3_while_down_is_moved_here_at_start(
+    syncer_factory: Any, bucket: Bucket, proxy: Any, tmp_path: Path
+) -> None:
+    """Renamed while the sidecar was down: the start-up listing pairs the gone keys with the
+    new ones, the restore copies the files here, deletes the old ones, and the max-delete
+    guard (every synced file gone from S3) does not take it for a prefix emptied."""
+    folder = tmp_path / "folder"
+    first = await syncer_factory(
+        directory=folder, endpoint=proxy.endpoint_pattern, download_interval=HOUR
+    )
+    tree = {f"src/m{n:02d}.py": os.urandom(3000 + n) for n in range(14)}
+    for rel, data in tree.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+
+    async def uploaded() -> None:
+        assert set(tree) <= set(await in_thread(bucket.list_keys))
+
+    await eventually(uploaded, timeout=30, what="the tree uploaded")
+    assert not await first.stop()
+
+    def rename_prefix() -> None:
+        for rel in tree:
+            _mv(bucket, rel, rel.replace("src/", "lib/", 1))
+
+    await in_thread(rename_prefix)
+    answered = proxy.answer_bytes["GET"]
+    second = await syncer_factory(directory=folder, endpoint=proxy.endpoint_pattern)
+
+    renamed = {rel.replace("src/", "lib/", 1): data for rel, data in tree.items()}
+    await eventually(lambda: _files(folder) == renamed, timeout=30, what="the new names here")
+    assert (await second.flush()).flushed
+    assert proxy.answer_bytes["GET"] == answered  # no object's bytes came from S3
+    assert metric(second, "s3sync_downloaded_bytes_total") == 0
+    assert metric(second, "s3sync_delete_guard_trips_total") == 0
+    assert metric(second, "s3sync_renames_total", how="local_move", result="ok") == len(tree)
+    keys = await in_thread(bucket.list_keys)
+    assert not [key for key in keys if key.startswith("src/") and not key.endswith("/")]
