@@ -5,7 +5,8 @@ a `Table` of min / median / max with the ratios of medians against each peer.
 Units of work are counted the same way for every tool: files/s and CPU-ms per file (row 1),
 MiB/s, CPU-ms per MiB and peak RSS (row 2), seconds to restored and CPU-ms per file (row 3),
 close-to-visible latency (row 4), CPU-seconds per minute and RSS when idle (row 5), and
-remote-change-to-local-file latency (row 6). Row 7 counts our LIST requests when idle.
+remote-change-to-local-file latency (row 6). Row 7 counts our LIST requests when idle; row 8
+times an SQLite snapshot (seconds and CPU) beside a plain read of the same file.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ class Bench:
     logs: Path
     runs: int
     say: Callable[[str], None]
-    server: Server  # rows 1-5 and 7: rclone serve s3, or moto (`run.py --server`)
+    server: Server  # rows 1-5 and 7: rclone serve s3, or moto (`run.py --server`); else None
     moto: Server | None
     tools: Sequence[str]
     counter: int = 0
@@ -757,3 +758,43 @@ def queue_for_lists(moto: Server) -> str:
     """An SQS queue that nothing feeds (row 7 counts listings while nothing changes)."""
     sqs = boto(moto, "sqs")
     return str(sqs.create_queue(QueueName="bench-idle")["QueueUrl"])
+
+
+def sqlite_snapshots(bench: Bench, mib: int, every: float = 0.01) -> Table:
+    """Row 8: what one snapshot of an SQLite database costs (SYNC_SQLITE=snapshot) while an app
+    process commits a small transaction every `every` seconds, in WAL and rollback-journal
+    mode; beside it, one plain read of the same file with its MD5 (what a tool that uploads the
+    file as it is reads, torn or not). No peer snapshots a database: there is no ratio."""
+    import sqlite_snapshot
+
+    table = Table(
+        f"SQLite snapshot of a {mib} MiB database under a steady write load",
+        [
+            Column("seconds", 3, higher_is_better=False),
+            Column("CPU s", 3, higher_is_better=False),
+            Column("app's slowest commit ms", 1, higher_is_better=False),
+            Column("slowest commit without ms", 1, higher_is_better=False),
+        ],
+    )
+    for mode, name in (("wal", "WAL"), ("delete", "rollback journal")):
+        bench.say(f"  {name} ...")
+        figures = sqlite_snapshot.measure(mode, mib, bench.runs, every)
+        tool = f"{OURS}, {name}"
+        for wall, cpu in zip(figures.walls, figures.cpus, strict=True):
+            table.add(tool, **{"seconds": wall, "CPU s": cpu})
+        table.add(
+            tool,
+            **{
+                "app's slowest commit ms": figures.slowest * 1000,
+                "slowest commit without ms": figures.baseline * 1000,
+            },
+        )
+        for wall, cpu in zip(figures.read_walls, figures.read_cpus, strict=True):
+            table.add(f"a plain read + MD5, {name}", **{"seconds": wall, "CPU s": cpu})
+    table.notes.append(
+        f"one snapshot every 0.5 s, {bench.runs} per mode, while the app commits a 200-byte row "
+        f"every {every * 1000:.0f} ms; CPU is the snapshotting thread's (SQLite's backup copy "
+        "and the MD5 run on it, off the event loop); the slowest commit shows how long the "
+        "snapshot's read lock held the app up (a rollback-mode commit waits for it)"
+    )
+    return table

