@@ -5,10 +5,12 @@ is deleted by the old path's own pass once this one is over (core/moves.py).
 Whatever keeps the copy from being exactly that ends in the upload it would otherwise have
 been, in the same pass (`job.then`): the source changed or went (412, 404), the new key was
 taken (412: then the upload meets it as any upload would), over 5 GiB (UploadPartCopy is not
-used yet), archived. A store that ignores `x-amz-copy-source-if-match` (moto does) and copies
-another version is caught by the ETag it answers where ETags are MD5s: that copy is deleted
-(`If-Match` on it) and the file uploaded. Where they are not (SSE-KMS, SSE-C) only the
-condition guards it.
+used yet), archived, or a store that honours `If-None-Match` on PutObject but not on CopyObject
+(Ceph RGW: `Conditions.copies_as_safe_as_puts`). A store that ignores
+`x-amz-copy-source-if-match` (RGW; moto without the tests' patch) and copies another version is
+caught by the ETag it answers where ETags are MD5s: that copy is deleted (`If-Match` on it) and
+the file uploaded. Where they are not (SSE-KMS, SSE-C) only the condition (or the HEAD before
+it) guards it.
 
 Cost: one CopyObject per file (S3 copies up to 5 GiB within itself, no byte through us), then
 the old key's DeleteObject, as for any delete.
@@ -45,7 +47,11 @@ class Renames:
         assert source is not None
         ws = self._ws
         rel = job.rel
-        if source.size >= COPY_MAX or source.archived:
+        if (
+            source.size >= COPY_MAX
+            or source.archived
+            or (job.decision.if_none_match and not await ws.s3.conditions.copies_as_safe_as_puts())
+        ):
             self._not_copied(job)
             return
         key = ws.keys.key_for_rel(rel)

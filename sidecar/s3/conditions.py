@@ -227,6 +227,25 @@ class Conditions:
         or not known to be)."""
         return self._verdicts[condition] is not Verdict.HONOURED
 
+    async def copies_as_safe_as_puts(self) -> bool:
+        """Whether a CopyObject onto a key that must hold nothing is kept from replacing an
+        object there as surely as a PutObject is: `If-None-Match` honoured on CopyObject, or
+        on PutObject not either. Where not (Ceph RGW), a rename is uploaded, not copied
+        (ops/rename.py): the copy's HEAD would leave a round trip in which another client's new
+        object there is overwritten, where the upload's condition leaves none. Said once."""
+        await self.ready()
+        safe = not self.checked(Condition.COPY_IF_NONE_MATCH) or self.checked(
+            Condition.PUT_IF_NONE_MATCH
+        )
+        if not safe and "renames" not in self._told:
+            self._told.add("renames")
+            log.info(
+                "S3 honours If-None-Match on PutObject but not on CopyObject: a file renamed "
+                "here is uploaded under its new name, not copied in S3, so that another "
+                "client's object there is never overwritten (README: Tested S3 servers)"
+            )
+        return safe
+
     async def headers(
         self, operation: str, key: str, if_match: str | None, if_none_match: bool, look: Look
     ) -> dict[str, str]:

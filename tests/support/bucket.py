@@ -19,7 +19,7 @@ class Bucket:
     @classmethod
     def create(cls, server: S3Server, prefix: str = "t-") -> Bucket:
         """A new bucket with a name of its own (starting with `prefix`: moto_server.py's
-        `LAX` makes one whose copies ignore their conditions)."""
+        `LAX` makes one whose copies ignore their source's condition)."""
         name = f"{prefix}{uuid.uuid4().hex[:16]}"
         client = server.client()
         client.create_bucket(Bucket=name)

@@ -4,8 +4,8 @@ with the S3 behaviours the sidecar relies on that moto 5 lacks:
 - CopyObject honours `x-amz-copy-source-if-match` (AWS answers 412 when the source's ETag is
   another; moto copied whatever it found, so a copy made on an old read could stamp another
   client's newer bytes) and `If-None-Match: *` (AWS answers 412 when the key exists; moto wrote
-  over it). In a bucket whose name starts with `lax-`, CopyObject ignores both, as moto itself
-  does (and as other stores may): what a client must check for itself there, a test can see it
+  over it). In a bucket whose name starts with `lax-`, CopyObject ignores the first, as moto
+  itself does (and Ceph RGW): what a client must check for itself there, a test can see it
   check.
 - A copy keeps the source's checksum whole (AWS: "the checksum value of the source is copied"):
   moto kept a composite checksum's value but lost its type and part count, and then stated it
@@ -35,14 +35,12 @@ LAX = "lax-"
 
 
 def _copy_object_if_match(self: Any) -> Any:
-    if str(self.bucket_name).startswith(LAX):
-        return _copy_object(self)
     if self.headers.get("If-None-Match") == "*" and (
         self.backend.get_object(self.bucket_name, self.parse_key_name()) is not None
     ):
         raise PreconditionFailed(failed_condition="If-None-Match")
     wanted = self.headers.get("x-amz-copy-source-if-match")
-    if wanted:
+    if wanted and not str(self.bucket_name).startswith(LAX):
         source = self.headers.get("x-amz-copy-source", "")
         if isinstance(source, bytes):
             source = source.decode("utf-8")

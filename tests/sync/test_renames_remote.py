@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.bucket import Bucket
 from support.metrics import metric
 from support.waiting import eventually, in_thread
@@ -36,6 +37,7 @@ def _mv(bucket: Bucket, source: str, target: str) -> None:
     bucket.delete(source)
 
 
+@pytest.mark.any_s3
 async def test_a_prefix_renamed_in_s3_is_moved_here_not_downloaded(
     syncer_factory: Any, bucket: Bucket, proxy: Any
 ) -> None:
@@ -77,6 +79,7 @@ async def test_a_prefix_renamed_in_s3_is_moved_here_not_downloaded(
     assert parse_mtime(head["Metadata"]["mtime"]) == moved.st_mtime_ns
 
 
+@pytest.mark.any_s3
 async def test_a_file_changed_here_while_renamed_in_s3_is_kept_and_the_new_name_fetched(
     syncer_factory: Any, bucket: Bucket, proxy: Any
 ) -> None:
