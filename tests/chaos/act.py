@@ -340,17 +340,74 @@ class S3Writer:
         etag, seen = self._current(key)
         if etag is None:
             return
-        if self._bare:
-            # Ceph RGW ignores If-Match on DELETE: as the sidecar does there, a HEAD right
-            # before, which narrows the window to one round trip (a version written in it is
-            # deleted unseen: README, Tested S3 servers).
-            head = self._client.head_object(Bucket=self._bucket, Key=key)
-            if head["ETag"] != etag:
-                return
+        if self._delete_seen(step, rel, etag, seen):
+            self._ledger.replace(seen, step.number)
+
+    def _delete_seen(self, step: Step, rel: str, etag: str, seen: str | None) -> bool:
+        """Delete the key at `rel` only if it is still the version `etag` (holding `seen`).
+        Ceph RGW ignores If-Match on DELETE: as the sidecar does there, a HEAD right before,
+        which narrows the window to one round trip (a version written in it is deleted
+        unseen: README, Tested S3 servers)."""
+        key = self._prefix + rel
+        if self._bare and self._client.head_object(Bucket=self._bucket, Key=key)["ETag"] != etag:
+            return False
         self._client.delete_object(Bucket=self._bucket, Key=key, IfMatch=self._if_match(etag))
-        self._ledger.replace(seen, step.number)
         if self._bare:
             self._ledger.deleted_blind(rel, seen, step.number)
+        return True
+
+    def _move(self, step: Step, source: str, target: str) -> None:
+        """`aws s3 mv` of one key, as a careful tool does it: a copy to the new key only if
+        the old one is still what it saw and the new one holds nothing, then the old key
+        deleted only if it is still that version."""
+        if source != target:
+            self._move_key(step, source, target)
+
+    def _move_prefix(self, step: Step, source: str, target: str) -> None:
+        """`aws s3 mv --recursive` of a directory's keys (its marker included), one by one."""
+        if target == source or target.startswith(source + "/"):
+            return
+        old = self._prefix + source + "/"
+        listing = self._client.list_objects_v2(Bucket=self._bucket, Prefix=old)
+        for found in listing.get("Contents", []):
+            rest = found["Key"][len(old) :]
+            self._move_key(step, f"{source}/{rest}", f"{target}/{rest}")
+
+    def _move_key(self, step: Step, source: str, target: str) -> None:
+        from botocore.exceptions import ClientError
+
+        old, new = self._prefix + source, self._prefix + target
+        etag, seen = self._current(old)
+        if etag is None:
+            return
+        # Ceph RGW ignores both conditions of a copy: a HEAD of each right before.
+        if self._bare and (self._exists(new) or self._etag(old) != etag):
+            return
+        try:
+            self._client.copy_object(
+                Bucket=self._bucket,
+                Key=new,
+                CopySource={"Bucket": self._bucket, "Key": old},
+                CopySourceIfMatch=self._if_match(etag),
+                IfNoneMatch="*",
+                MetadataDirective="COPY",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("PreconditionFailed", "412"):
+                return  # changed, or the new key taken: nothing moved
+            raise
+        self._delete_seen(step, source, etag, seen)  # (its bytes live on at the new key)
+
+    def _exists(self, key: str) -> bool:
+        return self._etag(key) is not None
+
+    def _etag(self, key: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return str(self._client.head_object(Bucket=self._bucket, Key=key)["ETag"])
+        except ClientError:
+            return None
 
     def _copy_metadata(self, step: Step, rel: str, mode: str) -> None:
         """A chmod in S3: the same bytes copied onto themselves with new metadata. Listings

@@ -38,7 +38,7 @@ FOLDER_OPS = {
     "rmdir": 2,
     "symlink": 2,
 }
-S3_OPS = {"put": 5, "delete": 2, "copy_metadata": 2}
+S3_OPS = {"put": 5, "delete": 2, "copy_metadata": 2, "move": 2, "move_prefix": 1}
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,10 @@ def _s3_step(rng: random.Random, op: str) -> tuple[str, ...]:
         return (_file(rng), str(rng.choice(SIZES)), rng.choice(("meta", "bare")))
     if op == "delete":
         return (_file(rng),)
+    if op == "move":
+        return (_file(rng), _file(rng))
+    if op == "move_prefix":
+        return (rng.choice(DIRS), rng.choice(DIRS))
     return (_file(rng), oct(rng.choice(MODES)))
 
 
