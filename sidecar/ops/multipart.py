@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import math
+from collections.abc import AsyncIterator
 
 from .. import checksums
 from ..s3.client import PutResult, S3Client
@@ -55,7 +56,7 @@ async def upload_multipart(
         etags[number - 1] = etag
         sums[number - 1] = checksum
 
-    try:
+    async with _aborted_if_failed(s3, key, upload_id):
         async with asyncio.TaskGroup() as group:
             for number in range(1, count + 1):
                 group.create_task(send(number))
@@ -70,10 +71,17 @@ async def upload_multipart(
             if_none_match=decision.if_none_match,
         )
         return dataclasses.replace(done, part_size=part_size)
+
+
+@contextlib.asynccontextmanager
+async def _aborted_if_failed(s3: S3Client, key: str, upload_id: str) -> AsyncIterator[None]:
+    """Whatever fails inside (a part, a check, a cancellation), the upload is aborted, the
+    abort shielded from the cancellation, and a part's error raised as itself (not as a
+    group)."""
+    try:
+        yield
     except BaseException as error:
-        cause = error
-        if isinstance(error, BaseExceptionGroup):
-            cause = error.exceptions[0]
+        cause = error.exceptions[0] if isinstance(error, BaseExceptionGroup) else error
         with contextlib.suppress(Exception):
             await asyncio.shield(s3.abort_multipart_upload(key, upload_id))
         if cause is not error:
@@ -81,4 +89,47 @@ async def upload_multipart(
         raise
 
 
-__all__ = ["upload_multipart"]
+COPY_PART = 512 * 1024**2  # the least a copied part holds (S3 copies each part within itself)
+
+
+async def copy_multipart(
+    s3: S3Client,
+    *,
+    source: str,
+    key: str,
+    headers: dict[str, str],
+    size: int,
+    etag: str,
+    settings: ExecutorSettings,
+    if_none_match: bool,
+) -> PutResult:
+    """The object at `key` made in S3 from the `size` bytes of the object at `source`
+    (UploadPartCopy: above CopyObject's 5 GiB), each part only if the source is still `etag`;
+    the completion under `if_none_match`. Parts of `COPY_PART` at least, `multipart_concurrency`
+    at once; aborted whatever fails, as an upload is. The parts carry no checksum (S3 copies
+    their bytes; its multipart ETag, of parts of this size, proves them as our uploads' do)."""
+    part_size = max(settings.multipart_chunksize, COPY_PART, math.ceil(size / 10_000))
+    count = math.ceil(size / part_size)
+    upload_id = await s3.create_multipart_upload(key, headers, checksum=False)
+    etags: list[str] = [""] * count
+    limit = asyncio.Semaphore(settings.multipart_concurrency)
+
+    async def copy(number: int) -> None:
+        first = (number - 1) * part_size
+        last = min(size, first + part_size) - 1
+        async with limit:
+            etags[number - 1] = await s3.upload_part_copy(
+                key, upload_id, number, source=source, first=first, last=last, if_source_match=etag
+            )
+
+    async with _aborted_if_failed(s3, key, upload_id):
+        async with asyncio.TaskGroup() as group:
+            for number in range(1, count + 1):
+                group.create_task(copy(number))
+        done = await s3.complete_multipart_upload(
+            key, upload_id, etags, [], if_none_match=if_none_match
+        )
+        return dataclasses.replace(done, part_size=part_size)
+
+
+__all__ = ["COPY_PART", "copy_multipart", "upload_multipart"]

@@ -4,16 +4,16 @@ is deleted by the old path's own pass once this one is over (core/moves.py).
 
 Whatever keeps the copy from being exactly that ends in the upload it would otherwise have
 been, in the same pass (`job.then`): the source changed or went (412, 404), the new key was
-taken (412: then the upload meets it as any upload would), over 5 GiB (UploadPartCopy is not
-used yet), archived, or a store that honours `If-None-Match` on PutObject but not on CopyObject
-(Ceph RGW: `Conditions.copies_as_safe_as_puts`). A store that ignores
-`x-amz-copy-source-if-match` (RGW; moto without the tests' patch) and copies another version is
-caught by the ETag it answers where ETags are MD5s: that copy is deleted (`If-Match` on it) and
-the file uploaded. Where they are not (SSE-KMS, SSE-C) only the condition (or the HEAD before
-it) guards it.
+taken (412: then the upload meets it as any upload would), archived, or a store that honours
+`If-None-Match` on PutObject but not on CopyObject (Ceph RGW:
+`Conditions.copies_as_safe_as_puts`). A store that ignores `x-amz-copy-source-if-match` (RGW;
+moto without the tests' patch) and copies another version is caught by the ETag it answers
+where ETags are MD5s: that copy is deleted (`If-Match` on it) and the file uploaded. Where they
+are not (SSE-KMS, SSE-C) only the condition (or the HEAD before it) guards it.
 
-Cost: one CopyObject per file (S3 copies up to 5 GiB within itself, no byte through us), then
-the old key's DeleteObject, as for any delete.
+Cost: one CopyObject per file (S3 copies up to 5 GiB within itself, no byte through us); above
+5 GiB a multipart upload whose parts are copied (UploadPartCopy, parts of 512 MiB at least:
+ops/multipart.py); then the old key's DeleteObject, as for any delete.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ..local.proof import verifiable
 from ..s3.client import COPY_MAX, NotFound, PreconditionFailed, S3Error
 from ..s3.metadata import is_plain_md5, object_headers
 from .job import Job
+from .multipart import copy_multipart
 from .workspace import Workspace
 
 log = logging.getLogger("sidecar.rename")
@@ -47,10 +48,8 @@ class Renames:
         assert source is not None
         ws = self._ws
         rel = job.rel
-        if (
-            source.size >= COPY_MAX
-            or source.archived
-            or (job.decision.if_none_match and not await ws.s3.conditions.copies_as_safe_as_puts())
+        if source.archived or (
+            job.decision.if_none_match and not await ws.s3.conditions.copies_as_safe_as_puts()
         ):
             self._not_copied(job)
             return
@@ -62,14 +61,27 @@ class Renames:
             # only, and one that put the mtime back would leave nothing here to show it.
             self._not_copied(job)
             return
+        whole = source.size < COPY_MAX
         try:
-            result = await ws.s3.copy_object(
-                ws.keys.key_for_rel(move.source),
-                key,
-                headers,
-                if_source_match=source.etag,
-                if_none_match=job.decision.if_none_match,
-            )
+            if whole:
+                result = await ws.s3.copy_object(
+                    ws.keys.key_for_rel(move.source),
+                    key,
+                    headers,
+                    if_source_match=source.etag,
+                    if_none_match=job.decision.if_none_match,
+                )
+            else:
+                result = await copy_multipart(
+                    ws.s3,
+                    source=ws.keys.key_for_rel(move.source),
+                    key=key,
+                    headers=headers,
+                    size=source.size,
+                    etag=source.etag,
+                    settings=ws.settings,
+                    if_none_match=job.decision.if_none_match,
+                )
         except (PreconditionFailed, NotFound):
             self._not_copied(job)  # changed or gone in S3 (or the new key taken: as an upload)
             return
@@ -79,7 +91,8 @@ class Renames:
             self._not_copied(job)
             return
         if (
-            is_plain_md5(source.etag)
+            whole
+            and is_plain_md5(source.etag)
             and is_plain_md5(result.etag)
             and verifiable(result.encryption)
             and result.etag != source.etag
@@ -89,7 +102,7 @@ class Renames:
             self._not_copied(job)
             return
         ws.etags.saw(result.encryption)
-        part_size = source.part_size if result.etag == source.etag else 0
+        part_size = result.part_size or (source.part_size if result.etag == source.etag else 0)
         written = RemoteEntry.written(local, result.etag, result.answered_at, part_size)
         ws.state.wrote_remote(rel, local, written)
         metrics = ws.metrics

@@ -138,27 +138,10 @@ class S3Client(MultipartRequests):
         self, key: str, headers: Mapping[str, str], *, if_match: str | None
     ) -> tuple[str, str]:
         """Replace an object's metadata by copying it onto itself; (etag, last_modified)."""
-        copy_headers = {
-            "x-amz-copy-source": "/" + self.bucket + "/" + quote_path(key),
-            "x-amz-metadata-directive": "REPLACE",
-            **self._writing(headers),
-        }
-        condition, again = await self._guarded("CopyObject", key, if_match, False)
-        if condition:
-            copy_headers["x-amz-copy-source-if-match"] = condition["If-Match"]
-        with naming(if_match if condition else None):
-            response = await self._request(
-                "CopyObject",
-                "PUT",
-                self._path(key),
-                subject=key,
-                headers=copy_headers,
-                before_retry=again,
-            )
-        try:
-            return xml.parse_copy_result(response.body)
-        except xml.MalformedResponse as error:
-            raise S3Error("CopyObject", 200, "CopyFailed", str(error), key) from error
+        response = await self._copy(
+            key, key, headers, if_source_match=if_match, if_none_match=False
+        )
+        return _copy_result(response, key)
 
     async def copy_object(
         self,
@@ -176,6 +159,23 @@ class S3Client(MultipartRequests):
         honour it (conditions.py). Its metadata replaced by `headers`. A source that is gone
         is `NotFound`; a condition that fails, `PreconditionFailed`. Up to 5 GiB (S3's limit
         for one CopyObject)."""
+        response = await self._copy(
+            source, key, headers, if_source_match=if_source_match, if_none_match=if_none_match
+        )
+        return PutResult.from_headers(response.headers, _copy_result(response, key)[0])
+
+    async def _copy(
+        self,
+        source: str,
+        key: str,
+        headers: Mapping[str, str],
+        *,
+        if_source_match: str | None,
+        if_none_match: bool,
+    ) -> Reply:
+        """One CopyObject under its conditions (`_copy_result` reads its answer). A 412 names
+        the source's ETag (`naming`) only on a copy onto itself: then a HEAD of the key can
+        tell whether the ETag's form was refused (`Conditions.refused_as_sent`)."""
         from_source, again_source = await self._guarded(
             "CopyObject", source, if_source_match, False
         )
@@ -188,19 +188,16 @@ class S3Client(MultipartRequests):
         }
         if from_source:
             copy_headers["x-amz-copy-source-if-match"] = from_source["If-Match"]
-        response = await self._request(
-            "CopyObject",
-            "PUT",
-            self._path(key),
-            subject=key,
-            headers=copy_headers,
-            before_retry=both_looks(again_source, again_key),
-        )
-        try:
-            etag, _ = xml.parse_copy_result(response.body)
-        except xml.MalformedResponse as error:
-            raise S3Error("CopyObject", 200, "CopyFailed", str(error), key) from error
-        return PutResult.from_headers(response.headers, etag)
+        with naming(if_source_match if from_source and source == key else None):
+            response = await self._request(
+                "CopyObject",
+                "PUT",
+                self._path(key),
+                subject=key,
+                headers=copy_headers,
+                before_retry=both_looks(again_source, again_key),
+            )
+        return response
 
     async def list_objects(
         self, prefix: str, held: Container[bytes] = ()
@@ -225,6 +222,14 @@ class S3Client(MultipartRequests):
             if not page.next_token:
                 return
             token = page.next_token
+
+
+def _copy_result(response: Reply, key: str) -> tuple[str, str]:
+    """A CopyObject's answer: (etag, last_modified), its 200 with an error inside refused."""
+    try:
+        return xml.parse_copy_result(response.body)
+    except xml.MalformedResponse as error:
+        raise S3Error("CopyObject", 200, "CopyFailed", str(error), key) from error
 
 
 __all__ = [

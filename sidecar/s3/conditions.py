@@ -75,6 +75,7 @@ _OPERATIONS: dict[str, tuple[Condition, Condition | None]] = {
     "PutObject": (Condition.PUT_IF_MATCH, Condition.PUT_IF_NONE_MATCH),
     "DeleteObject": (Condition.DELETE_IF_MATCH, None),
     "CopyObject": (Condition.COPY_SOURCE_IF_MATCH, Condition.COPY_IF_NONE_MATCH),
+    "UploadPartCopy": (Condition.COPY_SOURCE_IF_MATCH, None),  # as CopyObject's, not probed
     "CompleteMultipartUpload": (Condition.COMPLETE_IF_MATCH, Condition.COMPLETE_IF_NONE_MATCH),
 }
 

@@ -5,6 +5,7 @@ server behind a real proxy that counts every request and body byte (faultproxy.p
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import stat
@@ -21,9 +22,12 @@ from support.moto_server import LAX
 from support.syncers import Syncers
 from support.waiting import eventually, in_thread
 
+from sidecar.ops import multipart as multipart_module
+from sidecar.ops import rename as rename_module
 from sidecar.s3.metadata import parse_mode, parse_mtime
 
 HOUR = 3600
+MIB = 1024 * 1024
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -36,14 +40,22 @@ def _files(root: Path) -> dict[str, bytes]:
     return found
 
 
+def _digests(objects: dict[str, bytes]) -> dict[str, str]:
+    return {key: hashlib.sha256(data).hexdigest() for key, data in objects.items()}
+
+
 def _objects(bucket: Bucket) -> dict[str, bytes]:
     """Every object that is not a directory marker, by key."""
     return {key: bucket.get(key) for key in bucket.list_keys() if not key.endswith("/")}
 
 
 async def _in_s3(bucket: Bucket, expected: dict[str, bytes], what: str) -> None:
+    """Polled: compared by digest, since a failed assert on megabytes of bytes takes pytest
+    seconds to render (on the event loop the syncer shares)."""
+    wanted = _digests(expected)
+
     async def check() -> None:
-        assert await in_thread(_objects, bucket) == expected
+        assert _digests(await in_thread(_objects, bucket)) == wanted
 
     await eventually(check, timeout=30, what=what)
 
@@ -131,6 +143,46 @@ async def test_a_synced_tree_renamed_is_copied_in_s3_not_uploaded(
     assert proxy.request_bytes["PUT"] == sent  # markers are empty: no file byte sent again
     assert proxy.copies == copies + len(tree)
     assert metric(syncer, "s3sync_bytes_saved_total", how="server_copy") == size
+
+
+async def test_a_file_over_the_copy_limit_is_copied_in_parts(
+    syncer_factory: Any, bucket: Bucket, proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above CopyObject's 5 GiB, a renamed file's new key is a multipart upload whose parts
+    S3 copies from the old object (UploadPartCopy): no file byte sent either. The limits are
+    shrunk here (6 MiB, parts of 5 MiB), the requests are the same."""
+    monkeypatch.setattr(rename_module, "COPY_MAX", 6 * MIB)
+    monkeypatch.setattr(multipart_module, "COPY_PART", 5 * MIB)
+    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern, multipart_chunksize=5 * MIB)
+    body = os.urandom(13 * MIB + 5)
+    path = syncer.folder / "huge.bin"
+    path.write_bytes(body)
+    await _in_s3(bucket, {"huge.bin": body}, "the file uploaded")
+    assert (await syncer.flush()).flushed
+    sent, before = proxy.request_bytes["PUT"], len(proxy.requests)
+
+    os.rename(path, syncer.folder / "huge-renamed.bin")
+
+    await _in_s3(bucket, {"huge-renamed.bin": body}, "the file under its new name only")
+    assert (await syncer.flush()).flushed
+    assert proxy.request_bytes["PUT"] == sent  # not one byte of the file sent again
+    parts = [
+        r
+        for r in proxy.requests[before:]
+        if r.method == "PUT" and "partNumber=" in r.path and r.header("x-amz-copy-source")
+    ]
+    assert {r.header("x-amz-copy-source-range") for r in parts} == {
+        f"bytes=0-{5 * MIB - 1}",
+        f"bytes={5 * MIB}-{10 * MIB - 1}",
+        f"bytes={10 * MIB}-{len(body) - 1}",
+    }
+    assert metric(syncer, "s3sync_renames_total", how="server_copy", result="ok") == 1
+    assert metric(syncer, "s3sync_bytes_saved_total", how="server_copy") == len(body)
+    head = await in_thread(bucket.head, "huge-renamed.bin")
+    assert head["ETag"].strip('"').endswith("-3")
+    await syncer.poll_once()  # its own copy is not downloaded back, nor taken for a change
+    assert metric(syncer, "s3sync_downloads_total", result="ok") == 0
+    assert (syncer.folder / "huge-renamed.bin").read_bytes() == body
 
 
 async def test_a_write_right_after_the_rename_is_uploaded(
