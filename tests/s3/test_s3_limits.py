@@ -21,7 +21,6 @@ from sidecar.metrics import Metrics
 from sidecar.s3.client import (
     ERROR_DOCUMENT_LIMIT,
     RESULT_LIMIT,
-    Endpoint,
     ResponseTooLarge,
     S3Client,
     S3Error,
@@ -29,6 +28,7 @@ from sidecar.s3.client import (
     read_capped,
     s3_requests,
 )
+from sidecar.s3.endpoint import Endpoint
 
 MiB = 1024 * 1024
 CHUNK = 64 * 1024
