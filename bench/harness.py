@@ -347,15 +347,21 @@ def start_moto(work: Path) -> Server:
     return server
 
 
-def boto(server: Server, service: str):  # type: ignore[no-untyped-def]
+def boto(server: Server, service: str, attempts: int | None = None):  # type: ignore[no-untyped-def]
+    """A boto3 client for `server` (`attempts`: botocore's standard retries, that many tries)."""
     import boto3  # the test extras have it; only the bench's own writes use it
+    from botocore.config import Config
 
+    retries = (
+        None if attempts is None else Config(retries={"mode": "standard", "max_attempts": attempts})
+    )
     return boto3.client(
         service,
         endpoint_url=server.url,
         region_name=REGION,
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
+        config=retries,
     )
 
 

@@ -93,9 +93,13 @@ def _sizes(server: Server, prefix: str) -> dict[str, int]:
         root = server.remote_dir(prefix)
         for parent, _, files in os.walk(root):
             for name in files:
-                if not name.endswith(".partial"):
-                    path = Path(parent) / name
+                if name.endswith(".partial") or name.startswith(".rclone_temp"):
+                    continue  # rclone's unfinished writes
+                path = Path(parent) / name
+                try:
                     found[path.relative_to(root).as_posix()] = path.stat().st_size
+                except FileNotFoundError:
+                    continue  # removed while walked: not held
         return found
     pages = boto(server, "s3").get_paginator("list_objects_v2")
     for page in pages.paginate(Bucket=BUCKET, Prefix=prefix):
@@ -299,7 +303,9 @@ def _remote_rename_daemon(
 
 
 def _move_in_s3(server: Server, prefix: str, variant: Variant) -> None:
-    s3 = boto(server, "s3")
+    # The CLI's own retries (rclone's server answers an occasional 500 to a copy while its
+    # cache writes the source back: retried, as `aws s3 mv` would).
+    s3 = boto(server, "s3", attempts=10)
     pairs = list(zip(variant.names(variant.old), variant.names(variant.new), strict=True))
 
     def move(pair: tuple[str, str]) -> None:
