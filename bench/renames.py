@@ -2,7 +2,7 @@
 a 2 GiB file or a tree of 10,000 x 4 KiB files, until S3 holds the new names and not the old
 ones: the daemons (s3sync-sidecar copies in S3, mobius3 uploads again) against the by-hand way
 without a daemon, a server-side move (`rclone move`, `aws s3 mv`). Row 10, the same rename made
-in S3 by another client (copy then delete per key, 10 at a time, as `aws s3 mv --recursive`),
+in S3 by another client (`aws s3 mv`, `--recursive` for the tree),
 until the daemon's folder holds the new names and not the old ones.
 
 Every tool talks to S3 through a relay that counts the bytes each way, headers included
@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -108,6 +107,12 @@ def _sizes(server: Server, prefix: str) -> dict[str, int]:
     return found
 
 
+def _chosen(bench: Bench, mover: str) -> bool:
+    """A mover runs where its copier does (`rclone copy`, `aws s3 sync` in `--tools`)."""
+    copier = {RCLONE_MOVE: "rclone copy", AWS_MV: "aws s3 sync"}[mover]
+    return mover in bench.tools or copier in bench.tools
+
+
 def _flush(running: object) -> None:
     """Ours: POST /flush (every change before it is in S3). mobius3 has none: a pause."""
     port = getattr(running, "http_port", None)
@@ -137,7 +142,7 @@ def local_rename(bench: Bench, variant: Variant) -> Table:
             "there first; MiB sent: to S3 for the rename, headers included (relay.py)"
         ],
     )
-    movers = [tool for tool in MOVERS if tool in bench.tools and have(tool.split()[0])]
+    movers = [tool for tool in MOVERS if _chosen(bench, tool) and have(tool.split()[0])]
     for run, tool in table.turns(bench.runs, [*bench.daemons(), *movers]):
         prefix, folder = bench.fresh("rename")
         try:
@@ -248,8 +253,9 @@ def remote_rename(bench: Bench, variant: Variant) -> Table:
             Column("MiB received", 2, higher_is_better=False, ratio=True),
         ],
         notes=[
-            "the other client copies each key to its new name then deletes the old one, 10 at a "
-            "time (as `aws s3 mv --recursive`), straight to the server; from its start to the "
+            "the other client is `aws s3 mv` (`--recursive` for the tree: a copy then a delete "
+            "per key, an object over 8 MiB copied in 8 MiB parts), straight to the server; from "
+            "its start to the "
             "folder holding every new name at its size and none of the old; both daemons list "
             "every 10 s; MiB received: from S3 by the daemon, headers included (relay.py)"
         ],
@@ -303,18 +309,13 @@ def _remote_rename_daemon(
 
 
 def _move_in_s3(server: Server, prefix: str, variant: Variant) -> None:
-    # The CLI's own retries (rclone's server answers an occasional 500 to a copy while its
-    # cache writes the source back: retried, as `aws s3 mv` would).
-    s3 = boto(server, "s3", attempts=10)
-    pairs = list(zip(variant.names(variant.old), variant.names(variant.new), strict=True))
-
-    def move(pair: tuple[str, str]) -> None:
-        old, new = prefix + pair[0], prefix + pair[1]
-        s3.copy_object(Bucket=BUCKET, Key=new, CopySource={"Bucket": BUCKET, "Key": old})
-        s3.delete_object(Bucket=BUCKET, Key=old)
-
-    with ThreadPoolExecutor(10) as pool:
-        list(pool.map(move, pairs))
+    """The other client: `aws s3 mv` itself (with `--recursive` for a tree: every key under
+    the old prefix, directory markers too), straight to the server. It copies an object over
+    8 MiB in its own 8 MiB parts (UploadPartCopy), so the new key's ETag is not the old one's."""
+    old, new = f"s3://{BUCKET}/{prefix}{variant.old}", f"s3://{BUCKET}/{prefix}{variant.new}"
+    command = [find_executable("aws"), "s3", "mv", old, new, "--endpoint-url", server.url]
+    command += ["--only-show-errors", *(["--recursive"] if variant.tree else [])]
+    run_measured(command, tool_env(), 1800)
 
 
 VARIANTS: dict[str, Callable[[bool], Variant]] = {

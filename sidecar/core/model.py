@@ -14,6 +14,11 @@ class Kind(IntEnum):
     OTHER = 4  # fifo, socket, device: never synced
 
 
+def is_plain_md5(etag: str) -> bool:
+    """An ETag that is an MD5 (a single PUT's, unencrypted or SSE-S3), normalised."""
+    return len(etag) == 32 and not etag.strip("0123456789abcdef")
+
+
 def kind_of_mode(mode: int) -> Kind:
     if stat.S_ISREG(mode):
         return Kind.FILE
@@ -144,6 +149,19 @@ class RemoteEntry:
 
     def same_object(self, other: RemoteEntry) -> bool:
         return self.etag == other.etag and self.size == other.size and self.is_dir == other.is_dir
+
+    def may_be_copied_as(self, other: RemoteEntry) -> bool:
+        """Whether `other` may hold this object's bytes under another ETag: a copy made in
+        other parts (`aws s3 mv` copies a large object in its own 8 MiB parts; one CopyObject
+        of an object uploaded in parts gives a plain MD5). Files of one size whose ETags are
+        not two different MD5s (those are different bytes). Only a proof of the bytes can
+        tell (ops/fetch.py)."""
+        return self.same_object(other) or (
+            self.size == other.size
+            and not self.is_dir
+            and not other.is_dir
+            and not (is_plain_md5(self.etag) and is_plain_md5(other.etag))
+        )
 
     def with_metadata(self, mtime_ns: int | None, mode: int | None) -> RemoteEntry:
         return replace(self, mtime_ns=mtime_ns, mode=mode)

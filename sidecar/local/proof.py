@@ -18,8 +18,7 @@ import os
 from collections.abc import Callable
 
 from .. import checksums
-from ..core.model import Kind, LocalEntry, RemoteEntry, Synced
-from ..s3.metadata import is_plain_md5
+from ..core.model import Kind, LocalEntry, RemoteEntry, Synced, is_plain_md5
 from .localfs import READ_SIZE
 from .safefs import Tree
 

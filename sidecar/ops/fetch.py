@@ -38,14 +38,13 @@ from collections.abc import Callable
 import aiohttp
 
 from .. import checksums
-from ..core.model import RemoteEntry
+from ..core.model import RemoteEntry, is_plain_md5
 from ..core.moves import Move
 from ..local.localfs import PERMISSION_BITS, READ_SIZE
 from ..local.proof import part_sizes, provable, same_as_object, verifiable
 from ..local.safefs import At, Tree
 from ..local.workdir import discard, temp_name
 from ..s3.client import ObjectHead, S3Error, read_capped
-from ..s3.metadata import is_plain_md5
 from .job import Archived, IntegrityError
 from .workspace import ExecutorSettings, Workspace
 
@@ -131,7 +130,7 @@ class Fetcher:
         if (
             remote.is_dir
             or synced is None
-            or not synced.same_object(remote)
+            or not synced.may_be_copied_as(remote)
             or not provable(remote, md5_etags)
         ):
             return None  # (nothing could prove a copy: no checksum, and ETags not MD5s)

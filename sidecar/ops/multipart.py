@@ -21,8 +21,8 @@ import math
 from collections.abc import AsyncIterator
 
 from .. import checksums
+from ..core.model import is_plain_md5
 from ..s3.client import PutResult, S3Client
-from ..s3.metadata import is_plain_md5
 from .job import IntegrityError
 from .upload_source import UploadSource
 from .workspace import ExecutorSettings

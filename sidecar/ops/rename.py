@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import logging
 
-from ..core.model import RemoteEntry
+from ..core.model import RemoteEntry, is_plain_md5
 from ..core.reconcile import Decision, Op
 from ..local.proof import verifiable
 from ..s3.client import COPY_MAX, NotFound, PreconditionFailed, S3Error
-from ..s3.metadata import is_plain_md5, object_headers
+from ..s3.metadata import object_headers
 from .job import Job
 from .multipart import copy_multipart
 from .workspace import Workspace

@@ -15,12 +15,11 @@ import asyncio
 import functools
 import logging
 
-from ..core.model import LocalEntry, RemoteEntry
+from ..core.model import LocalEntry, RemoteEntry, is_plain_md5
 from ..local import sqlite
 from ..local.proof import same_as_object
 from ..local.safefs import At
 from ..local.workdir import discard, temp_name
-from ..s3.metadata import is_plain_md5
 from .job import Job, LocalChanged
 from .workspace import Workspace
 

@@ -26,13 +26,13 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .. import checksums
-from ..core.model import Kind, LocalEntry, RemoteEntry
+from ..core.model import Kind, LocalEntry, RemoteEntry, is_plain_md5
 from ..local import sqlite
 from ..local.localfs import entry_from_stat
 from ..local.proof import verifiable
 from ..local.workdir import discard
 from ..s3.client import COPY_MAX, PreconditionFailed, PutResult, S3Client, S3Error
-from ..s3.metadata import format_mode, format_mtime, is_plain_md5, object_headers
+from ..s3.metadata import format_mode, format_mtime, object_headers
 from . import snapshot
 from .job import IntegrityError, Job, LocalChanged, RemoteChanged
 from .multipart import upload_multipart

@@ -30,11 +30,12 @@ at 100,000 unchanged keys.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from ..core.keys import parents_of
-from ..core.model import Kind, RemoteEntry, Synced
+from ..core.model import Kind, RemoteEntry, Synced, is_plain_md5
+from ..core.moves import Moves
 from ..core.reconcile import too_many_deletions
 from ..core.state import SyncState
 
@@ -266,9 +267,13 @@ def pair_renames(
 ) -> list[str]:
     """Renames in S3: each new key of `came` (where nothing is synced) paired with a key of
     `went` (gone, its file synced here) that held the same object (ETag and size), in
-    `state.moves`; one dict lookup per new key, however many are renamed at once. Returns the
-    old paths an earlier pairing no longer holds (to look at again). The fold's, and the
-    start-up restore's (whose records only the listing shows gone)."""
+    `state.moves`; one dict lookup per new key, however many are renamed at once. A new key
+    that none matches so may still be a copy made in other parts (`RemoteEntry.
+    may_be_copied_as`: a large object `aws s3 mv` copied in its own parts): it is paired with a
+    gone key of its size left over, one of the same name first (`mv big.bin archive/`), and
+    the copy here proves or refuses it (ops/fetch.py). Returns the old paths an earlier pairing
+    no longer holds (to look at again). The fold's, and the start-up restore's (whose records
+    only the listing shows gone)."""
     by_object: dict[tuple[str, int], list[tuple[str, Synced]]] = {}
     for rel, synced in went:
         remote = synced.remote
@@ -276,9 +281,56 @@ def pair_renames(
             by_object.setdefault((remote.etag, remote.size), []).append((rel, synced))
     released: list[str] = []
     moves = state.moves
+    unmatched: list[tuple[str, RemoteEntry]] = []  # (may be copies made in other parts)
     for rel, entry in came:
+        if entry.is_dir:
+            continue
         sources = by_object.get((entry.etag, entry.size))
-        if sources and not entry.is_dir:
+        if sources:
             source, synced = sources.pop()
             released += moves.renamed(source, rel, synced, in_tree=False)
+        else:
+            unmatched.append((rel, entry))
+    if unmatched:
+        released += _pair_copies_in_other_parts(moves, unmatched, by_object.values())
     return released
+
+
+def _pair_copies_in_other_parts(
+    moves: Moves,
+    came: list[tuple[str, RemoteEntry]],
+    left: Iterable[list[tuple[str, Synced]]],
+) -> list[str]:
+    """`pair_renames` for new keys no gone key matched by ETag: each paired with a gone key
+    left of its size that `may_be_copied_as` it, one of the same name first. Every candidate
+    list is keyed so that what it holds qualifies (size, and whether its ETag is an MD5: two
+    MD5s never pair), and each gone key is taken once: linear in the keys, however many share
+    a size or a name."""
+    pools: dict[tuple[int, bool, str], list[tuple[str, Synced]]] = {}
+    for sources in left:
+        for rel, synced in sources:
+            assert synced.remote is not None  # (pair_renames keeps only such)
+            remote = synced.remote
+            plain = is_plain_md5(remote.etag)
+            pools.setdefault((remote.size, plain, ""), []).append((rel, synced))
+            pools.setdefault((remote.size, plain, _name(rel)), []).append((rel, synced))
+    taken: set[str] = set()
+    released: list[str] = []
+    for rel, entry in came:
+        # An MD5 pairs only with a multipart ETag; a multipart ETag with either.
+        kinds = (False,) if is_plain_md5(entry.etag) else (False, True)
+        keys = [(entry.size, plain, name) for name in (_name(rel), "") for plain in kinds]
+        for key in keys:
+            pool = pools.get(key)
+            while pool and pool[-1][0] in taken:
+                pool.pop()
+            if pool:
+                source, synced = pool.pop()
+                taken.add(source)
+                released += moves.renamed(source, rel, synced, in_tree=False)
+                break
+    return released
+
+
+def _name(rel: str) -> str:
+    return rel.rpartition("/")[2]

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
-from ..core.model import Kind, LocalEntry, kind_of_mode
+from ..core.model import Kind, LocalEntry, is_plain_md5, kind_of_mode
 
 
 def object_headers(rel: str, local: LocalEntry) -> dict[str, str]:
@@ -140,11 +140,6 @@ def normalize_etag(etag: str) -> str:
     if etag.startswith("W/"):
         etag = etag[2:]
     return etag.strip('"')
-
-
-def is_plain_md5(etag: str) -> bool:
-    """An ETag that is an MD5 (a single PUT's, unencrypted or SSE-S3), normalised."""
-    return len(etag) == 32 and not etag.strip("0123456789abcdef")
 
 
 def multipart_etag(part_etags: Sequence[str]) -> str | None:

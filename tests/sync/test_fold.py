@@ -640,3 +640,47 @@ def test_a_mass_delete_beside_a_few_renames_is_still_held() -> None:
     applied = apply(state, {f"moved/{rel}": entry for rel, entry in kept.items()})
     assert applied.held_deletions == 20  # 17 deleted (not renamed) is over the guard
     assert len(state.moves) == 0
+
+
+MD5_A, MD5_B, MD5_C = "a" * 32, "b" * 32, "c" * 32
+
+
+def test_a_copy_in_other_parts_pairs_by_size_and_name_first() -> None:
+    """An object uploaded in parts and copied (one CopyObject: a plain MD5; `aws s3 mv`:
+    another part count) comes back under another ETag: paired by its size, with the gone
+    key of the same name first; the copy here proves it or not."""
+    state = SyncState()
+    synced(state, "big.bin", obj(f"{MD5_A}-3", size=13))
+    synced(state, "other.bin", obj(f"{MD5_B}-3", size=13))
+    apply(state, {"archive/big.bin": obj(MD5_C, LM2, size=13)})
+    move = state.moves.moved_here("archive/big.bin")
+    assert move is not None and move.source == "big.bin"
+    assert not state.moves.leaving("other.bin")
+
+
+def test_two_different_md5s_never_pair() -> None:
+    state = SyncState()
+    synced(state, "a.txt", obj(MD5_A, size=5))
+    apply(state, {"b.txt": obj(MD5_B, LM2, size=5)})
+    assert len(state.moves) == 0
+
+
+def test_a_gone_key_pairs_once_even_by_size() -> None:
+    state = SyncState()
+    synced(state, "old/x.bin", obj(f"{MD5_A}-2", size=9))
+    apply(state, {"new/x.bin": obj(f"{MD5_B}-3", LM2, size=9), "y.bin": obj(MD5_C, LM2, size=9)})
+    assert len(state.moves) == 1
+    move = state.moves.moved_here("new/x.bin")
+    assert move is not None and move.source == "old/x.bin"
+    assert state.moves.moved_here("y.bin") is None
+
+
+def test_an_exact_match_is_taken_before_a_copy_by_size() -> None:
+    state = SyncState()
+    synced(state, "p.bin", obj(f"{MD5_A}-2", size=9))
+    synced(state, "q.bin", obj(f"{MD5_B}-2", size=9))
+    apply(state, {"q.bin.new": obj(f"{MD5_C}-3", LM2, size=9), "p2.bin": obj(f"{MD5_A}-2", size=9)})
+    moved = state.moves.moved_here("p2.bin")
+    assert moved is not None and moved.source == "p.bin"
+    by_size = state.moves.moved_here("q.bin.new")
+    assert by_size is not None and by_size.source == "q.bin"
