@@ -27,6 +27,7 @@ from ..core.model import SyncMode
 from ..metrics import Metrics
 from ..s3.client import S3Client, s3_requests
 from ..s3.conditions import Conditions, Findings
+from ..s3.deletes import DeleteBatches
 from ..s3.endpoint import Endpoint
 from ..s3.headers import request_headers, write_headers
 from ..s3.probe import probe
@@ -42,6 +43,7 @@ class Clients:
     queue: QueueClient | None  # only with a queue URL, and never in upload-only mode
     owns_credentials: bool
     s3_outage: Outage  # S3 not answering, or answering with errors, said on transitions
+    deletes: DeleteBatches  # the passes' deletes, sent together (s3/deletes.py)
 
     @classmethod
     def build(
@@ -114,25 +116,28 @@ class Clients:
                 ),
                 url,
             )
+        s3 = S3Client(
+            requests,
+            endpoint,
+            settings.bucket,
+            write_headers=writes,
+            request_headers=every,
+            conditions=Conditions(probed, metrics),
+        )
         return cls(
             http=http,
             credentials=credentials,
-            s3=S3Client(
-                requests,
-                endpoint,
-                settings.bucket,
-                write_headers=writes,
-                request_headers=every,
-                conditions=Conditions(probed, metrics),
-            ),
+            s3=s3,
             queue=queue,
             owns_credentials=owns_credentials,
             s3_outage=s3_outage,
+            deletes=DeleteBatches(s3.delete_objects, s3.conditions),
         )
 
     async def close(self) -> None:
         """End a probe still under way (it uses the connections), close the credentials (if
         they are ours), then every connection."""
+        await self.deletes.close()
         await self.s3.conditions.close()
         if self.owns_credentials:
             await self.credentials.close()

@@ -203,6 +203,7 @@ class Parts:
             keys=keys,
             tree=self.tree,
             s3=self.s3,
+            deletes=self.clients.deletes,
             state=self.state,
             metrics=metrics,
             checks=checks,

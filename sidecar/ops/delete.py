@@ -41,7 +41,8 @@ class Deletes:
         remote = job.facts.remote
         is_dir = remote.is_dir if remote is not None else False
         key = ws.keys.key_for_rel(rel, is_dir=is_dir)
-        await ws.s3.delete_object(key, if_match=job.decision.if_match)
+        if_match = job.decision.if_match
+        await ws.deletes.delete(key, if_match, lambda: ws.s3.delete_object(key, if_match=if_match))
         ws.state.wrote_remote(rel, None, None)
         ws.metrics.inc(ws.metrics.deletes, "remote", "ok")
         ws.transfers.done(log, "deleted %s from S3", rel, key=key, operation="delete_remote")

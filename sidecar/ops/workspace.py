@@ -21,6 +21,7 @@ from ..local.proof import EtagKnowledge
 from ..local.safefs import Tree
 from ..metrics import Metrics
 from ..s3.client import S3Client
+from ..s3.deletes import DeleteBatches
 from .checks import Checks
 
 
@@ -65,6 +66,7 @@ class Workspace:
     keys: KeyMapper
     tree: Tree  # the folder, held open: every local path is reached through it
     s3: S3Client
+    deletes: DeleteBatches  # a pass's delete, sent with those other passes make meanwhile
     state: SyncState
     metrics: Metrics
     checks: Checks  # looked at again right before committing

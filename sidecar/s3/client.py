@@ -12,8 +12,9 @@ ETag and names none is completed by a HEAD right after (`Conditions.answered`)."
 
 from __future__ import annotations
 
-from base64 import b64decode
-from collections.abc import AsyncIterator, Container, Mapping
+import hashlib
+from base64 import b64decode, b64encode
+from collections.abc import AsyncIterator, Container, Mapping, Sequence
 from dataclasses import replace
 
 import aiohttp
@@ -133,6 +134,32 @@ class S3Client(MultipartRequests):
         except PreconditionFailed as error:
             error.if_match = if_match if headers else None
             raise
+
+    async def delete_objects(self, items: Sequence[tuple[str, str | None]]) -> dict[str, str]:
+        """One DeleteObjects: each key deleted only if it holds its ETag (None: whatever it
+        holds), as the probe proved the endpoint honours (`delete_objects_if_match`). Returns
+        the keys S3 did not delete, each with its error code (`PreconditionFailed`: another
+        version is there; `NoSuchKey`: gone already). Keys must be `xml.carried_verbatim`."""
+        operation = "DeleteObjects"
+        document = xml.build_delete(items, self.conditions.header)
+        digest = hashlib.md5(document, usedforsecurity=False).digest()
+        response = await self._request(
+            operation,
+            "POST",
+            self._path(None),
+            query=[("delete", "")],
+            headers={
+                "Content-Length": str(len(document)),
+                "Content-Type": "application/xml",
+                "Content-MD5": b64encode(digest).decode(),
+            },
+            body=document,
+            payload_hash=UNSIGNED_PAYLOAD,
+        )
+        try:
+            return xml.parse_delete_result(response.body)
+        except xml.MalformedResponse as error:
+            raise S3Error(operation, 200, "DeleteFailed", str(error), "") from error
 
     async def copy_object_metadata(
         self, key: str, headers: Mapping[str, str], *, if_match: str | None

@@ -4,12 +4,14 @@ of overwritten or deleted (ops/checks.py), so on a store that ignores a conditio
 sidecar must find that out, and look for itself.
 
 The conditions (`Condition`): `If-Match` and `If-None-Match: *` on PutObject and on
-CompleteMultipartUpload, `If-Match` on DeleteObject, `x-amz-copy-source-if-match` on CopyObject
-(a metadata update copies an object onto itself). Each is `HONOURED` (another version is
-refused, 412), `IGNORED` (the request is carried out whatever S3 holds), `REFUSED` (even the
-right version is refused, or the header is not implemented: sending it fails every write) or
-`UNKNOWN`. And the form of an ETag in `If-Match`: quoted (`"<etag>"`, RFC 7232, AWS) unless the
-endpoint refuses the right ETag quoted and takes it bare (Ceph RGW 16.2 on PUT).
+CompleteMultipartUpload, `If-Match` on DeleteObject, an object's `<ETag>` in DeleteObjects
+(deletes sent together: deletes.py, which batches only where it is honoured), and
+`x-amz-copy-source-if-match` on CopyObject (a metadata update copies an object onto itself).
+Each is `HONOURED` (another version is refused, 412), `IGNORED` (the request is carried out
+whatever S3 holds), `REFUSED` (even the right version is refused, or the header is not
+implemented: sending it fails every write) or `UNKNOWN`. And the form of an ETag in
+`If-Match`: quoted (`"<etag>"`, RFC 7232, AWS) unless the endpoint refuses the right ETag
+quoted and takes it bare (Ceph RGW 16.2 on PUT).
 
 How it is learned:
 - Once per process, before the first conditional write, by the probe (probe.py), on a key of
@@ -48,6 +50,7 @@ class Condition(Enum):
     PUT_IF_MATCH = "put_if_match"
     PUT_IF_NONE_MATCH = "put_if_none_match"
     DELETE_IF_MATCH = "delete_if_match"
+    DELETE_OBJECTS_IF_MATCH = "delete_objects_if_match"  # an object's <ETag> (s3/deletes.py)
     COPY_SOURCE_IF_MATCH = "copy_source_if_match"
     COPY_IF_NONE_MATCH = "copy_if_none_match"
     COMPLETE_IF_MATCH = "complete_if_match"
@@ -63,6 +66,7 @@ _HEADERS = {
     Condition.PUT_IF_MATCH: "If-Match on PUT",
     Condition.PUT_IF_NONE_MATCH: "If-None-Match on PUT",
     Condition.DELETE_IF_MATCH: "If-Match on DELETE",
+    Condition.DELETE_OBJECTS_IF_MATCH: "ETag in DeleteObjects",
     Condition.COPY_SOURCE_IF_MATCH: "x-amz-copy-source-if-match",
     Condition.COPY_IF_NONE_MATCH: "If-None-Match on CopyObject",
     Condition.COMPLETE_IF_MATCH: "If-Match on CompleteMultipartUpload",

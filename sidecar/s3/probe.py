@@ -14,11 +14,12 @@ key's prefix is `core.keys.probe_prefix`.
    one-part multipart uploads completed with `If-Match` naming another ETag and with
    `If-None-Match: *`, DELETE with `If-Match` naming another ETag: each refused with a 412
    (HONOURED), carried out (IGNORED), or refused otherwise, 400, 405 or 501 (REFUSED: not
-   implemented);
+   implemented); then the key put again and DeleteObjects naming another ETag (refused), then
+   the right one (deleted: the ETag's form is understood there too);
 3. the key deleted, and probe keys left by a sidecar that was killed mid-probe (over ten
    minutes old) deleted too.
 
-About 17 requests, once per process, before its first conditional write. A probe that may not
+About 20 requests, once per process, before its first conditional write. A probe that may not
 write its key (401, 403) finds nothing: every condition is then UNKNOWN (sent, and checked with
 a HEAD first); one that may write it but is refused a single request otherwise (a policy
 without s3:DeleteObject, say) leaves that one condition UNKNOWN. S3 unwell (5xx, 429, no
@@ -98,6 +99,7 @@ async def probe(s3: S3Client, key_prefix: str) -> Findings:
         verdicts[Condition.DELETE_IF_MATCH] = await _verdict(
             s3.delete_object(key, if_match=ANOTHER_ETAG)
         )
+        verdicts[Condition.DELETE_OBJECTS_IF_MATCH] = await _deletes_together(s3, key)
     finally:
         # Best effort, also when the probe is ended (cancelled) at a stop: a key left is
         # deleted by a later probe (`_clear_leftovers`).
@@ -156,6 +158,26 @@ async def _verdict(request: Awaitable[object]) -> Verdict:
             raise
         return Verdict.UNKNOWN
     return Verdict.IGNORED
+
+
+async def _deletes_together(s3: S3Client, key: str) -> Verdict:
+    """DeleteObjects on `key` (put again: the DELETE before may have taken it), first naming
+    another ETag (refused: HONOURED; deleted: IGNORED), then the one it holds, in the form
+    `If-Match` takes (deleted: the form is right; refused: REFUSED, as batches would never
+    delete anything there). Refused as not implemented: REFUSED."""
+    put = await s3.put_object(key, b"probe 4", 7, {}, checksum=checksums.full(b"probe 4"))
+    try:
+        kept = (await s3.delete_objects([(key, ANOTHER_ETAG)])).get(key)
+        if kept != "PreconditionFailed":
+            return Verdict.IGNORED if kept is None else Verdict.UNKNOWN
+        gone = (await s3.delete_objects([(key, put.etag)])).get(key)
+    except S3Error as error:
+        if error.status in _NOT_IMPLEMENTED:
+            return Verdict.REFUSED
+        if _transient(error):
+            raise
+        return Verdict.UNKNOWN
+    return Verdict.HONOURED if gone is None else Verdict.REFUSED
 
 
 async def _completed(s3: S3Client, key: str, if_match: str | None, if_none_match: bool) -> Verdict:

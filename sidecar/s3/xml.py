@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from xml.etree import ElementTree as ET
@@ -209,3 +209,38 @@ def build_complete_multipart(etags: list[str], part_checksums: list[str] | None 
         '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
         f"{parts}</CompleteMultipartUpload>"
     ).encode()
+
+
+def carried_verbatim(key: str) -> bool:
+    """Whether an XML document carries `key` unchanged both ways: no control characters (XML
+    1.0 has no form for most, and a parser turns a carriage return into a line feed)."""
+    return not any(ord(char) < 0x20 or char == "\x7f" for char in key)
+
+
+def build_delete(items: Sequence[tuple[str, str | None]], etag_as: Callable[[str], str]) -> bytes:
+    """DeleteObjects' document, quiet (S3 answers only what it did not delete): each key, and
+    the ETag it must hold to be deleted (None: whatever it holds), as `etag_as` writes it."""
+    objects = "".join(
+        f"<Object><Key>{escape(key)}</Key>"
+        + ("" if etag is None else f"<ETag>{escape(etag_as(etag))}</ETag>")
+        + "</Object>"
+        for key, etag in items
+    )
+    return (
+        '<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>'
+        f"{objects}</Delete>"
+    ).encode()
+
+
+def parse_delete_result(body: bytes) -> dict[str, str]:
+    """DeleteObjects' answer: each key it did not delete, and why (its `<Code>`). S3 can
+    answer 200 with an `<Error>` document: that is `MalformedResponse`."""
+    root = _parse(body)
+    if _local(root.tag) != "DeleteResult":
+        raise MalformedResponse(f"not a DeleteResult: {_children(root).get('Code', root.tag)}")
+    failed: dict[str, str] = {}
+    for element in root:
+        if _local(element.tag) == "Error":
+            fields = _children(element)
+            failed[fields.get("Key", "")] = fields.get("Code", "")
+    return failed

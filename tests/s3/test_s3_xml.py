@@ -6,6 +6,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from sidecar.s3 import xml
 from sidecar.s3.xml import (
     ErrorDocument,
     ListedObject,
@@ -418,3 +419,43 @@ def test_a_listed_time_keeps_its_milliseconds(
     from sidecar.s3.metadata import listed_time
 
     assert listed_time(text) == (seconds, nanoseconds)
+
+
+# -- DeleteObjects ---------------------------------------------------------------------------
+
+
+def test_a_delete_document_names_each_key_and_its_etag_as_if_match_sends_it() -> None:
+    document = xml.build_delete([("a&b<c>.txt", "e1"), ("d/ü.txt", None)], lambda e: f'"{e}"')
+    root = ET.fromstring(document)
+    objects = [
+        {child.tag.rsplit("}", 1)[-1]: child.text for child in element}
+        for element in root
+        if element.tag.endswith("Object")
+    ]
+    assert objects == [{"Key": "a&b<c>.txt", "ETag": '"e1"'}, {"Key": "d/ü.txt"}]
+    assert b"<Quiet>true</Quiet>" in document
+
+
+def test_a_delete_result_says_what_was_not_deleted_and_why() -> None:
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<Deleted><Key>gone</Key></Deleted>"
+        b"<Error><Key>a&amp;b</Key><Code>PreconditionFailed</Code><Message>m</Message></Error>"
+        b"<Error><Key>c</Key><Code>InternalError</Code></Error>"
+        b"</DeleteResult>"
+    )
+    assert xml.parse_delete_result(body) == {"a&b": "PreconditionFailed", "c": "InternalError"}
+
+
+def test_an_error_document_for_a_delete_is_malformed() -> None:
+    with pytest.raises(xml.MalformedResponse):
+        xml.parse_delete_result(b"<Error><Code>InternalError</Code></Error>")
+
+
+@pytest.mark.parametrize(
+    ("key", "verbatim"),
+    [("a/b c.txt", True), ("ü€😀", True), ("line\nbreak", False), ("cr\r", False), ("\x7f", False)],
+)
+def test_only_keys_xml_carries_verbatim_are_batched(key: str, verbatim: bool) -> None:
+    assert xml.carried_verbatim(key) is verbatim

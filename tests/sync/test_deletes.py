@@ -9,13 +9,14 @@ arithmetic: test_fold.py and test_reconcile.py.)"""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.bucket import Bucket
 from support.folders import read, synced_folder
-from support.metrics import metric
+from support.metrics import metric, requests
 from support.waiting import eventually, in_thread
 
 # -- in the folder, then in S3 -----------------------------------------------------------------
@@ -303,3 +304,41 @@ async def test_an_emptied_prefix_does_not_empty_the_folder(
     assert len(list(folder.glob("f*.txt"))) == 30, "nothing deleted here"
     await eventually(lambda: in_thread(lambda: len(bucket.list_keys()) == 30), what="re-upload")
     assert metric(syncer, "s3sync_delete_guard_trips_total") == 1
+
+
+async def test_a_tree_removed_here_is_deleted_in_batches_never_a_newer_version(
+    syncer_factory, bucket: Bucket, proxy: Any
+) -> None:
+    """`rm -rf` of a synced tree: the deletes made while one is under way go together, one
+    DeleteObjects for many keys, each under its own ETag (s3/deletes.py). A file another
+    client changed in S3 meanwhile (no listing saw it) is not deleted: its newer version stays
+    and comes back here, as for a delete made alone."""
+    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern, download_interval=1000)
+    folder: Path = syncer.folder
+    tree = {f"t/f{n:02d}.txt": f"v1 {n}".encode() for n in range(40)}
+    (folder / "t").mkdir()
+    for rel, data in tree.items():
+        (folder / rel).write_bytes(data)
+
+    async def uploaded() -> None:
+        assert set(tree) <= set(await in_thread(bucket.list_keys))
+
+    await eventually(uploaded, timeout=30, what="the tree uploaded")
+    await syncer._running().scheduler.wait_idle()
+    await in_thread(bucket.put, "t/f07.txt", b"v2 remote")
+    alone = requests(syncer, "DeleteObject")
+    proxy.faults.methods = {"DELETE"}
+    proxy.faults.delay = 0.5  # the first delete, sent alone, is held: the others pile up
+    shutil.rmtree(folder / "t")
+
+    async def only_the_newer_version_left() -> None:
+        keys = await in_thread(bucket.list_keys)
+        assert [key for key in keys if not key.endswith("/")] == ["t/f07.txt"]
+
+    await eventually(only_the_newer_version_left, timeout=30, what="the tree deleted")
+    await eventually(lambda: read(folder / "t" / "f07.txt") == b"v2 remote", what="came back")
+    assert await in_thread(bucket.get, "t/f07.txt") == b"v2 remote"
+    assert requests(syncer, "DeleteObjects") >= 1
+    assert requests(syncer, "DeleteObject") - alone < 20  # most went together
+    deleted = metric(syncer, "s3sync_deletes_total", side="remote", result="ok")
+    assert deleted >= 39
