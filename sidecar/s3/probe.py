@@ -152,12 +152,18 @@ async def _verdict(request: Awaitable[object]) -> Verdict:
     except PreconditionFailed:
         return Verdict.HONOURED
     except S3Error as error:
-        if error.status in _NOT_IMPLEMENTED:
-            return Verdict.REFUSED
-        if _transient(error):
-            raise
-        return Verdict.UNKNOWN
+        return _refused(error)
     return Verdict.IGNORED
+
+
+def _refused(error: S3Error) -> Verdict:
+    """A probing request refused otherwise than by its condition: not implemented (REFUSED),
+    S3 unwell (raised: the probe is made again), anything else (a 403) UNKNOWN."""
+    if error.status in _NOT_IMPLEMENTED:
+        return Verdict.REFUSED
+    if _transient(error):
+        raise error
+    return Verdict.UNKNOWN
 
 
 async def _deletes_together(s3: S3Client, key: str) -> Verdict:
@@ -172,11 +178,7 @@ async def _deletes_together(s3: S3Client, key: str) -> Verdict:
             return Verdict.IGNORED if kept is None else Verdict.UNKNOWN
         gone = (await s3.delete_objects([(key, put.etag)])).get(key)
     except S3Error as error:
-        if error.status in _NOT_IMPLEMENTED:
-            return Verdict.REFUSED
-        if _transient(error):
-            raise
-        return Verdict.UNKNOWN
+        return _refused(error)
     return Verdict.HONOURED if gone is None else Verdict.REFUSED
 
 

@@ -60,6 +60,19 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def behind_a_first(store: Store, keys: Sequence[str]) -> list[object]:
+    """A first delete, held under way; `keys` deleted meanwhile; then it is let go. Each
+    key's outcome (None, or what it raised)."""
+    first = store.deleting("first")
+    await settle()
+    waiting = [store.deleting(key) for key in keys]
+    await settle()
+    store.release.set()
+    outcomes = await asyncio.gather(first, *waiting, return_exceptions=True)
+    assert outcomes[0] is None
+    return outcomes[1:]
+
+
 async def test_a_lone_delete_goes_at_once_alone() -> None:
     store = Store()
     make(store)
@@ -77,7 +90,7 @@ async def test_deletes_made_while_one_is_under_way_go_together() -> None:
     await settle()
     assert store.sent == []  # nothing sent while the first is under way
     store.release.set()
-    await asyncio.gather(first, *waiting)
+    assert await asyncio.gather(first, *waiting) == [None] * 6
     assert store.alone == ["first"]
     assert store.sent == [[(f"k{n}", f"e-k{n}") for n in range(5)]]
 
@@ -85,14 +98,8 @@ async def test_deletes_made_while_one_is_under_way_go_together() -> None:
 async def test_each_key_gets_its_own_outcome() -> None:
     store = Store({"changed": "PreconditionFailed", "gone": "NoSuchKey", "busy": "SlowDown"})
     make(store)
-    first = store.deleting("first")
-    await settle()
     keys = ["changed", "gone", "busy", "fine"]
-    waiting = [store.deleting(key) for key in keys]
-    await settle()
-    store.release.set()
-    outcomes = await asyncio.gather(first, *waiting, return_exceptions=True)
-    by_key = dict(zip(keys, outcomes[1:], strict=True))
+    by_key = dict(zip(keys, await behind_a_first(store, keys), strict=True))
     assert isinstance(by_key["changed"], PreconditionFailed)
     assert by_key["changed"].key == "changed"
     assert by_key["gone"] is None and by_key["fine"] is None
@@ -104,12 +111,7 @@ async def test_an_endpoint_that_refuses_deleteobjects_is_not_asked_again() -> No
     store = Store()
     store.refuse = S3Error("DeleteObjects", 501, "NotImplemented", "", "")
     make(store)
-    first = store.deleting("first")
-    await settle()
-    waiting = [store.deleting(key) for key in ("a", "b")]
-    await settle()
-    store.release.set()
-    await asyncio.gather(first, *waiting)
+    assert await behind_a_first(store, ["a", "b"]) == [None, None]
     assert store.alone == ["first", "a", "b"] and len(store.sent) == 1
     later = [store.deleting(key) for key in ("c", "d")]
     await asyncio.gather(*later)
@@ -120,14 +122,8 @@ async def test_a_failed_batch_fails_each_of_its_deletes() -> None:
     store = Store()
     store.refuse = S3Error("DeleteObjects", 503, "SlowDown", "", "")
     make(store)
-    first = store.deleting("first")
-    await settle()
-    waiting = [store.deleting(key) for key in ("a", "b")]
-    await settle()
-    store.release.set()
-    outcomes = await asyncio.gather(first, *waiting, return_exceptions=True)
-    assert outcomes[0] is None
-    assert all(isinstance(outcome, S3Error) for outcome in outcomes[1:])
+    outcomes = await behind_a_first(store, ["a", "b"])
+    assert all(isinstance(outcome, S3Error) for outcome in outcomes)
 
 
 async def test_a_delete_cancelled_while_waiting_is_left_out_of_its_batch() -> None:
@@ -150,24 +146,15 @@ async def test_conditional_deletes_go_alone_where_the_etag_is_not_honoured(
 ) -> None:
     store = Store()
     make(store, verdict)
-    first = store.deleting("first")
-    await settle()
-    others = [store.deleting(key) for key in ("a", "b")]
-    await settle()
-    store.release.set()
-    await asyncio.gather(first, *others)
+    assert await behind_a_first(store, ["a", "b"]) == [None, None]
     assert store.sent == [] and store.alone == ["first", "a", "b"]
 
 
 async def test_keys_xml_cannot_carry_go_alone() -> None:
     store = Store()
     make(store)
-    first = store.deleting("first")
-    await settle()
-    others = [store.deleting(key) for key in ("line\nbreak", "tab\tkey", "plain-1", "plain-2")]
-    await settle()
-    store.release.set()
-    await asyncio.gather(first, *others)
+    keys = ["line\nbreak", "tab\tkey", "plain-1", "plain-2"]
+    assert await behind_a_first(store, keys) == [None] * 4
     assert store.sent == [[("plain-1", "e-plain-1"), ("plain-2", "e-plain-2")]]
     assert sorted(store.alone) == sorted(["first", "line\nbreak", "tab\tkey"])
 
@@ -175,12 +162,7 @@ async def test_keys_xml_cannot_carry_go_alone() -> None:
 async def test_a_batch_holds_at_most_the_limit() -> None:
     store = Store()
     make(store)
-    first = store.deleting("first")
-    await settle()
-    waiting = [store.deleting(f"k{n}") for n in range(LIMIT + 5)]
-    await settle()
-    store.release.set()
-    await asyncio.gather(first, *waiting)
+    await behind_a_first(store, [f"k{n}" for n in range(LIMIT + 5)])
     assert [len(batch) for batch in store.sent] == [LIMIT, 5]
 
 
