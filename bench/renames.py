@@ -12,6 +12,7 @@ to upload that content in the same run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from harness import (
     BUCKET,
+    Ledger,
     Server,
     boto,
     find_executable,
@@ -69,7 +71,11 @@ class Variant:
 
     def in_s3(self, server: Server, prefix: str, top: str, gone: str | None) -> bool:
         """Whether S3 holds every name under `top` at its size, and nothing under `gone`."""
-        held = _sizes(server, prefix)
+        return self.holds(_sizes(server, prefix), top, gone)
+
+    def holds(self, held: dict[str, int], top: str, gone: str | None) -> bool:
+        """Whether `held` (name -> size) has every name under `top` at its size, and nothing
+        under `gone`."""
         wanted = self.names(top)
         if any(held.get(name) != self.size for name in wanted):
             return False
@@ -83,6 +89,23 @@ class Variant:
             except FileNotFoundError:
                 return False
         return not (folder / gone).exists()
+
+
+def _wait_in_s3(
+    server: Server,
+    ledger: Ledger | None,
+    prefix: str,
+    variant: Variant,
+    top: str,
+    gone: str | None,
+    what: str,
+) -> float:
+    """When S3 came to hold every name under `top` and none under `gone`: on moto the time its
+    log gives for the last change (no listing: `harness.Ledger`), elsewhere when first seen."""
+    timeout = max(300, variant.files / 10, variant.size / MIB)
+    if ledger is not None:
+        return ledger.wait(lambda held: variant.holds(held, top, gone), timeout, what)
+    return wait_for(lambda: variant.in_s3(server, prefix, top, gone), timeout, what, step=0.1)
 
 
 def _sizes(server: Server, prefix: str) -> dict[str, int]:
@@ -167,31 +190,25 @@ def _rename_daemon(
 ) -> tuple[float, float, int]:
     """(seconds to the rename in S3, seconds of the upload before, bytes sent for the rename)"""
     server = bench.server
-    timeout = max(300, variant.files / 10, variant.size / MIB)
-    with Relay(server.port) as relay:
+    with Relay(server.port) as relay, contextlib.ExitStack() as stack:
         relayed = replace(server, url=relay.url)
         log = bench.log(f"rename-{tool}")
+        ledger = server.ledger(prefix)
+        if ledger is not None:
+            stack.enter_context(ledger)
         with start_daemon(tool, relayed, folder, prefix, log) as running:
             wait_until_watching(running, relayed, prefix)
             (folder / "archive").mkdir(exist_ok=True)
             started = time.monotonic()
             variant.write(folder)
-            done = wait_for(
-                lambda: variant.in_s3(server, prefix, variant.old, None),
-                timeout,
-                "the upload",
-                step=0.1,
-            )
+            done = _wait_in_s3(server, ledger, prefix, variant, variant.old, None, "the upload")
             upload = done - started
             _flush(running)
             sent = relay.sent
             started = time.monotonic()
             os.rename(folder / variant.old, folder / variant.new)
-            done = wait_for(
-                lambda: variant.in_s3(server, prefix, variant.new, variant.old),
-                timeout,
-                f"{tool} to carry the rename",
-                step=0.1,
+            done = _wait_in_s3(
+                server, ledger, prefix, variant, variant.new, variant.old, f"{tool}'s rename"
             )
             return done - started, upload, relay.sent - sent
 
@@ -281,20 +298,18 @@ def _remote_rename_daemon(
 ) -> tuple[float, int]:
     server = bench.server
     timeout = max(300, variant.files / 10, variant.size / MIB)
-    with Relay(server.port) as relay:
+    with Relay(server.port) as relay, contextlib.ExitStack() as stack:
         relayed = replace(server, url=relay.url)
+        ledger = server.ledger(prefix)
+        if ledger is not None:
+            stack.enter_context(ledger)
         with start_daemon(
             tool, relayed, folder, prefix, bench.log(f"remote-rename-{tool}")
         ) as running:
             wait_until_watching(running, relayed, prefix)
             (folder / "archive").mkdir(exist_ok=True)
             variant.write(folder)
-            wait_for(
-                lambda: variant.in_s3(server, prefix, variant.old, None),
-                timeout,
-                "the upload",
-                step=0.1,
-            )
+            _wait_in_s3(server, ledger, prefix, variant, variant.old, None, "the upload")
             _flush(running)
             received = relay.received
             started = time.monotonic()
