@@ -107,8 +107,14 @@ def main() -> None:
         "--server",
         choices=("rclone", "moto"),
         default="rclone",
-        help="the server of rows 1-5 and 7: rclone serve s3 (fast) or moto's server (the "
+        help="the server of rows 1-5, 7, 9 and 10: rclone serve s3 (fast) or moto's server (the "
         "reference S3; about 300 small PUTs/s here), to show a result does not hang on one server",
+    )
+    parser.add_argument(
+        "--renames",
+        default="file,big,tree",
+        help="what rows 9 and 10 rename, comma-separated: file (256 MiB), big (2 GiB), tree "
+        "(10,000 x 4 KiB); default all",
     )
     parser.add_argument("--idle-window", type=float, default=60, help="seconds (rows 5, 7)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.md"))
@@ -158,6 +164,7 @@ def main() -> None:
             + (" --quick" if quick else "")
             + (" --pin" if args.pin else "")
             + (f" --server {args.server}" if args.server != "rclone" else "")
+            + (f" --renames {args.renames}" if args.renames != "file,big,tree" else "")
             + f"` ({minutes:.0f} min{'' if done else ', still running'})",
             "- figures are min / median / max over the runs; ratios are of medians, ours "
             "against each peer (above 1: ours better)",
@@ -195,6 +202,8 @@ def main() -> None:
                 bench.runs = runs
 
         def _rename_row(row: Callable[..., rows.Table], kind: str) -> rows.Table | None:
+            if kind not in args.renames.split(","):
+                return None
             variant = renames.VARIANTS[kind](quick)
             if kind == "file":
                 return row(bench, variant)
