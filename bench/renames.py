@@ -90,13 +90,19 @@ class Variant:
         return gone is None or not any(name in held for name in self.names(gone))
 
     def in_folder(self, folder: Path, top: str, gone: str) -> bool:
+        """Whether the folder holds every name under `top` at its size, and no file under
+        `gone`. Its directories may stay: `aws s3 mv --recursive` leaves the directory markers
+        (keys ending in "/") where they are, and a folder that shows S3 keeps them."""
         for name in self.names(top):
             try:
                 if (folder / name).stat().st_size != self.size:
                     return False
             except FileNotFoundError:
                 return False
-        return not (folder / gone).exists()
+        old = folder / gone
+        if old.is_dir() and not old.is_symlink():
+            return not any(files for _, _, files in os.walk(old))
+        return not old.exists()
 
 
 def _wait_in_s3(
@@ -343,8 +349,9 @@ def _remote_rename_daemon(
 
 def _move_in_s3(server: Server, prefix: str, variant: Variant) -> None:
     """The other client: `aws s3 mv` itself (with `--recursive` for a tree: every key under
-    the old prefix, directory markers too), straight to the server. It copies an object over
-    8 MiB in its own 8 MiB parts (UploadPartCopy), so the new key's ETag is not the old one's."""
+    the old prefix but its directory markers, which it leaves), straight to the server. It
+    copies an object over 8 MiB in its own 8 MiB parts (UploadPartCopy), so the new key's ETag
+    is not the old one's."""
     old, new = f"s3://{BUCKET}/{prefix}{variant.old}", f"s3://{BUCKET}/{prefix}{variant.new}"
     command = [find_executable("aws"), "s3", "mv", old, new, "--endpoint-url", server.url]
     command += ["--only-show-errors", *(["--recursive"] if variant.tree else [])]
