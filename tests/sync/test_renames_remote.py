@@ -250,3 +250,59 @@ async def test_a_same_size_file_renamed_in_s3_with_other_bytes_is_downloaded(
     assert (await syncer.flush()).flushed
     assert metric(syncer, "s3sync_renames_total", how="local_move", result="ok") == 0
     assert metric(syncer, "s3sync_downloaded_bytes_total") >= len(other)
+
+
+@pytest.mark.any_s3
+@pytest.mark.parametrize("looks", [1, 4], ids=["one_look", "looks_between"])
+async def test_a_prefix_renamed_in_s3_leaves_no_empty_directory_here(
+    syncer_factory: Any, bucket: Bucket, looks: int
+) -> None:
+    """Another client renames the prefix with its directory markers (rclone does; `aws s3 mv
+    --recursive` leaves markers where they are, and then their directories stay here too),
+    each key a copy then a delete. The old directories go with their files: the folder shows
+    what S3 holds."""
+    syncer = await syncer_factory(download_interval=HOUR)
+    tree = {f"project/d{n % 3}/f{n:02d}": os.urandom(100 + n) for n in range(9)}
+    for rel, data in tree.items():
+        (syncer.folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (syncer.folder / rel).write_bytes(data)
+
+    async def uploaded() -> None:
+        assert set(tree) <= set(await in_thread(bucket.list_keys))
+
+    await eventually(uploaded, timeout=30, what="the tree uploaded")
+    assert (await syncer.flush()).flushed
+    scheduler = syncer._running().scheduler
+    await scheduler.wait_idle()
+    keys = await in_thread(bucket.list_keys)
+    assert {"project/d0/", "project/d1/", "project/d2/"} <= set(keys)  # (made while empty)
+
+    def rename(part: list[str]) -> None:
+        for key in part:
+            _mv(bucket, key, key.replace("project/", "project-old/", 1))
+
+    # In key order; with `looks_between`, listings see it part done (a directory's marker
+    # gone while its files are still there).
+    ordered = sorted(keys)
+    size = -(-len(ordered) // looks)
+    for start in range(0, len(ordered), size):
+        await in_thread(rename, ordered[start : start + size])
+        await syncer.poll_once()
+        # (a listing while a pass is under way leaves its path as it is: a pair it misses
+        # is downloaded, which this test would count)
+        await scheduler.wait_idle()
+    renamed = {rel.replace("project/", "project-old/", 1): data for rel, data in tree.items()}
+    await eventually(lambda: _files(syncer.folder) == renamed, timeout=30, what="the new names")
+
+    def old_gone() -> None:
+        assert not (syncer.folder / "project").exists(), sorted(
+            path.relative_to(syncer.folder).as_posix()
+            for path in (syncer.folder / "project").rglob("*")
+        )
+
+    await eventually(old_gone, timeout=30, what="the old directories gone")
+    assert (await syncer.flush()).flushed
+    assert metric(syncer, "s3sync_renames_total", how="local_move", result="ok") == len(tree)
+    assert sorted(await in_thread(bucket.list_keys)) == sorted(
+        key.replace("project/", "project-old/", 1) for key in keys
+    )
