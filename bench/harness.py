@@ -473,60 +473,17 @@ class Seen:
         self.close()
 
 
-class LoggedArrivals(Seen):
-    """Objects arriving directly under `prefix` on moto, read from the log its server writes as
-    it stores each one (bench/moto_logged.py), with the time it wrote: CLOCK_MONOTONIC, the
-    same clock as this process's `time.monotonic()`. Only what is logged after the start
-    counts."""
+Record = tuple[float, str, str, int | None]  # (when, bucket, key, size; None: deleted)
 
-    def __init__(self, log: Path, prefix: str) -> None:
+
+class _MotoLog:
+    """moto's log of stores and deletes (bench/moto_logged.py) from now on, read by a thread
+    that hands each read's records to `take`."""
+
+    def __init__(self, log: Path, take: Callable[[list[Record]], None]) -> None:
         from asyncinotify import Inotify, Mask
 
-        super().__init__()
-        self._prefix = prefix
-        self._file = open(log, encoding="utf-8")  # noqa: SIM115 - closed by close()
-        self._file.seek(0, os.SEEK_END)
-        self._inotify = Inotify()
-        self._inotify.sync_timeout = 0.1
-        self._inotify.add_watch(log, Mask.MODIFY)
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        partial = ""
-        while not self._stopped:
-            self._inotify.sync_get()
-            partial += self._file.read()
-            *lines, partial = partial.split("\n")
-            for line in lines:
-                when, bucket, key, size = line.split("\t")
-                name = key[len(self._prefix) :]
-                if size == "-":
-                    continue  # a delete (bench/moto_logged.py)
-                if bucket == BUCKET and key.startswith(self._prefix) and "/" not in name:
-                    self._saw(name, float(when))
-
-    def close(self) -> None:
-        super().close()
-        self._thread.join(timeout=2)
-        self._inotify.close()
-        self._file.close()
-
-
-class Ledger:
-    """What moto holds under `prefix`, key (below the prefix) -> size, replayed from the log its
-    server writes as it stores and deletes each object (bench/moto_logged.py) from now on; and
-    the time of the last change. A row waits on it instead of listing the bucket: a listing of
-    20,000 keys ten times a second took more of moto's one interpreter than the tool measured,
-    and a wait on the log is as exact as the log's times."""
-
-    def __init__(self, log: Path, prefix: str) -> None:
-        from asyncinotify import Inotify, Mask
-
-        self._prefix = prefix
-        self.held: dict[str, int] = {}
-        self.changed = time.monotonic()
-        self._condition = threading.Condition()
+        self._take = take
         self._stopped = False
         self._file = open(log, encoding="utf-8")  # noqa: SIM115 - closed by close()
         self._file.seek(0, os.SEEK_END)
@@ -542,19 +499,70 @@ class Ledger:
             self._inotify.sync_get()
             partial += self._file.read()
             *lines, partial = partial.split("\n")
-            with self._condition:
-                for line in lines:
-                    when, bucket, key, size = line.split("\t")
-                    if bucket != BUCKET or not key.startswith(self._prefix):
-                        continue
-                    name = key[len(self._prefix) :]
-                    if size == "-":
-                        self.held.pop(name, None)
-                    else:
-                        self.held[name] = int(size)
-                    self.changed = float(when)
-                if lines:
-                    self._condition.notify_all()
+            records: list[Record] = []
+            for line in lines:
+                when, bucket, key, size = line.split("\t")
+                records.append((float(when), bucket, key, None if size == "-" else int(size)))
+            if records:
+                self._take(records)
+
+    def close(self) -> None:
+        self._stopped = True
+        self._thread.join(timeout=2)
+        self._inotify.close()
+        self._file.close()
+
+
+class LoggedArrivals(Seen):
+    """Objects arriving directly under `prefix` on moto, read from the log its server writes as
+    it stores each one (bench/moto_logged.py), with the time it wrote: CLOCK_MONOTONIC, the
+    same clock as this process's `time.monotonic()`. Only what is logged after the start
+    counts."""
+
+    def __init__(self, log: Path, prefix: str) -> None:
+        super().__init__()
+        self._prefix = prefix
+        self._log = _MotoLog(log, self._take)
+
+    def _take(self, records: list[Record]) -> None:
+        for when, bucket, key, size in records:
+            name = key[len(self._prefix) :]
+            if size is None:
+                continue  # a delete
+            if bucket == BUCKET and key.startswith(self._prefix) and "/" not in name:
+                self._saw(name, when)
+
+    def close(self) -> None:
+        super().close()
+        self._log.close()
+
+
+class Ledger:
+    """What moto holds under `prefix`, key (below the prefix) -> size, replayed from the log its
+    server writes as it stores and deletes each object (bench/moto_logged.py) from now on; and
+    the time of the last change. A row waits on it instead of listing the bucket: a listing of
+    20,000 keys ten times a second took more of moto's one interpreter than the tool measured,
+    and a wait on the log is as exact as the log's times."""
+
+    def __init__(self, log: Path, prefix: str) -> None:
+        self._prefix = prefix
+        self.held: dict[str, int] = {}
+        self.changed = time.monotonic()
+        self._condition = threading.Condition()
+        self._log = _MotoLog(log, self._take)
+
+    def _take(self, records: list[Record]) -> None:
+        with self._condition:
+            for when, bucket, key, size in records:
+                if bucket != BUCKET or not key.startswith(self._prefix):
+                    continue
+                name = key[len(self._prefix) :]
+                if size is None:
+                    self.held.pop(name, None)
+                else:
+                    self.held[name] = size
+                self.changed = when
+            self._condition.notify_all()
 
     def wait(self, predicate: Callable[[dict[str, int]], bool], timeout: float, what: str) -> float:
         """Waits until `predicate` holds of what is held; returns when the server made the
@@ -569,10 +577,7 @@ class Ledger:
             return self.changed
 
     def close(self) -> None:
-        self._stopped = True
-        self._thread.join(timeout=2)
-        self._inotify.close()
-        self._file.close()
+        self._log.close()
 
     def __enter__(self) -> Ledger:
         return self

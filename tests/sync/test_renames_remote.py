@@ -31,6 +31,19 @@ def _files(root: Path) -> dict[str, bytes]:
     }
 
 
+async def _written_and_synced(syncer: Any, bucket: Bucket, tree: dict[str, bytes]) -> None:
+    """`tree` written in the folder, and every file of it in S3."""
+    for rel, data in tree.items():
+        (syncer.folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (syncer.folder / rel).write_bytes(data)
+
+    async def uploaded() -> None:
+        assert set(tree) <= set(await in_thread(bucket.list_keys))
+
+    await eventually(uploaded, timeout=30, what="the tree uploaded")
+    assert (await syncer.flush()).flushed
+
+
 def _mv(bucket: Bucket, source: str, target: str) -> None:
     """What `aws s3 mv` does for one key: a copy (metadata kept), then a delete."""
     bucket.client.copy_object(
@@ -46,15 +59,7 @@ async def test_a_prefix_renamed_in_s3_is_moved_here_not_downloaded(
     syncer = await syncer_factory(endpoint=proxy.endpoint_pattern, download_interval=HOUR)
     tree = {f"photos/2026/{n:02d}.jpg": os.urandom(20_000 + n) for n in range(12)}
     tree["photos/big.raw"] = os.urandom(3 * 1024 * 1024)  # above one read: streamed otherwise
-    for rel, data in tree.items():
-        (syncer.folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (syncer.folder / rel).write_bytes(data)
-
-    async def uploaded() -> None:
-        assert set(tree) <= set(await in_thread(bucket.list_keys))
-
-    await eventually(uploaded, timeout=30, what="the tree uploaded")
-    assert (await syncer.flush()).flushed
+    await _written_and_synced(syncer, bucket, tree)
     gets, downloaded = proxy.seen["GET"], metric(syncer, "s3sync_downloaded_bytes_total")
     answered = proxy.answer_bytes["GET"]
 
@@ -263,15 +268,7 @@ async def test_a_prefix_renamed_in_s3_leaves_no_empty_directory_here(
     what S3 holds."""
     syncer = await syncer_factory(download_interval=HOUR)
     tree = {f"project/d{n % 3}/f{n:02d}": os.urandom(100 + n) for n in range(9)}
-    for rel, data in tree.items():
-        (syncer.folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (syncer.folder / rel).write_bytes(data)
-
-    async def uploaded() -> None:
-        assert set(tree) <= set(await in_thread(bucket.list_keys))
-
-    await eventually(uploaded, timeout=30, what="the tree uploaded")
-    assert (await syncer.flush()).flushed
+    await _written_and_synced(syncer, bucket, tree)
     scheduler = syncer._running().scheduler
     await scheduler.wait_idle()
     keys = await in_thread(bucket.list_keys)
