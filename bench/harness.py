@@ -54,16 +54,25 @@ def listening(port: int) -> bool:
 
 
 def wait_for(
-    predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.002
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    step: float = 0.002,
+    *,
+    paced: bool = False,
 ) -> float:
-    """Polls `predicate` until true; returns the monotonic time it was first seen true."""
+    """Polls `predicate` until true; returns the monotonic time it was first seen true.
+    `paced`: rest between looks as long as a look took, `step` at least (a look that is work
+    for the server measured leaves it most of its time)."""
     deadline = time.monotonic() + timeout
     while True:
+        looked = time.monotonic()
         if predicate():
             return time.monotonic()
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(step)
+        time.sleep(max(step, now - looked) if paced else step)
 
 
 def find_executable(name: str) -> str:
@@ -238,10 +247,12 @@ class Server:
             raise RuntimeError(f"{self.name} does not say when objects arrive")
         return LoggedArrivals(self.arrivals_log, prefix)
 
-    def ledger(self, prefix: str) -> Ledger | None:
-        """What the server holds under `prefix` from now on, read from its log (moto); None
-        where objects are files to look at (rclone)."""
-        return None if self.arrivals_log is None else Ledger(self.arrivals_log, prefix)
+    def ledger(self, prefix: str) -> contextlib.AbstractContextManager[Ledger | None]:
+        """What the server holds under `prefix` from now on, read from its log (moto), closed
+        at the end; None where objects are files to look at (rclone)."""
+        if self.arrivals_log is None:
+            return contextlib.nullcontext()
+        return Ledger(self.arrivals_log, prefix)
 
     def names(self, prefix: str) -> list[str]:
         """The names directly under `prefix` (rclone's unfinished `*.partial` left out)."""

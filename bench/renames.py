@@ -12,7 +12,6 @@ to upload that content in the same run."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -56,6 +55,11 @@ class Variant:
         self.old, self.new = (
             ("project", "project-old") if self.tree else ("big.bin", "archive/big.bin")
         )
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a row waits for one step of this rename."""
+        return max(300, self.files / 10, self.size / MIB)
 
     def names(self, top: str) -> list[str]:
         return [f"{top}/{name}" for name in tree_names(self.files)] if self.tree else [top]
@@ -116,20 +120,12 @@ def _wait_in_s3(
 ) -> float:
     """When S3 came to hold every name under `top` and none under `gone`: on moto the time its
     log gives for the last change (no listing: `harness.Ledger`), elsewhere when first seen."""
-    timeout = max(300, variant.files / 10, variant.size / MIB)
     if ledger is not None:
-        return ledger.wait(lambda held: variant.holds(held, top, gone), timeout, what)
-    # Polled, resting between looks as long as a look took (at least 0.1 s): a listing of
-    # 20,000 keys is work for the server, and the tool measured must get most of it.
-    deadline = time.monotonic() + timeout
-    while True:
-        looked = time.monotonic()
-        if variant.in_s3(server, prefix, top, gone):
-            return time.monotonic()
-        now = time.monotonic()
-        if now > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(max(0.1, now - looked))
+        return ledger.wait(lambda held: variant.holds(held, top, gone), variant.timeout, what)
+    # (a listing of 20,000 keys is work for the server, and the tool measured must get most of it)
+    return wait_for(
+        lambda: variant.in_s3(server, prefix, top, gone), variant.timeout, what, 0.1, paced=True
+    )
 
 
 def _sizes(server: Server, prefix: str) -> dict[str, int]:
@@ -214,12 +210,9 @@ def _rename_daemon(
 ) -> tuple[float, float, int]:
     """(seconds to the rename in S3, seconds of the upload before, bytes sent for the rename)"""
     server = bench.server
-    with Relay(server.port) as relay, contextlib.ExitStack() as stack:
+    with Relay(server.port) as relay, server.ledger(prefix) as ledger:
         relayed = replace(server, url=relay.url)
         log = bench.log(f"rename-{tool}")
-        ledger = server.ledger(prefix)
-        if ledger is not None:
-            stack.enter_context(ledger)
         with start_daemon(tool, relayed, folder, prefix, log) as running:
             wait_until_watching(running, relayed, prefix)
             (folder / "archive").mkdir(exist_ok=True)
@@ -321,12 +314,8 @@ def _remote_rename_daemon(
     bench: Bench, tool: str, prefix: str, folder: Path, variant: Variant
 ) -> tuple[float, int]:
     server = bench.server
-    timeout = max(300, variant.files / 10, variant.size / MIB)
-    with Relay(server.port) as relay, contextlib.ExitStack() as stack:
+    with Relay(server.port) as relay, server.ledger(prefix) as ledger:
         relayed = replace(server, url=relay.url)
-        ledger = server.ledger(prefix)
-        if ledger is not None:
-            stack.enter_context(ledger)
         with start_daemon(
             tool, relayed, folder, prefix, bench.log(f"remote-rename-{tool}")
         ) as running:
@@ -340,7 +329,7 @@ def _remote_rename_daemon(
             _move_in_s3(server, prefix, variant)
             done = wait_for(
                 lambda: variant.in_folder(folder, variant.new, variant.old),
-                timeout,
+                variant.timeout,
                 f"{tool} to carry the rename here",
                 step=0.1,
             )
