@@ -288,8 +288,9 @@ class Syncer:
         return result
 
     async def poll_once(self) -> None:
-        """List the prefix and sync whatever changed in S3 now (nothing in upload-only).
-        Never raises."""
+        """List the prefix and sync whatever changed in S3 now (nothing in upload-only): a
+        file whose key is deleted in S3 is deleted here when two listings in a row miss the
+        key (fold.py's `missed`). Never raises."""
         if SyncMode(self.settings.mode) is SyncMode.UPLOAD_ONLY:
             return
         await self._running().poller.poll()

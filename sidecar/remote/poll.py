@@ -1,6 +1,7 @@
-"""Finding remote changes: list the prefix every interval (start to start), fold the listing
-into the state (fold.py: `apply_snapshot`), and hand the paths whose remote side changed to the
-download pool.
+"""Finding remote changes: list the prefix every interval (start to start, each listing followed
+by a rest at least as long as it took), fold the listing into the state (fold.py:
+`apply_snapshot`, with the synced files the last listing missed: deleted here when this one
+misses them too), and hand the paths whose remote side changed to the download pool.
 
 Shaped like Home Assistant's DataUpdateCoordinator: one typed loop (`run`), one listing at a
 time, its health in one record (`health`, loophealth.py: the last success and the last failure,
@@ -110,6 +111,8 @@ class Poller:
         self._wake = asyncio.Event()
         self._pages: dict[bytes, _Page] = {}  # the last listing's settled pages, by digest
         self._last: _Listing | None = None
+        # Synced files the last listing missed, deleted here if this one misses them too
+        self._missed: set[str] = set()
 
     def excluded(self, rel: str, is_dir: bool) -> bool:
         """Whether listings leave `rel` out (the remote exclude pattern): S3's side unseen."""
@@ -225,14 +228,28 @@ class Poller:
     async def run(self, interval: Callable[[], float] | None = None) -> None:
         """List every interval (`interval()` when given: it may change between listings),
         counted from the start of one listing to the start of the next, or sooner when asked
-        to, forever. A listing that takes longer than the interval is followed by the next at
-        once (and a warning, once): the interval is how stale the folder may get, so a slow
-        listing must not stretch it."""
-        started = time.monotonic()  # the caller's own listing (the restore) came just before
-        overrun = False
+        to, forever: the interval is how stale the folder may get, so a listing that takes a
+        while does not stretch it. But a listing is followed by a rest at least as long as it
+        took, so that listing takes at most half the time, of the store (moto or a small
+        server answers one request at a time, and the other clients' requests wait behind a
+        listing) and of our own downloads: a listing longer than half the interval stretches
+        it to twice the listing (with a warning, once)."""
+        started = ended = time.monotonic()  # the caller's listing (the restore) came just before
+        stretched = False
         while True:
             period = self.settings.interval if interval is None else interval()
-            wait = started + period - time.monotonic()
+            took = self.last_duration
+            if took > period / 2 and not stretched:
+                log.warning(
+                    "listing the prefix took %.1f s, more than half the poll interval (%g s): "
+                    "resting as long before the next, so listings start every %.1f s; raise "
+                    "SYNC_POLL_INTERVAL to list less often",
+                    took,
+                    period,
+                    2 * took,
+                )
+            stretched = took > period / 2
+            wait = max(started + period, ended + took) - time.monotonic()
             if wait > 0:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
                 # that comes just after the wake (an ask for a listing as the sidecar stops),
@@ -240,17 +257,10 @@ class Poller:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await self._wake.wait()
-            elif not overrun:
-                log.warning(
-                    "listing the prefix took %.1f s, longer than the poll interval (%g s): "
-                    "listing continuously; raise SYNC_POLL_INTERVAL to list less often",
-                    self.last_duration,
-                    period,
-                )
-            overrun = wait <= 0
             self._wake.clear()
             started = time.monotonic()
             await self.poll()
+            ended = time.monotonic()
 
     async def poll(self) -> None:
         """List the prefix and sync whatever changed in S3. Never raises."""
@@ -270,7 +280,9 @@ class Poller:
             initial=False,
             trust_after=settings.trust_after,
             unlisted=self.excluded,
+            missed=self._missed,
         )
+        self._missed = applied.missed
         self.health.succeeded()
         heap.release()  # the pages read and the listing they made, freed
         if applied.held_deletions:

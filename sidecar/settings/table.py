@@ -103,7 +103,10 @@ POLL_INTERVAL = Setting(
     expected="seconds, a number from 0.1 to 86400",
     meaning="Seconds from the start of one listing of the prefix (for remote changes) to the "
     "start of the next: how stale the folder may get without a queue (with `SYNC_QUEUE_URL`, a "
-    "backstop). A listing slower than this is followed by the next at once, with a warning.",
+    "backstop). Each listing is followed by a rest at least as long as it took (listing takes "
+    "at most half the time, of the store and of the sidecar): one slower than half this "
+    "stretches it to twice the listing, with a warning. A file whose key is deleted in S3 is "
+    "deleted here when two listings in a row miss the key (an event deletes it at once).",
     example="30",
     note=f"{QUEUED_POLL_INTERVAL:g} with `SYNC_QUEUE_URL`",
     argument="download_interval",

@@ -42,6 +42,7 @@ def apply(
     max_delete_percent: float = 50.0,
     initial: bool = False,
     trust_after: float = 0.0,
+    missed: set[str] | None = None,
 ) -> Applied:
     return apply_snapshot(
         state,
@@ -50,6 +51,7 @@ def apply(
         max_delete_percent=max_delete_percent,
         initial=initial,
         trust_after=trust_after,
+        missed=missed,
     )
 
 
@@ -615,14 +617,15 @@ def test_a_key_gone_and_its_object_under_a_new_key_are_paired() -> None:
     assert state.moves.moved_here("other") is None
 
 
-def test_identical_objects_pair_one_for_one() -> None:
+def test_identical_objects_pair_one_for_one_and_the_rest_copy_from_one() -> None:
     state = SyncState()
     synced(state, "a1", obj("same"))
     synced(state, "a2", obj("same"))
     apply(state, {"b1": obj("same"), "b2": obj("same"), "b3": obj("same")})
-    sources = {move.source for rel in ("b1", "b2", "b3") if (move := state.moves.moved_here(rel))}
-    assert sources == {"a1", "a2"}
-    assert len(state.moves) == 2
+    moves = [state.moves.moved_here(rel) for rel in ("b1", "b2", "b3")]
+    sources = [move.source for move in moves if move is not None]
+    assert len(sources) == 3 and set(sources) == {"a1", "a2"}  # a third key: a copy of one
+    assert state.moves.leaving("a1") and state.moves.leaving("a2")
 
 
 def test_a_prefix_renamed_is_not_held_by_the_guard() -> None:
@@ -639,7 +642,9 @@ def test_a_mass_delete_beside_a_few_renames_is_still_held() -> None:
     kept = dict(list(entries.items())[:3])
     applied = apply(state, {f"moved/{rel}": entry for rel, entry in kept.items()})
     assert applied.held_deletions == 20  # 17 deleted (not renamed) is over the guard
-    assert len(state.moves) == 0
+    assert all(state.paths[rel].remote is not None for rel in entries)  # none taken as gone
+    # The three new keys are copied from the files the guard keeps: no download.
+    assert {state.moves.moved_here(f"moved/{rel}").source for rel in kept} == set(kept)
 
 
 MD5_A, MD5_B, MD5_C = "a" * 32, "b" * 32, "c" * 32
@@ -684,3 +689,116 @@ def test_an_exact_match_is_taken_before_a_copy_by_size() -> None:
     assert moved is not None and moved.source == "p.bin"
     by_size = state.moves.moved_here("q.bin.new")
     assert by_size is not None and by_size.source == "q.bin"
+
+
+# -- a synced file is deleted when two listings in a row miss its key (the poller's) ------------
+
+
+def test_a_key_missed_once_is_kept_and_deleted_when_missed_again() -> None:
+    state = SyncState()
+    synced(state, "a", obj("ea"))
+    synced(state, "b", obj("eb"))
+    first = apply(state, {"b": obj("eb")}, missed=set())
+    assert first == Applied([], 0, [], {"a"})
+    assert state.paths["a"].remote == obj("ea")  # not taken as gone yet
+    second = apply(state, {"b": obj("eb")}, missed=first.missed)
+    assert second == Applied(["a"], 0, [], set())
+    assert state.paths["a"].remote is None
+
+
+def test_a_key_missed_once_then_listed_again_is_forgotten_as_missed() -> None:
+    state = SyncState()
+    synced(state, "a", obj("ea"))
+    first = apply(state, {}, missed=set())
+    assert first.missed == {"a"}
+    again = apply(state, {"a": obj("ea")}, missed=first.missed)
+    assert again == Applied([], 0, [], set())
+    third = apply(state, {}, missed=again.missed)  # missed once more: kept once more
+    assert third.missed == {"a"} and state.paths["a"].remote == obj("ea")
+
+
+def test_a_rename_seen_half_done_is_paired_by_the_next_listing() -> None:
+    """`aws s3 mv` of a prefix during a slow listing: the new names' page read before their
+    copy, the old names' page after their delete. The first listing misses `old/a` and has
+    no `new/a`; the second shows `new/a`: paired, not deleted and downloaded. (MD5 ETags:
+    a key of another MD5 cannot be a copy of it in other parts, as `new/b` could otherwise.)"""
+    state = SyncState()
+    synced(state, "old/a", obj(MD5_A, size=5))
+    synced(state, "old/b", obj(MD5_B, size=5))
+    first = apply(state, {"new/b": obj(MD5_B, LM2, size=5)}, missed=set())
+    assert first.missed == {"old/a"}
+    assert state.moves.moved_here("new/b").source == "old/b"  # seen whole: paired at once
+    assert state.paths["old/a"].remote == obj(MD5_A, size=5)
+    listing = {"new/a": obj(MD5_A, LM2, size=5), "new/b": obj(MD5_B, LM2, size=5)}
+    second = apply(state, listing, missed=first.missed)
+    assert {"new/a", "old/a"} <= set(second.changed) and second.missed == set()
+    move = state.moves.moved_here("new/a")
+    assert move is not None and move.source == "old/a"
+    assert state.paths["old/a"].remote is None
+
+
+def test_missed_keys_count_towards_the_guard_when_missed_again() -> None:
+    state, entries = _synced_files(20)
+    rest = dict(list(entries.items())[15:])  # 15 of 20 missing: over the guard
+    first = apply(state, rest, missed=set())
+    assert first.held_deletions == 0 and len(first.missed) == 15  # waiting, not held
+    second = apply(state, rest, missed=first.missed)
+    assert second.held_deletions == 15 and second.changed == []
+    assert second.missed == first.missed  # still missing: looked at again next time
+    assert all(ps.remote is not None for ps in state.paths.values())
+
+
+def test_the_restore_deletes_what_its_listing_misses_at_once() -> None:
+    state = SyncState()
+    synced(state, "a", obj("ea"))
+    applied = apply(state, {}, initial=True)
+    assert applied.changed == ["a"] and applied.missed == set()
+
+
+# -- a new key with the object of a synced file here is copied from it --------------------------
+
+
+def test_a_new_key_whose_old_key_is_still_listed_is_copied_from_its_file() -> None:
+    """A rename seen half done the other way (the old name's page read before its delete, the
+    new one's after its copy), or a copy: the new key is copied from the file here."""
+    state = SyncState()
+    synced(state, "a/x", obj("ex", size=5))
+    applied = apply(state, {"a/x": obj("ex", size=5), "b/x": obj("ex", LM2, size=5)}, missed=set())
+    assert applied.changed == ["b/x", "b"]
+    move = state.moves.moved_here("b/x")
+    assert (
+        move is not None and move.source == "a/x" and move.synced == Synced(FILE, obj("ex", size=5))
+    )
+
+
+def test_empty_objects_and_other_objects_are_not_copied_from_files_here() -> None:
+    state = SyncState()
+    synced(state, "empty", obj("d41d", size=0))
+    synced(state, "x", obj("ex", size=5))
+    synced(state, "d", marker("ex"), local=DIR)
+    apply(
+        state,
+        {
+            "empty": obj("d41d", size=0),
+            "x": obj("ex", size=5),
+            "d": marker("ex"),
+            "empty2": obj("d41d", size=0),
+            "y": obj("ex", size=6),  # another size: another object
+            "z": obj("ez", size=5),
+        },
+    )
+    assert len(state.moves) == 0
+
+
+def test_a_key_missed_beside_a_new_key_of_its_size_goes_at_once_to_pair_by_size() -> None:
+    """A new key that may be a copy in other parts (same size, ETags not two MD5s) is paired
+    by this listing (and the copy here proves it or not): the gone key is not kept for the
+    next."""
+    state = SyncState()
+    synced(state, "big.bin", obj(f"{MD5_A}-3", size=13))
+    synced(state, "small.bin", obj(MD5_B, size=7))
+    applied = apply(state, {"archive/big.bin": obj(MD5_C, LM2, size=13)}, missed=set())
+    assert applied.missed == {"small.bin"}
+    assert state.paths["big.bin"].remote is None
+    move = state.moves.moved_here("archive/big.bin")
+    assert move is not None and move.source == "big.bin"

@@ -176,32 +176,38 @@ async def test_etags_without_quotes_do_not_redownload(syncer_factory, bucket: Bu
     assert requests(syncer, "GetObject") == 1
 
 
-async def test_listings_start_every_interval_when_a_listing_is_slow(
+async def test_listings_start_every_interval_and_rest_as_long_as_they_took(
     syncer_factory, proxy, caplog
 ) -> None:
     """The poll interval is how stale the folder may get, so it counts from the start of one
-    listing to the start of the next: a slow listing does not stretch it (counted from the end,
-    four periods of 1 s with 0.6 s listings took 6.4 s). A listing slower than the interval is
-    followed by the next at once, with one warning."""
+    listing to the start of the next: a listing that takes a while does not stretch it (counted
+    from the end, four periods of 1 s with 0.4 s listings took 5.6 s). But every listing is
+    followed by a rest as long as it took: a listing slower than half the interval stretches it
+    to twice the listing (with one warning), and the store is never listed back to back (a
+    store that answers one request at a time had no time left for anyone else's)."""
     syncer = await syncer_factory(endpoint=proxy.endpoint_pattern, download_interval=1.0)
     proxy.faults.methods = {"GET"}
-    proxy.faults.delay = 0.6  # every listing page (and nothing else: no file changes)
+    proxy.faults.delay = 0.4  # every listing page (and nothing else: no file changes)
 
     def polls() -> float:
         return metric(syncer, "s3sync_polls_total", result="ok")
 
     first = polls() + 1
-    await eventually(lambda: polls() >= first, what="a slow listing")
+    await eventually(lambda: polls() >= first, what="a quick listing")
     begun = time.monotonic()
     await eventually(lambda: polls() >= first + 4, what="four more listings")
-    assert time.monotonic() - begun < 5.2  # 4.0 s, starts 1 s apart; end to start: 6.4 s
+    assert time.monotonic() - begun < 4.8  # 4.0 s, starts 1 s apart; end to start: 5.6 s
 
-    proxy.faults.delay = 1.3  # now slower than the interval: listings back to back
+    proxy.faults.delay = 1.3  # now slower than the interval
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="sidecar.poll"):
-        now = polls()
-        await eventually(lambda: polls() >= now + 4, timeout=30, what="slow listings")
-    assert caplog.text.count("longer than the poll interval") == 1
+        now = polls() + 1
+        await eventually(lambda: polls() >= now, timeout=30, what="a slow listing")
+        begun = time.monotonic()
+        await eventually(lambda: polls() >= now + 3, timeout=30, what="slow listings")
+    # each 1.3 s listing and a rest as long: 7.8 s for three (back to back, 3.9 s)
+    assert time.monotonic() - begun > 7.0
+    assert caplog.text.count("more than half the poll interval") == 1
 
 
 async def test_a_listing_of_what_did_not_change_is_taken_from_the_last(

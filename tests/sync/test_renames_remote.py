@@ -44,11 +44,16 @@ async def _written_and_synced(syncer: Any, bucket: Bucket, tree: dict[str, bytes
     assert (await syncer.flush()).flushed
 
 
-def _mv(bucket: Bucket, source: str, target: str) -> None:
-    """What `aws s3 mv` does for one key: a copy (metadata kept), then a delete."""
+def _copy(bucket: Bucket, source: str, target: str) -> None:
+    """A copy of a key within the bucket (CopyObject: metadata kept)."""
     bucket.client.copy_object(
         Bucket=bucket.name, Key=target, CopySource={"Bucket": bucket.name, "Key": source}
     )
+
+
+def _mv(bucket: Bucket, source: str, target: str) -> None:
+    """What `aws s3 mv` does for one key: a copy (metadata kept), then a delete."""
+    _copy(bucket, source, target)
     bucket.delete(source)
 
 
@@ -303,3 +308,57 @@ async def test_a_prefix_renamed_in_s3_leaves_no_empty_directory_here(
     assert sorted(await in_thread(bucket.list_keys)) == sorted(
         key.replace("project/", "project-old/", 1) for key in keys
     )
+
+
+@pytest.mark.any_s3
+@pytest.mark.parametrize("seen_first", ["old_gone", "new_listed"])
+async def test_a_rename_a_listing_saw_half_done_is_moved_here_not_downloaded(
+    syncer_factory: Any, bucket: Bucket, proxy: Any, seen_first: str
+) -> None:
+    """A listing reads its pages one after another, and another client renaming a prefix
+    (a copy, then a delete, key by key) may be seen half done, two ways:
+    - `old_gone`: the new names' page read before their copies, the old names' page after
+      their deletes (`mv docs docs-old`: the new names list first). One listing shows the old
+      keys gone and no new ones: the files stay here until a second listing misses them too,
+      and that one shows the new keys, paired then;
+    - `new_listed`: the old names' page read before their deletes, the new names' after their
+      copies (`mv docs docs2`). One listing shows both: the new keys are copied from the files
+      here, and the old ones deleted when their keys are missed.
+    Either way, no byte of any file comes from S3."""
+    syncer = await syncer_factory(endpoint=proxy.endpoint_pattern, download_interval=HOUR)
+    tree = {f"docs/{n:02d}.md": os.urandom(5000 + n) for n in range(6)}
+    await _written_and_synced(syncer, bucket, tree)
+    scheduler = syncer._running().scheduler
+    renamed = {rel.replace("docs/", "archive/", 1): data for rel, data in tree.items()}
+    answered = proxy.answer_bytes["GET"]
+
+    async def listed_and_done() -> None:
+        await syncer.poll_once()
+        await scheduler.wait_idle()
+
+    if seen_first == "old_gone":
+        # As the listing saw it: the old keys gone, the new ones not there yet (the new keys'
+        # bytes put again rather than copied: the old ones are gone; the ETags are the same)
+        for rel in tree:
+            await in_thread(bucket.delete, rel)
+        await listed_and_done()
+        assert _files(syncer.folder) == tree  # missed once: kept
+        for rel, data in renamed.items():
+            await in_thread(bucket.put, rel, data)
+        await listed_and_done()
+    else:
+        for rel in tree:
+            await in_thread(_copy, bucket, rel, rel.replace("docs/", "archive/", 1))
+        await listed_and_done()
+        assert _files(syncer.folder) == tree | renamed  # copied here from the old files
+        for rel in tree:
+            await in_thread(bucket.delete, rel)
+        await listed_and_done()
+        await listed_and_done()  # missed twice: deleted
+
+    await eventually(lambda: _files(syncer.folder) == renamed, timeout=30, what="the new names")
+    assert proxy.answer_bytes["GET"] == answered  # no object's bytes (listings count apart)
+    assert metric(syncer, "s3sync_renames_total", how="local_move", result="ok") == len(tree)
+    assert metric(syncer, "s3sync_renames_total", how="local_move", result="fallback") == 0
+    keys = await in_thread(bucket.list_keys)  # ("docs/", the marker, stays: not moved)
+    assert sorted(key for key in keys if not key.endswith("/")) == sorted(renamed)
