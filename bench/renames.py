@@ -33,7 +33,14 @@ from harness import (
 )
 from relay import Relay
 from rows import MIB, Bench, Column, Table
-from tools import MOBIUS3, OURSELVES, _rclone_env, start_daemon, wait_until_watching
+from tools import (
+    MOBIUS3,
+    OURSELVES,
+    Running,
+    _rclone_env,
+    start_daemon,
+    wait_until_watching,
+)
 
 RCLONE_MOVE = "rclone move"
 AWS_MV = "aws s3 mv"
@@ -327,13 +334,28 @@ def _remote_rename_daemon(
             received = relay.received
             started = time.monotonic()
             _move_in_s3(server, prefix, variant)
+            gets, listings = _ours(running, "GetObject"), _ours(running, "ListObjectsV2")
             done = wait_for(
                 lambda: variant.in_folder(folder, variant.new, variant.old),
                 variant.timeout,
                 f"{tool} to carry the rename here",
                 step=0.1,
             )
+            if running.http_port is not None:
+                moved = running.metric("s3sync_renames_total", how="local_move", result="ok")
+                bench.say(
+                    f"    {tool}: {moved:.0f} of {variant.files} files moved here, "
+                    f"{_ours(running, 'GetObject') - gets:.0f} GetObject, "
+                    f"{_ours(running, 'ListObjectsV2') - listings:.0f} listing pages"
+                )
             return done - started, relay.received - received
+
+
+def _ours(running: Running, operation: str) -> float:
+    """Our requests of `operation` so far (0 for a peer: no `/metrics`)."""
+    if running.http_port is None:
+        return 0.0
+    return running.metric("s3sync_s3_requests_total", operation=operation)
 
 
 def _move_in_s3(server: Server, prefix: str, variant: Variant) -> None:

@@ -233,7 +233,8 @@ class Poller:
         took, so that listing takes at most half the time, of the store (moto or a small
         server answers one request at a time, and the other clients' requests wait behind a
         listing) and of our own downloads: a listing longer than half the interval stretches
-        it to twice the listing (with a warning, once)."""
+        it to twice the listing (with a warning, once until listings take less than a third of
+        the interval again)."""
         started = ended = time.monotonic()  # the caller's listing (the restore) came just before
         stretched = False
         while True:
@@ -248,7 +249,9 @@ class Poller:
                     period,
                     2 * took,
                 )
-            stretched = took > period / 2
+                stretched = True
+            elif took < period / 3:  # (not half: listings of about half would warn on and on)
+                stretched = False
             wait = max(started + period, ended + took) - time.monotonic()
             if wait > 0:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
