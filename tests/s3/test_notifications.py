@@ -572,3 +572,40 @@ async def test_a_repeat_of_an_event_s3_confirmed_costs_no_request(
     await handled(syncer, quiet_queue)
     assert read(doc) == b"v2 now"
     assert metric(syncer, "s3sync_downloads_total") == 2
+
+
+async def test_a_rename_whose_copy_and_delete_come_in_two_batches_is_moved_here(
+    syncer_factory, bucket: Bucket, queue: Queue
+) -> None:
+    """Another client's `mv` through the queue, its copy's event handled before its delete's
+    arrives: the new key holds the object of the synced file still here under the old name, so
+    it is copied from that file (proven by the ETag), not downloaded; the delete's event then
+    removes the old file. No GetObject, no listing."""
+    syncer = await syncer_factory(download_interval=HOUR, queue_url=queue.url)
+    folder: Path = syncer.folder
+    data = os.urandom(50_000)
+    (folder / "report.pdf").write_bytes(data)
+    await eventually(lambda: bucket.exists("report.pdf"), what="uploaded")
+    assert (await syncer.flush()).flushed
+    await handled(syncer, queue)
+    gets, listings = requests(syncer, "GetObject"), requests(syncer, "ListObjectsV2")
+
+    await in_thread(
+        lambda: bucket.client.copy_object(
+            Bucket=bucket.name,
+            Key="2026/report.pdf",
+            CopySource={"Bucket": bucket.name, "Key": "report.pdf"},
+        )
+    )
+    await eventually(lambda: read(folder / "2026" / "report.pdf") == data, what="copied here")
+    await handled(syncer, queue)
+    assert read(folder / "report.pdf") == data  # its key is still there: so is the file
+    await in_thread(bucket.delete, "report.pdf")
+    await eventually(lambda: not (folder / "report.pdf").exists(), what="the old name gone")
+    await handled(syncer, queue)
+
+    assert read(folder / "2026" / "report.pdf") == data
+    assert requests(syncer, "GetObject") == gets  # no byte of it downloaded
+    assert requests(syncer, "ListObjectsV2") == listings  # all of it came through the queue
+    assert metric(syncer, "s3sync_renames_total", how="local_move", result="ok") == 1
+    assert metric(syncer, "s3sync_bytes_saved_total", how="local_move") == len(data)
