@@ -332,30 +332,34 @@ def _remote_rename_daemon(
             _wait_in_s3(server, ledger, prefix, variant, variant.old, None, "the upload")
             _flush(running)
             received = relay.received
+            before = _our_requests(running)  # (before the move: it runs to its end)
             started = time.monotonic()
             _move_in_s3(server, prefix, variant)
-            gets, listings = _ours(running, "GetObject"), _ours(running, "ListObjectsV2")
             done = wait_for(
                 lambda: variant.in_folder(folder, variant.new, variant.old),
                 variant.timeout,
                 f"{tool} to carry the rename here",
                 step=0.1,
             )
-            if running.http_port is not None:
+            after = _our_requests(running)
+            if before is not None and after is not None:
                 moved = running.metric("s3sync_renames_total", how="local_move", result="ok")
                 bench.say(
                     f"    {tool}: {moved:.0f} of {variant.files} files moved here, "
-                    f"{_ours(running, 'GetObject') - gets:.0f} GetObject, "
-                    f"{_ours(running, 'ListObjectsV2') - listings:.0f} listing pages"
+                    f"{after[0] - before[0]:.0f} GetObject, "
+                    f"{after[1] - before[1]:.0f} listing pages"
                 )
             return done - started, relay.received - received
 
 
-def _ours(running: Running, operation: str) -> float:
-    """Our requests of `operation` so far (0 for a peer: no `/metrics`)."""
+def _our_requests(running: Running) -> tuple[float, float] | None:
+    """Our GetObject and ListObjectsV2 requests so far; None for a peer (no `/metrics`)."""
     if running.http_port is None:
-        return 0.0
-    return running.metric("s3sync_s3_requests_total", operation=operation)
+        return None
+    return (
+        running.metric("s3sync_s3_requests_total", operation="GetObject"),
+        running.list_requests(),
+    )
 
 
 def _move_in_s3(server: Server, prefix: str, variant: Variant) -> None:
