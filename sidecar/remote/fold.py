@@ -361,8 +361,8 @@ def _pair_with_files_here(state: SyncState, came: list[tuple[str, RemoteEntry]])
             holders.setdefault((remote.etag, remote.size), (rel, synced))
     released: list[str] = []
     for rel, entry in came:
-        holder = holders.get((entry.etag, entry.size))
-        if holder is not None and holder[0] != rel:
+        holder = holders.get((entry.etag, entry.size))  # (never `rel`: nothing is synced there)
+        if holder is not None:
             released += state.moves.renamed(holder[0], rel, holder[1], in_tree=False)
     return released
 
